@@ -1,0 +1,273 @@
+/*
+ * sortednet_blas: single-precision GEMM from OpenBLAS for Float32Arrays owned by JavaScript
+ * (including views into the wasm backend's heap). Every call is synchronous and works in place
+ * on the caller's memory: nothing is copied, nothing is kept after the call returns.
+ *
+ * Row-major throughout, as TensorFlow.js stores tensors:
+ *   C[M, N] = alpha * op(A)[M, K] * op(B)[K, N] + beta * C,  op(X) = X or Xᵀ.
+ * Every array's extent is checked against the leading dimensions before OpenBLAS touches it,
+ * so a wrong size from JavaScript throws a RangeError instead of corrupting memory.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <node_api.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define MAX_ARGS 17
+
+#define CHECK(env, call)                                                   \
+  do {                                                                     \
+    if ((call) != napi_ok) {                                               \
+      napi_throw_error((env), NULL, "sortednet_blas: N-API call failed: " #call); \
+      return NULL;                                                         \
+    }                                                                      \
+  } while (0)
+
+typedef struct {
+  float *data;
+  size_t length; /* in elements */
+} FloatView;
+
+static bool arg_count(napi_env env, size_t got, size_t want, const char *fn) {
+  if (got == want) return true;
+  char msg[160];
+  snprintf(msg, sizeof msg, "%s: expected %zu arguments, got %zu", fn, want, got);
+  napi_throw_type_error(env, NULL, msg);
+  return false;
+}
+
+/* A boolean, or a number read as C does (TensorFlow.js attributes are sometimes 0/1). */
+static bool get_bool(napi_env env, napi_value v, const char *fn, const char *name, bool *out) {
+  double d;
+  if (napi_get_value_bool(env, v, out) == napi_ok) return true;
+  if (napi_get_value_double(env, v, &d) == napi_ok) {
+    *out = d != 0;
+    return true;
+  }
+  char msg[160];
+  snprintf(msg, sizeof msg, "%s: %s must be a boolean", fn, name);
+  napi_throw_type_error(env, NULL, msg);
+  return false;
+}
+
+/* A non-negative integer that fits BLAS's int. */
+static bool get_dim(napi_env env, napi_value v, const char *fn, const char *name, int64_t *out) {
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok || !(d >= 0 && d <= 2147483647.0) || d != floor(d)) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s: %s must be an integer in [0, 2^31)", fn, name);
+    napi_throw_range_error(env, NULL, msg);
+    return false;
+  }
+  *out = (int64_t)d;
+  return true;
+}
+
+static bool get_float(napi_env env, napi_value v, const char *fn, const char *name, float *out) {
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s: %s must be a number", fn, name);
+    napi_throw_type_error(env, NULL, msg);
+    return false;
+  }
+  *out = (float)d;
+  return true;
+}
+
+/* A Float32Array; its byteOffset is honoured (napi returns the pointer to its first element). */
+static bool get_f32(napi_env env, napi_value v, const char *fn, const char *name, FloatView *out) {
+  bool is_ta = false;
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta ||
+      napi_get_typedarray_info(env, v, &type, &length, &data, NULL, NULL) != napi_ok || type != napi_float32_array) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s: %s must be a Float32Array", fn, name);
+    napi_throw_type_error(env, NULL, msg);
+    return false;
+  }
+  out->data = (float *)data;
+  out->length = length;
+  return true;
+}
+
+/* Elements a rows×cols row-major matrix with leading dimension ld spans (0 when empty). */
+static bool check_extent(napi_env env, const char *fn, const char *name, int64_t rows, int64_t cols, int64_t ld,
+                         int64_t offset, size_t length) {
+  char msg[240];
+  if (ld < (cols > 1 ? cols : 1)) {
+    snprintf(msg, sizeof msg, "%s: leading dimension of %s is %lld, must be >= %lld", fn, name, (long long)ld,
+             (long long)(cols > 1 ? cols : 1));
+    napi_throw_range_error(env, NULL, msg);
+    return false;
+  }
+  int64_t need = rows == 0 || cols == 0 ? 0 : offset + (rows - 1) * ld + cols;
+  if (need > (int64_t)length) {
+    snprintf(msg, sizeof msg, "%s: %s needs %lld elements (%lld x %lld, ld %lld), the array has %zu", fn, name,
+             (long long)need, (long long)rows, (long long)cols, (long long)ld, length);
+    napi_throw_range_error(env, NULL, msg);
+    return false;
+  }
+  return true;
+}
+
+typedef struct {
+  bool trans_a, trans_b;
+  int64_t m, n, k, lda, ldb, ldc;
+  float alpha, beta;
+  FloatView a, b, c;
+} Gemm;
+
+/* Reads (transA, transB, M, N, K, alpha, A, lda, [strideA,] B, ldb, [strideB,] beta, C, ldc, [strideC]). */
+static bool read_gemm(napi_env env, napi_value *argv, const char *fn, bool strided, Gemm *g, int64_t strides[3]) {
+  size_t i = 0;
+  if (!get_bool(env, argv[i++], fn, "transA", &g->trans_a) || !get_bool(env, argv[i++], fn, "transB", &g->trans_b) ||
+      !get_dim(env, argv[i++], fn, "M", &g->m) || !get_dim(env, argv[i++], fn, "N", &g->n) ||
+      !get_dim(env, argv[i++], fn, "K", &g->k) || !get_float(env, argv[i++], fn, "alpha", &g->alpha) ||
+      !get_f32(env, argv[i++], fn, "A", &g->a) || !get_dim(env, argv[i++], fn, "lda", &g->lda))
+    return false;
+  if (strided && !get_dim(env, argv[i++], fn, "strideA", &strides[0])) return false;
+  if (!get_f32(env, argv[i++], fn, "B", &g->b) || !get_dim(env, argv[i++], fn, "ldb", &g->ldb)) return false;
+  if (strided && !get_dim(env, argv[i++], fn, "strideB", &strides[1])) return false;
+  if (!get_float(env, argv[i++], fn, "beta", &g->beta) || !get_f32(env, argv[i++], fn, "C", &g->c) ||
+      !get_dim(env, argv[i++], fn, "ldc", &g->ldc))
+    return false;
+  if (strided && !get_dim(env, argv[i++], fn, "strideC", &strides[2])) return false;
+  return true;
+}
+
+/* Checks batch `count` matrices starting `stride` elements apart fit each array. */
+static bool check_gemm(napi_env env, const char *fn, const Gemm *g, const int64_t strides[3], int64_t count) {
+  int64_t last = count > 0 ? count - 1 : 0;
+  int64_t a_rows = g->trans_a ? g->k : g->m, a_cols = g->trans_a ? g->m : g->k;
+  int64_t b_rows = g->trans_b ? g->n : g->k, b_cols = g->trans_b ? g->k : g->n;
+  return check_extent(env, fn, "A", a_rows, a_cols, g->lda, last * strides[0], g->a.length) &&
+         check_extent(env, fn, "B", b_rows, b_cols, g->ldb, last * strides[1], g->b.length) &&
+         check_extent(env, fn, "C", g->m, g->n, g->ldc, last * strides[2], g->c.length);
+}
+
+static void run_gemm(const Gemm *g, const float *a, const float *b, float *c) {
+  if (g->m == 0 || g->n == 0) return;
+  cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans, g->trans_b ? CblasTrans : CblasNoTrans,
+              (int)g->m, (int)g->n, (int)g->k, g->alpha, a, (int)g->lda, b, (int)g->ldb, g->beta, c, (int)g->ldc);
+}
+
+/* sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc): C is updated in place. */
+static napi_value sgemm(napi_env env, napi_callback_info info) {
+  size_t argc = MAX_ARGS;
+  napi_value argv[MAX_ARGS];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!arg_count(env, argc, 13, "sgemm")) return NULL;
+  Gemm g;
+  int64_t strides[3] = {0, 0, 0};
+  if (!read_gemm(env, argv, "sgemm", false, &g, strides) || !check_gemm(env, "sgemm", &g, strides, 1)) return NULL;
+  run_gemm(&g, g.a.data, g.b.data, g.c.data);
+  return NULL;
+}
+
+/*
+ * sgemmStridedBatched(transA, transB, M, N, K, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC,
+ * batch): matrix i of X starts at X + i * strideX; a stride of 0 broadcasts one matrix over the batch.
+ */
+static napi_value sgemm_strided_batched(napi_env env, napi_callback_info info) {
+  const char *fn = "sgemmStridedBatched";
+  size_t argc = MAX_ARGS;
+  napi_value argv[MAX_ARGS];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!arg_count(env, argc, 17, fn)) return NULL;
+  Gemm g;
+  int64_t strides[3], batch;
+  if (!read_gemm(env, argv, fn, true, &g, strides) || !get_dim(env, argv[16], fn, "batch", &batch) ||
+      !check_gemm(env, fn, &g, strides, batch))
+    return NULL;
+  for (int64_t i = 0; i < batch; i++)
+    run_gemm(&g, g.a.data + i * strides[0], g.b.data + i * strides[1], g.c.data + i * strides[2]);
+  return NULL;
+}
+
+/* Activation codes shared with src/engine/native/blas.ts. */
+enum { ACT_LINEAR = 0, ACT_RELU = 1, ACT_RELU6 = 2, ACT_LEAKYRELU = 3 };
+
+/*
+ * biasActivation(C, rows, cols, bias | null, activation, leakyAlpha): C[r, c] = act(C[r, c] + bias[c % bias.length])
+ * in place, over a dense rows×cols block; bias has length cols or 1.
+ */
+static napi_value bias_activation(napi_env env, napi_callback_info info) {
+  const char *fn = "biasActivation";
+  size_t argc = MAX_ARGS;
+  napi_value argv[MAX_ARGS];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!arg_count(env, argc, 6, fn)) return NULL;
+  FloatView c, bias = {NULL, 0};
+  int64_t rows, cols, act;
+  float leaky;
+  napi_valuetype bias_type;
+  CHECK(env, napi_typeof(env, argv[3], &bias_type));
+  if (!get_f32(env, argv[0], fn, "C", &c) || !get_dim(env, argv[1], fn, "rows", &rows) ||
+      !get_dim(env, argv[2], fn, "cols", &cols) ||
+      (bias_type != napi_null && bias_type != napi_undefined && !get_f32(env, argv[3], fn, "bias", &bias)) ||
+      !get_dim(env, argv[4], fn, "activation", &act) || !get_float(env, argv[5], fn, "leakyAlpha", &leaky))
+    return NULL;
+  if (!check_extent(env, fn, "C", rows, cols, cols, 0, c.length)) return NULL;
+  if (bias.data != NULL && bias.length != (size_t)cols && bias.length != 1) {
+    napi_throw_range_error(env, NULL, "biasActivation: bias length must be cols or 1");
+    return NULL;
+  }
+  if (act > ACT_LEAKYRELU) {
+    napi_throw_range_error(env, NULL, "biasActivation: activation must be 0 linear, 1 relu, 2 relu6, 3 leakyrelu");
+    return NULL;
+  }
+  for (int64_t r = 0; r < rows; r++) {
+    float *row = c.data + r * cols;
+    if (bias.data != NULL) {
+      if (bias.length == 1)
+        for (int64_t j = 0; j < cols; j++) row[j] += bias.data[0];
+      else
+        for (int64_t j = 0; j < cols; j++) row[j] += bias.data[j];
+    }
+    switch (act) {
+      case ACT_RELU:
+        for (int64_t j = 0; j < cols; j++) row[j] = row[j] > 0 ? row[j] : 0;
+        break;
+      case ACT_RELU6:
+        for (int64_t j = 0; j < cols; j++) row[j] = row[j] > 0 ? (row[j] < 6 ? row[j] : 6) : 0;
+        break;
+      case ACT_LEAKYRELU:
+        for (int64_t j = 0; j < cols; j++) row[j] = row[j] > 0 ? row[j] : leaky * row[j];
+        break;
+      default:
+        break;
+    }
+  }
+  return NULL;
+}
+
+/* OpenBLAS's own description (version, target core, threads), for status messages. */
+extern char *openblas_get_config(void);
+extern int openblas_get_num_threads(void);
+
+static napi_value config(napi_env env, napi_callback_info info) {
+  (void)info;
+  char text[256];
+  snprintf(text, sizeof text, "%s; %d threads", openblas_get_config(), openblas_get_num_threads());
+  napi_value out;
+  CHECK(env, napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &out));
+  return out;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"sgemm", NULL, sgemm, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"sgemmStridedBatched", NULL, sgemm_strided_batched, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"biasActivation", NULL, bias_activation, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"config", NULL, config, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  CHECK(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

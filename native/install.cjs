@@ -1,0 +1,67 @@
+#!/usr/bin/env node
+/**
+ * `npm install` hook: builds the optional OpenBLAS addon (native/binding.gyp) with node-gyp.
+ * It never fails the install: without a compiler, node-gyp or OpenBLAS the project runs on the portable
+ * wasm path, and this prints one line saying why and how to enable the fast path.
+ */
+'use strict';
+const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const nativeDir = __dirname;
+const hint = 'To enable: apt-get install libopenblas-dev and npm rebuild';
+
+/** npm exports its bundled node-gyp to lifecycle scripts; outside npm, look where npm keeps it. */
+function findNodeGyp() {
+  const candidates = [
+    process.env.npm_config_node_gyp,
+    path.join(path.dirname(process.execPath), '../lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js'),
+  ];
+  try {
+    candidates.push(require.resolve('node-gyp/bin/node-gyp.js'));
+  } catch {
+    // not a dependency of this project; fine
+  }
+  return candidates.find((p) => p && fs.existsSync(p)) ?? null;
+}
+
+/** The first line of node-gyp's output that says what went wrong, in the reader's terms. */
+function reasonFrom(output) {
+  if (/cblas\.h: No such file/.test(output)) return 'OpenBLAS headers (cblas.h) not found';
+  if (/cannot find -lopenblas/.test(output)) return 'OpenBLAS library (libopenblas.so) not found';
+  if (/not found: (make|cc|gcc|g\+\+)|No such file or directory.*\b(cc|gcc|make)\b/.test(output))
+    return 'no C compiler or make';
+  if (/Could not find any Python/.test(output)) return 'node-gyp needs Python 3, which was not found';
+  const line = output.split('\n').find((l) => /error/i.test(l) && !/^gyp (info|ERR! )/.test(l));
+  return line ? `node-gyp failed: ${line.trim().slice(0, 160)}` : 'node-gyp failed';
+}
+
+function build() {
+  const nodeGyp = findNodeGyp();
+  if (!nodeGyp) return 'node-gyp not found';
+  const args = [nodeGyp, 'rebuild', '-C', nativeDir];
+  // Offline machines: build against the headers installed with Node (e.g. /usr/include/node) rather than
+  // letting node-gyp download them. npm passes its `nodedir` setting as npm_config_nodedir.
+  const prefix = path.resolve(path.dirname(process.execPath), '..');
+  if (!process.env.npm_config_nodedir && fs.existsSync(path.join(prefix, 'include/node/node_api.h')))
+    args.push(`--nodedir=${prefix}`);
+  const run = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 5 * 60_000 });
+  if (run.error) return `could not run node-gyp (${run.error.message})`;
+  if (run.status !== 0) return reasonFrom(`${run.stdout}\n${run.stderr}`);
+  const addon = path.join(nativeDir, 'build/Release/sortednet_blas.node');
+  // Loading it catches a library that links but is missing at run time.
+  const load = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(addon)}).config()`], { encoding: 'utf8' });
+  if (load.status !== 0) return `built but does not load: ${(load.stderr.split('\n').find((l) => /Error/.test(l)) ?? '').trim()}`;
+  return null;
+}
+
+let reason;
+try {
+  reason = build();
+} catch (err) {
+  reason = err instanceof Error ? err.message : String(err);
+}
+if (reason) console.log(`sortednet: native BLAS kernels not built (${reason}); using the portable wasm path. ${hint}`);
+else console.log('sortednet: native BLAS kernels built (OpenBLAS); the wasm backend uses them for large matmuls');
+process.exit(0);

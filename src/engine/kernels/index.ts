@@ -1,0 +1,28 @@
+/** The one place where kernels the project adds to TensorFlow.js backends are registered. */
+import * as tf from '@tensorflow/tfjs-core';
+import { conv2DBackpropFilterWasmConfig } from './conv2d_backprop_filter_wasm.js';
+import { depthwiseConv2dNativeBackpropFilterWasmConfig } from './depthwise_conv2d_native_backprop_filter_wasm.js';
+import { depthwiseConv2dNativeBackpropInputWasmConfig } from './depthwise_conv2d_native_backprop_input_wasm.js';
+import { unsortedSegmentSumWasmConfig } from './unsorted_segment_sum_wasm.js';
+
+/**
+ * Kernels the `wasm` backend of tfjs 4.22 lacks for training: the filter gradient of a
+ * convolution, both depthwise gradients, and gather's gradient (embeddings).
+ */
+const WASM_KERNELS: readonly tf.KernelConfig[] = [
+  conv2DBackpropFilterWasmConfig,
+  depthwiseConv2dNativeBackpropFilterWasmConfig,
+  depthwiseConv2dNativeBackpropInputWasmConfig,
+  unsortedSegmentSumWasmConfig,
+];
+
+let registered = false;
+
+export function registerProjectKernels(): void {
+  if (registered) return;
+  registered = true;
+  // A later tfjs that ships its own kernel keeps it.
+  for (const config of WASM_KERNELS) {
+    if (tf.getKernel(config.kernelName, config.backendName) === undefined) tf.registerKernel(config);
+  }
+}

@@ -1,0 +1,19 @@
+/**
+ * Which kernels a piece of work runs, and which of them a backend lacks: lists, per model family
+ * and backend, every kernel a training step needs before a run fails halfway on a missing one.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+/** Sorted unique names of the kernels `fn` runs on the current backend (gradients included). */
+export async function kernelsUsed(fn: () => void | Promise<void>): Promise<string[]> {
+  const info = await tf.profile(async () => {
+    await fn();
+    return [];
+  });
+  return [...new Set(info.kernelNames)].sort();
+}
+
+/** The names among `names` that have no kernel registered for `backend`. */
+export function missingKernels(names: string[], backend: string): string[] {
+  return names.filter((name) => tf.getKernel(name, backend) === undefined);
+}

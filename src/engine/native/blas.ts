@@ -1,0 +1,102 @@
+/**
+ * The optional OpenBLAS addon (native/blas.c), built at install time by native/install.cjs. Loading
+ * never throws: without the addon the engine keeps TensorFlow.js's own kernels, and
+ * `nativeBlasUnavailableReason()` says why.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+/** Codes of the activations `biasActivation` applies; the same enum is in native/blas.c. */
+export const NativeActivation = { linear: 0, relu: 1, relu6: 2, leakyrelu: 3 } as const;
+export type NativeActivationName = keyof typeof NativeActivation;
+
+/**
+ * Row-major single-precision BLAS on Float32Arrays, in place on the caller's memory (a view's byteOffset is
+ * honoured). C[M, N] = alpha · op(A)[M, K] · op(B)[K, N] + beta · C, op(X) = X or Xᵀ; `ld*` are the row
+ * lengths of the stored matrices. Sizes are checked against the arrays: a mismatch throws a RangeError.
+ */
+export interface NativeBlas {
+  sgemm(
+    transA: boolean,
+    transB: boolean,
+    M: number,
+    N: number,
+    K: number,
+    alpha: number,
+    A: Float32Array,
+    lda: number,
+    B: Float32Array,
+    ldb: number,
+    beta: number,
+    C: Float32Array,
+    ldc: number,
+  ): void;
+  /** `batch` products; matrix i of X starts at element i · strideX, and a stride of 0 broadcasts one matrix. */
+  sgemmStridedBatched(
+    transA: boolean,
+    transB: boolean,
+    M: number,
+    N: number,
+    K: number,
+    alpha: number,
+    A: Float32Array,
+    lda: number,
+    strideA: number,
+    B: Float32Array,
+    ldb: number,
+    strideB: number,
+    beta: number,
+    C: Float32Array,
+    ldc: number,
+    strideC: number,
+    batch: number,
+  ): void;
+  /** C[r, c] = act(C[r, c] + bias[c]) in place over a dense rows × cols block; bias has length cols or 1. */
+  biasActivation(
+    C: Float32Array,
+    rows: number,
+    cols: number,
+    bias: Float32Array | null,
+    activation: number,
+    leakyAlpha: number,
+  ): void;
+  /** OpenBLAS's build description and thread count, e.g. "OpenBLAS 0.3.21 … Haswell …; 2 threads". */
+  config(): string;
+}
+
+const ADDON = 'native/build/Release/sortednet_blas.node';
+const NOT_BUILT =
+  'the addon is not built: apt-get install libopenblas-dev, then npm rebuild (or npm run build:native)';
+
+let loaded: { blas: NativeBlas | null; reason: string | null } | null = null;
+
+/** The package root: this file runs as src/engine/native/blas.ts or dist/src/engine/native/blas.js. */
+function addonCandidates(): string[] {
+  return ['../../../', '../../../../'].map((up) => fileURLToPath(new URL(up + ADDON, import.meta.url)));
+}
+
+/** The addon, or null when it is not built or does not load (see `nativeBlasUnavailableReason`). */
+export function loadNativeBlas(): NativeBlas | null {
+  if (loaded) return loaded.blas;
+  const path = addonCandidates().find((p) => existsSync(p));
+  if (!path) {
+    loaded = { blas: null, reason: NOT_BUILT };
+    return null;
+  }
+  try {
+    const blas = createRequire(import.meta.url)(path) as NativeBlas;
+    blas.config(); // proves OpenBLAS resolved at load time
+    loaded = { blas, reason: null };
+  } catch (err) {
+    const message = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    loaded = { blas: null, reason: `${path} does not load (${message}); rebuild it with npm rebuild` };
+  }
+  return loaded.blas;
+}
+
+/** Why `loadNativeBlas()` returned null, or null when the addon is loaded. */
+export function nativeBlasUnavailableReason(): string | null {
+  loadNativeBlas();
+  return loaded?.reason ?? null;
+}

@@ -1,0 +1,73 @@
+/** A sorted multi-layer perceptron: elastic depth (hidden layers run) and width (per layer). */
+import * as tf from '@tensorflow/tfjs-core';
+import { Module, ModuleList, type ForwardContext } from '../nn/module.js';
+import { Linear } from '../nn/linear.js';
+import { activate, type Activation } from '../nn/functional.js';
+import { seedStream } from '../nn/init.js';
+import type { SubModel } from '../sorted/submodel.js';
+import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
+import { checkDepth, checkLayerNames, layerUnits, type SortedModel } from './model.js';
+
+export interface MlpConfig {
+  inputs: number;
+  /** Hidden widths, one per layer. */
+  hidden: number[];
+  classes: number;
+  activation?: Activation;
+}
+
+export class Mlp extends Module implements SortedModel<MlpConfig> {
+  readonly family = 'mlp';
+  readonly input = 'image';
+  readonly layers: ModuleList<Linear>;
+  /** Shared head: every depth exits through it, sliced to the last active width. */
+  readonly head: Linear;
+
+  constructor(
+    readonly config: MlpConfig,
+    seed = 1,
+  ) {
+    super();
+    if (config.hidden.length === 0) throw new Error('mlp: needs at least one hidden layer');
+    const s = seedStream(seed);
+    const dims = [config.inputs, ...config.hidden];
+    this.layers = this.addChild(
+      'layers',
+      new ModuleList(config.hidden.map((h, i) => new Linear(dims[i], h, s, { name: `layers.${i}` }))),
+    );
+    this.head = this.addChild('head', new Linear(Math.max(...config.hidden), config.classes, s, { name: 'head' }));
+  }
+
+  private widths(sub: SubModel): number[] {
+    const depth = checkDepth(sub.depth, 1, this.config.hidden.length, 'mlp');
+    return this.config.hidden.slice(0, depth).map((h, i) => layerUnits(sub, `layers.${i}`, h));
+  }
+
+  validate(sub: SubModel): void {
+    checkLayerNames(sub, this.config.hidden.map((_, i) => `layers.${i}`), 'mlp');
+    this.widths(sub);
+  }
+
+  forward(x: tf.Tensor, sub: SubModel): tf.Tensor2D {
+    let h = x.rank === 2 ? x : tf.reshape(x, [x.shape[0], -1]); // [B, inputs]
+    for (const [i, w] of this.widths(sub).entries()) {
+      h = activate(this.layers.items[i].forward(h, w), this.config.activation ?? 'relu');
+    }
+    return this.head.forward(h) as tf.Tensor2D;
+  }
+
+  cost(sub: SubModel): Cost {
+    const widths = this.widths(sub);
+    const c = zeroCost();
+    let inF = this.config.inputs;
+    for (const w of widths) {
+      addCost(c, Linear.cost(inF, w));
+      inF = w;
+    }
+    return addCost(c, Linear.cost(inF, this.config.classes));
+  }
+
+  shrink(sub: SubModel): MlpConfig {
+    return { ...this.config, hidden: this.widths(sub) };
+  }
+}

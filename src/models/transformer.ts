@@ -1,0 +1,155 @@
+/**
+ * A sorted transformer: a causal language model (tied embedding head) or an encoder classifier
+ * (mean-pooled over non-padding tokens). Elastic depth (layers), heads, FFN width and embedding
+ * dim; the final LayerNorm and the head are shared by every depth (SortedNet / Sorted LLaMA).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { Module, ModuleList, type ForwardContext } from '../nn/module.js';
+import { Embedding } from '../nn/embedding.js';
+import { LayerNorm } from '../nn/norm.js';
+import { Linear } from '../nn/linear.js';
+import { TransformerBlock } from '../nn/transformer_block.js';
+import { seedStream } from '../nn/init.js';
+import type { SubModel } from '../sorted/submodel.js';
+import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
+import { checkDepth, checkLayerNames, type SortedModel } from './model.js';
+import { checkUnits, prefix, unitsFor } from '../sorted/slice.js';
+
+export interface TransformerConfig {
+  task: 'lm' | 'classify';
+  vocab: number;
+  dim: number;
+  heads: number;
+  headDim: number;
+  ffn: number;
+  layers: number;
+  maxLen: number;
+  /** Classes for 'classify'; ignored for 'lm'. */
+  classes?: number;
+  dropout?: number;
+  /** Token id that pads sequences (excluded from pooling); 'classify' only. */
+  padId?: number;
+}
+
+interface Plan {
+  depth: number;
+  heads: number;
+  ffn: number;
+  embed: number;
+}
+
+export class Transformer extends Module implements SortedModel<TransformerConfig> {
+  readonly family = 'transformer';
+  readonly input = 'tokens';
+  readonly tokens: Embedding;
+  readonly positions: Embedding;
+  readonly blocks: ModuleList<TransformerBlock>;
+  readonly lnFinal: LayerNorm;
+  readonly head: Linear | null;
+
+  constructor(
+    readonly config: TransformerConfig,
+    seed = 1,
+  ) {
+    super();
+    const s = seedStream(seed);
+    const c = config;
+    this.tokens = this.addChild('tokens', new Embedding(c.vocab, c.dim, s, 'tokens'));
+    this.positions = this.addChild('positions', new Embedding(c.maxLen, c.dim, s, 'positions'));
+    this.blocks = this.addChild(
+      'blocks',
+      new ModuleList(
+        Array.from(
+          { length: c.layers },
+          (_, i) =>
+            new TransformerBlock(c.dim, c.heads, c.headDim, c.ffn, s, {
+              causal: c.task === 'lm',
+              dropout: c.dropout,
+              name: `blocks.${i}`,
+            }),
+        ),
+      ),
+    );
+    this.lnFinal = this.addChild('lnFinal', new LayerNorm(c.dim, 'lnFinal'));
+    if (c.task === 'classify') {
+      if (!c.classes || c.classes < 2) throw new Error('transformer: task classify needs classes ≥ 2');
+      this.head = this.addChild('head', new Linear(c.dim, c.classes, s, { name: 'head' }));
+    } else {
+      this.head = null; // tied to the token embedding
+    }
+  }
+
+  private plan(sub: SubModel): Plan {
+    const c = this.config;
+    return {
+      depth: checkDepth(sub.depth, 1, c.layers, 'transformer'),
+      heads: checkUnits(sub.heads ?? c.heads, c.heads, 'transformer', 'heads'),
+      ffn: unitsFor(sub.ffn ?? 1, c.ffn, 1, 'transformer ffn'),
+      embed: unitsFor(sub.embed ?? 1, c.dim, 1, 'transformer embed'),
+    };
+  }
+
+  validate(sub: SubModel): void {
+    checkLayerNames(sub, [], 'transformer');
+    if (sub.width !== undefined) throw new Error("transformer: use 'heads', 'ffn' and 'embed' instead of 'width'");
+    this.plan(sub);
+  }
+
+  /** Hidden states after the shared final norm: [B, T, e]. */
+  hidden(ids: tf.Tensor2D, sub: SubModel, ctx: ForwardContext): tf.Tensor3D {
+    const p = this.plan(sub);
+    const [, T] = ids.shape;
+    if (T > this.config.maxLen) throw new Error(`transformer: sequence length ${T} > maxLen ${this.config.maxLen}`);
+    const pos = this.positions.forward(tf.range(0, T, 1, 'int32'), p.embed); // [T, e]
+    let h = tf.add(this.tokens.forward(ids, p.embed), pos) as tf.Tensor3D; // [B, T, e]
+    for (let i = 0; i < p.depth; i++) h = this.blocks.items[i].forward(h, p, ctx);
+    return this.lnFinal.forward(h) as tf.Tensor3D;
+  }
+
+  /** LM: logits [B, T, vocab]; classify: logits [B, classes]. */
+  forward(x: tf.Tensor, sub: SubModel, ctx: ForwardContext): tf.Tensor {
+    if (x.rank !== 2 || x.dtype !== 'int32') throw new Error(`transformer: input must be int32 [B, T], got ${x.dtype} [${x.shape.join(', ')}]`);
+    const ids = x as tf.Tensor2D;
+    const h = this.hidden(ids, sub, ctx);
+    const [B, T, e] = h.shape;
+    if (this.head) {
+      const mask = tf.cast(tf.notEqual(ids, this.config.padId ?? -1), 'float32').reshape([B, T, 1]);
+      const pooled = tf.div(tf.sum(tf.mul(h, mask), 1), tf.maximum(tf.sum(mask, 1), 1)); // [B, e]
+      return this.head.forward(pooled);
+    }
+    const table = prefix(this.tokens.weight, [-1, e], 'tokens'); // [vocab, e]
+    return tf.reshape(tf.matMul(tf.reshape(h, [B * T, e]), table, false, true), [B, T, this.config.vocab]);
+  }
+
+  cost(sub: SubModel): Cost {
+    const p = this.plan(sub);
+    const c = this.config;
+    const T = c.maxLen;
+    const inner = p.heads * c.headDim;
+    const total = zeroCost();
+    addCost(total, { params: (c.vocab + c.maxLen) * p.embed, flops: 0 });
+    for (let i = 0; i < p.depth; i++) {
+      addCost(
+        total,
+        { params: 4 * p.embed, flops: 0 }, // two LayerNorms
+        Linear.cost(p.embed, inner),
+        Linear.cost(p.embed, inner),
+        Linear.cost(p.embed, inner),
+        Linear.cost(inner, p.embed),
+        { params: 0, flops: 4 * T * inner }, // scores and weighted sum, per token
+        Linear.cost(p.embed, p.ffn),
+        Linear.cost(p.ffn, p.embed),
+      );
+    }
+    addCost(total, { params: 2 * p.embed, flops: 0 });
+    if (c.task === 'classify') addCost(total, Linear.cost(p.embed, c.classes ?? 2));
+    else addCost(total, { params: 0, flops: 2 * p.embed * c.vocab });
+    // Everything above is per token; a sample is a sequence of maxLen tokens.
+    return { params: total.params, flops: total.flops * T };
+  }
+
+  shrink(sub: SubModel): TransformerConfig {
+    const p = this.plan(sub);
+    return { ...this.config, layers: p.depth, heads: p.heads, ffn: p.ffn, dim: p.embed };
+  }
+}

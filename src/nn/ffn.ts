@@ -1,0 +1,34 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { Module } from './module.js';
+import { Linear } from './linear.js';
+import { activate, type Activation } from './functional.js';
+
+/**
+ * Position-wise feed-forward network. Elastic hidden width (MatFormer): W_up[:m, :], W_down[:, :m].
+ * `swiglu` uses a gated unit: down(silu(gate(x)) ⊙ up(x)).
+ */
+export class FeedForward extends Module {
+  readonly up: Linear;
+  readonly down: Linear;
+  readonly gate: Linear | null;
+  constructor(
+    readonly dim: number,
+    readonly hidden: number,
+    seed: () => number,
+    readonly activation: Activation | 'swiglu' = 'gelu',
+    name = 'ffn',
+  ) {
+    super();
+    this.up = this.addChild('up', new Linear(dim, hidden, seed, { name: `${name}.up` }));
+    this.gate = activation === 'swiglu' ? this.addChild('gate', new Linear(dim, hidden, seed, { name: `${name}.gate` })) : null;
+    this.down = this.addChild('down', new Linear(hidden, dim, seed, { name: `${name}.down` }));
+  }
+
+  /** x: [..., e] → [..., e] through the first `hidden` units. */
+  forward(x: tf.Tensor, hidden = this.hidden): tf.Tensor {
+    const e = x.shape[x.rank - 1];
+    const u = this.up.forward(x, hidden);
+    const h = this.gate ? tf.mul(activate(this.gate.forward(x, hidden), 'silu'), u) : activate(u, this.activation as Activation);
+    return this.down.forward(h, e);
+  }
+}

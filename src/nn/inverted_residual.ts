@@ -1,0 +1,53 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { Module, type ForwardContext } from './module.js';
+import { Conv2d, DepthwiseConv2d } from './conv2d.js';
+import { BatchNorm2d } from './batchnorm.js';
+import { matchChannels } from './basic_block.js';
+
+export interface InvertedResidualSpec {
+  /** Expanded (hidden) channels: in · expansion ratio. */
+  hidden: number;
+  out: number;
+  stride: number;
+  /** Residual connection; fixed by the FULL model (stride 1 and in = out there), so sub-models agree. */
+  residual: boolean;
+}
+
+/**
+ * MobileNetV2 inverted residual (Sandler et al. 2018): 1×1 expand-BN-ReLU6, 3×3 depthwise-BN-ReLU6,
+ * 1×1 project-BN (linear bottleneck), residual when stride 1 and widths match in the full model.
+ */
+export class InvertedResidual extends Module {
+  readonly expand: Conv2d;
+  readonly bn1: BatchNorm2d;
+  readonly depthwise: DepthwiseConv2d;
+  readonly bn2: BatchNorm2d;
+  readonly project: Conv2d;
+  readonly bn3: BatchNorm2d;
+  readonly residual: boolean;
+
+  constructor(
+    readonly inChannels: number,
+    readonly spec: InvertedResidualSpec,
+    seed: () => number,
+    readonly name: string,
+  ) {
+    super();
+    const { hidden, out, stride } = spec;
+    this.expand = this.addChild('expand', new Conv2d(inChannels, hidden, 1, seed, { name: `${name}.expand` }));
+    this.bn1 = this.addChild('bn1', new BatchNorm2d(hidden, `${name}.bn1`));
+    this.depthwise = this.addChild('depthwise', new DepthwiseConv2d(hidden, 3, seed, { stride, name: `${name}.depthwise` }));
+    this.bn2 = this.addChild('bn2', new BatchNorm2d(hidden, `${name}.bn2`));
+    this.project = this.addChild('project', new Conv2d(hidden, out, 1, seed, { name: `${name}.project` }));
+    this.bn3 = this.addChild('bn3', new BatchNorm2d(out, `${name}.bn3`));
+    this.residual = spec.residual;
+    if (spec.residual && stride !== 1) throw new Error(`${name}: a residual block needs stride 1, got ${stride}`);
+  }
+
+  forward(x: tf.Tensor4D, widths: { hidden: number; out: number }, ctx: ForwardContext): tf.Tensor4D {
+    let h = tf.relu6(this.bn1.forward(this.expand.forward(x, widths.hidden), ctx));
+    h = tf.relu6(this.bn2.forward(this.depthwise.forward(h), ctx));
+    h = this.bn3.forward(this.project.forward(h, widths.out), ctx);
+    return this.residual ? tf.add(h, matchChannels(x, widths.out)) : h;
+  }
+}

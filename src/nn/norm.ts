@@ -1,0 +1,42 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { Module } from './module.js';
+import { checkUnits, prefix } from '../sorted/slice.js';
+
+/** LayerNorm over the last axis; elastic: normalises over the ACTIVE features only (sorted embedding dim). */
+export class LayerNorm extends Module {
+  readonly gamma: tf.Variable;
+  readonly beta: tf.Variable;
+  constructor(
+    readonly features: number,
+    readonly name = 'ln',
+    readonly epsilon = 1e-5,
+  ) {
+    super();
+    this.gamma = this.addParam('weight', tf.ones([features]));
+    this.beta = this.addParam('bias', tf.zeros([features]));
+  }
+  forward(x: tf.Tensor): tf.Tensor {
+    const e = checkUnits(x.shape[x.rank - 1], this.features, this.name, 'features');
+    const { mean, variance } = tf.moments(x, -1, true);
+    const xhat = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, this.epsilon)));
+    return tf.add(tf.mul(xhat, prefix(this.gamma, [e], this.name)), prefix(this.beta, [e], this.name));
+  }
+}
+
+/** RMSNorm (Zhang & Sennrich 2019): x / rms(x) · g, over the active features. */
+export class RMSNorm extends Module {
+  readonly gamma: tf.Variable;
+  constructor(
+    readonly features: number,
+    readonly name = 'rmsnorm',
+    readonly epsilon = 1e-6,
+  ) {
+    super();
+    this.gamma = this.addParam('weight', tf.ones([features]));
+  }
+  forward(x: tf.Tensor): tf.Tensor {
+    const e = checkUnits(x.shape[x.rank - 1], this.features, this.name, 'features');
+    const ms = tf.mean(tf.square(x), -1, true);
+    return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, this.epsilon))), prefix(this.gamma, [e], this.name));
+  }
+}

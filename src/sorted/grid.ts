@@ -1,0 +1,74 @@
+/**
+ * The grid of sub-models: the Cartesian product of per-dimension budget lists (SortedNet §1),
+ * each entry with a stable id and an analytic cost.
+ */
+import { DIMENSIONS, subModelId, validateSubModelShape, type Dimension, type SubModel } from './submodel.js';
+import type { Cost } from './cost.js';
+
+export type GridSpec = Partial<Record<Dimension, number[]>>;
+
+export interface GridEntry {
+  readonly index: number;
+  readonly id: string;
+  readonly sub: SubModel;
+  readonly cost: Cost;
+}
+
+/** What the grid needs of a model: its cost, and a check that a spec fits it. */
+export interface Costed {
+  cost(sub: SubModel): Cost;
+  validate(sub: SubModel): void;
+}
+
+export class Grid {
+  readonly entries: readonly GridEntry[];
+  private readonly byId: Map<string, GridEntry>;
+
+  constructor(
+    readonly spec: GridSpec,
+    model: Costed,
+  ) {
+    const dims = DIMENSIONS.filter((d) => spec[d] !== undefined);
+    for (const d of Object.keys(spec)) {
+      if (!(DIMENSIONS as readonly string[]).includes(d)) {
+        throw new Error(`grid: unknown dimension '${d}'; known: ${DIMENSIONS.join(', ')}`);
+      }
+    }
+    for (const d of dims) {
+      const values = spec[d]!;
+      if (!Array.isArray(values) || values.length === 0) throw new Error(`grid: dimension '${d}' needs a non-empty list of budgets`);
+      if (new Set(values).size !== values.length) throw new Error(`grid: dimension '${d}' lists a budget twice: [${values.join(', ')}]`);
+    }
+    let subs: Record<string, number>[] = [{}];
+    for (const d of dims) {
+      const sorted = [...spec[d]!].sort((a, b) => a - b);
+      subs = subs.flatMap((s) => sorted.map((v) => ({ ...s, [d]: v })));
+    }
+    this.entries = subs.map((s, index) => {
+      const sub = validateSubModelShape(s, 'grid');
+      model.validate(sub);
+      return Object.freeze({ index, id: subModelId(sub), sub, cost: model.cost(sub) });
+    });
+    this.byId = new Map(this.entries.map((e) => [e.id, e]));
+  }
+
+  get size(): number {
+    return this.entries.length;
+  }
+
+  /** Every dimension at its largest budget. */
+  get largest(): GridEntry {
+    return this.entries[this.entries.length - 1];
+  }
+
+  /** Every dimension at its smallest budget. */
+  get smallest(): GridEntry {
+    return this.entries[0];
+  }
+
+  get(id: string): GridEntry {
+    const e = this.byId.get(id);
+    if (!e) throw new Error(`grid: no sub-model '${id}'; the grid has ${this.size}, e.g. ${this.entries[0].id}`);
+    return e;
+  }
+}
