@@ -189,46 +189,51 @@ static napi_value sgemm_strided_batched(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* Activation codes shared with src/engine/native/blas.ts. */
-enum { ACT_LINEAR = 0, ACT_RELU = 1, ACT_RELU6 = 2, ACT_LEAKYRELU = 3 };
+/* Activation codes shared with src/engine/native/blas.ts (the order of TensorFlow.js's FusableActivation). */
+enum { ACT_LINEAR, ACT_RELU, ACT_RELU6, ACT_PRELU, ACT_LEAKYRELU, ACT_SIGMOID, ACT_ELU, ACT_COUNT };
+
+/* Optional Float32Array argument: null/undefined leaves *out empty. */
+static bool get_optional_f32(napi_env env, napi_value v, const char *fn, const char *name, FloatView *out) {
+  napi_valuetype t;
+  out->data = NULL;
+  out->length = 0;
+  if (napi_typeof(env, v, &t) != napi_ok) return false;
+  return t == napi_null || t == napi_undefined || get_f32(env, v, fn, name, out);
+}
 
 /*
- * biasActivation(C, rows, cols, bias | null, activation, leakyAlpha): C[r, c] = act(C[r, c] + bias[c % bias.length])
- * in place, over a dense rows×cols block; bias has length cols or 1.
+ * biasActivation(C, rows, cols, bias | null, activation, leakyAlpha, preluWeights | null): in place over a
+ * dense rows×cols block, C[r, c] = act(C[r, c] + bias[c]); bias and preluWeights have length cols or 1.
  */
 static napi_value bias_activation(napi_env env, napi_callback_info info) {
   const char *fn = "biasActivation";
   size_t argc = MAX_ARGS;
   napi_value argv[MAX_ARGS];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (!arg_count(env, argc, 6, fn)) return NULL;
-  FloatView c, bias = {NULL, 0};
+  if (!arg_count(env, argc, 7, fn)) return NULL;
+  FloatView c, bias, prelu;
   int64_t rows, cols, act;
   float leaky;
-  napi_valuetype bias_type;
-  CHECK(env, napi_typeof(env, argv[3], &bias_type));
   if (!get_f32(env, argv[0], fn, "C", &c) || !get_dim(env, argv[1], fn, "rows", &rows) ||
-      !get_dim(env, argv[2], fn, "cols", &cols) ||
-      (bias_type != napi_null && bias_type != napi_undefined && !get_f32(env, argv[3], fn, "bias", &bias)) ||
-      !get_dim(env, argv[4], fn, "activation", &act) || !get_float(env, argv[5], fn, "leakyAlpha", &leaky))
+      !get_dim(env, argv[2], fn, "cols", &cols) || !get_optional_f32(env, argv[3], fn, "bias", &bias) ||
+      !get_dim(env, argv[4], fn, "activation", &act) || !get_float(env, argv[5], fn, "leakyAlpha", &leaky) ||
+      !get_optional_f32(env, argv[6], fn, "preluWeights", &prelu))
     return NULL;
   if (!check_extent(env, fn, "C", rows, cols, cols, 0, c.length)) return NULL;
-  if (bias.data != NULL && bias.length != (size_t)cols && bias.length != 1) {
-    napi_throw_range_error(env, NULL, "biasActivation: bias length must be cols or 1");
+  if ((bias.data != NULL && bias.length != (size_t)cols && bias.length != 1) ||
+      (prelu.data != NULL && prelu.length != (size_t)cols && prelu.length != 1)) {
+    napi_throw_range_error(env, NULL, "biasActivation: bias and preluWeights must have length cols or 1");
     return NULL;
   }
-  if (act > ACT_LEAKYRELU) {
-    napi_throw_range_error(env, NULL, "biasActivation: activation must be 0 linear, 1 relu, 2 relu6, 3 leakyrelu");
+  if (act >= ACT_COUNT || (act == ACT_PRELU && prelu.data == NULL)) {
+    napi_throw_range_error(env, NULL, "biasActivation: unknown activation, or prelu without weights");
     return NULL;
   }
+  size_t bias_step = bias.length == 1 ? 0 : 1, prelu_step = prelu.length == 1 ? 0 : 1;
   for (int64_t r = 0; r < rows; r++) {
     float *row = c.data + r * cols;
-    if (bias.data != NULL) {
-      if (bias.length == 1)
-        for (int64_t j = 0; j < cols; j++) row[j] += bias.data[0];
-      else
-        for (int64_t j = 0; j < cols; j++) row[j] += bias.data[j];
-    }
+    if (bias.data != NULL)
+      for (int64_t j = 0; j < cols; j++) row[j] += bias.data[j * bias_step];
     switch (act) {
       case ACT_RELU:
         for (int64_t j = 0; j < cols; j++) row[j] = row[j] > 0 ? row[j] : 0;
@@ -236,8 +241,17 @@ static napi_value bias_activation(napi_env env, napi_callback_info info) {
       case ACT_RELU6:
         for (int64_t j = 0; j < cols; j++) row[j] = row[j] > 0 ? (row[j] < 6 ? row[j] : 6) : 0;
         break;
+      case ACT_PRELU:
+        for (int64_t j = 0; j < cols; j++) row[j] = row[j] >= 0 ? row[j] : prelu.data[j * prelu_step] * row[j];
+        break;
       case ACT_LEAKYRELU:
-        for (int64_t j = 0; j < cols; j++) row[j] = row[j] > 0 ? row[j] : leaky * row[j];
+        for (int64_t j = 0; j < cols; j++) row[j] = row[j] >= 0 ? row[j] : leaky * row[j];
+        break;
+      case ACT_SIGMOID:
+        for (int64_t j = 0; j < cols; j++) row[j] = 1 / (1 + expf(-row[j]));
+        break;
+      case ACT_ELU:
+        for (int64_t j = 0; j < cols; j++) row[j] = row[j] >= 0 ? row[j] : expm1f(row[j]);
         break;
       default:
         break;
@@ -261,10 +275,10 @@ static napi_value config(napi_env env, napi_callback_info info) {
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
-      {"sgemm", NULL, sgemm, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"sgemmStridedBatched", NULL, sgemm_strided_batched, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"biasActivation", NULL, bias_activation, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"config", NULL, config, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"sgemm", NULL, sgemm, NULL, NULL, NULL, napi_default_method, NULL},
+      {"sgemmStridedBatched", NULL, sgemm_strided_batched, NULL, NULL, NULL, napi_default_method, NULL},
+      {"biasActivation", NULL, bias_activation, NULL, NULL, NULL, napi_default_method, NULL},
+      {"config", NULL, config, NULL, NULL, NULL, napi_default_method, NULL},
   };
   CHECK(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

@@ -16,7 +16,10 @@ const hint = 'To enable: apt-get install libopenblas-dev and npm rebuild';
 function findNodeGyp() {
   const candidates = [
     process.env.npm_config_node_gyp,
-    path.join(path.dirname(process.execPath), '../lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js'),
+    path.join(
+      path.dirname(process.execPath),
+      '../lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js',
+    ),
   ];
   try {
     candidates.push(require.resolve('node-gyp/bin/node-gyp.js'));
@@ -51,8 +54,11 @@ function build() {
   if (run.status !== 0) return reasonFrom(`${run.stdout}\n${run.stderr}`);
   const addon = path.join(nativeDir, 'build/Release/sortednet_blas.node');
   // Loading it catches a library that links but is missing at run time.
-  const load = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(addon)}).config()`], { encoding: 'utf8' });
-  if (load.status !== 0) return `built but does not load: ${(load.stderr.split('\n').find((l) => /Error/.test(l)) ?? '').trim()}`;
+  const load = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(addon)}).config()`], {
+    encoding: 'utf8',
+  });
+  if (load.status !== 0)
+    return `built but does not load: ${(load.stderr.split('\n').find((l) => /Error/.test(l)) ?? '').trim()}`;
   return null;
 }
 
@@ -62,6 +68,10 @@ try {
 } catch (err) {
   reason = err instanceof Error ? err.message : String(err);
 }
-if (reason) console.log(`sortednet: native BLAS kernels not built (${reason}); using the portable wasm path. ${hint}`);
-else console.log('sortednet: native BLAS kernels built (OpenBLAS); the wasm backend uses them for large matmuls');
+if (reason)
+  console.log(`sortednet: native BLAS kernels not built (${reason}); using the portable wasm path. ${hint}`);
+else
+  console.log(
+    'sortednet: native BLAS kernels built (OpenBLAS); the wasm backend uses them for large matmuls',
+  );
 process.exit(0);

@@ -58,7 +58,12 @@ export function horizontalFlip(image: Float32Array, shape: ImageShape): Float32A
 }
 
 /** Applies the augmentations `options` turns on, drawing their randomness from `rng`. */
-export function augmentImage(image: Float32Array, shape: ImageShape, options: AugmentOptions, rng: Rng): Float32Array {
+export function augmentImage(
+  image: Float32Array,
+  shape: ImageShape,
+  options: AugmentOptions,
+  rng: Rng,
+): Float32Array {
   let out = options.cropPadding ? randomCrop(image, shape, options.cropPadding, rng) : image;
   if (options.horizontalFlip && rng.next() < 0.5) out = horizontalFlip(out, shape);
   return out;

@@ -38,19 +38,19 @@ export function readIdx(path: string): IdxArray {
   try {
     bytes = readFileSync(path);
   } catch (error) {
-    throw new Error(`cannot read IDX file '${path}': ${(error as Error).message}`);
+    throw new Error(`cannot read IDX file '${path}': ${(error as Error).message}`, { cause: error });
   }
   if (path.endsWith('.gz') || (bytes[0] === GZIP_MAGIC[0] && bytes[1] === GZIP_MAGIC[1])) {
     try {
       bytes = gunzipSync(bytes);
     } catch (error) {
-      throw new Error(`IDX file '${path}' is not valid gzip: ${(error as Error).message}`);
+      throw new Error(`IDX file '${path}' is not valid gzip: ${(error as Error).message}`, { cause: error });
     }
   }
   return parseIdx(bytes, path);
 }
 
-/** Parses IDX bytes; `source` names the file in error messages. */
+/** Parses IDX bytes; `source` names the file in error messages. uint8 data is a view on `bytes`. */
 export function parseIdx(bytes: Uint8Array, source = 'IDX data'): IdxArray {
   function fail(why: string): never {
     throw new Error(`'${source}' is not a valid IDX file: ${why}`);
@@ -64,7 +64,8 @@ export function parseIdx(bytes: Uint8Array, source = 'IDX data'): IdxArray {
   const rank = bytes[3];
   if (rank === 0) fail('number of dimensions is 0');
   const headerBytes = 4 + 4 * rank;
-  if (bytes.length < headerBytes) fail(`${rank} dimensions need a ${headerBytes}-byte header, file has ${bytes.length} bytes`);
+  if (bytes.length < headerBytes)
+    fail(`${rank} dimensions need a ${headerBytes}-byte header, file has ${bytes.length} bytes`);
 
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const dims: number[] = [];
@@ -81,7 +82,7 @@ export function parseIdx(bytes: Uint8Array, source = 'IDX data'): IdxArray {
 
   let data: IdxElements;
   if (bytes[2] === 0x08) {
-    data = bytes.slice(headerBytes); // the common case, a plain copy
+    data = bytes.subarray(headerBytes); // the common case: a view, no copy
   } else {
     data = type.create(length);
     for (let i = 0; i < length; i++) data[i] = type.read(view, headerBytes + i * type.bytes);
@@ -95,7 +96,8 @@ export function encodeIdx(dims: readonly number[], data: Uint8Array): Uint8Array
   if (length !== data.length) {
     throw new Error(`encodeIdx: dims ${dims.join('×')} hold ${length} elements, data has ${data.length}`);
   }
-  if (dims.length === 0 || dims.length > 255) throw new Error(`encodeIdx: need 1..255 dims, got ${dims.length}`);
+  if (dims.length === 0 || dims.length > 255)
+    throw new Error(`encodeIdx: need 1..255 dims, got ${dims.length}`);
   const headerBytes = 4 + 4 * dims.length;
   const bytes = new Uint8Array(headerBytes + length);
   const view = new DataView(bytes.buffer);

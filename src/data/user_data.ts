@@ -27,21 +27,29 @@ export interface UserDataOptions {
  * An images file ([N, H, W] or [N, H, W, C]) and a labels file ([N]) in IDX format, gzipped or
  * not. uint8 pixels are scaled to [0, 1]; other element types are kept as they are.
  */
-export function loadIdxPair(imagesPath: string, labelsPath: string, options: UserDataOptions = {}): ImageDataset {
+export function loadIdxPair(
+  imagesPath: string,
+  labelsPath: string,
+  options: UserDataOptions = {},
+): ImageDataset {
   const images = readIdx(imagesPath);
   const labels = readIdx(labelsPath);
   if (images.dims.length !== 3 && images.dims.length !== 4) {
-    throw new Error(`'${imagesPath}': images must have 3 dims [N, H, W] or 4 [N, H, W, C], found [${images.dims}]`);
+    throw new Error(
+      `'${imagesPath}': images must have 3 dims [N, H, W] or 4 [N, H, W, C], found [${images.dims}]`,
+    );
   }
-  if (labels.dims.length !== 1) throw new Error(`'${labelsPath}': labels must have 1 dim [N], found [${labels.dims}]`);
+  if (labels.dims.length !== 1)
+    throw new Error(`'${labelsPath}': labels must have 1 dim [N], found [${labels.dims}]`);
   const [n, height, width, channels = 1] = images.dims;
   if (labels.dims[0] !== n) {
     throw new Error(`'${labelsPath}' has ${labels.dims[0]} labels but '${imagesPath}' has ${n} images`);
   }
 
   const scale = images.data instanceof Uint8Array ? 1 / 255 : 1;
-  const pixels = new Float32Array(images.data.length);
-  for (let i = 0; i < pixels.length; i++) pixels[i] = images.data[i] * scale;
+  const source = images.data;
+  const pixels = new Float32Array(source.length);
+  for (let i = 0; i < pixels.length; i++) pixels[i] = source[i] * scale;
   const labelValues = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     const value = labels.data[i];
@@ -127,7 +135,7 @@ export function loadCsv(path: string, options: CsvOptions = {}): ImageDataset {
     const bytes = readFileSync(path);
     text = (path.endsWith('.gz') ? gunzipSync(bytes) : bytes).toString('utf8');
   } catch (error) {
-    throw new Error(`cannot read CSV file '${path}': ${(error as Error).message}`);
+    throw new Error(`cannot read CSV file '${path}': ${(error as Error).message}`, { cause: error });
   }
   const lines = text.split(/\r?\n/);
   const firstLine = lines.findIndex((line) => line.trim() !== '');
@@ -140,7 +148,8 @@ export function loadCsv(path: string, options: CsvOptions = {}): ImageDataset {
   const hasHeader = namedLabel >= 0 || first.some((field, j) => j !== labelIndex && !isNumber(field));
   const columns = first.length;
   const featureCount = columns - 1;
-  if (featureCount < 1) throw new Error(`${path}:${firstLine + 1}: need a label and at least one feature column`);
+  if (featureCount < 1)
+    throw new Error(`${path}:${firstLine + 1}: need a label and at least one feature column`);
 
   const rows: number[] = [];
   for (let i = hasHeader ? firstLine + 1 : firstLine; i < lines.length; i++) {
@@ -153,7 +162,9 @@ export function loadCsv(path: string, options: CsvOptions = {}): ImageDataset {
   rows.forEach((lineIndex, row) => {
     const fields = lines[lineIndex].split(',');
     if (fields.length !== columns) {
-      throw new Error(`${path}:${lineIndex + 1}: expected ${columns} columns like line ${firstLine + 1}, found ${fields.length}`);
+      throw new Error(
+        `${path}:${lineIndex + 1}: expected ${columns} columns like line ${firstLine + 1}, found ${fields.length}`,
+      );
     }
     let k = row * featureCount;
     fields.forEach((field, j) => {
@@ -234,7 +245,8 @@ const UNSUPPORTED_IMAGES = ['.jpg', '.jpeg', '.gif', '.bmp', '.webp', '.tif', '.
  * Every image must have the size of the first.
  */
 export function loadImageFolder(root: string, options: ImageFolderOptions = {}): ImageDataset {
-  if (!existsSync(root) || !statSync(root).isDirectory()) throw new Error(`image folder '${root}' does not exist`);
+  if (!existsSync(root) || !statSync(root).isDirectory())
+    throw new Error(`image folder '${root}' does not exist`);
   const folders = readdirSync(root, { withFileTypes: true })
     .filter((entry) => entry.isDirectory() && !entry.name.startsWith('.'))
     .map((entry) => entry.name)
@@ -242,7 +254,9 @@ export function loadImageFolder(root: string, options: ImageFolderOptions = {}):
   const classNames = options.classNames ?? folders;
   for (const folder of folders) {
     if (!classNames.includes(folder)) {
-      throw new Error(`image folder '${join(root, folder)}': class '${folder}' is not one of ${classNames.join(', ')}`);
+      throw new Error(
+        `image folder '${join(root, folder)}': class '${folder}' is not one of ${classNames.join(', ')}`,
+      );
     }
   }
 
@@ -252,7 +266,9 @@ export function loadImageFolder(root: string, options: ImageFolderOptions = {}):
       const path = join(root, folder, file);
       const extension = extname(file).toLowerCase();
       if (UNSUPPORTED_IMAGES.includes(extension)) {
-        throw new Error(`'${path}': ${extension} images are not supported; convert to ${IMAGE_EXTENSIONS.join(', ')}`);
+        throw new Error(
+          `'${path}': ${extension} images are not supported; convert to ${IMAGE_EXTENSIONS.join(', ')}`,
+        );
       }
       if (IMAGE_EXTENSIONS.includes(extension)) files.push({ path, label: classNames.indexOf(folder) });
     }

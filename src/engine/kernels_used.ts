@@ -4,14 +4,22 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-/** Sorted unique names of the kernels `fn` runs on the current backend (gradients included). */
+/**
+ * Sorted unique names of the kernels `fn` runs on the current backend, gradients included.
+ * `tf.profile` also lists the scopes of ops built with `customGrad` (e.g.
+ * `softmaxCrossEntropy__op`); those are not kernels (the kernels they run are listed
+ * themselves), so names with the `__op` suffix are left out.
+ */
 export async function kernelsUsed(fn: () => void | Promise<void>): Promise<string[]> {
   const info = await tf.profile(async () => {
     await fn();
     return [];
   });
-  return [...new Set(info.kernelNames)].sort();
+  return [...new Set(info.kernelNames)].filter((name) => !name.endsWith(OP_SCOPE_SUFFIX)).sort();
 }
+
+/** The suffix tfjs-core's `op()` adds to op scope names (ops/operation.ts, OP_SCOPE_SUFFIX). */
+const OP_SCOPE_SUFFIX = '__op';
 
 /** The names among `names` that have no kernel registered for `backend`. */
 export function missingKernels(names: string[], backend: string): string[] {

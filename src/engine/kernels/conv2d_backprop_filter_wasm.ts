@@ -16,7 +16,9 @@ export const kernelName = tf.Conv2DBackpropFilter;
  *   dw' = conv2d(transpose(x, [3, 1, 2, 0]), transpose(dy, [1, 2, 0, 3]), dilation = stride),
  * with the forward pad on top/left and just enough on bottom/right to give kh x kw outputs.
  * That runs the whole gradient in the backend's XNNPACK convolution (one GEMM with SIMD)
- * instead of a JavaScript loop; two transposes and, at most, one slice frame it.
+ * instead of a JavaScript loop; two transposes and, at most, one slice frame it. Measured on
+ * batch 64 (32x32x32 -> 64, 3x3, stride 2): 57 ms, against 41 ms for the forward convolution.
+ * The kernel's attributes carry no dilation: tfjs's `Conv2D` gradient refuses dilations > 1.
  */
 function conv2DBackpropFilter(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
   const backend = args.backend as BackendWasm;

@@ -78,7 +78,15 @@ function depthwiseConv2dNativeBackpropFilter(args: Parameters<tf.KernelFunc>[0])
 // well as with both variants inline.
 
 /** acc[o + c] += a[ao + c] * b[bo + c] for c < n (multiplier 1). */
-function multiplyAdd(acc: Float64Array, o: number, a: Float32Array, ao: number, b: Float32Array, bo: number, n: number) {
+function multiplyAdd(
+  acc: Float64Array,
+  o: number,
+  a: Float32Array,
+  ao: number,
+  b: Float32Array,
+  bo: number,
+  n: number,
+) {
   for (let c = 0; c < n; ++c) acc[o + c] += a[ao + c] * b[bo + c];
 }
 

@@ -76,10 +76,18 @@ function depthwiseConv2dNativeBackpropInput(args: Parameters<tf.KernelFunc>[0]):
 }
 
 // The channel loops live in small functions of their own: V8 optimises the nest about twice as
-// well as with both variants inline (measured: 75 ms against 150 ms for B 64, 32x32x64, 3x3).
+// well as with both variants inline (a standalone loop for B 64, 32x32x64, 3x3: 75 ms against 150 ms).
 
 /** out[o + c] += a[ao + c] * b[bo + c] for c < n (multiplier 1). */
-function multiplyAdd(out: Float32Array, o: number, a: Float32Array, ao: number, b: Float32Array, bo: number, n: number) {
+function multiplyAdd(
+  out: Float32Array,
+  o: number,
+  a: Float32Array,
+  ao: number,
+  b: Float32Array,
+  bo: number,
+  n: number,
+) {
   for (let c = 0; c < n; ++c) out[o + c] += a[ao + c] * b[bo + c];
 }
 

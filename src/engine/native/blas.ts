@@ -7,8 +7,16 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-/** Codes of the activations `biasActivation` applies; the same enum is in native/blas.c. */
-export const NativeActivation = { linear: 0, relu: 1, relu6: 2, leakyrelu: 3 } as const;
+/** Codes of the activations `biasActivation` applies: native/blas.c's enum, in TensorFlow.js's order. */
+export const NativeActivation = {
+  linear: 0,
+  relu: 1,
+  relu6: 2,
+  prelu: 3,
+  leakyrelu: 4,
+  sigmoid: 5,
+  elu: 6,
+} as const;
 export type NativeActivationName = keyof typeof NativeActivation;
 
 /**
@@ -52,7 +60,10 @@ export interface NativeBlas {
     strideC: number,
     batch: number,
   ): void;
-  /** C[r, c] = act(C[r, c] + bias[c]) in place over a dense rows × cols block; bias has length cols or 1. */
+  /**
+   * C[r, c] = act(C[r, c] + bias[c]) in place over a dense rows × cols block (`activation` from
+   * NativeActivation); bias and preluWeights (prelu's per-column slopes) have length cols or 1.
+   */
   biasActivation(
     C: Float32Array,
     rows: number,
@@ -60,6 +71,7 @@ export interface NativeBlas {
     bias: Float32Array | null,
     activation: number,
     leakyAlpha: number,
+    preluWeights: Float32Array | null,
   ): void;
   /** OpenBLAS's build description and thread count, e.g. "OpenBLAS 0.3.21 … Haswell …; 2 threads". */
   config(): string;

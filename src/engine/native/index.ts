@@ -4,7 +4,13 @@
  * addon and everything else to the stock kernels they wrap; disabling puts the stock kernels back.
  * Either works before or after `tf.setBackend('wasm')`: the wrappers keep the stock setup functions.
  */
-import { getKernel, registerKernel, unregisterKernel, type KernelConfig, type KernelFunc } from '@tensorflow/tfjs-core';
+import {
+  getKernel,
+  registerKernel,
+  unregisterKernel,
+  type KernelConfig,
+  type KernelFunc,
+} from '@tensorflow/tfjs-core';
 import { loadNativeBlas, nativeBlasUnavailableReason, type NativeBlas } from './blas.js';
 import { nativeBatchMatMul } from './mat_mul.js';
 import { nativeFusedMatMul } from './fused_mat_mul.js';
@@ -46,7 +52,10 @@ export function enableNativeKernels(): NativeKernelStatus {
   const stock: KernelConfig[] = [];
   for (const [kernelName, override] of Object.entries(OVERRIDES)) {
     const config = getKernel(kernelName, BACKEND);
-    if (!config) throw new Error(`native kernels: wasm kernel '${kernelName}' is not registered; import the wasm backend first`);
+    if (!config)
+      throw new Error(
+        `native kernels: wasm kernel '${kernelName}' is not registered; import the wasm backend first`,
+      );
     stock.push(config);
     replace({ ...config, kernelFunc: override(blas, config.kernelFunc) });
   }
@@ -64,10 +73,12 @@ export function disableNativeKernels(): void {
 /** For the CLI and logs: whether the native kernels are on, and if not, why. */
 export function nativeKernelStatus(): NativeKernelStatus {
   const blas = loadNativeBlas();
-  if (stockConfigs) return { enabled: true, blas: blas?.config(), kernels: stockConfigs.map((c) => c.kernelName) };
+  if (stockConfigs)
+    return { enabled: true, blas: blas?.config(), kernels: stockConfigs.map((c) => c.kernelName) };
   return {
     enabled: false,
-    reason: nativeBlasUnavailableReason() ?? 'native kernels are disabled (enableNativeKernels() turns them on)',
+    reason:
+      nativeBlasUnavailableReason() ?? 'native kernels are disabled (enableNativeKernels() turns them on)',
     blas: blas?.config(),
     kernels: [],
   };
@@ -76,5 +87,7 @@ export function nativeKernelStatus(): NativeKernelStatus {
 /** One line for the CLI, e.g. "native BLAS: on (OpenBLAS 0.3.21 …; 2 threads) for BatchMatMul, _FusedMatMul". */
 export function describeNativeKernels(): string {
   const s = nativeKernelStatus();
-  return s.enabled ? `native BLAS: on (${s.blas}) for ${s.kernels.join(', ')}` : `native BLAS: off (${s.reason})`;
+  return s.enabled
+    ? `native BLAS: on (${s.blas}) for ${s.kernels.join(', ')}`
+    : `native BLAS: off (${s.reason})`;
 }

@@ -1,0 +1,321 @@
+/** The `sortednet` command line: train | eval | pick | extract | compare | demo | presets. */
+import { parseArgs } from 'node:util';
+import { existsSync, mkdirSync, readFileSync, appendFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { initEngine, parseBackend } from '../engine/backend.js';
+import { buildModel, specOf, type ModelSpec, type SortedModel } from '../models/index.js';
+import { Grid, type GridSpec } from '../sorted/grid.js';
+import { parseSubModel, subModelId } from '../sorted/submodel.js';
+import { extractSubModel } from '../sorted/extract.js';
+import { loadDataset } from '../data/registry.js';
+import { subset, type TrainTest } from '../data/dataset.js';
+import { resolveTrainConfig, type TrainConfig } from '../train/config.js';
+import { train } from '../train/trainer.js';
+import { evaluateGrid, type EvalRow } from '../train/evaluate.js';
+import { loadCheckpoint, saveCheckpoint, readCheckpointMeta } from '../io/checkpoint.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { accuracyFlopsSvg, formatTable, toCsv } from '../io/report.js';
+import { candidatesFrom, pickSubModel } from '../infer/pick.js';
+import { getPreset, PRESETS } from './presets.js';
+import { readRunConfig, type RunConfig } from './run_config.js';
+
+const USAGE = `sortednet — many-in-one networks (SortedNet) on TensorFlow.js
+
+usage:
+  sortednet demo [--run DIR] [--backend wasm|cpu|webgpu]
+      the README's main job: a sorted ResNet on MNIST, 16 sub-models, table + plot
+  sortednet train --run DIR [--config FILE] [--model PRESET] [--data NAME|PATH] [--strategy S]
+                  [--steps N] [--batch-size N] [--gacc N] [--lr X] [--optimizer sgd|adamw] [--seed N]
+                  [--train-subset N] [--test-subset N] [--resume] [--no-eval]
+      strategies: sorted (default), individual, full-only, sandwich, all-exits
+  sortednet eval --run DIR                      every sub-model: params, FLOPs, accuracy, latency
+  sortednet pick --run DIR (--max-flops X | --max-params N | --max-latency-ms T)
+  sortednet extract --run DIR --sub depth=3,width=0.5 --out DIR
+  sortednet compare --runs DIR,DIR,... --out FILE.svg
+  sortednet presets                             list model presets
+common: --backend wasm (default) | cpu | webgpu
+`;
+
+const OPTIONS = {
+  run: { type: 'string' },
+  config: { type: 'string' },
+  model: { type: 'string' },
+  data: { type: 'string' },
+  strategy: { type: 'string' },
+  steps: { type: 'string' },
+  'batch-size': { type: 'string' },
+  gacc: { type: 'string' },
+  lr: { type: 'string' },
+  optimizer: { type: 'string' },
+  seed: { type: 'string' },
+  'train-subset': { type: 'string' },
+  'test-subset': { type: 'string' },
+  resume: { type: 'boolean' },
+  'no-eval': { type: 'boolean' },
+  backend: { type: 'string' },
+  'max-flops': { type: 'string' },
+  'max-params': { type: 'string' },
+  'max-latency-ms': { type: 'string' },
+  sub: { type: 'string' },
+  out: { type: 'string' },
+  runs: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+type Flags = Partial<Record<keyof typeof OPTIONS, string | boolean>>;
+
+function num(flags: Flags, key: keyof typeof OPTIONS, integer = false): number | undefined {
+  const v = flags[key];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n))) {
+    throw new Error(`--${key}: '${v}' is not ${integer ? 'an integer' : 'a number'}`);
+  }
+  return n;
+}
+
+function need(flags: Flags, key: keyof typeof OPTIONS, command: string): string {
+  const v = flags[key];
+  if (typeof v !== 'string' || v === '') throw new Error(`${command} needs --${key}; see 'sortednet --help'`);
+  return v;
+}
+
+/** The run config from defaults < --config file < flags. */
+function runConfigFrom(flags: Flags, base: Partial<RunConfig> = {}): RunConfig {
+  const file = typeof flags.config === 'string' ? readRunConfig(flags.config) : {};
+  const c: RunConfig = {
+    model: 'resnet-small',
+    data: { name: 'mnist' },
+    train: {},
+    ...base,
+    ...file,
+  };
+  c.train = { ...(base.train ?? {}), ...(file.train ?? {}) };
+  if (typeof flags.model === 'string') c.model = flags.model;
+  if (typeof flags.data === 'string') c.data = { ...c.data, name: flags.data };
+  const ts = num(flags, 'train-subset', true);
+  const vs = num(flags, 'test-subset', true);
+  if (ts !== undefined) c.data = { ...c.data, trainSubset: ts };
+  if (vs !== undefined) c.data = { ...c.data, testSubset: vs };
+  const t = c.train;
+  if (typeof flags.strategy === 'string') t.strategy = flags.strategy as TrainConfig['strategy'];
+  const set = <K extends keyof TrainConfig>(k: K, v: TrainConfig[K] | undefined) => v !== undefined && (t[k] = v);
+  set('steps', num(flags, 'steps', true));
+  set('batchSize', num(flags, 'batch-size', true));
+  set('gAcc', num(flags, 'gacc', true));
+  set('seed', num(flags, 'seed', true));
+  const lr = num(flags, 'lr');
+  if (lr !== undefined || typeof flags.optimizer === 'string') {
+    t.optimizer = { ...(t.optimizer ?? { kind: 'sgd', lr: 0.05 }) };
+    if (lr !== undefined) t.optimizer.lr = lr;
+    if (typeof flags.optimizer === 'string') t.optimizer.kind = flags.optimizer as 'sgd' | 'adamw';
+  }
+  if (typeof flags.backend === 'string') c.backend = parseBackend(flags.backend, '--backend');
+  return c;
+}
+
+function loadData(c: RunConfig): TrainTest {
+  const d = loadDataset(c.data.name);
+  return {
+    train: c.data.trainSubset ? subset(d.train, c.data.trainSubset, 1) : d.train,
+    test: c.data.testSubset ? subset(d.test, c.data.testSubset, 2) : d.test,
+  };
+}
+
+function modelSpecFor(c: RunConfig, data: TrainTest): { spec: ModelSpec; grid: GridSpec } {
+  const shape = { channels: data.train.channels, size: data.train.height, classes: data.train.numClasses };
+  if (typeof c.model === 'string') {
+    const p = getPreset(c.model);
+    return { spec: p.model(shape), grid: c.grid ?? p.grid };
+  }
+  if (!c.grid) throw new Error('a config with an explicit model spec needs a grid');
+  return { spec: c.model, grid: c.grid };
+}
+
+function writeEval(runDir: string, rows: EvalRow[], title: string): void {
+  writeFileAtomic(join(runDir, 'eval.json'), JSON.stringify(rows, null, 2) + '\n');
+  writeFileAtomic(join(runDir, 'eval.csv'), toCsv(rows));
+  writeFileAtomic(join(runDir, 'plot.svg'), accuracyFlopsSvg([{ name: title, rows }], `${title}: accuracy vs FLOPs`));
+}
+
+async function commandTrain(flags: Flags, base: Partial<RunConfig> = {}, defaultRun?: string): Promise<number> {
+  const runDir = (flags.run as string | undefined) ?? defaultRun;
+  if (!runDir) throw new Error("train needs --run DIR (the folder for checkpoints, logs and results)");
+  let c: RunConfig;
+  if (flags.resume) {
+    const path = join(runDir, 'run.json');
+    if (!existsSync(path)) throw new Error(`--resume: ${path} not found; nothing to resume`);
+    c = JSON.parse(readFileSync(path, 'utf8')) as RunConfig;
+  } else {
+    c = runConfigFrom(flags, base);
+    if (existsSync(join(runDir, 'checkpoint.json'))) {
+      throw new Error(`${runDir} already holds a checkpoint; use --resume to continue it, or another --run folder`);
+    }
+  }
+  const tc = resolveTrainConfig(c.train);
+  await initEngine(c.backend ?? 'wasm');
+  const data = loadData(c);
+  const { spec, grid: gridSpec } = modelSpecFor(c, data);
+  mkdirSync(runDir, { recursive: true });
+  writeFileAtomic(join(runDir, 'run.json'), JSON.stringify(c, null, 2) + '\n');
+  const logPath = join(runDir, 'log.jsonl');
+  const log = (rec: object) => appendFileSync(logPath, JSON.stringify(rec) + '\n');
+  const title = `${typeof c.model === 'string' ? c.model : spec.family} ${tc.strategy}`;
+  console.log(`run ${runDir}: ${title} on ${c.data.name} (${data.train.n} train / ${data.test.n} test), backend ${c.backend ?? 'wasm'}`);
+
+  if (tc.strategy === 'individual') {
+    // Every sub-model trained alone from scratch, same steps each: the quality ceiling (N× cost).
+    const probe = buildModel(spec, tc.seed);
+    const grid = new Grid(gridSpec, probe);
+    probe.dispose();
+    const rows: EvalRow[] = [];
+    let seconds = 0;
+    for (const entry of grid.entries) {
+      const model = buildModel(spec, tc.seed);
+      const weights = grid.entries.map((e) => (e.id === entry.id ? 1 : 0));
+      const r = await train(model, grid, data.train, { ...tc, sampler: { weights } }, { onStep: (s) => log({ sub: entry.id, ...s }) });
+      seconds += r.seconds;
+      rows.push(...evaluateGrid(model, grid, data.train, data.test, c.eval, [entry]));
+      console.log(`  ${entry.id}: ${(100 * rows[rows.length - 1].accuracy).toFixed(2)}% (${r.seconds.toFixed(1)} s)`);
+      model.dispose();
+    }
+    log({ event: 'done', seconds });
+    writeFileAtomic(join(runDir, 'train_time.json'), JSON.stringify({ seconds }) + '\n');
+    writeEval(runDir, rows, title);
+    console.log(formatTable(rows));
+    return 0;
+  }
+
+  const model = buildModel(spec, tc.seed);
+  const grid = new Grid(gridSpec, model);
+  console.log(`${grid.size} sub-models, ${model.parameterCount()} shared parameters; ${tc.steps} steps × gAcc ${tc.gAcc} × batch ${tc.batchSize}`);
+  const r = await train(model, grid, data.train, tc, {
+    runDir,
+    resume: flags.resume === true,
+    datasetName: c.data.name,
+    progress: true,
+    onStep: log,
+  });
+  log({ event: 'done', seconds: r.seconds });
+  const prevSeconds = flags.resume && existsSync(join(runDir, 'train_time.json')) ? JSON.parse(readFileSync(join(runDir, 'train_time.json'), 'utf8')).seconds : 0;
+  writeFileAtomic(join(runDir, 'train_time.json'), JSON.stringify({ seconds: prevSeconds + r.seconds }) + '\n');
+  console.log(`trained ${r.steps} steps in ${r.seconds.toFixed(1)} s (${(r.samples / r.seconds).toFixed(0)} samples/s), final loss ${r.finalLoss.toFixed(4)}`);
+  if (flags['no-eval']) return 0;
+  return evaluateRun(runDir, model, grid, data, c, title);
+}
+
+function evaluateRun(runDir: string, model: SortedModel, grid: Grid, data: TrainTest, c: RunConfig, title: string): number {
+  console.log(`evaluating ${grid.size} sub-models (BN recalibrated per sub-model) on ${data.test.n} test images…`);
+  const rows = evaluateGrid(model, grid, data.train, data.test, c.eval);
+  const meta = readCheckpointMeta(runDir);
+  // Keep the calibrated BN statistics with the weights, so pick/extract/serving reuse them.
+  saveCheckpoint(runDir, { model, grid: grid.spec, step: meta.step, seed: meta.seed, train: meta.train, dataset: meta.dataset });
+  writeEval(runDir, rows, title);
+  console.log(formatTable(rows));
+  console.log(`wrote ${join(runDir, 'eval.json')}, eval.csv, plot.svg`);
+  return 0;
+}
+
+async function commandEval(flags: Flags): Promise<number> {
+  const runDir = need(flags, 'run', 'eval');
+  const c = JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8')) as RunConfig;
+  await initEngine(flags.backend ? parseBackend(flags.backend as string) : (c.backend ?? 'wasm'));
+  const { model, meta } = loadCheckpoint(runDir);
+  const data = loadData(c);
+  return evaluateRun(runDir, model, new Grid(meta.grid, model), data, c, `${typeof c.model === 'string' ? c.model : meta.model.family} ${meta.train?.strategy ?? ''}`);
+}
+
+function readEvalRows(runDir: string): EvalRow[] {
+  const path = join(runDir, 'eval.json');
+  if (!existsSync(path)) throw new Error(`${path} not found; run 'sortednet eval --run ${runDir}' first`);
+  return JSON.parse(readFileSync(path, 'utf8')) as EvalRow[];
+}
+
+async function commandPick(flags: Flags): Promise<number> {
+  const runDir = need(flags, 'run', 'pick');
+  const budget = { maxFlops: num(flags, 'max-flops'), maxParams: num(flags, 'max-params'), maxLatencyMs: num(flags, 'max-latency-ms') };
+  let candidates;
+  if (existsSync(join(runDir, 'eval.json'))) candidates = candidatesFrom(readEvalRows(runDir));
+  else {
+    await initEngine('cpu');
+    const meta = readCheckpointMeta(runDir);
+    const model = buildModel(meta.model);
+    candidates = candidatesFrom(new Grid(meta.grid, model).entries);
+  }
+  const best = pickSubModel(candidates, budget);
+  if (!best) {
+    const min = candidates.reduce((a, b) => (a.flops < b.flops ? a : b));
+    console.error(`no sub-model fits; the smallest is ${min.id} (${min.flops} FLOPs, ${min.params} params${min.latencyMs !== undefined ? `, ${min.latencyMs.toFixed(3)} ms` : ''})`);
+    return 2;
+  }
+  console.log(JSON.stringify(best));
+  return 0;
+}
+
+async function commandExtract(flags: Flags): Promise<number> {
+  const runDir = need(flags, 'run', 'extract');
+  const out = need(flags, 'out', 'extract');
+  const sub = parseSubModel(need(flags, 'sub', 'extract'), '--sub');
+  if (existsSync(join(out, 'checkpoint.json'))) throw new Error(`${out} already holds a checkpoint; choose an empty --out folder`);
+  await initEngine('cpu');
+  const { model, meta } = loadCheckpoint(runDir);
+  const small = extractSubModel(model, sub, (cfg) => buildModel(specOf(model, cfg)));
+  saveCheckpoint(out, { model: small, grid: {}, step: meta.step, seed: meta.seed, dataset: meta.dataset });
+  if (existsSync(join(runDir, 'run.json'))) {
+    const c = JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8')) as RunConfig;
+    writeFileAtomic(join(out, 'run.json'), JSON.stringify({ ...c, model: specOf(small), grid: {} }, null, 2) + '\n');
+  }
+  console.log(`extracted ${subModelId(sub)}: ${small.parameterCount()} parameters (shared model: ${model.parameterCount()}) → ${out}`);
+  return 0;
+}
+
+async function commandCompare(flags: Flags): Promise<number> {
+  const runs = need(flags, 'runs', 'compare').split(',').filter(Boolean);
+  const series = runs.map((r) => {
+    const c = existsSync(join(r, 'run.json')) ? (JSON.parse(readFileSync(join(r, 'run.json'), 'utf8')) as RunConfig) : null;
+    return { name: c?.train?.strategy ?? r, rows: readEvalRows(r), dir: r };
+  });
+  for (const s of series) {
+    const t = existsSync(join(s.dir, 'train_time.json')) ? JSON.parse(readFileSync(join(s.dir, 'train_time.json'), 'utf8')).seconds : NaN;
+    console.log(`\n## ${s.name} (${s.dir}), training ${t.toFixed(1)} s\n${formatTable(s.rows)}`);
+  }
+  const out = (flags.out as string | undefined) ?? 'compare.svg';
+  writeFileAtomic(out, accuracyFlopsSvg(series, 'accuracy vs FLOPs per strategy'));
+  console.log(`\nwrote ${out}`);
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  let flags: Flags;
+  try {
+    flags = parseArgs({ args: rest, options: OPTIONS, allowPositionals: false }).values as Flags;
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\n\n${USAGE}`);
+  }
+  switch (command) {
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      console.log(USAGE);
+      return 0;
+    case 'demo':
+      return commandTrain(flags, { model: 'resnet-small', data: { name: 'mnist', testSubset: 2000 }, train: { steps: 150, batchSize: 64, gAcc: 4 }, eval: { calibrationBatches: 10, latencyReps: 5 } }, 'runs/demo');
+    case 'train':
+      return commandTrain(flags);
+    case 'eval':
+      return commandEval(flags);
+    case 'pick':
+      return commandPick(flags);
+    case 'extract':
+      return commandExtract(flags);
+    case 'compare':
+      return commandCompare(flags);
+    case 'presets':
+      for (const [k, p] of Object.entries(PRESETS)) console.log(`${k.padEnd(14)} ${p.description}`);
+      return 0;
+    default:
+      throw new Error(`unknown command '${command}'\n\n${USAGE}`);
+  }
+}

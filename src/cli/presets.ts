@@ -1,0 +1,65 @@
+/** Built-in model and grid presets, sized for the datasets that ship offline (28×28 images). */
+import type { ModelSpec } from '../models/index.js';
+import { resnetConfig } from '../models/resnet.js';
+import { mobilenetV2Config } from '../models/mobilenetv2.js';
+import type { GridSpec } from '../sorted/grid.js';
+
+export interface Preset {
+  model: (input: { channels: number; size: number; classes: number }) => ModelSpec;
+  grid: GridSpec;
+  description: string;
+}
+
+export const PRESETS: Record<string, Preset> = {
+  'resnet-small': {
+    description: 'CIFAR-style ResNet, 3 stages × 2 basic blocks (16/32/64 ch): depth 3..6 × width 25..100% = 16 sub-models',
+    model: ({ channels, size, classes }) => ({
+      family: 'resnet',
+      config: resnetConfig({ inChannels: channels, imageSize: size, classes, stem: 16, widths: [16, 32, 64], blocks: [2, 2, 2] }),
+    }),
+    grid: { depth: [3, 4, 5, 6], width: [0.25, 0.5, 0.75, 1] },
+  },
+  'resnet-160': {
+    description: 'ResNet, 2 stages × 6+5 blocks (16/32 ch): depth 2..11 × 16 widths = 160 sub-models',
+    model: ({ channels, size, classes }) => ({
+      family: 'resnet',
+      config: resnetConfig({ inChannels: channels, imageSize: size, classes, stem: 16, widths: [16, 32], blocks: [6, 5] }),
+    }),
+    grid: { depth: [2, 3, 4, 5, 6, 7, 8, 9, 10, 11], width: Array.from({ length: 16 }, (_, i) => (i + 1) / 16) },
+  },
+  mlp: {
+    description: 'MLP 4 × 256 hidden: depth 1..4 × width 25..100% = 16 sub-models',
+    model: ({ channels, size, classes }) => ({ family: 'mlp', config: { inputs: channels * size * size, hidden: [256, 256, 256, 256], classes } }),
+    grid: { depth: [1, 2, 3, 4], width: [0.25, 0.5, 0.75, 1] },
+  },
+  'mlp-160': {
+    description: 'MLP 10 × 256 hidden: depth 1..10 × 16 widths = 160 sub-models',
+    model: ({ channels, size, classes }) => ({ family: 'mlp', config: { inputs: channels * size * size, hidden: Array(10).fill(256), classes } }),
+    grid: { depth: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], width: Array.from({ length: 16 }, (_, i) => (i + 1) / 16) },
+  },
+  mobilenetv2: {
+    description: 'small MobileNetV2: depth 3..6 × width 50/100% × expansion 50/100% = 16 sub-models',
+    model: ({ channels, size, classes }) => ({
+      family: 'mobilenetv2',
+      config: mobilenetV2Config({
+        inChannels: channels,
+        imageSize: size,
+        classes,
+        stem: 16,
+        rows: [
+          [1, 16, 1, 1],
+          [4, 24, 2, 2],
+          [4, 32, 3, 2],
+        ],
+        last: 128,
+      }),
+    }),
+    grid: { depth: [3, 4, 5, 6], width: [0.5, 1], expand: [0.5, 1] },
+  },
+};
+
+export function getPreset(name: string): Preset {
+  const p = PRESETS[name];
+  if (!p) throw new Error(`unknown model preset '${name}'; known: ${Object.keys(PRESETS).join(', ')}`);
+  return p;
+}

@@ -1,0 +1,235 @@
+/**
+ * Dynamic convolution (DY-Conv, Chen et al. 2020, "Dynamic Convolution: Attention over
+ * Convolution Kernels"): K kernels W_k and a per-sample attention α(x) over them,
+ *
+ *   α(x) = softmax(fc2(relu(fc1(avgpool(x)))) / T),   W(x) = Σ_k α_k(x) W_k,   y = W(x) ⊛ x.
+ *
+ * The per-sample convolution runs WITHOUT a per-sample loop: im2col turns x into patches
+ * [B, H'W', kh·kw·Cin] and one batched matMul applies each sample's kernel [B, kh·kw·Cin, Cout].
+ * Every tensor stays at rank ≤ 4 (the WebGPU backend breaks on rank-5 pads).
+ *
+ * Memory, per layer and batch of B (float32):
+ *  - patches: B·H'·W'·kh·kw·Cin values, i.e. kh·kw (= 9 for 3×3) times the input activation,
+ *    and kept for the backward pass;
+ *  - per-sample kernels: B·kh·kw·Cin·Cout values (one kernel per sample);
+ *  - kernel aggregation: one [B, K] × [K, kh·kw·Cin·Cout] matMul, 2·K·|W| FLOPs per sample.
+ * The alternative Σ_k α_k (W_k ⊛ x) needs no patches but K full convolutions (K× the FLOPs and
+ * K outputs in memory); for small Cout·K the im2col path is the cheaper one.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { Module } from '../nn/module.js';
+import { Linear } from '../nn/linear.js';
+import { convOutSize, type Padding } from '../nn/conv2d.js';
+import { kaimingNormal } from '../nn/init.js';
+import { globalAvgPool } from '../nn/functional.js';
+import { temperatureOf, type DynamicContext } from './context.js';
+import type { Cost } from '../sorted/cost.js';
+
+export interface ConvGeometry {
+  readonly kernel: number;
+  readonly stride: number;
+  readonly padding: Padding;
+}
+
+/**
+ * Patches of x for a kernel×kernel convolution: [B, H, W, C] → [B, H'·W', kernel·kernel·C], the
+ * patch vector ordered (row, column, channel) like a flattened tfjs kernel [kh, kw, C, Cout].
+ * Built from kernel² shifted slices (tfjs-core has no extractPatches); 'same' pads as tf.conv2d.
+ * Strides use reshape + slice, because StridedSlice has no gradient in tfjs.
+ */
+export function im2col(x: tf.Tensor4D, g: ConvGeometry): tf.Tensor3D {
+  const [B, H, W, C] = x.shape;
+  const { kernel: k, stride: s, padding } = g;
+  const ho = convOutSize(H, k, s, padding);
+  const wo = convOutSize(W, k, s, padding);
+  if (ho < 1 || wo < 1) throw new Error(`im2col: a ${k}×${k} kernel does not fit a ${H}×${W} input with '${padding}'`);
+  // Same rule as tf.conv2d: total padding (out-1)·s + k - in, the smaller half on top/left.
+  const padH = padding === 'same' ? Math.max((ho - 1) * s + k - H, 0) : 0;
+  const padW = padding === 'same' ? Math.max((wo - 1) * s + k - W, 0) : 0;
+  const top = Math.floor(padH / 2);
+  const left = Math.floor(padW / 2);
+  // Extra zeros at the bottom/right so every shifted window of ho·s rows fits; never selected.
+  const needH = k - 1 + ho * s;
+  const needW = k - 1 + wo * s;
+  const xp =
+    top === 0 && left === 0 && needH === H && needW === W
+      ? x
+      : tf.pad(x, [
+          [0, 0],
+          [top, Math.max(needH - H - top, 0)],
+          [left, Math.max(needW - W - left, 0)],
+          [0, 0],
+        ]);
+  const cols: tf.Tensor[] = [];
+  for (let i = 0; i < k; i++) {
+    for (let j = 0; j < k; j++) {
+      let window: tf.Tensor = tf.slice(xp, [0, i, j, 0], [B, ho * s, wo * s, C]); // [B, ho·s, wo·s, C]
+      if (s > 1) {
+        // Keep every s-th row and column: [B, ho, s, wo·s·C] → first of s → [B·ho·wo, s·C] → first C.
+        window = tf.slice(tf.reshape(window, [B, ho, s, wo * s * C]), [0, 0, 0, 0], [B, ho, 1, wo * s * C]);
+        window = tf.slice(tf.reshape(window, [B * ho * wo, s * C]), [0, 0], [B * ho * wo, C]);
+      }
+      cols.push(tf.reshape(window, [B, ho * wo, C]));
+    }
+  }
+  return (cols.length === 1 ? cols[0] : tf.concat(cols, 2)) as tf.Tensor3D; // [B, ho·wo, k·k·C]
+}
+
+/**
+ * Convolution with a different kernel per sample: x [B, H, W, Cin], kernels [B, kh·kw·Cin, Cout]
+ * (each a flattened [kh, kw, Cin, Cout]) → [B, H', W', Cout]. One batched matMul over im2col patches.
+ */
+export function perSampleConv2d(x: tf.Tensor4D, kernels: tf.Tensor3D, g: ConvGeometry): tf.Tensor4D {
+  const [B, H, W, C] = x.shape;
+  const [kb, p, cout] = kernels.shape;
+  if (kb !== B || p !== g.kernel * g.kernel * C) {
+    throw new Error(
+      `perSampleConv2d: kernels [${kernels.shape.join(', ')}] do not fit input [${x.shape.join(', ')}]; ` +
+        `expected [${B}, ${g.kernel * g.kernel * C}, Cout]`,
+    );
+  }
+  const ho = convOutSize(H, g.kernel, g.stride, g.padding);
+  const wo = convOutSize(W, g.kernel, g.stride, g.padding);
+  const y = tf.matMul(im2col(x, g), kernels); // [B, ho·wo, Cout]
+  return tf.reshape(y, [B, ho, wo, cout]);
+}
+
+/**
+ * The kernel attention of DY-Conv: global average pool → fc Cin→max(1, ⌊Cin/r⌋) → ReLU → fc →K
+ * → softmax(logits / T). The two fully connected layers are the paper's 1×1 convolutions on a
+ * 1×1 map.
+ */
+export class KernelAttention extends Module {
+  readonly fc1: Linear;
+  readonly fc2: Linear;
+  constructor(
+    readonly inChannels: number,
+    readonly kernels: number,
+    readonly reduction: number,
+    seed: () => number,
+    readonly name = 'attention',
+  ) {
+    super();
+    const hidden = KernelAttention.hidden(inChannels, reduction);
+    this.fc1 = this.addChild('fc1', new Linear(inChannels, hidden, seed, { name: `${name}.fc1` }));
+    this.fc2 = this.addChild('fc2', new Linear(hidden, kernels, seed, { name: `${name}.fc2` }));
+  }
+
+  static hidden(inChannels: number, reduction: number): number {
+    return Math.max(1, Math.floor(inChannels / reduction));
+  }
+
+  /** x: [B, H, W, Cin] → α: [B, K], rows sum to 1. */
+  forward(x: tf.Tensor4D, temperature: number): tf.Tensor2D {
+    const logits = this.fc2.forward(tf.relu(this.fc1.forward(globalAvgPool(x))));
+    return tf.softmax(tf.div(logits, temperature)) as tf.Tensor2D;
+  }
+
+  static cost(cin: number, k: number, reduction: number, h: number, w: number): Cost {
+    const hidden = KernelAttention.hidden(cin, reduction);
+    const fc1 = Linear.cost(cin, hidden);
+    const fc2 = Linear.cost(hidden, k);
+    // Pooling: one add per input value; softmax ≈ 3 per logit.
+    return { params: fc1.params + fc2.params, flops: cin * h * w + fc1.flops + hidden + fc2.flops + 3 * k };
+  }
+}
+
+export interface DynamicConvOptions {
+  /** K, the number of kernels. Default 4. */
+  kernels?: number;
+  /** r, the attention's reduction ratio. Default 4. */
+  reduction?: number;
+  stride?: number;
+  padding?: Padding;
+  name?: string;
+}
+
+/**
+ * A DY-Conv layer, no bias (it is followed by BatchNorm). weight: [K, kh, kw, Cin, Cout], each
+ * W_k Kaiming-initialised on its own as in Chen et al.
+ *
+ * ```ts
+ * const conv = new DynamicConv2d(16, 32, 3, seedStream(1), { kernels: 4 });
+ * const y = conv.forward(x, { mode: 'train', key: 'full', temperature: 30 }); // [B, H, W, 32]
+ * ```
+ */
+export class DynamicConv2d extends Module {
+  readonly weight: tf.Variable;
+  readonly attention: KernelAttention;
+  readonly geometry: ConvGeometry;
+  readonly kernels: number;
+  readonly reduction: number;
+  readonly name: string;
+  constructor(
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly kernel: number,
+    seed: () => number,
+    opts: DynamicConvOptions = {},
+  ) {
+    super();
+    this.name = opts.name ?? 'dyconv';
+    this.kernels = opts.kernels ?? 4;
+    this.reduction = opts.reduction ?? 4;
+    if (!Number.isInteger(this.kernels) || this.kernels < 1) {
+      throw new Error(`${this.name}: kernels K = ${this.kernels} must be a positive integer`);
+    }
+    this.geometry = { kernel, stride: opts.stride ?? 1, padding: opts.padding ?? 'same' };
+    const fanIn = kernel * kernel * inChannels;
+    this.weight = this.addParam(
+      'weight',
+      kaimingNormal([this.kernels, kernel, kernel, inChannels, outChannels], fanIn, seed()),
+    );
+    this.attention = this.addChild(
+      'attention',
+      new KernelAttention(inChannels, this.kernels, this.reduction, seed, `${this.name}.attention`),
+    );
+  }
+
+  /** Elements of ONE kernel: kh·kw·Cin·Cout. */
+  get kernelSize(): number {
+    return this.kernel * this.kernel * this.inChannels * this.outChannels;
+  }
+
+  checkInput(x: tf.Tensor): void {
+    if (x.rank !== 4 || x.shape[3] !== this.inChannels) {
+      throw new Error(`${this.name}: input must be [B, H, W, ${this.inChannels}], got [${x.shape.join(', ')}]`);
+    }
+  }
+
+  /** The K kernels as rows: [K, kh·kw·Cin·Cout]. */
+  flatKernels(): tf.Tensor2D {
+    return tf.reshape(this.weight, [this.kernels, this.kernelSize]);
+  }
+
+  /** Σ_k α_k W_k per sample: α [B, K] → [B, kh·kw·Cin·Cout]. */
+  aggregate(alpha: tf.Tensor2D): tf.Tensor2D {
+    return tf.matMul(alpha, this.flatKernels());
+  }
+
+  /** Applies per-sample flat kernels [B, kh·kw·Cin·Cout] to x. */
+  convolve(x: tf.Tensor4D, flat: tf.Tensor2D): tf.Tensor4D {
+    const B = x.shape[0];
+    const kernels = tf.reshape(flat, [B, this.kernel * this.kernel * this.inChannels, this.outChannels]);
+    return perSampleConv2d(x, kernels as tf.Tensor3D, this.geometry);
+  }
+
+  /** x: [B, H, W, Cin] → [B, H', W', Cout]. */
+  forward(x: tf.Tensor4D, ctx: DynamicContext): tf.Tensor4D {
+    this.checkInput(x);
+    const alpha = this.attention.forward(x, temperatureOf(ctx)); // [B, K]
+    return this.convolve(x, this.aggregate(alpha));
+  }
+
+  /** Parameters and FLOPs per sample for an h×w input. */
+  cost(h: number, w: number): Cost {
+    const { kernel: k, stride, padding } = this.geometry;
+    const size = this.kernelSize;
+    const attention = KernelAttention.cost(this.inChannels, this.kernels, this.reduction, h, w);
+    const outputs = convOutSize(h, k, stride, padding) * convOutSize(w, k, stride, padding);
+    return {
+      params: this.kernels * size + attention.params,
+      flops: 2 * this.kernels * size + 2 * size * outputs + attention.flops,
+    };
+  }
+}

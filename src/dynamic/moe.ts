@@ -1,0 +1,327 @@
+/**
+ * Mixture of Experts (Shazeer et al. 2017, "Outrageously Large Neural Networks"): E experts,
+ * a router per token, top-k routing, and the load-balancing loss
+ *
+ *   logits = x·W_g  (+ N(0,1)·softplus(x·W_noise) in training: noisy top-k gating)
+ *   gates  = softmax over the top-k logits (0 elsewhere);   y = Σ_e gate_e · expert_e(x)
+ *   aux    = c · (cv²(importance) + cv²(load)),  importance_e = Σ_tokens gate_e,  c = 0.01
+ *
+ * `load` is Shazeer's smooth estimator (the probability that expert e stays in the top-k under a
+ * new noise sample) when noise is on, so it has gradients; without noise it is the token count.
+ *
+ * Cost, honestly: this is the DENSE formulation. Every expert runs on every token (one batched
+ * matMul over the stacked expert weights) and the sparse gate matrix zeroes all but k of them,
+ * so a token costs E·|expert| multiply-adds instead of the k·|expert| of a dispatching
+ * implementation: E/k = 4× the ideal for E = 8, k = 2. That is cheap for small E and small
+ * widths (no gathers or scatters, fast on CPU/WASM); `cost()` reports the ideal top-k FLOPs,
+ * which is what the paper compares, and measured latency shows what this code really costs.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { Module, type ForwardContext } from '../nn/module.js';
+import { Linear } from '../nn/linear.js';
+import { FeedForward } from '../nn/ffn.js';
+import { activate, type Activation } from '../nn/functional.js';
+import { uniformFanIn } from '../nn/init.js';
+import type { Cost } from '../sorted/cost.js';
+
+export interface MoEOptions {
+  /** E, the number of experts. Default 8. */
+  experts?: number;
+  /** k, experts per token. Default 2. */
+  topK?: number;
+  /** Hidden width of FFN experts (in → hidden → out); omit for linear experts (in → out). */
+  hidden?: number;
+  /** Activation of FFN experts. Default 'gelu'. */
+  activation?: Activation;
+  /** Shazeer's trainable gating noise in 'train' mode. Default true. */
+  noisyGating?: boolean;
+  /** Tokens per expert ≤ ⌈capacityFactor·k·N/E⌉; later tokens of a full expert lose that gate. Default: no limit. */
+  capacityFactor?: number;
+  /** c of the load-balancing loss. Default 0.01. */
+  auxWeight?: number;
+  name?: string;
+}
+
+export interface MoEOutput {
+  /** Same shape as the input but the last axis: [..., out]. */
+  y: tf.Tensor;
+  /** Scalar c·(cv²(importance) + cv²(load)); add it to the task loss. */
+  auxLoss: tf.Scalar;
+  /** Clean router logits x·W_g, [N, E] with N the number of tokens (input flattened). */
+  routerLogits: tf.Tensor2D;
+}
+
+export interface Routing {
+  /** [N, E]: softmax over each token's top-k logits, 0 for the other experts. */
+  gates: tf.Tensor2D;
+  auxLoss: tf.Scalar;
+  routerLogits: tf.Tensor2D;
+}
+
+/** One layer of every expert, stacked: weight [E, out, in] (nn/Linear's [out, in] per expert), bias [E, out]. */
+export interface ExpertLayer {
+  weight: tf.Tensor3D;
+  bias: tf.Tensor2D;
+}
+
+/** The stacked weights of one layer of all E experts. */
+export class StackedLinear extends Module {
+  readonly weight: tf.Variable;
+  readonly bias: tf.Variable;
+  constructor(
+    readonly experts: number,
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    seed: () => number,
+  ) {
+    super();
+    this.weight = this.addParam('weight', uniformFanIn([experts, outFeatures, inFeatures], inFeatures, seed()));
+    this.bias = this.addParam('bias', uniformFanIn([experts, outFeatures], inFeatures, seed()));
+  }
+  asLayer(): ExpertLayer {
+    return { weight: this.weight as tf.Tensor3D, bias: this.bias as tf.Tensor2D };
+  }
+}
+
+/** Squared coefficient of variation, var/mean², of a vector (0 for equal entries). */
+export function cvSquared(v: tf.Tensor1D): tf.Scalar {
+  const { mean, variance } = tf.moments(v);
+  return tf.div(variance, tf.add(tf.square(mean), 1e-10)) as tf.Scalar;
+}
+
+/** Standard normal CDF Φ. */
+function normalCdf(z: tf.Tensor): tf.Tensor {
+  return tf.mul(0.5, tf.add(1, tf.erf(tf.div(z, Math.SQRT2))));
+}
+
+/** [N, k] int indices → [N, E] float 0/1. */
+function indicesToMask(indices: tf.Tensor2D, experts: number): tf.Tensor2D {
+  return tf.sum(tf.oneHot(indices, experts), 1) as tf.Tensor2D; // [N, k, E] → [N, E]
+}
+
+/** Noisy top-k router (Shazeer et al. 2017, §2.1). W_g and W_noise start at 0, as in the paper. */
+export class Router extends Module {
+  readonly gate: tf.Variable;
+  readonly noise: tf.Variable | null;
+  constructor(
+    readonly inFeatures: number,
+    readonly experts: number,
+    readonly topK: number,
+    readonly opts: { noisyGating: boolean; capacityFactor?: number; auxWeight: number; name: string },
+  ) {
+    super();
+    this.gate = this.addParam('gate', tf.zeros([inFeatures, experts])); // W_g: [in, E]
+    this.noise = opts.noisyGating ? this.addParam('noise', tf.zeros([inFeatures, experts])) : null;
+  }
+
+  /** x: [N, in] → gates [N, E], aux loss, clean logits. */
+  forward(x: tf.Tensor2D, ctx: ForwardContext): Routing {
+    const E = this.experts;
+    const k = this.topK;
+    const N = x.shape[0];
+    const clean = tf.matMul(x, this.gate) as tf.Tensor2D; // [N, E]
+    let logits: tf.Tensor2D = clean;
+    let noiseStd: tf.Tensor2D | null = null;
+    if (this.noise && ctx.mode === 'train') {
+      if (!ctx.seed) throw new Error(`${this.opts.name}: noisy gating in train mode needs ctx.seed`);
+      noiseStd = tf.add(tf.softplus(tf.matMul(x, this.noise)), 1e-2) as tf.Tensor2D;
+      logits = tf.add<tf.Tensor2D>(clean, tf.mul(tf.randomNormal([N, E], 0, 1, 'float32', ctx.seed()), noiseStd));
+    }
+    // Top-k as a 0/1 mask; softmax over the masked logits is the softmax over the top-k and is
+    // differentiable in the logits (tf.topk's values have no gradient in tfjs).
+    const { indices } = tf.topk(logits, Math.min(k + 1, E));
+    const top = indicesToMask(tf.slice(indices, [0, 0], [N, k]) as tf.Tensor2D, E);
+    let gates = tf.softmax(tf.add(logits, tf.mul(tf.sub(1, top), -1e9))) as tf.Tensor2D;
+    let routed = top;
+    if (this.opts.capacityFactor !== undefined) {
+      // An expert takes at most C tokens, first come first served in token order (GShard).
+      const capacity = Math.ceil((this.opts.capacityFactor * k * N) / E);
+      const position = tf.cumsum(top, 0); // 1-based position of each token in its experts' queues
+      routed = tf.mul(top, tf.cast(tf.lessEqual(position, capacity), 'float32'));
+      gates = tf.mul(gates, routed);
+    }
+    const importance = tf.sum(gates, 0) as tf.Tensor1D;
+    let load: tf.Tensor1D;
+    if (noiseStd && k < E) {
+      // P(token keeps e in its top-k under fresh noise): compare the clean logit with the k-th
+      // largest noisy logit of the others, i.e. the (k+1)-th if e is in, the k-th if it is out.
+      const kth = (r: number) =>
+        tf.sum(tf.mul(logits, tf.oneHot(tf.reshape(tf.slice(indices, [0, r], [N, 1]), [N]), E)), 1, true);
+      const thresholdIfIn = kth(k);
+      const thresholdIfOut = kth(k - 1);
+      const isIn = tf.greater(logits, thresholdIfIn);
+      const probIn = normalCdf(tf.div(tf.sub(clean, thresholdIfIn), noiseStd));
+      const probOut = normalCdf(tf.div(tf.sub(clean, thresholdIfOut), noiseStd));
+      load = tf.sum(tf.where(isIn, probIn, probOut), 0) as tf.Tensor1D;
+    } else {
+      load = tf.sum(routed, 0) as tf.Tensor1D;
+    }
+    const auxLoss = tf.mul(this.opts.auxWeight, tf.add(cvSquared(importance), cvSquared(load))) as tf.Scalar;
+    return { gates, auxLoss, routerLogits: clean };
+  }
+}
+
+/**
+ * Σ_e gate_e · expert_e(x) for experts given as stacked layers (1 layer: linear experts, 2: FFN
+ * experts), plus optional SHARED weights per layer (PAD-MoE's static part, [out, in]) that every
+ * expert adds to its own: because a shared weight is the same for all experts it costs one
+ * matMul per token, not E.
+ *  x [N, in], gates [N, E] → [N, out].
+ */
+export function mixExperts(
+  x: tf.Tensor2D,
+  gates: tf.Tensor2D,
+  layers: readonly ExpertLayer[],
+  activation: Activation,
+  shared: readonly (tf.Tensor2D | null)[] = [],
+): tf.Tensor2D {
+  const N = x.shape[0];
+  const E = gates.shape[1];
+  const g = tf.reshape(gates, [N, E, 1]);
+  const first = layers[0];
+  const [, out0, in0] = first.weight.shape;
+  // Every expert's first layer at once: [N, in] × [E·out, in]ᵀ → [N, E, out].
+  let h: tf.Tensor = tf.reshape(tf.matMul(x, tf.reshape(first.weight, [E * out0, in0]), false, true), [N, E, out0]);
+  h = tf.add(h, first.bias);
+  if (shared[0]) h = tf.add(h, tf.reshape(tf.matMul(x, shared[0], false, true), [N, 1, out0]));
+  if (layers.length === 1) return tf.sum(tf.mul(h, g), 1) as tf.Tensor2D; // [N, out]
+  if (layers.length !== 2) throw new Error(`mixExperts: experts have 1 or 2 layers, got ${layers.length}`);
+
+  const second = layers[1];
+  const [, out1, in1] = second.weight.shape;
+  const gh = tf.mul(activate(h, activation), g); // [N, E, hidden], gate folded in
+  // Σ_e (g_e h_e) W_eᵀ as ONE matMul: [N, E·hidden] × [E·hidden, out].
+  const down = tf.reshape(tf.transpose(second.weight, [0, 2, 1]), [E * in1, out1]);
+  let y = tf.matMul(tf.reshape(gh, [N, E * in1]), down);
+  y = tf.add(y, tf.matMul(gates, second.bias)); // Σ_e g_e b_e
+  if (shared[1]) y = tf.add(y, tf.matMul(tf.sum(gh, 1) as tf.Tensor2D, shared[1], false, true));
+  return y as tf.Tensor2D;
+}
+
+/**
+ * A MoE layer. `forward` returns `{ y, auxLoss, routerLogits }` so that every training path can
+ * add the aux loss and observe the routing.
+ *
+ * ```ts
+ * const moe = new MoE(64, 64, seedStream(1), { experts: 8, topK: 2, hidden: 128 });
+ * const { y, auxLoss } = moe.forward(x, { mode: 'train', key: 'full', seed: seedStream(2) });
+ * ```
+ */
+export class MoE extends Module {
+  readonly router: Router;
+  /** One StackedLinear per expert layer: ['expert'] for linear experts, ['up', 'down'] for FFN experts. */
+  readonly layers: StackedLinear[];
+  readonly experts: number;
+  readonly topK: number;
+  readonly hidden: number | null;
+  readonly activation: Activation;
+  readonly name: string;
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    seed: () => number,
+    opts: MoEOptions = {},
+  ) {
+    super();
+    this.name = opts.name ?? 'moe';
+    this.experts = opts.experts ?? 8;
+    this.topK = opts.topK ?? 2;
+    this.hidden = opts.hidden ?? null;
+    this.activation = opts.activation ?? 'gelu';
+    const E = this.experts;
+    if (!Number.isInteger(E) || E < 1) throw new Error(`${this.name}: experts ${E} must be a positive integer`);
+    if (!Number.isInteger(this.topK) || this.topK < 1 || this.topK > E) {
+      throw new Error(`${this.name}: topK ${this.topK} must be an integer in 1..${E} (the number of experts)`);
+    }
+    if (opts.capacityFactor !== undefined && !(opts.capacityFactor > 0)) {
+      throw new Error(`${this.name}: capacityFactor ${opts.capacityFactor} must be > 0`);
+    }
+    this.router = this.addChild(
+      'router',
+      new Router(inFeatures, E, this.topK, {
+        noisyGating: opts.noisyGating ?? true,
+        capacityFactor: opts.capacityFactor,
+        auxWeight: opts.auxWeight ?? 0.01,
+        name: `${this.name}.router`,
+      }),
+    );
+    this.layers =
+      this.hidden === null
+        ? [this.addChild('expert', new StackedLinear(E, inFeatures, outFeatures, seed))]
+        : [
+            this.addChild('up', new StackedLinear(E, inFeatures, this.hidden, seed)),
+            this.addChild('down', new StackedLinear(E, this.hidden, outFeatures, seed)),
+          ];
+  }
+
+  /** Flattens x [..., in] to [N, in] with a clear error on the wrong width. */
+  tokens(x: tf.Tensor): tf.Tensor2D {
+    const d = x.shape[x.rank - 1];
+    if (x.rank < 2 || d !== this.inFeatures) {
+      throw new Error(`${this.name}: input must be [..., ${this.inFeatures}], got [${x.shape.join(', ')}]`);
+    }
+    return tf.reshape(x, [-1, d]);
+  }
+
+  unflatten(y: tf.Tensor2D, like: tf.Tensor): tf.Tensor {
+    return like.rank === 2 ? y : tf.reshape(y, [...like.shape.slice(0, -1), this.outFeatures]);
+  }
+
+  forward(x: tf.Tensor, ctx: ForwardContext): MoEOutput {
+    const tokens = this.tokens(x);
+    const { gates, auxLoss, routerLogits } = this.router.forward(tokens, ctx);
+    const y = mixExperts(
+      tokens,
+      gates,
+      this.layers.map((l) => l.asLayer()),
+      this.activation,
+    );
+    return { y: this.unflatten(y, x), auxLoss, routerLogits };
+  }
+
+  /** Copies a dense Linear (linear experts) or FeedForward (FFN experts) into every expert (sparse upcycling). */
+  upcycle(dense: Linear | FeedForward): void {
+    const source: Linear[] = dense instanceof Linear ? [dense] : [dense.up, dense.down];
+    if (dense instanceof FeedForward) {
+      if (dense.gate) throw new Error(`${this.name}: cannot upcycle a SwiGLU FeedForward into GELU/ReLU experts`);
+      if (dense.activation !== this.activation) {
+        throw new Error(`${this.name}: dense FFN uses '${dense.activation}', experts use '${this.activation}'`);
+      }
+    }
+    if (source.length !== this.layers.length) {
+      throw new Error(
+        `${this.name}: experts have ${this.layers.length} layer(s), the dense module has ${source.length}; ` +
+          `use ${this.layers.length === 1 ? 'a Linear' : 'a FeedForward'}`,
+      );
+    }
+    source.forEach((lin, i) => {
+      const target = this.layers[i];
+      const want = [target.outFeatures, target.inFeatures];
+      if (lin.weight.shape[0] !== want[0] || lin.weight.shape[1] !== want[1]) {
+        throw new Error(`${this.name}: dense weight [${lin.weight.shape.join(', ')}] != expert weight [${want.join(', ')}]`);
+      }
+      tf.tidy(() => {
+        target.weight.assign(tf.tile(tf.expandDims(lin.weight, 0), [this.experts, 1, 1]));
+        const b = lin.bias ?? tf.zeros([target.outFeatures]);
+        target.bias.assign(tf.tile(tf.expandDims(b, 0), [this.experts, 1]));
+      });
+    });
+  }
+
+  /** Elements of ONE expert's weights, per layer. */
+  expertWeightSizes(): number[] {
+    return this.layers.map((l) => l.inFeatures * l.outFeatures);
+  }
+
+  /** Parameters, and the FLOPs per token of an ideal top-k dispatch (see the file comment). */
+  cost(): Cost {
+    const E = this.experts;
+    const weights = this.expertWeightSizes().reduce((a, b) => a + b, 0);
+    const biases = this.layers.reduce((a, l) => a + l.outFeatures, 0);
+    const router = this.router.parameterCount();
+    return {
+      params: E * (weights + biases) + router,
+      flops: 2 * this.inFeatures * E + this.topK * (2 * weights + biases),
+    };
+  }
+}

@@ -1,0 +1,249 @@
+/**
+ * Partially dynamic layers (PAD-Net, Song et al., ACL 2023, §3): a binary mask M with the shape
+ * of ONE kernel / expert weight, shared by all K kernels or E experts, says which elements are
+ * dynamic (M = 1) and which are static (M = 0). Intrinsic parameters: the dynamic factors W_k
+ * and ONE static tensor W_s. Computed parameter (eq. 4):
+ *
+ *   Ŵ(x) = λ_d · M ⊙ Σ_k α_k(x) W_k  +  λ_s · (1 − M) ⊙ W_s,    λ_d = 2·sigmoid(φ), λ_s = 2 − λ_d
+ *
+ * with one scalar φ per layer, init 0 (λ_s = λ_d = 1). M = 1, φ = 0 is exactly the fully dynamic
+ * layer; M = 0 is a static layer with weight λ_s·W_s. M is a non-trainable parameter (saved in
+ * checkpoints, set by imp.ts, frozen during training); as a real-valued tensor the loss is
+ * differentiable in it, which is what IMP's scores are.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { Module, type ForwardContext } from '../nn/module.js';
+import { Linear } from '../nn/linear.js';
+import { FeedForward } from '../nn/ffn.js';
+import { kaimingNormal, uniformFanIn } from '../nn/init.js';
+import { convOutSize } from '../nn/conv2d.js';
+import { DynamicConv2d, KernelAttention, type DynamicConvOptions } from './dynamic_conv.js';
+import { MoE, mixExperts, type ExpertLayer, type MoEOptions, type MoEOutput } from './moe.js';
+import { temperatureOf, type DynamicContext } from './context.js';
+import type { Cost } from '../sorted/cost.js';
+
+/**
+ * Which of the two scale factors is learned (the paper's ablation of λ). φ is trainable unless 'none'.
+ *  - 'both' (default, the paper's method): λ_d = 2σ(φ) and λ_s = 2 − λ_d, tied by λ_s + λ_d = 2;
+ *  - 'dynamic-only': λ_d = 2σ(φ) learned, λ_s fixed to 1;
+ *  - 'static-only':  λ_s = 2 − 2σ(φ) learned, λ_d fixed to 1;
+ *  - 'none': λ_d = λ_s = 1 (φ stays 0).
+ * All four give λ_d = λ_s = 1 at φ = 0.
+ */
+export type LambdaMode = 'none' | 'static-only' | 'dynamic-only' | 'both';
+export const LAMBDA_MODES: readonly LambdaMode[] = ['none', 'static-only', 'dynamic-only', 'both'];
+
+export interface Scales {
+  lambdaD: tf.Scalar;
+  lambdaS: tf.Scalar;
+}
+
+export function scales(phi: tf.Tensor, mode: LambdaMode): Scales {
+  const one = tf.scalar(1);
+  const twoSigmoid = tf.mul(2, tf.sigmoid(phi)) as tf.Scalar; // 2σ(φ)
+  switch (mode) {
+    case 'both':
+      return { lambdaD: twoSigmoid, lambdaS: tf.sub(2, twoSigmoid) };
+    case 'dynamic-only':
+      return { lambdaD: twoSigmoid, lambdaS: one };
+    case 'static-only':
+      return { lambdaD: one, lambdaS: tf.sub(2, twoSigmoid) };
+    case 'none':
+      return { lambdaD: one, lambdaS: one };
+  }
+}
+
+/** Scale values as plain numbers, for reports. */
+export function scaleValues(layer: PadLayer): { lambdaD: number; lambdaS: number } {
+  return tf.tidy(() => {
+    const { lambdaD, lambdaS } = scales(layer.phi, layer.lambdaMode);
+    return { lambdaD: lambdaD.dataSync()[0], lambdaS: lambdaS.dataSync()[0] };
+  });
+}
+
+/** What IMP and post-processing need from a PAD layer. */
+export interface PadLayer {
+  readonly name: string;
+  /** One mask per partitioned weight (1 for a conv or linear experts, 2 for FFN experts), 1 = dynamic. */
+  readonly masks: readonly tf.Variable[];
+  readonly phi: tf.Variable;
+  readonly lambdaMode: LambdaMode;
+}
+
+export function isPadLayer(m: Module): m is Module & PadLayer {
+  return m instanceof PadConv2d || m instanceof PadMoE;
+}
+
+/** Every PAD layer of a model, in registration order. */
+export function padLayers(model: Module): (Module & PadLayer)[] {
+  return model
+    .namedModules()
+    .map(([, m]) => m)
+    .filter(isPadLayer);
+}
+
+/** Sets a mask from a 0/1 array (e.g. a saved partition), checking its size. */
+export function setMask(mask: tf.Variable, values: ArrayLike<number>, where: string): void {
+  if (values.length !== mask.size) {
+    throw new Error(`${where}: mask has ${mask.size} elements ([${mask.shape.join(', ')}]), got ${values.length} values`);
+  }
+  tf.tidy(() => mask.assign(tf.tensor(Array.from(values), mask.shape)));
+}
+
+export interface PadConvOptions extends DynamicConvOptions {
+  lambdaMode?: LambdaMode;
+}
+
+/**
+ * A partially dynamic DY-Conv. Children: `dynamic` (the K kernels and the attention, a
+ * DynamicConv2d); parameters: `static` W_s [kh, kw, Cin, Cout], `mask` M (same shape), `phi`.
+ */
+export class PadConv2d extends Module implements PadLayer {
+  readonly dynamic: DynamicConv2d;
+  readonly staticWeight: tf.Variable;
+  readonly mask: tf.Variable;
+  readonly phi: tf.Variable;
+  readonly lambdaMode: LambdaMode;
+  readonly name: string;
+  constructor(
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly kernel: number,
+    seed: () => number,
+    opts: PadConvOptions = {},
+  ) {
+    super();
+    this.name = opts.name ?? 'padconv';
+    this.lambdaMode = opts.lambdaMode ?? 'both';
+    this.dynamic = this.addChild('dynamic', new DynamicConv2d(inChannels, outChannels, kernel, seed, { ...opts, name: this.name }));
+    const shape = [kernel, kernel, inChannels, outChannels];
+    this.staticWeight = this.addParam('static', kaimingNormal(shape, kernel * kernel * inChannels, seed()));
+    this.mask = this.addParam('mask', tf.ones(shape), false);
+    this.phi = this.addParam('phi', tf.scalar(0), this.lambdaMode !== 'none');
+  }
+
+  get masks(): readonly tf.Variable[] {
+    return [this.mask];
+  }
+
+  /** Ŵ(x) per sample, flattened: [B, kh·kw·Cin·Cout]. */
+  kernels(x: tf.Tensor4D, ctx: DynamicContext): tf.Tensor2D {
+    this.dynamic.checkInput(x);
+    const P = this.dynamic.kernelSize;
+    const alpha = this.dynamic.attention.forward(x, temperatureOf(ctx)); // [B, K]
+    const m = tf.reshape(this.mask, [1, P]);
+    const { lambdaD, lambdaS } = scales(this.phi, this.lambdaMode);
+    const dynamicPart = tf.mul(lambdaD, tf.mul(m, this.dynamic.aggregate(alpha))); // [B, P]
+    const staticPart = tf.mul(lambdaS, tf.mul(tf.sub(1, m), tf.reshape(this.staticWeight, [1, P]))); // [1, P]
+    return tf.add(dynamicPart, staticPart) as tf.Tensor2D;
+  }
+
+  forward(x: tf.Tensor4D, ctx: DynamicContext): tf.Tensor4D {
+    return this.dynamic.convolve(x, this.kernels(x, ctx));
+  }
+
+  /** Deployed cost after post-processing (compact.ts) with the current mask: |W|(1 + (K−1)κ) + attention. */
+  cost(h: number, w: number): Cost {
+    return padConvCost(this.dynamic, tf.tidy(() => tf.sum(this.mask).dataSync()[0]), h, w);
+  }
+}
+
+/**
+ * Deployed cost of a PAD conv with `dynamicCount` dynamic elements: K values per dynamic element,
+ * one per static element, the attention; FLOPs: aggregation over the dynamic elements only,
+ * assembling the kernel, the convolution, the attention.
+ */
+export function padConvCost(layer: DynamicConv2d, dynamicCount: number, h: number, w: number): Cost {
+  const { kernel: k, stride, padding } = layer.geometry;
+  const size = layer.kernelSize;
+  const attention = KernelAttention.cost(layer.inChannels, layer.kernels, layer.reduction, h, w);
+  const outputs = convOutSize(h, k, stride, padding) * convOutSize(w, k, stride, padding);
+  return {
+    params: layer.kernels * dynamicCount + (size - dynamicCount) + attention.params,
+    flops: 2 * layer.kernels * dynamicCount + 2 * size * outputs + attention.flops,
+  };
+}
+
+export interface PadMoEOptions extends MoEOptions {
+  lambdaMode?: LambdaMode;
+}
+
+/**
+ * A partially dynamic MoE: per expert layer, W'_e = λ_d M ⊙ W_e + λ_s (1 − M) ⊙ W_s with M and W_s
+ * of ONE expert's weight shape [out, in]. The static part is the same for all experts, so it runs
+ * as one shared matMul per token (mixExperts' `shared`), weighted by Σ gates (= 1 without a
+ * capacity limit). Biases stay per expert (fully dynamic); only weights are partitioned.
+ * Children: `moe` (router and experts); parameters `${layer}.static`, `${layer}.mask`, `phi`, where
+ * layer is 'expert' (linear experts) or 'up' / 'down' (FFN experts).
+ */
+export class PadMoE extends Module implements PadLayer {
+  readonly moe: MoE;
+  readonly staticWeights: tf.Variable[];
+  readonly masks: tf.Variable[];
+  readonly phi: tf.Variable;
+  readonly lambdaMode: LambdaMode;
+  readonly name: string;
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    seed: () => number,
+    opts: PadMoEOptions = {},
+  ) {
+    super();
+    this.name = opts.name ?? 'padmoe';
+    this.lambdaMode = opts.lambdaMode ?? 'both';
+    this.moe = this.addChild('moe', new MoE(inFeatures, outFeatures, seed, { ...opts, name: this.name }));
+    const layerNames = this.moe.layers.length === 1 ? ['expert'] : ['up', 'down'];
+    this.staticWeights = this.moe.layers.map((l, i) =>
+      this.addParam(`${layerNames[i]}.static`, uniformFanIn([l.outFeatures, l.inFeatures], l.inFeatures, seed())),
+    );
+    this.masks = this.moe.layers.map((l, i) => this.addParam(`${layerNames[i]}.mask`, tf.ones([l.outFeatures, l.inFeatures]), false));
+    this.phi = this.addParam('phi', tf.scalar(0), this.lambdaMode !== 'none');
+  }
+
+  /** The experts' dynamic parts λ_d M ⊙ W_e and the shared static parts λ_s (1 − M) ⊙ W_s, per layer. */
+  parts(): { dynamic: ExpertLayer[]; shared: tf.Tensor2D[] } {
+    const { lambdaD, lambdaS } = scales(this.phi, this.lambdaMode);
+    const dynamic = this.moe.layers.map((l, i) => ({
+      weight: tf.mul(lambdaD, tf.mul(this.masks[i], l.weight)) as tf.Tensor3D, // M [out, in] broadcasts over E
+      bias: l.bias as tf.Tensor2D,
+    }));
+    const shared = this.staticWeights.map((s, i) => tf.mul(lambdaS, tf.mul(tf.sub(1, this.masks[i]), s)) as tf.Tensor2D);
+    return { dynamic, shared };
+  }
+
+  forward(x: tf.Tensor, ctx: ForwardContext): MoEOutput {
+    const tokens = this.moe.tokens(x);
+    const { gates, auxLoss, routerLogits } = this.moe.router.forward(tokens, ctx);
+    const { dynamic, shared } = this.parts();
+    const y = mixExperts(tokens, gates, dynamic, this.moe.activation, shared);
+    return { y: this.moe.unflatten(y, x), auxLoss, routerLogits };
+  }
+
+  /** Copies a dense layer into every expert AND into W_s, so that the layer starts equal to it. */
+  upcycle(dense: Linear | FeedForward): void {
+    this.moe.upcycle(dense);
+    const source = dense instanceof Linear ? [dense] : [dense.up, dense.down];
+    source.forEach((lin, i) => this.staticWeights[i].assign(lin.weight));
+  }
+
+  /** Deployed cost with the current masks: per layer E·κ|W| + (1−κ)|W| weights; static FLOPs once per token. */
+  cost(): Cost {
+    const counts = tf.tidy(() => this.masks.map((m) => tf.sum(m).dataSync()[0]));
+    return padMoECost(this.moe, counts);
+  }
+}
+
+/** Deployed cost of a PAD-MoE with `dynamicCounts[l]` dynamic elements in expert layer l. */
+export function padMoECost(moe: MoE, dynamicCounts: readonly number[]): Cost {
+  const E = moe.experts;
+  let params = moe.router.parameterCount();
+  let flops = 2 * moe.inFeatures * E;
+  moe.layers.forEach((l, i) => {
+    const size = l.inFeatures * l.outFeatures;
+    params += E * dynamicCounts[i] + (size - dynamicCounts[i]) + E * l.outFeatures;
+    // Per token: k experts' dynamic elements (ideal dispatch) + the shared static matMul once.
+    flops += moe.topK * (2 * dynamicCounts[i] + l.outFeatures) + 2 * (size - dynamicCounts[i]);
+  });
+  return { params, flops };
+}

@@ -1,0 +1,68 @@
+/**
+ * The safetensors format (huggingface/safetensors): u64 little-endian header length, a JSON
+ * header `{name: {dtype, shape, data_offsets: [begin, end]}, __metadata__?: {string: string}}`,
+ * then the raw little-endian bytes. Readable by Python's `safetensors.numpy.load_file`.
+ */
+export interface NamedArray {
+  dtype: 'F32' | 'I32';
+  shape: number[];
+  data: Float32Array | Int32Array;
+}
+
+export function encodeSafetensors(tensors: Map<string, NamedArray>, metadata: Record<string, string> = {}): Uint8Array {
+  const header: Record<string, unknown> = {};
+  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  let offset = 0;
+  const names = [...tensors.keys()].sort();
+  for (const name of names) {
+    const t = tensors.get(name)!;
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    if (n !== t.data.length) throw new Error(`safetensors: '${name}' has shape [${t.shape}] but ${t.data.length} values`);
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
+    offset += t.data.byteLength;
+  }
+  let json = JSON.stringify(header);
+  // Pad the header with spaces to 8 bytes so the data is aligned (as the Rust writer does).
+  json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
+  const headerBytes = Buffer.from(json, 'utf8');
+  const out = new Uint8Array(8 + headerBytes.length + offset);
+  new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
+  out.set(headerBytes, 8);
+  let pos = 8 + headerBytes.length;
+  for (const name of names) {
+    const d = tensors.get(name)!.data;
+    out.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), pos);
+    pos += d.byteLength;
+  }
+  return out;
+}
+
+export function decodeSafetensors(bytes: Uint8Array, source = 'safetensors data'): { tensors: Map<string, NamedArray>; metadata: Record<string, string> } {
+  if (bytes.length < 8) throw new Error(`${source}: file too short (${bytes.length} bytes) to be safetensors`);
+  const n = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
+  if (n <= 0 || 8 + n > bytes.length) throw new Error(`${source}: header length ${n} does not fit a file of ${bytes.length} bytes (corrupt or truncated)`);
+  let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  try {
+    header = JSON.parse(Buffer.from(bytes.subarray(8, 8 + n)).toString('utf8'));
+  } catch (e) {
+    throw new Error(`${source}: header is not valid JSON (${(e as Error).message})`);
+  }
+  const metadata = (header.__metadata__ ?? {}) as unknown as Record<string, string>;
+  delete header.__metadata__;
+  const base = 8 + n;
+  const tensors = new Map<string, NamedArray>();
+  for (const [name, h] of Object.entries(header)) {
+    const [begin, end] = h.data_offsets ?? [];
+    if (!(begin >= 0 && end >= begin && base + end <= bytes.length)) {
+      throw new Error(`${source}: tensor '${name}' offsets [${begin}, ${end}] lie outside the file (truncated?)`);
+    }
+    const size = h.shape.reduce((a, b) => a * b, 1);
+    if (end - begin !== size * 4) throw new Error(`${source}: tensor '${name}' has ${end - begin} bytes for shape [${h.shape}]`);
+    // Copy into an aligned buffer: the file's offsets need not be 4-byte aligned.
+    const raw = bytes.slice(base + begin, base + end);
+    if (h.dtype === 'F32') tensors.set(name, { dtype: 'F32', shape: h.shape, data: new Float32Array(raw.buffer) });
+    else if (h.dtype === 'I32') tensors.set(name, { dtype: 'I32', shape: h.shape, data: new Int32Array(raw.buffer) });
+    else throw new Error(`${source}: tensor '${name}' has dtype ${h.dtype}; only F32 and I32 are supported`);
+  }
+  return { tensors, metadata };
+}

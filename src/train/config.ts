@@ -1,0 +1,74 @@
+/** Training configuration: plain data with defaults, validated once where it enters. */
+import type { OptimizerConfig } from './optim.js';
+import type { SamplerOptions } from '../sorted/sample.js';
+
+export const STRATEGIES = ['sorted', 'individual', 'full-only', 'sandwich', 'all-exits'] as const;
+export type Strategy = (typeof STRATEGIES)[number];
+
+export interface TrainConfig {
+  strategy: Strategy;
+  /** Optimizer steps (each accumulates gAcc micro-batches). */
+  steps: number;
+  batchSize: number;
+  /** Sub-models (micro-batches) accumulated per optimizer step (SortedNet's gAcc). */
+  gAcc: number;
+  /** Same batch for every sub-model of a step (true) or a fresh batch each (false, the default). */
+  sameBatch: boolean;
+  sampler: SamplerOptions;
+  /** Loss weight per sub-model id (default 1). */
+  lossWeights?: Record<string, number>;
+  /** In-place distillation from the largest sub-model (sandwich baseline; off for SortedNet). */
+  distill: boolean;
+  optimizer: OptimizerConfig;
+  warmupSteps: number;
+  labelSmoothing: number;
+  /** Random crop padding (0 = off) and horizontal flips. */
+  augment: { cropPadding: number; flip: boolean };
+  seed: number;
+  /** Write a checkpoint every this many steps (0 = only at the end). */
+  checkpointEvery: number;
+}
+
+export const defaultTrainConfig: TrainConfig = {
+  strategy: 'sorted',
+  steps: 300,
+  batchSize: 64,
+  gAcc: 4,
+  sameBatch: false,
+  sampler: {},
+  distill: false,
+  optimizer: { kind: 'sgd', lr: 0.05, momentum: 0.9, weightDecay: 5e-4 },
+  warmupSteps: 20,
+  labelSmoothing: 0,
+  augment: { cropPadding: 0, flip: false },
+  seed: 1,
+  checkpointEvery: 0,
+};
+
+export function resolveTrainConfig(partial: Partial<TrainConfig>, where = 'train config'): TrainConfig {
+  const known = new Set(Object.keys(defaultTrainConfig).concat(['lossWeights']));
+  for (const k of Object.keys(partial)) {
+    if (!known.has(k)) throw new Error(`${where}: unknown field '${k}'; known fields: ${[...known].join(', ')}`);
+  }
+  const c: TrainConfig = {
+    ...defaultTrainConfig,
+    ...partial,
+    optimizer: { ...defaultTrainConfig.optimizer, ...(partial.optimizer ?? {}) },
+    augment: { ...defaultTrainConfig.augment, ...(partial.augment ?? {}) },
+    sampler: { ...(partial.sampler ?? {}) },
+  };
+  if (!(STRATEGIES as readonly string[]).includes(c.strategy)) {
+    throw new Error(`${where}: strategy '${c.strategy}' is not one of ${STRATEGIES.join(', ')}`);
+  }
+  const posInt = (k: 'steps' | 'batchSize' | 'gAcc') => {
+    if (!Number.isInteger(c[k]) || c[k] < 1) throw new Error(`${where}: ${k} must be a positive integer, got ${c[k]}`);
+  };
+  posInt('steps');
+  posInt('batchSize');
+  posInt('gAcc');
+  if (!['sgd', 'adamw'].includes(c.optimizer.kind)) throw new Error(`${where}: optimizer.kind must be 'sgd' or 'adamw', got '${c.optimizer.kind}'`);
+  if (!(c.optimizer.lr > 0)) throw new Error(`${where}: optimizer.lr must be > 0, got ${c.optimizer.lr}`);
+  if (!(c.labelSmoothing >= 0 && c.labelSmoothing < 1)) throw new Error(`${where}: labelSmoothing must be in [0, 1), got ${c.labelSmoothing}`);
+  if (c.strategy === 'sandwich' && c.gAcc < 2) throw new Error(`${where}: sandwich needs gAcc ≥ 2 (largest + smallest + random)`);
+  return c;
+}

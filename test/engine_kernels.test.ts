@@ -1,0 +1,304 @@
+/**
+ * The kernels the project adds to the `wasm` backend (src/engine/kernels/), each checked against
+ * the `cpu` backend's stock kernel on random inputs, through the gradients that call them.
+ */
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import { initEngine } from '../src/engine/backend.js';
+import { kernelsUsed, missingKernels } from '../src/engine/kernels_used.js';
+
+const TOLERANCE = 1e-4;
+
+before(async () => {
+  await initEngine('wasm');
+});
+
+/** Deterministic uniform values in [-1, 1). */
+function random(shape: number[], seed: number): Float32Array {
+  let state = seed * 2654435761 + 1;
+  const values = new Float32Array(shape.reduce((a, b) => a * b, 1));
+  for (let i = 0; i < values.length; ++i) {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    values[i] = state / 2 ** 31 - 1;
+  }
+  return values;
+}
+
+/**
+ * Runs `compute` on `cpu` and on `wasm` (it must create its tensors itself, on the current
+ * backend) and checks that every output agrees elementwise to TOLERANCE (relative above 1).
+ */
+async function assertSameOnBackends(label: string, compute: () => tf.Tensor[]): Promise<void> {
+  const results: Record<string, { shape: number[]; values: Float32Array }[]> = {};
+  for (const backend of ['cpu', 'wasm']) {
+    await tf.setBackend(backend);
+    results[backend] = tf.tidy(compute).map((t) => {
+      const out = { shape: t.shape, values: t.dataSync() as Float32Array };
+      t.dispose();
+      return out;
+    });
+  }
+  await tf.setBackend('wasm');
+  const [cpu, wasm] = [results['cpu']!, results['wasm']!];
+  assert.equal(wasm.length, cpu.length, `${label}: number of outputs`);
+  cpu.forEach((expected, k) => {
+    const actual = wasm[k]!;
+    assert.deepEqual(actual.shape, expected.shape, `${label}: shape of output ${k}`);
+    for (let i = 0; i < expected.values.length; ++i) {
+      const e = expected.values[i]!;
+      const a = actual.values[i]!;
+      if (!(Math.abs(a - e) <= TOLERANCE * Math.max(1, Math.abs(e)))) {
+        assert.fail(`${label}: output ${k} [${expected.shape}] differs at ${i}: wasm ${a}, cpu ${e}`);
+      }
+    }
+  });
+}
+
+type Pad = 'same' | 'valid' | [[0, 0], [number, number], [number, number], [0, 0]];
+type Shape4 = [number, number, number, number];
+
+const convCases: { x: Shape4; filter: Shape4; strides: number | [number, number]; pad: Pad }[] = [
+  { x: [2, 7, 9, 3], filter: [3, 3, 3, 4], strides: 1, pad: 'same' },
+  { x: [2, 7, 9, 3], filter: [3, 3, 3, 4], strides: 2, pad: 'same' },
+  { x: [3, 8, 7, 2], filter: [3, 2, 2, 5], strides: 2, pad: 'valid' }, // trailing rows unread
+  { x: [1, 5, 5, 3], filter: [1, 1, 3, 2], strides: 1, pad: 'valid' },
+  { x: [2, 6, 5, 2], filter: [5, 5, 2, 3], strides: 1, pad: 'same' },
+  { x: [2, 9, 8, 3], filter: [3, 3, 3, 2], strides: [1, 2], pad: 'same' },
+  {
+    x: [2, 7, 6, 2],
+    filter: [3, 3, 2, 3],
+    strides: 2,
+    pad: [
+      [0, 0],
+      [1, 2],
+      [0, 1],
+      [0, 0],
+    ],
+  },
+];
+
+test('Conv2DBackpropFilter (wasm) matches cpu through the conv2d gradient', async () => {
+  for (const [n, c] of convCases.entries()) {
+    await assertSameOnBackends(`conv2d ${JSON.stringify(c)}`, () => {
+      const x = tf.tensor4d(random(c.x, n), c.x);
+      const filter = tf.tensor4d(random(c.filter, n + 100), c.filter);
+      const y = tf.conv2d(x, filter, c.strides, c.pad);
+      const upstream = tf.tensor(random(y.shape, n + 200), y.shape); // a non-uniform dy
+      const loss = (a: tf.Tensor, b: tf.Tensor) =>
+        tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.strides, c.pad), upstream));
+      return tf.grads(loss)([x, filter]);
+    });
+  }
+  const names = await kernelsUsed(() => {
+    tf.tidy(() => {
+      tf.grad((w: tf.Tensor) =>
+        tf.sum(tf.conv2d(tf.ones([1, 4, 4, 2]) as tf.Tensor4D, w as tf.Tensor4D, 1, 'same')),
+      )(tf.ones([3, 3, 2, 2]));
+    });
+  });
+  assert.ok(names.includes('Conv2DBackpropFilter'), `the wasm run used ${names.join(', ')}`);
+});
+
+test('Conv2DBackpropFilter (wasm) frees its intermediates', () => {
+  const x = tf.ones([2, 7, 7, 3]);
+  const dy = tf.ones([2, 3, 3, 4]);
+  const run = () =>
+    tf.engine().runKernel(
+      'Conv2DBackpropFilter',
+      { x, dy },
+      { strides: 2, pad: 'valid', dataFormat: 'NHWC', filterShape: [3, 3, 3, 4] }, // slices too
+    ) as tf.Tensor;
+  run().dispose(); // the first call may allocate lasting state
+  const before = tf.engine().backend.numDataIds();
+  run().dispose();
+  assert.equal(tf.engine().backend.numDataIds(), before);
+  tf.dispose([x, dy]);
+});
+
+test('Conv2DBackpropFilter (wasm) rejects NCHW with a clear error', () => {
+  const x = tf.zeros([1, 2, 4, 4]);
+  const dy = tf.zeros([1, 3, 4, 4]);
+  assert.throws(
+    () =>
+      tf
+        .engine()
+        .runKernel(
+          'Conv2DBackpropFilter',
+          { x, dy },
+          { strides: 1, pad: 'same', dataFormat: 'NCHW', filterShape: [3, 3, 2, 3] },
+        ),
+    /dataFormat 'NCHW' is not supported/,
+  );
+  tf.dispose([x, dy]);
+});
+
+const depthwiseCases: { x: Shape4; filter: Shape4; strides: number; pad: 'same' | 'valid' }[] = [
+  { x: [2, 7, 9, 3], filter: [3, 3, 3, 1], strides: 1, pad: 'same' },
+  { x: [2, 7, 9, 3], filter: [3, 3, 3, 1], strides: 2, pad: 'same' },
+  { x: [3, 8, 7, 4], filter: [3, 2, 4, 1], strides: 2, pad: 'valid' },
+  { x: [2, 6, 5, 3], filter: [5, 5, 3, 1], strides: 1, pad: 'valid' },
+  { x: [2, 7, 6, 2], filter: [3, 3, 2, 3], strides: 1, pad: 'same' }, // channel multiplier 3
+  { x: [1, 9, 8, 3], filter: [3, 3, 3, 2], strides: 2, pad: 'valid' },
+];
+
+test('DepthwiseConv2dNativeBackpropInput/Filter (wasm) match cpu through the gradient', async () => {
+  for (const [n, c] of depthwiseCases.entries()) {
+    await assertSameOnBackends(`depthwiseConv2d ${JSON.stringify(c)}`, () => {
+      const x = tf.tensor4d(random(c.x, n), c.x);
+      const filter = tf.tensor4d(random(c.filter, n + 100), c.filter);
+      const y = tf.depthwiseConv2d(x, filter, c.strides, c.pad);
+      const upstream = tf.tensor(random(y.shape, n + 200), y.shape);
+      const loss = (a: tf.Tensor, b: tf.Tensor) =>
+        tf.sum(tf.mul(tf.depthwiseConv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.strides, c.pad), upstream));
+      return tf.grads(loss)([x, filter]);
+    });
+  }
+});
+
+test('depthwise backprops (wasm) with dilation 2 equal the undilated ones of the zero-filled filter', () => {
+  // tfjs's gradient refuses dilations > 1 and the cpu kernels ignore them, so the reference is
+  // the identity: a 3x3 filter dilated by 2 is the 5x5 filter with zeros between its taps.
+  const [kernel, dilated] = [3, 5];
+  const x = tf.tensor4d(random([2, 8, 7, 3], 1), [2, 8, 7, 3]);
+  const w = tf.tensor4d(random([kernel, kernel, 3, 2], 2), [kernel, kernel, 3, 2]);
+  const wide = tf.buffer([dilated, dilated, 3, 2]);
+  const wValues = w.dataSync();
+  for (let i = 0; i < wValues.length; ++i) {
+    // w is [3, 3, 3, 2]: i = ((p*3 + q)*3 + c)*2 + m
+    wide.set(wValues[i]!, 2 * Math.floor(i / 18), 2 * (Math.floor(i / 6) % 3), Math.floor(i / 2) % 3, i % 2);
+  }
+  const wWide = wide.toTensor() as tf.Tensor4D;
+  const dy = tf.tensor4d(random([2, 8, 7, 6], 3), [2, 8, 7, 6]);
+  const attrs = { strides: 1, pad: 'same' };
+  const run = (name: string, inputs: tf.NamedTensorMap, extra: tf.NamedAttrMap) =>
+    tf.engine().runKernel(name, inputs, { ...attrs, ...extra }) as tf.Tensor;
+
+  const dFilter = run(
+    'DepthwiseConv2dNativeBackpropFilter',
+    { x, dy },
+    { dilations: 2, filterShape: w.shape },
+  );
+  const dFilterWide = run(
+    'DepthwiseConv2dNativeBackpropFilter',
+    { x, dy },
+    { dilations: 1, filterShape: wWide.shape },
+  );
+  const taps = tf.stridedSlice(dFilterWide, [0, 0, 0, 0], [dilated, dilated, 3, 2], [2, 2, 1, 1]);
+  assertClose(dFilter, taps, 'filter gradient, dilation 2');
+
+  const dInput = run(
+    'DepthwiseConv2dNativeBackpropInput',
+    { dy, filter: w },
+    { dilations: 2, inputShape: x.shape },
+  );
+  const dInputWide = run(
+    'DepthwiseConv2dNativeBackpropInput',
+    { dy, filter: wWide },
+    { dilations: 1, inputShape: x.shape },
+  );
+  assertClose(dInput, dInputWide, 'input gradient, dilation 2');
+  tf.dispose([x, w, wWide, dy, dFilter, dFilterWide, taps, dInput, dInputWide]);
+});
+
+function assertClose(actual: tf.Tensor, expected: tf.Tensor, label: string): void {
+  assert.deepEqual(actual.shape, expected.shape, `${label}: shape`);
+  const [a, e] = [actual.dataSync(), expected.dataSync()];
+  for (let i = 0; i < e.length; ++i) {
+    if (!(Math.abs(a[i]! - e[i]!) <= TOLERANCE * Math.max(1, Math.abs(e[i]!)))) {
+      assert.fail(`${label}: differs at ${i}: ${a[i]} vs ${e[i]}`);
+    }
+  }
+}
+
+test('UnsortedSegmentSum (wasm) matches cpu: repeated, negative and out-of-range ids, 2-D ids', async () => {
+  const cases: { x: number[]; ids: number[]; idsShape: number[]; numSegments: number }[] = [
+    { x: [6, 4], ids: [0, 2, 2, 5, 1, 2], idsShape: [6], numSegments: 6 },
+    { x: [6, 2, 3], ids: [3, -1, 0, 7, 3, 4], idsShape: [6], numSegments: 4 }, // -1, 7, 4 dropped
+    { x: [2, 3, 4], ids: [1, 0, 1, 2, 2, 2], idsShape: [2, 3], numSegments: 3 },
+    { x: [4], ids: [1, 1, 0, 1], idsShape: [4], numSegments: 2 },
+  ];
+  for (const [n, c] of cases.entries()) {
+    await assertSameOnBackends(`unsortedSegmentSum ${JSON.stringify(c)}`, () => {
+      let x = tf.tensor(random(c.x, n), c.x);
+      let ids: tf.Tensor = tf.tensor(c.ids, c.idsShape, 'int32');
+      if (tf.getBackend() === 'cpu' && ids.rank > 1) {
+        // The cpu kernel cannot broadcast ids of rank > 1; flattening ids and x's leading dims
+        // gives the same sums.
+        x = tf.reshape(x, [ids.size, ...c.x.slice(ids.rank)]);
+        ids = tf.reshape(ids, [ids.size]);
+      }
+      return [tf.unsortedSegmentSum(x, ids as tf.Tensor1D, c.numSegments)];
+    });
+  }
+  await assertSameOnBackends('unsortedSegmentSum int32', () => [
+    tf.unsortedSegmentSum(
+      tf.tensor2d([1, 2, 3, 4, 5, 6], [3, 2], 'int32'),
+      tf.tensor1d([1, 1, 0], 'int32'),
+      2,
+    ),
+  ]);
+});
+
+test('gather gradient (embedding lookup) on wasm matches cpu', async () => {
+  const ids = [3, 0, 3, 7, 1, 3, 9, 0];
+  await assertSameOnBackends('gather axis 0, ids [2, 4]', () => {
+    const table = tf.tensor2d(random([10, 5], 1), [10, 5]);
+    const indices = tf.tensor2d(ids, [2, 4], 'int32');
+    const upstream = tf.tensor3d(random([2, 4, 5], 2), [2, 4, 5]);
+    return [tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.gather(t, indices), upstream)))(table)];
+  });
+  await assertSameOnBackends('gather axis 1', () => {
+    const params = tf.tensor3d(random([2, 10, 3], 3), [2, 10, 3]);
+    const indices = tf.tensor1d(ids, 'int32');
+    const upstream = tf.tensor3d(random([2, 8, 3], 4), [2, 8, 3]);
+    return [tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.gather(t, indices, 1), upstream)))(params)];
+  });
+});
+
+/** A conv + depthwise + embedding model: one loss whose gradient needs all four kernels. */
+function smallModelGrads(): tf.Tensor[] {
+  const v = (name: string, shape: number[], seed: number) =>
+    tf.variable(tf.mul(tf.tensor(random(shape, seed), shape), 0.3), true, `${name}_${tf.getBackend()}`);
+  const conv = v('conv', [3, 3, 3, 8], 1);
+  const depthwise = v('depthwise', [3, 3, 8, 1], 2);
+  const embedding = v('embedding', [12, 8], 3);
+  const head = v('head', [8, 4], 4);
+  const images = tf.tensor4d(random([2, 9, 9, 3], 5), [2, 9, 9, 3]);
+  const tokens = tf.tensor2d([1, 5, 5, 11, 0, 2, 5, 7], [2, 4], 'int32');
+  const labels = tf.oneHot(tf.tensor1d([1, 3], 'int32'), 4);
+  const { value, grads } = tf.variableGrads(() => {
+    let h = tf.relu(tf.conv2d(images, conv as tf.Tensor4D, 2, 'same')); // [2, 5, 5, 8]
+    h = tf.relu(tf.depthwiseConv2d(h, depthwise as tf.Tensor4D, 1, 'same')); // [2, 5, 5, 8]
+    const pooled = tf.mean(h, [1, 2]); // [2, 8]
+    const embedded = tf.mean(tf.gather(embedding, tokens), 1); // [2, 8]
+    const logits = tf.matMul(tf.add(pooled, embedded), head); // [2, 4]
+    return tf.losses.softmaxCrossEntropy(labels, logits) as tf.Scalar;
+  });
+  const out = [value, ...[conv, depthwise, embedding, head].map((x) => grads[x.name]!)];
+  tf.dispose([conv, depthwise, embedding, head]);
+  return out;
+}
+
+test('a conv + depthwise + embedding training step runs on wasm and matches cpu', async () => {
+  await tf.setBackend('wasm');
+  const missing = missingKernels(await kernelsUsed(() => tf.dispose(smallModelGrads())), 'wasm');
+  assert.deepEqual(missing, []);
+  await assertSameOnBackends('small model variableGrads', smallModelGrads);
+});
+
+test('kernelsUsed lists the kernels of a gradient; missingKernels names the unregistered ones', async () => {
+  await tf.setBackend('cpu');
+  const names = await kernelsUsed(() => {
+    tf.tidy(() => {
+      tf.grad((t: tf.Tensor) => tf.sum(tf.gather(t, tf.tensor1d([0, 2], 'int32'))))(tf.ones([3, 2]));
+    });
+  });
+  await tf.setBackend('wasm');
+  assert.ok(names.includes('GatherV2') && names.includes('UnsortedSegmentSum'), names.join(', '));
+  assert.deepEqual(names, [...names].sort());
+  assert.equal(new Set(names).size, names.length);
+  assert.deepEqual(missingKernels(['UnsortedSegmentSum', 'NoSuchKernel', 'Conv2DBackpropFilter'], 'wasm'), [
+    'NoSuchKernel',
+  ]);
+});

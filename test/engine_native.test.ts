@@ -1,0 +1,249 @@
+/**
+ * The OpenBLAS kernels for the wasm backend (src/engine/native/): each product is computed with the stock
+ * wasm kernel and with the native override and must agree to 1e-4 relative; gradients through them must
+ * match the cpu backend. Skipped, with the reason, when the addon is not built.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { initEngine } from '../src/engine/backend.js';
+import {
+  describeNativeKernels,
+  disableNativeKernels,
+  enableNativeKernels,
+  loadNativeBlas,
+  nativeBlasUnavailableReason,
+} from '../src/engine/native/index.js';
+
+const TOLERANCE = 1e-4;
+const blas = loadNativeBlas();
+const skip = blas ? false : `native BLAS addon not built: ${nativeBlasUnavailableReason()}`;
+/** Native GEMM calls since the last reset, counted by wrapping the addon's function. */
+let nativeCalls = 0;
+
+before(async () => {
+  await initEngine('wasm');
+  if (!blas) return;
+  const sgemmStridedBatched = blas.sgemmStridedBatched.bind(blas);
+  blas.sgemmStridedBatched = (...args) => {
+    nativeCalls++;
+    sgemmStridedBatched(...args);
+  };
+});
+
+after(() => {
+  disableNativeKernels();
+});
+
+/** Deterministic uniform values in [-1, 1). */
+function random(shape: number[], seed: number): tf.Tensor {
+  let state = seed * 2654435761 + 1;
+  const values = new Float32Array(shape.reduce((a, b) => a * b, 1));
+  for (let i = 0; i < values.length; ++i) {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    values[i] = state / 2 ** 31 - 1;
+  }
+  return tf.tensor(values, shape);
+}
+
+function assertClose(actual: tf.Tensor, expected: tf.Tensor, what: string): void {
+  assert.deepEqual(actual.shape, expected.shape, `${what}: shape`);
+  const a = actual.dataSync();
+  const e = expected.dataSync();
+  for (let i = 0; i < e.length; i++) {
+    const tol = TOLERANCE * Math.max(1, Math.abs(e[i]));
+    if (!(Math.abs(a[i] - e[i]) <= tol)) assert.fail(`${what}: element ${i} is ${a[i]}, expected ${e[i]}`);
+  }
+}
+
+/**
+ * Runs `compute` on the reference (the stock wasm kernels, or the cpu backend) and on wasm with the native
+ * kernels, checks they agree, and returns the native GEMM calls made.
+ */
+async function assertNativeMatches(
+  what: string,
+  compute: () => tf.Tensor,
+  reference: 'stock wasm' | 'cpu' = 'stock wasm',
+): Promise<number> {
+  if (reference === 'cpu') await tf.setBackend('cpu');
+  else disableNativeKernels();
+  const expected = tf.tidy(compute);
+  await tf.setBackend('wasm');
+  assert.equal(enableNativeKernels().enabled, true);
+  nativeCalls = 0;
+  const actual = tf.tidy(compute);
+  const calls = nativeCalls;
+  assertClose(actual, expected, `${what} (against ${reference})`);
+  tf.dispose([actual, expected]);
+  return calls;
+}
+
+test('status: enabled with OpenBLAS, and disabling says so', { skip }, () => {
+  const status = enableNativeKernels();
+  assert.equal(status.enabled, true);
+  assert.deepEqual(status.kernels, ['BatchMatMul', '_FusedMatMul']);
+  assert.match(describeNativeKernels(), /^native BLAS: on \(OpenBLAS/);
+  disableNativeKernels();
+  assert.match(describeNativeKernels(), /^native BLAS: off \(native kernels are disabled/);
+});
+
+test('matMul: transposes and odd sizes', { skip }, async () => {
+  const [M, K, N] = [37, 53, 29];
+  for (const [transposeA, transposeB] of [
+    [false, false],
+    [true, false],
+    [false, true],
+    [true, true],
+  ]) {
+    const calls = await assertNativeMatches(`transposeA=${transposeA} transposeB=${transposeB}`, () =>
+      tf.matMul(
+        random(transposeA ? [K, M] : [M, K], 1),
+        random(transposeB ? [N, K] : [K, N], 2),
+        transposeA,
+        transposeB,
+      ),
+    );
+    assert.equal(calls, 1, 'the native kernel ran');
+  }
+  await assertNativeMatches('a row vector 1×300·300×7', () =>
+    tf.matMul(random([1, 300], 3), random([300, 7], 4)),
+  );
+});
+
+test('matMul: batches, broadcast batches and higher ranks', { skip }, async () => {
+  const cases: [string, number[], number[], boolean, boolean][] = [
+    ['equal batches', [3, 20, 30], [3, 30, 17], false, false],
+    ['a broadcast over b', [1, 20, 30], [4, 17, 30], false, true],
+    ['rank-2 b over a batch', [4, 30, 20], [30, 17], true, false],
+    ['rank 4', [2, 3, 16, 24], [2, 3, 24, 18], false, false],
+    ['rank 4 against rank 3 (leading 1s)', [1, 3, 16, 24], [3, 24, 18], false, false],
+  ];
+  for (const [what, aShape, bShape, transposeA, transposeB] of cases) {
+    const calls = await assertNativeMatches(what, () =>
+      tf.matMul(random(aShape, 5), random(bShape, 6), transposeA, transposeB),
+    );
+    assert.equal(calls, 1, `${what}: the native kernel ran`);
+  }
+});
+
+test('matMul: what the native path leaves to the stock kernel', { skip }, async () => {
+  // [2,1] against [1,3] batches is no single stride pattern; tiny products are not worth the call.
+  assert.equal(
+    await assertNativeMatches('cross broadcast', () =>
+      tf.matMul(random([2, 1, 20, 20], 7), random([1, 3, 20, 20], 8)),
+    ),
+    0,
+  );
+  assert.equal(await assertNativeMatches('tiny', () => tf.matMul(random([4, 4], 9), random([4, 4], 10))), 0);
+  enableNativeKernels();
+  assert.throws(() => tf.matMul(tf.zeros([40, 30]), tf.zeros([31, 40])), /inner shapes \(30\) and \(31\)/);
+});
+
+test('matMul: an output larger than the heap is written after the heap grows', { skip }, async () => {
+  // 4096² floats = 64 MiB: allocating the output grows wasm memory, which detaches any earlier view of it.
+  await tf.setBackend('wasm');
+  const heapBytes = () =>
+    tf.tidy(() => (tf.backend() as BackendWasm).typedArrayFromHeap(tf.scalar(0)).buffer.byteLength);
+  const before = heapBytes();
+  const calls = await assertNativeMatches(
+    'outer product',
+    () => tf.matMul(random([4096, 2], 11), random([2, 4096], 12)),
+    'cpu',
+  );
+  assert.equal(calls, 1);
+  assert.ok(heapBytes() > before, `the wasm heap grew (${before} bytes before)`);
+});
+
+test('fused matMul: bias and activations', { skip }, async () => {
+  const [M, K, N] = [33, 47, 25];
+  const activations: tf.fused.Activation[] = [
+    'linear',
+    'relu',
+    'relu6',
+    'leakyrelu',
+    'prelu',
+    'sigmoid',
+    'elu',
+  ];
+  for (const activation of activations) {
+    for (const withBias of [false, true]) {
+      const what = `${activation}${withBias ? ' + bias' : ''}`;
+      const calls = await assertNativeMatches(what, () =>
+        tf.fused.matMul({
+          a: tf.mul(random([M, K], 13), 3),
+          b: random([K, N], 14),
+          bias: withBias ? random([N], 15) : undefined,
+          activation,
+          leakyreluAlpha: 0.1,
+          preluActivationWeights: activation === 'prelu' ? random([N], 16) : undefined,
+        }),
+      );
+      assert.equal(calls, 1, `${what}: native calls`);
+    }
+  }
+});
+
+test(
+  'fused matMul: a bias is right batched or transposed, at every size (the stock wasm kernel is not)',
+  { skip },
+  async () => {
+    // tfjs-backend-wasm 4.22 adds a bias correctly only to one product without transposes: compare with cpu.
+    const cases: [number, number, number, number, boolean, boolean][] = [
+      [1, 3, 4, 5, false, true],
+      [1, 3, 4, 5, true, false],
+      [2, 3, 4, 5, false, false],
+      [3, 33, 47, 25, true, true],
+    ];
+    for (const [batch, M, K, N, transposeA, transposeB] of cases) {
+      const what = `batch ${batch}, ${M}×${K}×${N}, transposeA=${transposeA}, transposeB=${transposeB}`;
+      const compute = () =>
+        tf.fused.matMul({
+          a: random(transposeA ? [batch, K, M] : [batch, M, K], 24),
+          b: random(transposeB ? [batch, N, K] : [batch, K, N], 25),
+          transposeA,
+          transposeB,
+          bias: random([N], 26),
+          activation: 'relu',
+        });
+      await tf.setBackend('cpu');
+      const expected = tf.tidy(compute);
+      await tf.setBackend('wasm');
+      disableNativeKernels();
+      const stock = tf.tidy(compute);
+      enableNativeKernels();
+      nativeCalls = 0;
+      const actual = tf.tidy(compute);
+      assert.equal(nativeCalls, 1, `${what}: native calls`);
+      assertClose(actual, expected, `${what} (against cpu)`);
+      const stockError = tf.tidy(() => tf.max(tf.abs(tf.sub(stock, expected))).dataSync()[0]);
+      // When this fails, tfjs fixed its kernel: drop `stockIsWrong` in src/engine/native/fused_mat_mul.ts.
+      assert.ok(stockError > 0.01, `${what}: the stock wasm kernel is off by ${stockError}`);
+      tf.dispose([expected, stock, actual]);
+    }
+  },
+);
+
+test('gradients through native matMul equal the cpu backend', { skip }, async () => {
+  const [M, K, N] = [24, 40, 32];
+  const loss = (a: tf.Tensor, b: tf.Tensor, bias: tf.Tensor) => {
+    const product = tf.matMul(a, b, false, true); // [M, N]
+    const hidden = tf.fused.matMul({ a: product, b: random([N, N], 21), bias, activation: 'relu' });
+    return tf.sum(tf.mul(hidden, random([M, N], 22)));
+  };
+  const gradients = () =>
+    tf.grads((a: tf.Tensor, b: tf.Tensor, bias: tf.Tensor) => loss(a, b, bias))([
+      random([M, K], 19),
+      random([N, K], 20),
+      random([N], 23),
+    ]);
+  await tf.setBackend('cpu');
+  const expected = gradients();
+  await tf.setBackend('wasm');
+  enableNativeKernels();
+  nativeCalls = 0;
+  const actual = gradients();
+  assert.ok(nativeCalls >= 4, `native GEMMs in forward and backward: ${nativeCalls}`);
+  expected.forEach((e, i) => assertClose(actual[i], e, `gradient ${i}`));
+  tf.dispose([...expected, ...actual]);
+});
