@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define MAX_ARGS 17
 
@@ -260,6 +262,165 @@ static napi_value bias_activation(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * 2-D convolution, NHWC input and output, HWIO filter, as GEMM on im2col columns. Output pixel p (over
+ * batch, row, column) has the column vector cols[p, (kh·fw + kw)·inC + ci] = x[b, iy, ix, ci] (zero outside
+ * the image), which lines up with the filter flattened to [fh·fw·inC, outC]. Columns are built for a chunk
+ * of pixels at a time so the scratch buffer stays at most CHUNK_FLOATS.
+ */
+#define CHUNK_FLOATS (4 << 20)
+
+typedef struct {
+  int64_t batch, in_h, in_w, in_c, out_h, out_w, out_c, f_h, f_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
+} Conv;
+
+/* geometry: Int32Array [batch, inH, inW, inC, outH, outW, outC, fH, fW, strideH, strideW, dilH, dilW, padTop, padLeft]. */
+static bool get_conv(napi_env env, napi_value v, const char *fn, Conv *c) {
+  bool is_ta = false;
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta ||
+      napi_get_typedarray_info(env, v, &type, &length, &data, NULL, NULL) != napi_ok || type != napi_int32_array ||
+      length != 15) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s: geometry must be an Int32Array of 15 values", fn);
+    napi_throw_type_error(env, NULL, msg);
+    return false;
+  }
+  const int32_t *g = data;
+  *c = (Conv){g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12], g[13], g[14]};
+  for (int i = 0; i < 13; i++)
+    if (g[i] <= 0) {
+      char msg[160];
+      snprintf(msg, sizeof msg, "%s: geometry value %d is %d, must be positive", fn, i, g[i]);
+      napi_throw_range_error(env, NULL, msg);
+      return false;
+    }
+  return true;
+}
+
+static bool check_length(napi_env env, const char *fn, const char *name, const FloatView *v, int64_t need) {
+  if ((int64_t)v->length >= need) return true;
+  char msg[200];
+  snprintf(msg, sizeof msg, "%s: %s needs %lld elements, the array has %zu", fn, name, (long long)need, v->length);
+  napi_throw_range_error(env, NULL, msg);
+  return false;
+}
+
+/* 1×1 filter, stride 1, no padding: the input already is the column matrix. */
+static bool conv_is_pointwise(const Conv *c) {
+  return c->f_h == 1 && c->f_w == 1 && c->stride_h == 1 && c->stride_w == 1 && c->pad_top == 0 &&
+         c->pad_left == 0 && c->out_h == c->in_h && c->out_w == c->in_w;
+}
+
+/* Calls fn(pixel, kernel offset k, input offset or -1 when in the padding) for every pixel in [p0, p1). */
+#define FOR_EACH_TAP(c, p0, p1, BODY)                                                        \
+  for (int64_t p = (p0); p < (p1); p++) {                                                    \
+    int64_t b = p / ((c)->out_h * (c)->out_w), rem = p % ((c)->out_h * (c)->out_w);          \
+    int64_t oy = rem / (c)->out_w, ox = rem % (c)->out_w;                                    \
+    for (int64_t kh = 0; kh < (c)->f_h; kh++) {                                              \
+      int64_t iy = oy * (c)->stride_h - (c)->pad_top + kh * (c)->dil_h;                      \
+      for (int64_t kw = 0; kw < (c)->f_w; kw++) {                                            \
+        int64_t ix = ox * (c)->stride_w - (c)->pad_left + kw * (c)->dil_w;                   \
+        int64_t col = (p - (p0)) * K + (kh * (c)->f_w + kw) * (c)->in_c;                     \
+        int64_t in = iy >= 0 && iy < (c)->in_h && ix >= 0 && ix < (c)->in_w                  \
+                         ? ((b * (c)->in_h + iy) * (c)->in_w + ix) * (c)->in_c               \
+                         : -1;                                                               \
+        BODY                                                                                 \
+      }                                                                                      \
+    }                                                                                        \
+  }
+
+static void im2col(const Conv *c, const float *x, int64_t p0, int64_t p1, float *cols) {
+  const int64_t K = c->f_h * c->f_w * c->in_c;
+  FOR_EACH_TAP(c, p0, p1, {
+    if (in >= 0)
+      memcpy(cols + col, x + in, (size_t)c->in_c * sizeof(float));
+    else
+      memset(cols + col, 0, (size_t)c->in_c * sizeof(float));
+  })
+}
+
+static void col2im_add(const Conv *c, const float *cols, int64_t p0, int64_t p1, float *dx) {
+  const int64_t K = c->f_h * c->f_w * c->in_c;
+  FOR_EACH_TAP(c, p0, p1, {
+    if (in >= 0)
+      for (int64_t ci = 0; ci < c->in_c; ci++) dx[in + ci] += cols[col + ci];
+  })
+}
+
+enum { CONV_FORWARD, CONV_BACKPROP_INPUT, CONV_BACKPROP_FILTER };
+
+/*
+ * conv2d(x, filter, out, geometry):            out[P, outC] = cols(x)[P, K] · filter[K, outC]
+ * conv2dBackpropInput(dy, filter, dx, geometry): dx = col2im(dy[P, outC] · filterᵀ[outC, K])
+ * conv2dBackpropFilter(x, dy, dw, geometry):     dw[K, outC] = cols(x)ᵀ[K, P] · dy[P, outC]
+ * with P = batch·outH·outW pixels and K = fH·fW·inC.
+ */
+static napi_value conv_op(napi_env env, napi_callback_info info, int op) {
+  static const char *names[] = {"conv2d", "conv2dBackpropInput", "conv2dBackpropFilter"};
+  static const char *args[][3] = {{"x", "filter", "out"}, {"dy", "filter", "dx"}, {"x", "dy", "dw"}};
+  const char *fn = names[op];
+  size_t argc = MAX_ARGS;
+  napi_value argv[MAX_ARGS];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!arg_count(env, argc, 4, fn)) return NULL;
+  FloatView v[3];
+  Conv c;
+  for (int i = 0; i < 3; i++)
+    if (!get_f32(env, argv[i], fn, args[op][i], &v[i])) return NULL;
+  if (!get_conv(env, argv[3], fn, &c)) return NULL;
+  const int64_t P = c.batch * c.out_h * c.out_w, K = c.f_h * c.f_w * c.in_c;
+  const int64_t x_size = c.batch * c.in_h * c.in_w * c.in_c, y_size = P * c.out_c, w_size = K * c.out_c;
+  const int64_t sizes[][3] = {{x_size, w_size, y_size}, {y_size, w_size, x_size}, {x_size, y_size, w_size}};
+  for (int i = 0; i < 3; i++)
+    if (!check_length(env, fn, args[op][i], &v[i], sizes[op][i])) return NULL;
+
+  const bool pointwise = conv_is_pointwise(&c);
+  const int64_t chunk = pointwise ? P : (CHUNK_FLOATS / K > 0 ? (CHUNK_FLOATS / K < P ? CHUNK_FLOATS / K : P) : 1);
+  float *cols = pointwise ? NULL : malloc((size_t)(chunk * K) * sizeof(float));
+  if (!pointwise && cols == NULL) {
+    napi_throw_error(env, NULL, "sortednet_blas: out of memory for im2col columns");
+    return NULL;
+  }
+  if (op == CONV_BACKPROP_INPUT) memset(v[2].data, 0, (size_t)x_size * sizeof(float));
+  for (int64_t p0 = 0; p0 < P; p0 += chunk) {
+    const int64_t rows = P - p0 < chunk ? P - p0 : chunk;
+    switch (op) {
+      case CONV_FORWARD: {
+        const float *a = pointwise ? v[0].data + p0 * K : (im2col(&c, v[0].data, p0, p0 + rows, cols), cols);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)c.out_c, (int)K, 1, a, (int)K,
+                    v[1].data, (int)c.out_c, 0, v[2].data + p0 * c.out_c, (int)c.out_c);
+        break;
+      }
+      case CONV_BACKPROP_INPUT: {
+        float *d = pointwise ? v[2].data + p0 * K : cols;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)K, (int)c.out_c, 1,
+                    v[0].data + p0 * c.out_c, (int)c.out_c, v[1].data, (int)c.out_c, 0, d, (int)K);
+        if (!pointwise) col2im_add(&c, cols, p0, p0 + rows, v[2].data);
+        break;
+      }
+      default: {
+        const float *a = pointwise ? v[0].data + p0 * K : (im2col(&c, v[0].data, p0, p0 + rows, cols), cols);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)c.out_c, (int)rows, 1, a, (int)K,
+                    v[1].data + p0 * c.out_c, (int)c.out_c, p0 == 0 ? 0 : 1, v[2].data, (int)c.out_c);
+        break;
+      }
+    }
+  }
+  free(cols);
+  return NULL;
+}
+
+static napi_value conv2d(napi_env env, napi_callback_info info) { return conv_op(env, info, CONV_FORWARD); }
+static napi_value conv2d_backprop_input(napi_env env, napi_callback_info info) {
+  return conv_op(env, info, CONV_BACKPROP_INPUT);
+}
+static napi_value conv2d_backprop_filter(napi_env env, napi_callback_info info) {
+  return conv_op(env, info, CONV_BACKPROP_FILTER);
+}
+
 /* OpenBLAS's own description (version, target core, threads), for status messages. */
 extern char *openblas_get_config(void);
 extern int openblas_get_num_threads(void);
@@ -278,6 +439,9 @@ static napi_value init(napi_env env, napi_value exports) {
       {"sgemm", NULL, sgemm, NULL, NULL, NULL, napi_default_method, NULL},
       {"sgemmStridedBatched", NULL, sgemm_strided_batched, NULL, NULL, NULL, napi_default_method, NULL},
       {"biasActivation", NULL, bias_activation, NULL, NULL, NULL, napi_default_method, NULL},
+      {"conv2d", NULL, conv2d, NULL, NULL, NULL, napi_default_method, NULL},
+      {"conv2dBackpropInput", NULL, conv2d_backprop_input, NULL, NULL, NULL, napi_default_method, NULL},
+      {"conv2dBackpropFilter", NULL, conv2d_backprop_filter, NULL, NULL, NULL, napi_default_method, NULL},
       {"config", NULL, config, NULL, NULL, NULL, napi_default_method, NULL},
   };
   CHECK(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));

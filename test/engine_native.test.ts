@@ -18,18 +18,21 @@ import {
 
 const TOLERANCE = 1e-4;
 const blas = loadNativeBlas();
-const skip = blas ? false : `native BLAS addon not built: ${nativeBlasUnavailableReason()}`;
-/** Native GEMM calls since the last reset, counted by wrapping the addon's function. */
+const skip = blas ? false : `native BLAS kernels unavailable: ${nativeBlasUnavailableReason()}`;
+/** Native GEMM and convolution calls since the last reset, counted by wrapping the addon's functions. */
 let nativeCalls = 0;
 
 before(async () => {
   await initEngine('wasm');
   if (!blas) return;
-  const sgemmStridedBatched = blas.sgemmStridedBatched.bind(blas);
-  blas.sgemmStridedBatched = (...args) => {
-    nativeCalls++;
-    sgemmStridedBatched(...args);
-  };
+  const functions = blas as unknown as Record<string, (...args: unknown[]) => void>;
+  for (const name of ['sgemmStridedBatched', 'conv2d', 'conv2dBackpropInput', 'conv2dBackpropFilter']) {
+    const call = functions[name];
+    functions[name] = (...args) => {
+      nativeCalls++;
+      call(...args);
+    };
+  }
 });
 
 after(() => {
@@ -82,7 +85,14 @@ async function assertNativeMatches(
 test('status: enabled with OpenBLAS, and disabling says so', { skip }, () => {
   const status = enableNativeKernels();
   assert.equal(status.enabled, true);
-  assert.deepEqual(status.kernels, ['BatchMatMul', '_FusedMatMul']);
+  assert.deepEqual(status.kernels, [
+    'BatchMatMul',
+    '_FusedMatMul',
+    'Conv2D',
+    'FusedConv2D',
+    'Conv2DBackpropInput',
+    'Conv2DBackpropFilter',
+  ]);
   assert.match(describeNativeKernels(), /^native BLAS: on \(OpenBLAS/);
   disableNativeKernels();
   assert.match(describeNativeKernels(), /^native BLAS: off \(native kernels are disabled/);
@@ -246,4 +256,98 @@ test('gradients through native matMul equal the cpu backend', { skip }, async ()
   assert.ok(nativeCalls >= 4, `native GEMMs in forward and backward: ${nativeCalls}`);
   expected.forEach((e, i) => assertClose(actual[i], e, `gradient ${i}`));
   tf.dispose([...expected, ...actual]);
+});
+
+interface ConvCase {
+  what: string;
+  x: number[]; // [batch, height, width, inChannels]
+  filter: number[]; // [fH, fW, inChannels, outChannels]
+  strides: number;
+  pad: 'same' | 'valid' | number;
+  dilations: number;
+}
+
+const CONV_CASES: ConvCase[] = [
+  { what: '3×3 same', x: [2, 9, 11, 5], filter: [3, 3, 5, 7], strides: 1, pad: 'same', dilations: 1 },
+  {
+    what: '3×3 valid stride 2',
+    x: [2, 12, 10, 4],
+    filter: [3, 3, 4, 6],
+    strides: 2,
+    pad: 'valid',
+    dilations: 1,
+  },
+  {
+    what: '5×5 same stride 2',
+    x: [1, 13, 13, 3],
+    filter: [5, 5, 3, 8],
+    strides: 2,
+    pad: 'same',
+    dilations: 1,
+  },
+  {
+    what: '3×3 pad 1, dilation 2',
+    x: [2, 10, 10, 4],
+    filter: [3, 3, 4, 5],
+    strides: 1,
+    pad: 1,
+    dilations: 2,
+  },
+  { what: '1×1 pointwise', x: [2, 8, 8, 16], filter: [1, 1, 16, 12], strides: 1, pad: 'valid', dilations: 1 },
+];
+
+test('conv2d: forward against the stock wasm kernel', { skip }, async () => {
+  for (const c of CONV_CASES) {
+    const calls = await assertNativeMatches(c.what, () =>
+      tf.conv2d(
+        random(c.x, 30) as tf.Tensor4D,
+        random(c.filter, 31) as tf.Tensor4D,
+        c.strides,
+        c.pad,
+        'NHWC',
+        c.dilations,
+      ),
+    );
+    assert.equal(calls, 1, `${c.what}: native calls`);
+  }
+});
+
+test('conv2d: fused bias + relu against the cpu backend', { skip }, async () => {
+  for (const c of CONV_CASES) {
+    const calls = await assertNativeMatches(
+      c.what,
+      () =>
+        tf.fused.conv2d({
+          x: random(c.x, 32) as tf.Tensor4D,
+          filter: random(c.filter, 33) as tf.Tensor4D,
+          strides: c.strides,
+          pad: c.pad,
+          dilations: c.dilations,
+          bias: random([c.filter[3]], 34),
+          activation: 'relu',
+        }),
+      'cpu',
+    );
+    assert.equal(calls, 1, `${c.what}: native calls`);
+  }
+});
+
+test('conv2d: gradients for input and filter equal the cpu backend', { skip }, async () => {
+  for (const c of CONV_CASES.filter((c) => c.dilations === 1)) {
+    // The squared sum gives every output element its own gradient (2y).
+    const gradients = () =>
+      tf.grads((x: tf.Tensor, filter: tf.Tensor) =>
+        tf.sum(tf.square(tf.conv2d(x as tf.Tensor4D, filter as tf.Tensor4D, c.strides, c.pad))),
+      )([random(c.x, 36), random(c.filter, 37)]);
+    await tf.setBackend('cpu');
+    const expected = gradients();
+    await tf.setBackend('wasm');
+    enableNativeKernels();
+    nativeCalls = 0;
+    const actual = gradients();
+    assert.equal(nativeCalls, 3, `${c.what}: forward, input and filter gradients on the native path`);
+    assertClose(actual[0], expected[0], `${c.what}: dx`);
+    assertClose(actual[1], expected[1], `${c.what}: dFilter`);
+    tf.dispose([...expected, ...actual]);
+  }
 });

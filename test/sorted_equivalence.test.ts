@@ -69,18 +69,40 @@ test('MLP: a sub-model equals a hand-written forward on the sliced weights', () 
 });
 
 test('ResNet: random sub-models (depth × width, per-layer widths) equal their extracted models', () => {
-  const cfg = resnetConfig({ inChannels: 1, imageSize: 12, classes: 4, stem: 8, widths: [8, 16], blocks: [2, 2] });
+  const cfg = resnetConfig({
+    inChannels: 1,
+    imageSize: 12,
+    classes: 4,
+    stem: 8,
+    widths: [8, 16],
+    blocks: [2, 2],
+  });
   const model = new ResNet(cfg, 11);
   const x = randomImages(4, 12, 1, 3);
   const r = rng(2);
   for (let i = 0; i < 4; i++) {
     checkEquivalence(model, { depth: pick(r, [2, 3, 4]), width: pick(r, [0.25, 0.5, 0.75, 1]) }, x, 1e-4);
   }
-  checkEquivalence(model, { depth: 4, layers: { stem: 3, 'stages.0.0.conv1': 5, 'stages.0.0.conv2': 6, 'stages.1.1.conv1': 2 } }, x, 1e-4);
+  checkEquivalence(
+    model,
+    { depth: 4, layers: { stem: 3, 'stages.0.0.conv1': 5, 'stages.0.0.conv2': 6, 'stages.1.1.conv1': 2 } },
+    x,
+    1e-4,
+  );
 });
 
 test('MobileNetV2: sub-models with width and expansion equal their extracted models', () => {
-  const cfg = mobilenetV2Config({ inChannels: 1, imageSize: 12, classes: 3, stem: 8, rows: [[1, 8, 1, 1], [4, 12, 2, 2]], last: 16 });
+  const cfg = mobilenetV2Config({
+    inChannels: 1,
+    imageSize: 12,
+    classes: 3,
+    stem: 8,
+    rows: [
+      [1, 8, 1, 1],
+      [4, 12, 2, 2],
+    ],
+    last: 16,
+  });
   const model = new MobileNetV2(cfg, 4);
   const x = randomImages(3, 12, 1, 5);
   checkEquivalence(model, { depth: 2, width: 0.5, expand: 0.5 }, x, 1e-4);
@@ -88,23 +110,72 @@ test('MobileNetV2: sub-models with width and expansion equal their extracted mod
 });
 
 test('Transformer: sub-models over depth, heads, FFN and embedding equal their extracted models', () => {
-  const model = new Transformer({ task: 'lm', vocab: 19, dim: 16, heads: 4, headDim: 4, ffn: 32, layers: 3, maxLen: 8 }, 6);
-  const ids = tf.tensor2d([[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]], undefined, 'int32');
+  const model = new Transformer(
+    { task: 'lm', vocab: 19, dim: 16, heads: 4, headDim: 4, ffn: 32, layers: 3, maxLen: 8 },
+    6,
+  );
+  const ids = tf.tensor2d(
+    [
+      [1, 2, 3, 4, 5, 6],
+      [7, 8, 9, 10, 11, 12],
+    ],
+    undefined,
+    'int32',
+  );
   const r = rng(3);
   for (let i = 0; i < 5; i++) {
-    const sub = { depth: pick(r, [1, 2, 3]), heads: pick(r, [1, 2, 3, 4]), ffn: pick(r, [0.25, 0.5, 1]), embed: pick(r, [0.5, 0.75, 1]) };
+    const sub = {
+      depth: pick(r, [1, 2, 3]),
+      heads: pick(r, [1, 2, 3, 4]),
+      ffn: pick(r, [0.25, 0.5, 1]),
+      embed: pick(r, [0.5, 0.75, 1]),
+    };
     checkEquivalence(model, sub, ids);
   }
-  const clf = new Transformer({ task: 'classify', classes: 3, vocab: 19, dim: 16, heads: 2, headDim: 8, ffn: 16, layers: 2, maxLen: 8, padId: 0 }, 7);
-  checkEquivalence(clf, { depth: 1, heads: 1, embed: 0.5 }, tf.tensor2d([[3, 4, 0, 0], [5, 6, 7, 0]], undefined, 'int32'));
+  const clf = new Transformer(
+    {
+      task: 'classify',
+      classes: 3,
+      vocab: 19,
+      dim: 16,
+      heads: 2,
+      headDim: 8,
+      ffn: 16,
+      layers: 2,
+      maxLen: 8,
+      padId: 0,
+    },
+    7,
+  );
+  checkEquivalence(
+    clf,
+    { depth: 1, heads: 1, embed: 0.5 },
+    tf.tensor2d(
+      [
+        [3, 4, 0, 0],
+        [5, 6, 7, 0],
+      ],
+      undefined,
+      'int32',
+    ),
+  );
 });
 
 /** Gradients of the sub-model loss, over the shared params, vs the extracted model's. */
-function checkGradients(model: SortedModel, sub: SubModel, x: tf.Tensor, labels: tf.Tensor, tol = 1e-5): void {
+function checkGradients(
+  model: SortedModel,
+  sub: SubModel,
+  x: tf.Tensor,
+  labels: tf.Tensor,
+  tol = 1e-5,
+): void {
   const ctx: ForwardContext = { mode: 'train', key: subModelId(sub) };
   const small = extractSubModel(model, sub, (c) => buildModel(specOf(model, c)));
   const loss = (m: SortedModel, s: SubModel, c: ForwardContext) => () =>
-    tf.losses.softmaxCrossEntropy(tf.oneHot(labels as tf.Tensor1D, m.forward(x, s, c).shape[1] as number), m.forward(x, s, c)) as tf.Scalar;
+    tf.losses.softmaxCrossEntropy(
+      tf.oneHot(labels as tf.Tensor1D, m.forward(x, s, c).shape[1] as number),
+      m.forward(x, s, c),
+    ) as tf.Scalar;
   const shared = tf.variableGrads(loss(model, sub, ctx));
   const plain = tf.variableGrads(loss(small, FULL, { mode: 'train', key: 'full' }));
   const sharedByName = new Map(model.namedParameters().map(([n, v]) => [n, shared.grads[v.name]]));
@@ -114,7 +185,12 @@ function checkGradients(model: SortedModel, sub: SubModel, x: tf.Tensor, labels:
     const gp = plainByName.get(name);
     if (!gp) {
       // A parameter outside the sub-model (a skipped block): no gradient, or exactly zero.
-      if (g) assert.equal(tf.tidy(() => tf.max(tf.abs(g)).dataSync()[0]), 0, `${name} should get no gradient`);
+      if (g)
+        assert.equal(
+          tf.tidy(() => tf.max(tf.abs(g)).dataSync()[0]),
+          0,
+          `${name} should get no gradient`,
+        );
       continue;
     }
     assert.ok(g, `${name}: no gradient`);
@@ -132,9 +208,49 @@ function checkGradients(model: SortedModel, sub: SubModel, x: tf.Tensor, labels:
 
 test('gradients: zero outside the slice, equal to the plain model inside (MLP, ResNet, transformer)', () => {
   const y = tf.tensor1d([0, 1, 2, 1], 'int32');
-  checkGradients(new Mlp({ inputs: 10, hidden: [16, 16, 16], classes: 3 }, 2), { depth: 2, width: 0.5 }, tf.randomNormal([4, 10], 0, 1, 'float32', 1), y);
-  const cfg = resnetConfig({ inChannels: 1, imageSize: 8, classes: 3, stem: 8, widths: [8, 16], blocks: [2, 1] });
+  checkGradients(
+    new Mlp({ inputs: 10, hidden: [16, 16, 16], classes: 3 }, 2),
+    { depth: 2, width: 0.5 },
+    tf.randomNormal([4, 10], 0, 1, 'float32', 1),
+    y,
+  );
+  const cfg = resnetConfig({
+    inChannels: 1,
+    imageSize: 8,
+    classes: 3,
+    stem: 8,
+    widths: [8, 16],
+    blocks: [2, 1],
+  });
   checkGradients(new ResNet(cfg, 3), { depth: 2, width: 0.5 }, randomImages(4, 8, 1, 2), y, 1e-4);
-  const lm = new Transformer({ task: 'classify', classes: 3, vocab: 11, dim: 16, heads: 4, headDim: 4, ffn: 24, layers: 2, maxLen: 6, padId: 0 }, 8);
-  checkGradients(lm, { depth: 1, heads: 2, ffn: 0.5, embed: 0.5 }, tf.tensor2d([[1, 2, 3], [4, 5, 6], [7, 8, 0], [9, 10, 0]], undefined, 'int32'), y);
+  const lm = new Transformer(
+    {
+      task: 'classify',
+      classes: 3,
+      vocab: 11,
+      dim: 16,
+      heads: 4,
+      headDim: 4,
+      ffn: 24,
+      layers: 2,
+      maxLen: 6,
+      padId: 0,
+    },
+    8,
+  );
+  checkGradients(
+    lm,
+    { depth: 1, heads: 2, ffn: 0.5, embed: 0.5 },
+    tf.tensor2d(
+      [
+        [1, 2, 3],
+        [4, 5, 6],
+        [7, 8, 0],
+        [9, 10, 0],
+      ],
+      undefined,
+      'int32',
+    ),
+    y,
+  );
 });

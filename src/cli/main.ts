@@ -99,7 +99,8 @@ function runConfigFrom(flags: Flags, base: Partial<RunConfig> = {}): RunConfig {
   if (vs !== undefined) c.data = { ...c.data, testSubset: vs };
   const t = c.train;
   if (typeof flags.strategy === 'string') t.strategy = flags.strategy as TrainConfig['strategy'];
-  const set = <K extends keyof TrainConfig>(k: K, v: TrainConfig[K] | undefined) => v !== undefined && (t[k] = v);
+  const set = <K extends keyof TrainConfig>(k: K, v: TrainConfig[K] | undefined) =>
+    v !== undefined && (t[k] = v);
   set('steps', num(flags, 'steps', true));
   set('batchSize', num(flags, 'batch-size', true));
   set('gAcc', num(flags, 'gacc', true));
@@ -135,12 +136,19 @@ function modelSpecFor(c: RunConfig, data: TrainTest): { spec: ModelSpec; grid: G
 function writeEval(runDir: string, rows: EvalRow[], title: string): void {
   writeFileAtomic(join(runDir, 'eval.json'), JSON.stringify(rows, null, 2) + '\n');
   writeFileAtomic(join(runDir, 'eval.csv'), toCsv(rows));
-  writeFileAtomic(join(runDir, 'plot.svg'), accuracyFlopsSvg([{ name: title, rows }], `${title}: accuracy vs FLOPs`));
+  writeFileAtomic(
+    join(runDir, 'plot.svg'),
+    accuracyFlopsSvg([{ name: title, rows }], `${title}: accuracy vs FLOPs`),
+  );
 }
 
-async function commandTrain(flags: Flags, base: Partial<RunConfig> = {}, defaultRun?: string): Promise<number> {
+async function commandTrain(
+  flags: Flags,
+  base: Partial<RunConfig> = {},
+  defaultRun?: string,
+): Promise<number> {
   const runDir = (flags.run as string | undefined) ?? defaultRun;
-  if (!runDir) throw new Error("train needs --run DIR (the folder for checkpoints, logs and results)");
+  if (!runDir) throw new Error('train needs --run DIR (the folder for checkpoints, logs and results)');
   let c: RunConfig;
   if (flags.resume) {
     const path = join(runDir, 'run.json');
@@ -149,7 +157,9 @@ async function commandTrain(flags: Flags, base: Partial<RunConfig> = {}, default
   } else {
     c = runConfigFrom(flags, base);
     if (existsSync(join(runDir, 'checkpoint.json'))) {
-      throw new Error(`${runDir} already holds a checkpoint; use --resume to continue it, or another --run folder`);
+      throw new Error(
+        `${runDir} already holds a checkpoint; use --resume to continue it, or another --run folder`,
+      );
     }
   }
   const tc = resolveTrainConfig(c.train);
@@ -161,7 +171,9 @@ async function commandTrain(flags: Flags, base: Partial<RunConfig> = {}, default
   const logPath = join(runDir, 'log.jsonl');
   const log = (rec: object) => appendFileSync(logPath, JSON.stringify(rec) + '\n');
   const title = `${typeof c.model === 'string' ? c.model : spec.family} ${tc.strategy}`;
-  console.log(`run ${runDir}: ${title} on ${c.data.name} (${data.train.n} train / ${data.test.n} test), backend ${c.backend ?? 'wasm'}`);
+  console.log(
+    `run ${runDir}: ${title} on ${c.data.name} (${data.train.n} train / ${data.test.n} test), backend ${c.backend ?? 'wasm'}`,
+  );
 
   if (tc.strategy === 'individual') {
     // Every sub-model trained alone from scratch, same steps each: the quality ceiling (N× cost).
@@ -173,10 +185,18 @@ async function commandTrain(flags: Flags, base: Partial<RunConfig> = {}, default
     for (const entry of grid.entries) {
       const model = buildModel(spec, tc.seed);
       const weights = grid.entries.map((e) => (e.id === entry.id ? 1 : 0));
-      const r = await train(model, grid, data.train, { ...tc, sampler: { weights } }, { onStep: (s) => log({ sub: entry.id, ...s }) });
+      const r = await train(
+        model,
+        grid,
+        data.train,
+        { ...tc, sampler: { weights } },
+        { onStep: (s) => log({ sub: entry.id, ...s }) },
+      );
       seconds += r.seconds;
       rows.push(...evaluateGrid(model, grid, data.train, data.test, c.eval, [entry]));
-      console.log(`  ${entry.id}: ${(100 * rows[rows.length - 1].accuracy).toFixed(2)}% (${r.seconds.toFixed(1)} s)`);
+      console.log(
+        `  ${entry.id}: ${(100 * rows[rows.length - 1].accuracy).toFixed(2)}% (${r.seconds.toFixed(1)} s)`,
+      );
       model.dispose();
     }
     log({ event: 'done', seconds });
@@ -188,7 +208,9 @@ async function commandTrain(flags: Flags, base: Partial<RunConfig> = {}, default
 
   const model = buildModel(spec, tc.seed);
   const grid = new Grid(gridSpec, model);
-  console.log(`${grid.size} sub-models, ${model.parameterCount()} shared parameters; ${tc.steps} steps × gAcc ${tc.gAcc} × batch ${tc.batchSize}`);
+  console.log(
+    `${grid.size} sub-models, ${model.parameterCount()} shared parameters; ${tc.steps} steps × gAcc ${tc.gAcc} × batch ${tc.batchSize}`,
+  );
   const r = await train(model, grid, data.train, tc, {
     runDir,
     resume: flags.resume === true,
@@ -197,19 +219,43 @@ async function commandTrain(flags: Flags, base: Partial<RunConfig> = {}, default
     onStep: log,
   });
   log({ event: 'done', seconds: r.seconds });
-  const prevSeconds = flags.resume && existsSync(join(runDir, 'train_time.json')) ? JSON.parse(readFileSync(join(runDir, 'train_time.json'), 'utf8')).seconds : 0;
-  writeFileAtomic(join(runDir, 'train_time.json'), JSON.stringify({ seconds: prevSeconds + r.seconds }) + '\n');
-  console.log(`trained ${r.steps} steps in ${r.seconds.toFixed(1)} s (${(r.samples / r.seconds).toFixed(0)} samples/s), final loss ${r.finalLoss.toFixed(4)}`);
+  const prevSeconds =
+    flags.resume && existsSync(join(runDir, 'train_time.json'))
+      ? JSON.parse(readFileSync(join(runDir, 'train_time.json'), 'utf8')).seconds
+      : 0;
+  writeFileAtomic(
+    join(runDir, 'train_time.json'),
+    JSON.stringify({ seconds: prevSeconds + r.seconds }) + '\n',
+  );
+  console.log(
+    `trained ${r.steps} steps in ${r.seconds.toFixed(1)} s (${(r.samples / r.seconds).toFixed(0)} samples/s), final loss ${r.finalLoss.toFixed(4)}`,
+  );
   if (flags['no-eval']) return 0;
   return evaluateRun(runDir, model, grid, data, c, title);
 }
 
-function evaluateRun(runDir: string, model: SortedModel, grid: Grid, data: TrainTest, c: RunConfig, title: string): number {
-  console.log(`evaluating ${grid.size} sub-models (BN recalibrated per sub-model) on ${data.test.n} test images…`);
+function evaluateRun(
+  runDir: string,
+  model: SortedModel,
+  grid: Grid,
+  data: TrainTest,
+  c: RunConfig,
+  title: string,
+): number {
+  console.log(
+    `evaluating ${grid.size} sub-models (BN recalibrated per sub-model) on ${data.test.n} test images…`,
+  );
   const rows = evaluateGrid(model, grid, data.train, data.test, c.eval);
   const meta = readCheckpointMeta(runDir);
   // Keep the calibrated BN statistics with the weights, so pick/extract/serving reuse them.
-  saveCheckpoint(runDir, { model, grid: grid.spec, step: meta.step, seed: meta.seed, train: meta.train, dataset: meta.dataset });
+  saveCheckpoint(runDir, {
+    model,
+    grid: grid.spec,
+    step: meta.step,
+    seed: meta.seed,
+    train: meta.train,
+    dataset: meta.dataset,
+  });
   writeEval(runDir, rows, title);
   console.log(formatTable(rows));
   console.log(`wrote ${join(runDir, 'eval.json')}, eval.csv, plot.svg`);
@@ -222,7 +268,14 @@ async function commandEval(flags: Flags): Promise<number> {
   await initEngine(flags.backend ? parseBackend(flags.backend as string) : (c.backend ?? 'wasm'));
   const { model, meta } = loadCheckpoint(runDir);
   const data = loadData(c);
-  return evaluateRun(runDir, model, new Grid(meta.grid, model), data, c, `${typeof c.model === 'string' ? c.model : meta.model.family} ${meta.train?.strategy ?? ''}`);
+  return evaluateRun(
+    runDir,
+    model,
+    new Grid(meta.grid, model),
+    data,
+    c,
+    `${typeof c.model === 'string' ? c.model : meta.model.family} ${meta.train?.strategy ?? ''}`,
+  );
 }
 
 function readEvalRows(runDir: string): EvalRow[] {
@@ -233,7 +286,11 @@ function readEvalRows(runDir: string): EvalRow[] {
 
 async function commandPick(flags: Flags): Promise<number> {
   const runDir = need(flags, 'run', 'pick');
-  const budget = { maxFlops: num(flags, 'max-flops'), maxParams: num(flags, 'max-params'), maxLatencyMs: num(flags, 'max-latency-ms') };
+  const budget = {
+    maxFlops: num(flags, 'max-flops'),
+    maxParams: num(flags, 'max-params'),
+    maxLatencyMs: num(flags, 'max-latency-ms'),
+  };
   let candidates;
   if (existsSync(join(runDir, 'eval.json'))) candidates = candidatesFrom(readEvalRows(runDir));
   else {
@@ -245,7 +302,9 @@ async function commandPick(flags: Flags): Promise<number> {
   const best = pickSubModel(candidates, budget);
   if (!best) {
     const min = candidates.reduce((a, b) => (a.flops < b.flops ? a : b));
-    console.error(`no sub-model fits; the smallest is ${min.id} (${min.flops} FLOPs, ${min.params} params${min.latencyMs !== undefined ? `, ${min.latencyMs.toFixed(3)} ms` : ''})`);
+    console.error(
+      `no sub-model fits; the smallest is ${min.id} (${min.flops} FLOPs, ${min.params} params${min.latencyMs !== undefined ? `, ${min.latencyMs.toFixed(3)} ms` : ''})`,
+    );
     return 2;
   }
   console.log(JSON.stringify(best));
@@ -256,27 +315,37 @@ async function commandExtract(flags: Flags): Promise<number> {
   const runDir = need(flags, 'run', 'extract');
   const out = need(flags, 'out', 'extract');
   const sub = parseSubModel(need(flags, 'sub', 'extract'), '--sub');
-  if (existsSync(join(out, 'checkpoint.json'))) throw new Error(`${out} already holds a checkpoint; choose an empty --out folder`);
+  if (existsSync(join(out, 'checkpoint.json')))
+    throw new Error(`${out} already holds a checkpoint; choose an empty --out folder`);
   await initEngine('cpu');
   const { model, meta } = loadCheckpoint(runDir);
   const small = extractSubModel(model, sub, (cfg) => buildModel(specOf(model, cfg)));
   saveCheckpoint(out, { model: small, grid: {}, step: meta.step, seed: meta.seed, dataset: meta.dataset });
   if (existsSync(join(runDir, 'run.json'))) {
     const c = JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8')) as RunConfig;
-    writeFileAtomic(join(out, 'run.json'), JSON.stringify({ ...c, model: specOf(small), grid: {} }, null, 2) + '\n');
+    writeFileAtomic(
+      join(out, 'run.json'),
+      JSON.stringify({ ...c, model: specOf(small), grid: {} }, null, 2) + '\n',
+    );
   }
-  console.log(`extracted ${subModelId(sub)}: ${small.parameterCount()} parameters (shared model: ${model.parameterCount()}) → ${out}`);
+  console.log(
+    `extracted ${subModelId(sub)}: ${small.parameterCount()} parameters (shared model: ${model.parameterCount()}) → ${out}`,
+  );
   return 0;
 }
 
 async function commandCompare(flags: Flags): Promise<number> {
   const runs = need(flags, 'runs', 'compare').split(',').filter(Boolean);
   const series = runs.map((r) => {
-    const c = existsSync(join(r, 'run.json')) ? (JSON.parse(readFileSync(join(r, 'run.json'), 'utf8')) as RunConfig) : null;
+    const c = existsSync(join(r, 'run.json'))
+      ? (JSON.parse(readFileSync(join(r, 'run.json'), 'utf8')) as RunConfig)
+      : null;
     return { name: c?.train?.strategy ?? r, rows: readEvalRows(r), dir: r };
   });
   for (const s of series) {
-    const t = existsSync(join(s.dir, 'train_time.json')) ? JSON.parse(readFileSync(join(s.dir, 'train_time.json'), 'utf8')).seconds : NaN;
+    const t = existsSync(join(s.dir, 'train_time.json'))
+      ? JSON.parse(readFileSync(join(s.dir, 'train_time.json'), 'utf8')).seconds
+      : NaN;
     console.log(`\n## ${s.name} (${s.dir}), training ${t.toFixed(1)} s\n${formatTable(s.rows)}`);
   }
   const out = (flags.out as string | undefined) ?? 'compare.svg';
@@ -291,7 +360,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     flags = parseArgs({ args: rest, options: OPTIONS, allowPositionals: false }).values as Flags;
   } catch (e) {
-    throw new Error(`${(e as Error).message}\n\n${USAGE}`);
+    throw new Error(`${(e as Error).message}\n\n${USAGE}`, { cause: e });
   }
   switch (command) {
     case undefined:
@@ -301,7 +370,16 @@ export async function main(argv: string[]): Promise<number> {
       console.log(USAGE);
       return 0;
     case 'demo':
-      return commandTrain(flags, { model: 'resnet-small', data: { name: 'mnist', testSubset: 2000 }, train: { steps: 150, batchSize: 64, gAcc: 4 }, eval: { calibrationBatches: 10, latencyReps: 5 } }, 'runs/demo');
+      return commandTrain(
+        flags,
+        {
+          model: 'resnet-small',
+          data: { name: 'mnist', testSubset: 2000 },
+          train: { steps: 150, batchSize: 64, gAcc: 4 },
+          eval: { calibrationBatches: 10, latencyReps: 5 },
+        },
+        'runs/demo',
+      );
     case 'train':
       return commandTrain(flags);
     case 'eval':

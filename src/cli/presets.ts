@@ -12,10 +12,18 @@ export interface Preset {
 
 export const PRESETS: Record<string, Preset> = {
   'resnet-small': {
-    description: 'CIFAR-style ResNet, 3 stages × 2 basic blocks (16/32/64 ch): depth 3..6 × width 25..100% = 16 sub-models',
+    description:
+      'CIFAR-style ResNet, 3 stages × 2 basic blocks (16/32/64 ch): depth 3..6 × width 25..100% = 16 sub-models',
     model: ({ channels, size, classes }) => ({
       family: 'resnet',
-      config: resnetConfig({ inChannels: channels, imageSize: size, classes, stem: 16, widths: [16, 32, 64], blocks: [2, 2, 2] }),
+      config: resnetConfig({
+        inChannels: channels,
+        imageSize: size,
+        classes,
+        stem: 16,
+        widths: [16, 32, 64],
+        blocks: [2, 2, 2],
+      }),
     }),
     grid: { depth: [3, 4, 5, 6], width: [0.25, 0.5, 0.75, 1] },
   },
@@ -23,19 +31,38 @@ export const PRESETS: Record<string, Preset> = {
     description: 'ResNet, 2 stages × 6+5 blocks (16/32 ch): depth 2..11 × 16 widths = 160 sub-models',
     model: ({ channels, size, classes }) => ({
       family: 'resnet',
-      config: resnetConfig({ inChannels: channels, imageSize: size, classes, stem: 16, widths: [16, 32], blocks: [6, 5] }),
+      config: resnetConfig({
+        inChannels: channels,
+        imageSize: size,
+        classes,
+        stem: 16,
+        widths: [16, 32],
+        blocks: [6, 5],
+      }),
     }),
-    grid: { depth: [2, 3, 4, 5, 6, 7, 8, 9, 10, 11], width: Array.from({ length: 16 }, (_, i) => (i + 1) / 16) },
+    grid: {
+      depth: [2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+      width: Array.from({ length: 16 }, (_, i) => (i + 1) / 16),
+    },
   },
   mlp: {
     description: 'MLP 4 × 256 hidden: depth 1..4 × width 25..100% = 16 sub-models',
-    model: ({ channels, size, classes }) => ({ family: 'mlp', config: { inputs: channels * size * size, hidden: [256, 256, 256, 256], classes } }),
+    model: ({ channels, size, classes }) => ({
+      family: 'mlp',
+      config: { inputs: channels * size * size, hidden: [256, 256, 256, 256], classes },
+    }),
     grid: { depth: [1, 2, 3, 4], width: [0.25, 0.5, 0.75, 1] },
   },
   'mlp-160': {
     description: 'MLP 10 × 256 hidden: depth 1..10 × 16 widths = 160 sub-models',
-    model: ({ channels, size, classes }) => ({ family: 'mlp', config: { inputs: channels * size * size, hidden: Array(10).fill(256), classes } }),
-    grid: { depth: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], width: Array.from({ length: 16 }, (_, i) => (i + 1) / 16) },
+    model: ({ channels, size, classes }) => ({
+      family: 'mlp',
+      config: { inputs: channels * size * size, hidden: Array(10).fill(256), classes },
+    }),
+    grid: {
+      depth: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+      width: Array.from({ length: 16 }, (_, i) => (i + 1) / 16),
+    },
   },
   mobilenetv2: {
     description: 'small MobileNetV2: depth 3..6 × width 50/100% × expansion 50/100% = 16 sub-models',

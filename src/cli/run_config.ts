@@ -21,15 +21,17 @@ export function readRunConfig(path: string): Partial<RunConfig> {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new Error(`cannot read config ${path}: ${(e as Error).message}`);
+    throw new Error(`cannot read config ${path}: ${(e as Error).message}`, { cause: e });
   }
   try {
     const c = JSON.parse(text);
-    if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new Error('the top level must be an object');
+    if (typeof c !== 'object' || c === null || Array.isArray(c))
+      throw new Error('the top level must be an object');
     const known = ['model', 'data', 'grid', 'train', 'backend', 'eval'];
-    for (const k of Object.keys(c)) if (!known.includes(k)) throw new Error(`unknown field '${k}'; known: ${known.join(', ')}`);
+    for (const k of Object.keys(c))
+      if (!known.includes(k)) throw new Error(`unknown field '${k}'; known: ${known.join(', ')}`);
     return c as Partial<RunConfig>;
   } catch (e) {
-    throw new Error(`config ${path}: ${(e as Error).message}`);
+    throw new Error(`config ${path}: ${(e as Error).message}`, { cause: e });
   }
 }

@@ -17,7 +17,7 @@ import { Linear } from '../nn/linear.js';
 import { FeedForward } from '../nn/ffn.js';
 import { kaimingNormal, uniformFanIn } from '../nn/init.js';
 import { convOutSize } from '../nn/conv2d.js';
-import { DynamicConv2d, KernelAttention, type DynamicConvOptions } from './dynamic_conv.js';
+import { DynamicConv2d, KernelAttention, type ConvGeometry, type DynamicConvOptions } from './dynamic_conv.js';
 import { MoE, mixExperts, type ExpertLayer, type MoEOptions, type MoEOutput } from './moe.js';
 import { temperatureOf, type DynamicContext } from './context.js';
 import type { Cost } from '../sorted/cost.js';
@@ -148,12 +148,22 @@ export class PadConv2d extends Module implements PadLayer {
   }
 }
 
+/** What the cost of a (PAD) dynamic conv depends on. */
+export interface DynamicConvShape {
+  readonly inChannels: number;
+  readonly kernels: number;
+  readonly reduction: number;
+  readonly geometry: ConvGeometry;
+  /** Elements of one kernel. */
+  readonly kernelSize: number;
+}
+
 /**
  * Deployed cost of a PAD conv with `dynamicCount` dynamic elements: K values per dynamic element,
- * one per static element, the attention; FLOPs: aggregation over the dynamic elements only,
- * assembling the kernel, the convolution, the attention.
+ * one per static element, the attention; FLOPs: aggregation over the dynamic elements only, the
+ * convolution, the attention (the static kernel is precomputed).
  */
-export function padConvCost(layer: DynamicConv2d, dynamicCount: number, h: number, w: number): Cost {
+export function padConvCost(layer: DynamicConvShape, dynamicCount: number, h: number, w: number): Cost {
   const { kernel: k, stride, padding } = layer.geometry;
   const size = layer.kernelSize;
   const attention = KernelAttention.cost(layer.inChannels, layer.kernels, layer.reduction, h, w);
@@ -230,19 +240,41 @@ export class PadMoE extends Module implements PadLayer {
   /** Deployed cost with the current masks: per layer E·κ|W| + (1−κ)|W| weights; static FLOPs once per token. */
   cost(): Cost {
     const counts = tf.tidy(() => this.masks.map((m) => tf.sum(m).dataSync()[0]));
-    return padMoECost(this.moe, counts);
+    return padMoECost(moeShape(this.moe), counts);
   }
 }
 
-/** Deployed cost of a PAD-MoE with `dynamicCounts[l]` dynamic elements in expert layer l. */
-export function padMoECost(moe: MoE, dynamicCounts: readonly number[]): Cost {
+/** What the cost of a (PAD) MoE depends on. */
+export interface MoEShape {
+  readonly experts: number;
+  readonly topK: number;
+  readonly inFeatures: number;
+  readonly routerParams: number;
+  readonly layers: readonly { inFeatures: number; outFeatures: number }[];
+}
+
+export function moeShape(moe: MoE): MoEShape {
+  return {
+    experts: moe.experts,
+    topK: moe.topK,
+    inFeatures: moe.inFeatures,
+    routerParams: moe.router.parameterCount(),
+    layers: moe.layers.map((l) => ({ inFeatures: l.inFeatures, outFeatures: l.outFeatures })),
+  };
+}
+
+/**
+ * Deployed cost of a PAD-MoE with `dynamicCounts[l]` dynamic elements in expert layer l: per layer
+ * E·nnz + (|W| − nnz) weights and E biases; FLOPs per token of an ideal top-k dispatch over the
+ * dynamic elements plus the shared static matMul once.
+ */
+export function padMoECost(moe: MoEShape, dynamicCounts: readonly number[]): Cost {
   const E = moe.experts;
-  let params = moe.router.parameterCount();
+  let params = moe.routerParams;
   let flops = 2 * moe.inFeatures * E;
   moe.layers.forEach((l, i) => {
     const size = l.inFeatures * l.outFeatures;
     params += E * dynamicCounts[i] + (size - dynamicCounts[i]) + E * l.outFeatures;
-    // Per token: k experts' dynamic elements (ideal dispatch) + the shared static matMul once.
     flops += moe.topK * (2 * dynamicCounts[i] + l.outFeatures) + 2 * (size - dynamicCounts[i]);
   });
   return { params, flops };

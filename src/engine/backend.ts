@@ -46,7 +46,8 @@ export async function initEngine(name: BackendName = 'wasm'): Promise<BackendNam
     await import('@tensorflow/tfjs-backend-webgpu');
   }
   const ok = await tf.setBackend(name);
-  if (!ok) throw new Error(`backend '${name}' failed to initialise on this machine; try --backend wasm or cpu`);
+  if (!ok)
+    throw new Error(`backend '${name}' failed to initialise on this machine; try --backend wasm or cpu`);
   await tf.ready();
   return name;
 }

@@ -29,8 +29,10 @@ export function candidatesFrom(rows: readonly EvalRow[] | readonly GridEntry[]):
  */
 export function pickSubModel(candidates: readonly Candidate[], budget: Budget): Candidate | null {
   const limits = Object.entries(budget).filter(([, v]) => v !== undefined);
-  if (limits.length === 0) throw new Error('pick: give a budget: --max-flops, --max-params or --max-latency-ms');
-  for (const [k, v] of limits) if (!(Number(v) > 0)) throw new Error(`pick: ${k} must be a positive number, got ${v}`);
+  if (limits.length === 0)
+    throw new Error('pick: give a budget: --max-flops, --max-params or --max-latency-ms');
+  for (const [k, v] of limits)
+    if (!(Number(v) > 0)) throw new Error(`pick: ${k} must be a positive number, got ${v}`);
   if (budget.maxLatencyMs !== undefined && candidates.some((c) => c.latencyMs === undefined)) {
     throw new Error('pick: --max-latency-ms needs measured latencies; run `sortednet eval --run DIR` first');
   }
@@ -42,7 +44,11 @@ export function pickSubModel(candidates: readonly Candidate[], budget: Budget): 
   );
   let best: Candidate | null = null;
   for (const c of fits) {
-    const better = best === null || (c.accuracy !== undefined && best.accuracy !== undefined ? c.accuracy > best.accuracy || (c.accuracy === best.accuracy && c.flops < best.flops) : c.flops > best.flops);
+    const better =
+      best === null ||
+      (c.accuracy !== undefined && best.accuracy !== undefined
+        ? c.accuracy > best.accuracy || (c.accuracy === best.accuracy && c.flops < best.flops)
+        : c.flops > best.flops);
     if (better) best = c;
   }
   return best;

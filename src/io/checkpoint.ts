@@ -72,7 +72,9 @@ export function saveCheckpoint(dir: string, input: SaveInput): void {
   }
   files['bn_stats.safetensors'] = encodeSafetensors(bn, counts);
   if (input.optimizerState) {
-    files['optimizer.safetensors'] = encodeSafetensors(new Map([...input.optimizerState].map(([k, t]) => [k, toNamed(t)])));
+    files['optimizer.safetensors'] = encodeSafetensors(
+      new Map([...input.optimizerState].map(([k, t]) => [k, toNamed(t)])),
+    );
   }
   const hashes: Record<string, string> = {};
   for (const [f, bytes] of Object.entries(files)) {
@@ -98,19 +100,22 @@ function readVerified(dir: string, file: string, meta: CheckpointMeta): Uint8Arr
   if (!existsSync(path)) throw new Error(`checkpoint ${dir}: ${file} is missing`);
   const bytes = readFileSync(path);
   if (sha256(bytes) !== meta.files[file]) {
-    throw new Error(`checkpoint ${dir}: ${file} does not match checkpoint.json (corrupt, or from another save); not loading`);
+    throw new Error(
+      `checkpoint ${dir}: ${file} does not match checkpoint.json (corrupt, or from another save); not loading`,
+    );
   }
   return bytes;
 }
 
 export function readCheckpointMeta(dir: string): CheckpointMeta {
   const path = join(dir, 'checkpoint.json');
-  if (!existsSync(path)) throw new Error(`no checkpoint in ${dir}: ${path} not found (train first, or check --run)`);
+  if (!existsSync(path))
+    throw new Error(`no checkpoint in ${dir}: ${path} not found (train first, or check --run)`);
   let meta: CheckpointMeta;
   try {
     meta = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
-    throw new Error(`checkpoint ${path} is not valid JSON: ${(e as Error).message}`);
+    throw new Error(`checkpoint ${path} is not valid JSON: ${(e as Error).message}`, { cause: e });
   }
   if (meta.format !== CHECKPOINT_FORMAT) {
     throw new Error(`checkpoint ${path}: format '${meta.format}' is not '${CHECKPOINT_FORMAT}'`);
@@ -131,7 +136,10 @@ export function loadCheckpoint(dir: string, into?: SortedModel): LoadedCheckpoin
   if (into && JSON.stringify(into.config) !== JSON.stringify(meta.model.config)) {
     throw new Error(`checkpoint ${dir}: its architecture differs from the model being loaded into`);
   }
-  const { tensors } = decodeSafetensors(readVerified(dir, 'model.safetensors', meta), `${dir}/model.safetensors`);
+  const { tensors } = decodeSafetensors(
+    readVerified(dir, 'model.safetensors', meta),
+    `${dir}/model.safetensors`,
+  );
   for (const [name, v] of model.namedParameters()) {
     const t = tensors.get(name);
     if (!t) throw new Error(`checkpoint ${dir}: parameter '${name}' is missing`);
@@ -140,7 +148,10 @@ export function loadCheckpoint(dir: string, into?: SortedModel): LoadedCheckpoin
     }
     v.assign(tf.tensor(t.data, t.shape));
   }
-  const bn = decodeSafetensors(readVerified(dir, 'bn_stats.safetensors', meta), `${dir}/bn_stats.safetensors`);
+  const bn = decodeSafetensors(
+    readVerified(dir, 'bn_stats.safetensors', meta),
+    `${dir}/bn_stats.safetensors`,
+  );
   const mods = new Map(bnModules(model));
   for (const m of mods.values()) m.resetStats();
   for (const [name, t] of bn.tensors) {
@@ -148,7 +159,8 @@ export function loadCheckpoint(dir: string, into?: SortedModel): LoadedCheckpoin
     if (!m || m[3] !== 'mean') continue;
     const mod = mods.get(m[2]);
     const variance = bn.tensors.get(`${m[1]}|${m[2]}.variance`);
-    if (!mod || !variance) throw new Error(`checkpoint ${dir}: BN statistics '${name}' match no BatchNorm of the model`);
+    if (!mod || !variance)
+      throw new Error(`checkpoint ${dir}: BN statistics '${name}' match no BatchNorm of the model`);
     mod.stats.set(m[1], {
       mean: tf.tensor1d(t.data as Float32Array),
       variance: tf.tensor1d(variance.data as Float32Array),
@@ -157,7 +169,10 @@ export function loadCheckpoint(dir: string, into?: SortedModel): LoadedCheckpoin
   }
   const optimizerState = new Map<string, tf.Tensor>();
   if (meta.files['optimizer.safetensors']) {
-    const o = decodeSafetensors(readVerified(dir, 'optimizer.safetensors', meta), `${dir}/optimizer.safetensors`);
+    const o = decodeSafetensors(
+      readVerified(dir, 'optimizer.safetensors', meta),
+      `${dir}/optimizer.safetensors`,
+    );
     for (const [k, t] of o.tensors) optimizerState.set(k, tf.tensor(t.data, t.shape));
   }
   return { meta, model, optimizerState };

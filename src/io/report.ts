@@ -12,20 +12,25 @@ export function formatTable(rows: readonly EvalRow[]): string {
     r.latencyMs.toFixed(3),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
 }
 
 export function toCsv(rows: readonly EvalRow[]): string {
   const lines = ['id,params,flops,flops_fraction,accuracy,latency_ms'];
-  for (const r of rows) lines.push([JSON.stringify(r.id), r.params, r.flops, r.flopsFraction, r.accuracy, r.latencyMs].join(','));
+  for (const r of rows)
+    lines.push([JSON.stringify(r.id), r.params, r.flops, r.flopsFraction, r.accuracy, r.latencyMs].join(','));
   return lines.join('\n') + '\n';
 }
 
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2'];
 
 /** Accuracy (y) against MFLOPs (x, log scale), one series per run; points of a series joined in FLOP order. */
-export function accuracyFlopsSvg(series: { name: string; rows: readonly EvalRow[] }[], title = 'accuracy vs FLOPs'): string {
+export function accuracyFlopsSvg(
+  series: { name: string; rows: readonly EvalRow[] }[],
+  title = 'accuracy vs FLOPs',
+): string {
   const W = 640;
   const H = 420;
   const m = { l: 60, r: 160, t: 36, b: 48 };
@@ -52,15 +57,22 @@ export function accuracyFlopsSvg(series: { name: string; rows: readonly EvalRow[
   }
   for (let e = Math.ceil(x0 * 2) / 2; e <= x1; e += 0.5) {
     const f = 10 ** e;
-    out.push(`<text x="${px(f)}" y="${H - m.b + 16}" text-anchor="middle">${(f / 1e6).toPrecision(2)}</text>`);
+    out.push(
+      `<text x="${px(f)}" y="${H - m.b + 16}" text-anchor="middle">${(f / 1e6).toPrecision(2)}</text>`,
+    );
   }
   series.forEach((s, i) => {
     const c = COLORS[i % COLORS.length];
     const pts = [...s.rows].sort((a, b) => a.flops - b.flops);
     // The frontier: best accuracy reachable at each FLOP budget, as search-free selection sees it.
-    const d = pts.map((r, j) => `${j ? 'L' : 'M'}${px(r.flops).toFixed(1)},${py(r.accuracy).toFixed(1)}`).join(' ');
+    const d = pts
+      .map((r, j) => `${j ? 'L' : 'M'}${px(r.flops).toFixed(1)},${py(r.accuracy).toFixed(1)}`)
+      .join(' ');
     out.push(`<path d="${d}" fill="none" stroke="${c}" stroke-width="1" stroke-opacity="0.5"/>`);
-    for (const r of pts) out.push(`<circle cx="${px(r.flops).toFixed(1)}" cy="${py(r.accuracy).toFixed(1)}" r="3" fill="${c}"><title>${escapeXml(r.id)}: ${(100 * r.accuracy).toFixed(2)}%</title></circle>`);
+    for (const r of pts)
+      out.push(
+        `<circle cx="${px(r.flops).toFixed(1)}" cy="${py(r.accuracy).toFixed(1)}" r="3" fill="${c}"><title>${escapeXml(r.id)}: ${(100 * r.accuracy).toFixed(2)}%</title></circle>`,
+      );
     out.push(`<rect x="${W - m.r + 12}" y="${m.t + 18 * i}" width="10" height="10" fill="${c}"/>`);
     out.push(`<text x="${W - m.r + 28}" y="${m.t + 18 * i + 9}">${escapeXml(s.name)}</text>`);
   });

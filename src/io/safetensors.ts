@@ -9,7 +9,10 @@ export interface NamedArray {
   data: Float32Array | Int32Array;
 }
 
-export function encodeSafetensors(tensors: Map<string, NamedArray>, metadata: Record<string, string> = {}): Uint8Array {
+export function encodeSafetensors(
+  tensors: Map<string, NamedArray>,
+  metadata: Record<string, string> = {},
+): Uint8Array {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   let offset = 0;
@@ -17,7 +20,8 @@ export function encodeSafetensors(tensors: Map<string, NamedArray>, metadata: Re
   for (const name of names) {
     const t = tensors.get(name)!;
     const n = t.shape.reduce((a, b) => a * b, 1);
-    if (n !== t.data.length) throw new Error(`safetensors: '${name}' has shape [${t.shape}] but ${t.data.length} values`);
+    if (n !== t.data.length)
+      throw new Error(`safetensors: '${name}' has shape [${t.shape}] but ${t.data.length} values`);
     header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
     offset += t.data.byteLength;
   }
@@ -37,15 +41,22 @@ export function encodeSafetensors(tensors: Map<string, NamedArray>, metadata: Re
   return out;
 }
 
-export function decodeSafetensors(bytes: Uint8Array, source = 'safetensors data'): { tensors: Map<string, NamedArray>; metadata: Record<string, string> } {
-  if (bytes.length < 8) throw new Error(`${source}: file too short (${bytes.length} bytes) to be safetensors`);
+export function decodeSafetensors(
+  bytes: Uint8Array,
+  source = 'safetensors data',
+): { tensors: Map<string, NamedArray>; metadata: Record<string, string> } {
+  if (bytes.length < 8)
+    throw new Error(`${source}: file too short (${bytes.length} bytes) to be safetensors`);
   const n = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
-  if (n <= 0 || 8 + n > bytes.length) throw new Error(`${source}: header length ${n} does not fit a file of ${bytes.length} bytes (corrupt or truncated)`);
+  if (n <= 0 || 8 + n > bytes.length)
+    throw new Error(
+      `${source}: header length ${n} does not fit a file of ${bytes.length} bytes (corrupt or truncated)`,
+    );
   let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
   try {
     header = JSON.parse(Buffer.from(bytes.subarray(8, 8 + n)).toString('utf8'));
   } catch (e) {
-    throw new Error(`${source}: header is not valid JSON (${(e as Error).message})`);
+    throw new Error(`${source}: header is not valid JSON (${(e as Error).message})`, { cause: e });
   }
   const metadata = (header.__metadata__ ?? {}) as unknown as Record<string, string>;
   delete header.__metadata__;
@@ -54,14 +65,20 @@ export function decodeSafetensors(bytes: Uint8Array, source = 'safetensors data'
   for (const [name, h] of Object.entries(header)) {
     const [begin, end] = h.data_offsets ?? [];
     if (!(begin >= 0 && end >= begin && base + end <= bytes.length)) {
-      throw new Error(`${source}: tensor '${name}' offsets [${begin}, ${end}] lie outside the file (truncated?)`);
+      throw new Error(
+        `${source}: tensor '${name}' offsets [${begin}, ${end}] lie outside the file (truncated?)`,
+      );
     }
     const size = h.shape.reduce((a, b) => a * b, 1);
-    if (end - begin !== size * 4) throw new Error(`${source}: tensor '${name}' has ${end - begin} bytes for shape [${h.shape}]`);
+    if (end - begin !== size * 4)
+      throw new Error(`${source}: tensor '${name}' has ${end - begin} bytes for shape [${h.shape}]`);
     // Copy into an aligned buffer: the file's offsets need not be 4-byte aligned.
-    const raw = bytes.slice(base + begin, base + end);
-    if (h.dtype === 'F32') tensors.set(name, { dtype: 'F32', shape: h.shape, data: new Float32Array(raw.buffer) });
-    else if (h.dtype === 'I32') tensors.set(name, { dtype: 'I32', shape: h.shape, data: new Int32Array(raw.buffer) });
+    const raw = new Uint8Array(end - begin);
+    raw.set(bytes.subarray(base + begin, base + end)); // Buffer#slice would alias, not copy
+    if (h.dtype === 'F32')
+      tensors.set(name, { dtype: 'F32', shape: h.shape, data: new Float32Array(raw.buffer) });
+    else if (h.dtype === 'I32')
+      tensors.set(name, { dtype: 'I32', shape: h.shape, data: new Int32Array(raw.buffer) });
     else throw new Error(`${source}: tensor '${name}' has dtype ${h.dtype}; only F32 and I32 are supported`);
   }
   return { tensors, metadata };

@@ -25,7 +25,9 @@ export function buildModel(spec: ModelSpec, seed = 1): SortedModel {
     case 'transformer':
       return new Transformer(spec.config, seed);
     default:
-      throw new Error(`unknown model family '${(spec as { family: string }).family}'; known: ${FAMILIES.join(', ')}`);
+      throw new Error(
+        `unknown model family '${(spec as { family: string }).family}'; known: ${FAMILIES.join(', ')}`,
+      );
   }
 }
 

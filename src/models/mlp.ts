@@ -1,6 +1,6 @@
 /** A sorted multi-layer perceptron: elastic depth (hidden layers run) and width (per layer). */
 import * as tf from '@tensorflow/tfjs-core';
-import { Module, ModuleList, type ForwardContext } from '../nn/module.js';
+import { Module, ModuleList } from '../nn/module.js';
 import { Linear } from '../nn/linear.js';
 import { activate, type Activation } from '../nn/functional.js';
 import { seedStream } from '../nn/init.js';
@@ -35,7 +35,10 @@ export class Mlp extends Module implements SortedModel<MlpConfig> {
       'layers',
       new ModuleList(config.hidden.map((h, i) => new Linear(dims[i], h, s, { name: `layers.${i}` }))),
     );
-    this.head = this.addChild('head', new Linear(Math.max(...config.hidden), config.classes, s, { name: 'head' }));
+    this.head = this.addChild(
+      'head',
+      new Linear(Math.max(...config.hidden), config.classes, s, { name: 'head' }),
+    );
   }
 
   private widths(sub: SubModel): number[] {
@@ -44,7 +47,11 @@ export class Mlp extends Module implements SortedModel<MlpConfig> {
   }
 
   validate(sub: SubModel): void {
-    checkLayerNames(sub, this.config.hidden.map((_, i) => `layers.${i}`), 'mlp');
+    checkLayerNames(
+      sub,
+      this.config.hidden.map((_, i) => `layers.${i}`),
+      'mlp',
+    );
     this.widths(sub);
   }
 

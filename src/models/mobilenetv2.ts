@@ -43,7 +43,14 @@ export function mobilenetV2Config(o: {
       return spec;
     }),
   );
-  return { inChannels: o.inChannels, imageSize: o.imageSize, classes: o.classes, stem: o.stem, stages, last: o.last };
+  return {
+    inChannels: o.inChannels,
+    imageSize: o.imageSize,
+    classes: o.classes,
+    stem: o.stem,
+    stages,
+    last: o.last,
+  };
 }
 
 interface Plan {
@@ -98,7 +105,9 @@ export class MobileNetV2 extends Module implements SortedModel<MobileNetV2Config
 
   elasticLayers(): string[] {
     const names = ['stem', 'lastConv'];
-    this.config.stages.forEach((st, si) => st.forEach((_, bi) => names.push(`stages.${si}.${bi}.expand`, `stages.${si}.${bi}.project`)));
+    this.config.stages.forEach((st, si) =>
+      st.forEach((_, bi) => names.push(`stages.${si}.${bi}.expand`, `stages.${si}.${bi}.project`)),
+    );
     return names;
   }
 
@@ -121,7 +130,11 @@ export class MobileNetV2 extends Module implements SortedModel<MobileNetV2Config
         });
       }
     });
-    return { stem: layerUnits(sub, 'stem', this.config.stem), last: layerUnits(sub, 'lastConv', this.config.last), blocks };
+    return {
+      stem: layerUnits(sub, 'stem', this.config.stem),
+      last: layerUnits(sub, 'lastConv', this.config.last),
+      blocks,
+    };
   }
 
   validate(sub: SubModel): void {
@@ -132,7 +145,9 @@ export class MobileNetV2 extends Module implements SortedModel<MobileNetV2Config
   forward(x: tf.Tensor, sub: SubModel, ctx: ForwardContext): tf.Tensor2D {
     const p = this.plan(sub);
     if (x.rank !== 4 || x.shape[3] !== this.config.inChannels) {
-      throw new Error(`mobilenetv2: input must be [B, H, W, ${this.config.inChannels}], got [${x.shape.join(', ')}]`);
+      throw new Error(
+        `mobilenetv2: input must be [B, H, W, ${this.config.inChannels}], got [${x.shape.join(', ')}]`,
+      );
     }
     let h = tf.relu6(this.stemBn.forward(this.stem.forward(x as tf.Tensor4D, p.stem), ctx));
     for (const blk of p.blocks) h = this.stages.items[blk.s].items[blk.b].forward(h, blk, ctx);
@@ -161,7 +176,8 @@ export class MobileNetV2 extends Module implements SortedModel<MobileNetV2Config
   shrink(sub: SubModel): MobileNetV2Config {
     const p = this.plan(sub);
     const stages: InvertedResidualSpec[][] = this.config.stages.map(() => []);
-    for (const blk of p.blocks) stages[blk.s].push({ ...this.config.stages[blk.s][blk.b], hidden: blk.hidden, out: blk.out });
+    for (const blk of p.blocks)
+      stages[blk.s].push({ ...this.config.stages[blk.s][blk.b], hidden: blk.hidden, out: blk.out });
     return { ...this.config, stem: p.stem, last: p.last, stages };
   }
 }

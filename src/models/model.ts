@@ -24,7 +24,13 @@ export interface SortedModel<Config = unknown> extends Module {
  * Units of layer `name` in `sub`: a per-layer override, else `fraction` of the full size
  * (rounded up to `multiple`).
  */
-export function layerUnits(sub: SubModel, name: string, full: number, fraction = sub.width ?? 1, multiple = 1): number {
+export function layerUnits(
+  sub: SubModel,
+  name: string,
+  full: number,
+  fraction = sub.width ?? 1,
+  multiple = 1,
+): number {
   const override = sub.layers?.[name];
   if (override !== undefined) return checkUnits(override, full, name);
   return unitsFor(fraction, full, multiple, name);
@@ -34,7 +40,9 @@ export function layerUnits(sub: SubModel, name: string, full: number, fraction =
 export function checkLayerNames(sub: SubModel, known: readonly string[], family: string): void {
   for (const k of Object.keys(sub.layers ?? {})) {
     if (!known.includes(k)) {
-      throw new Error(`${family}: sub-model names unknown layer '${k}'; elastic layers are: ${known.join(', ')}`);
+      throw new Error(
+        `${family}: sub-model names unknown layer '${k}'; elastic layers are: ${known.join(', ')}`,
+      );
     }
   }
 }

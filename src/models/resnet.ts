@@ -85,7 +85,10 @@ export class ResNet extends Module implements SortedModel<ResNetConfig> {
       ),
     );
     const last = config.stages[config.stages.length - 1];
-    this.head = this.addChild('head', new Linear(Math.max(...last.map((b) => b.out)), config.classes, s, { name: 'head' }));
+    this.head = this.addChild(
+      'head',
+      new Linear(Math.max(...last.map((b) => b.out)), config.classes, s, { name: 'head' }),
+    );
   }
 
   get maxDepth(): number {
@@ -94,7 +97,9 @@ export class ResNet extends Module implements SortedModel<ResNetConfig> {
 
   elasticLayers(): string[] {
     const names = ['stem'];
-    this.config.stages.forEach((st, si) => st.forEach((_, bi) => names.push(`stages.${si}.${bi}.conv1`, `stages.${si}.${bi}.conv2`)));
+    this.config.stages.forEach((st, si) =>
+      st.forEach((_, bi) => names.push(`stages.${si}.${bi}.conv1`, `stages.${si}.${bi}.conv2`)),
+    );
     return names;
   }
 
@@ -127,7 +132,9 @@ export class ResNet extends Module implements SortedModel<ResNetConfig> {
   forward(x: tf.Tensor, sub: SubModel, ctx: ForwardContext): tf.Tensor2D {
     const p = this.plan(sub);
     if (x.rank !== 4 || x.shape[3] !== this.config.inChannels) {
-      throw new Error(`resnet: input must be [B, H, W, ${this.config.inChannels}], got [${x.shape.join(', ')}]`);
+      throw new Error(
+        `resnet: input must be [B, H, W, ${this.config.inChannels}], got [${x.shape.join(', ')}]`,
+      );
     }
     let h = tf.relu(this.stemBn.forward(this.stem.forward(x as tf.Tensor4D, p.stem), ctx));
     for (const blk of p.blocks) h = this.stages.items[blk.s].items[blk.b].forward(h, blk, ctx);
@@ -155,7 +162,8 @@ export class ResNet extends Module implements SortedModel<ResNetConfig> {
   shrink(sub: SubModel): ResNetConfig {
     const p = this.plan(sub);
     const stages: BasicBlockSpec[][] = this.config.stages.map(() => []);
-    for (const blk of p.blocks) stages[blk.s].push({ ...this.config.stages[blk.s][blk.b], mid: blk.mid, out: blk.out });
+    for (const blk of p.blocks)
+      stages[blk.s].push({ ...this.config.stages[blk.s][blk.b], mid: blk.mid, out: blk.out });
     return { ...this.config, stem: p.stem, stages };
   }
 }

@@ -91,7 +91,8 @@ export class Transformer extends Module implements SortedModel<TransformerConfig
 
   validate(sub: SubModel): void {
     checkLayerNames(sub, [], 'transformer');
-    if (sub.width !== undefined) throw new Error("transformer: use 'heads', 'ffn' and 'embed' instead of 'width'");
+    if (sub.width !== undefined)
+      throw new Error("transformer: use 'heads', 'ffn' and 'embed' instead of 'width'");
     this.plan(sub);
   }
 
@@ -99,7 +100,8 @@ export class Transformer extends Module implements SortedModel<TransformerConfig
   hidden(ids: tf.Tensor2D, sub: SubModel, ctx: ForwardContext): tf.Tensor3D {
     const p = this.plan(sub);
     const [, T] = ids.shape;
-    if (T > this.config.maxLen) throw new Error(`transformer: sequence length ${T} > maxLen ${this.config.maxLen}`);
+    if (T > this.config.maxLen)
+      throw new Error(`transformer: sequence length ${T} > maxLen ${this.config.maxLen}`);
     const pos = this.positions.forward(tf.range(0, T, 1, 'int32'), p.embed); // [T, e]
     let h = tf.add(this.tokens.forward(ids, p.embed), pos) as tf.Tensor3D; // [B, T, e]
     for (let i = 0; i < p.depth; i++) h = this.blocks.items[i].forward(h, p, ctx);
@@ -108,7 +110,8 @@ export class Transformer extends Module implements SortedModel<TransformerConfig
 
   /** LM: logits [B, T, vocab]; classify: logits [B, classes]. */
   forward(x: tf.Tensor, sub: SubModel, ctx: ForwardContext): tf.Tensor {
-    if (x.rank !== 2 || x.dtype !== 'int32') throw new Error(`transformer: input must be int32 [B, T], got ${x.dtype} [${x.shape.join(', ')}]`);
+    if (x.rank !== 2 || x.dtype !== 'int32')
+      throw new Error(`transformer: input must be int32 [B, T], got ${x.dtype} [${x.shape.join(', ')}]`);
     const ids = x as tf.Tensor2D;
     const h = this.hidden(ids, sub, ctx);
     const [B, T, e] = h.shape;

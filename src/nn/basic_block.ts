@@ -44,12 +44,18 @@ export class BasicBlock extends Module {
   ) {
     super();
     const { mid, out, stride } = spec;
-    this.conv1 = this.addChild('conv1', new Conv2d(inChannels, mid, 3, seed, { stride, name: `${name}.conv1` }));
+    this.conv1 = this.addChild(
+      'conv1',
+      new Conv2d(inChannels, mid, 3, seed, { stride, name: `${name}.conv1` }),
+    );
     this.bn1 = this.addChild('bn1', new BatchNorm2d(mid, `${name}.bn1`));
     this.conv2 = this.addChild('conv2', new Conv2d(mid, out, 3, seed, { name: `${name}.conv2` }));
     this.bn2 = this.addChild('bn2', new BatchNorm2d(out, `${name}.bn2`));
     if (spec.projection) {
-      this.shortcut = this.addChild('shortcut', new Conv2d(inChannels, out, 1, seed, { stride, name: `${name}.shortcut` }));
+      this.shortcut = this.addChild(
+        'shortcut',
+        new Conv2d(inChannels, out, 1, seed, { stride, name: `${name}.shortcut` }),
+      );
       this.shortcutBn = this.addChild('shortcutBn', new BatchNorm2d(out, `${name}.shortcutBn`));
     } else {
       if (stride !== 1) throw new Error(`${name}: an identity shortcut needs stride 1, got ${stride}`);

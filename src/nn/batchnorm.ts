@@ -46,7 +46,9 @@ export class BatchNorm2d extends Module {
         );
       }
       if (s.mean.shape[0] !== c) {
-        throw new Error(`BatchNorm '${this.name}': statistics for '${ctx.key}' have ${s.mean.shape[0]} channels, input has ${c}`);
+        throw new Error(
+          `BatchNorm '${this.name}': statistics for '${ctx.key}' have ${s.mean.shape[0]} channels, input has ${c}`,
+        );
       }
       mean = s.mean;
       variance = s.variance;
@@ -63,7 +65,9 @@ export class BatchNorm2d extends Module {
     // Cumulative average: after k batches, each batch weighs 1/k.
     const next = tf.tidy(() => ({
       mean: old ? tf.add(tf.mul(old.mean, n / (n + 1)), tf.mul(mean, 1 / (n + 1))) : tf.clone(mean),
-      variance: old ? tf.add(tf.mul(old.variance, n / (n + 1)), tf.mul(variance, 1 / (n + 1))) : tf.clone(variance),
+      variance: old
+        ? tf.add(tf.mul(old.variance, n / (n + 1)), tf.mul(variance, 1 / (n + 1)))
+        : tf.clone(variance),
     }));
     tf.keep(next.mean);
     tf.keep(next.variance);
@@ -71,7 +75,11 @@ export class BatchNorm2d extends Module {
       old.mean.dispose();
       old.variance.dispose();
     }
-    this.stats.set(key, { mean: next.mean as tf.Tensor1D, variance: next.variance as tf.Tensor1D, count: n + 1 });
+    this.stats.set(key, {
+      mean: next.mean as tf.Tensor1D,
+      variance: next.variance as tf.Tensor1D,
+      count: n + 1,
+    });
   }
 
   /** Forget the statistics of one sub-model (or all) before recalibrating. */

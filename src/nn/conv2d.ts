@@ -31,7 +31,10 @@ export class Conv2d extends Module {
     this.stride = opts.stride ?? 1;
     this.padding = opts.padding ?? 'same';
     const fanIn = kernel * kernel * inChannels;
-    this.weight = this.addParam('weight', kaimingNormal([kernel, kernel, inChannels, outChannels], fanIn, seed()));
+    this.weight = this.addParam(
+      'weight',
+      kaimingNormal([kernel, kernel, inChannels, outChannels], fanIn, seed()),
+    );
     this.bias = opts.bias ? this.addParam('bias', tf.zeros([outChannels])) : null;
   }
   readonly name: string;
@@ -64,7 +67,10 @@ export class DepthwiseConv2d extends Module {
     super();
     this.name = opts.name ?? 'dwconv';
     this.stride = opts.stride ?? 1;
-    this.weight = this.addParam('weight', kaimingNormal([kernel, kernel, channels, 1], kernel * kernel, seed()));
+    this.weight = this.addParam(
+      'weight',
+      kaimingNormal([kernel, kernel, channels, 1], kernel * kernel, seed()),
+    );
   }
   readonly name: string;
 

@@ -22,6 +22,10 @@ export class Embedding extends Module {
     if (ids.dtype !== 'int32') throw new Error(`${this.name}: token ids must be int32, got ${ids.dtype}`);
     const rows = tf.gather(this.weight, ids);
     if (dimActive === this.dim) return rows;
-    return tf.slice(rows, rows.shape.map(() => 0), [...ids.shape, dimActive]);
+    return tf.slice(
+      rows,
+      rows.shape.map(() => 0),
+      [...ids.shape, dimActive],
+    );
   }
 }

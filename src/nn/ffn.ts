@@ -20,7 +20,10 @@ export class FeedForward extends Module {
   ) {
     super();
     this.up = this.addChild('up', new Linear(dim, hidden, seed, { name: `${name}.up` }));
-    this.gate = activation === 'swiglu' ? this.addChild('gate', new Linear(dim, hidden, seed, { name: `${name}.gate` })) : null;
+    this.gate =
+      activation === 'swiglu'
+        ? this.addChild('gate', new Linear(dim, hidden, seed, { name: `${name}.gate` }))
+        : null;
     this.down = this.addChild('down', new Linear(hidden, dim, seed, { name: `${name}.down` }));
   }
 
@@ -28,7 +31,9 @@ export class FeedForward extends Module {
   forward(x: tf.Tensor, hidden = this.hidden): tf.Tensor {
     const e = x.shape[x.rank - 1];
     const u = this.up.forward(x, hidden);
-    const h = this.gate ? tf.mul(activate(this.gate.forward(x, hidden), 'silu'), u) : activate(u, this.activation as Activation);
+    const h = this.gate
+      ? tf.mul(activate(this.gate.forward(x, hidden), 'silu'), u)
+      : activate(u, this.activation as Activation);
     return this.down.forward(h, e);
   }
 }

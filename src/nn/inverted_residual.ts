@@ -34,14 +34,21 @@ export class InvertedResidual extends Module {
   ) {
     super();
     const { hidden, out, stride } = spec;
-    this.expand = this.addChild('expand', new Conv2d(inChannels, hidden, 1, seed, { name: `${name}.expand` }));
+    this.expand = this.addChild(
+      'expand',
+      new Conv2d(inChannels, hidden, 1, seed, { name: `${name}.expand` }),
+    );
     this.bn1 = this.addChild('bn1', new BatchNorm2d(hidden, `${name}.bn1`));
-    this.depthwise = this.addChild('depthwise', new DepthwiseConv2d(hidden, 3, seed, { stride, name: `${name}.depthwise` }));
+    this.depthwise = this.addChild(
+      'depthwise',
+      new DepthwiseConv2d(hidden, 3, seed, { stride, name: `${name}.depthwise` }),
+    );
     this.bn2 = this.addChild('bn2', new BatchNorm2d(hidden, `${name}.bn2`));
     this.project = this.addChild('project', new Conv2d(hidden, out, 1, seed, { name: `${name}.project` }));
     this.bn3 = this.addChild('bn3', new BatchNorm2d(out, `${name}.bn3`));
     this.residual = spec.residual;
-    if (spec.residual && stride !== 1) throw new Error(`${name}: a residual block needs stride 1, got ${stride}`);
+    if (spec.residual && stride !== 1)
+      throw new Error(`${name}: a residual block needs stride 1, got ${stride}`);
   }
 
   forward(x: tf.Tensor4D, widths: { hidden: number; out: number }, ctx: ForwardContext): tf.Tensor4D {

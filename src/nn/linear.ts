@@ -20,7 +20,8 @@ export class Linear extends Module {
     super();
     this.name = opts.name ?? 'linear';
     this.weight = this.addParam('weight', uniformFanIn([outFeatures, inFeatures], inFeatures, seed()));
-    this.bias = opts.bias === false ? null : this.addParam('bias', uniformFanIn([outFeatures], inFeatures, seed()));
+    this.bias =
+      opts.bias === false ? null : this.addParam('bias', uniformFanIn([outFeatures], inFeatures, seed()));
   }
   readonly name: string;
 

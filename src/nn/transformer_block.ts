@@ -19,17 +19,30 @@ export class TransformerBlock extends Module {
     headDim: number,
     ffnHidden: number,
     seed: () => number,
-    readonly opts: { causal?: boolean; dropout?: number; activation?: Activation | 'swiglu'; name?: string } = {},
+    readonly opts: {
+      causal?: boolean;
+      dropout?: number;
+      activation?: Activation | 'swiglu';
+      name?: string;
+    } = {},
   ) {
     super();
     const name = opts.name ?? 'block';
     this.ln1 = this.addChild('ln1', new LayerNorm(dim, `${name}.ln1`));
     this.attn = this.addChild(
       'attn',
-      new MultiHeadAttention(dim, heads, seed, { causal: opts.causal, dropout: opts.dropout, name: `${name}.attn`, headDim }),
+      new MultiHeadAttention(dim, heads, seed, {
+        causal: opts.causal,
+        dropout: opts.dropout,
+        name: `${name}.attn`,
+        headDim,
+      }),
     );
     this.ln2 = this.addChild('ln2', new LayerNorm(dim, `${name}.ln2`));
-    this.ffn = this.addChild('ffn', new FeedForward(dim, ffnHidden, seed, opts.activation ?? 'gelu', `${name}.ffn`));
+    this.ffn = this.addChild(
+      'ffn',
+      new FeedForward(dim, ffnHidden, seed, opts.activation ?? 'gelu', `${name}.ffn`),
+    );
   }
 
   /** x: [B, T, e] → [B, T, e]. */

@@ -19,12 +19,15 @@ export function extractSubModel<C>(
   const source = new Map(shared.namedParameters());
   for (const [name, v] of small.namedParameters()) {
     const w = source.get(name);
-    if (!w) throw new Error(`extract: parameter '${name}' of the sub-model has no counterpart in the shared model`);
+    if (!w)
+      throw new Error(`extract: parameter '${name}' of the sub-model has no counterpart in the shared model`);
     v.assign(tf.tidy(() => tf.clone(prefix(w, v.shape, name))));
   }
   const key = subModelId(sub);
   const fullKey = subModelId(FULL);
-  const sharedBns = new Map(shared.namedModules().filter(([, m]) => m instanceof BatchNorm2d) as [string, BatchNorm2d][]);
+  const sharedBns = new Map(
+    shared.namedModules().filter(([, m]) => m instanceof BatchNorm2d) as [string, BatchNorm2d][],
+  );
   for (const [name, m] of small.namedModules()) {
     if (!(m instanceof BatchNorm2d)) continue;
     const s = sharedBns.get(name)?.stats.get(key);

@@ -36,8 +36,10 @@ export class Grid {
     }
     for (const d of dims) {
       const values = spec[d]!;
-      if (!Array.isArray(values) || values.length === 0) throw new Error(`grid: dimension '${d}' needs a non-empty list of budgets`);
-      if (new Set(values).size !== values.length) throw new Error(`grid: dimension '${d}' lists a budget twice: [${values.join(', ')}]`);
+      if (!Array.isArray(values) || values.length === 0)
+        throw new Error(`grid: dimension '${d}' needs a non-empty list of budgets`);
+      if (new Set(values).size !== values.length)
+        throw new Error(`grid: dimension '${d}' lists a budget twice: [${values.join(', ')}]`);
     }
     let subs: Record<string, number>[] = [{}];
     for (const d of dims) {
@@ -68,7 +70,8 @@ export class Grid {
 
   get(id: string): GridEntry {
     const e = this.byId.get(id);
-    if (!e) throw new Error(`grid: no sub-model '${id}'; the grid has ${this.size}, e.g. ${this.entries[0].id}`);
+    if (!e)
+      throw new Error(`grid: no sub-model '${id}'; the grid has ${this.size}, e.g. ${this.entries[0].id}`);
     return e;
   }
 }

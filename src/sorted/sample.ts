@@ -25,11 +25,15 @@ export class SubModelSampler {
       return Array.isArray(weights) ? weights[e.index] : (weights[e.id] ?? 0);
     });
     if (Array.isArray(options.weights) && options.weights.length !== grid.size) {
-      throw new Error(`sampler: ${options.weights.length} weights given for a grid of ${grid.size} sub-models`);
+      throw new Error(
+        `sampler: ${options.weights.length} weights given for a grid of ${grid.size} sub-models`,
+      );
     }
-    if (w.some((x) => !(x >= 0) || !Number.isFinite(x))) throw new Error('sampler: weights must be finite and ≥ 0');
+    if (w.some((x) => !(x >= 0) || !Number.isFinite(x)))
+      throw new Error('sampler: weights must be finite and ≥ 0');
     const total = w.reduce((a, b) => a + b, 0);
-    if (!(total > 0)) throw new Error('sampler: weights sum to 0; give at least one sub-model a positive weight');
+    if (!(total > 0))
+      throw new Error('sampler: weights sum to 0; give at least one sub-model a positive weight');
     this.cdf = new Float64Array(w.length);
     let acc = 0;
     w.forEach((x, i) => (this.cdf[i] = acc += x / total));
@@ -50,7 +54,8 @@ export class SubModelSampler {
 
   /** The gAcc sub-models of one optimizer step; forced ones take slots first. */
   draw(gAcc: number): GridEntry[] {
-    if (!Number.isInteger(gAcc) || gAcc < 1) throw new Error(`sampler: gAcc ${gAcc} must be a positive integer`);
+    if (!Number.isInteger(gAcc) || gAcc < 1)
+      throw new Error(`sampler: gAcc ${gAcc} must be a positive integer`);
     const out: GridEntry[] = [];
     if (this.options.alwaysIncludeLargest) out.push(this.grid.largest);
     if (this.options.alwaysIncludeSmallest && out.length < gAcc) out.push(this.grid.smallest);

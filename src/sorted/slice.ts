@@ -21,7 +21,11 @@ export function prefix(w: tf.Tensor, sizes: readonly (number | undefined)[], whe
     return s;
   });
   if (full) return w;
-  return tf.slice(w, w.shape.map(() => 0), size);
+  return tf.slice(
+    w,
+    w.shape.map(() => 0),
+    size,
+  );
 }
 
 /** Units for a width fraction: ceil(fraction·full), rounded up to a multiple, at least `multiple`. */
@@ -35,7 +39,8 @@ export function unitsFor(fraction: number, full: number, multiple = 1, where = '
 
 /** Checks that a requested unit count fits the layer, with the numbers in the message. */
 export function checkUnits(units: number, full: number, where: string, what = 'width'): number {
-  if (!Number.isInteger(units) || units < 1) throw new Error(`${what} ${units} in '${where}' must be a positive integer`);
+  if (!Number.isInteger(units) || units < 1)
+    throw new Error(`${what} ${units} in '${where}' must be a positive integer`);
   if (units > full) throw new Error(`${what} ${units} > layer size ${full} in '${where}'`);
   return units;
 }

@@ -45,7 +45,10 @@ export function parseSubModel(text: string, where = 'sub-model'): SubModel {
   const layers: Record<string, number> = {};
   for (const part of text.split(',')) {
     const m = /^\s*([\w.]+)\s*=\s*([-+0-9.eE]+)\s*$/.exec(part);
-    if (!m) throw new Error(`${where}: cannot parse '${part}' in '${text}'; expected key=value pairs like depth=2,width=0.5`);
+    if (!m)
+      throw new Error(
+        `${where}: cannot parse '${part}' in '${text}'; expected key=value pairs like depth=2,width=0.5`,
+      );
     const v = Number(m[2]);
     if (!Number.isFinite(v)) throw new Error(`${where}: '${m[2]}' is not a number in '${part}'`);
     if ((DIMENSIONS as readonly string[]).includes(m[1])) out[m[1]] = v;
@@ -68,7 +71,8 @@ export function validateSubModelShape(sub: SubModel, where = 'sub-model'): SubMo
     }
   }
   for (const [k, v] of Object.entries(sub.layers ?? {})) {
-    if (!Number.isInteger(v) || v < 1) throw new Error(`${where}: layer '${k}' width ${v} must be a positive integer`);
+    if (!Number.isInteger(v) || v < 1)
+      throw new Error(`${where}: layer '${k}' width ${v} must be a positive integer`);
   }
   return Object.freeze({ ...sub });
 }

@@ -48,7 +48,8 @@ export const defaultTrainConfig: TrainConfig = {
 export function resolveTrainConfig(partial: Partial<TrainConfig>, where = 'train config'): TrainConfig {
   const known = new Set(Object.keys(defaultTrainConfig).concat(['lossWeights']));
   for (const k of Object.keys(partial)) {
-    if (!known.has(k)) throw new Error(`${where}: unknown field '${k}'; known fields: ${[...known].join(', ')}`);
+    if (!known.has(k))
+      throw new Error(`${where}: unknown field '${k}'; known fields: ${[...known].join(', ')}`);
   }
   const c: TrainConfig = {
     ...defaultTrainConfig,
@@ -61,14 +62,18 @@ export function resolveTrainConfig(partial: Partial<TrainConfig>, where = 'train
     throw new Error(`${where}: strategy '${c.strategy}' is not one of ${STRATEGIES.join(', ')}`);
   }
   const posInt = (k: 'steps' | 'batchSize' | 'gAcc') => {
-    if (!Number.isInteger(c[k]) || c[k] < 1) throw new Error(`${where}: ${k} must be a positive integer, got ${c[k]}`);
+    if (!Number.isInteger(c[k]) || c[k] < 1)
+      throw new Error(`${where}: ${k} must be a positive integer, got ${c[k]}`);
   };
   posInt('steps');
   posInt('batchSize');
   posInt('gAcc');
-  if (!['sgd', 'adamw'].includes(c.optimizer.kind)) throw new Error(`${where}: optimizer.kind must be 'sgd' or 'adamw', got '${c.optimizer.kind}'`);
+  if (!['sgd', 'adamw'].includes(c.optimizer.kind))
+    throw new Error(`${where}: optimizer.kind must be 'sgd' or 'adamw', got '${c.optimizer.kind}'`);
   if (!(c.optimizer.lr > 0)) throw new Error(`${where}: optimizer.lr must be > 0, got ${c.optimizer.lr}`);
-  if (!(c.labelSmoothing >= 0 && c.labelSmoothing < 1)) throw new Error(`${where}: labelSmoothing must be in [0, 1), got ${c.labelSmoothing}`);
-  if (c.strategy === 'sandwich' && c.gAcc < 2) throw new Error(`${where}: sandwich needs gAcc ≥ 2 (largest + smallest + random)`);
+  if (!(c.labelSmoothing >= 0 && c.labelSmoothing < 1))
+    throw new Error(`${where}: labelSmoothing must be in [0, 1), got ${c.labelSmoothing}`);
+  if (c.strategy === 'sandwich' && c.gAcc < 2)
+    throw new Error(`${where}: sandwich needs gAcc ≥ 2 (largest + smallest + random)`);
   return c;
 }

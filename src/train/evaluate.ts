@@ -34,7 +34,14 @@ function imageTensor(ds: ImageDataset, x: Float32Array, n: number): tf.Tensor4D 
 }
 
 /** Reset and re-estimate BN statistics of `entry` on training batches (no-op without BN). */
-export function calibrateBatchNorm(model: SortedModel, key: string, sub: SubModel, train: ImageDataset, nBatches = 20, batchSize = 128): void {
+export function calibrateBatchNorm(
+  model: SortedModel,
+  key: string,
+  sub: SubModel,
+  train: ImageDataset,
+  nBatches = 20,
+  batchSize = 128,
+): void {
   const bns = bnModules(model);
   if (bns.length === 0) return;
   for (const [, m] of bns) m.resetStats(key);
@@ -47,10 +54,20 @@ export function calibrateBatchNorm(model: SortedModel, key: string, sub: SubMode
   }
 }
 
-export function accuracy(model: SortedModel, entry: { id: string; sub: SubModel }, test: ImageDataset, batchSize = 256): number {
+export function accuracy(
+  model: SortedModel,
+  entry: { id: string; sub: SubModel },
+  test: ImageDataset,
+  batchSize = 256,
+): number {
   let correct = 0;
   for (const b of batches(test, { batchSize })) {
-    const pred = tf.tidy(() => tf.argMax(model.forward(imageTensor(test, b.x, b.size), entry.sub, { mode: 'eval', key: entry.id }), -1));
+    const pred = tf.tidy(() =>
+      tf.argMax(
+        model.forward(imageTensor(test, b.x, b.size), entry.sub, { mode: 'eval', key: entry.id }),
+        -1,
+      ),
+    );
     const p = pred.dataSync();
     pred.dispose();
     for (let i = 0; i < b.size; i++) if (p[i] === b.y[i]) correct++;
@@ -58,8 +75,14 @@ export function accuracy(model: SortedModel, entry: { id: string; sub: SubModel 
   return correct / test.n;
 }
 
-export function latencyMs(model: SortedModel, entry: { id: string; sub: SubModel }, sample: tf.Tensor, reps = 7): number {
-  const run = () => tf.tidy(() => model.forward(sample, entry.sub, { mode: 'eval', key: entry.id }).dataSync());
+export function latencyMs(
+  model: SortedModel,
+  entry: { id: string; sub: SubModel },
+  sample: tf.Tensor,
+  reps = 7,
+): number {
+  const run = () =>
+    tf.tidy(() => model.forward(sample, entry.sub, { mode: 'eval', key: entry.id }).dataSync());
   run(); // warm-up: first calls compile/allocate
   const times: number[] = [];
   for (let r = 0; r < reps; r++) {
@@ -79,7 +102,9 @@ export function evaluateGrid(
   options: EvalOptions = {},
   entries: readonly GridEntry[] = grid.entries,
 ): EvalRow[] {
-  const sample = tf.tidy(() => imageTensor(test, test.images.subarray(0, test.height * test.width * test.channels), 1));
+  const sample = tf.tidy(() =>
+    imageTensor(test, test.images.subarray(0, test.height * test.width * test.channels), 1),
+  );
   const full = grid.largest.cost.flops;
   const rows: EvalRow[] = [];
   for (const e of entries) {

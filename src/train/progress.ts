@@ -16,7 +16,8 @@ export class Progress {
     const bar = '█'.repeat(Math.round(frac * width)).padEnd(width, '·');
     const line = `${bar} ${done}/${total} loss ${loss.toFixed(4)} ${samplesPerSecond.toFixed(0)} samples/s ETA ${fmt(eta)}`;
     if (this.tty) process.stderr.write(`\r${line}`);
-    else if (done === total || done % Math.max(1, Math.floor(total / 10)) === 0) process.stderr.write(`${line}\n`);
+    else if (done === total || done % Math.max(1, Math.floor(total / 10)) === 0)
+      process.stderr.write(`${line}\n`);
   }
 
   done(): void {

@@ -54,7 +54,8 @@ class BatchStream {
     private readonly seed: number,
     private readonly augment: TrainConfig['augment'],
   ) {
-    if (ds.n < batchSize) throw new Error(`batch size ${batchSize} is larger than the dataset (${ds.n} samples)`);
+    if (ds.n < batchSize)
+      throw new Error(`batch size ${batchSize} is larger than the dataset (${ds.n} samples)`);
     this.it = this.open();
   }
   private open(): Iterator<Batch> {
@@ -125,9 +126,12 @@ export async function train(
   }
   // Every random choice derives from (seed, step): a resumed run replays the same draws.
   const stream = new BatchStream(data, config.batchSize, config.seed, config.augment);
-  const batchesPerStep = config.sameBatch || config.distill || config.strategy === 'sandwich' ? 1 : config.gAcc;
+  const batchesPerStep =
+    config.sameBatch || config.distill || config.strategy === 'sandwich' ? 1 : config.gAcc;
   for (let i = 0; i < startStep * batchesPerStep; i++) stream.next();
-  const depths = [...new Set(grid.entries.map((e) => e.sub.depth).filter((d) => d !== undefined))] as number[];
+  const depths = [
+    ...new Set(grid.entries.map((e) => e.sub.depth).filter((d) => d !== undefined)),
+  ] as number[];
 
   const progress = options.progress ? new Progress(config.steps) : null;
   const t0 = performance.now();
@@ -148,11 +152,19 @@ export async function train(
       shared = stream.next();
       const b = shared;
       softTargets = tf.tidy(() =>
-        tf.softmax(model.forward(toTensors(model, b, data).x, grid.largest.sub, { mode: 'train', key: grid.largest.id })),
+        tf.softmax(
+          model.forward(toTensors(model, b, data).x, grid.largest.sub, {
+            mode: 'train',
+            key: grid.largest.id,
+          }),
+        ),
       );
     }
     for (const entry of entries) {
-      const b = config.sameBatch || config.distill || config.strategy === 'sandwich' ? (shared ??= stream.next()) : stream.next();
+      const b =
+        config.sameBatch || config.distill || config.strategy === 'sandwich'
+          ? (shared ??= stream.next())
+          : stream.next();
       samples += b.size;
       const weight = (config.lossWeights?.[entry.id] ?? 1) / entries.length;
       const ctx = { mode: 'train' as const, key: entry.id, seed: () => stepRng.int(2 ** 31) };
@@ -163,7 +175,11 @@ export async function train(
           if (config.strategy === 'all-exits' && depths.length > 1) {
             // Loss averaged over every depth exit through the shared head (Sorted Fine-Tuning).
             const losses = depths.map((d) => {
-              const logits = model.forward(x, { ...entry.sub, depth: d }, { ...ctx, key: `${entry.id}@${d}` });
+              const logits = model.forward(
+                x,
+                { ...entry.sub, depth: d },
+                { ...ctx, key: `${entry.id}@${d}` },
+              );
               return crossEntropy(logits, y, logits.shape[logits.rank - 1] as number, config.labelSmoothing);
             });
             loss = tf.div(tf.addN(losses), losses.length) as tf.Scalar;
@@ -184,7 +200,10 @@ export async function train(
         const n = nameOf.get(vname)!;
         const old = accum.get(n);
         if (old) {
-          accum.set(n, tf.tidy(() => tf.add(old, g)));
+          accum.set(
+            n,
+            tf.tidy(() => tf.add(old, g)),
+          );
           old.dispose();
           g.dispose();
         } else accum.set(n, g);
@@ -206,7 +225,10 @@ export async function train(
     options.onStep?.(log);
     progress?.update(step + 1 - startStep, end - startStep, stepLoss, samples / elapsed);
     const last = step + 1 === config.steps;
-    if (options.runDir && (last || (config.checkpointEvery > 0 && (step + 1) % config.checkpointEvery === 0))) {
+    if (
+      options.runDir &&
+      (last || (config.checkpointEvery > 0 && (step + 1) % config.checkpointEvery === 0))
+    ) {
       saveCheckpoint(options.runDir, {
         model,
         grid: grid.spec,

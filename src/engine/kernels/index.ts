@@ -1,6 +1,7 @@
 /** The one place where kernels the project adds to TensorFlow.js backends are registered. */
 import * as tf from '@tensorflow/tfjs-core';
 import { conv2DBackpropFilterWasmConfig } from './conv2d_backprop_filter_wasm.js';
+import { replaceConv2DBackpropInputWasm } from './conv2d_backprop_input_wasm.js';
 import { depthwiseConv2dNativeBackpropFilterWasmConfig } from './depthwise_conv2d_native_backprop_filter_wasm.js';
 import { depthwiseConv2dNativeBackpropInputWasmConfig } from './depthwise_conv2d_native_backprop_input_wasm.js';
 import { unsortedSegmentSumWasmConfig } from './unsorted_segment_sum_wasm.js';
@@ -25,4 +26,7 @@ export function registerProjectKernels(): void {
   for (const config of WASM_KERNELS) {
     if (tf.getKernel(config.kernelName, config.backendName) === undefined) tf.registerKernel(config);
   }
+  // A kernel wasm has but runs ~10x slower than its forward convolution: replaced, the stock one kept
+  // as the fallback.
+  replaceConv2DBackpropInputWasm();
 }

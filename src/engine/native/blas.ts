@@ -73,13 +73,21 @@ export interface NativeBlas {
     leakyAlpha: number,
     preluWeights: Float32Array | null,
   ): void;
+  /**
+   * 2-D convolution as im2col + GEMM: x and dx NHWC [batch, inH, inW, inC], filter and dw HWIO
+   * [fH, fW, inC, outC], out and dy NHWC [batch, outH, outW, outC]; `geometry` is
+   * [batch, inH, inW, inC, outH, outW, outC, fH, fW, strideH, strideW, dilationH, dilationW, padTop, padLeft].
+   * Each overwrites its last Float32Array.
+   */
+  conv2d(x: Float32Array, filter: Float32Array, out: Float32Array, geometry: Int32Array): void;
+  conv2dBackpropInput(dy: Float32Array, filter: Float32Array, dx: Float32Array, geometry: Int32Array): void;
+  conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dw: Float32Array, geometry: Int32Array): void;
   /** OpenBLAS's build description and thread count, e.g. "OpenBLAS 0.3.21 … Haswell …; 2 threads". */
   config(): string;
 }
 
 const ADDON = 'native/build/Release/sortednet_blas.node';
-const NOT_BUILT =
-  'the addon is not built: apt-get install libopenblas-dev, then npm rebuild (or npm run build:native)';
+const NOT_BUILT = `${ADDON} is not built: apt-get install libopenblas-dev, then npm rebuild`;
 
 let loaded: { blas: NativeBlas | null; reason: string | null } | null = null;
 

@@ -1,8 +1,8 @@
 /**
  * Native kernels for the wasm backend: OpenBLAS behind TensorFlow.js's kernel registry. Enabling replaces
- * the wasm backend's BatchMatMul and _FusedMatMul with versions that send large float32 products to the
- * addon and everything else to the stock kernels they wrap; disabling puts the stock kernels back.
- * Either works before or after `tf.setBackend('wasm')`: the wrappers keep the stock setup functions.
+ * the wasm backend's matmul and convolution kernels with versions that send large float32 work to the
+ * addon and everything else to the kernels they wrap; disabling puts those back. Either works before or
+ * after `tf.setBackend('wasm')`: the wrappers keep the wrapped kernels' setup functions.
  */
 import {
   getKernel,
@@ -14,17 +14,34 @@ import {
 import { loadNativeBlas, nativeBlasUnavailableReason, type NativeBlas } from './blas.js';
 import { nativeBatchMatMul } from './mat_mul.js';
 import { nativeFusedMatMul } from './fused_mat_mul.js';
+import {
+  nativeConv2D,
+  nativeConv2DBackpropFilter,
+  nativeConv2DBackpropInput,
+  nativeFusedConv2D,
+} from './conv2d.js';
 
 export { loadNativeBlas, nativeBlasUnavailableReason, type NativeBlas } from './blas.js';
 
 const BACKEND = 'wasm';
-const OVERRIDES: Record<string, (blas: NativeBlas, stock: KernelFunc) => KernelFunc> = {
+type Override = (blas: NativeBlas, fallback: KernelFunc) => KernelFunc;
+const OVERRIDES: Record<string, Override> = {
   BatchMatMul: nativeBatchMatMul,
   _FusedMatMul: nativeFusedMatMul,
+  Conv2D: nativeConv2D,
+  FusedConv2D: nativeFusedConv2D,
+  Conv2DBackpropInput: nativeConv2DBackpropInput,
+  // tfjs-backend-wasm 4.22 has none; wraps the project's portable one when src/engine/kernels/ registers it.
+  Conv2DBackpropFilter: nativeConv2DBackpropFilter,
 };
 
-/** The stock configs while the overrides are registered. */
-let stockConfigs: KernelConfig[] | null = null;
+/** What enabling replaced: the wrapped config (null where the backend had none) and the wrapper. */
+interface Replaced {
+  kernelName: string;
+  wrapped: KernelConfig | null;
+  kernelFunc: KernelFunc;
+}
+let replaced: Replaced[] | null = null;
 
 export interface NativeKernelStatus {
   enabled: boolean;
@@ -32,49 +49,58 @@ export interface NativeKernelStatus {
   reason?: string;
   /** OpenBLAS's build and thread count when the addon is loaded. */
   blas?: string;
-  /** wasm kernels currently replaced. */
+  /** wasm kernels currently served by the native path. */
   kernels: string[];
 }
 
-function replace(config: KernelConfig): void {
-  unregisterKernel(config.kernelName, config.backendName);
+function register(config: KernelConfig): void {
+  if (getKernel(config.kernelName, config.backendName))
+    unregisterKernel(config.kernelName, config.backendName);
   registerKernel(config);
 }
 
+/** A stand-in for a kernel the backend lacks, for the inputs the native path declines. */
+function missing(kernelName: string): KernelFunc {
+  return () => {
+    throw new Error(
+      `${kernelName}: the wasm backend has no kernel for this case (native path: NHWC float32 only)`,
+    );
+  };
+}
+
 /**
- * Sends large matmuls on the wasm backend to OpenBLAS when the addon is built; otherwise changes nothing
- * and says why. Idempotent. Needs the wasm backend's kernels registered (import '@tensorflow/tfjs-backend-wasm').
+ * Sends large matmuls and convolutions on the wasm backend to OpenBLAS when the addon is built; otherwise
+ * changes nothing and says why. Idempotent. Call it after the project's own kernels are registered
+ * (initEngine does both) so that those are the ones wrapped.
  */
 export function enableNativeKernels(): NativeKernelStatus {
-  if (stockConfigs) return nativeKernelStatus();
+  if (replaced) return nativeKernelStatus();
   const blas = loadNativeBlas();
   if (!blas) return nativeKernelStatus();
-  const stock: KernelConfig[] = [];
-  for (const [kernelName, override] of Object.entries(OVERRIDES)) {
-    const config = getKernel(kernelName, BACKEND);
-    if (!config)
-      throw new Error(
-        `native kernels: wasm kernel '${kernelName}' is not registered; import the wasm backend first`,
-      );
-    stock.push(config);
-    replace({ ...config, kernelFunc: override(blas, config.kernelFunc) });
-  }
-  stockConfigs = stock;
+  replaced = Object.entries(OVERRIDES).map(([kernelName, override]) => {
+    const wrapped = getKernel(kernelName, BACKEND) ?? null;
+    const kernelFunc = override(blas, wrapped?.kernelFunc ?? missing(kernelName));
+    register({ ...(wrapped ?? { kernelName, backendName: BACKEND }), kernelFunc });
+    return { kernelName, wrapped, kernelFunc };
+  });
   return nativeKernelStatus();
 }
 
-/** Puts the stock wasm kernels back. */
+/** Puts the wrapped kernels back (a kernel registered over a wrapper since stays as it is). */
 export function disableNativeKernels(): void {
-  if (!stockConfigs) return;
-  for (const config of stockConfigs) replace(config);
-  stockConfigs = null;
+  if (!replaced) return;
+  for (const { kernelName, wrapped, kernelFunc } of replaced) {
+    if (getKernel(kernelName, BACKEND)?.kernelFunc !== kernelFunc) continue;
+    if (wrapped) register(wrapped);
+    else unregisterKernel(kernelName, BACKEND);
+  }
+  replaced = null;
 }
 
 /** For the CLI and logs: whether the native kernels are on, and if not, why. */
 export function nativeKernelStatus(): NativeKernelStatus {
   const blas = loadNativeBlas();
-  if (stockConfigs)
-    return { enabled: true, blas: blas?.config(), kernels: stockConfigs.map((c) => c.kernelName) };
+  if (replaced) return { enabled: true, blas: blas?.config(), kernels: replaced.map((r) => r.kernelName) };
   return {
     enabled: false,
     reason:
@@ -84,7 +110,7 @@ export function nativeKernelStatus(): NativeKernelStatus {
   };
 }
 
-/** One line for the CLI, e.g. "native BLAS: on (OpenBLAS 0.3.21 …; 2 threads) for BatchMatMul, _FusedMatMul". */
+/** One line for the CLI, e.g. "native BLAS: on (OpenBLAS 0.3.21 …; 2 threads) for BatchMatMul, …". */
 export function describeNativeKernels(): string {
   const s = nativeKernelStatus();
   return s.enabled

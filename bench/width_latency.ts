@@ -1,0 +1,73 @@
+/**
+ * Latency of sub-models vs the full model at widths 25/50/75/100% for an MLP and a CNN, with the
+ * FLOP fraction beside the time fraction, measured side by side in one run (issue: foundation).
+ * Target: a 25%-width sub-model takes at most 2× its FLOP fraction of the full model's time.
+ *   npm run build && node dist/bench/width_latency.js [--backend wasm|cpu] [--batch 64]
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { parseArgs } from 'node:util';
+import { initEngine, parseBackend } from '../src/engine/backend.js';
+import { Mlp } from '../src/models/mlp.js';
+import { ResNet, resnetConfig } from '../src/models/resnet.js';
+import type { SortedModel } from '../src/models/model.js';
+
+const { values } = parseArgs({
+  options: { backend: { type: 'string' }, batch: { type: 'string' }, reps: { type: 'string' } },
+});
+const backend = await initEngine(parseBackend(values.backend ?? 'wasm'));
+const batch = Number(values.batch ?? 64);
+const reps = Number(values.reps ?? 15);
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+function time(model: SortedModel, x: tf.Tensor, width: number): number {
+  const run = () => tf.tidy(() => model.forward(x, { width }, { mode: 'train', key: 'bench' }).dataSync());
+  for (let i = 0; i < 3; i++) run();
+  const ts: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    run();
+    ts.push(performance.now() - t0);
+  }
+  return median(ts);
+}
+
+const families: [string, SortedModel, tf.Tensor][] = [
+  [
+    'MLP 784-1024-1024-10',
+    new Mlp({ inputs: 784, hidden: [1024, 1024], classes: 10 }),
+    tf.randomNormal([batch, 784]),
+  ],
+  [
+    'CNN (ResNet 32/64/128, 28×28)',
+    new ResNet(
+      resnetConfig({
+        inChannels: 1,
+        imageSize: 28,
+        classes: 10,
+        stem: 32,
+        widths: [32, 64, 128],
+        blocks: [1, 1, 1],
+      }),
+    ),
+    tf.randomNormal([batch, 28, 28, 1]),
+  ],
+];
+
+console.log(`backend ${backend}, batch ${batch}, median of ${reps} forward passes\n`);
+console.log('| model | width | FLOP fraction | time ms | time fraction | time / FLOP fraction |');
+console.log('|---|---|---|---|---|---|');
+for (const [name, model, x] of families) {
+  const full = time(model, x, 1);
+  const fullFlops = model.cost({}).flops;
+  for (const w of [0.25, 0.5, 0.75, 1]) {
+    const t = w === 1 ? full : time(model, x, w);
+    const ff = model.cost({ width: w }).flops / fullFlops;
+    console.log(
+      `| ${name} | ${w * 100}% | ${ff.toFixed(3)} | ${t.toFixed(2)} | ${(t / full).toFixed(3)} | ${(t / full / ff).toFixed(2)} |`,
+    );
+  }
+}

@@ -1,0 +1,169 @@
+/**
+ * 2-D convolution and both its gradients for the wasm backend as im2col + OpenBLAS GEMM (native/blas.c):
+ * Conv2D, FusedConv2D (bias + activation), Conv2DBackpropInput and Conv2DBackpropFilter. NHWC float32
+ * only; NCHW, other dtypes and tiny convolutions go to the stock (or project) kernel.
+ */
+import {
+  backend_util,
+  type Conv2DAttrs,
+  type Conv2DBackpropFilterAttrs,
+  type Conv2DBackpropInputAttrs,
+  type FusedConv2DAttrs,
+  type KernelFunc,
+  type TensorInfo,
+} from '@tensorflow/tfjs-core';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { NativeActivation, type NativeBlas } from './blas.js';
+import { MIN_NATIVE_MACS } from './mat_mul.js';
+
+type Shape4 = [number, number, number, number];
+
+/** The addon's geometry vector, in native/blas.c's order. */
+function geometry(info: backend_util.Conv2DInfo): Int32Array {
+  return Int32Array.from([
+    info.batchSize,
+    info.inHeight,
+    info.inWidth,
+    info.inChannels,
+    info.outHeight,
+    info.outWidth,
+    info.outChannels,
+    info.filterHeight,
+    info.filterWidth,
+    info.strideHeight,
+    info.strideWidth,
+    info.dilationHeight,
+    info.dilationWidth,
+    info.padInfo.top,
+    info.padInfo.left,
+  ]);
+}
+
+/** Multiply-adds of the convolution's GEMM: pixels × (fH·fW·inC) × outC. */
+function macs(info: backend_util.Conv2DInfo): number {
+  const pixels = info.batchSize * info.outHeight * info.outWidth;
+  return pixels * info.filterHeight * info.filterWidth * info.inChannels * info.outChannels;
+}
+
+function worthNative(tensors: TensorInfo[], info: backend_util.Conv2DInfo): boolean {
+  return tensors.every((t) => t.dtype === 'float32') && macs(info) >= MIN_NATIVE_MACS;
+}
+
+/** A float32 heap view; take it only after the kernel's output is allocated (growth detaches views). */
+function heap(backend: BackendWasm, t: TensorInfo): Float32Array {
+  return backend.typedArrayFromHeap(t) as Float32Array;
+}
+
+export function nativeConv2D(blas: NativeBlas, stock: KernelFunc): KernelFunc {
+  return (args) => {
+    const { x, filter } = args.inputs as { x: TensorInfo; filter: TensorInfo };
+    const { strides, pad, dataFormat, dilations, dimRoundingMode } = args.attrs as unknown as Conv2DAttrs;
+    if (dataFormat !== 'NHWC') return stock(args);
+    const info = backend_util.computeConv2DInfo(
+      x.shape as Shape4,
+      filter.shape as Shape4,
+      strides,
+      dilations,
+      pad,
+      dimRoundingMode,
+    );
+    if (!worthNative([x, filter], info)) return stock(args);
+    const backend = args.backend as BackendWasm;
+    const out = backend.makeOutput(info.outShape, 'float32');
+    blas.conv2d(heap(backend, x), heap(backend, filter), heap(backend, out), geometry(info));
+    return out;
+  };
+}
+
+/** Conv2D + bias + activation; a bias or PReLU slope that is not per output channel goes to `stock`. */
+export function nativeFusedConv2D(blas: NativeBlas, stock: KernelFunc): KernelFunc {
+  return (args) => {
+    const {
+      x,
+      filter,
+      bias,
+      preluActivationWeights: prelu,
+    } = args.inputs as Record<string, TensorInfo | undefined>;
+    const attrs = args.attrs as unknown as FusedConv2DAttrs;
+    if (!x || !filter || attrs.dataFormat !== 'NHWC') return stock(args);
+    const info = backend_util.computeConv2DInfo(
+      x.shape as Shape4,
+      filter.shape as Shape4,
+      attrs.strides,
+      attrs.dilations,
+      attrs.pad,
+      attrs.dimRoundingMode,
+    );
+    const perChannel = (t: TensorInfo | undefined) => {
+      const size = t?.shape.reduce((a, b) => a * b, 1);
+      return t == null || (t.dtype === 'float32' && (size === 1 || size === info.outChannels));
+    };
+    if (
+      !Object.hasOwn(NativeActivation, attrs.activation) ||
+      !perChannel(bias) ||
+      !perChannel(prelu) ||
+      !worthNative([x, filter], info)
+    )
+      return stock(args);
+    const backend = args.backend as BackendWasm;
+    const out = backend.makeOutput(info.outShape, 'float32');
+    const outHeap = heap(backend, out);
+    blas.conv2d(heap(backend, x), heap(backend, filter), outHeap, geometry(info));
+    blas.biasActivation(
+      outHeap,
+      info.batchSize * info.outHeight * info.outWidth,
+      info.outChannels,
+      bias ? heap(backend, bias) : null,
+      NativeActivation[attrs.activation as keyof typeof NativeActivation],
+      attrs.leakyreluAlpha ?? 0,
+      prelu ? heap(backend, prelu) : null,
+    );
+    return out;
+  };
+}
+
+/** dx: the gradient of Conv2D with respect to its input. */
+export function nativeConv2DBackpropInput(blas: NativeBlas, stock: KernelFunc): KernelFunc {
+  return (args) => {
+    const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
+    const { strides, pad, dataFormat, dimRoundingMode, inputShape } =
+      args.attrs as unknown as Conv2DBackpropInputAttrs;
+    if (dataFormat !== 'NHWC') return stock(args);
+    const info = backend_util.computeConv2DInfo(
+      inputShape,
+      filter.shape as Shape4,
+      strides,
+      1,
+      pad,
+      dimRoundingMode,
+    );
+    if (!worthNative([dy, filter], info)) return stock(args);
+    const backend = args.backend as BackendWasm;
+    const dx = backend.makeOutput(info.inShape, 'float32');
+    blas.conv2dBackpropInput(heap(backend, dy), heap(backend, filter), heap(backend, dx), geometry(info));
+    return dx;
+  };
+}
+
+/** dW: the gradient of Conv2D with respect to its filter. */
+export function nativeConv2DBackpropFilter(blas: NativeBlas, stock: KernelFunc): KernelFunc {
+  return (args) => {
+    const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
+    const { strides, pad, dataFormat, dimRoundingMode, filterShape } =
+      args.attrs as unknown as Conv2DBackpropFilterAttrs;
+    if (dataFormat !== 'NHWC') return stock(args);
+    const info = backend_util.computeConv2DInfo(
+      x.shape as Shape4,
+      filterShape,
+      strides,
+      1,
+      pad,
+      dimRoundingMode,
+    );
+    if (!worthNative([x, dy], info)) return stock(args);
+    const backend = args.backend as BackendWasm;
+    const dw = backend.makeOutput(filterShape, 'float32');
+    blas.conv2dBackpropFilter(heap(backend, x), heap(backend, dy), heap(backend, dw), geometry(info));
+    return dw;
+  };
+}
