@@ -45,7 +45,9 @@ async function main(): Promise<void> {
   await initEngine('wasm');
   const stock = stockConv2DBackpropInputWasm();
   const ours = tf.getKernel(tf.Conv2DBackpropInput, 'wasm');
-  if (stock === undefined || ours === undefined) throw new Error('conv_grad: the stock kernel was not replaced');
+  if (stock === undefined || ours === undefined) {
+    throw new Error('conv_grad: the stock kernel was not replaced');
+  }
   const backend = tf.backend();
 
   console.log(`Conv2DBackpropInput on wasm, batch ${BATCH}, 'same' padding, median of ${REPEATS}`);
@@ -64,14 +66,18 @@ async function main(): Promise<void> {
       const dx = config.kernelFunc({ inputs: { dy, filter }, backend, attrs }) as tf.TensorInfo;
       backend.disposeData(dx.dataId);
     };
-    const check = tf.tidy(() => {
-      const a = tf.engine().makeTensorFromTensorInfo(stock.kernelFunc({ inputs: { dy, filter }, backend, attrs }) as tf.TensorInfo);
-      const b = tf.engine().makeTensorFromTensorInfo(ours.kernelFunc({ inputs: { dy, filter }, backend, attrs }) as tf.TensorInfo);
-      return tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]!;
-    });
-    if (!(check < 1e-3)) throw new Error(`conv_grad: stock and new differ by ${check} on ${JSON.stringify(s)}`);
+    const dxOf = (config: tf.KernelConfig) => {
+      const dx = config.kernelFunc({ inputs: { dy, filter }, backend, attrs }) as tf.TensorInfo;
+      return tf.engine().makeTensorFromTensorInfo(dx);
+    };
+    const difference = tf.tidy(() => tf.max(tf.abs(tf.sub(dxOf(stock), dxOf(ours)))).dataSync()[0]!);
+    if (!(difference < 1e-3)) {
+      throw new Error(`conv_grad: stock and new dx differ by ${difference} on ${JSON.stringify(s)}`);
+    }
 
-    const forwardMs = medianMs(() => tf.conv2d(x as tf.Tensor4D, filter as tf.Tensor4D, s.stride, 'same').dispose());
+    const forwardMs = medianMs(() =>
+      tf.conv2d(x as tf.Tensor4D, filter as tf.Tensor4D, s.stride, 'same').dispose(),
+    );
     const stockMs = medianMs(runOnce(stock));
     const newMs = medianMs(runOnce(ours));
     // Multiply-adds that count: one per output position, filter tap, input and output channel.

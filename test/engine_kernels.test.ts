@@ -6,6 +6,10 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../src/engine/backend.js';
+import {
+  replaceConv2DBackpropInputWasm,
+  stockConv2DBackpropInputWasm,
+} from '../src/engine/kernels/conv2d_backprop_input_wasm.js';
 import { kernelsUsed, missingKernels } from '../src/engine/kernels_used.js';
 
 const TOLERANCE = 1e-4;
@@ -301,4 +305,87 @@ test('kernelsUsed lists the kernels of a gradient; missingKernels names the unre
   assert.deepEqual(missingKernels(['UnsortedSegmentSum', 'NoSuchKernel', 'Conv2DBackpropFilter'], 'wasm'), [
     'NoSuchKernel',
   ]);
+});
+
+const inputGradientCases: { x: Shape4; filter: Shape4; strides: number | [number, number]; pad: Pad }[] = [
+  { x: [2, 7, 9, 3], filter: [3, 3, 3, 4], strides: 1, pad: 'same' },
+  { x: [3, 6, 5, 2], filter: [3, 3, 2, 3], strides: 1, pad: 'valid' },
+  { x: [2, 6, 5, 2], filter: [5, 5, 2, 3], strides: 1, pad: 'same' },
+  { x: [2, 8, 7, 3], filter: [5, 5, 3, 2], strides: 1, pad: 'valid' },
+  { x: [2, 5, 5, 3], filter: [1, 1, 3, 4], strides: 1, pad: 'valid' },
+  { x: [2, 7, 9, 3], filter: [3, 3, 3, 4], strides: 2, pad: 'same' },
+  { x: [2, 8, 8, 3], filter: [3, 3, 3, 2], strides: 2, pad: 'same' }, // even size: pad 0 top, 1 bottom
+  { x: [3, 8, 7, 2], filter: [3, 2, 2, 5], strides: 2, pad: 'valid' }, // trailing rows unread
+  { x: [2, 7, 6, 3], filter: [1, 1, 3, 4], strides: 2, pad: 'valid' }, // dilation rows cut off
+  { x: [2, 9, 7, 2], filter: [5, 5, 2, 3], strides: 2, pad: 'same' },
+  { x: [2, 9, 8, 3], filter: [3, 3, 3, 2], strides: [1, 2], pad: 'same' },
+  {
+    x: [2, 7, 6, 2],
+    filter: [3, 3, 2, 3],
+    strides: 2,
+    pad: [
+      [0, 0],
+      [1, 2],
+      [0, 1],
+      [0, 0],
+    ],
+  },
+  {
+    x: [2, 5, 6, 3],
+    filter: [2, 2, 3, 2],
+    strides: 1,
+    pad: [
+      [0, 0],
+      [2, 3],
+      [0, 2],
+      [0, 0],
+    ], // pads wider than the kernel: outputs that read only padding
+  },
+];
+
+test('Conv2DBackpropInput (wasm) matches cpu through the conv2d gradient wrt x', async () => {
+  for (const [n, c] of inputGradientCases.entries()) {
+    await assertSameOnBackends(`conv2d dx ${JSON.stringify(c)}`, () => {
+      const x = tf.tensor4d(random(c.x, n + 300), c.x);
+      const filter = tf.tensor4d(random(c.filter, n + 400), c.filter);
+      const y = tf.conv2d(x, filter, c.strides, c.pad);
+      const upstream = tf.tensor(random(y.shape, n + 500), y.shape);
+      const loss = (a: tf.Tensor) =>
+        tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, filter, c.strides, c.pad), upstream));
+      return [tf.grad(loss)(x)];
+    });
+  }
+  const kernel = tf.getKernel('Conv2DBackpropInput', 'wasm');
+  assert.ok(kernel !== undefined && kernel.kernelFunc !== stockConv2DBackpropInputWasm()?.kernelFunc);
+});
+
+test('Conv2DBackpropInput (wasm) hands NCHW to the stock kernel', async () => {
+  await assertSameOnBackends('conv2DBackpropInput NCHW', () => {
+    const dy = tf.tensor4d(random([2, 3, 4, 5], 1), [2, 3, 4, 5]);
+    const filter = tf.tensor4d(random([3, 3, 2, 3], 2), [3, 3, 2, 3]);
+    const attrs = { strides: 1, pad: 'same', dataFormat: 'NCHW', inputShape: [2, 2, 4, 5] };
+    return [tf.engine().runKernel('Conv2DBackpropInput', { dy, filter }, attrs) as tf.Tensor];
+  });
+});
+
+test('Conv2DBackpropInput (wasm) frees its intermediates and replaces the stock kernel once', () => {
+  const filter = tf.ones([1, 1, 3, 4]);
+  const dy = tf.ones([2, 4, 3, 4]);
+  const run = () =>
+    tf.engine().runKernel(
+      'Conv2DBackpropInput',
+      { dy, filter },
+      { strides: 2, pad: 'valid', dataFormat: 'NHWC', inputShape: [2, 7, 6, 3] }, // dilates, slices
+    ) as tf.Tensor;
+  run().dispose();
+  const before = tf.engine().backend.numDataIds();
+  run().dispose();
+  assert.equal(tf.engine().backend.numDataIds(), before);
+  tf.dispose([filter, dy]);
+
+  const [ours, stock] = [tf.getKernel('Conv2DBackpropInput', 'wasm'), stockConv2DBackpropInputWasm()];
+  replaceConv2DBackpropInputWasm();
+  assert.equal(tf.getKernel('Conv2DBackpropInput', 'wasm')?.kernelFunc, ours?.kernelFunc);
+  assert.equal(stockConv2DBackpropInputWasm(), stock);
+  assert.notEqual(stock?.kernelFunc, ours?.kernelFunc);
 });

@@ -267,33 +267,41 @@ interface ConvCase {
   dilations: number;
 }
 
+// Each is above MIN_CONV_MACS (2²³ multiply-adds) with at least MIN_FORWARD_DEPTH inputs per output.
 const CONV_CASES: ConvCase[] = [
-  { what: '3×3 same', x: [2, 9, 11, 5], filter: [3, 3, 5, 7], strides: 1, pad: 'same', dilations: 1 },
+  { what: '3×3 same', x: [4, 16, 16, 33], filter: [3, 3, 33, 35], strides: 1, pad: 'same', dilations: 1 },
   {
     what: '3×3 valid stride 2',
-    x: [2, 12, 10, 4],
-    filter: [3, 3, 4, 6],
+    x: [8, 21, 19, 40],
+    filter: [3, 3, 40, 48],
     strides: 2,
     pad: 'valid',
     dilations: 1,
   },
   {
     what: '5×5 same stride 2',
-    x: [1, 13, 13, 3],
-    filter: [5, 5, 3, 8],
+    x: [4, 23, 23, 20],
+    filter: [5, 5, 20, 40],
     strides: 2,
     pad: 'same',
     dilations: 1,
   },
   {
     what: '3×3 pad 1, dilation 2',
-    x: [2, 10, 10, 4],
-    filter: [3, 3, 4, 5],
+    x: [6, 16, 16, 24],
+    filter: [3, 3, 24, 40],
     strides: 1,
     pad: 1,
     dilations: 2,
   },
-  { what: '1×1 pointwise', x: [2, 8, 8, 16], filter: [1, 1, 16, 12], strides: 1, pad: 'valid', dilations: 1 },
+  {
+    what: '1×1 pointwise',
+    x: [4, 32, 32, 64],
+    filter: [1, 1, 64, 40],
+    strides: 1,
+    pad: 'valid',
+    dilations: 1,
+  },
 ];
 
 test('conv2d: forward against the stock wasm kernel', { skip }, async () => {
@@ -334,10 +342,11 @@ test('conv2d: fused bias + relu against the cpu backend', { skip }, async () => 
 
 test('conv2d: gradients for input and filter equal the cpu backend', { skip }, async () => {
   for (const c of CONV_CASES.filter((c) => c.dilations === 1)) {
-    // The squared sum gives every output element its own gradient (2y).
+    // Σ sin(y): each output element gets its own gradient cos(y), bounded so that float32 sums over
+    // thousands of pixels stay comparable at 1e-4.
     const gradients = () =>
       tf.grads((x: tf.Tensor, filter: tf.Tensor) =>
-        tf.sum(tf.square(tf.conv2d(x as tf.Tensor4D, filter as tf.Tensor4D, c.strides, c.pad))),
+        tf.sum(tf.sin(tf.conv2d(x as tf.Tensor4D, filter as tf.Tensor4D, c.strides, c.pad))),
       )([random(c.x, 36), random(c.filter, 37)]);
     await tf.setBackend('cpu');
     const expected = gradients();
@@ -350,4 +359,25 @@ test('conv2d: gradients for input and filter equal the cpu backend', { skip }, a
     assertClose(actual[1], expected[1], `${c.what}: dFilter`);
     tf.dispose([...expected, ...actual]);
   }
+});
+
+test('conv2d: small convolutions and thin forward filters stay on the stock kernels', { skip }, async () => {
+  const small = () =>
+    tf.conv2d(random([1, 8, 8, 8], 38) as tf.Tensor4D, random([3, 3, 8, 8], 39) as tf.Tensor4D, 1, 'same');
+  assert.equal(await assertNativeMatches('small', small), 0);
+  // An RGB input layer: 3×3×3 = 27 inputs per output is too thin a GEMM, its filter gradient is not.
+  const x = random([16, 32, 32, 3], 40);
+  const filter = random([3, 3, 3, 32], 41);
+  assert.equal(
+    await assertNativeMatches('RGB input layer', () =>
+      tf.conv2d(x as tf.Tensor4D, filter as tf.Tensor4D, 1, 'same'),
+    ),
+    0,
+  );
+  nativeCalls = 0;
+  tf.dispose(
+    tf.grad((w: tf.Tensor) => tf.sum(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same')))(filter),
+  );
+  assert.equal(nativeCalls, 1, 'the filter gradient is native');
+  tf.dispose([x, filter]);
 });

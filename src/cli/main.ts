@@ -133,6 +133,14 @@ function modelSpecFor(c: RunConfig, data: TrainTest): { spec: ModelSpec; grid: G
   return { spec: c.model, grid: c.grid };
 }
 
+/** `base`, or `base-2`, `base-3`… : the first that holds no run, so earlier results are never overwritten. */
+function freshFolder(base: string): string {
+  for (let i = 1; ; i++) {
+    const dir = i === 1 ? base : `${base}-${i}`;
+    if (!existsSync(join(dir, 'checkpoint.json'))) return dir;
+  }
+}
+
 function writeEval(runDir: string, rows: EvalRow[], title: string): void {
   writeFileAtomic(join(runDir, 'eval.json'), JSON.stringify(rows, null, 2) + '\n');
   writeFileAtomic(join(runDir, 'eval.csv'), toCsv(rows));
@@ -147,7 +155,7 @@ async function commandTrain(
   base: Partial<RunConfig> = {},
   defaultRun?: string,
 ): Promise<number> {
-  const runDir = (flags.run as string | undefined) ?? defaultRun;
+  const runDir = (flags.run as string | undefined) ?? (defaultRun && freshFolder(defaultRun));
   if (!runDir) throw new Error('train needs --run DIR (the folder for checkpoints, logs and results)');
   let c: RunConfig;
   if (flags.resume) {
