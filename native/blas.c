@@ -1,7 +1,8 @@
 /*
  * sortednet_blas: single-precision GEMM from OpenBLAS for Float32Arrays owned by JavaScript
- * (including views into the wasm backend's heap). Every call is synchronous and works in place
- * on the caller's memory: nothing is copied, nothing is kept after the call returns.
+ * (including views into the wasm backend's heap), plus what the engine builds on it: bias +
+ * activation over a GEMM's output and 2-D convolutions as im2col + GEMM. Every call is synchronous
+ * and works on the caller's memory; nothing is kept after it returns. Used by src/engine/native/.
  *
  * Row-major throughout, as TensorFlow.js stores tensors:
  *   C[M, N] = alpha * op(A)[M, K] * op(B)[K, N] + beta * C,  op(X) = X or Xᵀ.
@@ -19,12 +20,12 @@
 
 #define MAX_ARGS 17
 
-#define CHECK(env, call)                                                   \
-  do {                                                                     \
-    if ((call) != napi_ok) {                                               \
+#define CHECK(env, call)                                                      \
+  do {                                                                        \
+    if ((call) != napi_ok) {                                                  \
       napi_throw_error((env), NULL, "sortednet_blas: N-API call failed: " #call); \
-      return NULL;                                                         \
-    }                                                                      \
+      return NULL;                                                            \
+    }                                                                         \
   } while (0)
 
 typedef struct {

@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { existsSync, mkdirSync, readFileSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { initEngine, parseBackend } from '../engine/backend.js';
+import { engineDescription, initEngine, parseBackend } from '../engine/backend.js';
 import { buildModel, specOf, type ModelSpec, type SortedModel } from '../models/index.js';
 import { Grid, type GridSpec } from '../sorted/grid.js';
 import { parseSubModel, subModelId } from '../sorted/submodel.js';
@@ -33,7 +33,7 @@ usage:
   sortednet extract --run DIR --sub depth=3,width=0.5 --out DIR
   sortednet compare --runs DIR,DIR,... --out FILE.svg
   sortednet presets                             list model presets
-common: --backend wasm (default) | cpu | webgpu
+common: --backend wasm (default) | cpu | webgpu; SORTEDNET_NATIVE=0 turns the native BLAS kernels off
 `;
 
 const OPTIONS = {
@@ -180,8 +180,9 @@ async function commandTrain(
   const log = (rec: object) => appendFileSync(logPath, JSON.stringify(rec) + '\n');
   const title = `${typeof c.model === 'string' ? c.model : spec.family} ${tc.strategy}`;
   console.log(
-    `run ${runDir}: ${title} on ${c.data.name} (${data.train.n} train / ${data.test.n} test), backend ${c.backend ?? 'wasm'}`,
+    `run ${runDir}: ${title} on ${c.data.name} (${data.train.n} train / ${data.test.n} test)`,
   );
+  console.log(engineDescription());
 
   if (tc.strategy === 'individual') {
     // Every sub-model trained alone from scratch, same steps each: the quality ceiling (N× cost).

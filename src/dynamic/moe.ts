@@ -95,8 +95,45 @@ function normalCdf(z: tf.Tensor): tf.Tensor {
 }
 
 /** [N, k] int indices → [N, E] float 0/1. */
-function indicesToMask(indices: tf.Tensor2D, experts: number): tf.Tensor2D {
-  return tf.sum(tf.oneHot(indices, experts), 1) as tf.Tensor2D; // [N, k, E] → [N, E]
+function indicesToMask(indices: tf.Tensor, experts: number): tf.Tensor2D {
+  return tf.cast(tf.sum(tf.oneHot(tf.cast(indices, 'int32') as tf.Tensor2D, experts), 1), 'float32') as tf.Tensor2D; // [N, k, E] → [N, E]
+}
+
+interface RoutingMasks {
+  /** 1 on each token's top-k experts. */
+  top: tf.Tensor2D;
+  /** `top` without the assignments over capacity. */
+  routed: tf.Tensor2D;
+  /** One-hot of each token's k-th and (k+1)-th largest logit (the thresholds of the load estimator). */
+  kth: tf.Tensor2D;
+  next: tf.Tensor2D;
+}
+
+/**
+ * The discrete part of routing, [N, E] 0/1 masks, as constants for autodiff: tfjs has no gradient
+ * for TopK or comparisons, and the masks are piecewise constant in the logits anyway, so one
+ * custom-gradient op returns them with a zero gradient. Gradients reach the router through the
+ * softmax over the masked logits and through the load estimator's Φ.
+ */
+function routingMasks(logits: tf.Tensor2D, k: number, capacity: number | null): RoutingMasks {
+  const [N, E] = logits.shape;
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const l = args[0] as tf.Tensor2D;
+    const { indices } = tf.topk(l, Math.min(k + 1, E)); // [N, k or k+1]
+    const top = indicesToMask(tf.slice(indices, [0, 0], [N, k]), E);
+    let routed = top;
+    if (capacity !== null) {
+      // An expert takes at most `capacity` tokens, first come first served in token order (GShard).
+      const position = tf.cumsum(top, 0); // 1-based place of each token in its experts' queues
+      routed = tf.mul(top, tf.cast(tf.lessEqual(position, capacity), 'float32'));
+    }
+    const kth = indicesToMask(tf.slice(indices, [0, k - 1], [N, 1]), E);
+    const next = k < E ? indicesToMask(tf.slice(indices, [0, k], [N, 1]), E) : tf.zerosLike(top);
+    return { value: tf.stack([top, routed, kth, next]), gradFunc: () => tf.zerosLike(l) }; // [4, N, E]
+  });
+  const masks = op(logits);
+  const part = (i: number) => tf.reshape(tf.slice(masks, [i, 0, 0], [1, N, E]), [N, E]) as tf.Tensor2D;
+  return { top: part(0), routed: part(1), kth: part(2), next: part(3) };
 }
 
 /** Noisy top-k router (Shazeer et al. 2017, §2.1). W_g and W_noise start at 0, as in the paper. */
@@ -127,32 +164,21 @@ export class Router extends Module {
       noiseStd = tf.add(tf.softplus(tf.matMul(x, this.noise)), 1e-2) as tf.Tensor2D;
       logits = tf.add<tf.Tensor2D>(clean, tf.mul(tf.randomNormal([N, E], 0, 1, 'float32', ctx.seed()), noiseStd));
     }
-    // Top-k as a 0/1 mask; softmax over the masked logits is the softmax over the top-k and is
-    // differentiable in the logits (tf.topk's values have no gradient in tfjs).
-    const { indices } = tf.topk(logits, Math.min(k + 1, E));
-    const top = indicesToMask(tf.slice(indices, [0, 0], [N, k]) as tf.Tensor2D, E);
+    const capacity = this.opts.capacityFactor === undefined ? null : Math.ceil((this.opts.capacityFactor * k * N) / E);
+    const { top, routed, kth, next } = routingMasks(logits, k, capacity);
+    // Softmax over the masked logits is the softmax over the top-k, differentiable in the logits.
     let gates = tf.softmax(tf.add(logits, tf.mul(tf.sub(1, top), -1e9))) as tf.Tensor2D;
-    let routed = top;
-    if (this.opts.capacityFactor !== undefined) {
-      // An expert takes at most C tokens, first come first served in token order (GShard).
-      const capacity = Math.ceil((this.opts.capacityFactor * k * N) / E);
-      const position = tf.cumsum(top, 0); // 1-based position of each token in its experts' queues
-      routed = tf.mul(top, tf.cast(tf.lessEqual(position, capacity), 'float32'));
-      gates = tf.mul(gates, routed);
-    }
+    if (capacity !== null) gates = tf.mul(gates, routed);
     const importance = tf.sum(gates, 0) as tf.Tensor1D;
     let load: tf.Tensor1D;
     if (noiseStd && k < E) {
-      // P(token keeps e in its top-k under fresh noise): compare the clean logit with the k-th
-      // largest noisy logit of the others, i.e. the (k+1)-th if e is in, the k-th if it is out.
-      const kth = (r: number) =>
-        tf.sum(tf.mul(logits, tf.oneHot(tf.reshape(tf.slice(indices, [0, r], [N, 1]), [N]), E)), 1, true);
-      const thresholdIfIn = kth(k);
-      const thresholdIfOut = kth(k - 1);
-      const isIn = tf.greater(logits, thresholdIfIn);
+      // P(token keeps e in its top-k under fresh noise on e): the clean logit against the k-th
+      // largest noisy logit of the OTHER experts, i.e. the (k+1)-th if e is in, the k-th if out.
+      const thresholdIfIn = tf.sum(tf.mul(logits, next), 1, true); // [N, 1]
+      const thresholdIfOut = tf.sum(tf.mul(logits, kth), 1, true);
       const probIn = normalCdf(tf.div(tf.sub(clean, thresholdIfIn), noiseStd));
       const probOut = normalCdf(tf.div(tf.sub(clean, thresholdIfOut), noiseStd));
-      load = tf.sum(tf.where(isIn, probIn, probOut), 0) as tf.Tensor1D;
+      load = tf.sum(tf.add(tf.mul(top, probIn), tf.mul(tf.sub(1, top), probOut)), 0) as tf.Tensor1D;
     } else {
       load = tf.sum(routed, 0) as tf.Tensor1D;
     }

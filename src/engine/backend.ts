@@ -35,12 +35,38 @@ async function prepareWebGpuInNode(): Promise<void> {
   });
 }
 
+export interface EngineOptions {
+  /**
+   * In Node on `wasm`: route the hot kernels (matmul, convolution and their gradients) to the
+   * native OpenBLAS addon when it was built (default true). Without it, the portable wasm path.
+   */
+  native?: boolean;
+}
+
+const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
+let nativeLine = 'native BLAS: not used';
+
+/** One line saying whether the native kernels are on, and why not when they are off. */
+export function engineDescription(): string {
+  return `backend ${tf.getBackend()}; ${nativeLine}`;
+}
+
 /** Select and initialise a backend; registers the kernels the project adds to it. */
-export async function initEngine(name: BackendName = 'wasm'): Promise<BackendName> {
+export async function initEngine(name: BackendName = 'wasm', options: EngineOptions = {}): Promise<BackendName> {
   // Silences the "install tfjs-node" banner; tfjs-node cannot be installed here and the project
   // provides its own fast paths instead.
   tf.env().set('PROD', true);
   registerProjectKernels();
+  if (name === 'wasm' && isNode) {
+    // Imported lazily so that browser bundles never pull in node:fs / the addon loader.
+    const native = await import('./native/index.js');
+    if (options.native ?? process.env.SORTEDNET_NATIVE !== '0') {
+      native.enableNativeKernels();
+    } else {
+      native.disableNativeKernels();
+    }
+    nativeLine = native.describeNativeKernels();
+  }
   if (name === 'webgpu') {
     await prepareWebGpuInNode();
     await import('@tensorflow/tfjs-backend-webgpu');

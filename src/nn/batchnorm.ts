@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, type ForwardContext } from './module.js';
 import { checkUnits, prefix } from '../sorted/slice.js';
+import { batchNormTrain } from '../engine/ops/batch_norm_train.js';
 
 export interface BnStats {
   mean: tf.Tensor1D;
@@ -36,6 +37,8 @@ export class BatchNorm2d extends Module {
     checkUnits(c, this.channels, this.name, 'channels');
     const gamma = prefix(this.gamma, [c], this.name);
     const beta = prefix(this.beta, [c], this.name);
+    if (ctx.mode === 'train')
+      return batchNormTrain(x, gamma as tf.Tensor1D, beta as tf.Tensor1D, this.epsilon);
     let mean: tf.Tensor;
     let variance: tf.Tensor;
     if (ctx.mode === 'eval') {
@@ -54,7 +57,7 @@ export class BatchNorm2d extends Module {
       variance = s.variance;
     } else {
       ({ mean, variance } = tf.moments(x, [0, 1, 2]));
-      if (ctx.mode === 'calibrate') this.accumulate(ctx.key, mean as tf.Tensor1D, variance as tf.Tensor1D);
+      this.accumulate(ctx.key, mean as tf.Tensor1D, variance as tf.Tensor1D);
     }
     return tf.batchNorm(x, mean, variance, beta, gamma, this.epsilon) as tf.Tensor4D;
   }

@@ -1,5 +1,5 @@
 /**
- * The optional OpenBLAS addon (native/blas.c), built at install time by native/install.cjs. Loading
+ * The optional OpenBLAS addon (native/blas.c), built at install time by native/install.js. Loading
  * never throws: without the addon the engine keeps TensorFlow.js's own kernels, and
  * `nativeBlasUnavailableReason()` says why.
  */

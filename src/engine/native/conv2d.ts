@@ -22,8 +22,10 @@ import { NativeActivation, type NativeBlas } from './blas.js';
  * 33 ms stock, 15 ms native forward, 155 → 63 ms forward + filter gradient.
  */
 export const MIN_CONV_MACS = 1 << 23;
-/** Forward convolutions with fewer than this many inputs per output (fH·fW·inC) stay on XNNPACK: the
- * GEMM is too thin to win (64×32×32×3 → 32 with a 3×3 filter: 8.1 ms stock, 9.0 ms native). */
+/**
+ * Forward convolutions with fewer inputs per output (fH·fW·inC) than this stay on XNNPACK: the GEMM is
+ * too thin to win (64×32×32×3 → 32 with a 3×3 filter: 8.1 ms stock, 9.0 ms native).
+ */
 export const MIN_FORWARD_DEPTH = 64;
 
 type Shape4 = [number, number, number, number];

@@ -4,12 +4,13 @@
  * It never fails the install: without a compiler, node-gyp or OpenBLAS the project runs on the portable
  * wasm path, and this prints one line saying why and how to enable the fast path.
  */
-'use strict';
-const { spawnSync } = require('node:child_process');
-const fs = require('node:fs');
-const path = require('node:path');
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-const nativeDir = __dirname;
+const nativeDir = path.dirname(fileURLToPath(import.meta.url));
 const hint = 'To enable: apt-get install libopenblas-dev and npm rebuild';
 
 /** npm exports its bundled node-gyp to lifecycle scripts; outside npm, look where npm keeps it. */
@@ -22,7 +23,7 @@ function findNodeGyp() {
     ),
   ];
   try {
-    candidates.push(require.resolve('node-gyp/bin/node-gyp.js'));
+    candidates.push(createRequire(import.meta.url).resolve('node-gyp/bin/node-gyp.js'));
   } catch {
     // not a dependency of this project; fine
   }
@@ -72,6 +73,6 @@ if (reason)
   console.log(`sortednet: native BLAS kernels not built (${reason}); using the portable wasm path. ${hint}`);
 else
   console.log(
-    'sortednet: native BLAS kernels built (OpenBLAS); the wasm backend uses them for large matmuls',
+    'sortednet: native BLAS kernels built (OpenBLAS); the wasm backend uses them for large matmuls and convolutions',
   );
 process.exit(0);
