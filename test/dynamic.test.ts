@@ -114,14 +114,27 @@ test('λ modes: all are 1 at φ = 0; only the named scale moves', () => {
 /** A tiny PAD CNN and a few labelled batches. */
 function tinyCnn(conv: PadResNetConfig['conv'] = 'pad', seed = 1): PadResNet {
   return new PadResNet(
-    { ...PAD_RESNET_DEFAULTS, imageSize: 8, stem: 3, widths: [4, 6], blocks: [1, 1], kernels: 3, reduction: 2, conv, classes: 3 },
+    {
+      ...PAD_RESNET_DEFAULTS,
+      imageSize: 8,
+      stem: 3,
+      widths: [4, 6],
+      blocks: [1, 1],
+      kernels: 3,
+      reduction: 2,
+      conv,
+      classes: 3,
+    },
     seed,
   );
 }
 function imageBatches(count: number, size = 6): LabelledBatch[] {
   return Array.from({ length: count }, (_, i) => ({
     x: randn([size, 8, 8, 1], 100 + i),
-    y: tf.tensor1d(Array.from({ length: size }, (_, j) => (i + j) % 3), 'int32'),
+    y: tf.tensor1d(
+      Array.from({ length: size }, (_, j) => (i + j) % 3),
+      'int32',
+    ),
   }));
 }
 
@@ -135,7 +148,11 @@ test('∂L/∂M from autodiff matches a finite-difference estimate', () => {
   );
   const layer = padLayers(model)[0] as PadConv2d;
   // A partly static mask and φ ≠ 0, so both terms of (λ_d Σα W − λ_s W_s) matter.
-  setMask(layer.mask, Float32Array.from({ length: layer.mask.size }, (_, i) => (i % 3 === 0 ? 0 : 1)), 'test');
+  setMask(
+    layer.mask,
+    Float32Array.from({ length: layer.mask.size }, (_, i) => (i % 3 === 0 ? 0 : 1)),
+    'test',
+  );
   layer.phi.assign(tf.scalar(0.3));
   const grads = maskGradients(model, batches, evalCtx);
   const g = grads[0].dataSync();
@@ -158,7 +175,10 @@ test('∂L/∂M from autodiff matches a finite-difference estimate', () => {
       return loss();
     };
     const fd = (at(eps) - at(-eps)) / (2 * eps);
-    assert.ok(Math.abs(fd - g[i]) <= 0.05 * Math.abs(g[i]) + 0.02 * largest, `element ${i}: autodiff ${g[i]}, finite difference ${fd}`);
+    assert.ok(
+      Math.abs(fd - g[i]) <= 0.05 * Math.abs(g[i]) + 0.02 * largest,
+      `element ${i}: autodiff ${g[i]}, finite difference ${fd}`,
+    );
   }
   setMask(layer.mask, base, 'test');
   grads.forEach((t) => t.dispose());
@@ -173,7 +193,9 @@ test('IMP: a global threshold keeps exactly κ dynamic; per-layer keeps κ of ea
   assert.equal(global.kept, Math.round(kappa * global.total));
   assert.ok(Math.abs(global.fraction - kappa) <= 1 / global.total);
   assert.equal(global.rounds.length, 3);
-  assert.ok(global.rounds[0].kappa > global.rounds[1].kappa && Math.abs(global.rounds[2].kappa - kappa) < 1e-12);
+  assert.ok(
+    global.rounds[0].kappa > global.rounds[1].kappa && Math.abs(global.rounds[2].kappa - kappa) < 1e-12,
+  );
   assert.ok(
     global.masks.some((m) => Math.abs(m.fraction - kappa) > 0.02),
     'a global threshold lets layers differ',
@@ -205,16 +227,27 @@ test('IMP rejects bad κ, rounds and models without PAD layers', () => {
 
 test('mismatched shapes give clear errors', () => {
   const layer = new DynamicConv2d(3, 4, 3, seedStream(1));
-  assert.throws(() => layer.forward(randn([1, 5, 5, 2], 1) as tf.Tensor4D, evalCtx), /input must be \[B, H, W, 3\]/);
   assert.throws(
-    () => perSampleConv2d(randn([2, 5, 5, 3], 1) as tf.Tensor4D, tf.zeros([2, 10, 4]) as tf.Tensor3D, layer.geometry),
+    () => layer.forward(randn([1, 5, 5, 2], 1) as tf.Tensor4D, evalCtx),
+    /input must be \[B, H, W, 3\]/,
+  );
+  assert.throws(
+    () =>
+      perSampleConv2d(
+        randn([2, 5, 5, 3], 1) as tf.Tensor4D,
+        tf.zeros([2, 10, 4]) as tf.Tensor3D,
+        layer.geometry,
+      ),
     /do not fit input/,
   );
   const pad = new PadConv2d(3, 4, 3, seedStream(1));
   assert.throws(() => setMask(pad.mask, [1, 0, 1], 'pad'), /mask has 108 elements/);
   const moe = new MoE(4, 4, seedStream(1), { experts: 4, hidden: 8 });
   assert.throws(() => moe.forward(randn([3, 5], 1), evalCtx), /input must be \[\.\.\., 4\]/);
-  assert.throws(() => moe.upcycle(new FeedForward(4, 6, seedStream(2))), /dense weight \[6, 4\] != expert weight \[8, 4\]/);
+  assert.throws(
+    () => moe.upcycle(new FeedForward(4, 6, seedStream(2))),
+    /dense weight \[6, 4\] != expert weight \[8, 4\]/,
+  );
   assert.throws(() => new MoE(4, 4, seedStream(1), { experts: 2, topK: 3 }), /topK 3/);
   layer.dispose();
   pad.dispose();
@@ -232,9 +265,20 @@ test('the compact (deployed) CNN equals the masked one and has |W|(1 + (K−1)κ
     { key: 'full' },
   );
   const deployed = model.deploy();
-  assert.ok(deployed.blocks.items.every((b) => b.conv1 instanceof CompactPadConv2d && b.conv2 instanceof CompactPadConv2d));
+  assert.ok(
+    deployed.blocks.items.every(
+      (b) => b.conv1 instanceof CompactPadConv2d && b.conv2 instanceof CompactPadConv2d,
+    ),
+  );
   for (const b of batches) {
-    tf.tidy(() => assertClose(deployed.forward(b.x, evalCtx).logits, model.forward(b.x, evalCtx).logits, 1e-5, 'compact vs masked'));
+    tf.tidy(() =>
+      assertClose(
+        deployed.forward(b.x, evalCtx).logits,
+        model.forward(b.x, evalCtx).logits,
+        1e-5,
+        'compact vs masked',
+      ),
+    );
   }
   // Analytic deployed size equals what is stored, and follows the paper's formula per layer.
   assert.equal(deployed.parameterCount(), deployed.cost().params);
@@ -273,23 +317,37 @@ test('MoE: dense formulation equals Σ_e gate_e · expert_e(x) token by token', 
     }
     assertClose(y, tf.concat(rows, 0), 1e-5, 'MoE vs per-token loop');
     assert.deepEqual(routerLogits.shape, [7, 4]);
-    assert.ok(gates.every((g) => g.filter((v) => v > 0).length === 2), 'exactly k experts per token');
+    assert.ok(
+      gates.every((g) => g.filter((v) => v > 0).length === 2),
+      'exactly k experts per token',
+    );
   });
   moe.dispose();
 });
 
 test('MoE: aux loss is non-zero with non-zero router gradients at initialisation (zero router weights)', () => {
   const moe = new MoE(6, 6, seedStream(5), { experts: 4, topK: 2, hidden: 8 });
-  assert.equal(tf.tidy(() => tf.sum(tf.abs(moe.router.gate)).dataSync()[0]), 0, 'router starts at zero');
+  assert.equal(
+    tf.tidy(() => tf.sum(tf.abs(moe.router.gate)).dataSync()[0]),
+    0,
+    'router starts at zero',
+  );
   const x = randn([16, 6], 6);
   const ctx: DynamicContext = { mode: 'train', key: 'full', seed: seedStream(9) };
   const router = [moe.router.gate, moe.router.noise!];
   const { value, grads } = tf.variableGrads(() => moe.forward(x, ctx).auxLoss, router);
   assert.ok(value.dataSync()[0] > 0, 'aux loss > 0');
-  for (const v of router) assert.ok(tf.tidy(() => tf.sum(tf.abs(grads[v.name])).dataSync()[0]) > 0, `∂aux/∂${v.name} ≠ 0`);
+  for (const v of router)
+    assert.ok(tf.tidy(() => tf.sum(tf.abs(grads[v.name])).dataSync()[0]) > 0, `∂aux/∂${v.name} ≠ 0`);
   // The task loss reaches the router too (through the top-k softmax), even at W_g = 0.
-  const task = tf.variableGrads(() => tf.sum(tf.square(moe.forward(x, evalCtx).y)) as tf.Scalar, [moe.router.gate]);
-  assert.ok(tf.tidy(() => tf.sum(tf.abs(task.grads[moe.router.gate.name])).dataSync()[0]) > 0, '∂task/∂W_g ≠ 0');
+  const task = tf.variableGrads(
+    () => tf.sum(tf.square(moe.forward(x, evalCtx).y)) as tf.Scalar,
+    [moe.router.gate],
+  );
+  assert.ok(
+    tf.tidy(() => tf.sum(tf.abs(task.grads[moe.router.gate.name])).dataSync()[0]) > 0,
+    '∂task/∂W_g ≠ 0',
+  );
   // In eval mode (no noise) every token ties on the same experts: a large aux loss to push against.
   assert.ok(tf.tidy(() => moe.forward(x, evalCtx).auxLoss.dataSync()[0]) > 0.01);
   moe.dispose();
@@ -297,12 +355,22 @@ test('MoE: aux loss is non-zero with non-zero router gradients at initialisation
 
 test('MoE: capacity factor caps the tokens per expert', () => {
   const moe = new MoE(4, 4, seedStream(1), { experts: 4, topK: 1, capacityFactor: 1 });
-  moe.router.gate.assign(tf.tensor2d([[5, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]));
+  moe.router.gate.assign(
+    tf.tensor2d([
+      [5, 0, 0, 0],
+      [0, 0, 0, 0],
+      [0, 0, 0, 0],
+      [0, 0, 0, 0],
+    ]),
+  );
   tf.tidy(() => {
     const x = tf.abs(randn([12, 4], 2)) as tf.Tensor2D; // all prefer expert 0
     const { gates } = moe.router.forward(x, evalCtx);
     const counts = tf.sum(tf.cast(tf.greater(gates, 0), 'float32'), 0).arraySync() as number[];
-    assert.ok(counts.every((c) => c <= Math.ceil((1 * 1 * 12) / 4)), `counts ${counts}`);
+    assert.ok(
+      counts.every((c) => c <= Math.ceil((1 * 1 * 12) / 4)),
+      `counts ${counts}`,
+    );
   });
   moe.dispose();
 });
@@ -318,7 +386,9 @@ test('MoE upcycled from a dense FFN equals it; PAD-MoE M = 1 equals MoE, M = 0 e
   const pad = new PadMoE(6, 6, seedStream(4), { experts: 4, hidden: 10 });
   const src = new Map(moe.namedParameters());
   for (const [name, v] of pad.moe.namedParameters()) v.assign(src.get(name)!);
-  tf.tidy(() => assertClose(pad.forward(x, evalCtx).y, moe.forward(x, evalCtx).y, 1e-6, 'PAD-MoE M = 1, φ = 0'));
+  tf.tidy(() =>
+    assertClose(pad.forward(x, evalCtx).y, moe.forward(x, evalCtx).y, 1e-6, 'PAD-MoE M = 1, φ = 0'),
+  );
 
   // Linear experts, M = 0, zero biases: y = x (λ_s W_s)ᵀ whatever the routing.
   const linear = new PadMoE(6, 3, seedStream(5), { experts: 4 });
@@ -328,17 +398,36 @@ test('MoE upcycled from a dense FFN equals it; PAD-MoE M = 1 equals MoE, M = 0 e
   linear.phi.assign(tf.scalar(-0.4));
   const lambdaS = 2 - 2 / (1 + Math.exp(0.4));
   tf.tidy(() => {
-    const reference = tf.matMul(tf.reshape(x, [10, 6]), tf.mul(lambdaS, linear.staticWeights[0]), false, true);
+    const reference = tf.matMul(
+      tf.reshape(x, [10, 6]),
+      tf.mul(lambdaS, linear.staticWeights[0]),
+      false,
+      true,
+    );
     assertClose(tf.reshape(linear.forward(x, evalCtx).y, [10, 3]), reference, 1e-5, 'PAD-MoE M = 0');
   });
   [dense, moe, pad, linear].forEach((m) => m.dispose());
 });
 
 test('PAD-MoE transformer: IMP keeps κ, the compact model equals the masked one', () => {
-  const config = { ...MOE_TRANSFORMER_DEFAULTS, vocab: 20, dim: 8, heads: 2, ffn: 12, layers: 2, maxLen: 6, experts: 4, ffnMode: 'pad-moe' as const };
+  const config = {
+    ...MOE_TRANSFORMER_DEFAULTS,
+    vocab: 20,
+    dim: 8,
+    heads: 2,
+    ffn: 12,
+    layers: 2,
+    maxLen: 6,
+    experts: 4,
+    ffnMode: 'pad-moe' as const,
+  };
   const model = new MoETransformer(config, 2);
   const batches: LabelledBatch[] = [0, 1].map((i) => ({
-    x: tf.tensor2d(Array.from({ length: 4 * 6 }, (_, j) => (j * 7 + i * 3) % 20), [4, 6], 'int32'),
+    x: tf.tensor2d(
+      Array.from({ length: 4 * 6 }, (_, j) => (j * 7 + i * 3) % 20),
+      [4, 6],
+      'int32',
+    ),
     y: tf.tensor1d([0, 1, 1, 0], 'int32'),
   }));
   for (const layer of padLayers(model)) (layer as PadMoE).moe.router.gate.assign(randn([8, 4], 3));

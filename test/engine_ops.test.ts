@@ -21,8 +21,8 @@ test('batchNormTrain: value and gradients equal autodiff through tf.moments + tf
   const ours = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) =>
     batchNormTrain(xi as tf.Tensor4D, gi as tf.Tensor1D, bi as tf.Tensor1D, 1e-5);
   assertClose(ours(x, g, b), reference(x, g, b), 1e-5, 'value');
-  const loss = (f: typeof ours) => (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) =>
-    tf.sum(tf.mul(f(xi, gi, bi), w));
+  type Op = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) => tf.Tensor;
+  const loss = (f: Op) => (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) => tf.sum(tf.mul(f(xi, gi, bi), w));
   const ga = tf.grads(loss(ours))([x, g, b]);
   const gb = tf.grads(loss(reference))([x, g, b]);
   ['dx', 'dgamma', 'dbeta'].forEach((name, i) => assertClose(ga[i], gb[i], 1e-4, name));

@@ -107,7 +107,7 @@ function runConfigFrom(flags: Flags, base: Partial<RunConfig> = {}): RunConfig {
   set('seed', num(flags, 'seed', true));
   const lr = num(flags, 'lr');
   if (lr !== undefined || typeof flags.optimizer === 'string') {
-    t.optimizer = { ...(t.optimizer ?? { kind: 'sgd', lr: 0.05 }) };
+    t.optimizer = { ...(t.optimizer ?? { kind: 'adamw', lr: 3e-3 }) };
     if (lr !== undefined) t.optimizer.lr = lr;
     if (typeof flags.optimizer === 'string') t.optimizer.kind = flags.optimizer as 'sgd' | 'adamw';
   }
@@ -384,7 +384,7 @@ export async function main(argv: string[]): Promise<number> {
         {
           model: 'resnet-small',
           data: { name: 'mnist', testSubset: 2000 },
-          train: { steps: 150, batchSize: 64, gAcc: 4 },
+          train: { steps: 300, batchSize: 64, gAcc: 4 },
           eval: { calibrationBatches: 10, latencyReps: 5 },
         },
         'runs/demo',

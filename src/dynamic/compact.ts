@@ -107,7 +107,9 @@ export class CompactPadConv2d extends Module {
 
   forward(x: tf.Tensor4D, ctx: DynamicContext): tf.Tensor4D {
     if (x.rank !== 4 || x.shape[3] !== this.inChannels) {
-      throw new Error(`${this.name}: input must be [B, H, W, ${this.inChannels}], got [${x.shape.join(', ')}]`);
+      throw new Error(
+        `${this.name}: input must be [B, H, W, ${this.inChannels}], got [${x.shape.join(', ')}]`,
+      );
     }
     const B = x.shape[0];
     const alpha = this.attention.forward(x, temperatureOf(ctx)); // [B, K]
@@ -115,7 +117,11 @@ export class CompactPadConv2d extends Module {
     const dynamic = tf.matMul(alpha, this.dynamicValues as tf.Tensor2D) as tf.Tensor2D; // [B, nnz]
     const kernel = tf.add(unpack(dynamic, this.dynamicPositions, this.kernelSize), this.staticKernel); // [B, P]
     const k = this.geometry.kernel;
-    return perSampleConv2d(x, tf.reshape(kernel, [B, k * k * this.inChannels, this.outChannels]), this.geometry);
+    return perSampleConv2d(
+      x,
+      tf.reshape(kernel, [B, k * k * this.inChannels, this.outChannels]),
+      this.geometry,
+    );
   }
 
   cost(h: number, w: number): Cost {
@@ -176,10 +182,16 @@ export class CompactPadMoE extends Module {
       const positions = maskPositions(pad.masks[i]);
       this.dynamicCounts.push(positions.dynamic.length);
       const dv = tf.tidy(() =>
-        tf.mul(lambdaD, tf.gather(tf.reshape(layer.weight, [E, size]), tf.tensor1d(positions.dynamic, 'int32'), 1)),
+        tf.mul(
+          lambdaD,
+          tf.gather(tf.reshape(layer.weight, [E, size]), tf.tensor1d(positions.dynamic, 'int32'), 1),
+        ),
       );
       const sv = tf.tidy(() =>
-        tf.mul(lambdaS, tf.gather(tf.reshape(pad.staticWeights[i], [size]), tf.tensor1d(positions.static, 'int32'))),
+        tf.mul(
+          lambdaS,
+          tf.gather(tf.reshape(pad.staticWeights[i], [size]), tf.tensor1d(positions.static, 'int32')),
+        ),
       );
       this.dynamicValues.push(this.addParam(`${i}.dynamicValues`, dv, false));
       this.staticValues.push(this.addParam(`${i}.staticValues`, sv, false));
@@ -188,12 +200,17 @@ export class CompactPadMoE extends Module {
       const shape: [number, number] = [layer.outFeatures, layer.inFeatures];
       this.unpacked.push(
         tf.tidy(() => ({
-          weight: tf.reshape(unpack(this.dynamicValues[i] as tf.Tensor2D, positions.dynamic, size), [E, ...shape]) as tf.Tensor3D,
+          weight: tf.reshape(unpack(this.dynamicValues[i] as tf.Tensor2D, positions.dynamic, size), [
+            E,
+            ...shape,
+          ]) as tf.Tensor3D,
           bias: tf.clone(bias) as tf.Tensor2D,
         })),
       );
       this.shared.push(
-        tf.tidy(() => tf.reshape(unpack(tf.reshape(sv, [1, positions.static.length]), positions.static, size), shape)),
+        tf.tidy(() =>
+          tf.reshape(unpack(tf.reshape(sv, [1, positions.static.length]), positions.static, size), shape),
+        ),
       );
       tf.keep(this.unpacked[i].weight);
       tf.keep(this.unpacked[i].bias);
@@ -209,7 +226,11 @@ export class CompactPadMoE extends Module {
     const tokens = tf.reshape(x, [-1, d]) as tf.Tensor2D;
     const { gates, auxLoss, routerLogits } = this.router.forward(tokens, ctx);
     const y = mixExperts(tokens, gates, this.unpacked, this.activation, this.shared);
-    return { y: x.rank === 2 ? y : tf.reshape(y, [...x.shape.slice(0, -1), this.outFeatures]), auxLoss, routerLogits };
+    return {
+      y: x.rank === 2 ? y : tf.reshape(y, [...x.shape.slice(0, -1), this.outFeatures]),
+      auxLoss,
+      routerLogits,
+    };
   }
 
   cost(): Cost {
@@ -241,7 +262,9 @@ export function copyMatchingState(source: Module, target: Module): number {
       copied++;
     }
   }
-  const norms = new Map(source.namedModules().filter(([, m]) => m instanceof BatchNorm2d) as [string, BatchNorm2d][]);
+  const norms = new Map(
+    source.namedModules().filter(([, m]) => m instanceof BatchNorm2d) as [string, BatchNorm2d][],
+  );
   for (const [name, m] of target.namedModules()) {
     const s = norms.get(name);
     if (!(m instanceof BatchNorm2d) || !s) continue;

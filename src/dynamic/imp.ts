@@ -75,7 +75,10 @@ export function checkKappa(kappa: number, where = 'partition'): number {
 /** Every mask of every PAD layer with a readable name. */
 function namedMasks(model: DynamicModel): { name: string; mask: tf.Variable }[] {
   return padLayers(model).flatMap((layer) =>
-    layer.masks.map((mask, i) => ({ name: layer.masks.length === 1 ? layer.name : `${layer.name}.${i}`, mask })),
+    layer.masks.map((mask, i) => ({
+      name: layer.masks.length === 1 ? layer.name : `${layer.name}.${i}`,
+      mask,
+    })),
   );
 }
 
@@ -83,7 +86,11 @@ function namedMasks(model: DynamicModel): { name: string; mask: tf.Variable }[] 
  * ∂L/∂M for every mask (in `namedMasks` order), summed over the batches; L is the mean
  * cross-entropy of each batch, computed in eval mode.
  */
-export function maskGradients(model: DynamicModel, batches: readonly LabelledBatch[], ctx: DynamicContext): tf.Tensor[] {
+export function maskGradients(
+  model: DynamicModel,
+  batches: readonly LabelledBatch[],
+  ctx: DynamicContext,
+): tf.Tensor[] {
   const masks = namedMasks(model).map((m) => m.mask);
   // The masks are frozen (non-trainable) parameters; tf.variableGrads only differentiates
   // trainable ones, so they are made trainable for the duration of the call.
@@ -117,7 +124,12 @@ function topIndices(scores: Float32Array, n: number): Int32Array {
 }
 
 /** Sets each mask to 1 on the chosen elements: global top-n over all masks, or top-n per mask. */
-function choose(masks: tf.Variable[], scores: Float32Array[], kappa: number, threshold: 'global' | 'per-layer'): void {
+function choose(
+  masks: tf.Variable[],
+  scores: Float32Array[],
+  kappa: number,
+  threshold: 'global' | 'per-layer',
+): void {
   const chosen = scores.map((s) => new Float32Array(s.length));
   if (threshold === 'global') {
     const all = new Float32Array(scores.reduce((a, s) => a + s.length, 0));
@@ -151,16 +163,23 @@ function choose(masks: tf.Variable[], scores: Float32Array[], kappa: number, thr
  * console.log(stats.fraction); // 0.3 (global threshold)
  * ```
  */
-export function partition(model: DynamicModel, batches: readonly LabelledBatch[], options: PartitionOptions): PartitionResult {
+export function partition(
+  model: DynamicModel,
+  batches: readonly LabelledBatch[],
+  options: PartitionOptions,
+): PartitionResult {
   const kappa = checkKappa(options.kappa);
   const rounds = options.rounds ?? 1;
-  if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`partition: rounds ${rounds} must be a positive integer`);
+  if (!Number.isInteger(rounds) || rounds < 1)
+    throw new Error(`partition: rounds ${rounds} must be a positive integer`);
   const threshold = options.threshold ?? 'global';
   const method = options.method ?? 'imp';
   const key = options.key ?? 'full';
   const named = namedMasks(model);
-  if (named.length === 0) throw new Error(`partition: model '${model.family}' has no PAD layers (use conv 'pad' or ffn 'pad-moe')`);
-  if (method === 'imp' && batches.length === 0) throw new Error('partition: IMP needs at least one calibration batch');
+  if (named.length === 0)
+    throw new Error(`partition: model '${model.family}' has no PAD layers (use conv 'pad' or ffn 'pad-moe')`);
+  if (method === 'imp' && batches.length === 0)
+    throw new Error('partition: IMP needs at least one calibration batch');
   const masks = named.map((m) => m.mask);
   const ctx: DynamicContext = { mode: 'eval', key, temperature: options.temperature };
   const inputs = batches.map((b) => b.x);

@@ -75,7 +75,10 @@ export class StackedLinear extends Module {
     seed: () => number,
   ) {
     super();
-    this.weight = this.addParam('weight', uniformFanIn([experts, outFeatures, inFeatures], inFeatures, seed()));
+    this.weight = this.addParam(
+      'weight',
+      uniformFanIn([experts, outFeatures, inFeatures], inFeatures, seed()),
+    );
     this.bias = this.addParam('bias', uniformFanIn([experts, outFeatures], inFeatures, seed()));
   }
   asLayer(): ExpertLayer {
@@ -96,7 +99,10 @@ function normalCdf(z: tf.Tensor): tf.Tensor {
 
 /** [N, k] int indices → [N, E] float 0/1. */
 function indicesToMask(indices: tf.Tensor, experts: number): tf.Tensor2D {
-  return tf.cast(tf.sum(tf.oneHot(tf.cast(indices, 'int32') as tf.Tensor2D, experts), 1), 'float32') as tf.Tensor2D; // [N, k, E] → [N, E]
+  return tf.cast(
+    tf.sum(tf.oneHot(tf.cast(indices, 'int32') as tf.Tensor2D, experts), 1),
+    'float32',
+  ) as tf.Tensor2D; // [N, k, E] → [N, E]
 }
 
 interface RoutingMasks {
@@ -162,9 +168,13 @@ export class Router extends Module {
     if (this.noise && ctx.mode === 'train') {
       if (!ctx.seed) throw new Error(`${this.opts.name}: noisy gating in train mode needs ctx.seed`);
       noiseStd = tf.add(tf.softplus(tf.matMul(x, this.noise)), 1e-2) as tf.Tensor2D;
-      logits = tf.add<tf.Tensor2D>(clean, tf.mul(tf.randomNormal([N, E], 0, 1, 'float32', ctx.seed()), noiseStd));
+      logits = tf.add<tf.Tensor2D>(
+        clean,
+        tf.mul(tf.randomNormal([N, E], 0, 1, 'float32', ctx.seed()), noiseStd),
+      );
     }
-    const capacity = this.opts.capacityFactor === undefined ? null : Math.ceil((this.opts.capacityFactor * k * N) / E);
+    const capacity =
+      this.opts.capacityFactor === undefined ? null : Math.ceil((this.opts.capacityFactor * k * N) / E);
     const { top, routed, kth, next } = routingMasks(logits, k, capacity);
     // Softmax over the masked logits is the softmax over the top-k, differentiable in the logits.
     let gates = tf.softmax(tf.add(logits, tf.mul(tf.sub(1, top), -1e9))) as tf.Tensor2D;
@@ -207,7 +217,11 @@ export function mixExperts(
   const first = layers[0];
   const [, out0, in0] = first.weight.shape;
   // Every expert's first layer at once: [N, in] × [E·out, in]ᵀ → [N, E, out].
-  let h: tf.Tensor = tf.reshape(tf.matMul(x, tf.reshape(first.weight, [E * out0, in0]), false, true), [N, E, out0]);
+  let h: tf.Tensor = tf.reshape(tf.matMul(x, tf.reshape(first.weight, [E * out0, in0]), false, true), [
+    N,
+    E,
+    out0,
+  ]);
   h = tf.add(h, first.bias);
   if (shared[0]) h = tf.add(h, tf.reshape(tf.matMul(x, shared[0], false, true), [N, 1, out0]));
   if (layers.length === 1) return tf.sum(tf.mul(h, g), 1) as tf.Tensor2D; // [N, out]
@@ -255,9 +269,12 @@ export class MoE extends Module {
     this.hidden = opts.hidden ?? null;
     this.activation = opts.activation ?? 'gelu';
     const E = this.experts;
-    if (!Number.isInteger(E) || E < 1) throw new Error(`${this.name}: experts ${E} must be a positive integer`);
+    if (!Number.isInteger(E) || E < 1)
+      throw new Error(`${this.name}: experts ${E} must be a positive integer`);
     if (!Number.isInteger(this.topK) || this.topK < 1 || this.topK > E) {
-      throw new Error(`${this.name}: topK ${this.topK} must be an integer in 1..${E} (the number of experts)`);
+      throw new Error(
+        `${this.name}: topK ${this.topK} must be an integer in 1..${E} (the number of experts)`,
+      );
     }
     if (opts.capacityFactor !== undefined && !(opts.capacityFactor > 0)) {
       throw new Error(`${this.name}: capacityFactor ${opts.capacityFactor} must be > 0`);
@@ -309,9 +326,12 @@ export class MoE extends Module {
   upcycle(dense: Linear | FeedForward): void {
     const source: Linear[] = dense instanceof Linear ? [dense] : [dense.up, dense.down];
     if (dense instanceof FeedForward) {
-      if (dense.gate) throw new Error(`${this.name}: cannot upcycle a SwiGLU FeedForward into GELU/ReLU experts`);
+      if (dense.gate)
+        throw new Error(`${this.name}: cannot upcycle a SwiGLU FeedForward into GELU/ReLU experts`);
       if (dense.activation !== this.activation) {
-        throw new Error(`${this.name}: dense FFN uses '${dense.activation}', experts use '${this.activation}'`);
+        throw new Error(
+          `${this.name}: dense FFN uses '${dense.activation}', experts use '${this.activation}'`,
+        );
       }
     }
     if (source.length !== this.layers.length) {
@@ -324,7 +344,9 @@ export class MoE extends Module {
       const target = this.layers[i];
       const want = [target.outFeatures, target.inFeatures];
       if (lin.weight.shape[0] !== want[0] || lin.weight.shape[1] !== want[1]) {
-        throw new Error(`${this.name}: dense weight [${lin.weight.shape.join(', ')}] != expert weight [${want.join(', ')}]`);
+        throw new Error(
+          `${this.name}: dense weight [${lin.weight.shape.join(', ')}] != expert weight [${want.join(', ')}]`,
+        );
       }
       tf.tidy(() => {
         target.weight.assign(tf.tile(tf.expandDims(lin.weight, 0), [this.experts, 1, 1]));

@@ -17,7 +17,12 @@ import { Linear } from '../nn/linear.js';
 import { FeedForward } from '../nn/ffn.js';
 import { kaimingNormal, uniformFanIn } from '../nn/init.js';
 import { convOutSize } from '../nn/conv2d.js';
-import { DynamicConv2d, KernelAttention, type ConvGeometry, type DynamicConvOptions } from './dynamic_conv.js';
+import {
+  DynamicConv2d,
+  KernelAttention,
+  type ConvGeometry,
+  type DynamicConvOptions,
+} from './dynamic_conv.js';
 import { MoE, mixExperts, type ExpertLayer, type MoEOptions, type MoEOutput } from './moe.js';
 import { temperatureOf, type DynamicContext } from './context.js';
 import type { Cost } from '../sorted/cost.js';
@@ -85,7 +90,9 @@ export function padLayers(model: Module): (Module & PadLayer)[] {
 /** Sets a mask from a 0/1 array (e.g. a saved partition), checking its size. */
 export function setMask(mask: tf.Variable, values: ArrayLike<number>, where: string): void {
   if (values.length !== mask.size) {
-    throw new Error(`${where}: mask has ${mask.size} elements ([${mask.shape.join(', ')}]), got ${values.length} values`);
+    throw new Error(
+      `${where}: mask has ${mask.size} elements ([${mask.shape.join(', ')}]), got ${values.length} values`,
+    );
   }
   tf.tidy(() => mask.assign(tf.tensor(Array.from(values), mask.shape)));
 }
@@ -115,7 +122,10 @@ export class PadConv2d extends Module implements PadLayer {
     super();
     this.name = opts.name ?? 'padconv';
     this.lambdaMode = opts.lambdaMode ?? 'both';
-    this.dynamic = this.addChild('dynamic', new DynamicConv2d(inChannels, outChannels, kernel, seed, { ...opts, name: this.name }));
+    this.dynamic = this.addChild(
+      'dynamic',
+      new DynamicConv2d(inChannels, outChannels, kernel, seed, { ...opts, name: this.name }),
+    );
     const shape = [kernel, kernel, inChannels, outChannels];
     this.staticWeight = this.addParam('static', kaimingNormal(shape, kernel * kernel * inChannels, seed()));
     this.mask = this.addParam('mask', tf.ones(shape), false);
@@ -144,7 +154,12 @@ export class PadConv2d extends Module implements PadLayer {
 
   /** Deployed cost after post-processing (compact.ts) with the current mask: |W|(1 + (K−1)κ) + attention. */
   cost(h: number, w: number): Cost {
-    return padConvCost(this.dynamic, tf.tidy(() => tf.sum(this.mask).dataSync()[0]), h, w);
+    return padConvCost(
+      this.dynamic,
+      tf.tidy(() => tf.sum(this.mask).dataSync()[0]),
+      h,
+      w,
+    );
   }
 }
 
@@ -205,9 +220,14 @@ export class PadMoE extends Module implements PadLayer {
     this.moe = this.addChild('moe', new MoE(inFeatures, outFeatures, seed, { ...opts, name: this.name }));
     const layerNames = this.moe.layers.length === 1 ? ['expert'] : ['up', 'down'];
     this.staticWeights = this.moe.layers.map((l, i) =>
-      this.addParam(`${layerNames[i]}.static`, uniformFanIn([l.outFeatures, l.inFeatures], l.inFeatures, seed())),
+      this.addParam(
+        `${layerNames[i]}.static`,
+        uniformFanIn([l.outFeatures, l.inFeatures], l.inFeatures, seed()),
+      ),
     );
-    this.masks = this.moe.layers.map((l, i) => this.addParam(`${layerNames[i]}.mask`, tf.ones([l.outFeatures, l.inFeatures]), false));
+    this.masks = this.moe.layers.map((l, i) =>
+      this.addParam(`${layerNames[i]}.mask`, tf.ones([l.outFeatures, l.inFeatures]), false),
+    );
     this.phi = this.addParam('phi', tf.scalar(0), this.lambdaMode !== 'none');
   }
 
@@ -218,7 +238,9 @@ export class PadMoE extends Module implements PadLayer {
       weight: tf.mul(lambdaD, tf.mul(this.masks[i], l.weight)) as tf.Tensor3D, // M [out, in] broadcasts over E
       bias: l.bias as tf.Tensor2D,
     }));
-    const shared = this.staticWeights.map((s, i) => tf.mul(lambdaS, tf.mul(tf.sub(1, this.masks[i]), s)) as tf.Tensor2D);
+    const shared = this.staticWeights.map(
+      (s, i) => tf.mul(lambdaS, tf.mul(tf.sub(1, this.masks[i]), s)) as tf.Tensor2D,
+    );
     return { dynamic, shared };
   }
 

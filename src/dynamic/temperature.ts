@@ -25,7 +25,8 @@ export const DEFAULT_TEMPERATURE: TemperatureSchedule = { start: 30, end: 1, epo
  */
 export function temperatureAt(schedule: TemperatureSchedule, epoch: number): number {
   const { start, end, epochs } = schedule;
-  if (!(start > 0 && end > 0)) throw new Error(`temperature schedule: start ${start} and end ${end} must be > 0`);
+  if (!(start > 0 && end > 0))
+    throw new Error(`temperature schedule: start ${start} and end ${end} must be > 0`);
   if (!(epochs >= 0)) throw new Error(`temperature schedule: epochs ${epochs} must be ≥ 0`);
   if (!(epoch >= 0)) throw new Error(`temperatureAt: epoch ${epoch} must be ≥ 0`);
   if (epochs === 0 || epoch >= epochs) return end;

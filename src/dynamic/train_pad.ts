@@ -24,12 +24,18 @@ export interface ClassificationSplit {
 }
 
 export function imageSplit(ds: ImageDataset): ClassificationSplit {
-  return { inputs: ds.images, sampleShape: [ds.height, ds.width, ds.channels], labels: ds.labels, n: ds.n, classes: ds.numClasses };
+  return {
+    inputs: ds.images,
+    sampleShape: [ds.height, ds.width, ds.channels],
+    labels: ds.labels,
+    n: ds.n,
+    classes: ds.numClasses,
+  };
 }
 
 /** The samples at `indices` as tensors (the caller disposes them). */
 export function batchOf(split: ClassificationSplit, indices: ArrayLike<number>): LabelledBatch {
-  const size = split.sampleShape.reduce((a, b) => a + b, 1);
+  const size = split.sampleShape.reduce((a, b) => a * b, 1);
   const n = indices.length;
   const isTokens = split.inputs instanceof Int32Array;
   const data = isTokens ? new Int32Array(n * size) : new Float32Array(n * size);
@@ -47,7 +53,8 @@ export function batchOf(split: ClassificationSplit, indices: ArrayLike<number>):
 
 /** Index lists of the batches of one epoch (shuffled with `seed`, or in order). */
 export function batchIndices(n: number, batchSize: number, shuffle: boolean, seed = 0): Int32Array[] {
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batchSize ${batchSize} must be a positive integer`);
+  if (!Number.isInteger(batchSize) || batchSize < 1)
+    throw new Error(`batchSize ${batchSize} must be a positive integer`);
   const order = shuffle ? permutation(n, createRng(seed)) : Int32Array.from({ length: n }, (_, i) => i);
   const out: Int32Array[] = [];
   for (let i = 0; i < n; i += batchSize) out.push(order.subarray(i, Math.min(n, i + batchSize)));
@@ -93,7 +100,11 @@ export interface EvaluateOptions {
 }
 
 /** Accuracy, F1 and loss on `split`, in eval mode. */
-export function evaluate(model: DynamicModel, split: ClassificationSplit, opts: EvaluateOptions = {}): Evaluation {
+export function evaluate(
+  model: DynamicModel,
+  split: ClassificationSplit,
+  opts: EvaluateOptions = {},
+): Evaluation {
   const batchSize = opts.batchSize ?? 256;
   const key = opts.key ?? 'full';
   if (opts.calibrateOn) {
@@ -115,7 +126,13 @@ export function evaluate(model: DynamicModel, split: ClassificationSplit, opts: 
     const { x, y } = batchOf(split, idx);
     const [pred, loss] = tf.tidy(() => {
       const { logits } = model.forward(x, ctx);
-      const ce = tf.losses.softmaxCrossEntropy(tf.oneHot(y, split.classes), logits, undefined, undefined, tf.Reduction.SUM);
+      const ce = tf.losses.softmaxCrossEntropy(
+        tf.oneHot(y, split.classes),
+        logits,
+        undefined,
+        undefined,
+        tf.Reduction.SUM,
+      );
       return [tf.argMax(logits, 1).dataSync(), ce.dataSync()[0]] as const;
     });
     predictions.set(pred, offset);
@@ -190,7 +207,12 @@ export function trainPad(
     let auxSum = 0;
     plan.forEach((idx, i) => {
       temperature = temperatureAt(schedule, epoch + i / plan.length);
-      const ctx: DynamicContext = { mode: 'train', key, seed: seedStream(seed * 100003 + step++), temperature };
+      const ctx: DynamicContext = {
+        mode: 'train',
+        key,
+        seed: seedStream(seed * 100003 + step++),
+        temperature,
+      };
       const { x, y } = batchOf(train, idx);
       let parts: tf.Tensor | null = null;
       const total = optimizer.minimize(
@@ -230,6 +252,8 @@ export function trainPad(
     calibrateOn: train,
     calibrationBatches: opts.calibrationBatches ?? 10,
   });
-  log(`test accuracy ${(100 * result.accuracy).toFixed(2)}%  F1 ${result.f1.toFixed(4)}  loss ${result.loss.toFixed(4)}`);
+  log(
+    `test accuracy ${(100 * result.accuracy).toFixed(2)}%  F1 ${result.f1.toFixed(4)}  loss ${result.loss.toFixed(4)}`,
+  );
   return { epochs: history, test: result, trainSeconds };
 }

@@ -69,11 +69,13 @@ export const MOE_TRANSFORMER_DEFAULTS: MoETransformerConfig = {
 };
 
 export function checkMoETransformerConfig(c: MoETransformerConfig): MoETransformerConfig {
-  if (!FFN_MODES.includes(c.ffnMode)) throw new Error(`moe-transformer: ffn '${c.ffnMode}' is not one of ${FFN_MODES.join(', ')}`);
+  if (!FFN_MODES.includes(c.ffnMode))
+    throw new Error(`moe-transformer: ffn '${c.ffnMode}' is not one of ${FFN_MODES.join(', ')}`);
   if (!LAMBDA_MODES.includes(c.lambdaMode)) {
     throw new Error(`moe-transformer: lambdaMode '${c.lambdaMode}' is not one of ${LAMBDA_MODES.join(', ')}`);
   }
-  if (c.dim % c.heads !== 0) throw new Error(`moe-transformer: dim ${c.dim} is not divisible by ${c.heads} heads`);
+  if (c.dim % c.heads !== 0)
+    throw new Error(`moe-transformer: dim ${c.dim} is not divisible by ${c.heads} heads`);
   if (c.classes < 2) throw new Error(`moe-transformer: classes ${c.classes} must be ≥ 2`);
   return c;
 }
@@ -95,7 +97,10 @@ export class MoEBlock extends Module {
   ) {
     super();
     this.ln1 = this.addChild('ln1', new LayerNorm(dim, `${name}.ln1`));
-    this.attn = this.addChild('attn', new MultiHeadAttention(dim, heads, seed, { dropout: dropoutRate, name: `${name}.attn` }));
+    this.attn = this.addChild(
+      'attn',
+      new MultiHeadAttention(dim, heads, seed, { dropout: dropoutRate, name: `${name}.attn` }),
+    );
     this.ln2 = this.addChild('ln2', new LayerNorm(dim, `${name}.ln2`));
     this.addChild('ffn', ffn);
   }
@@ -158,7 +163,10 @@ export class MoETransformer extends Module implements DynamicModel {
     this.blocks = this.addChild(
       'blocks',
       new ModuleList(
-        Array.from({ length: c.layers }, (_, i) => new MoEBlock(c.dim, c.heads, makeFfn(`blocks.${i}.ffn`), c.dropout, s, `blocks.${i}`)),
+        Array.from(
+          { length: c.layers },
+          (_, i) => new MoEBlock(c.dim, c.heads, makeFfn(`blocks.${i}.ffn`), c.dropout, s, `blocks.${i}`),
+        ),
       ),
     );
     this.lnFinal = this.addChild('lnFinal', new LayerNorm(c.dim, 'lnFinal'));
@@ -168,7 +176,8 @@ export class MoETransformer extends Module implements DynamicModel {
   /** ids: int32 [B, T] → logits [B, classes] and the summed aux loss. */
   forward(x: tf.Tensor, ctx: DynamicContext): DynamicOutput {
     const c = this.config;
-    if (x.rank !== 2 || x.dtype !== 'int32') throw new Error(`moe-transformer: input must be int32 [B, T], got ${x.dtype} [${x.shape.join(', ')}]`);
+    if (x.rank !== 2 || x.dtype !== 'int32')
+      throw new Error(`moe-transformer: input must be int32 [B, T], got ${x.dtype} [${x.shape.join(', ')}]`);
     const [B, T] = x.shape;
     if (T > c.maxLen) throw new Error(`moe-transformer: sequence length ${T} > maxLen ${c.maxLen}`);
     let h = tf.add(this.tokens.forward(x), this.positions.forward(tf.range(0, T, 1, 'int32'))) as tf.Tensor3D; // [B, T, e]
@@ -193,7 +202,10 @@ export class MoETransformer extends Module implements DynamicModel {
       for (let i = 0; i < 4; i++) addCost(perToken, Linear.cost(c.dim, c.dim));
       addCost(perToken, { params: 0, flops: 4 * c.maxLen * c.dim });
       const f = block.ffn;
-      addCost(perToken, f instanceof FeedForward ? addCost(Linear.cost(c.dim, c.ffn), Linear.cost(c.ffn, c.dim)) : f.cost());
+      addCost(
+        perToken,
+        f instanceof FeedForward ? addCost(Linear.cost(c.dim, c.ffn), Linear.cost(c.ffn, c.dim)) : f.cost(),
+      );
     }
     addCost(perToken, { params: 2 * c.dim, flops: 0 }, Linear.cost(c.dim, c.classes));
     return { params: perToken.params + (c.vocab + c.maxLen) * c.dim, flops: perToken.flops * c.maxLen };
@@ -212,7 +224,8 @@ export class MoETransformer extends Module implements DynamicModel {
 
   /** Sparse upcycling: copies a dense model's weights, each dense FFN into every expert (and W_s). */
   upcycleFrom(dense: MoETransformer): void {
-    if (dense.config.ffnMode !== 'dense') throw new Error(`upcycleFrom: source must have ffn 'dense', got '${dense.config.ffnMode}'`);
+    if (dense.config.ffnMode !== 'dense')
+      throw new Error(`upcycleFrom: source must have ffn 'dense', got '${dense.config.ffnMode}'`);
     copyMatchingState(dense, this);
     this.blocks.items.forEach((b, i) => {
       const src = dense.blocks.items[i].ffn as FeedForward;

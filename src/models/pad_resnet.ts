@@ -59,14 +59,16 @@ export const PAD_RESNET_DEFAULTS: PadResNetConfig = {
 };
 
 export function checkPadResNetConfig(c: PadResNetConfig): PadResNetConfig {
-  if (!CONV_MODES.includes(c.conv)) throw new Error(`pad-resnet: conv '${c.conv}' is not one of ${CONV_MODES.join(', ')}`);
+  if (!CONV_MODES.includes(c.conv))
+    throw new Error(`pad-resnet: conv '${c.conv}' is not one of ${CONV_MODES.join(', ')}`);
   if (!LAMBDA_MODES.includes(c.lambdaMode)) {
     throw new Error(`pad-resnet: lambdaMode '${c.lambdaMode}' is not one of ${LAMBDA_MODES.join(', ')}`);
   }
   if (c.widths.length === 0 || c.widths.length !== c.blocks.length) {
     throw new Error(`pad-resnet: ${c.widths.length} stage widths but ${c.blocks.length} block counts`);
   }
-  if (c.blocks.some((b) => !Number.isInteger(b) || b < 1)) throw new Error(`pad-resnet: blocks [${c.blocks}] must be ≥ 1`);
+  if (c.blocks.some((b) => !Number.isInteger(b) || b < 1))
+    throw new Error(`pad-resnet: blocks [${c.blocks}] must be ≥ 1`);
   return c;
 }
 
@@ -109,7 +111,9 @@ export class PadBasicBlock extends Module {
     this.shortcut = projection
       ? this.addChild('shortcut', new Conv2d(inChannels, out, 1, seed, { stride, name: `${name}.shortcut` }))
       : null;
-    this.shortcutBn = projection ? this.addChild('shortcutBn', new BatchNorm2d(out, `${name}.shortcutBn`)) : null;
+    this.shortcutBn = projection
+      ? this.addChild('shortcutBn', new BatchNorm2d(out, `${name}.shortcutBn`))
+      : null;
   }
 
   forward(x: tf.Tensor4D, ctx: DynamicContext): tf.Tensor4D {

@@ -37,7 +37,7 @@ export const defaultTrainConfig: TrainConfig = {
   sameBatch: false,
   sampler: {},
   distill: false,
-  optimizer: { kind: 'sgd', lr: 0.05, momentum: 0.9, weightDecay: 5e-4 },
+  optimizer: { kind: 'adamw', lr: 3e-3, weightDecay: 0.01 },
   warmupSteps: 20,
   labelSmoothing: 0,
   augment: { cropPadding: 0, flip: false },
