@@ -179,9 +179,7 @@ async function commandTrain(
   const logPath = join(runDir, 'log.jsonl');
   const log = (rec: object) => appendFileSync(logPath, JSON.stringify(rec) + '\n');
   const title = `${typeof c.model === 'string' ? c.model : spec.family} ${tc.strategy}`;
-  console.log(
-    `run ${runDir}: ${title} on ${c.data.name} (${data.train.n} train / ${data.test.n} test)`,
-  );
+  console.log(`run ${runDir}: ${title} on ${c.data.name} (${data.train.n} train / ${data.test.n} test)`);
   console.log(engineDescription());
 
   if (tc.strategy === 'individual') {

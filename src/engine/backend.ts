@@ -52,7 +52,10 @@ export function engineDescription(): string {
 }
 
 /** Select and initialise a backend; registers the kernels the project adds to it. */
-export async function initEngine(name: BackendName = 'wasm', options: EngineOptions = {}): Promise<BackendName> {
+export async function initEngine(
+  name: BackendName = 'wasm',
+  options: EngineOptions = {},
+): Promise<BackendName> {
   // Silences the "install tfjs-node" banner; tfjs-node cannot be installed here and the project
   // provides its own fast paths instead.
   tf.env().set('PROD', true);

@@ -1,0 +1,225 @@
+/**
+ * The benchmark suite, side by side in one run: GEMM, a CNN training step, a transformer training
+ * step, a sorted training step at each width, and inference latency per sub-model — for this
+ * project (wasm stock kernels, wasm + native BLAS kernels) and PyTorch CPU on the same shapes when
+ * it is installed (bench/torch_anchor.py; apt-get install python3-torch libopenblas0-pthread).
+ *
+ *   npm run bench            (add -- --quick for fewer repetitions)
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { spawnSync } from 'node:child_process';
+import os from 'node:os';
+import { initEngine } from '../src/engine/backend.js';
+import {
+  enableNativeKernels,
+  disableNativeKernels,
+  describeNativeKernels,
+} from '../src/engine/native/index.js';
+import { Module } from '../src/nn/module.js';
+import { Conv2d } from '../src/nn/conv2d.js';
+import { Linear } from '../src/nn/linear.js';
+import { globalAvgPool } from '../src/nn/functional.js';
+import { seedStream } from '../src/nn/init.js';
+import { Transformer } from '../src/models/transformer.js';
+import { ResNet, resnetConfig } from '../src/models/resnet.js';
+import { Grid } from '../src/sorted/grid.js';
+import type { SubModel } from '../src/sorted/submodel.js';
+
+const quick = process.argv.includes('--quick');
+const REPS = quick ? 3 : 7;
+
+function medianMs(fn: () => void, reps = REPS, warmup = 2): number {
+  for (let i = 0; i < warmup; i++) fn();
+  const ts: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    fn();
+    ts.push(performance.now() - t0);
+  }
+  ts.sort((a, b) => a - b);
+  return ts[Math.floor(ts.length / 2)];
+}
+
+/** engine.md's anchor CNN: 4 convs (3→32, 32→64 s2, 64→128 s2, 128→128), ReLU, global pool, linear. */
+class FourConv extends Module {
+  readonly convs: Conv2d[];
+  readonly head: Linear;
+  constructor() {
+    super();
+    const s = seedStream(1);
+    const spec: [number, number, number][] = [
+      [3, 32, 1],
+      [32, 64, 2],
+      [64, 128, 2],
+      [128, 128, 1],
+    ];
+    this.convs = spec.map(([i, o, st], k) =>
+      this.addChild(`c${k}`, new Conv2d(i, o, 3, s, { stride: st, bias: true })),
+    );
+    this.head = this.addChild('head', new Linear(128, 10, s));
+  }
+  forward(x: tf.Tensor4D): tf.Tensor {
+    let h = x;
+    for (const c of this.convs) h = tf.relu(c.forward(h));
+    return this.head.forward(globalAvgPool(h));
+  }
+}
+
+/** One plain-SGD step: loss, gradients, update. */
+function sgdStep(vars: tf.Variable[], loss: () => tf.Scalar): void {
+  tf.tidy(() => {
+    const { value, grads } = tf.variableGrads(loss, vars);
+    for (const v of vars) if (grads[v.name]) v.assign(tf.sub(v, tf.mul(grads[v.name], 0.01)));
+    value.dataSync();
+  });
+}
+
+type Row = { work: string; ms: Record<string, number>; unit?: 'ms' | 'GFLOP/s'; flops?: number };
+const rows: Row[] = [];
+const paths = ['wasm', 'wasm + native'] as const;
+
+function measure(work: string, fn: () => void, flops?: number, reps = REPS): void {
+  const row: Row = rows.find((r) => r.work === work) ?? { work, ms: {}, flops };
+  if (!rows.includes(row)) rows.push(row);
+  row.ms[current] = medianMs(fn, reps);
+}
+
+let current: string = paths[0];
+await initEngine('wasm');
+for (const path of paths) {
+  current = path;
+  if (path === 'wasm') disableNativeKernels();
+  else enableNativeKernels();
+
+  for (const n of [256, 512, 1024]) {
+    const a = tf.randomNormal([n, n]);
+    const b = tf.randomNormal([n, n]);
+    measure(
+      `gemm ${n}`,
+      () => tf.tidy(() => tf.matMul(a, b).dataSync()),
+      2 * n ** 3,
+      n === 1024 && path === 'wasm' ? 3 : REPS,
+    );
+    tf.dispose([a, b]);
+  }
+
+  const cnn = new FourConv();
+  const x = tf.randomNormal([64, 32, 32, 3]) as tf.Tensor4D;
+  const y = tf.oneHot(
+    tf.tensor1d(
+      Array.from({ length: 64 }, (_, i) => i % 10),
+      'int32',
+    ),
+    10,
+  );
+  measure(
+    'cnn step',
+    () =>
+      sgdStep(cnn.trainableVariables(), () => tf.losses.softmaxCrossEntropy(y, cnn.forward(x)) as tf.Scalar),
+    undefined,
+    quick ? 2 : 4,
+  );
+  cnn.dispose();
+
+  for (const batch of [1, 8]) {
+    const lm = new Transformer({
+      task: 'lm',
+      vocab: 256,
+      dim: 256,
+      heads: 4,
+      headDim: 64,
+      ffn: 1024,
+      layers: 4,
+      maxLen: 128,
+    });
+    const ids = tf.tensor2d(
+      Array.from({ length: batch * 128 }, (_, i) => (i * 31) % 256),
+      [batch, 128],
+      'int32',
+    );
+    const target = tf.oneHot(tf.reshape(ids, [-1]) as tf.Tensor1D, 256);
+    const loss = () =>
+      tf.losses.softmaxCrossEntropy(
+        target,
+        tf.reshape(lm.forward(ids, {}, { mode: 'train', key: 'full' }), [-1, 256]),
+      ) as tf.Scalar;
+    measure(
+      `transformer step b${batch}`,
+      () => sgdStep(lm.trainableVariables(), loss),
+      undefined,
+      quick ? 2 : 3,
+    );
+    lm.dispose();
+  }
+
+  // Sorted training step (ResNet-small on 28×28, batch 64) and inference latency per sub-model.
+  const net = new ResNet(
+    resnetConfig({
+      inChannels: 1,
+      imageSize: 28,
+      classes: 10,
+      stem: 16,
+      widths: [16, 32, 64],
+      blocks: [2, 2, 2],
+    }),
+  );
+  const img = tf.randomNormal([64, 28, 28, 1]);
+  const one = tf.randomNormal([1, 28, 28, 1]);
+  const labels = tf.oneHot(
+    tf.tensor1d(
+      Array.from({ length: 64 }, (_, i) => i % 10),
+      'int32',
+    ),
+    10,
+  );
+  const grid = new Grid({ width: [0.25, 0.5, 0.75, 1] }, net);
+  for (const e of grid.entries) {
+    const sub: SubModel = e.sub;
+    const step = () =>
+      sgdStep(
+        net.trainableVariables(),
+        () =>
+          tf.losses.softmaxCrossEntropy(
+            labels,
+            net.forward(img, sub, { mode: 'train', key: e.id }),
+          ) as tf.Scalar,
+      );
+    measure(`sorted step width ${e.sub.width}`, step, undefined, quick ? 2 : 4);
+    tf.tidy(() => net.forward(one, sub, { mode: 'calibrate', key: e.id }));
+    measure(
+      `latency b1 width ${e.sub.width}`,
+      () => tf.tidy(() => net.forward(one, sub, { mode: 'eval', key: e.id }).dataSync()),
+      undefined,
+      15,
+    );
+  }
+  net.dispose();
+}
+
+// PyTorch on the same shapes, same machine, same run.
+let torch: Record<string, number> = {};
+const py = spawnSync('/usr/bin/python3', ['bench/torch_anchor.py', String(os.cpus().length)], {
+  encoding: 'utf8',
+});
+if (py.status === 0) torch = JSON.parse(py.stdout.trim().split('\n').pop() ?? '{}');
+else
+  console.error(`PyTorch anchor skipped: ${(py.stderr || py.error?.message || '').trim().split('\n').pop()}`);
+
+console.log(
+  `\n${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, Node ${process.version}; ${describeNativeKernels()}\n`,
+);
+console.log('| work | tfjs wasm (stock) | wasm + native | PyTorch CPU | native / PyTorch |');
+console.log('|---|---:|---:|---:|---:|');
+const fmt = (ms: number | undefined, flops?: number) =>
+  ms === undefined
+    ? '—'
+    : flops
+      ? `${ms.toFixed(2)} ms (${(flops / ms / 1e6).toFixed(1)} GFLOP/s)`
+      : `${ms.toFixed(2)} ms`;
+for (const r of rows) {
+  const t = torch[r.work];
+  const ratio = t !== undefined ? `${(r.ms['wasm + native'] / t).toFixed(2)}×` : '—';
+  console.log(
+    `| ${r.work} | ${fmt(r.ms.wasm, r.flops)} | ${fmt(r.ms['wasm + native'], r.flops)} | ${fmt(t, r.flops)} | ${ratio} |`,
+  );
+}

@@ -1,0 +1,97 @@
+"""PyTorch CPU anchor for bench/run.ts: the same shapes, timed the same way (median after warm-up).
+
+Prints one JSON object {case: milliseconds}. Install: apt-get install python3-torch libopenblas0-pthread.
+"""
+import json
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
+torch.manual_seed(0)
+
+
+def median_ms(fn, reps=7, warmup=2):
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t0) * 1000)
+    ts.sort()
+    return ts[len(ts) // 2]
+
+
+out = {}
+for n in (256, 512, 1024):
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    out[f"gemm {n}"] = median_ms(lambda: a @ b, reps=9)
+
+# 4-conv CNN training step, batch 64, 32×32×3, plain SGD (engine.md's anchor shape).
+cnn = nn.Sequential(
+    nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(),
+    nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
+    nn.Conv2d(64, 128, 3, stride=2, padding=1), nn.ReLU(),
+    nn.Conv2d(128, 128, 3, padding=1), nn.ReLU(),
+    nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10),
+)
+opt = torch.optim.SGD(cnn.parameters(), lr=0.01)
+x, y = torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,))
+
+
+def cnn_step():
+    opt.zero_grad()
+    F.cross_entropy(cnn(x), y).backward()
+    opt.step()
+
+
+out["cnn step"] = median_ms(cnn_step, reps=5)
+
+
+class Block(nn.Module):
+    def __init__(self, d, h, f):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = nn.MultiheadAttention(d, h, batch_first=True)
+        self.ffn = nn.Sequential(nn.Linear(d, f), nn.GELU(), nn.Linear(f, d))
+
+    def forward(self, x, mask):
+        a = self.ln1(x)
+        x = x + self.attn(a, a, a, attn_mask=mask, need_weights=False)[0]
+        return x + self.ffn(self.ln2(x))
+
+
+class LM(nn.Module):
+    def __init__(self, vocab=256, d=256, h=4, f=1024, layers=4, T=128):
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(vocab, d), nn.Embedding(T, d)
+        self.blocks = nn.ModuleList([Block(d, h, f) for _ in range(layers)])
+        self.ln = nn.LayerNorm(d)
+
+    def forward(self, ids):
+        T = ids.shape[1]
+        mask = torch.triu(torch.full((T, T), float("-inf")), 1)
+        x = self.tok(ids) + self.pos(torch.arange(T))
+        for b in self.blocks:
+            x = b(x, mask)
+        return self.ln(x) @ self.tok.weight.T
+
+
+for batch in (1, 8):
+    lm = LM()
+    lopt = torch.optim.SGD(lm.parameters(), lr=0.01)
+    ids = torch.randint(0, 256, (batch, 128))
+
+    def lm_step():
+        lopt.zero_grad()
+        logits = lm(ids)
+        F.cross_entropy(logits.reshape(-1, 256), ids.reshape(-1)).backward()
+        lopt.step()
+
+    out[f"transformer step b{batch}"] = median_ms(lm_step, reps=5)
+
+print(json.dumps(out))
