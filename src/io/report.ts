@@ -39,7 +39,7 @@ export function accuracyFlopsSvg(
   const ys = all.map((r) => 100 * r.accuracy);
   const [x0, x1] = [Math.min(...xs), Math.max(...xs) + 1e-9];
   const yLo = Math.floor(Math.min(...ys) / 5) * 5;
-  const yHi = Math.min(100, Math.ceil(Math.max(...ys) / 5) * 5 + (Math.max(...ys) % 5 === 0 ? 0 : 0));
+  const yHi = Math.min(100, Math.ceil(Math.max(...ys) / 5) * 5);
   const px = (f: number) => m.l + ((Math.log10(Math.max(f, 1)) - x0) / (x1 - x0 || 1)) * (W - m.l - m.r);
   const py = (a: number) => H - m.b - ((100 * a - yLo) / (yHi - yLo || 1)) * (H - m.t - m.b);
   const out: string[] = [
@@ -51,7 +51,8 @@ export function accuracyFlopsSvg(
     `<text x="${(W - m.r + m.l) / 2}" y="${H - 10}" text-anchor="middle">MFLOPs per sample (log scale)</text>`,
     `<text x="16" y="${H / 2}" text-anchor="middle" transform="rotate(-90 16 ${H / 2})">accuracy %</text>`,
   ];
-  for (let y = yLo; y <= yHi; y += Math.max(1, Math.round((yHi - yLo) / 6))) {
+  const yStep = [1, 2, 5, 10, 20].find((st) => (yHi - yLo) / st <= 8) ?? 25;
+  for (let y = Math.ceil(yLo / yStep) * yStep; y <= yHi; y += yStep) {
     out.push(`<line x1="${m.l - 4}" y1="${py(y / 100)}" x2="${W - m.r}" y2="${py(y / 100)}" stroke="#ddd"/>`);
     out.push(`<text x="${m.l - 8}" y="${py(y / 100) + 4}" text-anchor="end">${y}</text>`);
   }
