@@ -54,3 +54,11 @@ export function checkDepth(depth: number | undefined, min: number, max: number, 
   }
   return d;
 }
+
+/** Throws unless x is an NHWC image batch with the model's channel count. */
+export function checkImageInput(x: tf.Tensor, channels: number, family: string): tf.Tensor4D {
+  if (x.rank !== 4 || x.shape[3] !== channels) {
+    throw new Error(`${family}: input must be [B, H, W, ${channels}], got [${x.shape.join(', ')}]`);
+  }
+  return x as tf.Tensor4D;
+}

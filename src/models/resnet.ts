@@ -12,7 +12,7 @@ import { globalAvgPool } from '../nn/functional.js';
 import { seedStream } from '../nn/init.js';
 import type { SubModel } from '../sorted/submodel.js';
 import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
-import { checkDepth, checkLayerNames, layerUnits, type SortedModel } from './model.js';
+import { checkDepth, checkImageInput, checkLayerNames, layerUnits, type SortedModel } from './model.js';
 import { blocksPerStage } from './depth_order.js';
 
 export interface ResNetConfig {
@@ -131,12 +131,12 @@ export class ResNet extends Module implements SortedModel<ResNetConfig> {
 
   forward(x: tf.Tensor, sub: SubModel, ctx: ForwardContext): tf.Tensor2D {
     const p = this.plan(sub);
-    if (x.rank !== 4 || x.shape[3] !== this.config.inChannels) {
-      throw new Error(
-        `resnet: input must be [B, H, W, ${this.config.inChannels}], got [${x.shape.join(', ')}]`,
-      );
-    }
-    let h = tf.relu(this.stemBn.forward(this.stem.forward(x as tf.Tensor4D, p.stem), ctx));
+    let h = tf.relu(
+      this.stemBn.forward(
+        this.stem.forward(checkImageInput(x, this.config.inChannels, 'resnet'), p.stem),
+        ctx,
+      ),
+    );
     for (const blk of p.blocks) h = this.stages.items[blk.s].items[blk.b].forward(h, blk, ctx);
     return this.head.forward(globalAvgPool(h)) as tf.Tensor2D;
   }
