@@ -96,32 +96,45 @@ export class Transformer extends Module implements SortedModel<TransformerConfig
     this.plan(sub);
   }
 
-  /** Hidden states after the shared final norm: [B, T, e]. */
-  hidden(ids: tf.Tensor2D, sub: SubModel, ctx: ForwardContext): tf.Tensor3D {
-    const p = this.plan(sub);
+  /** Token + position embeddings of the active width: [B, T, e]. */
+  embed(ids: tf.Tensor2D, sub: SubModel): tf.Tensor3D {
+    const e = this.plan(sub).embed;
     const [, T] = ids.shape;
-    if (T > this.config.maxLen)
+    if (T > this.config.maxLen) {
       throw new Error(`transformer: sequence length ${T} > maxLen ${this.config.maxLen}`);
-    const pos = this.positions.forward(tf.range(0, T, 1, 'int32'), p.embed); // [T, e]
-    let h = tf.add(this.tokens.forward(ids, p.embed), pos) as tf.Tensor3D; // [B, T, e]
-    for (let i = 0; i < p.depth; i++) h = this.blocks.items[i].forward(h, p, ctx);
-    return this.lnFinal.forward(h) as tf.Tensor3D;
+    }
+    const pos = this.positions.forward(tf.range(0, T, 1, 'int32'), e); // [T, e]
+    return tf.add(this.tokens.forward(ids, e), pos) as tf.Tensor3D;
+  }
+
+  /** Block i applied to h at the sub-model's heads and FFN width. */
+  block(i: number, h: tf.Tensor3D, sub: SubModel, ctx: ForwardContext): tf.Tensor3D {
+    return this.blocks.items[i].forward(h, this.plan(sub), ctx);
+  }
+
+  /** LM logits through the SHARED final norm and tied head, from any depth's hidden states [..., e]. */
+  lmLogits(h: tf.Tensor): tf.Tensor {
+    if (this.head) throw new Error('transformer: lmLogits needs task lm');
+    const e = h.shape[h.rank - 1];
+    const table = prefix(this.tokens.weight, [-1, e], 'tokens'); // [vocab, e]
+    const flat = tf.reshape(this.lnFinal.forward(h), [-1, e]);
+    return tf.reshape(tf.matMul(flat, table, false, true), [...h.shape.slice(0, -1), this.config.vocab]);
   }
 
   /** LM: logits [B, T, vocab]; classify: logits [B, classes]. */
   forward(x: tf.Tensor, sub: SubModel, ctx: ForwardContext): tf.Tensor {
-    if (x.rank !== 2 || x.dtype !== 'int32')
+    if (x.rank !== 2 || x.dtype !== 'int32') {
       throw new Error(`transformer: input must be int32 [B, T], got ${x.dtype} [${x.shape.join(', ')}]`);
-    const ids = x as tf.Tensor2D;
-    const h = this.hidden(ids, sub, ctx);
-    const [B, T, e] = h.shape;
-    if (this.head) {
-      const mask = tf.cast(tf.notEqual(ids, this.config.padId ?? -1), 'float32').reshape([B, T, 1]);
-      const pooled = tf.div(tf.sum(tf.mul(h, mask), 1), tf.maximum(tf.sum(mask, 1), 1)); // [B, e]
-      return this.head.forward(pooled);
     }
-    const table = prefix(this.tokens.weight, [-1, e], 'tokens'); // [vocab, e]
-    return tf.reshape(tf.matMul(tf.reshape(h, [B * T, e]), table, false, true), [B, T, this.config.vocab]);
+    const ids = x as tf.Tensor2D;
+    let h = this.embed(ids, sub);
+    for (let i = 0; i < this.plan(sub).depth; i++) h = this.block(i, h, sub, ctx);
+    if (!this.head) return this.lmLogits(h);
+    const [B, T] = ids.shape;
+    const hn = this.lnFinal.forward(h);
+    const mask = tf.reshape(tf.cast(tf.notEqual(ids, this.config.padId ?? -1), 'float32'), [B, T, 1]);
+    const pooled = tf.div(tf.sum(tf.mul(hn, mask), 1), tf.maximum(tf.sum(mask, 1), 1)); // [B, e]
+    return this.head.forward(pooled);
   }
 
   cost(sub: SubModel): Cost {

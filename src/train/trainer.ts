@@ -8,7 +8,8 @@ import type { SortedModel } from '../models/model.js';
 import type { Grid, GridEntry } from '../sorted/grid.js';
 import { SubModelSampler } from '../sorted/sample.js';
 import type { ImageDataset } from '../data/dataset.js';
-import { batches, type Batch } from '../data/loader.js';
+import { batches } from '../data/loader.js';
+import { tokenBatches, type TokenDataset } from '../data/tokens.js';
 import { createRng } from '../data/random.js';
 import { Optimizer, cosineLr } from './optim.js';
 import type { TrainConfig } from './config.js';
@@ -43,13 +44,23 @@ export interface TrainResult {
   finalLoss: number;
 }
 
+/** What the trainer learns from: an image classification set, or token windows for a language model. */
+export type TrainData = ImageDataset | TokenDataset;
+
+interface AnyBatch {
+  x: Float32Array | Int32Array;
+  y: Int32Array;
+  size: number;
+}
+
+const isTokens = (d: TrainData): d is TokenDataset => 'tokens' in d;
+
 /** An endless, deterministic stream of batches: epoch e is shuffled with seed + e. */
 class BatchStream {
   private epoch = 0;
-  private it: Iterator<Batch>;
-  consumed = 0;
+  private it: Iterator<AnyBatch>;
   constructor(
-    private readonly ds: ImageDataset,
+    private readonly ds: TrainData,
     private readonly batchSize: number,
     private readonly seed: number,
     private readonly augment: TrainConfig['augment'],
@@ -58,24 +69,27 @@ class BatchStream {
       throw new Error(`batch size ${batchSize} is larger than the dataset (${ds.n} samples)`);
     this.it = this.open();
   }
-  private open(): Iterator<Batch> {
-    return batches(this.ds, {
+  private open(): Iterator<AnyBatch> {
+    const o = {
       batchSize: this.batchSize,
       shuffle: true,
       dropLast: true,
       seed: this.seed * 1000003 + this.epoch,
+    };
+    if (isTokens(this.ds)) return tokenBatches(this.ds, o);
+    return batches(this.ds, {
+      ...o,
       augment: { cropPadding: this.augment.cropPadding, horizontalFlip: this.augment.flip },
     });
   }
-  next(): Batch {
+  next(): AnyBatch {
     let r = this.it.next();
     if (r.done) {
       this.epoch++;
       this.it = this.open();
       r = this.it.next();
     }
-    this.consumed++;
-    return r.value as Batch;
+    return r.value as AnyBatch;
   }
 }
 
@@ -98,19 +112,27 @@ export function planStep(config: TrainConfig, grid: Grid, sampler: SubModelSampl
   }
 }
 
-function toTensors(model: SortedModel, b: Batch, ds: ImageDataset): { x: tf.Tensor; y: tf.Tensor1D } {
-  const x = tf.tensor4d(b.x, [b.size, ds.height, ds.width, ds.channels]);
-  return { x: model.input === 'image' ? x : tf.cast(x, 'int32'), y: tf.tensor1d(b.y, 'int32') };
+function toTensors(model: SortedModel, b: AnyBatch, ds: TrainData): { x: tf.Tensor; y: tf.Tensor1D } {
+  if (isTokens(ds)) {
+    if (model.input !== 'tokens')
+      throw new Error(`a ${model.family} model cannot learn from token data ${ds.name}`);
+    return { x: tf.tensor2d(b.x, [b.size, ds.seqLen], 'int32'), y: tf.tensor1d(b.y, 'int32') };
+  }
+  if (model.input !== 'image')
+    throw new Error(`a ${model.family} model cannot learn from image data ${ds.name}`);
+  return { x: tf.tensor4d(b.x, [b.size, ds.height, ds.width, ds.channels]), y: tf.tensor1d(b.y, 'int32') };
 }
 
+/** Mean cross-entropy; language-model logits [B, T, V] are scored per token against y [B·T]. */
 function crossEntropy(logits: tf.Tensor, y: tf.Tensor1D, classes: number, smoothing: number): tf.Scalar {
-  return tf.losses.softmaxCrossEntropy(tf.oneHot(y, classes), logits, undefined, smoothing) as tf.Scalar;
+  const flat = logits.rank === 2 ? logits : tf.reshape(logits, [-1, classes]);
+  return tf.losses.softmaxCrossEntropy(tf.oneHot(y, classes), flat, undefined, smoothing) as tf.Scalar;
 }
 
 export async function train(
   model: SortedModel,
   grid: Grid,
-  data: ImageDataset,
+  data: TrainData,
   config: TrainConfig,
   options: TrainOptions = {},
 ): Promise<TrainResult> {
@@ -145,7 +167,7 @@ export async function train(
     const lr = cosineLr(step, config.steps, config.optimizer.lr, config.warmupSteps);
     const accum = new Map<string, tf.Tensor>();
     let stepLoss = 0;
-    let shared: Batch | null = null;
+    let shared: AnyBatch | null = null;
     let softTargets: tf.Tensor | null = null;
     if (config.distill) {
       // Soft targets of the largest sub-model on the step's shared batch, detached (no gradient).
