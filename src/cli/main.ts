@@ -357,12 +357,43 @@ async function commandCompare(flags: Flags): Promise<number> {
       : null;
     return { name: c?.train?.strategy ?? r, rows: readEvalRows(r), dir: r };
   });
-  for (const s of series) {
-    const t = existsSync(join(s.dir, 'train_time.json'))
-      ? JSON.parse(readFileSync(join(s.dir, 'train_time.json'), 'utf8')).seconds
-      : NaN;
-    console.log(`\n## ${s.name} (${s.dir}), training ${t.toFixed(1)} s\n${formatTable(s.rows)}`);
+  // One table: accuracy of every sub-model under every run, then each run's training time.
+  const ids = series[0].rows.map((r) => r.id);
+  const acc = series.map((s) => new Map(s.rows.map((r) => [r.id, r.accuracy])));
+  const first = series[0].name;
+  console.log(
+    `| sub-model | MFLOPs | ${series.map((s) => s.name).join(' | ')} | ${series
+      .slice(1)
+      .map((s) => `${first} / ${s.name}`)
+      .join(' | ')} |`,
+  );
+  console.log(
+    `|---|---:|${series.map(() => '---:').join('|')}|${series
+      .slice(1)
+      .map(() => '---:')
+      .join('|')}|`,
+  );
+  for (const [i, id] of ids.entries()) {
+    const a = acc.map((m) => m.get(id));
+    const pct = a.map((v) => (v === undefined ? '—' : (100 * v).toFixed(2)));
+    const ratios = a
+      .slice(1)
+      .map((v) => (v === undefined || a[0] === undefined ? '—' : (a[0] / v).toFixed(3)));
+    console.log(
+      `| ${id} | ${(series[0].rows[i].flops / 1e6).toFixed(2)} | ${pct.join(' | ')} | ${ratios.join(' | ')} |`,
+    );
   }
+  const seconds = series.map((s) =>
+    existsSync(join(s.dir, 'train_time.json'))
+      ? (JSON.parse(readFileSync(join(s.dir, 'train_time.json'), 'utf8')).seconds as number)
+      : NaN,
+  );
+  console.log(
+    `| training time (s) | | ${seconds.map((t) => t.toFixed(1)).join(' | ')} | ${seconds
+      .slice(1)
+      .map((t) => (seconds[0] / t).toFixed(2))
+      .join(' | ')} |`,
+  );
   const out = (flags.out as string | undefined) ?? 'compare.svg';
   writeFileAtomic(out, accuracyFlopsSvg(series, 'accuracy vs FLOPs per strategy'));
   console.log(`\nwrote ${out}`);
