@@ -15,7 +15,8 @@ import { kernelsUsed, missingKernels } from '../src/engine/kernels_used.js';
 const TOLERANCE = 1e-4;
 
 before(async () => {
-  await initEngine('wasm');
+  // These tests are about the wasm kernels themselves, without the native BLAS wrappers on top.
+  await initEngine('wasm', { native: false });
 });
 
 /** Deterministic uniform values in [-1, 1). */

@@ -15,7 +15,17 @@ export async function kernelsUsed(fn: () => void | Promise<void>): Promise<strin
     await fn();
     return [];
   });
-  return [...new Set(info.kernelNames)].filter((name) => !name.endsWith(OP_SCOPE_SUFFIX)).sort();
+  return [...new Set(info.kernelNames)]
+    .filter((name) => !name.endsWith(OP_SCOPE_SUFFIX) && isKernel(name))
+    .sort();
+}
+
+/**
+ * Ops written with `tf.customGrad` (e.g. batchNormTrain) appear in profiles under the name of their
+ * forward function; they are compositions, not kernels, and no backend registers them.
+ */
+function isKernel(name: string): boolean {
+  return tf.getKernel(name, 'cpu') !== undefined || tf.getKernel(name, 'wasm') !== undefined;
 }
 
 /** The suffix tfjs-core's `op()` adds to op scope names (ops/operation.ts, OP_SCOPE_SUFFIX). */

@@ -174,9 +174,13 @@ function flipFilter(backend: BackendWasm, filter: tf.TensorInfo): tf.TensorInfo 
  * Replaces the stock wasm `Conv2DBackpropInput` with the one above, which falls back to the stock
  * one for what it does not handle. Calling it again changes nothing.
  */
+let replaced = false;
+
 export function replaceConv2DBackpropInputWasm(): void {
+  // Once only: later wrappers (the native kernels) may sit on top of this one and must stay.
+  if (replaced) return;
+  replaced = true;
   const current = tf.getKernel(kernelName, 'wasm');
-  if (current?.kernelFunc === conv2DBackpropInput) return;
   stockConfig = current;
   if (current !== undefined) tf.unregisterKernel(kernelName, 'wasm');
   tf.registerKernel({
