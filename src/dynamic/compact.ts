@@ -5,9 +5,11 @@
  * per element, not counted as parameters) and λ is folded into the values. Deployed parameters
  * of a PAD layer: |W|·(1 + (K−1)·κ) + attention/router.
  *
- * The deployed layers are for inference: they precompute what does not depend on the input
- * (the static kernel; for MoE the unpacked expert weights, which do not depend on the input
- * either) once at construction, and their outputs equal the masked layer's.
+ * The deployed layers are for inference: they store the packed values (what a checkpoint holds
+ * and `parameterCount()` counts) and unpack them once at construction into dense buffers that
+ * run fast (the static kernel; the dynamic kernels with zeros at static positions; for MoE the
+ * expert weights). Their outputs equal the masked layer's. The saving is in stored parameters;
+ * per-sample compute is that of the fully dynamic layer (see padConvCost and padMoECost in partial.ts).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Module } from '../nn/module.js';
@@ -65,6 +67,8 @@ export class CompactPadConv2d extends Module {
   readonly name: string;
   /** λ_s (1 − M) ⊙ W_s as a dense flat kernel [1, P], precomputed. */
   private readonly staticKernel: tf.Tensor2D;
+  /** λ_d M ⊙ W_k as dense flat kernels [K, P] (zeros at static positions), unpacked once. */
+  private readonly dynamicKernels: tf.Tensor2D;
   readonly kernelSize: number;
 
   constructor(source: PadConv2d) {
@@ -95,6 +99,9 @@ export class CompactPadConv2d extends Module {
     });
     this.dynamicValues = this.addParam('dynamicValues', dynamicValues, false);
     this.staticValues = this.addParam('staticValues', staticValues, false);
+    this.dynamicKernels = tf.tidy(() =>
+      unpack(this.dynamicValues as tf.Tensor2D, positions.dynamic, this.kernelSize),
+    );
     this.staticKernel = tf.tidy(() =>
       unpack(tf.reshape(this.staticValues, [1, positions.static.length]), positions.static, this.kernelSize),
     );
@@ -113,9 +120,11 @@ export class CompactPadConv2d extends Module {
     }
     const B = x.shape[0];
     const alpha = this.attention.forward(x, temperatureOf(ctx)); // [B, K]
-    // Aggregation over the dynamic elements only: κ·K·|W| multiply-adds instead of K·|W|.
-    const dynamic = tf.matMul(alpha, this.dynamicValues as tf.Tensor2D) as tf.Tensor2D; // [B, nnz]
-    const kernel = tf.add(unpack(dynamic, this.dynamicPositions, this.kernelSize), this.staticKernel); // [B, P]
+    // Dense aggregation over the unpacked dynamic kernels: the same K·|W| multiply-adds as DY-Conv.
+    // Aggregating only the κ·K·|W| packed values and scattering them (a gather) is the paper's
+    // count, but on WASM the gather costs more than it saves (measured: 60 ms vs 25 ms for a
+    // 32→32 3×3 layer at B = 64); the aggregation is ~1% of the layer's FLOPs either way.
+    const kernel = tf.add(tf.matMul(alpha, this.dynamicKernels), this.staticKernel); // [B, P]
     const k = this.geometry.kernel;
     return perSampleConv2d(
       x,
@@ -131,6 +140,7 @@ export class CompactPadConv2d extends Module {
   override dispose(): void {
     super.dispose();
     this.staticKernel.dispose();
+    this.dynamicKernels.dispose();
   }
 }
 

@@ -174,9 +174,11 @@ export interface DynamicConvShape {
 }
 
 /**
- * Deployed cost of a PAD conv with `dynamicCount` dynamic elements: K values per dynamic element,
- * one per static element, the attention; FLOPs: aggregation over the dynamic elements only, the
- * convolution, the attention (the static kernel is precomputed).
+ * Deployed cost of a PAD conv with `dynamicCount` dynamic elements. Parameters: K values per
+ * dynamic element, one per static element, the attention (the paper's |W|(1 + (K−1)κ) + attention).
+ * FLOPs: what compact.ts runs: the dense kernel aggregation 2·K·|W| plus adding the precomputed
+ * static kernel, the per-sample convolution, the attention. (The paper counts the aggregation over
+ * the dynamic elements only, 2·κ·K·|W|; it is ~1% of a layer's FLOPs here either way.)
  */
 export function padConvCost(layer: DynamicConvShape, dynamicCount: number, h: number, w: number): Cost {
   const { kernel: k, stride, padding } = layer.geometry;
@@ -185,7 +187,7 @@ export function padConvCost(layer: DynamicConvShape, dynamicCount: number, h: nu
   const outputs = convOutSize(h, k, stride, padding) * convOutSize(w, k, stride, padding);
   return {
     params: layer.kernels * dynamicCount + (size - dynamicCount) + attention.params,
-    flops: 2 * layer.kernels * dynamicCount + 2 * size * outputs + attention.flops,
+    flops: 2 * layer.kernels * size + size + 2 * size * outputs + attention.flops,
   };
 }
 
@@ -286,9 +288,10 @@ export function moeShape(moe: MoE): MoEShape {
 }
 
 /**
- * Deployed cost of a PAD-MoE with `dynamicCounts[l]` dynamic elements in expert layer l: per layer
- * E·nnz + (|W| − nnz) weights and E biases; FLOPs per token of an ideal top-k dispatch over the
- * dynamic elements plus the shared static matMul once.
+ * Deployed cost of a PAD-MoE with `dynamicCounts[l]` dynamic elements in expert layer l.
+ * Parameters: per layer E·nnz + (|W| − nnz) weights and E biases, plus the router. FLOPs per token:
+ * those of an ideal top-k dispatch, as MoE.cost: each chosen expert's W'_e is a dense matrix, so
+ * partitioning saves parameters, not multiply-adds (this code's dense formulation runs all E).
  */
 export function padMoECost(moe: MoEShape, dynamicCounts: readonly number[]): Cost {
   const E = moe.experts;
@@ -297,7 +300,7 @@ export function padMoECost(moe: MoEShape, dynamicCounts: readonly number[]): Cos
   moe.layers.forEach((l, i) => {
     const size = l.inFeatures * l.outFeatures;
     params += E * dynamicCounts[i] + (size - dynamicCounts[i]) + E * l.outFeatures;
-    flops += moe.topK * (2 * dynamicCounts[i] + l.outFeatures) + 2 * (size - dynamicCounts[i]);
+    flops += moe.topK * (2 * size + l.outFeatures);
   });
   return { params, flops };
 }

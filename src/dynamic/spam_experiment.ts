@@ -186,6 +186,7 @@ async function main(): Promise<void> {
       batchSize: o.batch,
       learningRate: o.lr,
       seed: o.seed,
+      temperature: { start: 1, end: 1, epochs: 0 }, // no dynamic convolutions here
       log: console.log,
     });
     const deployed = model.deploy();

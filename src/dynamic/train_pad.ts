@@ -124,21 +124,17 @@ export function evaluate(
   let offset = 0;
   for (const idx of batchIndices(split.n, batchSize, false)) {
     const { x, y } = batchOf(split, idx);
+    // The tidy returns tensors: returning typed arrays would make it walk every element.
     const [pred, loss] = tf.tidy(() => {
       const { logits } = model.forward(x, ctx);
-      const ce = tf.losses.softmaxCrossEntropy(
-        tf.oneHot(y, split.classes),
-        logits,
-        undefined,
-        undefined,
-        tf.Reduction.SUM,
-      );
-      return [tf.argMax(logits, 1).dataSync(), ce.dataSync()[0]] as const;
+      const onehot = tf.oneHot(y, split.classes);
+      const ce = tf.losses.softmaxCrossEntropy(onehot, logits, undefined, undefined, tf.Reduction.SUM);
+      return [tf.argMax(logits, 1), ce];
     });
-    predictions.set(pred, offset);
+    predictions.set(pred.dataSync(), offset);
     offset += idx.length;
-    lossSum += loss;
-    tf.dispose([x, y]);
+    lossSum += loss.dataSync()[0];
+    tf.dispose([x, y, pred, loss]);
   }
   let correct = 0;
   for (let i = 0; i < split.n; i++) if (predictions[i] === split.labels[i]) correct++;
