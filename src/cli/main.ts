@@ -17,6 +17,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { accuracyFlopsSvg, formatTable, toCsv } from '../io/report.js';
 import { candidatesFrom, pickSubModel } from '../infer/pick.js';
 import { getPreset, PRESETS } from './presets.js';
+import { runPadExperimentCli } from '../dynamic/experiment.js';
 import { Transformer, type TransformerConfig } from '../models/transformer.js';
 import { byteTokenSplit } from '../data/tokens.js';
 import { loadMobyDick, decodeBytes } from '../data/text.js';
@@ -40,6 +41,10 @@ usage:
   sortednet lm --run DIR [--steps N] [--seed N]
       a sorted transformer LM on Moby Dick (bytes): per-depth perplexity, then greedy vs
       self-speculative decoding (shallow draft, full verify) vs instance-aware early exit
+  sortednet padnet [--variants static,dynamic,pad:0.3,pad:0.5,random:0.3] [--epochs N] [--train N] [--out DIR]
+      PAD-Net on Fashion-MNIST: static vs DY-Conv vs PAD (IMP) vs random partition, side by side
+  sortednet partition --kappa K [--rounds T] [--method imp|random] [--epochs N] [--out DIR]
+      Iterative Mode Partition of a PAD ResNet at dynamic ratio K, then train, deploy and report
   sortednet presets                             list model presets
 common: --backend wasm (default) | cpu | webgpu; SORTEDNET_NATIVE=0 turns the native BLAS kernels off
 `;
@@ -492,8 +497,26 @@ async function commandLm(flags: Flags): Promise<number> {
   return same ? 0 : 3;
 }
 
+async function commandPartition(args: string[]): Promise<number> {
+  const rest: string[] = [];
+  let kappa: string | undefined;
+  let method = 'imp';
+  for (let i = 0; i < args.length; i += 2) {
+    if (args[i] === '--kappa') kappa = args[i + 1];
+    else if (args[i] === '--method') method = args[i + 1];
+    else rest.push(args[i], args[i + 1]);
+  }
+  if (kappa === undefined) throw new Error('partition needs --kappa K (the dynamic ratio, in (0, 1])');
+  if (method !== 'imp' && method !== 'random') throw new Error(`--method: '${method}' is not imp or random`);
+  await runPadExperimentCli(['--variants', `${method === 'imp' ? 'pad' : 'random'}:${kappa}`, ...rest]);
+  return 0;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // The PAD-Net commands take their own flags (src/dynamic/experiment.ts).
+  if (command === 'padnet') return runPadExperimentCli(rest).then(() => 0);
+  if (command === 'partition') return commandPartition(rest);
   let flags: Flags;
   try {
     flags = parseArgs({ args: rest, options: OPTIONS, allowPositionals: false }).values as Flags;

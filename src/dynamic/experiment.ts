@@ -202,7 +202,7 @@ export function markdownTable(rows: readonly ExperimentRow[], batch: number): st
   return lines.join('\n');
 }
 
-function parseArgs(argv: readonly string[]): ExperimentOptions {
+export function parseExperimentArgs(argv: readonly string[]): ExperimentOptions {
   const o: ExperimentOptions = { ...EXPERIMENT_DEFAULTS };
   for (let i = 0; i < argv.length; i += 2) {
     const flag = argv[i];
@@ -263,19 +263,20 @@ function parseArgs(argv: readonly string[]): ExperimentOptions {
   return o;
 }
 
-async function main(): Promise<void> {
-  const options = parseArgs(process.argv.slice(2));
+/** `sortednet padnet …` and `node dist/src/dynamic/experiment.js …`: run, print, write results. */
+export async function runPadExperimentCli(argv: readonly string[]): Promise<void> {
+  const options = parseExperimentArgs(argv);
   const rows = await runPadExperiment(options);
   const table = markdownTable(rows, options.batch);
   console.log(`\n${table}`);
   mkdirSync(options.out, { recursive: true });
-  const command = `node dist/src/dynamic/experiment.js ${process.argv.slice(2).join(' ')}`.trim();
+  const command = `sortednet padnet ${argv.join(' ')}`.trim();
   writeFileSync(join(options.out, 'results.json'), JSON.stringify({ command, options, rows }, null, 2));
   writeFileSync(join(options.out, 'results.md'), `\`${command}\`\n\n${table}\n`);
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((e: unknown) => {
+  runPadExperimentCli(process.argv.slice(2)).catch((e: unknown) => {
     console.error(e instanceof Error ? e.message : e);
     process.exit(1);
   });
