@@ -8,7 +8,10 @@ test('parseBackend accepts the three backends and rejects others clearly', () =>
   assert.equal(parseBackend('wasm'), 'wasm');
   assert.equal(parseBackend('cpu'), 'cpu');
   assert.equal(parseBackend('webgpu'), 'webgpu');
-  assert.throws(() => parseBackend('webgl', '--backend'), /--backend: unknown backend 'webgl'; choose one of wasm, cpu, webgpu/);
+  assert.throws(
+    () => parseBackend('webgl', '--backend'),
+    /--backend: unknown backend 'webgl'; choose one of wasm, cpu, webgpu/,
+  );
 });
 
 test('wasm initialises and says whether the native kernels are on', async () => {
