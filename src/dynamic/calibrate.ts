@@ -3,15 +3,12 @@
  * (nn/batchnorm.ts), so they are (re)computed after training and after a mask changes.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { BatchNorm2d } from '../nn/batchnorm.js';
+import { namedBatchNorms, type BatchNorm2d } from '../nn/batchnorm.js';
 import type { Module } from '../nn/module.js';
 import type { DynamicModel } from './context.js';
 
 export function batchNorms(model: Module): BatchNorm2d[] {
-  return model
-    .namedModules()
-    .map(([, m]) => m)
-    .filter((m): m is BatchNorm2d => m instanceof BatchNorm2d);
+  return namedBatchNorms(model).map(([, m]) => m);
 }
 
 /**

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildModel, type ModelSpec, type SortedModel } from '../models/index.js';
-import { BatchNorm2d } from '../nn/batchnorm.js';
+import { namedBatchNorms } from '../nn/batchnorm.js';
 import type { GridSpec } from '../sorted/grid.js';
 import type { TrainConfig } from '../train/config.js';
 import { decodeSafetensors, encodeSafetensors, type NamedArray } from './safetensors.js';
@@ -40,10 +40,6 @@ function toNamed(t: tf.Tensor): NamedArray {
   return { dtype: 'F32', shape: t.shape.slice(), data: t.dataSync() as Float32Array };
 }
 
-export function bnModules(model: SortedModel): [string, BatchNorm2d][] {
-  return model.namedModules().filter(([, m]) => m instanceof BatchNorm2d) as [string, BatchNorm2d][];
-}
-
 export interface SaveInput {
   model: SortedModel;
   grid: GridSpec;
@@ -63,7 +59,7 @@ export function saveCheckpoint(dir: string, input: SaveInput): void {
   );
   const bn = new Map<string, NamedArray>();
   const counts: Record<string, string> = {};
-  for (const [name, m] of bnModules(input.model)) {
+  for (const [name, m] of namedBatchNorms(input.model)) {
     for (const [key, s] of m.stats) {
       bn.set(`${key}|${name}.mean`, toNamed(s.mean));
       bn.set(`${key}|${name}.variance`, toNamed(s.variance));
@@ -152,7 +148,7 @@ export function loadCheckpoint(dir: string, into?: SortedModel): LoadedCheckpoin
     readVerified(dir, 'bn_stats.safetensors', meta),
     `${dir}/bn_stats.safetensors`,
   );
-  const mods = new Map(bnModules(model));
+  const mods = new Map(namedBatchNorms(model));
   for (const m of mods.values()) m.resetStats();
   for (const [name, t] of bn.tensors) {
     const m = /^(.*)\|(.*)\.(mean|variance)$/.exec(name);

@@ -95,3 +95,8 @@ export class BatchNorm2d extends Module {
     }
   }
 }
+
+/** Every BatchNorm2d of a model with its stable dotted name (checkpoints, calibration, extraction). */
+export function namedBatchNorms(model: Module): [string, BatchNorm2d][] {
+  return model.namedModules().filter((e): e is [string, BatchNorm2d] => e[1] instanceof BatchNorm2d);
+}

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { SortedModel } from '../models/model.js';
-import { BatchNorm2d } from '../nn/batchnorm.js';
+import { namedBatchNorms } from '../nn/batchnorm.js';
 import { FULL, subModelId, type SubModel } from './submodel.js';
 import { prefix } from './slice.js';
 
@@ -25,11 +25,8 @@ export function extractSubModel<C>(
   }
   const key = subModelId(sub);
   const fullKey = subModelId(FULL);
-  const sharedBns = new Map(
-    shared.namedModules().filter(([, m]) => m instanceof BatchNorm2d) as [string, BatchNorm2d][],
-  );
-  for (const [name, m] of small.namedModules()) {
-    if (!(m instanceof BatchNorm2d)) continue;
+  const sharedBns = new Map(namedBatchNorms(shared));
+  for (const [name, m] of namedBatchNorms(small)) {
     const s = sharedBns.get(name)?.stats.get(key);
     if (!s) continue; // uncalibrated: the caller recalibrates the extracted model
     m.stats.set(fullKey, { mean: tf.clone(s.mean), variance: tf.clone(s.variance), count: s.count });

@@ -8,7 +8,7 @@ import type { Grid, GridEntry } from '../sorted/grid.js';
 import type { SubModel } from '../sorted/submodel.js';
 import type { ImageDataset } from '../data/dataset.js';
 import { batches } from '../data/loader.js';
-import { bnModules } from '../io/checkpoint.js';
+import { namedBatchNorms } from '../nn/batchnorm.js';
 
 export interface EvalRow {
   id: string;
@@ -42,7 +42,7 @@ export function calibrateBatchNorm(
   nBatches = 20,
   batchSize = 128,
 ): void {
-  const bns = bnModules(model);
+  const bns = namedBatchNorms(model);
   if (bns.length === 0) return;
   for (const [, m] of bns) m.resetStats(key);
   let i = 0;
