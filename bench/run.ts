@@ -96,7 +96,11 @@ for (const path of paths) {
     const b = tf.randomNormal([n, n]);
     measure(
       `gemm ${n}`,
-      () => tf.tidy(() => tf.matMul(a, b).dataSync()),
+      // A block body: a tidy that returns the read-back array walks all n² elements (~1 s at 1024).
+      () =>
+        tf.tidy(() => {
+          tf.matMul(a, b).dataSync();
+        }),
       2 * n ** 3,
       n === 1024 && path === 'wasm' ? 3 : REPS,
     );
@@ -188,7 +192,10 @@ for (const path of paths) {
     tf.tidy(() => net.forward(one, sub, { mode: 'calibrate', key: e.id }));
     measure(
       `latency b1 width ${e.sub.width}`,
-      () => tf.tidy(() => net.forward(one, sub, { mode: 'eval', key: e.id }).dataSync()),
+      () =>
+        tf.tidy(() => {
+          net.forward(one, sub, { mode: 'eval', key: e.id }).dataSync();
+        }),
       undefined,
       15,
     );

@@ -24,7 +24,10 @@ function median(xs: number[]): number {
 }
 
 function time(model: SortedModel, x: tf.Tensor, width: number): number {
-  const run = () => tf.tidy(() => model.forward(x, { width }, { mode: 'train', key: 'bench' }).dataSync());
+  const run = () =>
+    tf.tidy(() => {
+      model.forward(x, { width }, { mode: 'train', key: 'bench' }).dataSync();
+    });
   for (let i = 0; i < 3; i++) run();
   const ts: number[] = [];
   for (let i = 0; i < reps; i++) {

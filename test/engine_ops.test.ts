@@ -1,8 +1,12 @@
 /** Ops with hand-written gradients against tfjs autodiff of the plain formula. */
 import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../src/engine/backend.js';
 import { batchNormTrain } from '../src/engine/ops/batch_norm_train.js';
+import { gelu } from '../src/engine/ops/gelu.js';
+import { layerNorm } from '../src/engine/ops/layer_norm.js';
+import { causalMask, scaledDotProductAttention } from '../src/engine/ops/scaled_dot_product_attention.js';
 import { assertClose } from './helpers.js';
 
 before(async () => {
@@ -26,4 +30,92 @@ test('batchNormTrain: value and gradients equal autodiff through tf.moments + tf
   const ga = tf.grads(loss(ours))([x, g, b]);
   const gb = tf.grads(loss(reference))([x, g, b]);
   ['dx', 'dgamma', 'dbeta'].forEach((name, i) => assertClose(ga[i], gb[i], 1e-4, name));
+});
+
+test('layerNorm: value and gradients equal autodiff through tf.moments, rank 3 and rank 2', () => {
+  for (const shape of [
+    [2, 5, 8],
+    [7, 3],
+  ]) {
+    const e = shape[shape.length - 1];
+    const x = tf.randomNormal(shape, 0.5, 2, 'float32', 5);
+    const g = tf.randomNormal([e], 1, 0.5, 'float32', 6) as tf.Tensor1D;
+    const b = tf.randomNormal([e], 0, 1, 'float32', 7) as tf.Tensor1D;
+    const w = tf.randomNormal(shape, 0, 1, 'float32', 8);
+    const reference = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) => {
+      const { mean, variance } = tf.moments(xi, -1, true);
+      return tf.add(tf.mul(tf.div(tf.sub(xi, mean), tf.sqrt(tf.add(variance, 1e-5))), gi), bi);
+    };
+    const ours = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) =>
+      layerNorm(xi, gi as tf.Tensor1D, bi as tf.Tensor1D, 1e-5);
+    assertClose(ours(x, g, b), reference(x, g, b), 1e-5, `value ${shape}`);
+    type Op = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) => tf.Tensor;
+    const loss = (f: Op) => (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) => tf.sum(tf.mul(f(xi, gi, bi), w));
+    const ga = tf.grads(loss(ours))([x, g, b]);
+    const gb = tf.grads(loss(reference))([x, g, b]);
+    ['dx', 'dgamma', 'dbeta'].forEach((name, i) => assertClose(ga[i], gb[i], 1e-4, `${name} ${shape}`));
+  }
+});
+
+test('layerNorm: gamma of the wrong size is refused with the sizes in the message', () => {
+  const x = tf.zeros([2, 4]);
+  assert.throws(
+    () => layerNorm(x, tf.ones([3]) as tf.Tensor1D, tf.zeros([4]) as tf.Tensor1D, 1e-5),
+    /3\/4 features, input has 4/,
+  );
+});
+
+test('gelu: value and gradient equal autodiff through the tanh formula', () => {
+  const x = tf.randomNormal([4, 33], 0, 3, 'float32', 9);
+  const w = tf.randomNormal([4, 33], 0, 1, 'float32', 10);
+  const reference = (xi: tf.Tensor) => {
+    const c = Math.sqrt(2 / Math.PI);
+    const inner = tf.mul(tf.add(xi, tf.mul(tf.pow(xi, 3), 0.044715)), c);
+    return tf.mul(tf.mul(xi, 0.5), tf.add(tf.tanh(inner), 1));
+  };
+  assertClose(gelu(x), reference(x), 1e-5, 'value');
+  const ga = tf.grad((xi: tf.Tensor) => tf.sum(tf.mul(gelu(xi), w)))(x);
+  const gb = tf.grad((xi: tf.Tensor) => tf.sum(tf.mul(reference(xi), w)))(x);
+  assertClose(ga, gb, 1e-5, 'dx');
+});
+
+test('scaledDotProductAttention: value and gradients equal autodiff of softmax(q·kᵀ/√d + mask)·v', () => {
+  for (const causal of [false, true]) {
+    const [q, k, v] = [11, 12, 13].map((seed) =>
+      tf.randomNormal([2, 3, 5, 4], 0, 1, 'float32', seed),
+    ) as tf.Tensor4D[];
+    const w = tf.randomNormal([2, 3, 5, 4], 0, 1, 'float32', 14);
+    const reference = (qi: tf.Tensor, ki: tf.Tensor, vi: tf.Tensor) => {
+      let s = tf.div(tf.matMul(qi, ki, false, true), 2);
+      if (causal) s = tf.add(s, causalMask(5));
+      return tf.matMul(tf.softmax(s), vi);
+    };
+    const ours = (qi: tf.Tensor, ki: tf.Tensor, vi: tf.Tensor) =>
+      scaledDotProductAttention(qi as tf.Tensor4D, ki as tf.Tensor4D, vi as tf.Tensor4D, { causal });
+    assertClose(ours(q, k, v), reference(q, k, v), 1e-5, `value causal=${causal}`);
+    type Op = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.Tensor;
+    const loss = (f: Op) => (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(f(a, b, c), w));
+    const ga = tf.grads(loss(ours))([q, k, v]);
+    const gb = tf.grads(loss(reference))([q, k, v]);
+    ['dq', 'dk', 'dv'].forEach((name, i) => assertClose(ga[i], gb[i], 1e-5, `${name} causal=${causal}`));
+  }
+  // The first query of a causal head sees only the first key: its output is v's first row.
+  const [q, k, v] = [21, 22, 23].map((seed) =>
+    tf.randomNormal([1, 1, 3, 2], 0, 1, 'float32', seed),
+  ) as tf.Tensor4D[];
+  const o = scaledDotProductAttention(q, k, v, { causal: true });
+  assertClose(
+    tf.slice(o, [0, 0, 0, 0], [1, 1, 1, 2]),
+    tf.slice(v, [0, 0, 0, 0], [1, 1, 1, 2]),
+    1e-6,
+    'first row',
+  );
+});
+
+test('scaledDotProductAttention: mismatched shapes are refused with the shapes in the message', () => {
+  const q = tf.zeros([1, 2, 3, 4]) as tf.Tensor4D;
+  assert.throws(
+    () => scaledDotProductAttention(q, tf.zeros([1, 2, 3, 5]) as tf.Tensor4D, q),
+    /q \[1,2,3,4\], k \[1,2,3,5\]/,
+  );
 });

@@ -3,6 +3,9 @@ import { Module, type ForwardContext } from './module.js';
 import { Linear } from './linear.js';
 import { dropout } from './functional.js';
 import { checkUnits } from '../sorted/slice.js';
+import { causalMask, scaledDotProductAttention } from '../engine/ops/scaled_dot_product_attention.js';
+
+export { causalMask };
 
 /**
  * Multi-head self-attention with head-blocked projections: head i owns columns
@@ -40,22 +43,22 @@ export class MultiHeadAttention extends Module {
     const [B, T, e] = x.shape;
     const hd = this.headDim;
     const width = heads * hd;
-    const split = (t: tf.Tensor) => tf.transpose(tf.reshape(t, [B, T, heads, hd]), [0, 2, 1, 3]); // [B, h, T, hd]
+    const split = (t: tf.Tensor) =>
+      tf.transpose(tf.reshape(t, [B, T, heads, hd]), [0, 2, 1, 3]) as tf.Tensor4D; // [B, h, T, hd]
     const q = split(this.q.forward(x, width));
     const k = split(this.k.forward(x, width));
     const v = split(this.v.forward(x, width));
-    let att = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(hd)); // [B, h, T, T]
-    if (this.opts.causal) att = tf.add(att, causalMask(T));
-    att = dropout(tf.softmax(att), this.opts.dropout ?? 0, ctx);
-    const y = tf.reshape(tf.transpose(tf.matMul(att, v), [0, 2, 1, 3]), [B, T, width]);
+    const rate = ctx.mode === 'train' ? (this.opts.dropout ?? 0) : 0;
+    let out: tf.Tensor;
+    if (rate === 0) {
+      out = scaledDotProductAttention(q, k, v, { causal: this.opts.causal });
+    } else {
+      // Dropout on the attention weights needs them in the open: the composite, autodiffed.
+      let att = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(hd)); // [B, h, T, T]
+      if (this.opts.causal) att = tf.add(att, causalMask(T));
+      out = tf.matMul(dropout(tf.softmax(att), rate, ctx), v);
+    }
+    const y = tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [B, T, width]);
     return this.o.forward(y, e) as tf.Tensor3D;
   }
-}
-
-/** [T, T] additive mask: 0 on and below the diagonal, -1e9 above. */
-export function causalMask(T: number): tf.Tensor2D {
-  return tf.tidy(() => {
-    const lower = tf.linalg.bandPart(tf.ones([T, T]), -1, 0);
-    return tf.mul(tf.sub(1, lower), -1e9) as tf.Tensor2D;
-  });
 }

@@ -1,6 +1,7 @@
 /** Parameter-free layers: activations, pooling, dropout. */
 import * as tf from '@tensorflow/tfjs-core';
 import type { ForwardContext } from './module.js';
+import { gelu } from '../engine/ops/gelu.js';
 
 export type Activation = 'relu' | 'relu6' | 'gelu' | 'silu' | 'none';
 
@@ -19,12 +20,7 @@ export function activate(x: tf.Tensor, act: Activation): tf.Tensor {
   }
 }
 
-/** GELU, tanh approximation (GPT-2). */
-export function gelu(x: tf.Tensor): tf.Tensor {
-  const c = Math.sqrt(2 / Math.PI);
-  const inner = tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), c);
-  return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1));
-}
+export { gelu };
 
 /** [B, H, W, C] → [B, C]. */
 export function globalAvgPool(x: tf.Tensor4D): tf.Tensor2D {

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Module } from './module.js';
 import { checkUnits, prefix } from '../sorted/slice.js';
+import { layerNorm } from '../engine/ops/layer_norm.js';
 
 /** LayerNorm over the last axis; elastic: normalises over the ACTIVE features only (sorted embedding dim). */
 export class LayerNorm extends Module {
@@ -17,9 +18,8 @@ export class LayerNorm extends Module {
   }
   forward(x: tf.Tensor): tf.Tensor {
     const e = checkUnits(x.shape[x.rank - 1], this.features, this.name, 'features');
-    const { mean, variance } = tf.moments(x, -1, true);
-    const xhat = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, this.epsilon)));
-    return tf.add(tf.mul(xhat, prefix(this.gamma, [e], this.name)), prefix(this.beta, [e], this.name));
+    const gamma = prefix(this.gamma, [e], this.name) as tf.Tensor1D;
+    return layerNorm(x, gamma, prefix(this.beta, [e], this.name) as tf.Tensor1D, this.epsilon);
   }
 }
 

@@ -81,8 +81,11 @@ export function latencyMs(
   sample: tf.Tensor,
   reps = 7,
 ): number {
+  // The block body matters: a tidy that returns the read-back array walks every element of it.
   const run = () =>
-    tf.tidy(() => model.forward(sample, entry.sub, { mode: 'eval', key: entry.id }).dataSync());
+    tf.tidy(() => {
+      model.forward(sample, entry.sub, { mode: 'eval', key: entry.id }).dataSync();
+    });
   run(); // warm-up: first calls compile/allocate
   const times: number[] = [];
   for (let r = 0; r < reps; r++) {
