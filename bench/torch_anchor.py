@@ -3,6 +3,7 @@
 Prints one JSON object {case: milliseconds}. Install: apt-get install python3-torch libopenblas0-pthread.
 """
 import json
+import math
 import sys
 import time
 
@@ -93,5 +94,52 @@ for batch in (1, 8):
         lopt.step()
 
     out[f"transformer step b{batch}"] = median_ms(lm_step, reps=5)
+
+
+# The sorted ResNet's sub-model at each width as the dense network it is (bench/run.ts: ResNet on
+# 28×28×1, stem 16, stages 16/32/64 × 2 basic blocks, BN, 1×1 projections where stride or width
+# changes, batch 64): what PyTorch pays for the same shapes.
+def units(fraction, full):
+    return max(1, min(full, math.ceil(fraction * full - 1e-9)))
+
+
+class Basic(nn.Module):
+    def __init__(self, cin, c, stride, projection):
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(cin, c, 3, stride, 1, bias=False), nn.BatchNorm2d(c)
+        self.c2, self.b2 = nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c)
+        self.sc = nn.Sequential(nn.Conv2d(cin, c, 1, stride, bias=False), nn.BatchNorm2d(c)) if projection else None
+
+    def forward(self, x):
+        h = self.b2(self.c2(F.relu(self.b1(self.c1(x)))))
+        return F.relu(h + (self.sc(x) if self.sc is not None else x))
+
+
+def resnet(width):
+    stem = units(width, 16)
+    layers = [nn.Conv2d(1, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU()]
+    cin, cin_full = stem, 16
+    for s, full in enumerate((16, 32, 64)):
+        for b in range(2):
+            stride = 2 if b == 0 and s > 0 else 1
+            layers.append(Basic(cin, units(width, full), stride, stride != 1 or cin_full != full))
+            cin, cin_full = units(width, full), full
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 10))
+
+
+img, labels, one = torch.randn(64, 1, 28, 28), torch.arange(64) % 10, torch.randn(1, 1, 28, 28)
+for width in (0.25, 0.5, 0.75, 1):
+    net = resnet(width)
+    ropt = torch.optim.SGD(net.parameters(), lr=0.01)
+
+    def resnet_step():
+        ropt.zero_grad()
+        F.cross_entropy(net(img), labels).backward()
+        ropt.step()
+
+    out[f"sorted step width {width:g}"] = median_ms(resnet_step, reps=5)
+    net.eval()
+    with torch.no_grad():
+        out[f"latency b1 width {width:g}"] = median_ms(lambda: net(one), reps=15)
 
 print(json.dumps(out))

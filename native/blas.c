@@ -269,7 +269,7 @@ static napi_value bias_activation(napi_env env, napi_callback_info info) {
  * the image), which lines up with the filter flattened to [fh·fw·inC, outC]. Columns are built for a chunk
  * of pixels at a time so the scratch buffer stays at most CHUNK_FLOATS.
  */
-#define CHUNK_FLOATS (4 << 20)
+#define CHUNK_FLOATS (1 << 20)
 
 typedef struct {
   int64_t batch, in_h, in_w, in_c, out_h, out_w, out_c, f_h, f_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
@@ -354,6 +354,24 @@ static void col2im_add(const Conv *c, const float *cols, int64_t p0, int64_t p1,
 enum { CONV_FORWARD, CONV_BACKPROP_INPUT, CONV_BACKPROP_FILTER };
 
 /*
+ * The im2col buffer, kept between calls (one per thread: worker threads may call in parallel). Why: a fresh
+ * multi-megabyte malloc is a fresh mmap, and faulting its pages in cost as much as the GEMM itself
+ * ([64, 28, 28, 16] 3×3 forward: 8.7 ms with a buffer per call, 4.0 ms kept).
+ */
+static _Thread_local float *scratch = NULL;
+static _Thread_local size_t scratch_size = 0;
+
+static float *scratch_floats(size_t n) {
+  if (n > scratch_size) {
+    float *grown = realloc(scratch, n * sizeof(float));
+    if (grown == NULL) return NULL;
+    scratch = grown;
+    scratch_size = n;
+  }
+  return scratch;
+}
+
+/*
  * conv2d(x, filter, out, geometry):            out[P, outC] = cols(x)[P, K] · filter[K, outC]
  * conv2dBackpropInput(dy, filter, dx, geometry): dx = col2im(dy[P, outC] · filterᵀ[outC, K])
  * conv2dBackpropFilter(x, dy, dw, geometry):     dw[K, outC] = cols(x)ᵀ[K, P] · dy[P, outC]
@@ -380,7 +398,7 @@ static napi_value conv_op(napi_env env, napi_callback_info info, int op) {
 
   const bool pointwise = conv_is_pointwise(&c);
   const int64_t chunk = pointwise ? P : (CHUNK_FLOATS / K > 0 ? (CHUNK_FLOATS / K < P ? CHUNK_FLOATS / K : P) : 1);
-  float *cols = pointwise ? NULL : malloc((size_t)(chunk * K) * sizeof(float));
+  float *cols = pointwise ? NULL : scratch_floats((size_t)(chunk * K));
   if (!pointwise && cols == NULL) {
     napi_throw_error(env, NULL, "sortednet_blas: out of memory for im2col columns");
     return NULL;
@@ -410,7 +428,6 @@ static napi_value conv_op(napi_env env, napi_callback_info info, int op) {
       }
     }
   }
-  free(cols);
   return NULL;
 }
 
@@ -420,6 +437,134 @@ static napi_value conv2d_backprop_input(napi_env env, napi_callback_info info) {
 }
 static napi_value conv2d_backprop_filter(napi_env env, napi_callback_info info) {
   return conv_op(env, info, CONV_BACKPROP_FILTER);
+}
+
+
+/*
+ * Training-mode batch normalisation over the last (channel) axis, every other axis a batch axis, and its
+ * gradient: the formulas of src/engine/ops/batch_norm_train.ts in two passes over memory each way, with
+ * per-channel sums in double. Why native: in JavaScript the per-channel accumulators make each pass a chain of
+ * dependent loads and stores (6.9 ms for a [64, 28, 28, 16] forward pass, against well under 1 ms here).
+ */
+#define BN_HOT __attribute__((target_clones("arch=haswell", "default")))
+
+BN_HOT static void bn_forward(const float *restrict x, const float *restrict gamma, const float *restrict beta,
+                              float *restrict y, float *restrict mean_out, float *restrict rstd_out, int64_t rows,
+                              int64_t C, float eps, double *restrict acc) {
+  double *restrict sum = acc, *restrict sq = acc + C;
+  float *restrict scale = (float *)(acc + 2 * C), *restrict shift = scale + C;
+  for (int64_t c = 0; c < 2 * C; c++) acc[c] = 0;
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < C; c++) sum[c] += x[r * C + c];
+  for (int64_t c = 0; c < C; c++) sum[c] /= (double)rows;
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < C; c++) {
+      const double d = x[r * C + c] - sum[c];
+      sq[c] += d * d;
+    }
+  for (int64_t c = 0; c < C; c++) {
+    const double rstd = 1 / sqrt(sq[c] / (double)rows + eps);
+    mean_out[c] = (float)sum[c];
+    rstd_out[c] = (float)rstd;
+    scale[c] = (float)(rstd * gamma[c]);
+    shift[c] = (float)(beta[c] - sum[c] * rstd * gamma[c]);
+  }
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < C; c++) y[r * C + c] = x[r * C + c] * scale[c] + shift[c];
+}
+
+BN_HOT static void bn_backward(const float *restrict dy, const float *restrict x, const float *restrict mean,
+                               const float *restrict rstd, const float *restrict gamma, float *restrict dx,
+                               float *restrict dgamma, float *restrict dbeta, int64_t rows, int64_t C,
+                               double *restrict acc) {
+  double *restrict sum_dy = acc, *restrict sum_dyx = acc + C;
+  float *restrict k = (float *)(acc + 2 * C), *restrict a = k + C, *restrict b = a + C;
+  for (int64_t c = 0; c < 2 * C; c++) acc[c] = 0;
+  /* Σ dy x̂ = rstd · (Σ dy x − mean Σ dy): one pass over the raw input. */
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < C; c++) {
+      const float g = dy[r * C + c];
+      sum_dy[c] += g;
+      sum_dyx[c] += (double)g * x[r * C + c];
+    }
+  /* dx = γσ⁻¹(dy − Σdy/N − x̂ Σ(dy x̂)/N) = k·dy + a·x + b per channel. */
+  for (int64_t c = 0; c < C; c++) {
+    const double dyxhat = rstd[c] * (sum_dyx[c] - mean[c] * sum_dy[c]);
+    const double kc = (double)gamma[c] * rstd[c], n = (double)rows;
+    dbeta[c] = (float)sum_dy[c];
+    dgamma[c] = (float)dyxhat;
+    k[c] = (float)kc;
+    a[c] = (float)(-kc * rstd[c] * dyxhat / n);
+    b[c] = (float)(-kc * sum_dy[c] / n + kc * rstd[c] * mean[c] * dyxhat / n);
+  }
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < C; c++) dx[r * C + c] = k[c] * dy[r * C + c] + a[c] * x[r * C + c] + b[c];
+}
+
+static bool channel_count(napi_env env, napi_value v, const char *fn, int64_t *C) {
+  if (!get_dim(env, v, fn, "channels", C)) return false;
+  if (*C > 0) return true;
+  napi_throw_range_error(env, NULL, "batch norm: channels must be at least 1");
+  return false;
+}
+
+/* batchNormTrain(x, gamma, beta, y, mean, rstd, channels, epsilon): y, mean and rstd are overwritten. */
+static napi_value batch_norm_train(napi_env env, napi_callback_info info) {
+  const char *fn = "batchNormTrain";
+  size_t argc = MAX_ARGS;
+  napi_value argv[MAX_ARGS];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!arg_count(env, argc, 8, fn)) return NULL;
+  static const char *names[] = {"x", "gamma", "beta", "y", "mean", "rstd"};
+  FloatView v[6];
+  for (int i = 0; i < 6; i++)
+    if (!get_f32(env, argv[i], fn, names[i], &v[i])) return NULL;
+  int64_t C;
+  double eps;
+  if (!channel_count(env, argv[6], fn, &C)) return NULL;
+  CHECK(env, napi_get_value_double(env, argv[7], &eps));
+  const int64_t rows = (int64_t)v[0].length / C;
+  if (!check_length(env, fn, "y", &v[3], rows * C)) return NULL;
+  for (int i = 1; i < 6; i++)
+    if (i != 3 && !check_length(env, fn, names[i], &v[i], C)) return NULL;
+  double *acc = malloc((size_t)(4 * C) * sizeof(double));
+  if (acc == NULL) {
+    napi_throw_error(env, NULL, "batchNormTrain: out of memory");
+    return NULL;
+  }
+  bn_forward(v[0].data, v[1].data, v[2].data, v[3].data, v[4].data, v[5].data, rows, C, (float)eps, acc);
+  free(acc);
+  return NULL;
+}
+
+/* batchNormTrainGrad(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, channels): the last three are overwritten. */
+static napi_value batch_norm_train_grad(napi_env env, napi_callback_info info) {
+  const char *fn = "batchNormTrainGrad";
+  size_t argc = MAX_ARGS;
+  napi_value argv[MAX_ARGS];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!arg_count(env, argc, 9, fn)) return NULL;
+  static const char *names[] = {"dy", "x", "mean", "rstd", "gamma", "dx", "dgamma", "dbeta"};
+  FloatView v[8];
+  for (int i = 0; i < 8; i++)
+    if (!get_f32(env, argv[i], fn, names[i], &v[i])) return NULL;
+  int64_t C;
+  if (!channel_count(env, argv[8], fn, &C)) return NULL;
+  const int64_t rows = (int64_t)v[1].length / C;
+  const int full[] = {0, 5};
+  for (int i = 0; i < 2; i++)
+    if (!check_length(env, fn, names[full[i]], &v[full[i]], rows * C)) return NULL;
+  const int per_channel[] = {2, 3, 4, 6, 7};
+  for (int i = 0; i < 5; i++)
+    if (!check_length(env, fn, names[per_channel[i]], &v[per_channel[i]], C)) return NULL;
+  double *acc = malloc((size_t)(4 * C) * sizeof(double));
+  if (acc == NULL) {
+    napi_throw_error(env, NULL, "batchNormTrainGrad: out of memory");
+    return NULL;
+  }
+  bn_backward(v[0].data, v[1].data, v[2].data, v[3].data, v[4].data, v[5].data, v[6].data, v[7].data, rows, C, acc);
+  free(acc);
+  return NULL;
 }
 
 /* OpenBLAS's own description (version, target core, threads), for status messages. */
@@ -443,6 +588,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"conv2d", NULL, conv2d, NULL, NULL, NULL, napi_default_method, NULL},
       {"conv2dBackpropInput", NULL, conv2d_backprop_input, NULL, NULL, NULL, napi_default_method, NULL},
       {"conv2dBackpropFilter", NULL, conv2d_backprop_filter, NULL, NULL, NULL, napi_default_method, NULL},
+      {"batchNormTrain", NULL, batch_norm_train, NULL, NULL, NULL, napi_default_method, NULL},
+      {"batchNormTrainGrad", NULL, batch_norm_train_grad, NULL, NULL, NULL, napi_default_method, NULL},
       {"config", NULL, config, NULL, NULL, NULL, napi_default_method, NULL},
   };
   CHECK(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));

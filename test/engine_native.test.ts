@@ -92,6 +92,8 @@ test('status: enabled with OpenBLAS, and disabling says so', { skip }, () => {
     'FusedConv2D',
     'Conv2DBackpropInput',
     'Conv2DBackpropFilter',
+    'SortedNetBatchNormTrain',
+    'SortedNetBatchNormTrainGrad',
   ]);
   assert.match(describeNativeKernels(), /^native BLAS: on \(OpenBLAS/);
   disableNativeKernels();

@@ -7,55 +7,106 @@ import { batchNormTrain } from '../src/engine/ops/batch_norm_train.js';
 import { gelu } from '../src/engine/ops/gelu.js';
 import { layerNorm } from '../src/engine/ops/layer_norm.js';
 import { causalMask, scaledDotProductAttention } from '../src/engine/ops/scaled_dot_product_attention.js';
+import { BatchNormTrain, BatchNormTrainGrad } from '../src/engine/kernels/batch_norm_train.js';
+import { LayerNormFwd, LayerNormGrad } from '../src/engine/kernels/layer_norm.js';
+import { disableNativeKernels, enableNativeKernels, loadNativeBlas } from '../src/engine/native/index.js';
 import { assertClose } from './helpers.js';
 
 before(async () => {
   await initEngine('wasm');
 });
 
-test('batchNormTrain: value and gradients equal autodiff through tf.moments + tf.batchNorm', () => {
-  const x = tf.randomNormal([3, 4, 5, 6], 1, 2, 'float32', 1) as tf.Tensor4D;
-  const g = tf.randomNormal([6], 1, 0.5, 'float32', 2) as tf.Tensor1D;
-  const b = tf.randomNormal([6], 0, 1, 'float32', 3) as tf.Tensor1D;
-  const w = tf.randomNormal([3, 4, 5, 6], 0, 1, 'float32', 4);
-  const reference = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) => {
-    const { mean, variance } = tf.moments(xi, [0, 1, 2]);
-    return tf.batchNorm(xi, mean, variance, bi, gi, 1e-5);
-  };
-  const ours = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) =>
-    batchNormTrain(xi as tf.Tensor4D, gi as tf.Tensor1D, bi as tf.Tensor1D, 1e-5);
-  assertClose(ours(x, g, b), reference(x, g, b), 1e-5, 'value');
-  type Op = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) => tf.Tensor;
-  const loss = (f: Op) => (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) => tf.sum(tf.mul(f(xi, gi, bi), w));
-  const ga = tf.grads(loss(ours))([x, g, b]);
-  const gb = tf.grads(loss(reference))([x, g, b]);
-  ['dx', 'dgamma', 'dbeta'].forEach((name, i) => assertClose(ga[i], gb[i], 1e-4, name));
-});
+/**
+ * The fused kernels through the native addon (where built), in JavaScript on wasm and cpu, and the composite
+ * the ops fall back to where none is registered.
+ */
+const PATHS = ['wasm native', 'wasm js', 'cpu js', 'wasm composite'] as const;
 
-test('layerNorm: value and gradients equal autodiff through tf.moments, rank 3 and rank 2', () => {
-  for (const shape of [
-    [2, 5, 8],
-    [7, 3],
-  ]) {
-    const e = shape[shape.length - 1];
-    const x = tf.randomNormal(shape, 0.5, 2, 'float32', 5);
-    const g = tf.randomNormal([e], 1, 0.5, 'float32', 6) as tf.Tensor1D;
-    const b = tf.randomNormal([e], 0, 1, 'float32', 7) as tf.Tensor1D;
-    const w = tf.randomNormal(shape, 0, 1, 'float32', 8);
-    const reference = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) => {
-      const { mean, variance } = tf.moments(xi, -1, true);
-      return tf.add(tf.mul(tf.div(tf.sub(xi, mean), tf.sqrt(tf.add(variance, 1e-5))), gi), bi);
-    };
-    const ours = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) =>
-      layerNorm(xi, gi as tf.Tensor1D, bi as tf.Tensor1D, 1e-5);
-    assertClose(ours(x, g, b), reference(x, g, b), 1e-5, `value ${shape}`);
-    type Op = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) => tf.Tensor;
-    const loss = (f: Op) => (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) => tf.sum(tf.mul(f(xi, gi, bi), w));
-    const ga = tf.grads(loss(ours))([x, g, b]);
-    const gb = tf.grads(loss(reference))([x, g, b]);
-    ['dx', 'dgamma', 'dbeta'].forEach((name, i) => assertClose(ga[i], gb[i], 1e-4, `${name} ${shape}`));
+function skipReason(path: (typeof PATHS)[number]): string | false {
+  return path === 'wasm native' && !loadNativeBlas() ? 'native addon not built' : false;
+}
+
+async function onPath(path: (typeof PATHS)[number], kernels: string[], body: () => void): Promise<void> {
+  const backend = path.startsWith('cpu') ? 'cpu' : 'wasm';
+  await tf.setBackend(backend);
+  const removed = path.endsWith('composite')
+    ? kernels.map((k) => {
+        const config = tf.getKernel(k, backend)!;
+        tf.unregisterKernel(k, backend);
+        return config;
+      })
+    : [];
+  if (path === 'wasm js') disableNativeKernels();
+  try {
+    body();
+  } finally {
+    removed.forEach((config) => tf.registerKernel(config));
+    enableNativeKernels();
+    await tf.setBackend('wasm');
   }
-});
+}
+
+for (const path of PATHS) {
+  test(
+    `batchNormTrain (${path}): value and gradients equal autodiff through tf.moments + tf.batchNorm`,
+    { skip: skipReason(path) },
+    async () => {
+      await onPath(path, [BatchNormTrain, BatchNormTrainGrad], () => {
+        const x = tf.randomNormal([3, 4, 5, 6], 1, 2, 'float32', 1) as tf.Tensor4D;
+        const g = tf.randomNormal([6], 1, 0.5, 'float32', 2) as tf.Tensor1D;
+        const b = tf.randomNormal([6], 0, 1, 'float32', 3) as tf.Tensor1D;
+        const w = tf.randomNormal([3, 4, 5, 6], 0, 1, 'float32', 4);
+        const reference = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) => {
+          const { mean, variance } = tf.moments(xi, [0, 1, 2]);
+          return tf.batchNorm(xi, mean, variance, bi, gi, 1e-5);
+        };
+        const ours = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) =>
+          batchNormTrain(xi as tf.Tensor4D, gi as tf.Tensor1D, bi as tf.Tensor1D, 1e-5);
+        assertClose(ours(x, g, b), reference(x, g, b), 1e-5, 'value');
+        type Op = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) => tf.Tensor;
+        const loss = (f: Op) => (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) =>
+          tf.sum(tf.mul(f(xi, gi, bi), w));
+        const ga = tf.grads(loss(ours))([x, g, b]);
+        const gb = tf.grads(loss(reference))([x, g, b]);
+        ['dx', 'dgamma', 'dbeta'].forEach((name, i) => assertClose(ga[i], gb[i], 1e-4, name));
+      });
+    },
+  );
+}
+
+for (const path of PATHS) {
+  test(
+    `layerNorm (${path}): value and gradients equal autodiff through tf.moments, rank 3 and rank 2`,
+    { skip: skipReason(path) },
+    async () => {
+      await onPath(path, [LayerNormFwd, LayerNormGrad], () => {
+        for (const shape of [
+          [2, 5, 8],
+          [7, 3],
+        ]) {
+          const e = shape[shape.length - 1];
+          const x = tf.randomNormal(shape, 0.5, 2, 'float32', 5);
+          const g = tf.randomNormal([e], 1, 0.5, 'float32', 6) as tf.Tensor1D;
+          const b = tf.randomNormal([e], 0, 1, 'float32', 7) as tf.Tensor1D;
+          const w = tf.randomNormal(shape, 0, 1, 'float32', 8);
+          const reference = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) => {
+            const { mean, variance } = tf.moments(xi, -1, true);
+            return tf.add(tf.mul(tf.div(tf.sub(xi, mean), tf.sqrt(tf.add(variance, 1e-5))), gi), bi);
+          };
+          const ours = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) =>
+            layerNorm(xi, gi as tf.Tensor1D, bi as tf.Tensor1D, 1e-5);
+          assertClose(ours(x, g, b), reference(x, g, b), 1e-5, `value ${shape}`);
+          type Op = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) => tf.Tensor;
+          const loss = (f: Op) => (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) =>
+            tf.sum(tf.mul(f(xi, gi, bi), w));
+          const ga = tf.grads(loss(ours))([x, g, b]);
+          const gb = tf.grads(loss(reference))([x, g, b]);
+          ['dx', 'dgamma', 'dbeta'].forEach((name, i) => assertClose(ga[i], gb[i], 1e-4, `${name} ${shape}`));
+        }
+      });
+    },
+  );
+}
 
 test('layerNorm: gamma of the wrong size is refused with the sizes in the message', () => {
   const x = tf.zeros([2, 4]);

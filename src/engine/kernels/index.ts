@@ -5,6 +5,8 @@ import { replaceConv2DBackpropInputWasm } from './conv2d_backprop_input_wasm.js'
 import { depthwiseConv2dNativeBackpropFilterWasmConfig } from './depthwise_conv2d_native_backprop_filter_wasm.js';
 import { depthwiseConv2dNativeBackpropInputWasmConfig } from './depthwise_conv2d_native_backprop_input_wasm.js';
 import { unsortedSegmentSumWasmConfig } from './unsorted_segment_sum_wasm.js';
+import { batchNormTrainConfigs } from './batch_norm_train.js';
+import { layerNormConfigs } from './layer_norm.js';
 
 /**
  * Kernels the `wasm` backend of tfjs 4.22 lacks for training: the filter gradient of a
@@ -16,6 +18,12 @@ const WASM_KERNELS: readonly tf.KernelConfig[] = [
   depthwiseConv2dNativeBackpropInputWasmConfig,
   unsortedSegmentSumWasmConfig,
 ];
+
+/**
+ * The project's own fused kernels (normalisations with their gradients), for the backends whose memory
+ * JavaScript reaches; on other backends their ops fall back to compositions of stock kernels.
+ */
+const FUSED_KERNELS: readonly tf.KernelConfig[] = [...batchNormTrainConfigs, ...layerNormConfigs];
 
 let registered = false;
 
@@ -29,4 +37,5 @@ export function registerProjectKernels(): void {
   // A kernel wasm has but runs ~10x slower than its forward convolution: replaced, the stock one kept
   // as the fallback.
   replaceConv2DBackpropInputWasm();
+  for (const config of FUSED_KERNELS) tf.registerKernel(config);
 }

@@ -82,6 +82,32 @@ export interface NativeBlas {
   conv2d(x: Float32Array, filter: Float32Array, out: Float32Array, geometry: Int32Array): void;
   conv2dBackpropInput(dy: Float32Array, filter: Float32Array, dx: Float32Array, geometry: Int32Array): void;
   conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dw: Float32Array, geometry: Int32Array): void;
+  /**
+   * Training-mode batch norm over the last axis of x (`channels` wide, every other axis a batch axis):
+   * overwrites y (x's size), mean and rstd (channels each). See src/engine/kernels/batch_norm_train.ts.
+   */
+  batchNormTrain(
+    x: Float32Array,
+    gamma: Float32Array,
+    beta: Float32Array,
+    y: Float32Array,
+    mean: Float32Array,
+    rstd: Float32Array,
+    channels: number,
+    epsilon: number,
+  ): void;
+  /** Its gradient: overwrites dx, dgamma and dbeta. */
+  batchNormTrainGrad(
+    dy: Float32Array,
+    x: Float32Array,
+    mean: Float32Array,
+    rstd: Float32Array,
+    gamma: Float32Array,
+    dx: Float32Array,
+    dgamma: Float32Array,
+    dbeta: Float32Array,
+    channels: number,
+  ): void;
   /** OpenBLAS's build description and thread count, e.g. "OpenBLAS 0.3.21 … Haswell …; 2 threads". */
   config(): string;
 }

@@ -20,6 +20,8 @@ import {
   nativeConv2DBackpropInput,
   nativeFusedConv2D,
 } from './conv2d.js';
+import { nativeBatchNormTrain, nativeBatchNormTrainGrad } from './batch_norm.js';
+import { BatchNormTrain, BatchNormTrainGrad } from '../kernels/batch_norm_train.js';
 
 export { loadNativeBlas, nativeBlasUnavailableReason, type NativeBlas } from './blas.js';
 
@@ -33,6 +35,9 @@ const OVERRIDES: Record<string, Override> = {
   Conv2DBackpropInput: nativeConv2DBackpropInput,
   // tfjs-backend-wasm 4.22 has none; wraps the project's portable one when src/engine/kernels/ registers it.
   Conv2DBackpropFilter: nativeConv2DBackpropFilter,
+  // The project's fused training batch norm (src/engine/kernels/), its JavaScript loops kept as the fallback.
+  [BatchNormTrain]: nativeBatchNormTrain,
+  [BatchNormTrainGrad]: nativeBatchNormTrainGrad,
 };
 
 /** What enabling replaced: the wrapped config (null where the backend had none) and the wrapper. */

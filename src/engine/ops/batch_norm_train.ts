@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { BatchNormTrain, BatchNormTrainGrad } from '../kernels/batch_norm_train.js';
 
 /**
  * Training-mode batch normalisation over the N, H, W axes of an NHWC tensor with its gradient
@@ -24,6 +25,7 @@ export function batchNormTrain(
       `batchNormTrain: gamma/beta have ${gamma.shape[0]}/${beta.shape[0]} channels, input has ${c}`,
     );
   }
+  if (tf.getKernel(BatchNormTrain, tf.getBackend())) return fused(x, gamma, beta, epsilon);
   const n = x.size / c;
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [xIn, g, b] = args as tf.Tensor[];
@@ -42,6 +44,35 @@ export function batchNormTrain(
         const dGamma = tf.sum(tf.mul(dy, xh), [0, 1, 2]);
         const inner = tf.sub(tf.sub(dy, tf.div(dBeta, n)), tf.mul(xh, tf.div(dGamma, n)));
         return [tf.mul(inner, tf.mul(gm, rs)), dGamma, dBeta];
+      },
+    };
+  });
+  return op(x, gamma, beta) as tf.Tensor4D;
+}
+
+/** The same, through the project's two-pass kernels (src/engine/kernels/batch_norm_train.ts). */
+function fused(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number): tf.Tensor4D {
+  const engine = tf.engine();
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [xIn, g, b] = args as tf.Tensor[];
+    const save = args[3] as tf.GradSaveFunc;
+    const [y, mean, rstd] = engine.runKernel(
+      BatchNormTrain,
+      { x: xIn, gamma: g, beta: b },
+      { epsilon },
+    ) as tf.Tensor[];
+    save([xIn, mean, rstd, g]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, m, rs, gm] = saved;
+        return engine.runKernel(BatchNormTrainGrad, {
+          dy,
+          x: xs,
+          mean: m,
+          rstd: rs,
+          gamma: gm,
+        }) as tf.Tensor[];
       },
     };
   });

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { LayerNormFwd, LayerNormGrad } from '../kernels/layer_norm.js';
 
 /**
  * Layer normalisation over the last axis (Ba et al. 2016) with its gradient written out:
@@ -17,6 +18,7 @@ export function layerNorm(x: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, e
   if (gamma.shape[0] !== e || beta.shape[0] !== e) {
     throw new Error(`layerNorm: gamma/beta have ${gamma.shape[0]}/${beta.shape[0]} features, input has ${e}`);
   }
+  if (tf.getKernel(LayerNormFwd, tf.getBackend())) return fused(x, gamma, beta, epsilon);
   const outer = Array.from({ length: x.rank - 1 }, (_, i) => i);
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [xIn, g, b] = args as tf.Tensor[];
@@ -36,6 +38,29 @@ export function layerNorm(x: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, e
           tf.mul(xh, tf.mean(tf.mul(gx, xh), -1, true)),
         );
         return [tf.mul(inner, rs), tf.sum(tf.mul(dy, xh), outer), tf.sum(dy, outer)];
+      },
+    };
+  });
+  return op(x, gamma, beta);
+}
+
+/** The same, through the project's row kernels (src/engine/kernels/layer_norm.ts). */
+function fused(x: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number): tf.Tensor {
+  const engine = tf.engine();
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [xIn, g, b] = args as tf.Tensor[];
+    const save = args[3] as tf.GradSaveFunc;
+    const [y, mean, rstd] = engine.runKernel(
+      LayerNormFwd,
+      { x: xIn, gamma: g, beta: b },
+      { epsilon },
+    ) as tf.Tensor[];
+    save([xIn, mean, rstd, g]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, m, rs, gm] = saved;
+        return engine.runKernel(LayerNormGrad, { dy, x: xs, mean: m, rstd: rs, gamma: gm }) as tf.Tensor[];
       },
     };
   });
