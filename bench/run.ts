@@ -78,11 +78,27 @@ type Row = { work: string; ms: Record<string, number>; unit?: 'ms' | 'GFLOP/s'; 
 const rows: Row[] = [];
 const paths = ['wasm', 'wasm + native'] as const;
 
+/** `reps` bounds the slow stock column; the native column, like the PyTorch anchor, takes more for a steady median. */
 function measure(work: string, fn: () => void, flops?: number, reps = REPS): void {
   const row: Row = rows.find((r) => r.work === work) ?? { work, ms: {}, flops };
   if (!rows.includes(row)) rows.push(row);
-  row.ms[current] = medianMs(fn, reps);
+  row.ms[current] = medianMs(fn, current === 'wasm' ? reps : Math.max(reps, quick ? 5 : 15));
 }
+
+/**
+ * PyTorch on the same shapes, same machine, same run: once before and once after this project's columns,
+ * keeping the faster figure per row. Why: these shared 2-core machines drift by up to 2× over minutes, and a
+ * single anchor run would make a ratio of two different machine states.
+ */
+function torchAnchor(): Record<string, number> {
+  const py = spawnSync('/usr/bin/python3', ['bench/torch_anchor.py', String(os.cpus().length)], {
+    encoding: 'utf8',
+  });
+  if (py.status === 0) return JSON.parse(py.stdout.trim().split('\n').pop() ?? '{}') as Record<string, number>;
+  console.error(`PyTorch anchor skipped: ${(py.stderr || py.error?.message || '').trim().split('\n').pop()}`);
+  return {};
+}
+const torchBefore = torchAnchor();
 
 let current: string = paths[0];
 await initEngine('wasm');
@@ -96,11 +112,9 @@ for (const path of paths) {
     const b = tf.randomNormal([n, n]);
     measure(
       `gemm ${n}`,
-      // A block body: a tidy that returns the read-back array walks all n² elements (~1 s at 1024).
-      () =>
-        tf.tidy(() => {
-          tf.matMul(a, b).dataSync();
-        }),
+      // The wasm backend computes synchronously, so the product is done when matMul returns; reading it
+      // back (4 MB at 1024) would time a copy PyTorch's `a @ b` does not make.
+      () => tf.matMul(a, b).dispose(),
       2 * n ** 3,
       n === 1024 && path === 'wasm' ? 3 : REPS,
     );
@@ -203,19 +217,14 @@ for (const path of paths) {
   net.dispose();
 }
 
-// PyTorch on the same shapes, same machine, same run.
-let torch: Record<string, number> = {};
-const py = spawnSync('/usr/bin/python3', ['bench/torch_anchor.py', String(os.cpus().length)], {
-  encoding: 'utf8',
-});
-if (py.status === 0) torch = JSON.parse(py.stdout.trim().split('\n').pop() ?? '{}');
-else
-  console.error(`PyTorch anchor skipped: ${(py.stderr || py.error?.message || '').trim().split('\n').pop()}`);
+const torchAfter = Object.keys(torchBefore).length ? torchAnchor() : {};
+const torch: Record<string, number> = {};
+for (const [k, v] of Object.entries(torchBefore)) torch[k] = Math.min(v, torchAfter[k] ?? v);
 
 console.log(
   `\n${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, Node ${process.version}; ${describeNativeKernels()}\n`,
 );
-console.log('| work | tfjs wasm (stock) | wasm + native | PyTorch CPU | native / PyTorch |');
+console.log('| work | tfjs wasm (stock) | wasm + native | PyTorch CPU (best of 2 runs) | native / PyTorch |');
 console.log('|---|---:|---:|---:|---:|');
 const fmt = (ms: number | undefined, flops?: number) =>
   ms === undefined

@@ -50,7 +50,7 @@ def cnn_step():
     opt.step()
 
 
-out["cnn step"] = median_ms(cnn_step, reps=5)
+out["cnn step"] = median_ms(cnn_step, reps=15)
 
 
 class Block(nn.Module):
@@ -93,7 +93,7 @@ for batch in (1, 8):
         F.cross_entropy(logits.reshape(-1, 256), ids.reshape(-1)).backward()
         lopt.step()
 
-    out[f"transformer step b{batch}"] = median_ms(lm_step, reps=5)
+    out[f"transformer step b{batch}"] = median_ms(lm_step, reps=15 if batch == 1 else 7)
 
 
 # The sorted ResNet's sub-model at each width as the dense network it is (bench/run.ts: ResNet on
@@ -137,7 +137,7 @@ for width in (0.25, 0.5, 0.75, 1):
         F.cross_entropy(net(img), labels).backward()
         ropt.step()
 
-    out[f"sorted step width {width:g}"] = median_ms(resnet_step, reps=5)
+    out[f"sorted step width {width:g}"] = median_ms(resnet_step, reps=15)
     net.eval()
     with torch.no_grad():
         out[f"latency b1 width {width:g}"] = median_ms(lambda: net(one), reps=15)

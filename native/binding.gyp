@@ -4,7 +4,7 @@
       "target_name": "sortednet_blas",
       "sources": ["blas.c"],
       "cflags": ["-O3", "-std=c11", "-Wall", "-Wextra"],
-      "libraries": ["-lopenblas", "-lm"]
+      "libraries": ["-lopenblas", "-lm", "-lpthread"]
     }
   ]
 }

@@ -1,7 +1,8 @@
 /*
  * sortednet_blas: single-precision GEMM from OpenBLAS for Float32Arrays owned by JavaScript
  * (including views into the wasm backend's heap), plus what the engine builds on it: bias +
- * activation over a GEMM's output and 2-D convolutions as im2col + GEMM. Every call is synchronous
+ * activation over a GEMM's output, 2-D convolutions as im2col + GEMM (direct AVX2 kernels for narrow layers),
+ * and training-mode batch norm. Every call is synchronous
  * and works on the caller's memory; nothing is kept after it returns. Used by src/engine/native/.
  *
  * Row-major throughout, as TensorFlow.js stores tensors:
@@ -334,12 +335,25 @@ static bool conv_is_pointwise(const Conv *c) {
   }
 
 static void im2col(const Conv *c, const float *x, int64_t p0, int64_t p1, float *cols) {
-  const int64_t K = c->f_h * c->f_w * c->in_c;
+  const int64_t K = c->f_h * c->f_w * c->in_c, C = c->in_c;
+  /* Few channels: an inline copy beats a memcpy call per tap (in_c 4: 16 bytes a call). */
+  if (C <= 16) {
+    FOR_EACH_TAP(c, p0, p1, {
+      float *restrict dst = cols + col;
+      if (in >= 0) {
+        const float *restrict src = x + in;
+        for (int64_t ci = 0; ci < C; ci++) dst[ci] = src[ci];
+      } else {
+        for (int64_t ci = 0; ci < C; ci++) dst[ci] = 0;
+      }
+    })
+    return;
+  }
   FOR_EACH_TAP(c, p0, p1, {
     if (in >= 0)
-      memcpy(cols + col, x + in, (size_t)c->in_c * sizeof(float));
+      memcpy(cols + col, x + in, (size_t)C * sizeof(float));
     else
-      memset(cols + col, 0, (size_t)c->in_c * sizeof(float));
+      memset(cols + col, 0, (size_t)C * sizeof(float));
   })
 }
 
@@ -354,9 +368,132 @@ static void col2im_add(const Conv *c, const float *cols, int64_t p0, int64_t p1,
 enum { CONV_FORWARD, CONV_BACKPROP_INPUT, CONV_BACKPROP_FILTER };
 
 /*
- * The im2col buffer, kept between calls (one per thread: worker threads may call in parallel). Why: a fresh
- * multi-megabyte malloc is a fresh mmap, and faulting its pages in cost as much as the GEMM itself
- * ([64, 28, 28, 16] 3×3 forward: 8.7 ms with a buffer per call, 4.0 ms kept).
+ * Forward convolution straight from NHWC for narrow layers (outC 8, 16, 24 or 32), AVX2 + FMA. With few
+ * channels, im2col + GEMM is memory-bound (the columns are fH·fW times the input) and the GEMM is skinny
+ * (N = outC). Here a block of output pixels of one row keeps all its output channels in registers while the
+ * taps stream past: per tap and input channel, one broadcast per pixel and outC/8 weight vectors. Rows are
+ * split over two threads. Used only where the CPU has AVX2 and FMA; measured against im2col in one process
+ * by bench/conv_direct.ts.
+ */
+#include <immintrin.h>
+#include <pthread.h>
+
+#define DIRECT_THREADS 2
+
+typedef struct {
+  const Conv *c;
+  const float *x, *w, *zeros;
+  float *y;
+  int64_t row0, row1; /* output rows over batch × outH */
+} DirectRows;
+
+/* PX consecutive output pixels of one row × NV vectors of 8 output channels. */
+#define DIRECT_BLOCK(PX, NV)                                                                                   \
+  __attribute__((target("avx2,fma"))) static void direct_block_##PX##_##NV(                                   \
+      const Conv *c, const float *x, const float *w, const float *zeros, float *y, int64_t b, int64_t oy,     \
+      int64_t ox0) {                                                                                           \
+    const int64_t IC = c->in_c, OC = c->out_c;                                                                 \
+    __m256 acc[PX][NV];                                                                                        \
+    _Pragma("GCC unroll 8") for (int i = 0; i < PX; i++) _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) \
+        acc[i][v] = _mm256_setzero_ps();                                                                       \
+    for (int64_t kh = 0; kh < c->f_h; kh++) {                                                                  \
+      const int64_t iy = oy * c->stride_h - c->pad_top + kh * c->dil_h;                                        \
+      if (iy < 0 || iy >= c->in_h) continue;                                                                   \
+      for (int64_t kw = 0; kw < c->f_w; kw++) {                                                                \
+        const float *src[PX];                                                                                  \
+        _Pragma("GCC unroll 8") for (int i = 0; i < PX; i++) {                                                 \
+          const int64_t ix = (ox0 + i) * c->stride_w - c->pad_left + kw * c->dil_w;                           \
+          src[i] = ix >= 0 && ix < c->in_w ? x + ((b * c->in_h + iy) * c->in_w + ix) * IC : zeros;             \
+        }                                                                                                      \
+        const float *wt = w + (kh * c->f_w + kw) * IC * OC;                                                    \
+        for (int64_t ci = 0; ci < IC; ci++) {                                                                  \
+          __m256 wv[NV];                                                                                       \
+          _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) wv[v] = _mm256_loadu_ps(wt + ci * OC + 8 * v);  \
+          _Pragma("GCC unroll 8") for (int i = 0; i < PX; i++) {                                               \
+            const __m256 xv = _mm256_broadcast_ss(src[i] + ci);                                                \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[i][v] = _mm256_fmadd_ps(xv, wv[v], acc[i][v]); \
+          }                                                                                                    \
+        }                                                                                                      \
+      }                                                                                                        \
+    }                                                                                                          \
+    float *out = y + ((b * c->out_h + oy) * c->out_w + ox0) * OC;                                              \
+    _Pragma("GCC unroll 8") for (int i = 0; i < PX; i++) _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) \
+        _mm256_storeu_ps(out + i * OC + 8 * v, acc[i][v]);                                                     \
+  }
+
+/* Register budget (16 ymm): PX·NV accumulators + NV weights + 1 broadcast. */
+DIRECT_BLOCK(8, 1)
+DIRECT_BLOCK(1, 1)
+DIRECT_BLOCK(4, 2)
+DIRECT_BLOCK(1, 2)
+DIRECT_BLOCK(3, 3)
+DIRECT_BLOCK(1, 3)
+DIRECT_BLOCK(2, 4)
+DIRECT_BLOCK(1, 4)
+
+typedef void (*DirectBlockFn)(const Conv *, const float *, const float *, const float *, float *, int64_t, int64_t,
+                              int64_t);
+
+static void *direct_rows(void *arg) {
+  const DirectRows *t = arg;
+  const Conv *c = t->c;
+  static const DirectBlockFn wide[] = {direct_block_8_1, direct_block_4_2, direct_block_3_3, direct_block_2_4};
+  static const DirectBlockFn one[] = {direct_block_1_1, direct_block_1_2, direct_block_1_3, direct_block_1_4};
+  static const int64_t px[] = {8, 4, 3, 2};
+  const int nv = (int)(c->out_c / 8) - 1;
+  for (int64_t r = t->row0; r < t->row1; r++) {
+    const int64_t b = r / c->out_h, oy = r % c->out_h;
+    int64_t ox = 0;
+    for (; ox + px[nv] <= c->out_w; ox += px[nv]) wide[nv](c, t->x, t->w, t->zeros, t->y, b, oy, ox);
+    for (; ox < c->out_w; ox++) one[nv](c, t->x, t->w, t->zeros, t->y, b, oy, ox);
+  }
+  return NULL;
+}
+
+/* -1: not yet decided; 0: off (SORTEDNET_CONV_DIRECT=0, or no AVX2/FMA); 1: on. convDirect() may switch it. */
+static int direct_mode = -1;
+
+static bool direct_available(void) {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+static bool conv_goes_direct(const Conv *c) {
+  if (direct_mode == -1) {
+    const char *e = getenv("SORTEDNET_CONV_DIRECT");
+    direct_mode = (e != NULL && e[0] == '0') ? 0 : direct_available();
+  }
+  return direct_mode == 1 && c->out_c % 8 == 0 && c->out_c <= 32 && c->in_c <= 64;
+}
+
+/* False when out of memory. */
+static bool conv_forward_direct(const Conv *c, const float *x, const float *w, float *y) {
+  float *zeros = calloc((size_t)c->in_c, sizeof(float));
+  if (zeros == NULL) return false;
+  const int64_t rows = c->batch * c->out_h;
+  DirectRows tasks[DIRECT_THREADS];
+  pthread_t threads[DIRECT_THREADS];
+  bool started[DIRECT_THREADS] = {false};
+  const int n = rows >= 2 * DIRECT_THREADS ? DIRECT_THREADS : 1;
+  for (int i = 0; i < n; i++) {
+    tasks[i] = (DirectRows){c, x, w, zeros, y, rows * i / n, rows * (i + 1) / n};
+    if (i > 0) started[i] = pthread_create(&threads[i], NULL, direct_rows, &tasks[i]) == 0;
+  }
+  direct_rows(&tasks[0]);
+  for (int i = 1; i < n; i++) {
+    if (started[i])
+      pthread_join(threads[i], NULL);
+    else
+      direct_rows(&tasks[i]); /* no thread to be had: its share runs here */
+  }
+  free(zeros);
+  return true;
+}
+
+/*
+ * The im2col buffer, kept between calls (one per thread: worker threads may call in parallel), so a call does
+ * not mmap and fault in megabytes of fresh pages. (Side by side in one process it measured within noise of a
+ * buffer per call; it is kept because it cannot be slower.)
  */
 static _Thread_local float *scratch = NULL;
 static _Thread_local size_t scratch_size = 0;
@@ -369,6 +506,143 @@ static float *scratch_floats(size_t n) {
     scratch_size = n;
   }
   return scratch;
+}
+
+
+/*
+ * The input gradient of a stride-1 convolution is itself a forward convolution: of dy, with the filter turned
+ * 180° and its channel axes swapped, padded by (f − 1)·dilation − pad. So narrow layers (inC 8–32) reuse the
+ * direct forward path.
+ */
+static bool conv_backprop_input_goes_direct(const Conv *c) {
+  const Conv t = {.in_c = c->out_c, .out_c = c->in_c};
+  return c->stride_h == 1 && c->stride_w == 1 && conv_goes_direct(&t);
+}
+
+/* False when out of memory. */
+static bool conv_backprop_input_direct(const Conv *c, const float *dy, const float *w, float *dx) {
+  const int64_t IC = c->in_c, OC = c->out_c, taps = c->f_h * c->f_w;
+  float *wt = malloc((size_t)(taps * IC * OC) * sizeof(float));
+  if (wt == NULL) return false;
+  for (int64_t kh = 0; kh < c->f_h; kh++)
+    for (int64_t kw = 0; kw < c->f_w; kw++) {
+      const float *src = w + (kh * c->f_w + kw) * IC * OC;
+      float *dst = wt + ((c->f_h - 1 - kh) * c->f_w + (c->f_w - 1 - kw)) * OC * IC;
+      for (int64_t ci = 0; ci < IC; ci++)
+        for (int64_t co = 0; co < OC; co++) dst[co * IC + ci] = src[ci * OC + co];
+    }
+  const Conv t = {.batch = c->batch, .in_h = c->out_h, .in_w = c->out_w, .in_c = OC, .out_h = c->in_h,
+                  .out_w = c->in_w, .out_c = IC, .f_h = c->f_h, .f_w = c->f_w, .stride_h = 1, .stride_w = 1,
+                  .dil_h = c->dil_h, .dil_w = c->dil_w, .pad_top = (c->f_h - 1) * c->dil_h - c->pad_top,
+                  .pad_left = (c->f_w - 1) * c->dil_w - c->pad_left};
+  const bool ok = conv_forward_direct(&t, dy, wt, dx);
+  free(wt);
+  return ok;
+}
+
+
+/*
+ * The filter gradient of a narrow layer, directly: dw[tap, ci, :] = Σ_p x[p + tap, ci] · dy[p, :]. Pixels go in
+ * chunks of DW_CHUNK; per chunk and tap, the input offsets are computed once, then each block of CB input
+ * channels keeps its CB × outC sums in registers across the chunk. Threads take disjoint pixel ranges into
+ * their own dw, summed at the end.
+ */
+#define DW_CHUNK 256
+
+#define DW_BLOCK(CB, NV)                                                                                       \
+  __attribute__((target("avx2,fma"))) static void dw_block_##CB##_##NV(                                       \
+      const float *x, const float *dy, const int64_t *off, int64_t n, int64_t ci0, float *dw_tap, int64_t OC,  \
+      int64_t p0) {                                                                                            \
+    __m256 acc[CB][NV];                                                                                        \
+    _Pragma("GCC unroll 8") for (int j = 0; j < CB; j++) _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) \
+        acc[j][v] = _mm256_loadu_ps(dw_tap + (ci0 + j) * OC + 8 * v);                                          \
+    for (int64_t i = 0; i < n; i++) {                                                                          \
+      if (off[i] < 0) continue;                                                                                \
+      const float *g = dy + (p0 + i) * OC;                                                                     \
+      __m256 gv[NV];                                                                                           \
+      _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) gv[v] = _mm256_loadu_ps(g + 8 * v);                 \
+      const float *xi = x + off[i] + ci0;                                                                      \
+      _Pragma("GCC unroll 8") for (int j = 0; j < CB; j++) {                                                   \
+        const __m256 xv = _mm256_broadcast_ss(xi + j);                                                         \
+        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[j][v] = _mm256_fmadd_ps(xv, gv[v], acc[j][v]); \
+      }                                                                                                        \
+    }                                                                                                          \
+    _Pragma("GCC unroll 8") for (int j = 0; j < CB; j++) _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) \
+        _mm256_storeu_ps(dw_tap + (ci0 + j) * OC + 8 * v, acc[j][v]);                                          \
+  }
+
+DW_BLOCK(8, 1)
+DW_BLOCK(1, 1)
+DW_BLOCK(4, 2)
+DW_BLOCK(1, 2)
+DW_BLOCK(4, 3)
+DW_BLOCK(1, 3)
+DW_BLOCK(2, 4)
+DW_BLOCK(1, 4)
+
+typedef void (*DwBlockFn)(const float *, const float *, const int64_t *, int64_t, int64_t, float *, int64_t,
+                          int64_t);
+
+typedef struct {
+  const Conv *c;
+  const float *x, *dy;
+  float *dw; /* zeroed, this task's own */
+  int64_t p0, p1;
+} DwTask;
+
+static void *dw_run(void *arg) {
+  const DwTask *t = arg;
+  const Conv *c = t->c;
+  static const DwBlockFn wide[] = {dw_block_8_1, dw_block_4_2, dw_block_4_3, dw_block_2_4};
+  static const DwBlockFn one[] = {dw_block_1_1, dw_block_1_2, dw_block_1_3, dw_block_1_4};
+  static const int64_t cb[] = {8, 4, 4, 2};
+  const int nv = (int)(c->out_c / 8) - 1;
+  const int64_t IC = c->in_c, OC = c->out_c, HW = c->out_h * c->out_w;
+  int64_t off[DW_CHUNK];
+  for (int64_t p0 = t->p0; p0 < t->p1; p0 += DW_CHUNK) {
+    const int64_t n = t->p1 - p0 < DW_CHUNK ? t->p1 - p0 : DW_CHUNK;
+    for (int64_t kh = 0; kh < c->f_h; kh++)
+      for (int64_t kw = 0; kw < c->f_w; kw++) {
+        for (int64_t i = 0; i < n; i++) {
+          const int64_t p = p0 + i, b = p / HW, oy = (p % HW) / c->out_w, ox = p % c->out_w;
+          const int64_t iy = oy * c->stride_h - c->pad_top + kh * c->dil_h;
+          const int64_t ix = ox * c->stride_w - c->pad_left + kw * c->dil_w;
+          off[i] = iy >= 0 && iy < c->in_h && ix >= 0 && ix < c->in_w ? ((b * c->in_h + iy) * c->in_w + ix) * IC : -1;
+        }
+        float *dw_tap = t->dw + (kh * c->f_w + kw) * IC * OC;
+        int64_t ci = 0;
+        for (; ci + cb[nv] <= IC; ci += cb[nv]) wide[nv](t->x, t->dy, off, n, ci, dw_tap, OC, p0);
+        for (; ci < IC; ci++) one[nv](t->x, t->dy, off, n, ci, dw_tap, OC, p0);
+      }
+  }
+  return NULL;
+}
+
+/* False when out of memory. */
+static bool conv_backprop_filter_direct(const Conv *c, const float *x, const float *dy, float *dw) {
+  const int64_t P = c->batch * c->out_h * c->out_w, w_size = c->f_h * c->f_w * c->in_c * c->out_c;
+  const int n = P >= 2 * DW_CHUNK ? DIRECT_THREADS : 1;
+  float *partial = n > 1 ? calloc((size_t)((n - 1) * w_size), sizeof(float)) : NULL;
+  if (n > 1 && partial == NULL) return false;
+  memset(dw, 0, (size_t)w_size * sizeof(float));
+  DwTask tasks[DIRECT_THREADS];
+  pthread_t threads[DIRECT_THREADS];
+  bool started[DIRECT_THREADS] = {false};
+  for (int i = 0; i < n; i++) {
+    tasks[i] = (DwTask){c, x, dy, i == 0 ? dw : partial + (i - 1) * w_size, P * i / n, P * (i + 1) / n};
+    if (i > 0) started[i] = pthread_create(&threads[i], NULL, dw_run, &tasks[i]) == 0;
+  }
+  dw_run(&tasks[0]);
+  for (int i = 1; i < n; i++) {
+    if (started[i])
+      pthread_join(threads[i], NULL);
+    else
+      dw_run(&tasks[i]);
+  }
+  for (int i = 1; i < n; i++)
+    for (int64_t j = 0; j < w_size; j++) dw[j] += partial[(i - 1) * w_size + j];
+  free(partial);
+  return true;
 }
 
 /*
@@ -396,6 +670,21 @@ static napi_value conv_op(napi_env env, napi_callback_info info, int op) {
   for (int i = 0; i < 3; i++)
     if (!check_length(env, fn, args[op][i], &v[i], sizes[op][i])) return NULL;
 
+  if (op == CONV_FORWARD && conv_goes_direct(&c)) {
+    if (!conv_forward_direct(&c, v[0].data, v[1].data, v[2].data))
+      napi_throw_error(env, NULL, "sortednet_blas: out of memory");
+    return NULL;
+  }
+  if (op == CONV_BACKPROP_FILTER && c.in_c >= 4 && conv_goes_direct(&c)) { /* 1–3 inputs: GEMM is ahead */
+    if (!conv_backprop_filter_direct(&c, v[0].data, v[1].data, v[2].data))
+      napi_throw_error(env, NULL, "sortednet_blas: out of memory");
+    return NULL;
+  }
+  if (op == CONV_BACKPROP_INPUT && conv_backprop_input_goes_direct(&c)) {
+    if (!conv_backprop_input_direct(&c, v[0].data, v[1].data, v[2].data))
+      napi_throw_error(env, NULL, "sortednet_blas: out of memory");
+    return NULL;
+  }
   const bool pointwise = conv_is_pointwise(&c);
   const int64_t chunk = pointwise ? P : (CHUNK_FLOATS / K > 0 ? (CHUNK_FLOATS / K < P ? CHUNK_FLOATS / K : P) : 1);
   float *cols = pointwise ? NULL : scratch_floats((size_t)(chunk * K));
@@ -567,6 +856,27 @@ static napi_value batch_norm_train_grad(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+
+/* convDirect(on?): whether narrow convolutions take the direct kernels; a boolean switches them (benchmarks). */
+static napi_value conv_direct(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  const Conv probe = {.in_c = 8, .out_c = 8};
+  conv_goes_direct(&probe); /* settles the default */
+  if (argc == 1) {
+    bool on;
+    if (napi_get_value_bool(env, argv[0], &on) != napi_ok) {
+      napi_throw_type_error(env, NULL, "convDirect: expected a boolean or nothing");
+      return NULL;
+    }
+    direct_mode = on && direct_available();
+  }
+  napi_value result;
+  CHECK(env, napi_get_boolean(env, direct_mode == 1, &result));
+  return result;
+}
+
 /* OpenBLAS's own description (version, target core, threads), for status messages. */
 extern char *openblas_get_config(void);
 extern int openblas_get_num_threads(void);
@@ -590,6 +900,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"conv2dBackpropFilter", NULL, conv2d_backprop_filter, NULL, NULL, NULL, napi_default_method, NULL},
       {"batchNormTrain", NULL, batch_norm_train, NULL, NULL, NULL, napi_default_method, NULL},
       {"batchNormTrainGrad", NULL, batch_norm_train_grad, NULL, NULL, NULL, napi_default_method, NULL},
+      {"convDirect", NULL, conv_direct, NULL, NULL, NULL, napi_default_method, NULL},
       {"config", NULL, config, NULL, NULL, NULL, napi_default_method, NULL},
   };
   CHECK(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));

@@ -296,6 +296,32 @@ const CONV_CASES: ConvCase[] = [
     pad: 1,
     dilations: 2,
   },
+  // outC 8–32 go to native/blas.c's direct (AVX2) kernels where the CPU has them: forward and filter gradient
+  // always, the input gradient at stride 1 when inC is 8–32 too.
+  {
+    what: '3×3 same, 16 → 16 (direct)',
+    x: [8, 24, 24, 16],
+    filter: [3, 3, 16, 16],
+    strides: 1,
+    pad: 'same',
+    dilations: 1,
+  },
+  {
+    what: '3×3 same stride 2, 24 → 24 (direct forward and filter gradient)',
+    x: [16, 23, 23, 24],
+    filter: [3, 3, 24, 24],
+    strides: 2,
+    pad: 'same',
+    dilations: 1,
+  },
+  {
+    what: '5×5 valid, dilation 2, 8 → 32 (direct)',
+    x: [8, 30, 30, 8],
+    filter: [5, 5, 8, 32],
+    strides: 1,
+    pad: 'valid',
+    dilations: 2,
+  },
   {
     what: '1×1 pointwise',
     x: [4, 32, 32, 64],
@@ -386,7 +412,7 @@ test('conv2d: small convolutions and thin forward filters stay on the stock kern
 });
 
 test('conv2d: a convolution chunked into several im2col blocks (adjoint identities)', { skip }, async () => {
-  // P·K = 8·32·32 pixels × 3·3·64 = 4.7 M column floats > native/blas.c's 4 M-float chunk; the chunk
+  // P·K = 8·32·32 pixels × 3·3·64 = 4.7 M column floats > native/blas.c's 1 M-float chunk; the chunk
   // boundary falls inside an image. <conv(x, w), dy> = <x, dx(dy, w)> = <w, dW(x, dy)> ties the three
   // kernels together; the forward one is also checked against the stock kernel.
   const x = random([8, 32, 32, 64], 42) as tf.Tensor4D;

@@ -108,6 +108,12 @@ export interface NativeBlas {
     dbeta: Float32Array,
     channels: number,
   ): void;
+  /**
+   * Whether narrow convolutions (outC 8, 16, 24 or 32) take the addon's direct AVX2 kernels instead of
+   * im2col + GEMM; pass a boolean to switch (benchmarks). Off without AVX2 and FMA, or with
+   * SORTEDNET_CONV_DIRECT=0.
+   */
+  convDirect(on?: boolean): boolean;
   /** OpenBLAS's build description and thread count, e.g. "OpenBLAS 0.3.21 … Haswell …; 2 threads". */
   config(): string;
 }
