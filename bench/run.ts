@@ -94,7 +94,8 @@ function torchAnchor(): Record<string, number> {
   const py = spawnSync('/usr/bin/python3', ['bench/torch_anchor.py', String(os.cpus().length)], {
     encoding: 'utf8',
   });
-  if (py.status === 0) return JSON.parse(py.stdout.trim().split('\n').pop() ?? '{}') as Record<string, number>;
+  if (py.status === 0)
+    return JSON.parse(py.stdout.trim().split('\n').pop() ?? '{}') as Record<string, number>;
   console.error(`PyTorch anchor skipped: ${(py.stderr || py.error?.message || '').trim().split('\n').pop()}`);
   return {};
 }
