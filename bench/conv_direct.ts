@@ -19,6 +19,7 @@ if (!blas.convDirect()) {
 
 // [batch, size, inC, outC, stride]
 const CASES: [number, number, number, number, number][] = [
+  [64, 28, 4, 4, 1],
   [64, 28, 8, 8, 1],
   [64, 28, 16, 16, 1],
   [64, 28, 16, 32, 2],

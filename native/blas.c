@@ -316,23 +316,35 @@ static bool conv_is_pointwise(const Conv *c) {
          c->pad_left == 0 && c->out_h == c->in_h && c->out_w == c->in_w;
 }
 
-/* Calls fn(pixel, kernel offset k, input offset or -1 when in the padding) for every pixel in [p0, p1). */
-#define FOR_EACH_TAP(c, p0, p1, BODY)                                                        \
-  for (int64_t p = (p0); p < (p1); p++) {                                                    \
-    int64_t b = p / ((c)->out_h * (c)->out_w), rem = p % ((c)->out_h * (c)->out_w);          \
-    int64_t oy = rem / (c)->out_w, ox = rem % (c)->out_w;                                    \
-    for (int64_t kh = 0; kh < (c)->f_h; kh++) {                                              \
-      int64_t iy = oy * (c)->stride_h - (c)->pad_top + kh * (c)->dil_h;                      \
-      for (int64_t kw = 0; kw < (c)->f_w; kw++) {                                            \
-        int64_t ix = ox * (c)->stride_w - (c)->pad_left + kw * (c)->dil_w;                   \
-        int64_t col = (p - (p0)) * K + (kh * (c)->f_w + kw) * (c)->in_c;                     \
-        int64_t in = iy >= 0 && iy < (c)->in_h && ix >= 0 && ix < (c)->in_w                  \
-                         ? ((b * (c)->in_h + iy) * (c)->in_w + ix) * (c)->in_c               \
-                         : -1;                                                               \
-        BODY                                                                                 \
-      }                                                                                      \
-    }                                                                                        \
-  }
+/*
+ * Runs BODY for every pixel p in [p0, p1) and tap (kh, kw), with col (where the tap's inC values go in the
+ * column matrix) and in (the input offset, or -1 in the padding). Coordinates are stepped, not divided out.
+ */
+#define FOR_EACH_TAP(c, p0, p1, BODY)                                                                        \
+  do {                                                                                                       \
+    const int64_t hw_ = (c)->out_h * (c)->out_w;                                                             \
+    int64_t b = (p0) / hw_, oy = ((p0) % hw_) / (c)->out_w, ox = (p0) % (c)->out_w;                          \
+    for (int64_t p = (p0); p < (p1); p++) {                                                                  \
+      for (int64_t kh = 0; kh < (c)->f_h; kh++) {                                                            \
+        int64_t iy = oy * (c)->stride_h - (c)->pad_top + kh * (c)->dil_h;                                    \
+        for (int64_t kw = 0; kw < (c)->f_w; kw++) {                                                          \
+          int64_t ix = ox * (c)->stride_w - (c)->pad_left + kw * (c)->dil_w;                                 \
+          int64_t col = (p - (p0)) * K + (kh * (c)->f_w + kw) * (c)->in_c;                                   \
+          int64_t in = iy >= 0 && iy < (c)->in_h && ix >= 0 && ix < (c)->in_w                                \
+                           ? ((b * (c)->in_h + iy) * (c)->in_w + ix) * (c)->in_c                             \
+                           : -1;                                                                             \
+          BODY                                                                                               \
+        }                                                                                                    \
+      }                                                                                                      \
+      if (++ox == (c)->out_w) {                                                                              \
+        ox = 0;                                                                                              \
+        if (++oy == (c)->out_h) {                                                                            \
+          oy = 0;                                                                                            \
+          b++;                                                                                               \
+        }                                                                                                    \
+      }                                                                                                      \
+    }                                                                                                        \
+  } while (0)
 
 static void im2col(const Conv *c, const float *x, int64_t p0, int64_t p1, float *cols) {
   const int64_t K = c->f_h * c->f_w * c->in_c, C = c->in_c;
@@ -346,7 +358,7 @@ static void im2col(const Conv *c, const float *x, int64_t p0, int64_t p1, float 
       } else {
         for (int64_t ci = 0; ci < C; ci++) dst[ci] = 0;
       }
-    })
+    });
     return;
   }
   FOR_EACH_TAP(c, p0, p1, {
@@ -354,7 +366,7 @@ static void im2col(const Conv *c, const float *x, int64_t p0, int64_t p1, float 
       memcpy(cols + col, x + in, (size_t)C * sizeof(float));
     else
       memset(cols + col, 0, (size_t)C * sizeof(float));
-  })
+  });
 }
 
 static void col2im_add(const Conv *c, const float *cols, int64_t p0, int64_t p1, float *dx) {
@@ -362,13 +374,13 @@ static void col2im_add(const Conv *c, const float *cols, int64_t p0, int64_t p1,
   FOR_EACH_TAP(c, p0, p1, {
     if (in >= 0)
       for (int64_t ci = 0; ci < c->in_c; ci++) dx[in + ci] += cols[col + ci];
-  })
+  });
 }
 
 enum { CONV_FORWARD, CONV_BACKPROP_INPUT, CONV_BACKPROP_FILTER };
 
 /*
- * Forward convolution straight from NHWC for narrow layers (outC 8, 16, 24 or 32), AVX2 + FMA. With few
+ * Forward convolution straight from NHWC for narrow layers (outC 4, 8, 16, 24 or 32), AVX2 + FMA. With few
  * channels, im2col + GEMM is memory-bound (the columns are fH·fW times the input) and the GEMM is skinny
  * (N = outC). Here a block of output pixels of one row keeps all its output channels in registers while the
  * taps stream past: per tap and input channel, one broadcast per pixel and outC/8 weight vectors. Rows are
@@ -431,6 +443,38 @@ DIRECT_BLOCK(1, 3)
 DIRECT_BLOCK(2, 4)
 DIRECT_BLOCK(1, 4)
 
+
+/* outC 4: the same with one 128-bit vector per pixel, eight pixels a block. */
+#define DIRECT_BLOCK4(PX)                                                                                      \
+  __attribute__((target("avx2,fma"))) static void direct_block4_##PX(                                         \
+      const Conv *c, const float *x, const float *w, const float *zeros, float *y, int64_t b, int64_t oy,     \
+      int64_t ox0) {                                                                                           \
+    const int64_t IC = c->in_c;                                                                                \
+    __m128 acc[PX];                                                                                            \
+    _Pragma("GCC unroll 8") for (int i = 0; i < PX; i++) acc[i] = _mm_setzero_ps();                            \
+    for (int64_t kh = 0; kh < c->f_h; kh++) {                                                                  \
+      const int64_t iy = oy * c->stride_h - c->pad_top + kh * c->dil_h;                                        \
+      if (iy < 0 || iy >= c->in_h) continue;                                                                   \
+      for (int64_t kw = 0; kw < c->f_w; kw++) {                                                                \
+        const float *src[PX];                                                                                  \
+        _Pragma("GCC unroll 8") for (int i = 0; i < PX; i++) {                                                 \
+          const int64_t ix = (ox0 + i) * c->stride_w - c->pad_left + kw * c->dil_w;                           \
+          src[i] = ix >= 0 && ix < c->in_w ? x + ((b * c->in_h + iy) * c->in_w + ix) * IC : zeros;             \
+        }                                                                                                      \
+        const float *wt = w + (kh * c->f_w + kw) * IC * 4;                                                     \
+        for (int64_t ci = 0; ci < IC; ci++) {                                                                  \
+          const __m128 wv = _mm_loadu_ps(wt + ci * 4);                                                         \
+          _Pragma("GCC unroll 8") for (int i = 0; i < PX; i++) acc[i] =                                        \
+              _mm_fmadd_ps(_mm_broadcast_ss(src[i] + ci), wv, acc[i]);                                         \
+        }                                                                                                      \
+      }                                                                                                        \
+    }                                                                                                          \
+    float *out = y + ((b * c->out_h + oy) * c->out_w + ox0) * 4;                                               \
+    _Pragma("GCC unroll 8") for (int i = 0; i < PX; i++) _mm_storeu_ps(out + i * 4, acc[i]);                   \
+  }
+DIRECT_BLOCK4(8)
+DIRECT_BLOCK4(1)
+
 typedef void (*DirectBlockFn)(const Conv *, const float *, const float *, const float *, float *, int64_t, int64_t,
                               int64_t);
 
@@ -440,10 +484,16 @@ static void *direct_rows(void *arg) {
   static const DirectBlockFn wide[] = {direct_block_8_1, direct_block_4_2, direct_block_3_3, direct_block_2_4};
   static const DirectBlockFn one[] = {direct_block_1_1, direct_block_1_2, direct_block_1_3, direct_block_1_4};
   static const int64_t px[] = {8, 4, 3, 2};
-  const int nv = (int)(c->out_c / 8) - 1;
+  const bool four = c->out_c == 4;
+  const int nv = four ? 0 : (int)(c->out_c / 8) - 1;
   for (int64_t r = t->row0; r < t->row1; r++) {
     const int64_t b = r / c->out_h, oy = r % c->out_h;
     int64_t ox = 0;
+    if (four) {
+      for (; ox + 8 <= c->out_w; ox += 8) direct_block4_8(c, t->x, t->w, t->zeros, t->y, b, oy, ox);
+      for (; ox < c->out_w; ox++) direct_block4_1(c, t->x, t->w, t->zeros, t->y, b, oy, ox);
+      continue;
+    }
     for (; ox + px[nv] <= c->out_w; ox += px[nv]) wide[nv](c, t->x, t->w, t->zeros, t->y, b, oy, ox);
     for (; ox < c->out_w; ox++) one[nv](c, t->x, t->w, t->zeros, t->y, b, oy, ox);
   }
@@ -463,7 +513,7 @@ static bool conv_goes_direct(const Conv *c) {
     const char *e = getenv("SORTEDNET_CONV_DIRECT");
     direct_mode = (e != NULL && e[0] == '0') ? 0 : direct_available();
   }
-  return direct_mode == 1 && c->out_c % 8 == 0 && c->out_c <= 32 && c->in_c <= 64;
+  return direct_mode == 1 && (c->out_c == 4 || (c->out_c % 8 == 0 && c->out_c <= 32)) && c->in_c <= 64;
 }
 
 /* False when out of memory. */
@@ -580,6 +630,25 @@ DW_BLOCK(1, 3)
 DW_BLOCK(2, 4)
 DW_BLOCK(1, 4)
 
+
+#define DW_BLOCK4(CB)                                                                                          \
+  __attribute__((target("avx2,fma"))) static void dw_block4_##CB(const float *x, const float *dy,             \
+                                                                  const int64_t *off, int64_t n, int64_t ci0,  \
+                                                                  float *dw_tap, int64_t OC, int64_t p0) {     \
+    __m128 acc[CB];                                                                                            \
+    _Pragma("GCC unroll 8") for (int j = 0; j < CB; j++) acc[j] = _mm_loadu_ps(dw_tap + (ci0 + j) * OC);       \
+    for (int64_t i = 0; i < n; i++) {                                                                          \
+      if (off[i] < 0) continue;                                                                                \
+      const __m128 gv = _mm_loadu_ps(dy + (p0 + i) * OC);                                                      \
+      const float *xi = x + off[i] + ci0;                                                                      \
+      _Pragma("GCC unroll 8") for (int j = 0; j < CB; j++) acc[j] =                                            \
+          _mm_fmadd_ps(_mm_broadcast_ss(xi + j), gv, acc[j]);                                                  \
+    }                                                                                                          \
+    _Pragma("GCC unroll 8") for (int j = 0; j < CB; j++) _mm_storeu_ps(dw_tap + (ci0 + j) * OC, acc[j]);       \
+  }
+DW_BLOCK4(8)
+DW_BLOCK4(1)
+
 typedef void (*DwBlockFn)(const float *, const float *, const int64_t *, int64_t, int64_t, float *, int64_t,
                           int64_t);
 
@@ -596,23 +665,34 @@ static void *dw_run(void *arg) {
   static const DwBlockFn wide[] = {dw_block_8_1, dw_block_4_2, dw_block_4_3, dw_block_2_4};
   static const DwBlockFn one[] = {dw_block_1_1, dw_block_1_2, dw_block_1_3, dw_block_1_4};
   static const int64_t cb[] = {8, 4, 4, 2};
-  const int nv = (int)(c->out_c / 8) - 1;
+  const bool four = c->out_c == 4;
+  const int nv = four ? 0 : (int)(c->out_c / 8) - 1;
+  const DwBlockFn wide_fn = four ? dw_block4_8 : wide[nv], one_fn = four ? dw_block4_1 : one[nv];
+  const int64_t cb_n = four ? 8 : cb[nv];
   const int64_t IC = c->in_c, OC = c->out_c, HW = c->out_h * c->out_w;
   int64_t off[DW_CHUNK];
   for (int64_t p0 = t->p0; p0 < t->p1; p0 += DW_CHUNK) {
     const int64_t n = t->p1 - p0 < DW_CHUNK ? t->p1 - p0 : DW_CHUNK;
     for (int64_t kh = 0; kh < c->f_h; kh++)
       for (int64_t kw = 0; kw < c->f_w; kw++) {
+        /* Pixel coordinates stepped along, not divided out per pixel: 64-bit divisions cost more than the FMAs. */
+        int64_t b = p0 / HW, oy = (p0 % HW) / c->out_w, ox = p0 % c->out_w;
         for (int64_t i = 0; i < n; i++) {
-          const int64_t p = p0 + i, b = p / HW, oy = (p % HW) / c->out_w, ox = p % c->out_w;
           const int64_t iy = oy * c->stride_h - c->pad_top + kh * c->dil_h;
           const int64_t ix = ox * c->stride_w - c->pad_left + kw * c->dil_w;
           off[i] = iy >= 0 && iy < c->in_h && ix >= 0 && ix < c->in_w ? ((b * c->in_h + iy) * c->in_w + ix) * IC : -1;
+          if (++ox == c->out_w) {
+            ox = 0;
+            if (++oy == c->out_h) {
+              oy = 0;
+              b++;
+            }
+          }
         }
         float *dw_tap = t->dw + (kh * c->f_w + kw) * IC * OC;
         int64_t ci = 0;
-        for (; ci + cb[nv] <= IC; ci += cb[nv]) wide[nv](t->x, t->dy, off, n, ci, dw_tap, OC, p0);
-        for (; ci < IC; ci++) one[nv](t->x, t->dy, off, n, ci, dw_tap, OC, p0);
+        for (; ci + cb_n <= IC; ci += cb_n) wide_fn(t->x, t->dy, off, n, ci, dw_tap, OC, p0);
+        for (; ci < IC; ci++) one_fn(t->x, t->dy, off, n, ci, dw_tap, OC, p0);
       }
   }
   return NULL;

@@ -1,5 +1,6 @@
 /**
- * 2-D convolution and both its gradients for the wasm backend as im2col + OpenBLAS GEMM (native/blas.c):
+ * 2-D convolution and both its gradients for the wasm backend as im2col + OpenBLAS GEMM, or direct AVX2 kernels
+ * for narrow layers (native/blas.c):
  * Conv2D, FusedConv2D (bias + activation), Conv2DBackpropInput and Conv2DBackpropFilter. NHWC float32
  * only; NCHW, other dtypes and tiny convolutions go to the stock (or project) kernel.
  */
@@ -57,13 +58,34 @@ function macs(info: backend_util.Conv2DInfo): number {
   return pixels * info.filterHeight * info.filterWidth * info.inChannels * info.outChannels;
 }
 
-function worthNative(tensors: TensorInfo[], info: backend_util.Conv2DInfo, forward = false): boolean {
+/**
+ * Narrow convolutions that native/blas.c runs with its direct kernels pay no im2col and win from this many
+ * multiply-adds up (node dist/bench/conv_direct.js); below it, two threads cost more than they save.
+ */
+export const MIN_DIRECT_MACS = 1 << 18;
+
+type Pass = 'forward' | 'input' | 'filter';
+
+/** Mirrors native/blas.c's choice of its direct kernels (conv_goes_direct and the pass conditions). */
+function goesDirect(blas: NativeBlas, info: backend_util.Conv2DInfo, pass: Pass): boolean {
+  const narrow = (out: number, inC: number) => (out === 4 || (out % 8 === 0 && out <= 32)) && inC <= 64;
+  const { inChannels: IC, outChannels: OC } = info;
+  if (!blas.convDirect()) return false;
+  if (pass === 'forward') return narrow(OC, IC);
+  if (pass === 'input') return info.strideHeight === 1 && info.strideWidth === 1 && narrow(IC, OC);
+  return IC >= 4 && narrow(OC, IC);
+}
+
+function worthNative(
+  blas: NativeBlas,
+  tensors: TensorInfo[],
+  info: backend_util.Conv2DInfo,
+  pass: Pass,
+): boolean {
+  if (!tensors.every((t) => t.dtype === 'float32')) return false;
+  if (goesDirect(blas, info, pass)) return macs(info) >= MIN_DIRECT_MACS;
   const depth = info.filterHeight * info.filterWidth * info.inChannels;
-  return (
-    tensors.every((t) => t.dtype === 'float32') &&
-    macs(info) >= MIN_CONV_MACS &&
-    (!forward || depth >= MIN_FORWARD_DEPTH)
-  );
+  return macs(info) >= MIN_CONV_MACS && (pass !== 'forward' || depth >= MIN_FORWARD_DEPTH);
 }
 
 /** A float32 heap view; take it only after the kernel's output is allocated (growth detaches views). */
@@ -84,7 +106,7 @@ export function nativeConv2D(blas: NativeBlas, stock: KernelFunc): KernelFunc {
       pad,
       dimRoundingMode,
     );
-    if (!worthNative([x, filter], info, true)) return stock(args);
+    if (!worthNative(blas, [x, filter], info, 'forward')) return stock(args);
     const backend = args.backend as BackendWasm;
     const out = backend.makeOutput(info.outShape, 'float32');
     blas.conv2d(heap(backend, x), heap(backend, filter), heap(backend, out), geometry(info));
@@ -119,7 +141,7 @@ export function nativeFusedConv2D(blas: NativeBlas, stock: KernelFunc): KernelFu
       !Object.hasOwn(NativeActivation, attrs.activation) ||
       !perChannel(bias) ||
       !perChannel(prelu) ||
-      !worthNative([x, filter], info, true)
+      !worthNative(blas, [x, filter], info, 'forward')
     )
       return stock(args);
     const backend = args.backend as BackendWasm;
@@ -154,7 +176,7 @@ export function nativeConv2DBackpropInput(blas: NativeBlas, stock: KernelFunc): 
       pad,
       dimRoundingMode,
     );
-    if (!worthNative([dy, filter], info)) return stock(args);
+    if (!worthNative(blas, [dy, filter], info, 'input')) return stock(args);
     const backend = args.backend as BackendWasm;
     const dx = backend.makeOutput(info.inShape, 'float32');
     blas.conv2dBackpropInput(heap(backend, dy), heap(backend, filter), heap(backend, dx), geometry(info));
@@ -177,7 +199,7 @@ export function nativeConv2DBackpropFilter(blas: NativeBlas, stock: KernelFunc):
       pad,
       dimRoundingMode,
     );
-    if (!worthNative([x, dy], info)) return stock(args);
+    if (!worthNative(blas, [x, dy], info, 'filter')) return stock(args);
     const backend = args.backend as BackendWasm;
     const dw = backend.makeOutput(filterShape, 'float32');
     blas.conv2dBackpropFilter(heap(backend, x), heap(backend, dy), heap(backend, dw), geometry(info));
