@@ -25,6 +25,10 @@ const CASES: [number, number, number, number, number][] = [
   [64, 28, 16, 32, 2],
   [64, 14, 32, 32, 1],
   [64, 7, 24, 24, 1],
+  // width 0.75 of the same ResNet: 12, 24, 48 channels
+  [64, 28, 12, 12, 1],
+  [64, 7, 48, 48, 1],
+  [64, 7, 64, 64, 1],
 ];
 const ROUNDS = 3;
 const REPS = 10;

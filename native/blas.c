@@ -380,7 +380,7 @@ static void col2im_add(const Conv *c, const float *cols, int64_t p0, int64_t p1,
 enum { CONV_FORWARD, CONV_BACKPROP_INPUT, CONV_BACKPROP_FILTER };
 
 /*
- * Forward convolution straight from NHWC for narrow layers (outC 4, 8, 16, 24 or 32), AVX2 + FMA. With few
+ * Forward convolution straight from NHWC for narrow layers (outC a multiple of 4 up to 48), AVX2 + FMA. With few
  * channels, im2col + GEMM is memory-bound (the columns are fH·fW times the input) and the GEMM is skinny
  * (N = outC). Here a block of output pixels of one row keeps all its output channels in registers while the
  * taps stream past: per tap and input channel, one broadcast per pixel and outC/8 weight vectors. Rows are
@@ -391,6 +391,7 @@ enum { CONV_FORWARD, CONV_BACKPROP_INPUT, CONV_BACKPROP_FILTER };
 #include <pthread.h>
 
 #define DIRECT_THREADS 2
+#define DIRECT_MAX_OUT 48 /* wider layers keep im2col + GEMM */
 
 typedef struct {
   const Conv *c;
@@ -449,7 +450,7 @@ DIRECT_BLOCK(1, 4)
   __attribute__((target("avx2,fma"))) static void direct_block4_##PX(                                         \
       const Conv *c, const float *x, const float *w, const float *zeros, float *y, int64_t b, int64_t oy,     \
       int64_t ox0) {                                                                                           \
-    const int64_t IC = c->in_c;                                                                                \
+    const int64_t IC = c->in_c, OC = c->out_c;                                                                 \
     __m128 acc[PX];                                                                                            \
     _Pragma("GCC unroll 8") for (int i = 0; i < PX; i++) acc[i] = _mm_setzero_ps();                            \
     for (int64_t kh = 0; kh < c->f_h; kh++) {                                                                  \
@@ -461,16 +462,16 @@ DIRECT_BLOCK(1, 4)
           const int64_t ix = (ox0 + i) * c->stride_w - c->pad_left + kw * c->dil_w;                           \
           src[i] = ix >= 0 && ix < c->in_w ? x + ((b * c->in_h + iy) * c->in_w + ix) * IC : zeros;             \
         }                                                                                                      \
-        const float *wt = w + (kh * c->f_w + kw) * IC * 4;                                                     \
+        const float *wt = w + (kh * c->f_w + kw) * IC * OC;                                                    \
         for (int64_t ci = 0; ci < IC; ci++) {                                                                  \
-          const __m128 wv = _mm_loadu_ps(wt + ci * 4);                                                         \
+          const __m128 wv = _mm_loadu_ps(wt + ci * OC);                                                        \
           _Pragma("GCC unroll 8") for (int i = 0; i < PX; i++) acc[i] =                                        \
               _mm_fmadd_ps(_mm_broadcast_ss(src[i] + ci), wv, acc[i]);                                         \
         }                                                                                                      \
       }                                                                                                        \
     }                                                                                                          \
-    float *out = y + ((b * c->out_h + oy) * c->out_w + ox0) * 4;                                               \
-    _Pragma("GCC unroll 8") for (int i = 0; i < PX; i++) _mm_storeu_ps(out + i * 4, acc[i]);                   \
+    float *out = y + ((b * c->out_h + oy) * c->out_w + ox0) * OC;                                              \
+    _Pragma("GCC unroll 8") for (int i = 0; i < PX; i++) _mm_storeu_ps(out + i * OC, acc[i]);                  \
   }
 DIRECT_BLOCK4(8)
 DIRECT_BLOCK4(1)
@@ -478,24 +479,32 @@ DIRECT_BLOCK4(1)
 typedef void (*DirectBlockFn)(const Conv *, const float *, const float *, const float *, float *, int64_t, int64_t,
                               int64_t);
 
+/*
+ * Output channels go in groups of up to 32 (then 8·k, then a last 4), each a pass over the input with its slice
+ * of the filter: w and y are offset by the group's first channel, strides stay outC.
+ */
+static int64_t channel_group(int64_t remaining) {
+  return remaining >= 32 ? 32 : remaining >= 8 ? remaining / 8 * 8 : remaining;
+}
+
 static void *direct_rows(void *arg) {
   const DirectRows *t = arg;
   const Conv *c = t->c;
-  static const DirectBlockFn wide[] = {direct_block_8_1, direct_block_4_2, direct_block_3_3, direct_block_2_4};
-  static const DirectBlockFn one[] = {direct_block_1_1, direct_block_1_2, direct_block_1_3, direct_block_1_4};
-  static const int64_t px[] = {8, 4, 3, 2};
-  const bool four = c->out_c == 4;
-  const int nv = four ? 0 : (int)(c->out_c / 8) - 1;
-  for (int64_t r = t->row0; r < t->row1; r++) {
-    const int64_t b = r / c->out_h, oy = r % c->out_h;
-    int64_t ox = 0;
-    if (four) {
-      for (; ox + 8 <= c->out_w; ox += 8) direct_block4_8(c, t->x, t->w, t->zeros, t->y, b, oy, ox);
-      for (; ox < c->out_w; ox++) direct_block4_1(c, t->x, t->w, t->zeros, t->y, b, oy, ox);
-      continue;
+  static const DirectBlockFn wide[] = {direct_block4_8, direct_block_8_1, direct_block_4_2, direct_block_3_3,
+                                       direct_block_2_4};
+  static const DirectBlockFn one[] = {direct_block4_1, direct_block_1_1, direct_block_1_2, direct_block_1_3,
+                                      direct_block_1_4};
+  static const int64_t px[] = {8, 8, 4, 3, 2};
+  for (int64_t co = 0; co < c->out_c;) {
+    const int64_t g = channel_group(c->out_c - co);
+    const int k = g == 4 ? 0 : (int)(g / 8);
+    for (int64_t r = t->row0; r < t->row1; r++) {
+      const int64_t b = r / c->out_h, oy = r % c->out_h;
+      int64_t ox = 0;
+      for (; ox + px[k] <= c->out_w; ox += px[k]) wide[k](c, t->x, t->w + co, t->zeros, t->y + co, b, oy, ox);
+      for (; ox < c->out_w; ox++) one[k](c, t->x, t->w + co, t->zeros, t->y + co, b, oy, ox);
     }
-    for (; ox + px[nv] <= c->out_w; ox += px[nv]) wide[nv](c, t->x, t->w, t->zeros, t->y, b, oy, ox);
-    for (; ox < c->out_w; ox++) one[nv](c, t->x, t->w, t->zeros, t->y, b, oy, ox);
+    co += g;
   }
   return NULL;
 }
@@ -513,7 +522,7 @@ static bool conv_goes_direct(const Conv *c) {
     const char *e = getenv("SORTEDNET_CONV_DIRECT");
     direct_mode = (e != NULL && e[0] == '0') ? 0 : direct_available();
   }
-  return direct_mode == 1 && (c->out_c == 4 || (c->out_c % 8 == 0 && c->out_c <= 32)) && c->in_c <= 64;
+  return direct_mode == 1 && c->out_c % 4 == 0 && c->out_c <= DIRECT_MAX_OUT && c->in_c <= 64;
 }
 
 /* False when out of memory. */
@@ -662,13 +671,9 @@ typedef struct {
 static void *dw_run(void *arg) {
   const DwTask *t = arg;
   const Conv *c = t->c;
-  static const DwBlockFn wide[] = {dw_block_8_1, dw_block_4_2, dw_block_4_3, dw_block_2_4};
-  static const DwBlockFn one[] = {dw_block_1_1, dw_block_1_2, dw_block_1_3, dw_block_1_4};
-  static const int64_t cb[] = {8, 4, 4, 2};
-  const bool four = c->out_c == 4;
-  const int nv = four ? 0 : (int)(c->out_c / 8) - 1;
-  const DwBlockFn wide_fn = four ? dw_block4_8 : wide[nv], one_fn = four ? dw_block4_1 : one[nv];
-  const int64_t cb_n = four ? 8 : cb[nv];
+  static const DwBlockFn wide[] = {dw_block4_8, dw_block_8_1, dw_block_4_2, dw_block_4_3, dw_block_2_4};
+  static const DwBlockFn one[] = {dw_block4_1, dw_block_1_1, dw_block_1_2, dw_block_1_3, dw_block_1_4};
+  static const int64_t cb[] = {8, 8, 4, 4, 2};
   const int64_t IC = c->in_c, OC = c->out_c, HW = c->out_h * c->out_w;
   int64_t off[DW_CHUNK];
   for (int64_t p0 = t->p0; p0 < t->p1; p0 += DW_CHUNK) {
@@ -690,9 +695,14 @@ static void *dw_run(void *arg) {
           }
         }
         float *dw_tap = t->dw + (kh * c->f_w + kw) * IC * OC;
-        int64_t ci = 0;
-        for (; ci + cb_n <= IC; ci += cb_n) wide_fn(t->x, t->dy, off, n, ci, dw_tap, OC, p0);
-        for (; ci < IC; ci++) one_fn(t->x, t->dy, off, n, ci, dw_tap, OC, p0);
+        for (int64_t co = 0; co < OC;) { /* channel groups as in direct_rows */
+          const int64_t g = channel_group(OC - co);
+          const int k = g == 4 ? 0 : (int)(g / 8);
+          int64_t ci = 0;
+          for (; ci + cb[k] <= IC; ci += cb[k]) wide[k](t->x, t->dy + co, off, n, ci, dw_tap + co, OC, p0);
+          for (; ci < IC; ci++) one[k](t->x, t->dy + co, off, n, ci, dw_tap + co, OC, p0);
+          co += g;
+        }
       }
   }
   return NULL;

@@ -296,8 +296,8 @@ const CONV_CASES: ConvCase[] = [
     pad: 1,
     dilations: 2,
   },
-  // outC 8–32 go to native/blas.c's direct (AVX2) kernels where the CPU has them: forward and filter gradient
-  // always, the input gradient at stride 1 when inC is 8–32 too.
+  // outC a multiple of 4 up to 48 goes to native/blas.c's direct (AVX2) kernels where the CPU has them: forward
+  // and filter gradient always, the input gradient at stride 1 when inC qualifies too.
   {
     what: '3×3 same, 16 → 16 (direct)',
     x: [8, 24, 24, 16],
@@ -321,6 +321,14 @@ const CONV_CASES: ConvCase[] = [
     strides: 1,
     pad: 'valid',
     dilations: 2,
+  },
+  {
+    what: '3×3 same, 12 → 40 (direct, channel groups of 32 + 8 and 8 + 4)',
+    x: [8, 24, 24, 12],
+    filter: [3, 3, 12, 40],
+    strides: 1,
+    pad: 'same',
+    dilations: 1,
   },
   {
     what: '1×1 pointwise',

@@ -109,7 +109,7 @@ export interface NativeBlas {
     channels: number,
   ): void;
   /**
-   * Whether narrow convolutions (outC 8, 16, 24 or 32) take the addon's direct AVX2 kernels instead of
+   * Whether narrow convolutions (outC a multiple of 4 up to 48) take the addon's direct AVX2 kernels instead of
    * im2col + GEMM; pass a boolean to switch (benchmarks). Off without AVX2 and FMA, or with
    * SORTEDNET_CONV_DIRECT=0.
    */

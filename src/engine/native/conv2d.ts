@@ -68,7 +68,7 @@ type Pass = 'forward' | 'input' | 'filter';
 
 /** Mirrors native/blas.c's choice of its direct kernels (conv_goes_direct and the pass conditions). */
 function goesDirect(blas: NativeBlas, info: backend_util.Conv2DInfo, pass: Pass): boolean {
-  const narrow = (out: number, inC: number) => (out === 4 || (out % 8 === 0 && out <= 32)) && inC <= 64;
+  const narrow = (out: number, inC: number) => out % 4 === 0 && out <= 48 && inC <= 64;
   const { inChannels: IC, outChannels: OC } = info;
   if (!blas.convDirect()) return false;
   if (pass === 'forward') return narrow(OC, IC);
