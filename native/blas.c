@@ -392,6 +392,9 @@ enum { CONV_FORWARD, CONV_BACKPROP_INPUT, CONV_BACKPROP_FILTER };
 
 #define DIRECT_THREADS 2
 #define DIRECT_MAX_OUT 48 /* wider layers keep im2col + GEMM */
+/* A second thread costs ~0.1 ms to start and join: worth it from about this many multiply-adds (batch-1
+   inference stays on one; bench/run.ts latency rows). */
+#define DIRECT_THREAD_MACS (4 << 20)
 
 typedef struct {
   const Conv *c;
@@ -533,7 +536,8 @@ static bool conv_forward_direct(const Conv *c, const float *x, const float *w, f
   DirectRows tasks[DIRECT_THREADS];
   pthread_t threads[DIRECT_THREADS];
   bool started[DIRECT_THREADS] = {false};
-  const int n = rows >= 2 * DIRECT_THREADS ? DIRECT_THREADS : 1;
+  const int64_t macs = c->batch * c->out_h * c->out_w * c->f_h * c->f_w * c->in_c * c->out_c;
+  const int n = rows >= 2 * DIRECT_THREADS && macs >= DIRECT_THREAD_MACS ? DIRECT_THREADS : 1;
   for (int i = 0; i < n; i++) {
     tasks[i] = (DirectRows){c, x, w, zeros, y, rows * i / n, rows * (i + 1) / n};
     if (i > 0) started[i] = pthread_create(&threads[i], NULL, direct_rows, &tasks[i]) == 0;
@@ -711,7 +715,8 @@ static void *dw_run(void *arg) {
 /* False when out of memory. */
 static bool conv_backprop_filter_direct(const Conv *c, const float *x, const float *dy, float *dw) {
   const int64_t P = c->batch * c->out_h * c->out_w, w_size = c->f_h * c->f_w * c->in_c * c->out_c;
-  const int n = P >= 2 * DW_CHUNK ? DIRECT_THREADS : 1;
+  const int64_t macs = P * w_size;
+  const int n = P >= 2 * DW_CHUNK && macs >= DIRECT_THREAD_MACS ? DIRECT_THREADS : 1;
   float *partial = n > 1 ? calloc((size_t)((n - 1) * w_size), sizeof(float)) : NULL;
   if (n > 1 && partial == NULL) return false;
   memset(dw, 0, (size_t)w_size * sizeof(float));
