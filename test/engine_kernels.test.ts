@@ -390,3 +390,61 @@ test('Conv2DBackpropInput (wasm) frees its intermediates and replaces the stock 
   assert.equal(stockConv2DBackpropInputWasm(), stock);
   assert.notEqual(stock?.kernelFunc, ours?.kernelFunc);
 });
+
+test('Slice (wasm, runs of contiguous memory) equals the cpu backend: prefixes, corners, inner cuts, ranks 1–5', async () => {
+  const cases: [number[], number[], number[]][] = [
+    [[10], [2], [5]],
+    [
+      [1024, 784],
+      [0, 0],
+      [256, 784],
+    ], // a row prefix: one run
+    [
+      [64, 48],
+      [0, 0],
+      [16, 12],
+    ], // a corner: 16 runs
+    [
+      [3, 3, 16, 32],
+      [0, 0, 0, 0],
+      [3, 3, 4, 8],
+    ], // a conv filter's sub-network
+    [
+      [4, 5, 6],
+      [1, 2, 3],
+      [2, 3, 2],
+    ],
+    [
+      [2, 3, 4, 5, 6],
+      [1, 0, 1, 2, 0],
+      [1, 3, 2, 2, 6],
+    ],
+    [
+      [5, 4],
+      [2, 0],
+      [0, 4],
+    ], // empty
+    [
+      [6, 7],
+      [1, 2],
+      [-1, -1],
+    ], // -1: to the end
+  ];
+  for (const [shape, begin, size] of cases) {
+    for (const dtype of ['float32', 'int32'] as const) {
+      await tf.setBackend('cpu');
+      const values = Array.from({ length: tf.util.sizeFromShape(shape) }, (_, i) => (i * 7) % 101);
+      const expected = tf.slice(tf.tensor(values, shape, dtype), begin, size);
+      const want = { shape: expected.shape, data: Array.from(expected.dataSync()) };
+      await tf.setBackend('wasm');
+      const got = tf.slice(tf.tensor(values, shape, dtype), begin, size);
+      assert.deepEqual(got.shape, want.shape, `shape of ${shape} [${begin}] [${size}]`);
+      assert.deepEqual(
+        Array.from(got.dataSync()),
+        want.data,
+        `values of ${shape} [${begin}] [${size}] ${dtype}`,
+      );
+    }
+  }
+  assert.throws(() => tf.slice(tf.zeros([4, 4]), [0, 3], [2, 2]), /slice/i);
+});

@@ -7,6 +7,7 @@ import { depthwiseConv2dNativeBackpropInputWasmConfig } from './depthwise_conv2d
 import { unsortedSegmentSumWasmConfig } from './unsorted_segment_sum_wasm.js';
 import { batchNormTrainConfigs } from './batch_norm_train.js';
 import { layerNormConfigs } from './layer_norm.js';
+import { replaceSliceWasm } from './slice_wasm.js';
 
 /**
  * Kernels the `wasm` backend of tfjs 4.22 lacks for training: the filter gradient of a
@@ -37,5 +38,6 @@ export function registerProjectKernels(): void {
   // A kernel wasm has but runs ~10x slower than its forward convolution: replaced, the stock one kept
   // as the fallback.
   replaceConv2DBackpropInputWasm();
+  replaceSliceWasm();
   for (const config of FUSED_KERNELS) tf.registerKernel(config);
 }
