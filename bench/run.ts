@@ -225,7 +225,9 @@ for (const [k, v] of Object.entries(torchBefore)) torch[k] = Math.min(v, torchAf
 console.log(
   `\n${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, Node ${process.version}; ${describeNativeKernels()}\n`,
 );
-console.log('| work | wasm, portable | wasm + native addon | PyTorch CPU (best of 2 runs) | native / PyTorch |');
+console.log(
+  '| work | wasm, portable | wasm + native addon | PyTorch CPU (best of 2 runs) | native / PyTorch |',
+);
 console.log('|---|---:|---:|---:|---:|');
 const fmt = (ms: number | undefined, flops?: number) =>
   ms === undefined
