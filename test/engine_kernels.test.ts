@@ -11,6 +11,7 @@ import {
   stockConv2DBackpropInputWasm,
 } from '../src/engine/kernels/conv2d_backprop_input_wasm.js';
 import { kernelsUsed, missingKernels } from '../src/engine/kernels_used.js';
+import { disableNativeKernels, enableNativeKernels } from '../src/engine/native/index.js';
 
 const TOLERANCE = 1e-4;
 
@@ -447,4 +448,48 @@ test('Slice (wasm, runs of contiguous memory) equals the cpu backend: prefixes, 
     }
   }
   assert.throws(() => tf.slice(tf.zeros([4, 4]), [0, 3], [2, 2]), /slice/i);
+});
+
+test('BatchMatMul (wasm, portable): transposed operands equal the cpu backend, batched and broadcast', async () => {
+  disableNativeKernels(); // the portable kernel underneath the native one
+  try {
+    const cases: [number[], number[]][] = [
+      [
+        [5, 7],
+        [7, 3],
+      ],
+      [
+        [2, 4, 6],
+        [2, 6, 5],
+      ],
+      [
+        [3, 33, 40],
+        [1, 40, 17],
+      ], // b broadcast over the batch; sizes not multiples of the 32-block
+    ];
+    for (const [aShape, bShape] of cases) {
+      for (const [ta, tb] of [
+        [false, true],
+        [true, false],
+        [true, true],
+      ] as const) {
+        const swap = (s: number[], t: boolean) =>
+          t ? [...s.slice(0, -2), s[s.length - 1], s[s.length - 2]] : s;
+        const [sa, sb] = [swap(aShape, ta), swap(bShape, tb)];
+        const va = Array.from({ length: tf.util.sizeFromShape(sa) }, (_, i) => Math.sin(i));
+        const vb = Array.from({ length: tf.util.sizeFromShape(sb) }, (_, i) => Math.cos(i));
+        await tf.setBackend('cpu');
+        const want = tf.matMul(tf.tensor(va, sa), tf.tensor(vb, sb), ta, tb);
+        const expected = { shape: want.shape, data: want.dataSync() };
+        await tf.setBackend('wasm');
+        const got = tf.matMul(tf.tensor(va, sa), tf.tensor(vb, sb), ta, tb);
+        assert.deepEqual(got.shape, expected.shape);
+        const data = got.dataSync();
+        const worst = Math.max(...Array.from(data, (v, i) => Math.abs(v - expected.data[i])));
+        assert.ok(worst < 1e-4, `${sa} × ${sb} (transposeA ${ta}, transposeB ${tb}): max |diff| ${worst}`);
+      }
+    }
+  } finally {
+    enableNativeKernels();
+  }
 });

@@ -8,6 +8,7 @@ import { unsortedSegmentSumWasmConfig } from './unsorted_segment_sum_wasm.js';
 import { batchNormTrainConfigs } from './batch_norm_train.js';
 import { layerNormConfigs } from './layer_norm.js';
 import { replaceSliceWasm } from './slice_wasm.js';
+import { replaceBatchMatMulWasm } from './batch_mat_mul_wasm.js';
 
 /**
  * Kernels the `wasm` backend of tfjs 4.22 lacks for training: the filter gradient of a
@@ -39,5 +40,6 @@ export function registerProjectKernels(): void {
   // as the fallback.
   replaceConv2DBackpropInputWasm();
   replaceSliceWasm();
+  replaceBatchMatMulWasm();
   for (const config of FUSED_KERNELS) tf.registerKernel(config);
 }
