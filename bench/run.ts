@@ -1,8 +1,9 @@
 /**
  * The benchmark suite, side by side in one run: GEMM, a CNN training step, a transformer training
  * step, a sorted training step at each width, and inference latency per sub-model — for this
- * project (wasm stock kernels, wasm + native BLAS kernels) and PyTorch CPU on the same shapes when
- * it is installed (bench/torch_anchor.py; apt-get install python3-torch libopenblas0-pthread).
+ * project (the portable wasm path: tfjs's kernels plus the project's own in src/engine/kernels; and the same
+ * with the native addon's kernels, src/engine/native) and PyTorch CPU on the same shapes when it is
+ * installed (bench/torch_anchor.py; apt-get install python3-torch libopenblas0-pthread).
  *
  *   npm run bench            (add -- --quick for fewer repetitions)
  */
