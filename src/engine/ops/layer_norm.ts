@@ -44,25 +44,25 @@ export function layerNorm(x: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, e
   return op(x, gamma, beta);
 }
 
+/** The row kernels' gradient on the tape (see batch_norm_train.ts for why not customGrad). */
+tf.registerGradient({
+  kernelName: LayerNormFwd,
+  inputsToSave: ['x', 'gamma'],
+  outputsToSave: [false, true, true],
+  gradFunc: (dys: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+    const [x, gamma, mean, rstd] = saved;
+    const dy = Array.isArray(dys) ? dys[0] : dys;
+    // Computed here, not in the closures: the tape calls each closure inside its own tidy, which would
+    // dispose the other two results.
+    const [dx, dGamma, dBeta] = tf
+      .engine()
+      .runKernel(LayerNormGrad, { dy, x, mean, rstd, gamma }) as tf.Tensor[];
+    return { x: () => dx, gamma: () => dGamma, beta: () => dBeta };
+  },
+});
+
 /** The same, through the project's row kernels (src/engine/kernels/layer_norm.ts). */
 function fused(x: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number): tf.Tensor {
-  const engine = tf.engine();
-  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const [xIn, g, b] = args as tf.Tensor[];
-    const save = args[3] as tf.GradSaveFunc;
-    const [y, mean, rstd] = engine.runKernel(
-      LayerNormFwd,
-      { x: xIn, gamma: g, beta: b },
-      { epsilon },
-    ) as tf.Tensor[];
-    save([xIn, mean, rstd, g]);
-    return {
-      value: y,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xs, m, rs, gm] = saved;
-        return engine.runKernel(LayerNormGrad, { dy, x: xs, mean: m, rstd: rs, gamma: gm }) as tf.Tensor[];
-      },
-    };
-  });
-  return op(x, gamma, beta);
+  const [y] = tf.engine().runKernel(LayerNormFwd, { x, gamma, beta }, { epsilon }) as tf.Tensor[];
+  return y;
 }
