@@ -170,3 +170,28 @@ test('scaledDotProductAttention: mismatched shapes are refused with the shapes i
     /q \[1,2,3,4\], k \[1,2,3,5\]/,
   );
 });
+
+test('training steps through the fused ops leave no tensors behind', () => {
+  const x = tf.randomNormal([2, 4, 4, 8]) as tf.Tensor4D;
+  const g = tf.variable(tf.ones([8]));
+  const b = tf.variable(tf.zeros([8]));
+  const q = tf.variable(tf.randomNormal([1, 2, 4, 8]));
+  const step = () =>
+    tf.tidy(() => {
+      const { value, grads } = tf.variableGrads(() => {
+        const bn = batchNormTrain(x, g as tf.Tensor1D, b as tf.Tensor1D, 1e-5);
+        const ln = layerNorm(bn, g as tf.Tensor1D, b as tf.Tensor1D, 1e-5);
+        const att = scaledDotProductAttention(q as tf.Tensor4D, q as tf.Tensor4D, q as tf.Tensor4D, {
+          causal: true,
+        });
+        return tf.add(tf.sum(gelu(ln)), tf.sum(att)) as tf.Scalar;
+      });
+      value.dataSync();
+      assert.equal(Object.keys(grads).length, 3);
+    });
+  step();
+  const before = tf.memory().numTensors;
+  step();
+  step();
+  assert.equal(tf.memory().numTensors, before);
+});
