@@ -15,6 +15,7 @@ import {
   loadNativeBlas,
   nativeBlasUnavailableReason,
 } from '../src/engine/native/index.js';
+import { prefixMatMul } from '../src/engine/ops/prefix_mat_mul.js';
 
 const TOLERANCE = 1e-4;
 const blas = loadNativeBlas();
@@ -94,6 +95,9 @@ test('status: enabled with OpenBLAS, and disabling says so', { skip }, () => {
     'Conv2DBackpropFilter',
     'SortedNetBatchNormTrain',
     'SortedNetBatchNormTrainGrad',
+    'SortedNetPrefixMatMul',
+    'SortedNetPrefixMatMulGradInput',
+    'SortedNetPrefixMatMulGradWeight',
   ]);
   assert.match(describeNativeKernels(), /^native BLAS: on \(OpenBLAS/);
   disableNativeKernels();
@@ -463,3 +467,33 @@ test('conv2d: a convolution chunked into several im2col blocks (adjoint identiti
   }
   tf.dispose([x, w, dy, y, dx, dw]);
 });
+
+test(
+  'prefixMatMul: the native in-place prefix equals slice + matMul, value and both gradients',
+  { skip },
+  () => {
+    enableNativeKernels();
+    const x = random([5, 6], 50) as tf.Tensor2D;
+    const w = random([9, 8], 51) as tf.Tensor2D;
+    const dy = random([5, 4], 52);
+    const reference = (xi: tf.Tensor, wi: tf.Tensor) =>
+      tf.matMul(xi, tf.slice(wi, [0, 0], [4, 6]), false, true);
+    const ours = (xi: tf.Tensor, wi: tf.Tensor) => prefixMatMul(xi as tf.Tensor2D, wi as tf.Tensor2D, 4);
+    assert.ok(tf.getKernel('SortedNetPrefixMatMul', 'wasm'), 'the native kernel is registered');
+    assertClose(ours(x, w), reference(x, w), 'value');
+    const loss = (f: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor) => (a: tf.Tensor, b: tf.Tensor) =>
+      tf.sum(tf.mul(f(a, b), dy));
+    const [gx, gw] = tf.grads(loss(ours))([x, w]);
+    const [rx, rw] = tf.grads(loss(reference))([x, w]);
+    assertClose(gx, rx, 'dx');
+    assert.deepEqual(gw.shape, [9, 8], 'the weight gradient has the full weight shape');
+    assertClose(gw, rw, 'dW (zero outside the prefix)');
+    // The whole weight: no prefix at all.
+    const full = (xi: tf.Tensor, wi: tf.Tensor) => prefixMatMul(xi as tf.Tensor2D, wi as tf.Tensor2D, 9);
+    assertClose(full(random([3, 8], 53), w), tf.matMul(random([3, 8], 53), w, false, true), 'full weight');
+    assert.throws(
+      () => prefixMatMul(x, w, 10, 'fc1'),
+      /fc1: x \[5,6\] · W\[:10, :6\]ᵀ does not fit a weight of shape \[9,8\]/,
+    );
+  },
+);

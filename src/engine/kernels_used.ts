@@ -3,6 +3,18 @@
  * and backend, every kernel a training step needs before a run fails halfway on a missing one.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { BatchNormTrain, BatchNormTrainGrad } from './kernels/batch_norm_train.js';
+import { LayerNormFwd, LayerNormGrad } from './kernels/layer_norm.js';
+import { OPTIONAL_PREFIX_KERNELS } from './kernels/prefix_mat_mul.js';
+
+/** The project's fused kernels: where a backend lacks one, its op composes stock kernels instead. */
+const OPTIONAL: readonly string[] = [
+  BatchNormTrain,
+  BatchNormTrainGrad,
+  LayerNormFwd,
+  LayerNormGrad,
+  ...OPTIONAL_PREFIX_KERNELS,
+];
 
 /**
  * Sorted unique names of the kernels `fn` runs on the current backend, gradients included.
@@ -31,7 +43,7 @@ function isKernel(name: string): boolean {
 /** The suffix tfjs-core's `op()` adds to op scope names (ops/operation.ts, OP_SCOPE_SUFFIX). */
 const OP_SCOPE_SUFFIX = '__op';
 
-/** The names among `names` that have no kernel registered for `backend`. */
+/** The names among `names` that have no kernel registered for `backend` and no fallback. */
 export function missingKernels(names: string[], backend: string): string[] {
-  return names.filter((name) => tf.getKernel(name, backend) === undefined);
+  return names.filter((name) => tf.getKernel(name, backend) === undefined && !OPTIONAL.includes(name));
 }

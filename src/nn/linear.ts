@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Module } from './module.js';
 import { uniformFanIn } from './init.js';
 import { checkUnits, prefix } from '../sorted/slice.js';
+import { prefixMatMul } from '../engine/ops/prefix_mat_mul.js';
 
 /**
  * y = x·Wᵀ + b with W stored [out, in] (row-major), so an output prefix is a contiguous block.
@@ -30,9 +31,8 @@ export class Linear extends Module {
     const inActive = x.shape[x.shape.length - 1];
     checkUnits(inActive, this.inFeatures, this.name, 'input width');
     checkUnits(out, this.outFeatures, this.name, 'width');
-    const w = prefix(this.weight, [out, inActive], this.name);
-    const x2 = x.rank === 2 ? x : tf.reshape(x, [-1, inActive]);
-    let y = tf.matMul(x2, w, false, true);
+    const x2 = (x.rank === 2 ? x : tf.reshape(x, [-1, inActive])) as tf.Tensor2D;
+    let y: tf.Tensor = prefixMatMul(x2, this.weight as tf.Tensor2D, out, this.name);
     if (this.bias) y = tf.add(y, prefix(this.bias, [out], this.name));
     return x.rank === 2 ? y : tf.reshape(y, [...x.shape.slice(0, -1), out]);
   }

@@ -22,6 +22,12 @@ import {
 } from './conv2d.js';
 import { nativeBatchNormTrain, nativeBatchNormTrainGrad } from './batch_norm.js';
 import { BatchNormTrain, BatchNormTrainGrad } from '../kernels/batch_norm_train.js';
+import {
+  nativePrefixMatMul,
+  nativePrefixMatMulGradInput,
+  nativePrefixMatMulGradWeight,
+} from './prefix_mat_mul.js';
+import { PrefixMatMul, PrefixMatMulGradInput, PrefixMatMulGradWeight } from '../kernels/prefix_mat_mul.js';
 
 export { loadNativeBlas, nativeBlasUnavailableReason, type NativeBlas } from './blas.js';
 
@@ -38,6 +44,11 @@ const OVERRIDES: Record<string, Override> = {
   // The project's fused training batch norm (src/engine/kernels/), its JavaScript loops kept as the fallback.
   [BatchNormTrain]: nativeBatchNormTrain,
   [BatchNormTrainGrad]: nativeBatchNormTrainGrad,
+  // A sub-network's linear layer on the weight prefix in place (src/engine/ops/prefix_mat_mul.ts); native
+  // only: without it the op slices and calls matMul.
+  [PrefixMatMul]: nativePrefixMatMul,
+  [PrefixMatMulGradInput]: nativePrefixMatMulGradInput,
+  [PrefixMatMulGradWeight]: nativePrefixMatMulGradWeight,
 };
 
 /** What enabling replaced: the wrapped config (null where the backend had none) and the wrapper. */
