@@ -33,7 +33,8 @@ tf.registerGradient({
     const d = Array.isArray(dy) ? dy[0] : dy;
     return {
       // dx = dy · W[:rows, :k]; dW = [dyᵀ · x, 0; 0, 0], the full weight's shape
-      x: () => tf.engine().runKernel(PrefixMatMulGradInput, { dy: d, w }, { k: x.shape[1] as number }) as tf.Tensor,
+      x: () =>
+        tf.engine().runKernel(PrefixMatMulGradInput, { dy: d, w }, { k: x.shape[1] as number }) as tf.Tensor,
       w: () => tf.engine().runKernel(PrefixMatMulGradWeight, { dy: d, x }, { shape: w.shape }) as tf.Tensor,
     };
   },
