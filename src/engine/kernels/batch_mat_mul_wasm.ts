@@ -83,3 +83,8 @@ export function replaceBatchMatMulWasm(): void {
     disposeFunc: current.disposeFunc,
   });
 }
+
+/** The stock wasm kernel this one wraps (for benchmarks); undefined before the replacement. */
+export function stockBatchMatMulWasm(): tf.KernelConfig | undefined {
+  return stock;
+}

@@ -46,12 +46,19 @@ function slice(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
 }
 
 let replaced = false;
+let stockConfig: tf.KernelConfig | undefined;
 
 /** Replaces the stock wasm `Slice` (string tensors, which wasm does not hold, never reach it). Once only. */
 export function replaceSliceWasm(): void {
   if (replaced) return;
   replaced = true;
   const current = tf.getKernel(kernelName, 'wasm');
+  stockConfig = current;
   if (current !== undefined) tf.unregisterKernel(kernelName, 'wasm');
   tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: slice });
+}
+
+/** The stock wasm kernel this one replaced (for benchmarks); undefined before the replacement. */
+export function stockSliceWasm(): tf.KernelConfig | undefined {
+  return stockConfig;
 }
