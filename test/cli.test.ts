@@ -131,3 +131,17 @@ test('bad input: clear errors, nothing overwritten', async () => {
   await assert.rejects(main(['train', '--run', join(dir, 'z'), '--config', cfg]), /unknown field 'trian'/);
   assert.ok(existsSync(join(dir, 'run', 'checkpoint.json')));
 });
+
+test('`<command> --help` prints the usage and runs nothing', async () => {
+  const printed: string[] = [];
+  const log = console.log;
+  console.log = (...a: unknown[]) => printed.push(a.join(' '));
+  try {
+    assert.equal(await main(['lm', '--help', '--run', join(dir, 'lm-help')]), 0);
+    assert.equal(await main(['train', '-h']), 0);
+  } finally {
+    console.log = log;
+  }
+  assert.match(printed.join('\n'), /sortednet lm/);
+  assert.ok(!existsSync(join(dir, 'lm-help')), 'no run folder was made');
+});

@@ -523,6 +523,11 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     throw new Error(`${(e as Error).message}\n\n${USAGE}`, { cause: e });
   }
+  if (flags.help === true && command !== undefined) {
+    // `sortednet <command> --help` explains rather than runs (a training run would start otherwise).
+    console.log(USAGE);
+    return 0;
+  }
   switch (command) {
     case undefined:
     case 'help':
