@@ -36,10 +36,10 @@ export function registerProjectKernels(): void {
   for (const config of WASM_KERNELS) {
     if (tf.getKernel(config.kernelName, config.backendName) === undefined) tf.registerKernel(config);
   }
-  // A kernel wasm has but runs ~10x slower than its forward convolution: replaced, the stock one kept
-  // as the fallback.
-  replaceConv2DBackpropInputWasm();
-  replaceSliceWasm();
-  replaceBatchMatMulWasm();
+  // Kernels wasm has but runs far slower than it could (bench/conv_grad.ts, bench/kernels.ts): replaced,
+  // the stock one kept underneath where it still serves some inputs.
+  replaceConv2DBackpropInputWasm(); // 9–17× at stride 1
+  replaceSliceWasm(); // weight prefixes: 250–450×
+  replaceBatchMatMulWasm(); // transposed operands: 5–30×
   for (const config of FUSED_KERNELS) tf.registerKernel(config);
 }
