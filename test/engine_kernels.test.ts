@@ -493,3 +493,26 @@ test('BatchMatMul (wasm, portable): transposed operands equal the cpu backend, b
     enableNativeKernels();
   }
 });
+
+test('Identity (wasm) shares memory safely: a clone outlives its source and ignores later assigns', async () => {
+  await tf.setBackend('wasm');
+  const before = tf.memory().numTensors;
+  const [init, next] = [tf.tensor1d([1, 2, 3]), tf.tensor1d([7, 8, 9])];
+  const v = tf.variable(init);
+  const snapshot = tf.clone(v);
+  v.assign(next);
+  assert.deepEqual(Array.from(snapshot.dataSync()), [1, 2, 3], 'the clone keeps the old values');
+  const a = tf.tensor2d([1, 2, 3, 4], [2, 2]);
+  const b = tf.clone(a);
+  a.dispose();
+  const reuse = tf.fill([2, 2], 42); // would land in a's memory had the clone not kept it alive
+  assert.deepEqual(Array.from(b.dataSync()), [1, 2, 3, 4], 'the clone survives its source');
+  reuse.dispose();
+  // A gradient whose tape saved (cloned) its inputs still computes after those inputs are gone.
+  const x = tf.tensor1d([0.5, -1, 2]);
+  const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(t, t)))(x);
+  assert.deepEqual(Array.from(g.dataSync()), [1, -2, 4]);
+  tf.dispose([snapshot, b, x, g, init, next]);
+  v.dispose();
+  assert.equal(tf.memory().numTensors, before, 'no tensor left behind');
+});

@@ -9,6 +9,7 @@ import { batchNormTrainConfigs } from './batch_norm_train.js';
 import { layerNormConfigs } from './layer_norm.js';
 import { replaceSliceWasm } from './slice_wasm.js';
 import { replaceBatchMatMulWasm } from './batch_mat_mul_wasm.js';
+import { replaceIdentityWasm } from './identity_wasm.js';
 
 /**
  * Kernels the `wasm` backend of tfjs 4.22 lacks for training: the filter gradient of a
@@ -41,5 +42,6 @@ export function registerProjectKernels(): void {
   replaceConv2DBackpropInputWasm(); // 9–17× at stride 1
   replaceSliceWasm(); // weight prefixes: 250–450×
   replaceBatchMatMulWasm(); // transposed operands: 5–30×
+  replaceIdentityWasm(); // the tape's clones share memory instead of copying it
   for (const config of FUSED_KERNELS) tf.registerKernel(config);
 }
