@@ -1,10 +1,11 @@
 /**
  * The project's batch-norm kernels (src/engine/kernels/batch_norm_train.ts) on the wasm backend, computed by
  * the addon on the wasm heap in place. Same inputs, outputs and formulas; the JavaScript loops stay the
- * fallback for the portable path.
+ * fallback for the portable path (and for inputs that are not float32).
  */
 import type * as tf from '@tensorflow/tfjs-core';
-import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { floatKernelIO } from '../kernels/float_io.js';
+import { BatchNormTrain, BatchNormTrainGrad } from '../kernels/batch_norm_train.js';
 import type { NativeBlas } from './blas.js';
 
 type Inputs = Record<string, tf.TensorInfo>;
@@ -13,59 +14,39 @@ function allFloat32(inputs: Inputs): boolean {
   return Object.values(inputs).every((t) => t.dtype === 'float32');
 }
 
+/** x, gamma, beta → y, mean, rstd */
 export function nativeBatchNormTrain(blas: NativeBlas, fallback: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
     const inputs = args.inputs as Inputs;
     if (!allFloat32(inputs)) return fallback(args);
     const { x, gamma, beta } = inputs;
     const { epsilon } = args.attrs as { epsilon: number };
-    const backend = args.backend as BackendWasm;
     const C = x.shape[x.shape.length - 1];
-    const outs = [
-      backend.makeOutput(x.shape, 'float32'),
-      backend.makeOutput([C], 'float32'),
-      backend.makeOutput([C], 'float32'),
-    ];
-    // Views only after the allocations: makeOutput may grow the heap and detach older views.
-    const view = (t: tf.TensorInfo) => backend.typedArrayFromHeap(t) as Float32Array;
-    blas.batchNormTrain(
-      view(x),
-      view(gamma),
-      view(beta),
-      view(outs[0]),
-      view(outs[1]),
-      view(outs[2]),
-      C,
-      epsilon,
+    const { ins, outs, infos } = floatKernelIO(
+      args.backend,
+      BatchNormTrain,
+      [x, gamma, beta],
+      [x.shape, [C], [C]],
     );
-    return outs;
+    blas.batchNormTrain(ins[0], ins[1], ins[2], outs[0], outs[1], outs[2], C, epsilon);
+    return infos;
   };
 }
 
+/** dy, x, mean, rstd, gamma → dx, dgamma, dbeta */
 export function nativeBatchNormTrainGrad(blas: NativeBlas, fallback: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
     const inputs = args.inputs as Inputs;
     if (!allFloat32(inputs)) return fallback(args);
     const { dy, x, mean, rstd, gamma } = inputs;
-    const backend = args.backend as BackendWasm;
     const C = x.shape[x.shape.length - 1];
-    const outs = [
-      backend.makeOutput(x.shape, 'float32'),
-      backend.makeOutput([C], 'float32'),
-      backend.makeOutput([C], 'float32'),
-    ];
-    const view = (t: tf.TensorInfo) => backend.typedArrayFromHeap(t) as Float32Array;
-    blas.batchNormTrainGrad(
-      view(dy),
-      view(x),
-      view(mean),
-      view(rstd),
-      view(gamma),
-      view(outs[0]),
-      view(outs[1]),
-      view(outs[2]),
-      C,
+    const { ins, outs, infos } = floatKernelIO(
+      args.backend,
+      BatchNormTrainGrad,
+      [dy, x, mean, rstd, gamma],
+      [x.shape, [C], [C]],
     );
-    return outs;
+    blas.batchNormTrainGrad(ins[0], ins[1], ins[2], ins[3], ins[4], outs[0], outs[1], outs[2], C);
+    return infos;
   };
 }

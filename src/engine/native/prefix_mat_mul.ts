@@ -1,35 +1,25 @@
 /**
  * The prefix matmul kernels (src/engine/ops/prefix_mat_mul.ts) through the addon's strided sgemm: the weight
  * prefix W[:rows, :k] is read in place with leading dimension K, and the weight gradient is written into a
- * zeroed full-size matrix with leading dimension K.
+ * zeroed full-size matrix with leading dimension K. float32 only (floatKernelIO says so otherwise; the op
+ * sends other dtypes to slice + matMul before they get here).
  */
 import type * as tf from '@tensorflow/tfjs-core';
-import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { floatKernelIO } from '../kernels/float_io.js';
+import { PrefixMatMul, PrefixMatMulGradInput, PrefixMatMulGradWeight } from '../kernels/prefix_mat_mul.js';
 import type { NativeBlas } from './blas.js';
 
 type Inputs = Record<string, tf.TensorInfo>;
-
-function views(backend: BackendWasm, ts: tf.TensorInfo[]): Float32Array[] {
-  return ts.map((t) => backend.typedArrayFromHeap(t) as Float32Array);
-}
-
-function missing(kernel: string): never {
-  throw new Error(`${kernel}: float32 inputs only (the op sends others to slice + matMul)`);
-}
 
 /** y [m, rows] = x [m, k] · W[:rows, :k]ᵀ */
 export function nativePrefixMatMul(blas: NativeBlas): tf.KernelFunc {
   return (args) => {
     const { x, w } = args.inputs as Inputs;
-    if (x.dtype !== 'float32' || w.dtype !== 'float32') missing('SortedNetPrefixMatMul');
     const { rows } = args.attrs as { rows: number };
-    const backend = args.backend as BackendWasm;
     const [m, k] = x.shape;
-    const K = w.shape[1];
-    const y = backend.makeOutput([m, rows], 'float32');
-    const [xs, ws, ys] = views(backend, [x, w, y]);
-    blas.sgemm(false, true, m, rows, k, 1, xs, k, ws, K, 0, ys, rows);
-    return y;
+    const { ins, outs, infos } = floatKernelIO(args.backend, PrefixMatMul, [x, w], [[m, rows]]);
+    blas.sgemm(false, true, m, rows, k, 1, ins[0], k, ins[1], w.shape[1], 0, outs[0], rows);
+    return infos[0];
   };
 }
 
@@ -37,15 +27,11 @@ export function nativePrefixMatMul(blas: NativeBlas): tf.KernelFunc {
 export function nativePrefixMatMulGradInput(blas: NativeBlas): tf.KernelFunc {
   return (args) => {
     const { dy, w } = args.inputs as Inputs;
-    if (dy.dtype !== 'float32' || w.dtype !== 'float32') missing('SortedNetPrefixMatMulGradInput');
     const { k } = args.attrs as { k: number };
-    const backend = args.backend as BackendWasm;
     const [m, rows] = dy.shape;
-    const K = w.shape[1];
-    const dx = backend.makeOutput([m, k], 'float32');
-    const [dys, ws, dxs] = views(backend, [dy, w, dx]);
-    blas.sgemm(false, false, m, k, rows, 1, dys, rows, ws, K, 0, dxs, k);
-    return dx;
+    const { ins, outs, infos } = floatKernelIO(args.backend, PrefixMatMulGradInput, [dy, w], [[m, k]]);
+    blas.sgemm(false, false, m, k, rows, 1, ins[0], rows, ins[1], w.shape[1], 0, outs[0], k);
+    return infos[0];
   };
 }
 
@@ -53,15 +39,12 @@ export function nativePrefixMatMulGradInput(blas: NativeBlas): tf.KernelFunc {
 export function nativePrefixMatMulGradWeight(blas: NativeBlas): tf.KernelFunc {
   return (args) => {
     const { dy, x } = args.inputs as Inputs;
-    if (dy.dtype !== 'float32' || x.dtype !== 'float32') missing('SortedNetPrefixMatMulGradWeight');
     const { shape } = args.attrs as { shape: [number, number] };
-    const backend = args.backend as BackendWasm;
     const [m, rows] = dy.shape;
     const k = x.shape[1];
-    const dw = backend.makeOutput(shape, 'float32');
-    const [dys, xs, dws] = views(backend, [dy, x, dw]);
-    if (rows < shape[0] || k < shape[1]) dws.fill(0);
-    blas.sgemm(true, false, rows, k, m, 1, dys, rows, xs, k, 0, dws, shape[1]);
-    return dw;
+    const { ins, outs, infos } = floatKernelIO(args.backend, PrefixMatMulGradWeight, [dy, x], [shape]);
+    if (rows < shape[0] || k < shape[1]) outs[0].fill(0);
+    blas.sgemm(true, false, rows, k, m, 1, ins[0], rows, ins[1], k, 0, outs[0], shape[1]);
+    return infos[0];
   };
 }

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BatchNormTrain, BatchNormTrainGrad } from '../kernels/batch_norm_train.js';
+import { checkAffine, fusedNorm, registerFusedNormGradient } from './fused_norm.js';
 
 /**
  * Training-mode batch normalisation over the N, H, W axes of an NHWC tensor with its gradient
@@ -20,12 +21,9 @@ export function batchNormTrain(
   epsilon: number,
 ): tf.Tensor4D {
   const c = x.shape[3];
-  if (gamma.shape[0] !== c || beta.shape[0] !== c) {
-    throw new Error(
-      `batchNormTrain: gamma/beta have ${gamma.shape[0]}/${beta.shape[0]} channels, input has ${c}`,
-    );
-  }
-  if (tf.getKernel(BatchNormTrain, tf.getBackend())) return fused(x, gamma, beta, epsilon);
+  checkAffine('batchNormTrain', 'channels', gamma, beta, c);
+  const y = fusedNorm(BatchNormTrain, x, gamma, beta, epsilon);
+  if (y) return y as tf.Tensor4D;
   const n = x.size / c;
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [xIn, g, b] = args as tf.Tensor[];
@@ -50,29 +48,5 @@ export function batchNormTrain(
   return op(x, gamma, beta) as tf.Tensor4D;
 }
 
-/**
- * The kernels' gradient, registered with the tape so the fused path needs no customGrad wrapper (which cost
- * ~0.3 ms a call in clones and bookkeeping, a tenth of a small sub-network's step). One backward kernel
- * gives all three gradients.
- */
-tf.registerGradient({
-  kernelName: BatchNormTrain,
-  inputsToSave: ['x', 'gamma'],
-  outputsToSave: [false, true, true],
-  gradFunc: (dys: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
-    const [x, gamma, mean, rstd] = saved;
-    const dy = Array.isArray(dys) ? dys[0] : dys;
-    // Computed here, not in the closures: the tape calls each closure inside its own tidy, which would
-    // dispose the other two results.
-    const [dx, dGamma, dBeta] = tf
-      .engine()
-      .runKernel(BatchNormTrainGrad, { dy, x, mean, rstd, gamma }) as tf.Tensor[];
-    return { x: () => dx, gamma: () => dGamma, beta: () => dBeta };
-  },
-});
-
-/** The same, through the project's two-pass kernels (src/engine/kernels/batch_norm_train.ts). */
-function fused(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number): tf.Tensor4D {
-  const [y] = tf.engine().runKernel(BatchNormTrain, { x, gamma, beta }, { epsilon }) as tf.Tensor[];
-  return y as tf.Tensor4D;
-}
+// The fused kernels' gradient on the tape (src/engine/ops/fused_norm.ts).
+registerFusedNormGradient(BatchNormTrain, BatchNormTrainGrad);

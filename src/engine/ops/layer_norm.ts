@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { LayerNormFwd, LayerNormGrad } from '../kernels/layer_norm.js';
+import { checkAffine, fusedNorm, registerFusedNormGradient } from './fused_norm.js';
 
 /**
  * Layer normalisation over the last axis (Ba et al. 2016) with its gradient written out:
@@ -15,10 +16,9 @@ import { LayerNormFwd, LayerNormGrad } from '../kernels/layer_norm.js';
  */
 export function layerNorm(x: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number): tf.Tensor {
   const e = x.shape[x.rank - 1];
-  if (gamma.shape[0] !== e || beta.shape[0] !== e) {
-    throw new Error(`layerNorm: gamma/beta have ${gamma.shape[0]}/${beta.shape[0]} features, input has ${e}`);
-  }
-  if (tf.getKernel(LayerNormFwd, tf.getBackend())) return fused(x, gamma, beta, epsilon);
+  checkAffine('layerNorm', 'features', gamma, beta, e);
+  const y = fusedNorm(LayerNormFwd, x, gamma, beta, epsilon);
+  if (y) return y;
   const outer = Array.from({ length: x.rank - 1 }, (_, i) => i);
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [xIn, g, b] = args as tf.Tensor[];
@@ -44,25 +44,5 @@ export function layerNorm(x: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, e
   return op(x, gamma, beta);
 }
 
-/** The row kernels' gradient on the tape (see batch_norm_train.ts for why not customGrad). */
-tf.registerGradient({
-  kernelName: LayerNormFwd,
-  inputsToSave: ['x', 'gamma'],
-  outputsToSave: [false, true, true],
-  gradFunc: (dys: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
-    const [x, gamma, mean, rstd] = saved;
-    const dy = Array.isArray(dys) ? dys[0] : dys;
-    // Computed here, not in the closures: the tape calls each closure inside its own tidy, which would
-    // dispose the other two results.
-    const [dx, dGamma, dBeta] = tf
-      .engine()
-      .runKernel(LayerNormGrad, { dy, x, mean, rstd, gamma }) as tf.Tensor[];
-    return { x: () => dx, gamma: () => dGamma, beta: () => dBeta };
-  },
-});
-
-/** The same, through the project's row kernels (src/engine/kernels/layer_norm.ts). */
-function fused(x: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number): tf.Tensor {
-  const [y] = tf.engine().runKernel(LayerNormFwd, { x, gamma, beta }, { epsilon }) as tf.Tensor[];
-  return y;
-}
+// The fused kernels' gradient on the tape (src/engine/ops/fused_norm.ts).
+registerFusedNormGradient(LayerNormFwd, LayerNormGrad);
