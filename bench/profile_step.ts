@@ -7,8 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine, engineDescription } from '../src/engine/backend.js';
-import { Transformer } from '../src/models/transformer.js';
-import { ResNet, resnetConfig } from '../src/models/resnet.js';
+import { byteLm, cyclicLabels, mnistResNet, sgdStep } from './workloads.js';
 
 const [what = 'transformer', arg] = process.argv.slice(2);
 if (what !== 'transformer' && what !== 'resnet') {
@@ -20,49 +19,14 @@ await initEngine('wasm');
 let vars: tf.Variable[];
 let loss: () => tf.Scalar;
 if (what === 'transformer') {
-  const batch = Number(arg ?? 1);
-  const lm = new Transformer({
-    task: 'lm',
-    vocab: 256,
-    dim: 256,
-    heads: 4,
-    headDim: 64,
-    ffn: 1024,
-    layers: 4,
-    maxLen: 128,
-  });
-  const ids = tf.tensor2d(
-    Array.from({ length: batch * 128 }, (_, i) => (i * 31) % 256),
-    [batch, 128],
-    'int32',
-  );
-  const target = tf.oneHot(tf.reshape(ids, [-1]) as tf.Tensor1D, 256);
-  vars = lm.trainableVariables();
-  loss = () =>
-    tf.losses.softmaxCrossEntropy(
-      target,
-      tf.reshape(lm.forward(ids, {}, { mode: 'train', key: 'full' }), [-1, 256]),
-    ) as tf.Scalar;
+  const work = byteLm(Number(arg ?? 1));
+  vars = work.lm.trainableVariables();
+  loss = work.loss;
 } else {
   const width = Number(arg ?? 1);
-  const net = new ResNet(
-    resnetConfig({
-      inChannels: 1,
-      imageSize: 28,
-      classes: 10,
-      stem: 16,
-      widths: [16, 32, 64],
-      blocks: [2, 2, 2],
-    }),
-  );
+  const net = mnistResNet();
   const img = tf.randomNormal([64, 28, 28, 1]);
-  const labels = tf.oneHot(
-    tf.tensor1d(
-      Array.from({ length: 64 }, (_, i) => i % 10),
-      'int32',
-    ),
-    10,
-  );
+  const labels = cyclicLabels(64);
   vars = net.trainableVariables();
   loss = () =>
     tf.losses.softmaxCrossEntropy(
@@ -71,12 +35,7 @@ if (what === 'transformer') {
     ) as tf.Scalar;
 }
 
-const step = () =>
-  tf.tidy(() => {
-    const { value, grads } = tf.variableGrads(loss, vars);
-    for (const v of vars) if (grads[v.name]) v.assign(tf.sub(v, tf.mul(grads[v.name], 0.01)));
-    value.dataSync();
-  });
+const step = () => sgdStep(vars, loss);
 for (let i = 0; i < 3; i++) step();
 const t0 = performance.now();
 for (let i = 0; i < 5; i++) step();

@@ -21,8 +21,7 @@ import { Conv2d } from '../src/nn/conv2d.js';
 import { Linear } from '../src/nn/linear.js';
 import { globalAvgPool } from '../src/nn/functional.js';
 import { seedStream } from '../src/nn/init.js';
-import { Transformer } from '../src/models/transformer.js';
-import { ResNet, resnetConfig } from '../src/models/resnet.js';
+import { byteLm, cyclicLabels, mnistResNet, sgdStep } from './workloads.js';
 import { Grid } from '../src/sorted/grid.js';
 import type { SubModel } from '../src/sorted/submodel.js';
 
@@ -64,15 +63,6 @@ class FourConv extends Module {
     for (const c of this.convs) h = tf.relu(c.forward(h));
     return this.head.forward(globalAvgPool(h));
   }
-}
-
-/** One plain-SGD step: loss, gradients, update. */
-function sgdStep(vars: tf.Variable[], loss: () => tf.Scalar): void {
-  tf.tidy(() => {
-    const { value, grads } = tf.variableGrads(loss, vars);
-    for (const v of vars) if (grads[v.name]) v.assign(tf.sub(v, tf.mul(grads[v.name], 0.01)));
-    value.dataSync();
-  });
 }
 
 type Row = { work: string; ms: Record<string, number>; unit?: 'ms' | 'GFLOP/s'; flops?: number };
@@ -125,13 +115,7 @@ for (const path of paths) {
 
   const cnn = new FourConv();
   const x = tf.randomNormal([64, 32, 32, 3]) as tf.Tensor4D;
-  const y = tf.oneHot(
-    tf.tensor1d(
-      Array.from({ length: 64 }, (_, i) => i % 10),
-      'int32',
-    ),
-    10,
-  );
+  const y = cyclicLabels(64);
   measure(
     'cnn step',
     () =>
@@ -142,56 +126,21 @@ for (const path of paths) {
   cnn.dispose();
 
   for (const batch of [1, 8]) {
-    const lm = new Transformer({
-      task: 'lm',
-      vocab: 256,
-      dim: 256,
-      heads: 4,
-      headDim: 64,
-      ffn: 1024,
-      layers: 4,
-      maxLen: 128,
-    });
-    const ids = tf.tensor2d(
-      Array.from({ length: batch * 128 }, (_, i) => (i * 31) % 256),
-      [batch, 128],
-      'int32',
-    );
-    const target = tf.oneHot(tf.reshape(ids, [-1]) as tf.Tensor1D, 256);
-    const loss = () =>
-      tf.losses.softmaxCrossEntropy(
-        target,
-        tf.reshape(lm.forward(ids, {}, { mode: 'train', key: 'full' }), [-1, 256]),
-      ) as tf.Scalar;
+    const { lm, loss, dispose } = byteLm(batch);
     measure(
       `transformer step b${batch}`,
       () => sgdStep(lm.trainableVariables(), loss),
       undefined,
       quick ? 2 : 3,
     );
-    lm.dispose();
+    dispose();
   }
 
   // Sorted training step (ResNet-small on 28×28, batch 64) and inference latency per sub-model.
-  const net = new ResNet(
-    resnetConfig({
-      inChannels: 1,
-      imageSize: 28,
-      classes: 10,
-      stem: 16,
-      widths: [16, 32, 64],
-      blocks: [2, 2, 2],
-    }),
-  );
+  const net = mnistResNet();
   const img = tf.randomNormal([64, 28, 28, 1]);
   const one = tf.randomNormal([1, 28, 28, 1]);
-  const labels = tf.oneHot(
-    tf.tensor1d(
-      Array.from({ length: 64 }, (_, i) => i % 10),
-      'int32',
-    ),
-    10,
-  );
+  const labels = cyclicLabels(64);
   const grid = new Grid({ width: [0.25, 0.5, 0.75, 1] }, net);
   for (const e of grid.entries) {
     const sub: SubModel = e.sub;

@@ -5,7 +5,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { initEngine } from '../src/engine/backend.js';
-import { ResNet, resnetConfig } from '../src/models/resnet.js';
+import { getPreset } from '../src/cli/presets.js';
+import { buildModel } from '../src/models/index.js';
 
 const out = document.getElementById('out') as HTMLPreElement;
 const log = (s: string) => (out.textContent += s + '\n');
@@ -13,16 +14,9 @@ const log = (s: string) => (out.textContent += s + '\n');
 setWasmPaths('./dist/');
 const backend = await initEngine('gpu' in navigator ? 'webgpu' : 'wasm').catch(() => initEngine('wasm'));
 log(`backend: ${backend}`);
-const net = new ResNet(
-  resnetConfig({
-    inChannels: 1,
-    imageSize: 28,
-    classes: 10,
-    stem: 16,
-    widths: [16, 32, 64],
-    blocks: [2, 2, 2],
-  }),
-);
+// The demo's network (preset resnet-small, MNIST-shaped input), as the CLI builds it.
+const spec = getPreset('resnet-small').model({ channels: 1, size: 28, classes: 10 });
+const net = buildModel(spec);
 const x = tf.randomNormal([1, 28, 28, 1]);
 for (const width of [0.25, 0.5, 0.75, 1]) {
   const sub = { width };
