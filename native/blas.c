@@ -528,27 +528,33 @@ static bool conv_goes_direct(const Conv *c) {
   return direct_mode == 1 && c->out_c % 4 == 0 && c->out_c <= DIRECT_MAX_OUT && c->in_c <= 64;
 }
 
+/*
+ * Runs fn on tasks[0..n) (each `size` bytes apart): task 0 on the calling thread, the others on threads of
+ * their own, or here too when no thread can be had.
+ */
+static void run_tasks(void *(*fn)(void *), void *tasks, size_t size, int n) {
+  pthread_t threads[DIRECT_THREADS];
+  bool started[DIRECT_THREADS] = {false};
+  for (int i = 1; i < n; i++) started[i] = pthread_create(&threads[i], NULL, fn, (char *)tasks + i * size) == 0;
+  fn(tasks);
+  for (int i = 1; i < n; i++) {
+    if (started[i])
+      pthread_join(threads[i], NULL);
+    else
+      fn((char *)tasks + i * size);
+  }
+}
+
 /* False when out of memory. */
 static bool conv_forward_direct(const Conv *c, const float *x, const float *w, float *y) {
   float *zeros = calloc((size_t)c->in_c, sizeof(float));
   if (zeros == NULL) return false;
   const int64_t rows = c->batch * c->out_h;
-  DirectRows tasks[DIRECT_THREADS];
-  pthread_t threads[DIRECT_THREADS];
-  bool started[DIRECT_THREADS] = {false};
   const int64_t macs = c->batch * c->out_h * c->out_w * c->f_h * c->f_w * c->in_c * c->out_c;
   const int n = rows >= 2 * DIRECT_THREADS && macs >= DIRECT_THREAD_MACS ? DIRECT_THREADS : 1;
-  for (int i = 0; i < n; i++) {
-    tasks[i] = (DirectRows){c, x, w, zeros, y, rows * i / n, rows * (i + 1) / n};
-    if (i > 0) started[i] = pthread_create(&threads[i], NULL, direct_rows, &tasks[i]) == 0;
-  }
-  direct_rows(&tasks[0]);
-  for (int i = 1; i < n; i++) {
-    if (started[i])
-      pthread_join(threads[i], NULL);
-    else
-      direct_rows(&tasks[i]); /* no thread to be had: its share runs here */
-  }
+  DirectRows tasks[DIRECT_THREADS];
+  for (int i = 0; i < n; i++) tasks[i] = (DirectRows){c, x, w, zeros, y, rows * i / n, rows * (i + 1) / n};
+  run_tasks(direct_rows, tasks, sizeof tasks[0], n);
   free(zeros);
   return true;
 }
@@ -721,19 +727,9 @@ static bool conv_backprop_filter_direct(const Conv *c, const float *x, const flo
   if (n > 1 && partial == NULL) return false;
   memset(dw, 0, (size_t)w_size * sizeof(float));
   DwTask tasks[DIRECT_THREADS];
-  pthread_t threads[DIRECT_THREADS];
-  bool started[DIRECT_THREADS] = {false};
-  for (int i = 0; i < n; i++) {
+  for (int i = 0; i < n; i++)
     tasks[i] = (DwTask){c, x, dy, i == 0 ? dw : partial + (i - 1) * w_size, P * i / n, P * (i + 1) / n};
-    if (i > 0) started[i] = pthread_create(&threads[i], NULL, dw_run, &tasks[i]) == 0;
-  }
-  dw_run(&tasks[0]);
-  for (int i = 1; i < n; i++) {
-    if (started[i])
-      pthread_join(threads[i], NULL);
-    else
-      dw_run(&tasks[i]);
-  }
+  run_tasks(dw_run, tasks, sizeof tasks[0], n);
   for (int i = 1; i < n; i++)
     for (int64_t j = 0; j < w_size; j++) dw[j] += partial[(i - 1) * w_size + j];
   free(partial);
