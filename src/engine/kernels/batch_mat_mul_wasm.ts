@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { replaceWasmKernel, stockWasmKernel } from './replace_wasm.js';
 
 export const kernelName = tf.BatchMatMul;
 
@@ -39,12 +40,10 @@ function transposeLastTwo(backend: BackendWasm, t: tf.TensorInfo): tf.TensorInfo
   return out;
 }
 
-let stock: tf.KernelConfig | undefined;
-
 function batchMatMul(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo | tf.TensorInfo[] {
   const { a, b } = args.inputs as tf.BatchMatMulInputs;
   const { transposeA, transposeB } = args.attrs as unknown as tf.BatchMatMulAttrs;
-  const run = stock!.kernelFunc;
+  const run = stockWasmKernel(kernelName)!.kernelFunc;
   if ((!transposeA && !transposeB) || a === undefined || b === undefined) return run(args);
   const backend = args.backend as BackendWasm;
   const temps: tf.TensorInfo[] = [];
@@ -65,26 +64,12 @@ function batchMatMul(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo | tf.Ten
   }
 }
 
-let replaced = false;
-
-/** Replaces the stock wasm `BatchMatMul`, keeping it (and its binding to the wasm module) underneath. Once only. */
+/** Replaces the stock wasm `BatchMatMul`, keeping it underneath for the untransposed product. Once only. */
 export function replaceBatchMatMulWasm(): void {
-  if (replaced) return;
-  const current = tf.getKernel(kernelName, 'wasm');
-  if (current === undefined) return;
-  replaced = true;
-  stock = current;
-  tf.unregisterKernel(kernelName, 'wasm');
-  tf.registerKernel({
-    kernelName,
-    backendName: 'wasm',
-    kernelFunc: batchMatMul,
-    setupFunc: current.setupFunc,
-    disposeFunc: current.disposeFunc,
-  });
+  replaceWasmKernel(kernelName, batchMatMul);
 }
 
 /** The stock wasm kernel this one wraps (for benchmarks); undefined before the replacement. */
 export function stockBatchMatMulWasm(): tf.KernelConfig | undefined {
-  return stock;
+  return stockWasmKernel(kernelName);
 }

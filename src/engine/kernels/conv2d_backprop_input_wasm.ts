@@ -1,10 +1,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { replaceWasmKernel, stockWasmKernel } from './replace_wasm.js';
 
 export const kernelName = tf.Conv2DBackpropInput;
 
 /** The kernel tfjs-backend-wasm ships, kept for the cases the fast path does not take. */
-let stockConfig: tf.KernelConfig | undefined;
 
 /**
  * `Conv2DBackpropInput` for the `wasm` backend, replacing the stock one: that is a direct loop at
@@ -34,6 +34,7 @@ function conv2DBackpropInput(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo 
     throw new Error(`${kernelName} (wasm): needs inputs dy and filter`);
   }
   if (dataFormat !== 'NHWC' || dy.dtype !== 'float32' || filter.dtype !== 'float32') {
+    const stockConfig = stockWasmKernel(kernelName);
     if (stockConfig === undefined) {
       throw new Error(
         `${kernelName} (wasm): only NHWC float32 is handled here (got ${dataFormat}, ${dy.dtype}, ` +
@@ -174,26 +175,11 @@ function flipFilter(backend: BackendWasm, filter: tf.TensorInfo): tf.TensorInfo 
  * Replaces the stock wasm `Conv2DBackpropInput` with the one above, which falls back to the stock
  * one for what it does not handle. Calling it again changes nothing.
  */
-let replaced = false;
-
 export function replaceConv2DBackpropInputWasm(): void {
-  // Once only: later wrappers (the native kernels) may sit on top of this one and must stay.
-  if (replaced) return;
-  replaced = true;
-  const current = tf.getKernel(kernelName, 'wasm');
-  stockConfig = current;
-  if (current !== undefined) tf.unregisterKernel(kernelName, 'wasm');
-  tf.registerKernel({
-    kernelName,
-    backendName: 'wasm',
-    kernelFunc: conv2DBackpropInput,
-    // The fallback needs the stock kernel's binding to the wasm module, made when the backend starts.
-    setupFunc: current?.setupFunc,
-    disposeFunc: current?.disposeFunc,
-  });
+  replaceWasmKernel(kernelName, conv2DBackpropInput);
 }
 
 /** The stock wasm kernel this one replaced (for benchmarks and tests); undefined before the replacement. */
 export function stockConv2DBackpropInputWasm(): tf.KernelConfig | undefined {
-  return stockConfig;
+  return stockWasmKernel(kernelName);
 }

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { replaceWasmKernel, stockWasmKernel } from './replace_wasm.js';
 
 export const kernelName = tf.Identity;
 
@@ -13,24 +14,12 @@ export const kernelName = tf.Identity;
 function identity(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
   const { x } = args.inputs as tf.IdentityInputs;
   if (x === undefined) throw new Error(`${kernelName} (wasm): needs an input x`);
-  if (x.dtype === 'string') return stock!.kernelFunc(args) as tf.TensorInfo;
+  if (x.dtype === 'string') return stockWasmKernel(kernelName)!.kernelFunc(args) as tf.TensorInfo;
   (args.backend as BackendWasm).incRef(x.dataId);
   return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
 }
 
-let stock: tf.KernelConfig | undefined;
-
 /** Replaces the stock wasm `Identity`, kept for string tensors. Once only. */
 export function replaceIdentityWasm(): void {
-  if (stock) return;
-  const current = tf.getKernel(kernelName, 'wasm');
-  if (current === undefined) return;
-  stock = current;
-  tf.unregisterKernel(kernelName, 'wasm');
-  tf.registerKernel({ ...current, kernelFunc: identity });
-}
-
-/** The stock wasm kernel this one replaced (for benchmarks); undefined before the replacement. */
-export function stockIdentityWasm(): tf.KernelConfig | undefined {
-  return stock;
+  replaceWasmKernel(kernelName, identity);
 }

@@ -40,7 +40,7 @@ export function registerProjectKernels(): void {
   // Kernels wasm has but runs far slower than it could (bench/conv_grad.ts, bench/kernels.ts): replaced,
   // the stock one kept underneath where it still serves some inputs.
   replaceConv2DBackpropInputWasm(); // 9–17× at stride 1
-  replaceSliceWasm(); // weight prefixes: 250–450×
+  replaceSliceWasm(); // weight prefixes: 100–450×
   replaceBatchMatMulWasm(); // transposed operands: 5–30×
   replaceIdentityWasm(); // the tape's clones share memory instead of copying it
   for (const config of FUSED_KERNELS) tf.registerKernel(config);

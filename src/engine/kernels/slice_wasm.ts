@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { replaceWasmKernel, stockWasmKernel } from './replace_wasm.js';
 
 export const kernelName = tf.Slice;
 
@@ -45,20 +46,12 @@ function slice(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
   return out;
 }
 
-let replaced = false;
-let stockConfig: tf.KernelConfig | undefined;
-
 /** Replaces the stock wasm `Slice` (string tensors, which wasm does not hold, never reach it). Once only. */
 export function replaceSliceWasm(): void {
-  if (replaced) return;
-  replaced = true;
-  const current = tf.getKernel(kernelName, 'wasm');
-  stockConfig = current;
-  if (current !== undefined) tf.unregisterKernel(kernelName, 'wasm');
-  tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: slice });
+  replaceWasmKernel(kernelName, slice);
 }
 
 /** The stock wasm kernel this one replaced (for benchmarks); undefined before the replacement. */
 export function stockSliceWasm(): tf.KernelConfig | undefined {
-  return stockConfig;
+  return stockWasmKernel(kernelName);
 }
