@@ -74,8 +74,8 @@ test('extract: the standalone model equals the sub-model inside the shared netwo
     await quiet(['extract', '--run', join(dir, 'run'), '--sub', 'depth=4,width=0.5', '--out', out]),
     0,
   );
-  const shared = loadCheckpoint(join(dir, 'run')).model;
-  const small = loadCheckpoint(out).model;
+  const shared = (await loadCheckpoint(join(dir, 'run'))).model;
+  const small = (await loadCheckpoint(out)).model;
   assert.ok(small.parameterCount() < shared.parameterCount() / 2);
   const x = tf.tensor4d(loadMnist().test.images.subarray(0, 8 * 784), [8, 28, 28, 1]);
   const sub = parseSubModel('depth=4,width=0.5');

@@ -103,26 +103,26 @@ test('resume: 3 steps + resume to 6 gives the same weights as 6 uninterrupted st
   assert.deepEqual(weightsOf(b2), weightsOf(a));
 });
 
-test('checkpoint: safetensors layout, round trip, corrupt files are refused and nothing is overwritten', () => {
+test('checkpoint: safetensors layout, round trip, corrupt files are refused and nothing is overwritten', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sortednet-ck-'));
   const m = mlp();
   saveCheckpoint(dir, { model: m, grid: { depth: [1, 3] }, step: 0, seed: 4 });
   const { tensors, metadata } = decodeSafetensors(readFileSync(join(dir, 'model.safetensors')));
   assert.deepEqual(tensors.get('layers.0.weight')?.shape, [32, 784]);
   assert.equal(metadata.format, 'pt');
-  const loaded = loadCheckpoint(dir);
+  const loaded = await loadCheckpoint(dir);
   assert.deepEqual(weightsOf(loaded.model), weightsOf(m));
   // Corrupt one byte of the weights: loading must fail and say so.
   const path = join(dir, 'model.safetensors');
   const bytes = readFileSync(path);
   bytes[bytes.length - 1] ^= 0xff;
   writeFileSync(path, bytes);
-  assert.throws(() => loadCheckpoint(dir), /model\.safetensors does not match checkpoint\.json/);
+  await assert.rejects(() => loadCheckpoint(dir), /model\.safetensors does not match checkpoint\.json/);
   assert.ok(existsSync(join(dir, 'checkpoint.json')));
   // Garbage instead of JSON.
   writeFileSync(join(dir, 'checkpoint.json'), '{not json');
-  assert.throws(() => loadCheckpoint(dir), /not valid JSON/);
-  assert.throws(() => loadCheckpoint(join(dir, 'nope')), /no checkpoint in/);
+  await assert.rejects(() => loadCheckpoint(dir), /not valid JSON/);
+  await assert.rejects(() => loadCheckpoint(join(dir, 'nope')), /no checkpoint in/);
   assert.throws(() => decodeSafetensors(new Uint8Array([200, 0, 0, 0, 0, 0, 0, 0, 1])), /does not fit/);
 });
 

@@ -286,7 +286,7 @@ async function commandEval(flags: Flags): Promise<number> {
   const runDir = need(flags, 'run', 'eval');
   const c = JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8')) as RunConfig;
   await initEngine(flags.backend ? parseBackend(flags.backend as string) : (c.backend ?? 'wasm'));
-  const { model, meta } = loadCheckpoint(runDir);
+  const { model, meta } = await loadCheckpoint(runDir);
   const data = loadData(c);
   return evaluateRun(
     runDir,
@@ -338,7 +338,7 @@ async function commandExtract(flags: Flags): Promise<number> {
   if (existsSync(join(out, 'checkpoint.json')))
     throw new Error(`${out} already holds a checkpoint; choose an empty --out folder`);
   await initEngine('cpu');
-  const { model, meta } = loadCheckpoint(runDir);
+  const { model, meta } = await loadCheckpoint(runDir);
   const small = extractSubModel(model, sub, (cfg) => buildModel(specOf(model, cfg)));
   saveCheckpoint(out, { model: small, grid: {}, step: meta.step, seed: meta.seed, dataset: meta.dataset });
   if (existsSync(join(runDir, 'run.json'))) {

@@ -1,0 +1,219 @@
+/**
+ * The checkpoint format without a file system: a model (+ BN statistics per sub-model, optimizer
+ * state) to named byte blobs and back. Node (src/io/checkpoint.ts) writes the blobs to a folder;
+ * a browser fetches them. Every blob is checked against the sha256 that checkpoint.json records.
+ *
+ *   model.safetensors      the shared weights, by stable parameter name (readable by Python)
+ *   bn_stats.safetensors   BatchNorm statistics per sub-model: `<subId>|<module>.mean/.variance`
+ *   optimizer.safetensors  optimizer state (for --resume)
+ *   checkpoint.json        architecture, grid, training config and state, sha256 of each file
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { buildModel, type ModelSpec, type SortedModel } from '../models/index.js';
+import { namedBatchNorms } from '../nn/batchnorm.js';
+import type { GridSpec } from '../sorted/grid.js';
+import type { TrainConfig } from '../train/config.js';
+import { decodeSafetensors, encodeSafetensors, type NamedArray } from './safetensors.js';
+import { sha256Hex } from './sha256.js';
+
+export const CHECKPOINT_FORMAT = 'sortednet-checkpoint/1';
+
+/** What a raw input needs before the model sees it; travels with the weights. */
+export interface Preprocess {
+  /** Per-feature (or per-channel) mean and std subtracted/divided before the model. */
+  mean?: number[];
+  std?: number[];
+  /** Images: the model's input size and channels. */
+  image?: { height: number; width: number; channels: number };
+  /** Tabular: the feature names, in order. */
+  features?: string[];
+  /** Class names by class index. */
+  classes?: string[];
+  /** LMs: the tokenizer file name inside the checkpoint (a Hugging Face tokenizer.json). */
+  tokenizer?: string;
+}
+
+export interface CheckpointMeta {
+  format: typeof CHECKPOINT_FORMAT;
+  model: ModelSpec;
+  grid: GridSpec;
+  train?: TrainConfig;
+  /** Optimizer steps done. */
+  step: number;
+  seed: number;
+  dataset?: string;
+  preprocess?: Preprocess;
+  files: Record<string, string>;
+  createdAt: string;
+}
+
+function toNamed(t: tf.Tensor): NamedArray {
+  return { dtype: 'F32', shape: t.shape.slice(), data: t.dataSync() as Float32Array };
+}
+
+export interface SaveInput {
+  model: SortedModel;
+  grid: GridSpec;
+  step: number;
+  seed: number;
+  train?: TrainConfig;
+  dataset?: string;
+  preprocess?: Preprocess;
+  optimizerState?: Map<string, tf.Tensor>;
+  /** Further files to carry (e.g. tokenizer.json), hashed like the others. */
+  extraFiles?: Record<string, Uint8Array>;
+}
+
+/** The checkpoint as named blobs; `checkpoint.json` (with every other blob's hash) is among them. */
+export function encodeCheckpoint(input: SaveInput): { meta: CheckpointMeta; files: Map<string, Uint8Array> } {
+  const files = new Map<string, Uint8Array>();
+  files.set(
+    'model.safetensors',
+    encodeSafetensors(new Map(input.model.namedParameters().map(([n, v]) => [n, toNamed(v)])), {
+      format: 'pt',
+      producer: 'sortednet',
+    }),
+  );
+  const bn = new Map<string, NamedArray>();
+  const counts: Record<string, string> = {};
+  for (const [name, m] of namedBatchNorms(input.model)) {
+    for (const [key, s] of m.stats) {
+      bn.set(`${key}|${name}.mean`, toNamed(s.mean));
+      bn.set(`${key}|${name}.variance`, toNamed(s.variance));
+      counts[`${key}|${name}`] = String(s.count);
+    }
+  }
+  files.set('bn_stats.safetensors', encodeSafetensors(bn, counts));
+  if (input.optimizerState) {
+    files.set(
+      'optimizer.safetensors',
+      encodeSafetensors(new Map([...input.optimizerState].map(([k, t]) => [k, toNamed(t)]))),
+    );
+  }
+  for (const [name, bytes] of Object.entries(input.extraFiles ?? {})) files.set(name, bytes);
+  const hashes: Record<string, string> = {};
+  for (const [f, bytes] of files) hashes[f] = sha256Hex(bytes);
+  const meta: CheckpointMeta = {
+    format: CHECKPOINT_FORMAT,
+    model: { family: input.model.family, config: input.model.config } as ModelSpec,
+    grid: input.grid,
+    train: input.train,
+    step: input.step,
+    seed: input.seed,
+    dataset: input.dataset,
+    preprocess: input.preprocess,
+    files: hashes,
+    createdAt: new Date().toISOString(),
+  };
+  files.set('checkpoint.json', new TextEncoder().encode(JSON.stringify(meta, null, 2) + '\n'));
+  return { meta, files };
+}
+
+/** Parses and checks checkpoint.json's text; `where` names it in errors. */
+export function parseCheckpointMeta(text: string, where: string): CheckpointMeta {
+  let meta: CheckpointMeta;
+  try {
+    meta = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`checkpoint ${where} is not valid JSON: ${(e as Error).message}`, { cause: e });
+  }
+  if (meta === null || typeof meta !== 'object' || Array.isArray(meta)) {
+    throw new Error(`checkpoint ${where}: expected a JSON object, found ${JSON.stringify(meta)}`);
+  }
+  if (meta.format !== CHECKPOINT_FORMAT) {
+    throw new Error(`checkpoint ${where}: format '${meta.format}' is not '${CHECKPOINT_FORMAT}'`);
+  }
+  if (!meta.files || typeof meta.files !== 'object' || !meta.model || typeof meta.model !== 'object') {
+    throw new Error(`checkpoint ${where}: 'files' or 'model' is missing`);
+  }
+  return meta;
+}
+
+/** Reads one blob of a checkpoint by name (from disk, over HTTP, from memory). */
+export type BlobReader = (file: string) => Promise<Uint8Array | undefined> | Uint8Array | undefined;
+
+async function readVerified(read: BlobReader, where: string, file: string, meta: CheckpointMeta) {
+  const bytes = await read(file);
+  if (!bytes) throw new Error(`checkpoint ${where}: ${file} is missing`);
+  if (sha256Hex(bytes) !== meta.files[file]) {
+    throw new Error(
+      `checkpoint ${where}: ${file} does not match checkpoint.json (corrupt, or from another save); not loading`,
+    );
+  }
+  return bytes;
+}
+
+export interface DecodedCheckpoint {
+  meta: CheckpointMeta;
+  model: SortedModel;
+  optimizerState: Map<string, tf.Tensor>;
+  /** Verified bytes of the files beyond weights, BN statistics and optimizer (e.g. tokenizer.json). */
+  extraFiles: Map<string, Uint8Array>;
+}
+
+export interface DecodeOptions {
+  /** Load into this model (same architecture) instead of building one from the metadata. */
+  into?: SortedModel;
+  /** Skip the optimizer state (inference). */
+  skipOptimizer?: boolean;
+}
+
+const CORE_FILES = new Set(['model.safetensors', 'bn_stats.safetensors', 'optimizer.safetensors']);
+
+/** Builds (or fills) the model from a checkpoint's blobs, verifying every hash. */
+export async function decodeCheckpoint(
+  meta: CheckpointMeta,
+  read: BlobReader,
+  where: string,
+  opts: DecodeOptions = {},
+): Promise<DecodedCheckpoint> {
+  const { into } = opts;
+  if (into && JSON.stringify(into.config) !== JSON.stringify(meta.model.config)) {
+    throw new Error(`checkpoint ${where}: its architecture differs from the model being loaded into`);
+  }
+  const weights = decodeSafetensors(
+    await readVerified(read, where, 'model.safetensors', meta),
+    `${where}/model.safetensors`,
+  );
+  const bn = decodeSafetensors(
+    await readVerified(read, where, 'bn_stats.safetensors', meta),
+    `${where}/bn_stats.safetensors`,
+  );
+  const model = into ?? buildModel(meta.model, meta.seed);
+  for (const [name, v] of model.namedParameters()) {
+    const t = weights.tensors.get(name);
+    if (!t) throw new Error(`checkpoint ${where}: parameter '${name}' is missing`);
+    if (t.shape.join() !== v.shape.join()) {
+      throw new Error(`checkpoint ${where}: '${name}' has shape [${t.shape}], model expects [${v.shape}]`);
+    }
+    v.assign(tf.tensor(t.data, t.shape));
+  }
+  const mods = new Map(namedBatchNorms(model));
+  for (const m of mods.values()) m.resetStats();
+  for (const [name, t] of bn.tensors) {
+    const m = /^(.*)\|(.*)\.(mean|variance)$/.exec(name);
+    if (!m || m[3] !== 'mean') continue;
+    const mod = mods.get(m[2]);
+    const variance = bn.tensors.get(`${m[1]}|${m[2]}.variance`);
+    if (!mod || !variance)
+      throw new Error(`checkpoint ${where}: BN statistics '${name}' match no BatchNorm of the model`);
+    mod.stats.set(m[1], {
+      mean: tf.tensor1d(t.data as Float32Array),
+      variance: tf.tensor1d(variance.data as Float32Array),
+      count: Number(bn.metadata[`${m[1]}|${m[2]}`] ?? 1),
+    });
+  }
+  const optimizerState = new Map<string, tf.Tensor>();
+  if (meta.files['optimizer.safetensors'] && !opts.skipOptimizer) {
+    const o = decodeSafetensors(
+      await readVerified(read, where, 'optimizer.safetensors', meta),
+      `${where}/optimizer.safetensors`,
+    );
+    for (const [k, t] of o.tensors) optimizerState.set(k, tf.tensor(t.data, t.shape));
+  }
+  const extraFiles = new Map<string, Uint8Array>();
+  for (const f of Object.keys(meta.files)) {
+    if (!CORE_FILES.has(f)) extraFiles.set(f, await readVerified(read, where, f, meta));
+  }
+  return { meta, model, optimizerState, extraFiles };
+}
