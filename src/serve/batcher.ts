@@ -1,0 +1,147 @@
+/**
+ * Micro-batching: requests wait at most `windowMs` or until `maxBatch` samples are queued, then
+ * run as one batch of one sub-model. Throughput grows with batch size until the cores saturate;
+ * latency is queue wait + batch compute.
+ *
+ * A job without a fixed sub-model takes the server's default AT DISPATCH, so when the adaptive
+ * controller moves the default down, the requests already queued get the faster sub-model too.
+ */
+
+export interface BatcherOptions {
+  /** Longest a request waits for others to join its batch, ms. */
+  windowMs: number;
+  /** Most samples in one batch. */
+  maxBatch: number;
+  /** Most samples waiting; beyond it `submit` rejects with OverloadedError. */
+  maxQueue: number;
+}
+
+/** Runs one batch: the inputs of every job (in order) through sub-model `sub`; one output per job. */
+export type RunBatch<I, O> = (sub: string, inputs: I[]) => O[];
+
+export interface BatchReport {
+  sub: string;
+  samples: number;
+  jobs: number;
+  ms: number;
+}
+
+export class OverloadedError extends Error {}
+
+interface Job<I, O> {
+  input: I;
+  samples: number;
+  /** A fixed sub-model (a per-request budget), or null for the default at dispatch. */
+  sub: string | null;
+  enqueuedAt: number;
+  resolve: (o: { output: O; sub: string }) => void;
+  reject: (e: Error) => void;
+}
+
+export class MicroBatcher<I, O> {
+  private queue: Job<I, O>[] = [];
+  private queued = 0;
+  private running = false;
+  private timer: NodeJS.Timeout | null = null;
+  private immediate: NodeJS.Immediate | null = null;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    readonly opts: BatcherOptions,
+    private readonly run: RunBatch<I, O>,
+    private readonly defaultSub: () => string,
+    private readonly onBatch: (r: BatchReport) => void = () => {},
+  ) {
+    if (!(opts.windowMs >= 0)) throw new Error(`batcher: windowMs ${opts.windowMs} must be ≥ 0`);
+    if (!Number.isInteger(opts.maxBatch) || opts.maxBatch < 1)
+      throw new Error(`batcher: maxBatch ${opts.maxBatch} must be a positive integer`);
+  }
+
+  /** Samples waiting (not yet in a running batch). */
+  get queuedSamples(): number {
+    return this.queued;
+  }
+
+  submit(input: I, samples: number, sub: string | null): Promise<{ output: O; sub: string }> {
+    if (this.queued + samples > this.opts.maxQueue) {
+      return Promise.reject(
+        new OverloadedError(
+          `the queue holds ${this.queued} samples (limit ${this.opts.maxQueue}); retry later`,
+        ),
+      );
+    }
+    return new Promise((resolve, reject) => {
+      this.queue.push({ input, samples, sub, enqueuedAt: performance.now(), resolve, reject });
+      this.queued += samples;
+      this.schedule();
+    });
+  }
+
+  /** Resolves once nothing is queued or running (graceful shutdown). */
+  drain(): Promise<void> {
+    if (!this.running && this.queue.length === 0) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  /** Stops the window timer (the queue must be empty; see drain). */
+  close(): void {
+    if (this.timer) clearTimeout(this.timer);
+    if (this.immediate) clearImmediate(this.immediate);
+    this.timer = null;
+    this.immediate = null;
+  }
+
+  private schedule(): void {
+    if (this.running || this.immediate || this.queue.length === 0) return;
+    const waited = performance.now() - this.queue[0].enqueuedAt;
+    if (this.queued >= this.opts.maxBatch || waited >= this.opts.windowMs) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = null;
+      // setImmediate, not a direct call: the event loop first reads the requests that arrived
+      // meanwhile, so they can join this batch.
+      this.immediate = setImmediate(() => {
+        this.immediate = null;
+        this.runBatch();
+      });
+    } else if (!this.timer) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.schedule();
+      }, this.opts.windowMs - waited);
+    }
+  }
+
+  private runBatch(): void {
+    if (this.queue.length === 0) return;
+    const fallback = this.defaultSub();
+    const sub = this.queue[0].sub ?? fallback;
+    const batch: Job<I, O>[] = [];
+    const rest: Job<I, O>[] = [];
+    let samples = 0;
+    for (const job of this.queue) {
+      const fits = batch.length === 0 || samples + job.samples <= this.opts.maxBatch;
+      if (fits && (job.sub ?? fallback) === sub) {
+        batch.push(job);
+        samples += job.samples;
+      } else rest.push(job);
+    }
+    this.queue = rest;
+    this.queued -= samples;
+    this.running = true;
+    const t0 = performance.now();
+    try {
+      const outputs = this.run(
+        sub,
+        batch.map((j) => j.input),
+      );
+      batch.forEach((j, i) => j.resolve({ output: outputs[i], sub }));
+    } catch (e) {
+      for (const j of batch) j.reject(e as Error);
+    } finally {
+      this.running = false;
+    }
+    this.onBatch({ sub, samples, jobs: batch.length, ms: performance.now() - t0 });
+    if (this.queue.length > 0) this.schedule();
+    else for (const w of this.idleWaiters.splice(0)) w();
+  }
+}

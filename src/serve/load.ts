@@ -1,0 +1,16 @@
+/** A trained run as the server needs it: the model, its grid's sub-models with costs and accuracy. */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadCheckpoint } from '../io/checkpoint.js';
+import { Grid } from '../sorted/grid.js';
+import type { EvalRow } from '../train/evaluate.js';
+import { servedSubModels } from './ladder.js';
+import type { ServedModel } from './server.js';
+
+export async function loadServedModel(runDir: string): Promise<ServedModel> {
+  const { model, meta } = await loadCheckpoint(runDir);
+  const grid = new Grid(meta.grid, model);
+  const evalPath = join(runDir, 'eval.json');
+  const rows = existsSync(evalPath) ? (JSON.parse(readFileSync(evalPath, 'utf8')) as EvalRow[]) : [];
+  return { model, subs: servedSubModels(grid.entries, rows), preprocess: meta.preprocess };
+}
