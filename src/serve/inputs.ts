@@ -51,7 +51,9 @@ function fillNested(
 ): number {
   if (level === dims.length) {
     if (typeof v !== 'number' || !Number.isFinite(v))
-      throw bad(`${where} is ${JSON.stringify(v) ?? typeof v}; expected a finite number`);
+      throw bad(
+        `${where} is ${typeof v === 'number' ? v : (JSON.stringify(v) ?? typeof v)}; expected a finite number`,
+      );
     out[at] = v;
     return at + 1;
   }

@@ -69,6 +69,8 @@ export interface Server {
   active(): string;
   /** Switches the controller made, oldest first. */
   switches: Switch[];
+  /** Listens on `host` (default 127.0.0.1: loopback only unless told otherwise); resolves to the URL. */
+  listen(port: number, host?: string): Promise<string>;
   /** Stop accepting, answer every request already in, release timers. */
   shutdown(): Promise<void>;
 }
@@ -345,10 +347,16 @@ export function createServer(served: ServedModel, opts: ServeOptions = {}): Serv
   });
 
   let closing: Promise<void> | null = null;
+  // While draining, answers close their connection: an idle keep-alive socket would otherwise
+  // hold close() open until its timeout.
+  app.addHook('onSend', async (_req, reply) => {
+    if (closing) reply.header('connection', 'close');
+  });
   return {
     app,
     active,
     switches,
+    listen: (port, host = '127.0.0.1') => app.listen({ port, host }),
     shutdown: () => (closing ??= app.close()),
   };
 }

@@ -1,0 +1,49 @@
+/** A tiny sorted ResNet with BatchNorm statistics for every grid entry, served in-process (tests only). */
+import * as tf from '@tensorflow/tfjs-core';
+import { ResNet, resnetConfig } from '../src/models/resnet.js';
+import { Grid } from '../src/sorted/grid.js';
+import { servedSubModels } from '../src/serve/ladder.js';
+import { createServer, type ServeOptions, type Server } from '../src/serve/server.js';
+
+export const IMAGE = 8;
+
+export function tinyResNet(): { model: ResNet; grid: Grid } {
+  const model = new ResNet(
+    resnetConfig({ inChannels: 1, imageSize: IMAGE, classes: 3, stem: 4, widths: [4, 8], blocks: [1, 1] }),
+    7,
+  );
+  const grid = new Grid({ depth: [2], width: [0.5, 1] }, model);
+  for (const e of grid.entries) {
+    tf.tidy(() => {
+      model.forward(tf.randomNormal([16, IMAGE, IMAGE, 1], 0, 1, 'float32', 3), e.sub, {
+        mode: 'calibrate',
+        key: e.id,
+      });
+    });
+  }
+  return { model, grid };
+}
+
+export function tinyServer(opts: ServeOptions = {}): Server & { model: ResNet; grid: Grid } {
+  const { model, grid } = tinyResNet();
+  // Accuracies put both sub-models on the ladder (the wider one more accurate).
+  const rows = grid.entries.map((e, i) => ({
+    id: e.id,
+    sub: e.sub,
+    params: e.cost.params,
+    flops: e.cost.flops,
+    flopsFraction: e.cost.flops / grid.largest.cost.flops,
+    accuracy: 0.5 + 0.1 * i,
+    latencyMs: 1,
+  }));
+  const server = createServer(
+    { model, subs: servedSubModels(grid.entries, rows), preprocess: { classes: ['a', 'b', 'c'] } },
+    { maxBatch: 8, ...opts },
+  );
+  return Object.assign(server, { model, grid });
+}
+
+/** A deterministic image, flat NHWC. */
+export function image(seed: number): number[] {
+  return Array.from({ length: IMAGE * IMAGE }, (_, i) => Math.sin(seed * 7.1 + i * 0.37));
+}
