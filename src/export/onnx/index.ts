@@ -1,0 +1,98 @@
+/**
+ * ONNX export of one sub-model: extract it as a standalone model (its prefix weights and its
+ * own BatchNorm statistics, src/sorted/extract.ts), then write the graph family by family.
+ * Image models take NHWC float32 [N, H, W, C] like the TypeScript models (transposed to NCHW
+ * inside); transformers take int64 token ids [N, T] with dynamic N and T.
+ */
+import { buildModel, specOf, type SortedModel } from '../../models/index.js';
+import type { Mlp } from '../../models/mlp.js';
+import type { ResNet } from '../../models/resnet.js';
+import type { MobileNetV2 } from '../../models/mobilenetv2.js';
+import type { Transformer } from '../../models/transformer.js';
+import { extractSubModel } from '../../sorted/extract.js';
+import { namedBatchNorms } from '../../nn/batchnorm.js';
+import { subModelId, type SubModel } from '../../sorted/submodel.js';
+import { OnnxGraph, OPSET } from './graph.js';
+import { mlpGraph } from './mlp.js';
+import { resnetGraph } from './resnet.js';
+import { mobilenetV2Graph } from './mobilenetv2.js';
+import { transformerGraph } from './transformer.js';
+
+export { OPSET };
+
+export interface OnnxExport {
+  bytes: Uint8Array;
+  /** Graph input: 'input' (float32 NHWC images, or [N, features] for an MLP) or 'input_ids' (int64). */
+  input: { name: string; type: 'float32' | 'int64'; shape: (number | string)[] };
+  output: { name: 'logits'; shape: (number | string)[] };
+  opset: number;
+  sub: string;
+}
+
+export interface OnnxExportOptions {
+  /** An MLP's sample shape (e.g. [28, 28, 1]); default [inputs]. */
+  sampleShape?: number[];
+  /** Extra metadata_props (e.g. the preprocessing as JSON). */
+  metadata?: Record<string, string>;
+}
+
+export function exportOnnx(model: SortedModel, sub: SubModel, opts: OnnxExportOptions = {}): OnnxExport {
+  const id = subModelId(sub);
+  const small = extractSubModel(model, sub, (config) => buildModel(specOf(model, config)));
+  try {
+    const g = new OnnxGraph(`sortednet ${model.family} ${id}`);
+    let input: OnnxExport['input'];
+    let output: OnnxExport['output'];
+    let logits: string;
+    switch (small.family) {
+      case 'transformer': {
+        const t = small as unknown as Transformer;
+        input = { name: 'input_ids', type: 'int64', shape: ['N', 'T'] };
+        logits = transformerGraph(g, t, g.input(input.name, 'int64', input.shape));
+        output = {
+          name: 'logits',
+          shape: t.config.task === 'lm' ? ['N', 'T', t.config.vocab] : ['N', t.config.classes ?? 2],
+        };
+        break;
+      }
+      case 'mlp': {
+        const m = small as unknown as Mlp;
+        const shape = opts.sampleShape ?? [m.config.inputs];
+        if (shape.reduce((a, b) => a * b, 1) !== m.config.inputs)
+          throw new Error(`onnx: sample shape [${shape}] does not hold the MLP's ${m.config.inputs} inputs`);
+        input = { name: 'input', type: 'float32', shape: ['N', ...shape] };
+        logits = mlpGraph(g, m, g.input(input.name, 'float32', input.shape));
+        output = { name: 'logits', shape: ['N', m.config.classes] };
+        break;
+      }
+      case 'resnet':
+      case 'mobilenetv2': {
+        const c = (small as unknown as ResNet | MobileNetV2).config;
+        input = { name: 'input', type: 'float32', shape: ['N', c.imageSize, c.imageSize, c.inChannels] };
+        const nchw = g.op(
+          'Transpose',
+          [g.input(input.name, 'float32', input.shape)],
+          { perm: [0, 3, 1, 2] },
+          'nchw',
+        );
+        logits =
+          small.family === 'resnet'
+            ? resnetGraph(g, small as unknown as ResNet, nchw)
+            : mobilenetV2Graph(g, small as unknown as MobileNetV2, nchw);
+        output = { name: 'logits', shape: ['N', c.classes] };
+        break;
+      }
+      default:
+        throw new Error(`onnx: no exporter for model family '${small.family}'`);
+    }
+    g.output(output.name, logits, 'float32', output.shape);
+    const bytes = g.encode({
+      doc: `sortednet ${model.family} sub-model ${id} (standalone, BatchNorm folded), opset ${OPSET}`,
+      metadata: { family: model.family, sub: id, ...opts.metadata },
+    });
+    return { bytes, input, output, opset: OPSET, sub: id };
+  } finally {
+    for (const [, bn] of namedBatchNorms(small)) bn.resetStats();
+    small.dispose();
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * The transformer as ONNX with dynamic batch and sequence axes: token + position embeddings,
+ * pre-LN blocks (multi-head attention, GELU FFN), the final LayerNorm, then either the
+ * classifier's masked mean pool + head or the LM's tied head (causal mask sliced to T×T).
+ */
+import type { Transformer } from '../../models/transformer.js';
+import type { TransformerBlock } from '../../nn/transformer_block.js';
+import type { OnnxGraph } from './graph.js';
+import { gelu, layerNorm, linear } from './layers.js';
+
+const data = (t: { dataSync(): unknown }) => t.dataSync() as Float32Array;
+
+function attention(g: OnnxGraph, x: string, block: TransformerBlock, mask: string | null): string {
+  const a = block.attn;
+  const heads = a.heads;
+  const hd = a.headDim;
+  // [N, T, h·hd] → [N, h, T, hd]
+  const split = (t: string) =>
+    g.op('Transpose', [g.op('Reshape', [t, g.ints('heads_shape', [0, 0, heads, hd])])], {
+      perm: [0, 2, 1, 3],
+    });
+  const q = split(linear(g, x, a.q, false));
+  const k = split(linear(g, x, a.k, false));
+  const v = split(linear(g, x, a.v, false));
+  const kT = g.op('Transpose', [k], { perm: [0, 1, 3, 2] });
+  let scores = g.op(
+    'MatMul',
+    [g.op('Mul', [q, g.scalar('attn_scale', 1 / Math.sqrt(hd))]), kT],
+    {},
+    'scores',
+  );
+  if (mask) scores = g.op('Add', [scores, mask]);
+  const o = g.op('MatMul', [g.op('Softmax', [scores], { axis: -1 }), v]);
+  const merged = g.op('Reshape', [
+    g.op('Transpose', [o], { perm: [0, 2, 1, 3] }),
+    g.ints('merge_shape', [0, 0, heads * hd]),
+  ]);
+  return linear(g, merged, a.o, false);
+}
+
+/** `ids`: int64 [N, T]; returns logits [N, classes] (classify) or [N, T, vocab] (lm). */
+export function transformerGraph(g: OnnxGraph, model: Transformer, ids: string): string {
+  const c = model.config;
+  const e = c.dim;
+  const T = g.op('Shape', [ids], { start: 1, end: 2 }, 'T'); // [T]
+  const positions = g.op('Slice', [
+    g.weight('positions.weight', data(model.positions.weight), [c.maxLen, e]),
+    g.ints('zero', [0]),
+    T,
+    g.ints('axis0', [0]),
+  ]);
+  let h = g.op('Add', [
+    g.op('Gather', [g.weight('tokens.weight', data(model.tokens.weight), [c.vocab, e]), ids], { axis: 0 }),
+    positions,
+  ]);
+  let mask: string | null = null;
+  if (c.task === 'lm') {
+    const full = new Float32Array(c.maxLen * c.maxLen);
+    for (let i = 0; i < c.maxLen; i++) for (let j = i + 1; j < c.maxLen; j++) full[i * c.maxLen + j] = -1e9;
+    const TT = g.op('Concat', [T, T], { axis: 0 });
+    mask = g.op(
+      'Slice',
+      [
+        g.weight('causal_mask', full, [c.maxLen, c.maxLen]),
+        g.ints('zeros2', [0, 0]),
+        TT,
+        g.ints('axes01', [0, 1]),
+      ],
+      {},
+      'mask',
+    );
+  }
+  for (const block of model.blocks.items) {
+    h = g.op('Add', [h, attention(g, layerNorm(g, h, block.ln1), block, mask)]);
+    const f = block.ffn;
+    if (f.gate) throw new Error('onnx: swiglu feed-forward layers are not exported');
+    const up = gelu(g, linear(g, layerNorm(g, h, block.ln2), f.up, false));
+    h = g.op('Add', [h, linear(g, up, f.down, false)]);
+  }
+  const hn = layerNorm(g, h, model.lnFinal);
+  if (!model.head) {
+    const table = model.tokens.weight;
+    return g.op(
+      'MatMul',
+      [hn, g.weight('tokens.weightT', transposed(data(table), c.vocab, e), [e, c.vocab])],
+      {},
+      'lm_logits',
+    );
+  }
+  // Mean over non-padding tokens (padId, if any), as the classifier pools.
+  const keep = g.op('Not', [g.op('Equal', [ids, g.int('pad_id', c.padId ?? -1)])]);
+  const m = g.op('Unsqueeze', [g.op('Cast', [keep], { to: 1 }), g.ints('axis2', [2])], {}, 'pool_mask'); // [N, T, 1]
+  const sum = g.op('ReduceSum', [g.op('Mul', [hn, m]), g.ints('axis1', [1])], { keepdims: 0 });
+  const count = g.op('Max', [
+    g.op('ReduceSum', [m, g.ints('axis1', [1])], { keepdims: 0 }),
+    g.scalar('one', 1),
+  ]);
+  return linear(g, g.op('Div', [sum, count], {}, 'pooled'), model.head);
+}
+
+function transposed(x: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let r = 0; r < rows; r++) for (let k = 0; k < cols; k++) out[k * rows + r] = x[r * cols + k];
+  return out;
+}
