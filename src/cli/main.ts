@@ -12,7 +12,13 @@ import { subset, type TrainTest } from '../data/dataset.js';
 import { resolveTrainConfig, type TrainConfig } from '../train/config.js';
 import { train } from '../train/trainer.js';
 import { evaluateGrid, type EvalRow } from '../train/evaluate.js';
-import { loadCheckpoint, saveCheckpoint, readCheckpointMeta } from '../io/checkpoint.js';
+import {
+  hasCheckpoint,
+  loadCheckpoint,
+  saveCalibration,
+  saveCheckpoint,
+  readCheckpointMeta,
+} from '../io/checkpoint.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { accuracyFlopsSvg, formatTable, toCsv } from '../io/report.js';
 import { candidatesFrom, pickSubModel } from '../infer/pick.js';
@@ -150,7 +156,7 @@ function modelSpecFor(c: RunConfig, data: TrainTest): { spec: ModelSpec; grid: G
 function freshFolder(base: string): string {
   for (let i = 1; ; i++) {
     const dir = i === 1 ? base : `${base}-${i}`;
-    if (!existsSync(join(dir, 'checkpoint.json'))) return dir;
+    if (!hasCheckpoint(dir)) return dir;
   }
 }
 
@@ -177,7 +183,7 @@ async function commandTrain(
     c = JSON.parse(readFileSync(path, 'utf8')) as RunConfig;
   } else {
     c = runConfigFrom(flags, base);
-    if (existsSync(join(runDir, 'checkpoint.json'))) {
+    if (hasCheckpoint(runDir)) {
       throw new Error(
         `${runDir} already holds a checkpoint; use --resume to continue it, or another --run folder`,
       );
@@ -266,16 +272,8 @@ function evaluateRun(
     `evaluating ${grid.size} sub-models (BN recalibrated per sub-model) on ${data.test.n} test images…`,
   );
   const rows = evaluateGrid(model, grid, data.train, data.test, c.eval);
-  const meta = readCheckpointMeta(runDir);
-  // Keep the calibrated BN statistics with the weights, so pick/extract/serving reuse them.
-  saveCheckpoint(runDir, {
-    model,
-    grid: grid.spec,
-    step: meta.step,
-    seed: meta.seed,
-    train: meta.train,
-    dataset: meta.dataset,
-  });
+  // Keep the calibrated BN statistics beside the weights (which stay as they are), for extract/serving.
+  saveCalibration(runDir, model);
   writeEval(runDir, rows, title);
   console.log(formatTable(rows));
   console.log(`wrote ${join(runDir, 'eval.json')}, eval.csv, plot.svg`);
@@ -335,8 +333,7 @@ async function commandExtract(flags: Flags): Promise<number> {
   const runDir = need(flags, 'run', 'extract');
   const out = need(flags, 'out', 'extract');
   const sub = parseSubModel(need(flags, 'sub', 'extract'), '--sub');
-  if (existsSync(join(out, 'checkpoint.json')))
-    throw new Error(`${out} already holds a checkpoint; choose an empty --out folder`);
+  if (hasCheckpoint(out)) throw new Error(`${out} already holds a checkpoint; choose an empty --out folder`);
   await initEngine('cpu');
   const { model, meta } = await loadCheckpoint(runDir);
   const small = extractSubModel(model, sub, (cfg) => buildModel(specOf(model, cfg)));
@@ -407,7 +404,7 @@ async function commandCompare(flags: Flags): Promise<number> {
 
 async function commandLm(flags: Flags): Promise<number> {
   const runDir = (flags.run as string | undefined) ?? freshFolder('runs/lm');
-  if (existsSync(join(runDir, 'checkpoint.json')) && !flags.resume) {
+  if (hasCheckpoint(runDir) && !flags.resume) {
     throw new Error(`${runDir} already holds a checkpoint; use --resume or another --run folder`);
   }
   await initEngine(flags.backend ? parseBackend(flags.backend as string, '--backend') : 'wasm');
