@@ -48,9 +48,12 @@ before(async () => {
 
 test('train writes checkpoint, log, eval table and plot', () => {
   for (const f of [
-    'checkpoint.json',
-    'model.safetensors',
-    'bn_stats.safetensors',
+    'checkpoints/latest',
+    'checkpoints/step-000003/checkpoint.json',
+    'checkpoints/step-000003/model.safetensors',
+    'checkpoints/step-000003/bn_stats.safetensors',
+    'checkpoints/step-000003/optimizer.safetensors',
+    'checkpoints/step-000003/bn_calibrated.safetensors',
     'log.jsonl',
     'eval.json',
     'eval.csv',
@@ -132,7 +135,7 @@ test('bad input: clear errors, nothing overwritten', async () => {
   const cfg = join(dir, 'bad.json');
   writeFileSync(cfg, '{"trian": {}}');
   await assert.rejects(main(['train', '--run', join(dir, 'z'), '--config', cfg]), /unknown field 'trian'/);
-  assert.ok(existsSync(join(dir, 'run', 'checkpoint.json')));
+  assert.ok(existsSync(join(dir, 'run', 'checkpoints', 'step-000003', 'checkpoint.json')));
 });
 
 test("`<command> --help` prints that command's options and runs nothing; --version", async () => {

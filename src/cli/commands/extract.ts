@@ -5,7 +5,7 @@ import { initEngine } from '../../engine/backend.js';
 import { buildModel, specOf } from '../../models/index.js';
 import { parseSubModel, subModelId } from '../../sorted/submodel.js';
 import { extractSubModel } from '../../sorted/extract.js';
-import { loadCheckpoint, saveCheckpoint } from '../../io/checkpoint.js';
+import { hasCheckpoint, loadCheckpoint, saveCheckpoint } from '../../io/checkpoint.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { need } from '../args.js';
 import type { RegisterCommand } from '../command.js';
@@ -22,7 +22,7 @@ export const registerExtract: RegisterCommand = (program, exit) => {
       const runDir = need(flags.run, '--run DIR', 'extract');
       const out = need(flags.out, '--out DIR', 'extract');
       const sub = parseSubModel(need(flags.sub, '--sub SPEC', 'extract'), '--sub');
-      if (existsSync(join(out, 'checkpoint.json')) || existsSync(join(out, 'checkpoints')))
+      if (hasCheckpoint(out))
         throw new Error(`${out} already holds a checkpoint; choose an empty --out folder`);
       await initEngine('cpu');
       const { model, meta } = await loadCheckpoint(runDir);

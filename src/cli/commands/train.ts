@@ -9,7 +9,7 @@ import type { TrainTest } from '../../data/dataset.js';
 import { resolveTrainConfig, type TrainConfig } from '../../train/config.js';
 import { train } from '../../train/trainer.js';
 import { evaluateGrid, type EvalRow } from '../../train/evaluate.js';
-import { readCheckpointMeta, saveCheckpoint } from '../../io/checkpoint.js';
+import { hasCheckpoint, saveCalibration } from '../../io/checkpoint.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { formatTable } from '../../io/report.js';
 import { intArg, numArg } from '../args.js';
@@ -67,9 +67,6 @@ function runConfigFrom(flags: TrainFlags, base: Partial<RunConfig> = {}): RunCon
   if (flags.backend !== undefined) c.backend = parseBackend(flags.backend, '--backend');
   return c;
 }
-
-const hasCheckpoint = (runDir: string) =>
-  existsSync(join(runDir, 'checkpoint.json')) || existsSync(join(runDir, 'checkpoints'));
 
 export async function commandTrain(
   flags: TrainFlags,
@@ -175,17 +172,8 @@ export function evaluateRun(
     `evaluating ${grid.size} sub-models (BN recalibrated per sub-model) on ${data.test.n} test images…`,
   );
   const rows = evaluateGrid(model, grid, data.train, data.test, c.eval);
-  const meta = readCheckpointMeta(runDir);
-  // Keep the calibrated BN statistics with the weights, so pick/extract/serving reuse them.
-  saveCheckpoint(runDir, {
-    model,
-    grid: grid.spec,
-    step: meta.step,
-    seed: meta.seed,
-    train: meta.train,
-    dataset: meta.dataset,
-    preprocess: meta.preprocess,
-  });
+  // Keep the calibrated BN statistics beside the weights (which stay as they are), for extract/serving.
+  saveCalibration(runDir, model);
   writeEval(runDir, rows, title);
   console.log(formatTable(rows));
   console.log(`wrote ${join(runDir, 'eval.json')}, eval.csv, plot.svg`);
