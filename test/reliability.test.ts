@@ -391,10 +391,13 @@ test('resume: changed settings are refused, more steps are honoured; the log is 
   const log = join(runDir, 'log.jsonl');
   writeFileSync(
     log,
-    [1, 2, 3, 4].map((s) => JSON.stringify({ step: s })).join('\n') + '\n{"event":"done"}\n{"step": 5, "lo',
+    '{"step":1}\n{"event":"resumed"}\n{"step":2}\n{"step":3}\n{"event":"done"}\n{"step":4}\n{"step": 5, "lo',
   );
   truncateLog(log, 2);
-  assert.equal(readFileSync(log, 'utf8'), '{"step":1}\n{"step":2}\n{"event":"done"}\n');
+  assert.equal(readFileSync(log, 'utf8'), '{"step":1}\n{"event":"resumed"}\n{"step":2}\n');
+  writeFileSync(log, '{"step":1}\n{"step":2}\n{"step": 3, "lo');
+  truncateLog(log, 3);
+  assert.equal(readFileSync(log, 'utf8'), '{"step":1}\n{"step":2}\n');
 });
 
 test('seeds: every safe integer gives its own stream per step; unrepresentable seeds are refused', () => {

@@ -306,7 +306,9 @@ async function loop(
           (skippedInARow > 1 ? ` (${skippedInARow} such steps in a row)` : '') +
           `; training stopped without applying the update. ${lastGood(options.runDir)} ` +
           `Lower the learning rate (now ${config.optimizer.lr}) or check the data` +
-          (config.nonFinite === 'stop' ? `; nonFinite: 'skip' skips such steps instead.` : '.'),
+          (config.nonFinite === 'stop'
+            ? `; nonFinite: 'skip' (--on-non-finite skip) skips such steps instead.`
+            : '.'),
       );
     }
     if (finite) lastLoss = stepLoss;
@@ -455,8 +457,9 @@ function checkResumable(meta: CheckpointMeta, config: TrainConfig, dir: string):
 }
 
 /**
- * Cuts a run's log (one JSON object per line) back to the steps a resume starts from, so that no
- * step appears twice; a torn last line (the writer was killed mid-append) goes too.
+ * Cuts a run's log (one JSON object per line, in order) back to where a resume starts: everything
+ * from the first line past `step` goes, so that no step appears twice and no event of the abandoned
+ * stretch remains; a torn line (the writer was killed mid-append) ends the log too.
  */
 export function truncateLog(path: string, step: number): void {
   let text: string;
@@ -465,13 +468,22 @@ export function truncateLog(path: string, step: number): void {
   } catch {
     return;
   }
-  const kept = text.split('\n').filter((line) => {
+  const lines = text.split('\n').filter((l) => l !== '');
+  const past = (line: string) => {
     try {
       const rec = JSON.parse(line) as { step?: unknown };
-      return typeof rec.step !== 'number' || rec.step <= step;
+      return typeof rec.step === 'number' && rec.step > step;
     } catch {
-      return false;
+      return true;
     }
-  });
-  writeFileAtomic(path, kept.map((l) => l + '\n').join(''));
+  };
+  const cut = lines.findIndex(past);
+  if (cut === -1) return;
+  writeFileAtomic(
+    path,
+    lines
+      .slice(0, cut)
+      .map((l) => l + '\n')
+      .join(''),
+  );
 }
