@@ -1,0 +1,45 @@
+/** Parsers for option values: each names the option and the value it could not read. */
+import { InvalidArgumentError } from 'commander';
+
+export function intArg(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isInteger(n))
+    throw new InvalidArgumentError(`'${value}' is not an integer`);
+  return n;
+}
+
+export function numArg(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n))
+    throw new InvalidArgumentError(`'${value}' is not a number`);
+  return n;
+}
+
+/** A required option's value, with the command named in the error. */
+export function need<T>(value: T | undefined, flag: string, command: string): T {
+  if (value === undefined || value === '')
+    throw new Error(`${command} needs ${flag}; see 'sortednet ${command} --help'`);
+  return value;
+}
+
+export function positiveIntArg(value: string): number {
+  const n = intArg(value);
+  if (n < 1) throw new InvalidArgumentError(`'${value}' must be at least 1`);
+  return n;
+}
+
+export function nonNegativeIntArg(value: string): number {
+  const n = intArg(value);
+  if (n < 0) throw new InvalidArgumentError(`'${value}' must be 0 or more`);
+  return n;
+}
+
+/** Seeds are hashed to 32 bits (src/data/random.ts); an integer a double cannot hold exactly would be a different seed. */
+export function seedArg(value: string): number {
+  const n = intArg(value);
+  if (!Number.isSafeInteger(n))
+    throw new InvalidArgumentError(
+      `'${value}' cannot be represented exactly; give an integer up to ±${Number.MAX_SAFE_INTEGER}`,
+    );
+  return n;
+}

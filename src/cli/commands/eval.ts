@@ -1,0 +1,35 @@
+/** `sortednet eval`: every sub-model of a run, with BN recalibrated per sub-model. */
+import { initEngine, parseBackend } from '../../engine/backend.js';
+import { Grid } from '../../sorted/grid.js';
+import { join } from 'node:path';
+import { loadCheckpoint, removeStale } from '../../io/checkpoint.js';
+import { acquireRunLock } from '../../io/lock.js';
+import { need } from '../args.js';
+import type { RegisterCommand } from '../command.js';
+import { loadRunData, readRunJson, runTitle } from '../run_folder.js';
+import { checkEvalConfig, evaluateRun } from './train.js';
+
+export const registerEval: RegisterCommand = (program, exit) => {
+  program
+    .command('eval')
+    .description('every sub-model: params, FLOPs, accuracy, latency (BN recalibrated)')
+    .option('--run <dir>', 'the run folder')
+    .option('--backend <name>', "wasm (default: the run's), cpu or webgpu")
+    .action(async (flags: { run?: string; backend?: string }) => {
+      const runDir = need(flags.run, '--run DIR', 'eval');
+      const c = readRunJson(runDir);
+      checkEvalConfig(c, join(runDir, 'run.json'));
+      // Evaluation writes beside the checkpoint (never over it): one writer at a time all the same.
+      const lock = acquireRunLock(runDir, 'eval');
+      try {
+        for (const p of removeStale(runDir)) console.warn(`removed ${p} (left by an interrupted write)`);
+        await initEngine(flags.backend ? parseBackend(flags.backend, '--backend') : (c.backend ?? 'wasm'));
+        const { model, meta } = await loadCheckpoint(runDir);
+        const data = loadRunData(c);
+        const title = runTitle(c, meta.model.family, meta.train?.strategy);
+        exit(evaluateRun(runDir, model, new Grid(meta.grid, model), data, c, title));
+      } finally {
+        lock.release();
+      }
+    });
+};
