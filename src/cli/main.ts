@@ -10,6 +10,8 @@ import { registerCompare } from './commands/compare.js';
 import { registerLm } from './commands/lm.js';
 import { registerPadnet } from './commands/padnet.js';
 import { registerPresets } from './commands/presets.js';
+import { registerServe } from './commands/serve.js';
+import { registerExportOnnx } from './commands/export_onnx.js';
 
 const COMMANDS: RegisterCommand[] = [
   registerTrain,
@@ -20,6 +22,8 @@ const COMMANDS: RegisterCommand[] = [
   registerLm,
   registerPadnet,
   registerPresets,
+  registerServe,
+  registerExportOnnx,
 ];
 
 const VERSION = (

@@ -9,6 +9,7 @@
  *   GET  /metrics   Prometheus text
  */
 import Fastify, {
+  LogController,
   type FastifyBaseLogger,
   type FastifyInstance,
   type FastifyReply,
@@ -93,6 +94,8 @@ export function createServer(served: ServedModel, opts: ServeOptions = {}): Serv
   const classes = served.preprocess?.classes;
   const app = Fastify({
     logger: opts.logger ?? false,
+    // Per-request log lines would cost more than a small model's inference; switches are logged.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: opts.bodyLimit ?? 4 * 1024 * 1024,
     // Strict bodies: no silent coercion ("1" → 1) and no silent dropping of unknown fields.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },

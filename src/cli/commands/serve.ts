@@ -1,0 +1,66 @@
+/** `sortednet serve`: the adaptive HTTP inference server for a trained run (src/serve/). */
+import { initEngine, parseBackend } from '../../engine/backend.js';
+import { loadServedModel } from '../../serve/load.js';
+import { createServer, exitOnSignals } from '../../serve/server.js';
+import { intArg, need, numArg, positiveIntArg } from '../args.js';
+import type { RegisterCommand } from '../command.js';
+
+interface ServeFlags {
+  run?: string;
+  port: number;
+  host: string;
+  targetP99Ms?: number;
+  sub?: string;
+  windowMs: number;
+  maxBatch: number;
+  maxQueue?: number;
+  backend: string;
+}
+
+export const registerServe: RegisterCommand = (program, exit) => {
+  program
+    .command('serve')
+    .description(
+      'serve a run over HTTP: POST /predict (micro-batched), GET /models, /health, /metrics; with --target-p99-ms the default sub-model adapts to the load',
+    )
+    .option('--run <dir>', 'the run folder (trained, and evaluated for accuracies)')
+    .option('--port <n>', 'TCP port (0: any free port)', intArg, 8080)
+    .option('--host <address>', 'address to bind (0.0.0.0 to accept other machines)', '127.0.0.1')
+    .option(
+      '--target-p99-ms <t>',
+      'adaptive mode: hold this p99 latency by moving along the accuracy/FLOPs curve',
+      numArg,
+    )
+    .option('--sub <spec>', 'fixed mode: the default sub-model (default: the most accurate)')
+    .option('--window-ms <ms>', 'micro-batching window', numArg, 2)
+    .option('--max-batch <n>', 'most samples per batch (and per request)', positiveIntArg, 32)
+    .option('--max-queue <n>', 'most samples waiting before 503 (default 64 batches)', positiveIntArg)
+    .option('--backend <name>', 'wasm | cpu | webgpu', 'wasm')
+    .action(async (flags: ServeFlags) => {
+      const runDir = need(flags.run, '--run DIR', 'serve');
+      if (flags.targetP99Ms !== undefined && flags.sub !== undefined)
+        throw new Error('serve: --target-p99-ms adapts the default sub-model and --sub fixes it; give one');
+      if (flags.targetP99Ms !== undefined && !(flags.targetP99Ms > 0))
+        throw new Error(`serve: --target-p99-ms ${flags.targetP99Ms} must be a positive number of ms`);
+      await initEngine(parseBackend(flags.backend, '--backend'));
+      const served = await loadServedModel(runDir);
+      const server = createServer(served, {
+        targetP99Ms: flags.targetP99Ms,
+        fixedSub: flags.sub,
+        windowMs: flags.windowMs,
+        maxBatch: flags.maxBatch,
+        maxQueue: flags.maxQueue,
+        logger: { level: 'info' },
+      });
+      const closed = new Promise<void>((resolve) => server.app.addHook('onClose', async () => resolve()));
+      const url = await server.listen(flags.port, flags.host);
+      const mode =
+        flags.targetP99Ms !== undefined
+          ? `adaptive, target p99 ${flags.targetP99Ms} ms`
+          : `fixed sub-model ${server.active()}`;
+      console.log(`sortednet serve: listening on ${url} (${served.model.family}, ${mode})`);
+      exitOnSignals(server);
+      await closed;
+      exit(0);
+    });
+};

@@ -1,0 +1,55 @@
+/** `sortednet export-onnx` on a saved run: the file runs in onnxruntime-node and matches the run's sub-model. */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import * as ort from 'onnxruntime-node';
+import { initEngine } from '../src/engine/backend.js';
+import { saveCheckpoint } from '../src/io/checkpoint.js';
+import { IMAGE, tinyResNet } from './serve_fixture.js';
+
+const CLI = fileURLToPath(new URL('../../bin/sortednet.js', import.meta.url));
+let dir: string;
+
+before(async () => {
+  await initEngine('cpu');
+  dir = mkdtempSync(join(tmpdir(), 'sortednet-onnx-'));
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+test('export-onnx: --run --sub --out writes a file onnxruntime runs, equal to the sub-model (1e-4)', async () => {
+  const { model, grid } = tinyResNet();
+  saveCheckpoint(dir, { model, grid: grid.spec, step: 0, seed: 7 });
+  const sub = grid.entries[0];
+  const file = join(dir, 'small.onnx');
+  const said = execFileSync(
+    process.execPath,
+    [CLI, 'export-onnx', '--run', dir, '--sub', sub.id, '--out', file],
+    {
+      encoding: 'utf8',
+    },
+  );
+  assert.match(said, new RegExp(`sub-model ${sub.id}, opset 17`));
+  const x = tf.randomNormal([2, IMAGE, IMAGE, 1], 0, 1, 'float32', 9);
+  const want = tf.tidy(() => model.forward(x, sub.sub, { mode: 'eval', key: sub.id }).dataSync());
+  const session = await ort.InferenceSession.create(readFileSync(file));
+  const got = (await session.run({ input: new ort.Tensor('float32', x.dataSync() as Float32Array, x.shape) }))
+    .logits.data as Float32Array;
+  let diff = 0;
+  for (let i = 0; i < want.length; i++) diff = Math.max(diff, Math.abs(want[i] - got[i]));
+  assert.ok(diff <= 1e-4, `max |onnx − tfjs| ${diff}`);
+  await session.release();
+  assert.throws(
+    () =>
+      execFileSync(
+        process.execPath,
+        [CLI, 'export-onnx', '--run', dir, '--out', join(dir, 'x.onnx'), '--sub', 'depth=9'],
+        { stdio: 'pipe' },
+      ),
+    /depth 9 is outside/,
+  );
+});
