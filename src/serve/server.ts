@@ -7,14 +7,12 @@
  *   GET  /models    sub-models with params, FLOPs, accuracy, measured batch times
  *   GET  /health    liveness, the active sub-model, the queue
  *   GET  /metrics   Prometheus text
+ * A language-model run gets POST /generate instead of /predict (src/serve/generate.ts).
  */
-import Fastify, {
-  LogController,
-  type FastifyBaseLogger,
-  type FastifyInstance,
-  type FastifyReply,
-  type FastifyRequest,
-} from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { createApp, type AppOptions } from './app.js';
+import { createLmServer } from './generate.js';
+import { Transformer } from '../models/transformer.js';
 import type { SortedModel } from '../models/model.js';
 import type { Preprocess } from '../io/checkpoint_codec.js';
 import { parseSubModel, subModelId } from '../sorted/submodel.js';
@@ -41,7 +39,7 @@ import {
   predictResponse,
 } from './schemas.js';
 
-export interface ServeOptions {
+export interface ServeOptions extends AppOptions {
   /** With a target the controller adapts the default sub-model; without, it stays fixed. */
   targetP99Ms?: number;
   /** The default sub-model in fixed mode (default: the most accurate). */
@@ -50,10 +48,6 @@ export interface ServeOptions {
   maxBatch?: number;
   /** Most samples queued before requests are refused with 503. */
   maxQueue?: number;
-  /** Largest request body, bytes. */
-  bodyLimit?: number;
-  /** fastify logger: false (tests), true (JSON lines on stdout), or an options object. */
-  logger?: boolean | { level: string };
   /** Controller options beyond the target (hysteresis, windows). */
   controller?: { holdMs?: number; upFraction?: number; p99WindowMs?: number; minSamples?: number };
 }
@@ -88,19 +82,13 @@ type PredictQuery = Partial<Record<'sub' | 'maxFlops' | 'maxLatencyMs' | 'probab
 
 /** Builds the server for `served` (not listening yet: `app.listen`, or `app.inject` in tests). */
 export function createServer(served: ServedModel, opts: ServeOptions = {}): Server {
+  if (served.model instanceof Transformer && served.model.config.task === 'lm')
+    return createLmServer(served.model, opts);
   const windowMs = opts.windowMs ?? 2;
   const maxBatch = opts.maxBatch ?? 32;
   const spec = inputSpecOf(served.model, served.preprocess);
   const classes = served.preprocess?.classes;
-  const app = Fastify({
-    logger: opts.logger ?? false,
-    // Per-request log lines would cost more than a small model's inference; switches are logged.
-    logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: opts.bodyLimit ?? 4 * 1024 * 1024,
-    // Strict bodies: no silent coercion ("1" → 1) and no silent dropping of unknown fields.
-    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
-    return503OnClosing: true,
-  });
+  const { app, isClosing } = createApp(opts, 'POST /predict, GET /models, GET /health, GET /metrics');
   const log: FastifyBaseLogger = app.log;
 
   // Which sub-models run at all: a forward pass each (BatchNorm statistics present, shapes fit),
@@ -172,35 +160,6 @@ export function createServer(served: ServedModel, opts: ServeOptions = {}): Serv
   );
   const ticker = setInterval(tick, 50);
   ticker.unref();
-
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser(
-    'application/json',
-    { parseAs: 'string' },
-    app.getDefaultJsonParser('error', 'error'),
-  );
-  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) =>
-    done(null, body),
-  );
-
-  app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, req, reply) => {
-    let status = err instanceof HttpError ? err.statusCode : (err.statusCode ?? 500);
-    if (err instanceof OverloadedError) status = 503;
-    if (status >= 500 && status !== 503) req.log.error(err, 'request failed');
-    const message =
-      status >= 500 && status !== 503
-        ? `internal error: ${err.message}`
-        : (validationMessage(err) ?? err.message);
-    if (status === 503) reply.header('retry-after', '1');
-    return reply.code(status).send({ statusCode: status, error: httpReason(status), message });
-  });
-  app.setNotFoundHandler((req, reply) =>
-    reply.code(404).send({
-      statusCode: 404,
-      error: 'Not Found',
-      message: `no route ${req.method} ${req.url.slice(0, 200)}; routes: POST /predict, GET /models, GET /health, GET /metrics`,
-    }),
-  );
 
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unmatched';
@@ -349,42 +308,13 @@ export function createServer(served: ServedModel, opts: ServeOptions = {}): Serv
     clearInterval(ticker);
   });
 
-  let closing: Promise<void> | null = null;
-  // While draining, answers close their connection: an idle keep-alive socket would otherwise
-  // hold close() open until its timeout.
-  app.addHook('onSend', async (_req, reply) => {
-    if (closing) reply.header('connection', 'close');
-  });
   return {
     app,
     active,
     switches,
     listen: (port, host = '127.0.0.1') => app.listen({ port, host }),
-    shutdown: () => (closing ??= app.close()),
+    shutdown: () => isClosing.close(),
   };
-}
-
-/** Names the offending field where ajv's default message does not ("must NOT have additional properties"). */
-function validationMessage(err: { validation?: unknown; validationContext?: string }): string | undefined {
-  const first = (
-    err.validation as { keyword: string; instancePath: string; params: Record<string, unknown> }[]
-  )?.[0];
-  if (first?.keyword !== 'additionalProperties') return undefined;
-  const where = `${err.validationContext ?? 'body'}${first.instancePath.replaceAll('/', '.')}`;
-  return `${where} has an unknown field '${String(first.params.additionalProperty)}'`;
-}
-
-function httpReason(status: number): string {
-  const reasons: Record<number, string> = {
-    400: 'Bad Request',
-    404: 'Not Found',
-    405: 'Method Not Allowed',
-    413: 'Payload Too Large',
-    415: 'Unsupported Media Type',
-    422: 'Unprocessable Entity',
-    503: 'Service Unavailable',
-  };
-  return reasons[status] ?? (status >= 500 ? 'Internal Server Error' : 'Bad Request');
 }
 
 /** SIGTERM/SIGINT: drain (every request already in is answered), then exit. */
