@@ -16,7 +16,7 @@ import { Transformer } from '../models/transformer.js';
 import type { SortedModel } from '../models/model.js';
 import type { Preprocess } from '../io/checkpoint_codec.js';
 import { parseSubModel, subModelId } from '../sorted/submodel.js';
-import { MicroBatcher, OverloadedError } from './batcher.js';
+import { MicroBatcher } from './batcher.js';
 import { AdaptiveController, BatchTimes, predictLatency, type Switch } from './controller.js';
 import { chooseForBudget, paretoLadder, type ServedSubModel } from './ladder.js';
 import { ServeMetrics } from './metrics.js';
