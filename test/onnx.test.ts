@@ -50,6 +50,7 @@ async function roundTrip(
   expected.dispose();
   await session.release();
   assert.ok(diff <= TOL, `${model.family} ${key}: max |onnx − tfjs| ${diff} > ${TOL}`);
+  console.log(`# ${model.family} ${key} [${x.shape}]: max |onnx − tfjs| = ${diff.toExponential(1)}`);
   return diff;
 }
 
