@@ -305,6 +305,27 @@ test('micro-batching: concurrent requests share batches and each gets its own an
   const together = await Promise.all(xs.map((x) => s.app.inject(json({ inputs: [x], probabilities: true }))));
   const batches = (await batchCount(s)) - before;
   assert.ok(batches <= 3, `12 concurrent requests ran as ${batches} batches (max batch 8, window 20 ms)`);
+  // Requests fixing different sub-models never share a batch: each is answered by its own.
+  const [small, large] = s.grid.entries;
+  const mixed = await Promise.all(
+    xs
+      .slice(0, 6)
+      .map((x, i) =>
+        s.app.inject(json({ inputs: [x], sub: (i % 2 ? large : small).id, probabilities: true })),
+      ),
+  );
+  for (const [i, r] of mixed.entries()) {
+    const e = i % 2 ? large : small;
+    assert.equal(r.json().sub, e.id);
+    const want = tf.tidy(() =>
+      tf
+        .softmax(
+          s.model.forward(tf.tensor4d(xs[i], [1, IMAGE, IMAGE, 1]), e.sub, { mode: 'eval', key: e.id }),
+        )
+        .dataSync(),
+    );
+    r.json().probabilities[0].forEach((p: number, c: number) => assert.ok(Math.abs(p - want[c]) < 1e-5));
+  }
   together.forEach((r, i) =>
     r.json().probabilities[0].forEach((p: number, c: number) => assert.ok(Math.abs(p - alone[i][c]) < 1e-5)),
   );
@@ -363,6 +384,11 @@ test('shutdown drains: requests already in are answered, then the port is closed
   assert.deepEqual(
     answers.map((r) => r.status),
     Array(10).fill(200),
+  );
+  // Each answer closes its connection, so no idle keep-alive socket holds the close open.
+  assert.deepEqual(
+    answers.map((r) => r.headers.get('connection')),
+    Array(10).fill('close'),
   );
   await closed;
   await assert.rejects(fetch(url, { method: 'POST', body: '{}' }), 'the port no longer accepts');
