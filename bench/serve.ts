@@ -5,7 +5,7 @@
  *   2. per rate (fractions of it) and per mode: a fresh server, `--duration` s at autocannon's
  *      overallRate, then throughput, p50/p99, errors, and the sub-model mix from /metrics.
  * Target: at a rate where fixed-full's p99 is ≥ 3× the target, adaptive holds p99 ≤ target with
- * 0 failed requests. Heavy: run it alone, `flock /work/heavy.lock node dist/bench/serve.js --run DIR`.
+ * 0 failed requests. Run it alone on the machine: other work distorts the latencies.
  *   node dist/bench/serve.js --run DIR [--target-p99-ms 50] [--rates 0.5,1,1.5,2] [--duration 10]
  *                            [--connections 200] [--out FILE.json]
  */
