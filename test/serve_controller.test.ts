@@ -98,3 +98,14 @@ test('ladder: the accuracy/FLOPs Pareto front, cheapest first', () => {
     ['a', 'b', 'c', 'd'],
   );
 });
+
+test('controller: does not move up to a rung that could not serve the measured request rate', () => {
+  const { c, switches } = setup(200);
+  c.tick(0, 64); // down to small
+  // 600 samples/s, queue empty: mid (8 ms per batch of 8) would be busy 60% → up; full (32 ms) 240% → never.
+  for (let t = 1; t < 5000; t += 10) {
+    for (let k = 0; k < 6; k++) c.observe(5, t);
+    c.tick(t, 0);
+  }
+  assert.deepEqual(switches, ['down:small', 'up:mid']);
+});

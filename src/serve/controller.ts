@@ -7,7 +7,9 @@
  *  - Down, at once: when the window's p99 or pred(current) exceeds the target, to the most
  *    accurate rung whose prediction fits (at least one step).
  *  - Up, one step at a time: only after p99 and pred(next rung) have stayed below
- *    `upFraction` · target for `holdMs` (hysteresis: no oscillation at a steady load).
+ *    `upFraction` · target for `holdMs`, and only when the next rung could serve the measured
+ *    request rate at a utilisation below `upFraction` (hysteresis: an empty queue at the cheap
+ *    rung does not mean the dearer one keeps up, so no oscillation at a steady load).
  * The p99 window restarts at every switch, so latencies of the old sub-model do not push it
  * further. Every switch is reported with its reason.
  */
@@ -81,7 +83,7 @@ export class AdaptiveController {
   private level: number;
   private lastSwitchAt = -Infinity;
   private calmSince: number | null = null;
-  private latencies: { at: number; ms: number }[] = [];
+  private latencies: { at: number; ms: number; samples: number }[] = [];
   readonly opts: Required<ControllerOptions>;
 
   constructor(
@@ -110,9 +112,18 @@ export class AdaptiveController {
     return predictLatency(this.times, id, queue, this.opts.windowMs);
   }
 
-  /** A served request's end-to-end latency. */
-  observe(ms: number, now: number): void {
-    this.latencies.push({ at: now, ms });
+  /** A served request's end-to-end latency (and its samples, for the request rate). */
+  observe(ms: number, now: number, samples = 1): void {
+    this.latencies.push({ at: now, ms, samples });
+  }
+
+  /** Fraction of the time sub-model `id` would be busy serving the window's sample rate in full batches. */
+  utilisation(id: string, now: number): number {
+    const from = Math.max(now - this.opts.p99WindowMs, this.lastSwitchAt);
+    const samples = this.latencies.reduce((a, l) => (l.at >= from ? a + l.samples : a), 0);
+    const span = Math.max(now - from, 1);
+    const B = this.opts.maxBatch;
+    return (samples / span) * (this.times.estimate(id, B) / B);
   }
 
   /** The p99 of the window (since the last switch), or null with too few requests. */
@@ -149,8 +160,13 @@ export class AdaptiveController {
     }
     if (this.level === this.ladder.length - 1) return null;
     const calmAt = this.opts.upFraction * target;
-    const next = this.predict(this.ladder[this.level + 1], queue);
-    if ((p99 !== null && p99 >= calmAt) || next > calmAt) {
+    const up = this.ladder[this.level + 1];
+    const next = this.predict(up, queue);
+    if (
+      (p99 !== null && p99 >= calmAt) ||
+      next > calmAt ||
+      this.utilisation(up, now) > this.opts.upFraction
+    ) {
       this.calmSince = null;
       return null;
     }

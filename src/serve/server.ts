@@ -161,12 +161,13 @@ export function createServer(served: ServedModel, opts: ServeOptions = {}): Serv
   const ticker = setInterval(tick, 50);
   ticker.unref();
 
+  const samplesOf = new WeakMap<FastifyRequest, number>();
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unmatched';
     metrics.requests.inc({ route, status: String(reply.statusCode) });
     metrics.latency.observe({ route }, reply.elapsedTime / 1000);
     if (route === '/predict' && reply.statusCode === 200)
-      controller?.observe(reply.elapsedTime, performance.now());
+      controller?.observe(reply.elapsedTime, performance.now(), samplesOf.get(req) ?? 1);
   });
 
   /** The sub-model for a request: an explicit one, the best within a budget, or null (the default at dispatch). */
@@ -256,6 +257,7 @@ export function createServer(served: ServedModel, opts: ServeOptions = {}): Serv
       )
         throw new HttpError(400, 'maxFlops and maxLatencyMs must be positive numbers');
       const fixedSub = subFor(budget);
+      samplesOf.set(req, samples.n);
       const { output, sub } = await batcher.submit(samples, samples.n, fixedSub);
       metrics.queue.set(batcher.queuedSamples);
       reply.header('x-sub-model', sub);
