@@ -2,6 +2,7 @@
 import type { ModelSpec } from '../models/index.js';
 import { resnetConfig } from '../models/resnet.js';
 import { mobilenetV2Config } from '../models/mobilenetv2.js';
+import { padResNetConfig } from '../models/pad_resnet.js';
 import type { GridSpec } from '../sorted/grid.js';
 
 export interface Preset {
@@ -82,6 +83,23 @@ export const PRESETS: Record<string, Preset> = {
       }),
     }),
     grid: { depth: [3, 4, 5, 6], width: [0.5, 1], expand: [0.5, 1] },
+  },
+  'pad-resnet': {
+    description:
+      'ResNet of PAD-Net convolutions (K = 4 kernels, κ set by `sortednet partition`), 3 stages × 2 blocks (16/32/64 ch): depth 3..6 × width 50/100% = 8 sub-models',
+    model: ({ channels, size, classes }) => ({
+      family: 'pad-resnet',
+      config: padResNetConfig({
+        inChannels: channels,
+        imageSize: size,
+        classes,
+        stem: 16,
+        widths: [16, 32, 64],
+        blocks: [2, 2, 2],
+        conv: 'pad',
+      }),
+    }),
+    grid: { depth: [3, 4, 5, 6], width: [0.5, 1] },
   },
 };
 
