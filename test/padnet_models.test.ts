@@ -10,7 +10,7 @@ import { initEngine } from '../src/engine/backend.js';
 import { seedStream } from '../src/nn/init.js';
 import { AuxLosses, type ForwardContext } from '../src/nn/module.js';
 import { namedBatchNorms } from '../src/nn/batchnorm.js';
-import { MoE, dispatchExperts, mixExperts } from '../src/dynamic/moe.js';
+import { MoE, dispatchExperts, expertTokens, mixExperts } from '../src/dynamic/moe.js';
 import { padLayers } from '../src/dynamic/partial.js';
 import { maskGradients, partition, type LabelledBatch } from '../src/dynamic/imp.js';
 import { PadResNet, padResNetConfig } from '../src/models/pad_resnet.js';
@@ -120,9 +120,13 @@ test('MoE dispatch (only the selected experts) equals the dense formulation, wit
     const shared = moe.layers.map((l) => randn([l.outFeatures, l.inFeatures], 5) as tf.Tensor2D);
     tf.tidy(() => {
       const { gates } = moe.router.forward(x, evalCtx);
-      if (capacityFactor !== undefined) {
-        const dropped = tf.sum(tf.cast(tf.equal(tf.sum(tf.cast(tf.greater(gates, 0), 'float32'), 1), 0), 'float32'));
-        assert.ok(dropped.dataSync()[0] >= 0);
+      // Only the selected (token, expert) pairs are computed: k per token, at most the capacity per expert.
+      const lists = expertTokens(gates);
+      const pairs = lists.reduce((a, l) => a + l.length, 0);
+      if (capacityFactor === undefined) assert.equal(pairs, 20 * 2, 'k = 2 experts per token');
+      else {
+        const capacity = Math.ceil((capacityFactor * 2 * 20) / 4);
+        assert.ok(lists.every((l) => l.length <= capacity) && pairs < 40, `capacity ${capacity}: ${lists.map((l) => l.length)}`);
       }
       const what = `hidden ${hidden}, capacity ${capacityFactor}`;
       assertClose(dispatchExperts(x, gates, layers, 'gelu'), mixExperts(x, gates, layers, 'gelu'), 1e-5, what);

@@ -240,6 +240,15 @@ export function mixExperts(
   return y as tf.Tensor2D;
 }
 
+/** For each expert, the tokens routed to it (a non-zero gate): the only (token, expert) pairs dispatchExperts computes. */
+export function expertTokens(gates: tf.Tensor2D): number[][] {
+  const [N, E] = gates.shape;
+  const g = gates.dataSync();
+  const tokens: number[][] = Array.from({ length: E }, () => []);
+  for (let n = 0; n < N; n++) for (let e = 0; e < E; e++) if (g[n * E + e] !== 0) tokens[e].push(n);
+  return tokens;
+}
+
 /**
  * Σ_e gate_e · expert_e(x) computing only the selected experts: for each expert, the tokens whose
  * gate is non-zero (top-k, and within capacity) are gathered, run through that expert's weights,
@@ -258,9 +267,7 @@ export function dispatchExperts(
   if (layers.length !== 1 && layers.length !== 2)
     throw new Error(`dispatchExperts: experts have 1 or 2 layers, got ${layers.length}`);
   const [N, E] = gates.shape;
-  const g = gates.dataSync();
-  const tokens: number[][] = Array.from({ length: E }, () => []);
-  for (let n = 0; n < N; n++) for (let e = 0; e < E; e++) if (g[n * E + e] !== 0) tokens[e].push(n);
+  const tokens = expertTokens(gates);
   const first = layers[0];
   const last = layers[layers.length - 1];
   const [, out0, in0] = first.weight.shape;
