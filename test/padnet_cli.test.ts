@@ -9,7 +9,7 @@ import type { ForwardContext } from '../src/nn/module.js';
 import { padLayers } from '../src/dynamic/partial.js';
 import { padResNetConfig } from '../src/models/pad_resnet.js';
 import { FULL } from '../src/sorted/submodel.js';
-import { loadCheckpoint } from '../src/io/checkpoint.js';
+import { checkpointDir, loadCheckpoint } from '../src/io/checkpoint.js';
 import { main } from '../src/cli/main.js';
 import { assertClose } from './helpers.js';
 
@@ -33,7 +33,7 @@ test('CLI: train a PAD ResNet → checkpoint → partition → compact → load 
   writeFileSync(config, JSON.stringify({ model: { family: 'pad-resnet', config: model }, grid: { depth: [2, 3], width: [0.5, 1] } }));
   const common = ['--train-subset', '64', '--test-subset', '16', '--batch-size', '16'];
   assert.equal(await quiet(['train', '--run', run, '--config', config, '--data', 'mnist', '--steps', '2', '--gacc', '2', '--no-eval', ...common]), 0);
-  assert.ok(existsSync(join(run, 'buffers.safetensors')), 'PAD masks are saved as buffers');
+  assert.ok(existsSync(join(checkpointDir(run), 'buffers.safetensors')), 'PAD masks are saved as buffers');
   const part = join(dir, 'part');
   assert.equal(await quiet(['partition', '--run', run, '--kappa', '0.3', '--out', part, '--calibration', '2', '--batch-size', '16']), 0);
   const record = JSON.parse(readFileSync(join(part, 'partition.json'), 'utf8'));

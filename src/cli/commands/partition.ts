@@ -1,9 +1,9 @@
 /** `sortednet partition`: Iterative Mode Partition of a run's PAD layers, written as a new run. */
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine, parseBackend } from '../../engine/backend.js';
-import { loadCheckpoint, saveCheckpoint } from '../../io/checkpoint.js';
+import { hasCheckpoint, loadCheckpoint, saveCheckpoint } from '../../io/checkpoint.js';
+import { acquireRunLock } from '../../io/lock.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { namedBatchNorms } from '../../nn/batchnorm.js';
 import { checkKappa, partition } from '../../dynamic/imp.js';
@@ -17,8 +17,8 @@ interface PartitionFlags {
   kappa?: number;
   out?: string;
   rounds: number;
-  method: string;
-  threshold: string;
+  method: 'imp' | 'random';
+  threshold: 'global' | 'per-layer';
   calibration: number;
   batchSize: number;
   seed: number;
@@ -49,39 +49,56 @@ export const registerPartition: RegisterCommand = (program, exit) => {
       if (f.threshold !== 'global' && f.threshold !== 'per-layer')
         throw new Error(`--threshold: '${f.threshold}' is not global or per-layer`);
       const out = f.out ?? freshFolder(`${runDir.replace(/\/+$/, '')}-kappa${kappa}`);
-      if (existsSync(join(out, 'checkpoint.json')))
+      if (hasCheckpoint(out))
         throw new Error(`${out} already holds a checkpoint; choose another --out folder`);
-      const c = readRunJson(runDir);
-      await initEngine(f.backend ? parseBackend(f.backend, '--backend') : (c.backend ?? 'wasm'));
-      const { model, meta } = await loadCheckpoint(runDir);
-      const data = loadRunData(c);
-      const batches = labelledBatches(data.train, f.calibration, f.batchSize, f.seed + 777);
-      const stats = partition(model, batches, {
-        kappa,
-        rounds: f.rounds,
-        method: f.method,
-        threshold: f.threshold,
-        seed: f.seed,
-      });
-      batches.forEach((b) => tf.dispose([b.x, b.y]));
-      // Statistics of other sub-models describe the old masks: drop them ('eval' recalibrates).
-      for (const [, bn] of namedBatchNorms(model))
-        for (const key of [...bn.stats.keys()]) if (key !== 'full') bn.resetStats(key);
-      saveCheckpoint(out, {
-        model,
-        grid: meta.grid,
-        step: meta.step,
-        seed: meta.seed,
-        train: meta.train,
-        dataset: meta.dataset,
-        preprocess: meta.preprocess,
-      });
-      writeFileAtomic(join(out, 'run.json'), JSON.stringify(c, null, 2) + '\n');
-      const record = { source: runDir, kappa, method: f.method, T: f.rounds, threshold: f.threshold, ...stats };
-      writeFileAtomic(join(out, 'partition.json'), JSON.stringify(record, null, 2) + '\n');
-      console.log(`partition (${f.method}, T = ${f.rounds}): kept ${stats.kept}/${stats.total} = ${stats.fraction.toFixed(4)} dynamic`);
-      for (const m of stats.masks) console.log(`  ${m.name}: ${m.kept}/${m.size} (${(100 * m.fraction).toFixed(1)}%)`);
-      console.log(`wrote ${out} (evaluate with 'sortednet eval --run ${out}', deploy with 'sortednet compact')`);
+      const lock = acquireRunLock(out, 'partition');
+      try {
+        await partitionInto(runDir, out, { ...f, kappa });
+      } finally {
+        lock.release();
+      }
       exit(0);
     });
 };
+
+async function partitionInto(
+  runDir: string,
+  out: string,
+  f: PartitionFlags & { kappa: number },
+): Promise<void> {
+  const kappa = f.kappa;
+  const c = readRunJson(runDir);
+  await initEngine(f.backend ? parseBackend(f.backend, '--backend') : (c.backend ?? 'wasm'));
+  const { model, meta } = await loadCheckpoint(runDir);
+  const data = loadRunData(c);
+  const batches = labelledBatches(data.train, f.calibration, f.batchSize, f.seed + 777);
+  const stats = partition(model, batches, {
+    kappa,
+    rounds: f.rounds,
+    method: f.method,
+    threshold: f.threshold,
+    seed: f.seed,
+  });
+  batches.forEach((b) => tf.dispose([b.x, b.y]));
+  // Statistics of other sub-models describe the old masks: drop them ('eval' recalibrates).
+  for (const [, bn] of namedBatchNorms(model))
+    for (const key of [...bn.stats.keys()]) if (key !== 'full') bn.resetStats(key);
+  saveCheckpoint(out, {
+    model,
+    grid: meta.grid,
+    step: meta.step,
+    seed: meta.seed,
+    train: meta.train,
+    dataset: meta.dataset,
+    preprocess: meta.preprocess,
+  });
+  writeFileAtomic(join(out, 'run.json'), JSON.stringify(c, null, 2) + '\n');
+  const record = { source: runDir, kappa, method: f.method, T: f.rounds, threshold: f.threshold, ...stats };
+  writeFileAtomic(join(out, 'partition.json'), JSON.stringify(record, null, 2) + '\n');
+  console.log(
+    `partition (${f.method}, T = ${f.rounds}): kept ${stats.kept}/${stats.total} = ${stats.fraction.toFixed(4)} dynamic`,
+  );
+  for (const m of stats.masks)
+    console.log(`  ${m.name}: ${m.kept}/${m.size} (${(100 * m.fraction).toFixed(1)}%)`);
+  console.log(`wrote ${out} (evaluate with 'sortednet eval --run ${out}', deploy with 'sortednet compact')`);
+}
