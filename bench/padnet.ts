@@ -59,7 +59,15 @@ async function main(): Promise<void> {
 
   // 1. Models and single layers.
   const config = (conv: ConvMode) =>
-    padResNetConfig({ inChannels: 1, imageSize: 28, classes: 10, stem: 16, widths: [16, 32, 64], blocks: [1, 1, 1], conv });
+    padResNetConfig({
+      inChannels: 1,
+      imageSize: 28,
+      classes: 10,
+      stem: 16,
+      widths: [16, 32, 64],
+      blocks: [1, 1, 1],
+      conv,
+    });
   const models: [string, SortedModel][] = [
     ['static', buildModel({ family: 'pad-resnet', config: config('static') })],
     ['DY-Conv (K = 4)', buildModel({ family: 'pad-resnet', config: config('dynamic') })],
@@ -70,9 +78,20 @@ async function main(): Promise<void> {
   console.log('\nModel (batch of 64 Fashion-MNIST images, 28×28):\n');
   console.log('| model | deployed params | MFLOPs / image | latency (ms / batch of 64) |\n|---|---|---|---|');
   for (const [name, m] of models) {
-    calibrateBatchNorm(m, FULL, 'full', calibration.map((b) => b.x));
+    calibrateBatchNorm(
+      m,
+      FULL,
+      'full',
+      calibration.map((b) => b.x),
+    );
     const params = name.includes('masked') ? m.parameterCount() : m.cost(FULL).params;
-    console.log(row(name, { ...m.cost(FULL), params }, median(() => m.forward(x, FULL, ctx))));
+    console.log(
+      row(
+        name,
+        { ...m.cost(FULL), params },
+        median(() => m.forward(x, FULL, ctx)),
+      ),
+    );
   }
 
   for (const [cin, cout, size] of [
@@ -84,18 +103,33 @@ async function main(): Promise<void> {
     const plain = new Conv2d(cin, cout, 3, s);
     const dynamic = new DynamicConv2d(cin, cout, 3, s);
     const masked = new PadConv2d(cin, cout, 3, s);
-    const mask = tf.tidy(() => tf.cast(tf.less(tf.randomUniform(masked.mask.shape, 0, 1, 'float32', 5), 0.3), 'float32'));
+    const mask = tf.tidy(() =>
+      tf.cast(tf.less(tf.randomUniform(masked.mask.shape, 0, 1, 'float32', 5), 0.3), 'float32'),
+    );
     masked.mask.assign(mask);
     const compact = CompactPadConv2d.from(masked);
-    console.log(`\nOne 3×3 layer ${cin} → ${cout} channels on ${size}×${size} (batch of 64; random mask κ ≈ 0.3):\n`);
+    console.log(
+      `\nOne 3×3 layer ${cin} → ${cout} channels on ${size}×${size} (batch of 64; random mask κ ≈ 0.3):\n`,
+    );
     console.log('| layer | params | MFLOPs / image | latency (ms / batch of 64) |\n|---|---|---|---|');
-    const layers: [string, Module & { forward(x: tf.Tensor4D, out: number, c: ForwardContext): tf.Tensor4D }, Cost][] = [
+    const layers: [
+      string,
+      Module & { forward(x: tf.Tensor4D, out: number, c: ForwardContext): tf.Tensor4D },
+      Cost,
+    ][] = [
       ['static conv', plain, Conv2d.cost(cin, cout, 3, size, size)],
       ['DY-Conv', dynamic, dynamic.cost(size, size)],
       ['PAD masked', masked, { ...masked.cost(size, size), params: masked.parameterCount() }],
       ['PAD compact', compact, compact.cost(size, size)],
     ];
-    for (const [name, layer, cost] of layers) console.log(row(name, cost, median(() => layer.forward(input, cout, ctx))));
+    for (const [name, layer, cost] of layers)
+      console.log(
+        row(
+          name,
+          cost,
+          median(() => layer.forward(input, cout, ctx)),
+        ),
+      );
     [plain, dynamic, masked, compact, input, mask].forEach((t) => t.dispose());
   }
 
@@ -103,7 +137,9 @@ async function main(): Promise<void> {
   const N = 4096;
   const tokens = tf.randomNormal([N, 64], 0, 1, 'float32', 6) as tf.Tensor2D;
   console.log(`\nMoE FFN layer, E = 8 experts of 64 → 256 → 64 (GELU), ${N} tokens:\n`);
-  console.log('| routing | expert FLOPs / token (ideal) | dispatch (ms) | dense formulation (ms) |\n|---|---|---|---|');
+  console.log(
+    '| routing | expert FLOPs / token (ideal) | dispatch (ms) | dense formulation (ms) |\n|---|---|---|---|',
+  );
   for (const [k, capacityFactor] of [
     [1, undefined],
     [2, undefined],
@@ -111,7 +147,13 @@ async function main(): Promise<void> {
     [4, undefined],
     [8, undefined],
   ] as const) {
-    const moe = new MoE(64, 64, seedStream(7), { experts: 8, topK: k, hidden: 256, noisyGating: false, capacityFactor });
+    const moe = new MoE(64, 64, seedStream(7), {
+      experts: 8,
+      topK: k,
+      hidden: 256,
+      noisyGating: false,
+      capacityFactor,
+    });
     moe.router.gate.assign(tf.randomNormal([64, 8], 0, 1, 'float32', 8));
     const layers = moe.layers.map((l) => l.asLayer());
     const gates = moe.router.forward(tokens, ctx).gates;

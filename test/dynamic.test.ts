@@ -11,7 +11,7 @@ import { seedStream } from '../src/nn/init.js';
 import { FeedForward } from '../src/nn/ffn.js';
 import { AuxLosses, type ForwardContext } from '../src/nn/module.js';
 import { DynamicConv2d, perSampleConv2d } from '../src/dynamic/dynamic_conv.js';
-import { MoE, dispatchExperts, mixExperts } from '../src/dynamic/moe.js';
+import { MoE } from '../src/dynamic/moe.js';
 import { PadConv2d, PadMoE, padLayers, setMask } from '../src/dynamic/partial.js';
 import { maskGradients, partition, type LabelledBatch } from '../src/dynamic/imp.js';
 import { CompactPadConv2d, CompactPadMoE } from '../src/dynamic/compact.js';

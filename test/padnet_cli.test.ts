@@ -29,13 +29,59 @@ test('CLI: train a PAD ResNet → checkpoint → partition → compact → load 
   const run = join(dir, 'run');
   // A small PAD ResNet with a depth × width grid, as a JSON model spec.
   const config = join(dir, 'config.json');
-  const model = padResNetConfig({ inChannels: 1, imageSize: 28, classes: 10, stem: 4, widths: [4, 8], blocks: [1, 2], kernels: 3 });
-  writeFileSync(config, JSON.stringify({ model: { family: 'pad-resnet', config: model }, grid: { depth: [2, 3], width: [0.5, 1] } }));
+  const model = padResNetConfig({
+    inChannels: 1,
+    imageSize: 28,
+    classes: 10,
+    stem: 4,
+    widths: [4, 8],
+    blocks: [1, 2],
+    kernels: 3,
+  });
+  writeFileSync(
+    config,
+    JSON.stringify({
+      model: { family: 'pad-resnet', config: model },
+      grid: { depth: [2, 3], width: [0.5, 1] },
+    }),
+  );
   const common = ['--train-subset', '64', '--test-subset', '16', '--batch-size', '16'];
-  assert.equal(await quiet(['train', '--run', run, '--config', config, '--data', 'mnist', '--steps', '2', '--gacc', '2', '--no-eval', ...common]), 0);
+  assert.equal(
+    await quiet([
+      'train',
+      '--run',
+      run,
+      '--config',
+      config,
+      '--data',
+      'mnist',
+      '--steps',
+      '2',
+      '--gacc',
+      '2',
+      '--no-eval',
+      ...common,
+    ]),
+    0,
+  );
   assert.ok(existsSync(join(checkpointDir(run), 'buffers.safetensors')), 'PAD masks are saved as buffers');
   const part = join(dir, 'part');
-  assert.equal(await quiet(['partition', '--run', run, '--kappa', '0.3', '--out', part, '--calibration', '2', '--batch-size', '16']), 0);
+  assert.equal(
+    await quiet([
+      'partition',
+      '--run',
+      run,
+      '--kappa',
+      '0.3',
+      '--out',
+      part,
+      '--calibration',
+      '2',
+      '--batch-size',
+      '16',
+    ]),
+    0,
+  );
   const record = JSON.parse(readFileSync(join(part, 'partition.json'), 'utf8'));
   assert.equal(record.kept, Math.round(0.3 * record.total));
   const deployed = join(dir, 'deployed');
@@ -44,7 +90,10 @@ test('CLI: train a PAD ResNet → checkpoint → partition → compact → load 
   const masked = await loadCheckpoint(part);
   const compact = await loadCheckpoint(deployed);
   assert.equal(compact.meta.model.family, 'pad-resnet');
-  const keptNow = padLayers(masked.model).reduce((a, l) => a + tf.tidy(() => tf.sum(l.masks[0]).dataSync()[0]), 0);
+  const keptNow = padLayers(masked.model).reduce(
+    (a, l) => a + tf.tidy(() => tf.sum(l.masks[0]).dataSync()[0]),
+    0,
+  );
   assert.equal(keptNow, record.kept, 'the masks came back from the checkpoint');
   assert.ok(compact.model.parameterCount() < masked.model.parameterCount());
   const x = tf.randomNormal([8, 28, 28, 1], 0, 1, 'float32', 5);

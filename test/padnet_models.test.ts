@@ -62,7 +62,12 @@ test('IMP keeps the elements with the HIGHEST |∂L/∂M| (one round: exactly th
   const model = tinyPadResNet();
   const batches = imageBatches(2);
   // The scores IMP sees in its one round: at M = 1, BN calibrated on the same batches.
-  calibrateBatchNorm(model, FULL, 'full', batches.map((b) => b.x));
+  calibrateBatchNorm(
+    model,
+    FULL,
+    'full',
+    batches.map((b) => b.x),
+  );
   const grads = maskGradients(model, batches, evalCtx);
   const scores = grads.map((g) => Array.from(tf.tidy(() => tf.abs(g).dataSync())));
   grads.forEach((g) => g.dispose());
@@ -114,7 +119,13 @@ test('MoE dispatch (only the selected experts) equals the dense formulation, wit
     [undefined, undefined],
     [8, 0.5],
   ] as const) {
-    const moe = new MoE(6, 5, seedStream(3), { experts: 4, topK: 2, hidden, capacityFactor, noisyGating: false });
+    const moe = new MoE(6, 5, seedStream(3), {
+      experts: 4,
+      topK: 2,
+      hidden,
+      capacityFactor,
+      noisyGating: false,
+    });
     moe.router.gate.assign(randn([6, 4], 4));
     const layers = moe.layers.map((l) => l.asLayer());
     const shared = moe.layers.map((l) => randn([l.outFeatures, l.inFeatures], 5) as tf.Tensor2D);
@@ -126,10 +137,18 @@ test('MoE dispatch (only the selected experts) equals the dense formulation, wit
       if (capacityFactor === undefined) assert.equal(pairs, 20 * 2, 'k = 2 experts per token');
       else {
         const capacity = Math.ceil((capacityFactor * 2 * 20) / 4);
-        assert.ok(lists.every((l) => l.length <= capacity) && pairs < 40, `capacity ${capacity}: ${lists.map((l) => l.length)}`);
+        assert.ok(
+          lists.every((l) => l.length <= capacity) && pairs < 40,
+          `capacity ${capacity}: ${lists.map((l) => l.length)}`,
+        );
       }
       const what = `hidden ${hidden}, capacity ${capacityFactor}`;
-      assertClose(dispatchExperts(x, gates, layers, 'gelu'), mixExperts(x, gates, layers, 'gelu'), 1e-5, what);
+      assertClose(
+        dispatchExperts(x, gates, layers, 'gelu'),
+        mixExperts(x, gates, layers, 'gelu'),
+        1e-5,
+        what,
+      );
       assertClose(
         dispatchExperts(x, gates, layers, 'gelu', shared),
         mixExperts(x, gates, layers, 'gelu', shared),
@@ -138,7 +157,16 @@ test('MoE dispatch (only the selected experts) equals the dense formulation, wit
       );
       // Same gradients with respect to the expert weights and the router.
       const loss = (f: typeof mixExperts) => () =>
-        tf.sum(tf.square(f(x, moe.router.forward(x, evalCtx).gates, moe.layers.map((l) => l.asLayer()), 'gelu'))) as tf.Scalar;
+        tf.sum(
+          tf.square(
+            f(
+              x,
+              moe.router.forward(x, evalCtx).gates,
+              moe.layers.map((l) => l.asLayer()),
+              'gelu',
+            ),
+          ),
+        ) as tf.Scalar;
       const vars = [moe.router.gate, ...moe.layers.map((l) => l.weight)];
       const a = tf.variableGrads(loss(dispatchExperts), vars).grads;
       const b = tf.variableGrads(loss(mixExperts), vars).grads;
@@ -160,7 +188,12 @@ test('a PAD ResNet with a depth × width grid: sub-models run, and an extracted 
   assert.ok(grid.smallest.cost.flops < grid.largest.cost.flops);
   const sub = { depth: 3, width: 0.5 };
   const key = subModelId(sub);
-  calibrateBatchNorm(model, sub, key, batches.map((b) => b.x));
+  calibrateBatchNorm(
+    model,
+    sub,
+    key,
+    batches.map((b) => b.x),
+  );
   const small = extractSubModel(model, sub, (c) => buildModel(specOf(model, c)) as PadResNet);
   assert.ok(small.parameterCount() < model.parameterCount());
   assert.equal(small.namedBuffers().length, padLayers(small).length);

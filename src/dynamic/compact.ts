@@ -165,10 +165,12 @@ export class CompactPadConv2d extends Module {
     }
     const B = x.shape[0];
     // Static part: one plain convolution for the whole batch.
-    const staticKernel = tf.reshape(
-      tf.scatterND(this.staticIndex, this.staticValues, [this.kernelSize]),
-      [k, k, cin, cout],
-    ) as tf.Tensor4D;
+    const staticKernel = tf.reshape(tf.scatterND(this.staticIndex, this.staticValues, [this.kernelSize]), [
+      k,
+      k,
+      cin,
+      cout,
+    ]) as tf.Tensor4D;
     const y = tf.conv2d(x, staticKernel, this.geometry.stride, this.geometry.padding);
     if (dynamic === 0) return y;
     // Dynamic part on the packed values only: α·V, then a per-sample ELL product with the patches.
@@ -239,7 +241,9 @@ export class CompactPadMoE extends Module {
             { inFeatures: shape.hidden, outFeatures: shape.outFeatures },
           ];
     if (shape.dynamic.length !== this.layerShapes.length)
-      throw new Error(`${shape.name}: ${shape.dynamic.length} dynamic counts for ${this.layerShapes.length} layers`);
+      throw new Error(
+        `${shape.name}: ${shape.dynamic.length} dynamic counts for ${this.layerShapes.length} layers`,
+      );
     this.layerShapes.forEach((l, i) => {
       const size = l.inFeatures * l.outFeatures;
       const nnz = shape.dynamic[i];
@@ -281,7 +285,9 @@ export class CompactPadMoE extends Module {
       const size = layer.inFeatures * layer.outFeatures;
       const layout = maskLayout(pad.masks[i].dataSync(), 1, 1, 1); // flat positions only
       if (layout.dynamic.length !== this.shape.dynamic[i])
-        throw new Error(`${this.shape.name}: layer ${i} mask has ${layout.dynamic.length} dynamic elements, expected ${this.shape.dynamic[i]}`);
+        throw new Error(
+          `${this.shape.name}: layer ${i} mask has ${layout.dynamic.length} dynamic elements, expected ${this.shape.dynamic[i]}`,
+        );
       tf.tidy(() => {
         if (layout.dynamic.length)
           this.dynamicValues[i].assign(
@@ -301,7 +307,9 @@ export class CompactPadMoE extends Module {
   forward(x: tf.Tensor, ctx: ForwardContext): MoEOutput {
     const d = x.shape[x.rank - 1];
     if (x.rank < 2 || d !== this.shape.inFeatures) {
-      throw new Error(`${this.shape.name}: input must be [..., ${this.shape.inFeatures}], got [${x.shape.join(', ')}]`);
+      throw new Error(
+        `${this.shape.name}: input must be [..., ${this.shape.inFeatures}], got [${x.shape.join(', ')}]`,
+      );
     }
     const E = this.shape.experts;
     const tokens = tf.reshape(x, [-1, d]) as tf.Tensor2D;

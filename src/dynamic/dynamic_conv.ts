@@ -191,7 +191,9 @@ export class DynamicConv2d extends Module {
   /** Checks x [B, H, W, Cin'] (Cin' ≤ Cin) and `out` ≤ Cout; returns Cin'. */
   checkInput(x: tf.Tensor, out = this.outChannels): number {
     if (x.rank !== 4) {
-      throw new Error(`${this.name}: input must be [B, H, W, ${this.inChannels}], got [${x.shape.join(', ')}]`);
+      throw new Error(
+        `${this.name}: input must be [B, H, W, ${this.inChannels}], got [${x.shape.join(', ')}]`,
+      );
     }
     checkUnits(out, this.outChannels, this.name, 'channels');
     return checkUnits(x.shape[3] as number, this.inChannels, this.name, 'input channels');

@@ -164,7 +164,13 @@ export class PadConv2d extends Module implements PadLayer {
     const m = tf.tidy(() => prefix(this.mask, [-1, -1, cin, cout], this.name).dataSync());
     const layout = maskLayout(m, this.kernel, cin, cout);
     const d = this.dynamic;
-    const shape = { inChannels: cin, outChannels: cout, kernels: d.kernels, reduction: d.reduction, geometry: d.geometry };
+    const shape = {
+      inChannels: cin,
+      outChannels: cout,
+      kernels: d.kernels,
+      reduction: d.reduction,
+      geometry: d.geometry,
+    };
     return padConvCost(shape, layout.dynamic.length, layout.slots, h, w);
   }
 }

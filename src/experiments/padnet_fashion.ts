@@ -71,22 +71,30 @@ export function fashionVariant(
   return { name: text, spec: { family: 'pad-resnet', config }, partition: part };
 }
 
-export async function runFashionStudy(o: FashionOptions, log: (line: string) => void = console.log): Promise<StudyRow[]> {
+export async function runFashionStudy(
+  o: FashionOptions,
+  log: (line: string) => void = console.log,
+): Promise<StudyRow[]> {
   await initEngine(o.backend);
   const data = loadDataset('fashion-mnist', { trainSize: o.train, testSize: o.test });
   const shape = { channels: data.train.channels, size: data.train.height, classes: data.train.numClasses };
   const variants = o.variants.map((v) => fashionVariant(v, o, shape));
   log(`fashion-mnist: ${data.train.n} train, ${data.test.n} test; backend ${o.backend}`);
   const stepsPerEpoch = Math.floor(data.train.n / o.batch);
-  return runStudy(variants, data, {
-    steps: Math.max(1, o.epochs * stepsPerEpoch),
-    batch: o.batch,
-    lr: o.lr,
-    seed: o.seed,
-    rounds: o.rounds,
-    calibration: o.calibration,
-    temperature: { start: 30, end: 1, steps: Math.round(o.anneal * stepsPerEpoch) },
-  }, log);
+  return runStudy(
+    variants,
+    data,
+    {
+      steps: Math.max(1, o.epochs * stepsPerEpoch),
+      batch: o.batch,
+      lr: o.lr,
+      seed: o.seed,
+      rounds: o.rounds,
+      calibration: o.calibration,
+      temperature: { start: 30, end: 1, steps: Math.round(o.anneal * stepsPerEpoch) },
+    },
+    log,
+  );
 }
 
 export async function runFashionReport(o: FashionOptions, command: string): Promise<void> {

@@ -68,10 +68,15 @@ export function spamVariant(text: string, o: SpamOptions): StudyVariant {
   return { name: text, spec: { family: 'moe-transformer', config }, partition: part };
 }
 
-export async function runSpamStudy(o: SpamOptions, log: (line: string) => void = console.log): Promise<StudyRow[]> {
+export async function runSpamStudy(
+  o: SpamOptions,
+  log: (line: string) => void = console.log,
+): Promise<StudyRow[]> {
   await initEngine(o.backend);
   const data = spamAssassinSplits(o.maxLen, o.seed, o.train);
-  log(`spamassassin: ${data.train.n} train, ${data.test.n} test, ${o.maxLen} byte tokens; backend ${o.backend}`);
+  log(
+    `spamassassin: ${data.train.n} train, ${data.test.n} test, ${o.maxLen} byte tokens; backend ${o.backend}`,
+  );
   return runStudy(
     o.variants.map((v) => spamVariant(v, o)),
     data,

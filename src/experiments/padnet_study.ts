@@ -108,10 +108,15 @@ export async function runStudy(
     const r = await train(model, grid, data.train, config, {
       onStep: (s) => s.step % 50 === 0 && log(`step ${s.step}/${o.steps}  loss ${s.loss.toFixed(4)}`),
     });
-    const [row] = evaluateGrid(model, grid, data.train, data.test, { calibrationBatches: 10, latencyReps: 1 });
+    const [row] = evaluateGrid(model, grid, data.train, data.test, {
+      calibrationBatches: 10,
+      latencyReps: 1,
+    });
     const predicted = predictions(model, grid.largest, data.test);
     const pads = padLayers(model);
-    const lambdaD = pads.length ? pads.reduce((a, l) => a + scaleValues(l).lambdaD, 0) / pads.length : undefined;
+    const lambdaD = pads.length
+      ? pads.reduce((a, l) => a + scaleValues(l).lambdaD, 0) / pads.length
+      : undefined;
     let deployed: SortedModel = model;
     let compactError: number | undefined;
     if (pads.length) {
@@ -161,7 +166,13 @@ export function studyTable(rows: readonly StudyRow[], batch: number): string {
 }
 
 /** Prints the table and writes results.json / results.md into `out`. */
-export function writeStudy(out: string, rows: readonly StudyRow[], batch: number, command: string, options: object): void {
+export function writeStudy(
+  out: string,
+  rows: readonly StudyRow[],
+  batch: number,
+  command: string,
+  options: object,
+): void {
   const table = studyTable(rows, batch);
   console.log(`\n${table}`);
   mkdirSync(out, { recursive: true });

@@ -317,7 +317,9 @@ export async function decodeCheckpoint(
   const buffers = model.namedBuffers();
   if (buffers.length) {
     if (!meta.files['buffers.safetensors'])
-      throw new Error(`checkpoint ${where}: the model has buffers (e.g. '${buffers[0][0]}') but buffers.safetensors is missing`);
+      throw new Error(
+        `checkpoint ${where}: the model has buffers (e.g. '${buffers[0][0]}') but buffers.safetensors is missing`,
+      );
     const saved = decodeSafetensors(
       await readVerified(read, where, 'buffers.safetensors', meta),
       `${where}/buffers.safetensors`,
@@ -326,7 +328,9 @@ export async function decodeCheckpoint(
       const t = saved.tensors.get(name);
       if (!t) throw new Error(`checkpoint ${where}: buffer '${name}' is missing`);
       if (t.shape.join() !== b.shape.join())
-        throw new Error(`checkpoint ${where}: buffer '${name}' has shape [${t.shape}], model expects [${b.shape}]`);
+        throw new Error(
+          `checkpoint ${where}: buffer '${name}' has shape [${t.shape}], model expects [${b.shape}]`,
+        );
       b.assign(tf.tensor(t.data, t.shape, b.dtype));
     }
   }

@@ -57,7 +57,9 @@ export function specOf(model: SortedModel, config = model.config): ModelSpec {
  */
 export function compactModel(model: SortedModel): SortedModel {
   if (model instanceof PadResNet || model instanceof MoETransformer) return model.deploy();
-  throw new Error(`compact: a ${model.family} model has no PAD layers (families with them: pad-resnet, moe-transformer)`);
+  throw new Error(
+    `compact: a ${model.family} model has no PAD layers (families with them: pad-resnet, moe-transformer)`,
+  );
 }
 
 export { Mlp, ResNet, MobileNetV2, Transformer, PadResNet, MoETransformer };

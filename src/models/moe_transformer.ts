@@ -186,7 +186,9 @@ export class MoETransformer extends Module implements SortedModel<MoETransformer
   /** No elastic dimension: the full model is the only sub-model. */
   validate(sub: SubModel): void {
     if (subModelId(sub) !== 'full')
-      throw new Error(`moe-transformer: has no elastic dimensions; sub-model '${subModelId(sub)}' must be full (grid {})`);
+      throw new Error(
+        `moe-transformer: has no elastic dimensions; sub-model '${subModelId(sub)}' must be full (grid {})`,
+      );
   }
 
   shrink(sub: SubModel): MoETransformerConfig {

@@ -120,7 +120,8 @@ export class PadResNet extends ResNet<PadResNetConfig> {
     const pads = new Map(
       this.namedModules().filter((e): e is [string, PadConv2d] => e[1] instanceof PadConv2d),
     );
-    if (pads.size === 0) throw new Error(`pad-resnet: conv '${this.config.conv}' has no PAD layers to compact`);
+    if (pads.size === 0)
+      throw new Error(`pad-resnet: conv '${this.config.conv}' has no PAD layers to compact`);
     const compact: Record<string, [number, number]> = {};
     for (const [name, m] of pads) {
       const layout = maskLayout(m.mask.dataSync(), m.kernel, m.inChannels, m.outChannels);

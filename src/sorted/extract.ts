@@ -27,7 +27,8 @@ export function extractSubModel<C>(
   const buffers = new Map(shared.namedBuffers());
   for (const [name, b] of small.namedBuffers()) {
     const w = buffers.get(name);
-    if (!w) throw new Error(`extract: buffer '${name}' of the sub-model has no counterpart in the shared model`);
+    if (!w)
+      throw new Error(`extract: buffer '${name}' of the sub-model has no counterpart in the shared model`);
     b.assign(tf.tidy(() => tf.clone(prefix(w, b.shape, name))));
   }
   const key = subModelId(sub);

@@ -38,12 +38,16 @@ function imageTensor(ds: ImageDataset, x: Float32Array, n: number): tf.Tensor4D 
 export type LabelledData = ImageDataset | SequenceDataset;
 
 /** The data's batches in order, as model inputs (tensors the caller disposes) and labels. */
-function* inputBatches(ds: LabelledData, batchSize: number): Generator<{ x: tf.Tensor; y: Int32Array; size: number }> {
+function* inputBatches(
+  ds: LabelledData,
+  batchSize: number,
+): Generator<{ x: tf.Tensor; y: Int32Array; size: number }> {
   if (isSequenceDataset(ds)) {
     for (const b of sequenceBatches(ds, { batchSize }))
       yield { x: tf.tensor2d(b.x, [b.size, ds.seqLen], 'int32'), y: b.y, size: b.size };
   } else {
-    for (const b of batches(ds, { batchSize })) yield { x: imageTensor(ds, b.x, b.size), y: b.y, size: b.size };
+    for (const b of batches(ds, { batchSize }))
+      yield { x: imageTensor(ds, b.x, b.size), y: b.y, size: b.size };
   }
 }
 
@@ -86,9 +90,7 @@ export interface LabelledBatch {
 export function labelledBatches(data: LabelledData, n = 20, batchSize = 128, seed = 12345): LabelledBatch[] {
   const out: LabelledBatch[] = [];
   const o = { batchSize: Math.min(batchSize, data.n), shuffle: true, seed, dropLast: true };
-  const it = isSequenceDataset(data)
-    ? sequenceBatches(data, o)
-    : batches(data, o);
+  const it = isSequenceDataset(data) ? sequenceBatches(data, o) : batches(data, o);
   for (const b of it) {
     if (out.length >= n) break;
     const x = isSequenceDataset(data)

@@ -15,8 +15,7 @@ export interface TemperatureSchedule {
 }
 
 export function checkTemperatureSchedule(s: TemperatureSchedule, where = 'temperature'): TemperatureSchedule {
-  if (!(s.start > 0 && s.end > 0))
-    throw new Error(`${where}: start ${s.start} and end ${s.end} must be > 0`);
+  if (!(s.start > 0 && s.end > 0)) throw new Error(`${where}: start ${s.start} and end ${s.end} must be > 0`);
   if (!(s.steps >= 0)) throw new Error(`${where}: steps ${s.steps} must be ≥ 0`);
   return s;
 }

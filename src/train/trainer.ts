@@ -262,7 +262,13 @@ async function loop(
       const weight = (config.lossWeights?.[entry.id] ?? 1) / entries.length;
       // Auxiliary losses (MoE load balancing) arrive through ctx.aux and join the task loss.
       const aux = new AuxLosses();
-      const ctx = { mode: 'train' as const, key: entry.id, seed: () => stepRng.int(2 ** 31), temperature, aux };
+      const ctx = {
+        mode: 'train' as const,
+        key: entry.id,
+        seed: () => stepRng.int(2 ** 31),
+        temperature,
+        aux,
+      };
       const { value, grads } = tf.tidy(() => {
         const { x, y } = toTensors(model, b, data);
         return tf.variableGrads(() => {
