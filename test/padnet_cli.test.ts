@@ -111,3 +111,67 @@ test('CLI: train a PAD ResNet → checkpoint → partition → compact → load 
   compact.model.dispose();
   x.dispose();
 });
+
+test('CLI: a PAD-MoE transformer on SpamAssassin trains, evaluates, partitions, compacts, extracts', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sortednet-moe-'));
+  const quiet = async (args: string[]) => {
+    const log = console.log;
+    console.log = () => {};
+    try {
+      return await main(args);
+    } finally {
+      console.log = log;
+    }
+  };
+  const run = join(dir, 'run');
+  const args = ['--model', 'moe-transformer', '--data', 'spamassassin', '--steps', '2', '--gacc', '1'];
+  const sizes = ['--batch-size', '8', '--train-subset', '32', '--test-subset', '16'];
+  assert.equal(await quiet(['train', '--run', run, ...args, ...sizes]), 0);
+  const rows = JSON.parse(readFileSync(join(run, 'eval.json'), 'utf8'));
+  assert.equal(rows.length, 1);
+  assert.ok(rows[0].accuracy >= 0 && rows[0].params > 0);
+  const part = join(dir, 'part');
+  assert.equal(
+    await quiet([
+      'partition',
+      '--run',
+      run,
+      '--kappa',
+      '0.5',
+      '--out',
+      part,
+      '--calibration',
+      '2',
+      '--batch-size',
+      '8',
+    ]),
+    0,
+  );
+  const deployed = join(dir, 'deployed');
+  assert.equal(await quiet(['compact', '--run', part, '--out', deployed]), 0);
+  const masked = await loadCheckpoint(part);
+  const compact = await loadCheckpoint(deployed);
+  assert.ok(compact.model.parameterCount() < masked.model.parameterCount());
+  const ids = tf.tensor2d(
+    Array.from({ length: 4 * 128 }, (_, i) => 1 + ((i * 37) % 250)),
+    [4, 128],
+    'int32',
+  );
+  tf.tidy(() =>
+    assertClose(
+      compact.model.forward(ids, FULL, evalCtx),
+      masked.model.forward(ids, FULL, evalCtx),
+      1e-5,
+      'deployed vs partitioned',
+    ),
+  );
+  assert.equal(
+    await quiet(['extract', '--run', deployed, '--sub', 'full', '--out', join(dir, 'extracted')]),
+    0,
+  );
+  await assert.rejects(
+    quiet(['train', '--run', join(dir, 'bad'), '--model', 'moe-transformer', '--steps', '1']),
+    /needs token data/,
+  );
+  [masked.model, compact.model, ids].forEach((t) => t.dispose());
+});

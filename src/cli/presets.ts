@@ -3,10 +3,12 @@ import type { ModelSpec } from '../models/index.js';
 import { resnetConfig } from '../models/resnet.js';
 import { mobilenetV2Config } from '../models/mobilenetv2.js';
 import { padResNetConfig } from '../models/pad_resnet.js';
+import { MOE_TRANSFORMER_DEFAULTS } from '../models/moe_transformer.js';
 import type { GridSpec } from '../sorted/grid.js';
 
 export interface Preset {
-  model: (input: { channels: number; size: number; classes: number }) => ModelSpec;
+  /** `size` is the image side, or the sequence length of token data (which also gives `vocab`). */
+  model: (input: { channels: number; size: number; classes: number; vocab?: number }) => ModelSpec;
   grid: GridSpec;
   description: string;
 }
@@ -100,6 +102,27 @@ export const PRESETS: Record<string, Preset> = {
       }),
     }),
     grid: { depth: [3, 4, 5, 6], width: [0.5, 1] },
+  },
+  'moe-transformer': {
+    description:
+      'transformer encoder classifier for token data (--data spamassassin), 2 blocks of dim 32 whose FFNs are PAD-MoE (E = 8, top-2; κ set by `sortednet partition`); the full model only',
+    model: ({ size, classes, vocab }) => {
+      if (vocab === undefined)
+        throw new Error("preset 'moe-transformer' needs token data (e.g. --data spamassassin), not images");
+      return {
+        family: 'moe-transformer',
+        config: {
+          ...MOE_TRANSFORMER_DEFAULTS,
+          vocab,
+          maxLen: size,
+          classes,
+          dim: 32,
+          ffn: 64,
+          ffnMode: 'pad-moe',
+        },
+      };
+    },
+    grid: {},
   },
 };
 
