@@ -15,17 +15,19 @@ import { assertClose } from './helpers.js';
 
 const evalCtx: ForwardContext = { mode: 'eval', key: 'full' };
 
+/** Runs the command line with its console output silenced; resolves to the exit code. */
+async function quiet(args: string[]): Promise<number> {
+  const log = console.log;
+  console.log = () => {};
+  try {
+    return await main(args);
+  } finally {
+    console.log = log;
+  }
+}
+
 test('CLI: train a PAD ResNet → checkpoint → partition → compact → load → equal outputs', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sortednet-pad-'));
-  const quiet = async (args: string[]) => {
-    const log = console.log;
-    console.log = () => {};
-    try {
-      return await main(args);
-    } finally {
-      console.log = log;
-    }
-  };
   const run = join(dir, 'run');
   // A small PAD ResNet with a depth × width grid, as a JSON model spec.
   const config = join(dir, 'config.json');
@@ -114,15 +116,6 @@ test('CLI: train a PAD ResNet → checkpoint → partition → compact → load 
 
 test('CLI: a PAD-MoE transformer on SpamAssassin trains, evaluates, partitions, compacts, extracts', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sortednet-moe-'));
-  const quiet = async (args: string[]) => {
-    const log = console.log;
-    console.log = () => {};
-    try {
-      return await main(args);
-    } finally {
-      console.log = log;
-    }
-  };
   const run = join(dir, 'run');
   const args = ['--model', 'moe-transformer', '--data', 'spamassassin', '--steps', '2', '--gacc', '1'];
   const sizes = ['--batch-size', '8', '--train-subset', '32', '--test-subset', '16'];
