@@ -161,21 +161,14 @@ export class CompactPadConv2d extends Module {
     }
     const B = x.shape[0];
     const P = this.kernelSize;
-    // λ_s (1 − M) ⊙ W_s as a row [1, |W|], scattered from the packed values once per batch.
-    const fixed = tf.reshape(tf.scatterND(this.staticIndex, this.staticValues, [P]), [1, P]);
-    let kernels: tf.Tensor = tf.tile(fixed, [B, 1]);
+    // λ_s (1 − M) ⊙ W_s as a column [|W|, 1], scattered from the packed values once per batch.
+    let kernels: tf.Tensor2D = tf.reshape(tf.scatterND(this.staticIndex, this.staticValues, [P]), [P, 1]);
     if (dynamic > 0) {
       const alpha = this.attention.forward(x, temperatureOf(ctx)); // [B, K]
-      const aggregated = tf.matMul(alpha, this.dynamicValues); // [B, nnz]: α·V on the packed values
-      // Sample b's values go to b·|W| + position (flat indices: no transpose, which is slow on WASM).
-      const rows = tf.mul(tf.reshape(tf.range(0, B, 1, 'int32'), [B, 1]), tf.scalar(P, 'int32'));
-      const flat = tf.reshape(tf.add(rows, tf.reshape(this.dynamicIndex, [1, dynamic])), [B * dynamic, 1]);
-      kernels = tf.add(
-        kernels,
-        tf.reshape(tf.scatterND(flat, tf.reshape(aggregated, [B * dynamic]), [B * P]), [B, P]),
-      );
-    }
-    const perSample = tf.reshape(kernels, [B, k * k * cin, cout]) as tf.Tensor3D;
+      const aggregated = tf.matMul(this.dynamicValues, alpha, true, true); // [nnz, B]: (α·V)ᵀ, packed
+      kernels = tf.add(kernels, tf.scatterND(this.dynamicIndex, aggregated, [P, B])); // [|W|, B]
+    } else kernels = tf.tile(kernels, [1, B]);
+    const perSample = tf.reshape(tf.transpose(kernels), [B, k * k * cin, cout]) as tf.Tensor3D;
     return perSampleConv2d(x, perSample, this.geometry);
   }
 
