@@ -282,7 +282,10 @@ function trainOptions(cmd: Command): Command {
     .option('--run <dir>', 'the run folder: checkpoints, log.jsonl, eval results')
     .option('--config <file>', 'a JSON run config (fields model, data, grid, train, backend, eval)')
     .option('--model <preset>', "a model preset (see 'sortednet presets')")
-    .option('--data <name|path>', 'mnist, fashion-mnist, digits, or a path to your own data')
+    .option(
+      '--data <name|path>',
+      'mnist, fashion-mnist, digits, spamassassin (token sequences), or a path to your own data',
+    )
     .option('--strategy <s>', 'sorted, individual, full-only, sandwich, all-exits')
     .option('--steps <n>', 'optimizer steps', intArg)
     .option('--batch-size <n>', 'examples per micro-batch', intArg)
