@@ -5,12 +5,32 @@
  * every step) and checks the run against an uninterrupted one, byte for byte.
  *
  *   npm run build && node dist/bench/reliability.js [--random N] [--pairs N]
+ *   node dist/bench/reliability.js --save-cost     only: what one checkpoint of resnet-small costs
  */
-import { cpSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync, existsSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initEngine } from '../src/engine/backend.js';
-import { checkpointDir, listCheckpoints, loadCheckpoint, readCheckpointMeta } from '../src/io/checkpoint.js';
+import {
+  checkpointDir,
+  listCheckpoints,
+  loadCheckpoint,
+  readCheckpointMeta,
+  saveCheckpoint,
+} from '../src/io/checkpoint.js';
+import { buildModel } from '../src/models/index.js';
+import { getPreset } from '../src/cli/presets.js';
 import { sha256Hex } from '../src/io/sha256.js';
 import { CHILD_STEPS, runChild } from '../test/fixtures/train_child.js';
 
@@ -36,6 +56,36 @@ const quietly = async <T>(fn: () => Promise<T>): Promise<[T | Error, string[]]> 
     console.warn = warn;
   }
 };
+
+if (process.argv.includes('--save-cost')) {
+  // One checkpoint of the demo's model with its AdamW state: the price of --checkpoint-every.
+  await initEngine('wasm');
+  const preset = getPreset('resnet-small');
+  const model = buildModel(preset.model({ channels: 1, size: 28, classes: 10 }), 1);
+  const state = new Map(
+    model.namedParameters().flatMap(([n, v]) => [
+      [`${n}.m`, tf.zerosLike(v)],
+      [`${n}.v`, tf.zerosLike(v)],
+    ]),
+  );
+  const runDir = fresh('save');
+  const ms: number[] = [];
+  for (let step = 1; step <= 9; step++) {
+    const t = performance.now();
+    saveCheckpoint(runDir, { model, grid: preset.grid, step, seed: 1, optimizerState: state });
+    ms.push(performance.now() - t);
+  }
+  ms.sort((a, b) => a - b);
+  const bytes = readdirSync(checkpointDir(runDir)).reduce(
+    (a, f) => a + statSync(join(checkpointDir(runDir), f)).size,
+    0,
+  );
+  console.log(
+    `resnet-small (${model.parameterCount()} parameters, ${(bytes / 1e6).toFixed(1)} MB a step folder): a save takes ${ms[4].toFixed(0)} ms (median of 9; ${ms[0].toFixed(0)}–${ms[8].toFixed(0)})`,
+  );
+  rmSync(runDir, { recursive: true, force: true });
+  process.exit(0);
+}
 
 await initEngine('cpu');
 const t0 = performance.now();
