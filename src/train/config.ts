@@ -49,7 +49,7 @@ export const defaultTrainConfig: TrainConfig = {
   labelSmoothing: 0,
   augment: { cropPadding: 0, flip: false },
   seed: 1,
-  // A killed run loses at most 100 steps (a few minutes at the presets' sizes on a laptop CPU).
+  // A killed run loses at most 100 steps; a save of resnet-small costs about one step (docs/reliability.md).
   checkpointEvery: 100,
   keepCheckpoints: 2,
   nonFinite: 'stop',

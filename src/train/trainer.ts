@@ -175,45 +175,43 @@ export async function train(
   options: TrainOptions = {},
 ): Promise<TrainResult> {
   checkTrainData(data);
-  const params = model.namedParameters();
-  const nameOf = new Map(params.map(([n, v]) => [v.name, n]));
-  const optimizer = new Optimizer(config.optimizer, params);
-  const lock = options.runDir ? acquireRunLock(options.runDir, 'train') : null;
+  const optimizer = new Optimizer(config.optimizer, model.namedParameters());
+  const runDir = options.runDir;
+  if (!runDir) {
+    if (options.resume) throw new Error('resume needs a run folder');
+    return trainSteps(model, grid, data, config, options, optimizer, 0);
+  }
+  const lock = acquireRunLock(runDir, 'train');
   try {
-    if (options.runDir) {
-      for (const p of removeStale(options.runDir))
-        console.warn(`removed ${p} (left by an interrupted write)`);
-    }
+    for (const p of removeStale(runDir)) console.warn(`removed ${p} (left by an interrupted write)`);
     let startStep = 0;
-    if (options.resume && !options.runDir) throw new Error('resume needs a run folder');
-    if (options.resume && !hasCheckpoint(options.runDir!)) {
-      console.warn(
-        `${options.runDir} holds no checkpoint yet (killed before the first save); starting at step 0`,
-      );
-    } else if (options.resume) {
-      const ck = await loadCheckpoint(options.runDir!, model, { calibrated: false });
+    if (options.resume && hasCheckpoint(runDir)) {
+      const ck = await loadCheckpoint(runDir, model, { calibrated: false });
       checkResumable(ck.meta, config, ck.dir);
       optimizer.load(ck.meta.optimizerStep ?? ck.meta.step, ck.optimizerState);
       startStep = ck.meta.step;
-    } else if (options.runDir && hasCheckpoint(options.runDir)) {
-      throw new Error(`${options.runDir} already holds checkpoints; resume it, or train into another folder`);
+    } else if (options.resume) {
+      console.warn(`${runDir} holds no checkpoint yet (killed before the first save); starting at step 0`);
+    } else if (hasCheckpoint(runDir)) {
+      throw new Error(`${runDir} already holds checkpoints; resume it, or train into another folder`);
     }
-    return await loop(model, grid, data, config, options, optimizer, nameOf, startStep);
+    return await trainSteps(model, grid, data, config, options, optimizer, startStep);
   } finally {
-    lock?.release();
+    lock.release();
   }
 }
 
-async function loop(
+/** The loop itself, from `startStep` (the optimizer holds the state of the steps before it). */
+async function trainSteps(
   model: SortedModel,
   grid: Grid,
   data: TrainData,
   config: TrainConfig,
   options: TrainOptions,
   optimizer: Optimizer,
-  nameOf: Map<string, string>,
   startStep: number,
 ): Promise<TrainResult> {
+  const nameOf = new Map(model.namedParameters().map(([n, v]) => [v.name, n]));
   // Every random choice derives from (seed, step): a resumed run replays the same draws.
   const stream = new BatchStream(data, config.batchSize, config.seed, config.augment);
   const batchesPerStep =
