@@ -109,9 +109,12 @@ test('bad input: clear errors, nothing overwritten', async () => {
   await assert.rejects(main(['fly']), /unknown command 'fly'/);
   await assert.rejects(
     main(['train', '--run', join(dir, 'x'), '--steps', 'ten']),
-    /--steps: 'ten' is not an integer/,
+    /--steps <n>' argument 'ten' is invalid\. 'ten' is not an integer/,
   );
-  await assert.rejects(main(['train', '--run', join(dir, 'x'), '--bogus']), /Unknown option '--bogus'/);
+  await assert.rejects(
+    main(['train', '--run', join(dir, 'x'), '--bogus']),
+    /unknown option '--bogus'; known options of 'train': --run/,
+  );
   await assert.rejects(
     main(['train', '--run', join(dir, 'run'), '--steps', '1']),
     /already holds a checkpoint; use --resume/,
@@ -132,16 +135,23 @@ test('bad input: clear errors, nothing overwritten', async () => {
   assert.ok(existsSync(join(dir, 'run', 'checkpoint.json')));
 });
 
-test('`<command> --help` prints the usage and runs nothing', async () => {
+test("`<command> --help` prints that command's options and runs nothing; --version", async () => {
   const printed: string[] = [];
-  const log = console.log;
-  console.log = (...a: unknown[]) => printed.push(a.join(' '));
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = ((chunk: string | Uint8Array) => {
+    printed.push(String(chunk));
+    return true;
+  }) as typeof process.stdout.write;
   try {
     assert.equal(await main(['lm', '--help', '--run', join(dir, 'lm-help')]), 0);
     assert.equal(await main(['train', '-h']), 0);
+    assert.equal(await main(['--version']), 0);
   } finally {
-    console.log = log;
+    process.stdout.write = write;
   }
-  assert.match(printed.join('\n'), /sortednet lm/);
+  const text = printed.join('');
+  assert.match(text, /Usage: sortednet lm/);
+  assert.match(text, /--batch-size <n>/);
+  assert.match(text, /^\d+\.\d+\.\d+$/m);
   assert.ok(!existsSync(join(dir, 'lm-help')), 'no run folder was made');
 });
