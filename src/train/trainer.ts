@@ -14,6 +14,7 @@ import { createRng } from '../data/random.js';
 import { Optimizer, cosineLr } from './optim.js';
 import type { TrainConfig } from './config.js';
 import { saveCheckpoint, loadCheckpoint } from '../io/checkpoint.js';
+import type { Preprocess } from '../io/checkpoint_codec.js';
 import { Progress } from './progress.js';
 
 export interface StepLog {
@@ -31,6 +32,8 @@ export interface TrainOptions {
   /** Continue from the checkpoint in runDir. */
   resume?: boolean;
   datasetName?: string;
+  /** What a raw input needs before the model (normalisation, image size, class names): saved in checkpoints. */
+  preprocess?: Preprocess;
   onStep?: (log: StepLog) => void;
   progress?: boolean;
   /** Stop after this step (tests use it to simulate an interrupted run). */
@@ -258,6 +261,7 @@ export async function train(
         seed: config.seed,
         train: config,
         dataset: options.datasetName,
+        preprocess: options.preprocess,
         optimizerState: optimizer.state,
       });
     }

@@ -15,6 +15,8 @@ import { formatTable } from '../../io/report.js';
 import { intArg, numArg } from '../args.js';
 import type { RegisterCommand } from '../command.js';
 import { readRunConfig, type RunConfig } from '../run_config.js';
+import { clampBatchSize, csvConfigFrom, fitModelToData } from '../own_data.js';
+import { preprocessOf } from '../../deploy/preprocess.js';
 import { freshFolder, loadRunData, modelSpecFor, readRunJson, runTitle, writeEval } from '../run_folder.js';
 
 export interface TrainFlags {
@@ -34,6 +36,8 @@ export interface TrainFlags {
   resume?: boolean;
   eval?: boolean;
   backend?: string;
+  labelColumn?: string;
+  delimiter?: string;
 }
 
 /** The run config from defaults < --config file < flags. */
@@ -49,6 +53,8 @@ function runConfigFrom(flags: TrainFlags, base: Partial<RunConfig> = {}): RunCon
   c.train = { ...(base.train ?? {}), ...(file.train ?? {}) };
   if (flags.model !== undefined) c.model = flags.model;
   if (flags.data !== undefined) c.data = { ...c.data, name: flags.data };
+  const csv = csvConfigFrom(flags);
+  if (csv) c.data = { ...c.data, csv };
   if (flags.trainSubset !== undefined) c.data = { ...c.data, trainSubset: flags.trainSubset };
   if (flags.testSubset !== undefined) c.data = { ...c.data, testSubset: flags.testSubset };
   const t = c.train;
@@ -92,9 +98,11 @@ export async function commandTrain(
       );
     }
   }
-  const tc = resolveTrainConfig(c.train);
+  let tc = resolveTrainConfig(c.train);
   await initEngine(c.backend ?? 'wasm');
   const data = loadRunData(c);
+  if (!flags.resume) c = fitModelToData(c, data, flags.model !== undefined || flags.config !== undefined);
+  tc = clampBatchSize(tc, data.train.n);
   const { spec, grid: gridSpec } = modelSpecFor(c, data);
   mkdirSync(runDir, { recursive: true });
   writeFileAtomic(join(runDir, 'run.json'), JSON.stringify(c, null, 2) + '\n');
@@ -144,6 +152,7 @@ export async function commandTrain(
     runDir,
     resume: flags.resume === true,
     datasetName: c.data.name,
+    preprocess: preprocessOf(data.train),
     progress: true,
     onStep: log,
   });
@@ -209,7 +218,9 @@ function trainOptions(cmd: Command): Command {
     .option('--test-subset <n>', 'use N test examples', intArg)
     .option('--resume', 'continue the run in --run exactly where it stopped')
     .option('--no-eval', 'skip the evaluation after training')
-    .option('--backend <name>', 'wasm (default), cpu or webgpu');
+    .option('--backend <name>', 'wasm (default), cpu or webgpu')
+    .option('--label-column <name|index>', "your CSV's label column: a header name or a 0-based index")
+    .option('--delimiter <char>', "your CSV's field delimiter (default: sniffed from , ; or tab)");
 }
 
 export const registerTrain: RegisterCommand = (program, exit) => {
