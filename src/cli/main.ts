@@ -10,6 +10,7 @@ import { registerCompare } from './commands/compare.js';
 import { registerLm } from './commands/lm.js';
 import { registerPadnet } from './commands/padnet.js';
 import { registerPresets } from './commands/presets.js';
+import { registerPredict } from './commands/predict.js';
 
 const COMMANDS: RegisterCommand[] = [
   registerTrain,
@@ -20,6 +21,7 @@ const COMMANDS: RegisterCommand[] = [
   registerLm,
   registerPadnet,
   registerPresets,
+  registerPredict,
 ];
 
 const VERSION = (

@@ -149,8 +149,8 @@ function sniffDelimiter(text: string): string {
 }
 
 /**
- * Reads a CSV file (gunzipped when it ends in .gz). The first row is a header when any of its
- * fields is not a number; every row must have as many fields as the first.
+ * Reads a CSV file (gunzipped when it ends in .gz). The first row is a header when one of its
+ * fields is text over a number in the row below; every row must have as many fields as the first.
  */
 export function readCsvTable(path: string, options: Pick<CsvOptions, 'delimiter'> = {}): CsvTable {
   let text: string;
@@ -175,7 +175,10 @@ export function readCsvTable(path: string, options: Pick<CsvOptions, 'delimiter'
   }
   if (records.length === 0) throw new Error(`CSV file '${path}' is empty`);
   const first = records[0].record;
-  const hasHeader = first.some((field) => !isNumber(field));
+  // A header names columns that hold numbers below it (csv.Sniffer's rule): a first row of text
+  // over a text column (string labels) is data.
+  const second = records[1]?.record;
+  const hasHeader = first.some((field, j) => !isNumber(field) && (!second || isNumber(second[j] ?? '')));
   const body = hasHeader ? records.slice(1) : records;
   for (const { record, info } of body) {
     if (record.length !== first.length) {
@@ -225,34 +228,41 @@ export function labelColumnIndex(table: CsvTable, labelColumn: string | number |
   );
 }
 
+/** The name of column j: its header, else its position. */
+export const columnName = (table: CsvTable, j: number): string => table.header?.[j] ?? `column ${j + 1}`;
+
 /**
- * Parses a table's feature fields into float32 values; every cell must be a finite number that
- * float32 can hold. `skip` is the label column (or -1).
+ * Parses the given columns of every row into float32 values, row-major; every cell must be a
+ * finite number that float32 can hold, or the error names the file, line and column.
  */
+export function csvColumns(table: CsvTable, columns: readonly number[], scale = 1): Float32Array {
+  const count = columns.length;
+  const values = new Float32Array(table.rows.length * count);
+  table.rows.forEach((row, r) => {
+    columns.forEach((j, k) => {
+      const field = row[j];
+      const v = Number(field) * scale;
+      const where = () => `${table.path}:${table.lines[r]}, column ${j} '${columnName(table, j)}'`;
+      if (!isNumber(field)) throw new Error(`${where()}: '${field}' is not a number`);
+      if (!Number.isFinite(v)) throw new Error(`${where()}: ${field} is not a finite number`);
+      if (!Number.isFinite(Math.fround(v))) {
+        throw new Error(`${where()}: ${field} is outside the float32 range (±3.4e38)`);
+      }
+      values[r * count + k] = v;
+    });
+  });
+  return values;
+}
+
+/** Every column but the label's (`skip`), with their names. */
 export function csvFeatures(
   table: CsvTable,
   skip: number,
   scale = 1,
 ): { values: Float32Array; names: string[] } {
-  const columns = (table.header ?? table.rows[0]).length;
-  const names: string[] = [];
-  for (let j = 0; j < columns; j++) if (j !== skip) names.push(table.header?.[j] ?? `column ${j + 1}`);
-  const count = names.length;
-  const values = new Float32Array(table.rows.length * count);
-  table.rows.forEach((row, r) => {
-    let k = r * count;
-    row.forEach((field, j) => {
-      if (j === skip) return;
-      const v = Number(field) * scale;
-      const where = () => `${table.path}:${table.lines[r]}, column ${j} '${names[k % count]}'`;
-      if (!isNumber(field)) throw new Error(`${where()}: '${field}' is not a number`);
-      if (!Number.isFinite(v)) throw new Error(`${where()}: ${field} is not a finite number`);
-      if (!Number.isFinite(Math.fround(v)))
-        throw new Error(`${where()}: ${field} is outside the float32 range (±3.4e38)`);
-      values[k++] = v;
-    });
-  });
-  return { values, names };
+  const width = (table.header ?? table.rows[0]).length;
+  const columns = Array.from({ length: width }, (_, j) => j).filter((j) => j !== skip);
+  return { values: csvColumns(table, columns, scale), names: columns.map((j) => columnName(table, j)) };
 }
 
 /**
