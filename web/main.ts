@@ -215,13 +215,13 @@ interface Sample {
   pixels: string;
 }
 
-function sampleImage(s: Sample): RawImage {
+function sampleImage(s: Sample): RawImage & { data: Uint8Array } {
   const data = Uint8Array.from(atob(s.pixels), (c) => c.charCodeAt(0));
   return { width: s.width, height: s.height, channels: s.channels, data };
 }
 
 /** Puts an image on a canvas (grey or RGB bytes to RGBA), scaled with hard pixel edges. */
-function paint(canvas: HTMLCanvasElement, img: RawImage): void {
+function paint(canvas: HTMLCanvasElement, img: RawImage & { data: Uint8Array }): void {
   const small = document.createElement('canvas');
   small.width = img.width;
   small.height = img.height;

@@ -7,11 +7,25 @@
 import type { CheckpointMeta, Preprocess } from '../io/checkpoint_codec.js';
 import { convertChannels, resizeArea } from '../data/resize.js';
 
-/** An image as pixels: ImageData from a canvas fits (RGBA, 0..255). */
-export interface RawImage {
+/**
+ * An image as pixels: ImageData from a canvas fits (RGBA, 0..255), and so does a decoded file
+ * (`readImageFile` gives `pixels` in [0, 1]).
+ */
+export type RawImage = {
   width: number;
   height: number;
-  /** Row-major [height, width, channels]; integers 0..255 (Uint8 arrays) or floats in [0, 1]. */
+  /** 1, 3 or 4 (RGBA); inferred from the pixel count when absent. */
+  channels?: number;
+} & (
+  | {
+      /** Row-major [height, width, channels]; integers 0..255 (Uint8 arrays) or floats in [0, 1]. */ data: ArrayLike<number>;
+    }
+  | { pixels: ArrayLike<number> }
+);
+
+interface RawImageFields {
+  width: number;
+  height: number;
   data: ArrayLike<number>;
   /** 1, 3 or 4 (RGBA); inferred from data.length when absent. */
   channels?: number;
@@ -57,7 +71,9 @@ export function inputShapeOf(meta: Pick<CheckpointMeta, 'model' | 'preprocess'>)
 }
 
 const isImage = (x: RawInput): x is RawImage =>
-  typeof (x as RawImage).width === 'number' && typeof (x as RawImage).height === 'number' && 'data' in x;
+  typeof (x as RawImage).width === 'number' &&
+  typeof (x as RawImage).height === 'number' &&
+  ('data' in x || 'pixels' in x);
 
 const isRow = (x: RawInput): x is ArrayLike<number> => typeof (x as ArrayLike<number>).length === 'number';
 
@@ -75,7 +91,8 @@ export function prepareInput(
   return normalise(x, shape.channels, pre, where);
 }
 
-function prepareImage(img: RawImage, shape: InputShape, where: string): Float32Array {
+function prepareImage(raw: RawImage, shape: InputShape, where: string): Float32Array {
+  const img: RawImageFields = { ...raw, data: 'data' in raw ? raw.data : raw.pixels };
   const count = img.width * img.height;
   if (!(count > 0)) throw new Error(`${where}: image is ${img.width}×${img.height}`);
   const channels = img.channels ?? img.data.length / count;
