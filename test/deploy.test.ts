@@ -6,7 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -14,6 +14,7 @@ import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { PNG } from 'pngjs';
 import { loadModel, loadCheckpoint, loadDataset, pickSubModel, type DeployedModel } from '../src/node.js';
+import { checkpointDir } from '../src/io/checkpoint.js';
 import { cli, trainMnistMlp, writePlantCsv } from './deploy_fixture.js';
 
 let scratch: string;
@@ -121,22 +122,14 @@ test('one model, sub-model per call: budgets pick as pick does, switching alloca
 });
 
 test('loadModel: run folder, step-folder layout, .tar, URL (run and checkpoint folder) and bytes give one model', async () => {
-  // The step-folder layout: checkpoints/<step>/ holds the checkpoint, checkpoints/latest names it.
-  const stepRun = join(scratch, 'step-run');
-  mkdirSync(join(stepRun, 'checkpoints', 'step-000060'), { recursive: true });
-  for (const f of ['checkpoint.json', 'model.safetensors', 'bn_stats.safetensors', 'optimizer.safetensors']) {
-    cpSync(join(run, f), join(stepRun, 'checkpoints', 'step-000060', f));
-  }
-  cpSync(join(run, 'eval.json'), join(stepRun, 'eval.json'));
-  writeFileSync(join(stepRun, 'checkpoints', 'latest'), 'step-000060\n');
+  // The run is in step folders (checkpoints/latest names the current one); a flat copy of its
+  // checkpoint folder with eval.json beside it is the other layout.
+  const flat = join(scratch, 'flat');
+  cpSync(checkpointDir(run), flat, { recursive: true });
+  cpSync(join(run, 'eval.json'), join(flat, 'eval.json'));
   const tar = join(scratch, 'run.tar');
-  assert.equal(spawnSync('tar', ['-cf', tar, '-C', scratch, 'step-run']).status, 0);
-  const files = new Map(
-    ['checkpoint.json', 'model.safetensors', 'bn_stats.safetensors', 'eval.json'].map((f) => [
-      f,
-      new Uint8Array(readFileSync(join(run, f))),
-    ]),
-  );
+  assert.equal(spawnSync('tar', ['-cf', tar, '-C', scratch, 'run']).status, 0);
+  const files = new Map(readdirSync(flat).map((f) => [f, new Uint8Array(readFileSync(join(flat, f)))]));
   let requests = 0;
   const server: Server = createServer((req, res) => {
     requests++;
@@ -151,7 +144,7 @@ test('loadModel: run folder, step-folder layout, .tar, URL (run and checkpoint f
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const want = (await model.predict(image(3), { sub: 'depth=2,width=0.5' })).probabilities;
   try {
-    for (const source of [stepRun, tar, readFileSync(tar), files, `${base}/step-run`, `${base}/run/`]) {
+    for (const source of [flat, tar, readFileSync(tar), files, `${base}/run`, `${base}/flat/`]) {
       const m = await loadModel(source);
       const got = await m.predict(image(3), { sub: 'depth=2,width=0.5' });
       assert.deepEqual(got.probabilities, want, `source ${typeof source === 'string' ? source : 'bytes'}`);
@@ -165,9 +158,10 @@ test('loadModel: run folder, step-folder layout, .tar, URL (run and checkpoint f
   // A damaged blob is named, not loaded.
   const bad = join(scratch, 'bad-run');
   cpSync(run, bad, { recursive: true });
-  const weights = readFileSync(join(bad, 'model.safetensors'));
+  const weightsFile = join(checkpointDir(bad), 'model.safetensors');
+  const weights = readFileSync(weightsFile);
   weights[weights.length - 1] ^= 1;
-  writeFileSync(join(bad, 'model.safetensors'), weights);
+  writeFileSync(weightsFile, weights);
   await assert.rejects(loadModel(bad), /model\.safetensors does not match checkpoint\.json/);
   await assert.rejects(loadModel(join(scratch, 'nothing')), /does not exist/);
 });
@@ -188,7 +182,7 @@ test('own data: train on a CSV whose label column is called Grade (5 features), 
     '150',
   ]);
   assert.equal(trained.code, 0);
-  const meta = JSON.parse(readFileSync(join(plantRun, 'checkpoint.json'), 'utf8'));
+  const meta = JSON.parse(readFileSync(join(checkpointDir(plantRun), 'checkpoint.json'), 'utf8'));
   assert.deepEqual(meta.preprocess.features, ['Temp (C)', 'pressure', 'noise', 'flow, l/s', 'rand']);
   assert.deepEqual(meta.preprocess.classes, ['high', 'low', 'mid']);
   assert.equal(meta.model.config.inputs, 5);

@@ -24,11 +24,7 @@ function serveRun(): Plugin {
         if (path === 'samples.json' && !existsSync(join(run, path))) {
           const { readCheckpointMeta } = await import('../dist/src/io/checkpoint.js');
           const { exportSamples } = await import('../dist/src/deploy/samples_node.js');
-          const meta = readCheckpointMeta(
-            existsSync(join(run, 'checkpoint.json'))
-              ? run
-              : join(run, 'checkpoints', readFileSync(join(run, 'checkpoints', 'latest'), 'utf8').trim()),
-          );
+          const meta = readCheckpointMeta(run);
           res.setHeader('Content-Type', 'application/json');
           return res.end(JSON.stringify(meta.dataset ? exportSamples(meta.dataset) : { samples: [] }));
         }

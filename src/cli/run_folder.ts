@@ -7,6 +7,7 @@ import { loadDataset } from '../data/registry.js';
 import { subset, type TrainTest } from '../data/dataset.js';
 import type { EvalRow } from '../train/evaluate.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { hasCheckpoint } from '../io/checkpoint.js';
 import { accuracyFlopsSvg, toCsv } from '../io/report.js';
 import { getPreset } from './presets.js';
 import { parseRunConfig, type RunConfig } from './run_config.js';
@@ -46,7 +47,7 @@ export function modelSpecFor(c: RunConfig, data: TrainTest): { spec: ModelSpec; 
 export function freshFolder(base: string): string {
   for (let i = 1; ; i++) {
     const dir = i === 1 ? base : `${base}-${i}`;
-    if (!existsSync(join(dir, 'checkpoint.json')) && !existsSync(join(dir, 'checkpoints'))) return dir;
+    if (!hasCheckpoint(dir)) return dir;
   }
 }
 

@@ -41,25 +41,29 @@ export async function ensureEngine(backend?: BackendName): Promise<void> {
 /** Builds the model from a reader rooted at a checkpoint or run folder. */
 export async function loadFromReader(read: FileReader, where: string): Promise<DeployedModel> {
   const latest = await read('checkpoints/latest');
-  const folder = latest ? `checkpoints/${new TextDecoder().decode(latest).trim()}/` : '';
-  const metaBytes = await read(`${folder}checkpoint.json`);
+  if (!latest) return loadCheckpointFolder(read, where);
+  const folder = `checkpoints/${new TextDecoder().decode(latest).trim()}`;
+  return loadCheckpointFolder((f) => read(`${folder}/${f}`), `${where}/${folder}`, await read('eval.json'));
+}
+
+/**
+ * Builds the model from a reader rooted at one checkpoint's folder (checkpoint.json and its blobs);
+ * `runEval` is the run folder's eval.json, used when none lies beside the checkpoint.
+ */
+export async function loadCheckpointFolder(
+  read: FileReader,
+  where: string,
+  runEval?: Uint8Array,
+): Promise<DeployedModel> {
+  const metaBytes = await read('checkpoint.json');
   if (!metaBytes) {
     throw new Error(
       `no checkpoint at ${where}: neither checkpoints/latest nor checkpoint.json found (is it a run or checkpoint folder?)`,
     );
   }
-  const at = `${where}/${folder}checkpoint.json`;
-  const meta = parseCheckpointMeta(new TextDecoder().decode(metaBytes), at);
-  const { model } = await decodeCheckpoint(
-    meta,
-    (f) => read(folder + f),
-    `${where}/${folder}`.replace(/\/$/, ''),
-    {
-      skipOptimizer: true,
-    },
-  );
-  const evalBytes = (await read(`${folder}eval.json`)) ?? (folder ? await read('eval.json') : undefined);
-  return new DeployedModel(meta, model, parseEvalRows(evalBytes), where);
+  const meta = parseCheckpointMeta(new TextDecoder().decode(metaBytes), `${where}/checkpoint.json`);
+  const { model } = await decodeCheckpoint(meta, read, where, { skipOptimizer: true });
+  return new DeployedModel(meta, model, parseEvalRows((await read('eval.json')) ?? runEval), where);
 }
 
 /** eval.json's rows; an unreadable file only loses the accuracy column, so it is skipped. */

@@ -7,12 +7,14 @@ import { fileURLToPath } from 'node:url';
 import {
   bytesReader,
   ensureEngine,
+  loadCheckpointFolder,
   loadFromReader,
   loadModel as loadModelAnywhere,
   type LoadModelOptions,
   type ModelSource,
 } from './load.js';
 import type { DeployedModel } from './model.js';
+import { checkpointDir } from '../io/checkpoint.js';
 
 const isUrl = (s: string) => /^[a-z][a-z0-9+.-]*:\/\//i.test(s);
 
@@ -34,9 +36,10 @@ export async function loadModel(source: ModelSource, options: LoadModelOptions =
     throw new Error(`loadModel: '${path}' does not exist (a run folder, checkpoint folder or .tar)`);
   await ensureEngine(options.backend);
   if (statSync(path).isFile()) return loadFromReader(bytesReader(readFileSync(path)), path);
-  const read = async (file: string) => {
-    const p = join(path, file);
+  const dir = checkpointDir(path); // the current step folder (or a flat checkpoint folder itself)
+  const read = (folder: string) => async (file: string) => {
+    const p = join(folder, file);
     return existsSync(p) ? new Uint8Array(readFileSync(p)) : undefined;
   };
-  return loadFromReader(read, path);
+  return loadCheckpointFolder(read(dir), dir, dir === path ? undefined : await read(path)('eval.json'));
 }

@@ -3,9 +3,10 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { initEngine } from '../../engine/backend.js';
 import { buildModel, specOf } from '../../models/index.js';
-import { parseSubModel, subModelId } from '../../sorted/submodel.js';
+import { parseSubModel, subModelId, type SubModel } from '../../sorted/submodel.js';
+import { acquireRunLock } from '../../io/lock.js';
 import { extractSubModel } from '../../sorted/extract.js';
-import { loadCheckpoint, saveCheckpoint } from '../../io/checkpoint.js';
+import { hasCheckpoint, loadCheckpoint, saveCheckpoint } from '../../io/checkpoint.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { need } from '../args.js';
 import type { RegisterCommand } from '../command.js';
@@ -22,29 +23,38 @@ export const registerExtract: RegisterCommand = (program, exit) => {
       const runDir = need(flags.run, '--run DIR', 'extract');
       const out = need(flags.out, '--out DIR', 'extract');
       const sub = parseSubModel(need(flags.sub, '--sub SPEC', 'extract'), '--sub');
-      if (existsSync(join(out, 'checkpoint.json')) || existsSync(join(out, 'checkpoints')))
+      if (hasCheckpoint(out))
         throw new Error(`${out} already holds a checkpoint; choose an empty --out folder`);
-      await initEngine('cpu');
-      const { model, meta } = await loadCheckpoint(runDir);
-      const small = extractSubModel(model, sub, (cfg) => buildModel(specOf(model, cfg)));
-      saveCheckpoint(out, {
-        model: small,
-        grid: {},
-        step: meta.step,
-        seed: meta.seed,
-        dataset: meta.dataset,
-        preprocess: meta.preprocess,
-      });
-      if (existsSync(join(runDir, 'run.json'))) {
-        const c = readRunJson(runDir);
-        writeFileAtomic(
-          join(out, 'run.json'),
-          JSON.stringify({ ...c, model: specOf(small), grid: {} }, null, 2) + '\n',
-        );
+      const lock = acquireRunLock(out, 'extract');
+      try {
+        await extractInto(runDir, out, sub);
+      } finally {
+        lock.release();
       }
-      console.log(
-        `extracted ${subModelId(sub)}: ${small.parameterCount()} parameters (shared model: ${model.parameterCount()}) → ${out}`,
-      );
       exit(0);
     });
 };
+
+async function extractInto(runDir: string, out: string, sub: SubModel): Promise<void> {
+  await initEngine('cpu');
+  const { model, meta } = await loadCheckpoint(runDir);
+  const small = extractSubModel(model, sub, (cfg) => buildModel(specOf(model, cfg)));
+  saveCheckpoint(out, {
+    model: small,
+    grid: {},
+    step: meta.step,
+    seed: meta.seed,
+    dataset: meta.dataset,
+    preprocess: meta.preprocess,
+  });
+  if (existsSync(join(runDir, 'run.json'))) {
+    const c = readRunJson(runDir);
+    writeFileAtomic(
+      join(out, 'run.json'),
+      JSON.stringify({ ...c, model: specOf(small), grid: {} }, null, 2) + '\n',
+    );
+  }
+  console.log(
+    `extracted ${subModelId(sub)}: ${small.parameterCount()} parameters (shared model: ${model.parameterCount()}) → ${out}`,
+  );
+}

@@ -1,11 +1,12 @@
 /** `sortednet lm`: a sorted transformer LM on Moby Dick, per-depth perplexity and decoding. */
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { engineDescription, initEngine, parseBackend } from '../../engine/backend.js';
 import { Grid } from '../../sorted/grid.js';
 import { resolveTrainConfig, type TrainConfig } from '../../train/config.js';
 import { train } from '../../train/trainer.js';
 import { writeFileAtomic } from '../../io/atomic.js';
+import { hasCheckpoint } from '../../io/checkpoint.js';
 import { Transformer, type TransformerConfig } from '../../models/transformer.js';
 import { byteTokenSplit } from '../../data/tokens.js';
 import { loadMobyDick, decodeBytes } from '../../data/text.js';
@@ -26,10 +27,7 @@ interface LmFlags {
 
 async function commandLm(flags: LmFlags): Promise<number> {
   const runDir = flags.run ?? freshFolder('runs/lm');
-  if (
-    (existsSync(join(runDir, 'checkpoint.json')) || existsSync(join(runDir, 'checkpoints'))) &&
-    !flags.resume
-  ) {
+  if (hasCheckpoint(runDir) && !flags.resume) {
     throw new Error(`${runDir} already holds a checkpoint; use --resume or another --run folder`);
   }
   await initEngine(flags.backend ? parseBackend(flags.backend, '--backend') : 'wasm');
