@@ -180,6 +180,12 @@ test('CSV: header with a label column, headerless, class names, errors with file
   assert.deepEqual(pets.classNames, ['cat', 'dog']);
   assert.deepEqual(Array.from(pets.labels), [0, 1, 0]);
 
+  // No header: a first row of text over text (string labels) is data, not column names.
+  const textLabels = join(scratch, 'text-labels.csv');
+  writeFileSync(textLabels, 'cat,1,2\ndog,3,4\ncat,5,6\n');
+  const animals = loadCsv(textLabels);
+  assert.deepEqual([animals.n, animals.classNames], [3, ['cat', 'dog']]);
+
   const badValue = join(scratch, 'bad-value.csv');
   writeFileSync(badValue, 'label,p\n1,0.5\n0,oops\n');
   assertThrowsMentioning(() => loadCsv(badValue), `${badValue}:3`, "'oops'", "'p'");
