@@ -6,6 +6,7 @@
  */
 import type { CheckpointMeta, Preprocess } from '../io/checkpoint_codec.js';
 import { convertChannels, resizeArea } from '../data/resize.js';
+import type { ImageDataset } from '../data/dataset.js';
 
 /**
  * An image as pixels: ImageData from a canvas fits (RGBA, 0..255), and so does a decoded file
@@ -176,15 +177,12 @@ function normalise(
 }
 
 /** The preprocessing a checkpoint records for a training set (its normalisation, shape and classes). */
-export function preprocessOf(ds: {
-  height: number;
-  width: number;
-  channels: number;
-  numClasses: number;
-  classNames?: string[];
-  features?: string[];
-  normalisation?: { mean: number[]; std: number[] };
-}): Preprocess {
+export function preprocessOf(
+  ds: Pick<
+    ImageDataset,
+    'height' | 'width' | 'channels' | 'numClasses' | 'classNames' | 'features' | 'normalisation'
+  >,
+): Preprocess {
   return {
     ...(ds.normalisation ? { mean: ds.normalisation.mean, std: ds.normalisation.std } : {}),
     ...(ds.features
