@@ -19,7 +19,7 @@ function serveRun(): Plugin {
   return {
     name: 'sortednet-serve-run',
     configureServer(server) {
-      server.middlewares.use('/model/', async (req, res, next) => {
+      server.middlewares.use('/model/', async (req, res) => {
         const path = decodeURIComponent((req.url ?? '/').split('?')[0]).replace(/^\/+/, '');
         if (path === 'samples.json' && !existsSync(join(run, path))) {
           const { readCheckpointMeta } = await import('../dist/src/io/checkpoint.js');
@@ -29,7 +29,10 @@ function serveRun(): Plugin {
           return res.end(JSON.stringify(meta.dataset ? exportSamples(meta.dataset) : { samples: [] }));
         }
         const file = resolve(run, path);
-        if (!file.startsWith(run) || !existsSync(file) || !statSync(file).isFile()) return next();
+        if (!file.startsWith(run) || !existsSync(file) || !statSync(file).isFile()) {
+          res.statusCode = 404; // not the app's page: the loader probes for files that may be absent
+          return res.end();
+        }
         res.setHeader(
           'Content-Type',
           file.endsWith('.json') ? 'application/json' : 'application/octet-stream',

@@ -40,9 +40,11 @@ export async function ensureEngine(backend?: BackendName): Promise<void> {
 
 /** Builds the model from a reader rooted at a checkpoint or run folder. */
 export async function loadFromReader(read: FileReader, where: string): Promise<DeployedModel> {
-  const latest = await read('checkpoints/latest');
-  if (!latest) return loadCheckpointFolder(read, where);
-  const folder = `checkpoints/${new TextDecoder().decode(latest).trim()}`;
+  const bytes = await read('checkpoints/latest');
+  const latest = bytes && new TextDecoder().decode(bytes).trim();
+  // A server that answers missing files with a page (a single-page-app fallback) is no pointer.
+  if (!latest || !/^[\w.-]+$/.test(latest)) return loadCheckpointFolder(read, where);
+  const folder = `checkpoints/${latest}`;
   return loadCheckpointFolder((f) => read(`${folder}/${f}`), `${where}/${folder}`, await read('eval.json'));
 }
 
