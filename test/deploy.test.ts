@@ -13,7 +13,14 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { PNG } from 'pngjs';
-import { loadModel, loadCheckpoint, loadDataset, pickSubModel, type DeployedModel } from '../src/node.js';
+import {
+  loadModel,
+  loadCheckpoint,
+  loadDataset,
+  pickSubModel,
+  readImageFile,
+  type DeployedModel,
+} from '../src/node.js';
 import { checkpointDir } from '../src/io/checkpoint.js';
 import { cli, trainMnistMlp, writePlantCsv } from './deploy_fixture.js';
 
@@ -21,6 +28,7 @@ let scratch: string;
 let run: string;
 let raw: { images: Float32Array; labels: Int32Array; size: number };
 let model: DeployedModel;
+let pngPath: string;
 
 before(async () => {
   scratch = mkdtempSync(join(tmpdir(), 'sortednet-deploy-'));
@@ -30,6 +38,11 @@ before(async () => {
   const { test: t } = loadDataset('mnist', { normalise: false, testSize: 200 });
   raw = { images: t.images, labels: t.labels, size: 784 };
   model = await loadModel(run);
+  // digit.png: MNIST test image 0 (a 7).
+  const png = new PNG({ width: 28, height: 28 });
+  for (let p = 0; p < 784; p++) png.data.set([...Array(3).fill(Math.round(raw.images[p] * 255)), 255], p * 4);
+  pngPath = join(scratch, 'digit.png');
+  writeFileSync(pngPath, PNG.sync.write(png));
 });
 
 after(() => {
@@ -44,11 +57,6 @@ test('the README examples run as written (import from "sortednet") against a tra
   const section = readme.slice(readme.indexOf('## As a library'), readme.indexOf('## Your own data'));
   const blocks = [...section.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]);
   assert.ok(blocks.length >= 2, 'the README has no js examples');
-  // digit.png: MNIST test image 0 (a 7).
-  const png = new PNG({ width: 28, height: 28 });
-  for (let p = 0; p < 784; p++) png.data.set([...Array(3).fill(Math.round(raw.images[p] * 255)), 255], p * 4);
-  const pngPath = join(scratch, 'digit.png');
-  writeFileSync(pngPath, PNG.sync.write(png));
   blocks.forEach((block, i) => {
     // Inside the package folder, so that 'sortednet' resolves to this package (self-reference).
     const script = resolve('dist', `readme_example_${i}.mjs`);
@@ -89,6 +97,18 @@ test('predictions on raw pixels equal the trained model on normalised inputs, fo
   ).length;
   assert.ok(right > 120, `${right}/200 right`);
   trained.dispose();
+});
+
+test('`sortednet predict --input` on an image file prints its class and probability', async () => {
+  const want = await model.predict(readImageFile(pngPath), { sub: 'depth=2,width=0.5' });
+  const r = await cli(['predict', '--run', run, '--input', pngPath, '--sub', 'depth=2,width=0.5']);
+  assert.equal(r.code, 0);
+  assert.ok(r.out.includes(`${pngPath}: ${want.label} ${(100 * want.probability).toFixed(1)}%`), r.out);
+  const json = await cli(['predict', '--run', run, '--input', pngPath, pngPath, '--json']);
+  assert.deepEqual(
+    (JSON.parse(json.out) as { input: string }[]).map((p) => p.input),
+    [pngPath, pngPath],
+  );
 });
 
 test('one model, sub-model per call: budgets pick as pick does, switching allocates nothing', async () => {

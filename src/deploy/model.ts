@@ -53,7 +53,6 @@ export interface EvalSummary {
 
 export class DeployedModel {
   readonly grid: Grid;
-  readonly inputShape: InputShape;
   /** Class names by index. */
   readonly classes: string[];
   private readonly evaluated: Map<string, EvalSummary>;
@@ -68,11 +67,15 @@ export class DeployedModel {
     readonly source = 'model',
   ) {
     this.grid = new Grid(meta.grid ?? {}, model);
-    this.inputShape = inputShapeOf(meta);
     const classCount = (model.config as { classes?: number }).classes ?? 0;
     this.classes = meta.preprocess?.classes ?? Array.from({ length: classCount }, (_, i) => String(i));
     this.evaluated = new Map(evalRows.map((r) => [r.id, r]));
     this.hasBatchNorm = namedBatchNorms(model).length > 0;
+  }
+
+  /** The model's input, [H, W, C]; a language model has none (it takes tokens: use generate()). */
+  get inputShape(): InputShape {
+    return inputShapeOf(this.meta);
   }
 
   /** Every sub-model of the grid, smallest first: cost, and accuracy/latency where known. */
