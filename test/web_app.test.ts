@@ -184,6 +184,22 @@ test(
     await ready();
     assert.equal(await page.getAttribute('#sub-info', 'data-sub'), subs[0].id);
 
+    // A drawing: a stroke on the pad is read back from the canvas (RGBA 280×280) and classified.
+    await page.uncheck('#auto');
+    await page.click('#clear');
+    const pad = (await page.locator('#pad').boundingBox())!;
+    await page.mouse.move(pad.x + 140, pad.y + 50);
+    await page.mouse.down();
+    await page.mouse.move(pad.x + 145, pad.y + 150, { steps: 8 });
+    await page.mouse.move(pad.x + 140, pad.y + 230, { steps: 8 });
+    await page.mouse.up();
+    await page.waitForSelector('#prediction[data-input="drawing"]');
+    await ready();
+    assert.ok(model.classes.includes((await page.getAttribute('#prediction', 'data-label'))!));
+    await page.click(`#samples button[data-index="${known}"]`);
+    await page.waitForSelector(`#prediction[data-input="sample ${known}"]`);
+    await ready();
+
     // Screenshot at a mid-sized sub-model, as a person would look at it.
     await page.uncheck('#auto');
     await slide(Math.floor(subs.length / 2));

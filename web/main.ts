@@ -50,6 +50,8 @@ async function startEngine(): Promise<string> {
 let model: DeployedModel;
 let subs: SubModelInfo[] = [];
 let input: RawImage | null = null;
+/** What `input` is, for the page's readers (and its test): 'drawing' or 'sample N'. */
+let inputKind = '';
 let measuredAll = false;
 const slider = $<HTMLInputElement>('slider');
 const auto = $<HTMLInputElement>('auto');
@@ -83,6 +85,7 @@ async function update(): Promise<void> {
   label.textContent = `${prediction.label} (${(100 * prediction.probability).toFixed(1)} %)`;
   label.dataset.label = prediction.label;
   label.dataset.sub = prediction.subModel;
+  label.dataset.input = inputKind;
   const probs = $('probs');
   probs.replaceChildren(
     ...prediction.probabilities.map((p, i) => {
@@ -197,6 +200,7 @@ const endStroke = () => {
   if (!drawing) return;
   drawing = false;
   input = ctx.getImageData(0, 0, pad.width, pad.height); // RGBA 280×280: the model resizes it
+  inputKind = 'drawing';
   void update();
 };
 pad.addEventListener('pointerup', endStroke);
@@ -256,6 +260,7 @@ async function loadSamples(base: string): Promise<void> {
       button.append(thumb);
       button.addEventListener('click', () => {
         input = img; // the test image's own pixels, not the scaled copy on the pad
+        inputKind = `sample ${i}`;
         paint(pad, img);
         void update();
       });

@@ -93,7 +93,13 @@ export function prepareInput(
 }
 
 function prepareImage(raw: RawImage, shape: InputShape, where: string): Float32Array {
-  const img: RawImageFields = { ...raw, data: 'data' in raw ? raw.data : raw.pixels };
+  // Fields read one by one: ImageData's are getters, which a spread would drop.
+  const img: RawImageFields = {
+    width: raw.width,
+    height: raw.height,
+    channels: raw.channels,
+    data: 'data' in raw ? raw.data : raw.pixels,
+  };
   const count = img.width * img.height;
   if (!(count > 0)) throw new Error(`${where}: image is ${img.width}×${img.height}`);
   const channels = img.channels ?? img.data.length / count;
