@@ -234,6 +234,22 @@ test('own data: train on a CSV whose label column is called Grade (5 features), 
   writeFileSync(fresh, 'rand,noise,pressure\n1,2,3\n');
   await assert.rejects(cli(['predict', '--run', plantRun, '--csv', fresh]), /no column 'Temp \(C\)'/);
   await assert.rejects(cli(['predict', '--run', plantRun]), /either --input FILE… or --csv FILE/);
+  // A dataset smaller than the batch trains with the batch cut to its size, and says so.
+  const small = join(scratch, 'small.csv');
+  writePlantCsv(small, 30);
+  const tiny = await cli([
+    'train',
+    '--run',
+    join(scratch, 'tiny'),
+    '--data',
+    small,
+    '--label-column',
+    '5',
+    '--steps',
+    '20',
+  ]);
+  assert.equal(tiny.code, 0);
+  assert.match(tiny.out, /note: batch size 64 > 24 training examples; using 24/);
   // An image network for a row of features is refused with the reason.
   await assert.rejects(
     cli([
