@@ -106,7 +106,7 @@ after(async () => {
 test(
   'the page loads a trained model once, predicts a test image right, switches sub-models, auto picks one',
   { skip: noBrowser },
-  async () => {
+  async (t) => {
     // The known image: the first test sample the full model gets right in Node.
     const model = await loadModel(runDir);
     let known = -1;
@@ -169,6 +169,10 @@ test(
     assert.ok(smallMs > 0 && Number.isFinite(smallMs), `latency ${smallMs}`);
     assert.equal(await page.getAttribute('circle[data-active="true"]', 'data-sub'), subs[0].id);
     const largeMs = await slide(subs.length - 1);
+    t.diagnostic(
+      `page latency (median of 5, ${await page.textContent('#status')}): ` +
+        `${subs[0].id} ${smallMs.toFixed(2)} ms, ${subs[subs.length - 1].id} ${largeMs.toFixed(2)} ms`,
+    );
     assert.ok(largeMs > 0 && Number.isFinite(largeMs), `latency ${largeMs}`);
     assert.equal(await page.getAttribute('#prediction', 'data-label'), expected);
 
