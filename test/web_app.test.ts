@@ -123,7 +123,7 @@ test(
 
     const url = await serve('web/dist', runDir);
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
-    const page = await browser.newPage({ viewport: { width: 1000, height: 760 } });
+    const page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
     await page.goto(`${url}/?model=/model/`);
@@ -204,9 +204,19 @@ test(
     await page.waitForSelector(`#prediction[data-input="sample ${known}"]`);
     await ready();
 
-    // Screenshot at a mid-sized sub-model, as a person would look at it.
-    await page.uncheck('#auto');
-    await slide(Math.floor(subs.length / 2));
+    // Auto with a target between the smallest's and the largest's latency: it picks a sub-model
+    // that meets it; the screenshot shows that state, as a person would look at it.
+    const target = Number(((smallMs + largeMs) / 2).toFixed(2));
+    await page.fill('#target-ms', String(target));
+    await page.check('#auto');
+    await page.waitForFunction(
+      (ms) => document.getElementById('auto-note')?.textContent?.includes(`${ms} ms`),
+      target,
+    );
+    await ready();
+    assert.ok(Number(await page.getAttribute('#auto-note', 'data-ms')) <= target);
+    const picked = await page.getAttribute('#auto-note', 'data-sub');
+    assert.equal(await page.getAttribute('#prediction', 'data-sub'), picked);
     const shot = process.env.SORTEDNET_WEB_SCREENSHOT ?? join(scratch, 'web_app.png');
     await page.screenshot({ path: shot });
     assert.ok(statSync(shot).size > 10_000);

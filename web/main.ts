@@ -104,14 +104,17 @@ async function update(): Promise<void> {
   const latency = $('latency');
   latency.dataset.sub = sub.id;
   latency.dataset.ms = String(ms);
-  latency.textContent = `latency on this device: ${ms.toFixed(2)} ms per image (median of 5)`;
+  latency.textContent = `latency on this device: ${ms.toFixed(2)} ms per image, preprocessing included (median of 5)`;
   setStatus(status.dataset.engine ?? 'ready', 'ready');
 }
 
 /** Auto mode: latencies of every sub-model here (once), then the largest within the target. */
 async function pickAuto(): Promise<void> {
-  if (!auto.checked) return;
   const note = $('auto-note');
+  if (!auto.checked) {
+    note.textContent = '';
+    return;
+  }
   if (!measuredAll) {
     setStatus('measuring every sub-model on this device…', 'busy');
     await model.measureLatency({ reps: 5 });
@@ -126,6 +129,7 @@ async function pickAuto(): Promise<void> {
     ? `auto picked ${id} (${fits[fits.length - 1].latencyMs!.toFixed(2)} ms ≤ ${target} ms)`
     : `no sub-model runs within ${target} ms here; using the smallest, ${id}`;
   note.dataset.sub = id;
+  note.dataset.ms = String(fits.length ? fits[fits.length - 1].latencyMs : subs[0].latencyMs);
   slider.value = String(subs.findIndex((s) => s.id === id));
   await update();
 }
@@ -284,6 +288,7 @@ try {
   status.dataset.engine = `ready: ${subs.length} sub-models of one ${model.meta.model.family} (${model.meta.dataset ?? 'own data'}, step ${model.meta.step}) on ${engine}`;
   slider.addEventListener('input', () => {
     auto.checked = false;
+    $('auto-note').textContent = '';
     void update();
   });
   auto.addEventListener('change', () => void pickAuto());
