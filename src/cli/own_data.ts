@@ -1,5 +1,5 @@
 /** The train command's handling of a user's own data: CSV flags, model fit to the data, batch size. */
-import type { TrainTest } from '../data/dataset.js';
+import type { RunData } from './run_folder.js';
 import type { RunConfig } from './run_config.js';
 import type { TrainConfig } from '../train/config.js';
 
@@ -26,9 +26,9 @@ const IMAGE_FAMILIES = ['resnet', 'mobilenetv2'];
  * A row of features (1×1 input) trains the `tabular` preset unless a model was named; an image
  * network named for such data is refused with the reason.
  */
-export function fitModelToData(c: RunConfig, data: TrainTest, modelNamed: boolean): RunConfig {
+export function fitModelToData(c: RunConfig, data: RunData, modelNamed: boolean): RunConfig {
   const ds = data.train;
-  if (!ds.features) return c;
+  if (!('features' in ds) || !ds.features) return c;
   if (!modelNamed) return { ...c, model: 'tabular' };
   const family = typeof c.model === 'string' ? c.model.split('-')[0] : c.model.family;
   if (IMAGE_FAMILIES.includes(family)) {

@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { engineDescription, initEngine, parseBackend } from '../../engine/backend.js';
 import { buildModel, type SortedModel } from '../../models/index.js';
 import { Grid } from '../../sorted/grid.js';
-import type { TrainTest } from '../../data/dataset.js';
 import { resolveTrainConfig, type TrainConfig } from '../../train/config.js';
 import { DivergenceError, train, truncateLog } from '../../train/trainer.js';
 import { evaluateGrid, type EvalRow } from '../../train/evaluate.js';
@@ -18,7 +17,15 @@ import type { RegisterCommand } from '../command.js';
 import { readRunConfig, type RunConfig } from '../run_config.js';
 import { clampBatchSize, csvConfigFrom, fitModelToData } from '../own_data.js';
 import { preprocessOf } from '../../deploy/preprocess.js';
-import { freshFolder, loadRunData, modelSpecFor, readRunJson, runTitle, writeEval } from '../run_folder.js';
+import {
+  freshFolder,
+  loadRunData,
+  modelSpecFor,
+  readRunJson,
+  runTitle,
+  writeEval,
+  type RunData,
+} from '../run_folder.js';
 
 export interface TrainFlags {
   run?: string;
@@ -241,7 +248,8 @@ async function trainInFolder(runDir: string, flags: TrainFlags, base: Partial<Ru
     runDir,
     resume: flags.resume === true,
     datasetName: c.data.name,
-    preprocess: preprocessOf(data.train),
+    // Token sequences carry no image preprocessing (a classifier's tokenizer is bytes).
+    preprocess: 'images' in data.train ? preprocessOf(data.train) : undefined,
     progress: true,
     onStep: log,
   });
@@ -265,7 +273,7 @@ export function evaluateRun(
   runDir: string,
   model: SortedModel,
   grid: Grid,
-  data: TrainTest,
+  data: RunData,
   c: RunConfig,
   title: string,
 ): number {
