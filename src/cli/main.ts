@@ -9,7 +9,10 @@ import { registerExtract } from './commands/extract.js';
 import { registerCompare } from './commands/compare.js';
 import { registerLm } from './commands/lm.js';
 import { registerPadnet } from './commands/padnet.js';
+import { registerPartition } from './commands/partition.js';
+import { registerCompact } from './commands/compact.js';
 import { registerPresets } from './commands/presets.js';
+import { registerPredict } from './commands/predict.js';
 import { registerServe } from './commands/serve.js';
 import { registerExportOnnx } from './commands/export_onnx.js';
 
@@ -21,7 +24,10 @@ const COMMANDS: RegisterCommand[] = [
   registerCompare,
   registerLm,
   registerPadnet,
+  registerPartition,
+  registerCompact,
   registerPresets,
+  registerPredict,
   registerServe,
   registerExportOnnx,
 ];

@@ -1,7 +1,18 @@
 /** The ResNet as ONNX: stem, basic blocks (BN folded), global pool, head. */
 import type { ResNet } from '../../models/resnet.js';
+import { Conv2d } from '../../nn/conv2d.js';
+import type { BlockConv } from '../../nn/basic_block.js';
 import type { OnnxGraph } from './graph.js';
 import { convBn, globalAvgPool, linear, matchChannels } from './layers.js';
+
+/** A block's convolution, if it is a plain one (dynamic PAD-Net convolutions have no ONNX form here). */
+function plain(conv: BlockConv): Conv2d {
+  if (!(conv instanceof Conv2d))
+    throw new Error(
+      `onnx: ${conv.constructor.name} is a dynamic convolution; only static ResNets are exported`,
+    );
+  return conv;
+}
 
 /** `x`: NCHW [N, C, S, S]; returns logits [N, classes]. */
 export function resnetGraph(g: OnnxGraph, model: ResNet, x: string): string {
@@ -10,8 +21,8 @@ export function resnetGraph(g: OnnxGraph, model: ResNet, x: string): string {
   let cin = model.config.stem;
   for (const stage of model.stages.items) {
     for (const block of stage.items) {
-      const a = convBn(g, h, size, block.conv1, block.bn1);
-      const b = convBn(g, g.op('Relu', [a.y]), a.size, block.conv2, block.bn2);
+      const a = convBn(g, h, size, plain(block.conv1), block.bn1);
+      const b = convBn(g, g.op('Relu', [a.y]), a.size, plain(block.conv2), block.bn2);
       const out = block.spec.out;
       const shortcut =
         block.shortcut && block.shortcutBn
