@@ -37,6 +37,8 @@ const cli = fileURLToPath(new URL('../../bin/sortednet.js', import.meta.url));
 interface Served {
   child: ChildProcess;
   url: string;
+  /** The controller's switch messages (from the server's JSON log lines). */
+  switchLog: string[];
 }
 
 /** Starts `sortednet serve` on a free port and resolves once it listens. */
@@ -46,10 +48,20 @@ function serve(args: string[]): Promise<Served> {
   });
   return new Promise((resolve, reject) => {
     let text = '';
+    const switchLog: string[] = [];
+    let listening = false;
     child.stdout!.on('data', (d: Buffer) => {
       text += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(text);
-      if (m) resolve({ child, url: m[1] });
+      for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n')) {
+        const line = text.slice(0, nl);
+        text = text.slice(nl + 1);
+        const m = /listening on (http:\/\/\S+)/.exec(line);
+        if (m && !listening) {
+          listening = true;
+          resolve({ child, url: m[1], switchLog });
+        }
+        if (line.includes('"switch"')) switchLog.push((JSON.parse(line) as { msg: string }).msg);
+      }
     });
     child.on('exit', (code) => reject(new Error(`serve exited with ${code} before listening:\n${text}`)));
   });
@@ -131,6 +143,7 @@ for (const fraction of rates) {
     const r = await load(s.url, payload, rate);
     const { mix, switches } = await scrape(s.url);
     await stop(s);
+    for (const line of s.switchLog.slice(0, 3)) console.log(`  ${mode} at ${rate} req/s: ${line}`);
     const row: Row = {
       mode,
       offered: rate,
