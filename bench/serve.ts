@@ -7,7 +7,7 @@
  * Target: at a rate where fixed-full's p99 is ≥ 3× the target, adaptive holds p99 ≤ target with
  * 0 failed requests. Run it alone on the machine: other work distorts the latencies.
  *   node dist/bench/serve.js --run DIR [--target-p99-ms 50] [--rates 0.5,1,1.5,2] [--duration 10]
- *                            [--connections 200] [--out FILE.json]
+ *                            [--connections 200] [--capacity REQ_PER_S (skip the probe)] [--out FILE.json]
  */
 import autocannon from 'autocannon';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -23,6 +23,7 @@ const { values } = parseArgs({
     rates: { type: 'string' },
     duration: { type: 'string' },
     connections: { type: 'string' },
+    capacity: { type: 'string' },
     out: { type: 'string' },
   },
 });
@@ -119,10 +120,12 @@ const MODES = { 'fixed-full': ['--sub', 'full'], adaptive: ['--target-p99-ms', S
 // 1. Capacity of the full model: closed loop, as many requests as it answers.
 const probe = await serve(MODES['fixed-full']);
 const payload = await body(probe.url);
-await load(probe.url, payload, undefined, 2); // warm-up
-const cap = await load(probe.url, payload, undefined, 5);
+let capacity = Number(values.capacity ?? NaN);
+if (!(capacity > 0)) {
+  await load(probe.url, payload, undefined, 2); // warm-up
+  capacity = (await load(probe.url, payload, undefined, 5)).requests.average;
+}
 await stop(probe);
-const capacity = cap.requests.average;
 console.log(`full model capacity (closed loop, ${connections} connections): ${capacity.toFixed(0)} req/s`);
 
 interface Row {

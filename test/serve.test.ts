@@ -88,6 +88,8 @@ test('predict: per-request sub, maxFlops and maxLatencyMs choose the sub-model',
   assert.equal(r.json().sub, small.id);
   r = await s.app.inject(json({ inputs: x, sub: 'width=1,depth=2' }));
   assert.equal(r.json().sub, large.id, 'ids are canonical: key order does not matter');
+  r = await s.app.inject(json({ inputs: x, sub: 'full' }));
+  assert.equal(r.json().sub, large.id, "'full' is the grid's largest sub-model");
   r = await s.app.inject(json({ inputs: x, maxFlops: large.cost.flops - 1 }));
   assert.equal(r.json().sub, small.id);
   r = await s.app.inject(json({ inputs: x, maxFlops: large.cost.flops }));
@@ -178,11 +180,12 @@ const MALFORMED: [
     /must NOT have more than 8 items/,
   ],
   ['no samples', () => json({ inputs: [] }), 400, /must NOT have fewer than 1 items/],
+  ['unknown sub-model', () => json({ inputs: [image(1)], sub: 'depth=7' }), 400, /depth 7 is outside 2\.\.2/],
   [
-    'unknown sub-model',
-    () => json({ inputs: [image(1)], sub: 'depth=7' }),
+    'a dimension the grid does not have',
+    () => json({ inputs: [image(1)], sub: 'heads=2' }),
     400,
-    /unknown sub-model 'depth=7'/,
+    /unknown sub-model 'heads=2'/,
   ],
   ['unparsable sub-model', () => json({ inputs: [image(1)], sub: 'wide' }), 400, /cannot parse 'wide'/],
   [

@@ -15,7 +15,7 @@ import { createLmServer } from './generate.js';
 import { Transformer } from '../models/transformer.js';
 import type { SortedModel } from '../models/model.js';
 import type { Preprocess } from '../io/checkpoint_codec.js';
-import { parseSubModel, subModelId } from '../sorted/submodel.js';
+import { parseSubModel, subModelId, type SubModel } from '../sorted/submodel.js';
 import { MicroBatcher } from './batcher.js';
 import { AdaptiveController, BatchTimes, predictLatency, type Switch } from './controller.js';
 import { chooseForBudget, paretoLadder, type ServedSubModel } from './ladder.js';
@@ -115,11 +115,26 @@ export function createServer(served: ServedModel, opts: ServeOptions = {}): Serv
   }
   if (subs.length === 0) throw new Error('serve: no sub-model of this run can run (see the warnings)');
   const byId = new Map(subs.map((s) => [s.id, s]));
+  // Specs that build the same network name the same sub-model ('full' is 'depth=6,width=1').
+  const shapeOf = (sub: SubModel) => JSON.stringify(served.model.shrink(sub));
+  const byShape = new Map(subs.map((s) => [shapeOf(s.sub), s]));
+  const gridDims = new Set(subs.flatMap((s) => Object.keys(s.sub)));
+  /** The served sub-model a spec names, or undefined. Throws when the spec does not parse or fit. */
+  const lookup = (text: string, where: string): ServedSubModel | undefined => {
+    const sub = parseSubModel(text, where);
+    const hit = byId.get(subModelId(sub));
+    if (hit) return hit;
+    // Only the grid's own dimensions: a ResNet ignores 'heads', but a request naming it is a mistake.
+    if (Object.keys(sub).some((k) => !gridDims.has(k))) return undefined;
+    served.model.validate(sub);
+    return byShape.get(shapeOf(sub));
+  };
   const ladder = paretoLadder(subs);
   let fixed = ladder[ladder.length - 1].id;
   if (opts.fixedSub !== undefined) {
-    fixed = subModelId(parseSubModel(opts.fixedSub, '--sub'));
-    if (!byId.has(fixed)) throw new Error(`serve: sub-model '${fixed}' is not in this run's grid`);
+    const hit = lookup(opts.fixedSub, '--sub');
+    if (!hit) throw new Error(`serve: sub-model '${opts.fixedSub}' is not in this run's grid`);
+    fixed = hit.id;
   }
 
   const metrics = new ServeMetrics(
@@ -175,18 +190,18 @@ export function createServer(served: ServedModel, opts: ServeOptions = {}): Serv
     if (budget.sub !== undefined) {
       if (budget.maxFlops !== undefined || budget.maxLatencyMs !== undefined)
         throw new HttpError(400, "give either 'sub' or a budget (maxFlops, maxLatencyMs), not both");
-      let id: string;
+      let hit: ServedSubModel | undefined;
       try {
-        id = subModelId(parseSubModel(budget.sub, 'sub'));
+        hit = lookup(budget.sub, 'sub');
       } catch (e) {
         throw new HttpError(400, (e as Error).message);
       }
-      if (!byId.has(id))
+      if (!hit)
         throw new HttpError(
           400,
-          `unknown sub-model '${id}'; this server has ${subs.length} (GET /models), e.g. '${ladder[0].id}'`,
+          `unknown sub-model '${budget.sub}'; this server has ${subs.length} (GET /models), e.g. '${ladder[0].id}'`,
         );
-      return id;
+      return hit.id;
     }
     if (budget.maxFlops === undefined && budget.maxLatencyMs === undefined) return null;
     const queue = batcher.queuedSamples;
