@@ -2,12 +2,15 @@
  * Load test of `sortednet serve` on loopback (autocannon): fixed-full vs adaptive at the same
  * offered rates, from below the full model's capacity to above it.
  *   1. capacity: closed-loop throughput of the fixed full model (the saturation rate);
- *   2. per rate (fractions of it) and per mode: a fresh server, `--duration` s at autocannon's
- *      overallRate, then throughput, p50/p99, errors, and the sub-model mix from /metrics.
+ *   2. per rate (fractions of it) and per mode: a fresh server, `--warmup` s at the rate (not
+ *      measured), then `--duration` s at autocannon's overallRate: throughput, p50/p99, errors,
+ *      and the sub-model mix and switches of the measured part, from /metrics.
+ * autocannon paces per connection and per second, so each second starts with a burst of up to
+ * `--connections` requests.
  * Target: at a rate where fixed-full's p99 is ≥ 3× the target, adaptive holds p99 ≤ target with
  * 0 failed requests. Run it alone on the machine: other work distorts the latencies.
- *   node dist/bench/serve.js --run DIR [--target-p99-ms 50] [--rates 0.5,1,1.5,2] [--duration 10]
- *                            [--connections 200] [--capacity REQ_PER_S (skip the probe)] [--out FILE.json]
+ *   node dist/bench/serve.js --run DIR [--target-p99-ms 50] [--rates 0.5,1,1.5,2] [--duration 10] [--warmup 3]
+ *                            [--connections 100] [--capacity REQ_PER_S (skip the probe)] [--out FILE.json]
  */
 import autocannon from 'autocannon';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -24,6 +27,7 @@ const { values } = parseArgs({
     duration: { type: 'string' },
     connections: { type: 'string' },
     capacity: { type: 'string' },
+    warmup: { type: 'string' },
     out: { type: 'string' },
   },
 });
@@ -32,7 +36,8 @@ const runDir = values.run;
 const target = Number(values['target-p99-ms'] ?? 50);
 const rates = (values.rates ?? '0.5,1,1.5,2').split(',').map(Number);
 const duration = Number(values.duration ?? 10);
-const connections = Number(values.connections ?? 200);
+const connections = Number(values.connections ?? 100);
+const warmup = Number(values.warmup ?? 3);
 const cli = fileURLToPath(new URL('../../bin/sortednet.js', import.meta.url));
 
 interface Served {
@@ -99,6 +104,9 @@ async function load(
     connections,
     duration: seconds,
     timeout: 30,
+    // autocannon's correction for coordinated omission assumes an interval of ⌈1/rate⌉ ms = 1 ms,
+    // which adds a synthetic sample per millisecond of every response: raw latencies instead.
+    ignoreCoordinatedOmission: true,
     ...(rate ? { overallRate: rate } : {}),
   });
 }
@@ -143,9 +151,16 @@ for (const fraction of rates) {
   const rate = Math.round(fraction * capacity);
   for (const [mode, args] of Object.entries(MODES)) {
     const s = await serve(args);
+    // Steady state: both modes run `warmup` s at the rate first (the adaptive one settles), unmeasured.
+    if (warmup > 0) await load(s.url, payload, rate, warmup);
+    const before = await scrape(s.url);
     const r = await load(s.url, payload, rate);
-    const { mix, switches } = await scrape(s.url);
+    const after = await scrape(s.url);
     await stop(s);
+    const mix = Object.fromEntries(
+      Object.entries(after.mix).map(([id, n]) => [id, n - (before.mix[id] ?? 0)]),
+    );
+    const switches = after.switches - before.switches;
     for (const line of s.switchLog.slice(0, 3)) console.log(`  ${mode} at ${rate} req/s: ${line}`);
     const row: Row = {
       mode,
