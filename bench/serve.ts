@@ -106,8 +106,7 @@ async function load(
     timeout: 30,
     // autocannon's correction for coordinated omission assumes an interval of ⌈1/rate⌉ ms = 1 ms,
     // which adds a synthetic sample per millisecond of every response: raw latencies instead.
-    ignoreCoordinatedOmission: true,
-    ...(rate ? { overallRate: rate } : {}),
+    ...(rate ? { overallRate: rate, ignoreCoordinatedOmission: true } : {}),
   });
 }
 
