@@ -109,3 +109,11 @@ test('controller: does not move up to a rung that could not serve the measured r
   }
   assert.deepEqual(switches, ['down:small', 'up:mid']);
 });
+
+test('controller: does not move up when the window’s bursts would overflow the next rung', () => {
+  const { c, switches } = setup(200);
+  c.tick(0, 64); // down to small
+  // Every second a burst of 40 queued, then empty: mid at 40 queued predicts 2 + 5·8 + 2 = 44 > 35.
+  for (let t = 1; t < 5000; t += 10) c.tick(t, t % 1000 < 10 ? 40 : 0);
+  assert.deepEqual(switches, ['down:small']);
+});

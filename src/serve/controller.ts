@@ -8,8 +8,9 @@
  *    accurate rung whose prediction fits (at least one step).
  *  - Up, one step at a time: only after p99 and pred(next rung) have stayed below
  *    `upFraction` · target for `holdMs`, and only when the next rung could serve the measured
- *    request rate at a utilisation below `upFraction` (hysteresis: an empty queue at the cheap
- *    rung does not mean the dearer one keeps up, so no oscillation at a steady load).
+ *    request rate at a utilisation below `upFraction`, with pred(next rung) taken at the LONGEST
+ *    queue of the window (hysteresis: an empty queue now at the cheap rung does not mean the
+ *    dearer one keeps up with the bursts, so no oscillation at a steady load).
  * The p99 window restarts at every switch, so latencies of the old sub-model do not push it
  * further. Every switch is reported with its reason.
  */
@@ -84,6 +85,7 @@ export class AdaptiveController {
   private lastSwitchAt = -Infinity;
   private calmSince: number | null = null;
   private latencies: { at: number; ms: number; samples: number }[] = [];
+  private queues: { at: number; queue: number }[] = [];
   readonly opts: Required<ControllerOptions>;
 
   constructor(
@@ -139,9 +141,18 @@ export class AdaptiveController {
     );
   }
 
+  /** The longest queue seen in the window (since the last switch). */
+  private peakQueue(now: number, queue: number): number {
+    const from = Math.max(now - this.opts.p99WindowMs, this.lastSwitchAt);
+    this.queues.push({ at: now, queue });
+    while (this.queues.length > 0 && this.queues[0].at < from) this.queues.shift();
+    return this.queues.reduce((a, q) => Math.max(a, q.queue), 0);
+  }
+
   /** Decides, given the queue now; returns the switch made, if any. */
   tick(now: number, queue: number): Switch | null {
     const target = this.opts.targetP99Ms;
+    const peak = this.peakQueue(now, queue);
     const p99 = this.p99(now);
     const pred = this.predict(this.active, queue);
     if (this.level > 0 && ((p99 !== null && p99 > target) || pred > target)) {
@@ -161,7 +172,7 @@ export class AdaptiveController {
     if (this.level === this.ladder.length - 1) return null;
     const calmAt = this.opts.upFraction * target;
     const up = this.ladder[this.level + 1];
-    const next = this.predict(up, queue);
+    const next = this.predict(up, peak);
     if (
       (p99 !== null && p99 >= calmAt) ||
       next > calmAt ||
@@ -189,6 +200,7 @@ export class AdaptiveController {
     this.lastSwitchAt = now;
     this.calmSince = null;
     this.latencies = [];
+    this.queues = [];
     this.onSwitch(s);
     return s;
   }
