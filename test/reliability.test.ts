@@ -15,10 +15,11 @@ import {
   listCheckpoints,
   loadCheckpoint,
   readCheckpointMeta,
+  removeStale,
   saveCalibration,
   saveCheckpoint,
 } from '../src/io/checkpoint.js';
-import { acquireRunLock, LOCK_FILE } from '../src/io/lock.js';
+import { acquireRunLock, LOCK_FILE, lockTmpName } from '../src/io/lock.js';
 import { CHILD_STEPS, runChild, type ChildRun } from './fixtures/train_child.js';
 import { Mlp } from '../src/models/mlp.js';
 import { ResNet, resnetConfig } from '../src/models/resnet.js';
@@ -146,6 +147,15 @@ test('lock: atomic, re-entrant in one process, stale lock taken over, other host
     console.warn = warn;
   }
   assert.match(warnings.join('\n'), new RegExp(`taking over the lock .*PID ${dead} .*is no longer running`));
+  // A writer's clean-up never deletes the temporary file another process is about to link as the
+  // lock (that race let two writers start); orphans of dead processes go at the next acquire.
+  const pending = lockTmpName(join(runDir, LOCK_FILE));
+  const orphan = join(runDir, `${LOCK_FILE}.pid-${dead}-0123abcd`);
+  writeFileSync(pending, '{}');
+  writeFileSync(orphan, '{}');
+  assert.deepEqual(removeStale(runDir), []);
+  acquireRunLock(runDir, 'train').release();
+  assert.ok(existsSync(pending) && !existsSync(orphan));
   // Another host's lock cannot be checked: refused, with what to do.
   writeFileSync(join(runDir, LOCK_FILE), JSON.stringify({ ...stale, host: 'elsewhere' }));
   assert.throws(() => acquireRunLock(runDir, 'train'), /in use by PID \d+ on elsewhere .*delete .*run\.lock/);
