@@ -32,7 +32,7 @@ import {
 import { buildModel } from '../src/models/index.js';
 import { getPreset } from '../src/cli/presets.js';
 import { sha256Hex } from '../src/io/sha256.js';
-import { CHILD_STEPS, runChild } from '../test/fixtures/train_child.js';
+import { CHILD_STEPS, runChild, type KillPlan } from '../test/fixtures/train_child.js';
 
 const arg = (name: string, fallback: number) =>
   process.argv.includes(name) ? Number(process.argv[process.argv.indexOf(name) + 1]) : fallback;
@@ -109,10 +109,10 @@ interface Outcome {
 const rows: Outcome[] = [];
 
 /** Kill once (by `killArgs` or after `killMs`), then run to the end; compare with the reference. */
-async function killAndResume(name: string, killArgs: string[], killMs?: number): Promise<Outcome> {
+async function killAndResume(name: string, killArgs: string[], kill?: KillPlan): Promise<Outcome> {
   const runDir = fresh('kill');
   let lastStep = 0;
-  const killed = await runChild([runDir, ...killArgs], killMs, (l) => {
+  const killed = await runChild([runDir, ...killArgs], kill, (l) => {
     if (l.startsWith('step ')) lastStep = Number(l.slice(5));
   });
   const saved = listCheckpoints(runDir).map((c) => c.step);
@@ -139,11 +139,15 @@ for (const stage of section('kills') ? ['written', 'renamed', 'latest', 'pruned'
   for (const n of [1, 2, 7])
     rows.push(await killAndResume(`kill at '${stage}' of save ${n}`, ['--kill', `${stage}:${n}`]));
 }
-// 2. Kills at random moments, uniform over the training time.
+// 2. Kills at random moments: after a random step's line (0: before the first step), plus a random
+// part of one step's time, so that kills spread over the run whatever the machine's speed.
 let seed = 7;
 const uniform = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) as number;
-for (let i = 0; i < (section('kills') ? RANDOM_KILLS : 0); i++)
-  rows.push(await killAndResume('kill at a random moment', [], uniform() * trainMs));
+for (let i = 0; i < (section('kills') ? RANDOM_KILLS : 0); i++) {
+  const step = Math.floor(uniform() * CHILD_STEPS);
+  const plan = { after: step === 0 ? 'ready' : `step ${step}`, ms: uniform() * (trainMs / CHILD_STEPS) };
+  rows.push(await killAndResume('kill at a random moment', [], plan));
+}
 
 if (section('kills')) printKills();
 

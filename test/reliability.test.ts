@@ -59,7 +59,9 @@ const finalFiles = (runDir: string) => {
 
 test('kill -9 at random points of a save loop and at every stage of a save: always resumes, same result as uninterrupted', async () => {
   const reference = fresh('ref');
-  const r = await runChild([reference]);
+  let readyAt = 0;
+  const r = await runChild([reference], undefined, (l) => l === 'ready' && (readyAt = performance.now()));
+  const stepMs = (performance.now() - readyAt) / CHILD_STEPS;
   assert.equal(r.code, 0, r.stderr);
   assert.equal(readCheckpointMeta(reference).step, CHILD_STEPS);
 
@@ -82,7 +84,11 @@ test('kill -9 at random points of a save loop and at every stage of a save: alwa
     const stage = staged[i];
     const run = stage
       ? await runChild([runDir, '--kill', stage.join(':')])
-      : await runChild([runDir], 20 + random() * 250);
+      : // Within one step's time after the next step is logged: in its save, or in the step after it.
+        await runChild([runDir], {
+          after: `step ${Math.min(CHILD_STEPS - 1, lastStep + 1)}`,
+          ms: random() * stepMs,
+        });
     if (run.code === 0) {
       completed = true;
       break;
