@@ -32,6 +32,11 @@ class SortedModel(nn.Module):
     def validate(self, sub):
         raise NotImplementedError
 
+    @property
+    def max_depth(self):
+        """Blocks (layers) of the full model: a sub-model with fewer leaves parameters unused."""
+        raise NotImplementedError
+
 
 class Mlp(SortedModel):
     family = "mlp"
@@ -44,6 +49,10 @@ class Mlp(SortedModel):
         dims = [config["inputs"], *config["hidden"]]
         self.layers = nn.ModuleList(Linear(dims[i], h, name=f"layers.{i}") for i, h in enumerate(config["hidden"]))
         self.head = Linear(max(config["hidden"]), config["classes"], name="head")
+
+    @property
+    def max_depth(self):
+        return len(self.config["hidden"])
 
     def widths(self, sub):
         depth = check_depth(sub.get("depth"), 1, len(self.config["hidden"]), "mlp")
@@ -104,6 +113,10 @@ class ResNet(SortedModel):
             stages.append(nn.ModuleList(blocks))
         self.stages = nn.ModuleList(stages)
         self.head = Linear(max(b["out"] for b in config["stages"][-1]), config["classes"], name="head")
+
+    @property
+    def max_depth(self):
+        return sum(map(len, self.config["stages"]))
 
     def elastic_layers(self):
         names = ["stem"]
@@ -178,6 +191,10 @@ class MobileNetV2(SortedModel):
         self.lastBn = BatchNorm2d(config["last"], "lastBn")
         self.head = Linear(config["last"], config["classes"], name="head")
 
+    @property
+    def max_depth(self):
+        return sum(map(len, self.config["stages"]))
+
     def elastic_layers(self):
         names = ["stem", "lastConv"]
         for si, st in enumerate(self.config["stages"]):
@@ -234,7 +251,7 @@ class MultiHeadAttention(nn.Module):
         q, k, v = split(self.q(x, width)), split(self.k(x, width)), split(self.v(x, width))
         att = q @ k.transpose(-1, -2) * (1 / hd**0.5)
         if self.causal:
-            att = att + torch.triu(torch.full((T, T), -1e9), 1)  # the TypeScript side's additive mask
+            att = att + torch.triu(torch.full((T, T), -1e9, device=x.device), 1)  # the TypeScript side's additive mask
         att = torch.softmax(att, -1)
         if ctx.mode == "train" and self.dropout > 0:
             att = F.dropout(att, self.dropout)
@@ -295,6 +312,10 @@ class Transformer(SortedModel):
         else:
             self.head = None  # tied to the token embedding
 
+    @property
+    def max_depth(self):
+        return self.config["layers"]
+
     def plan(self, sub):
         c = self.config
         return (
@@ -318,7 +339,7 @@ class Transformer(SortedModel):
         if T > self.config["maxLen"]:
             raise ValueError(f"transformer: sequence length {T} > maxLen {self.config['maxLen']}")
         ids = ids.long()
-        h = self.tokens(ids, e) + self.positions(torch.arange(T), e)
+        h = self.tokens(ids, e) + self.positions(torch.arange(T, device=ids.device), e)
         for i in range(depth):
             h = self.blocks[i](h, heads, ffn, ctx)
         hn = self.lnFinal(h)

@@ -21,7 +21,8 @@ class Ctx:
 
     mode: str
     key: str
-    sync_bn: bool = False
+    #: the process group whose ranks share BN batch statistics in training (None: this rank alone)
+    bn_group: object = None
 
 
 def same_pad(x, kernel, stride):
@@ -89,16 +90,17 @@ class DepthwiseConv2d(nn.Module):
         return F.conv2d(same_pad(x, self.kernel, self.stride), self.weight[:c], None, self.stride, groups=c)
 
 
-def _moments(x, sync):
-    """Per-channel mean and biased variance over N, H, W; over every rank's batch when sync."""
-    if not (sync and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+def _moments(x, group):
+    """Per-channel mean and biased variance over N, H, W; over every rank's batch when a group is
+    given, so a sharded global batch is normalised as one process would normalise it."""
+    if group is None:
         return x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
     from torch.distributed.nn.functional import all_reduce  # differentiable: backward all-reduces too
 
-    n = torch.tensor([x.shape[0] * x.shape[2] * x.shape[3]], dtype=x.dtype)
-    dist.all_reduce(n)
-    mean = all_reduce(x.sum((0, 2, 3))) / n
-    var = all_reduce(((x - mean[None, :, None, None]) ** 2).sum((0, 2, 3))) / n
+    n = torch.tensor([float(x.shape[0] * x.shape[2] * x.shape[3])], dtype=x.dtype, device=x.device)
+    dist.all_reduce(n, group=group)
+    mean = all_reduce(x.sum((0, 2, 3)), group=group) / n
+    var = all_reduce(((x - mean[None, :, None, None]) ** 2).sum((0, 2, 3)), group=group) / n
     return mean, var
 
 
@@ -126,7 +128,7 @@ class BatchNorm2d(nn.Module):
             if mean.shape[0] != c:
                 raise ValueError(f"BatchNorm '{self.name}': statistics for '{ctx.key}' have {mean.shape[0]} channels, input has {c}")
         else:
-            mean, var = _moments(x, ctx.sync_bn and ctx.mode == "train")
+            mean, var = _moments(x, ctx.bn_group if ctx.mode == "train" else None)
             if ctx.mode == "calibrate":
                 self._accumulate(ctx.key, mean.detach(), var.detach())
         shape = (1, c, 1, 1)

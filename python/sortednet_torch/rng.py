@@ -29,10 +29,25 @@ class Rng:
     def int(self, n):
         return math.floor(self.next() * n)
 
+    def floats(self, k):
+        """The next k values of next() at once (the state only advances by a constant each draw)."""
+        s = (self.state + 0x6D2B79F5 * np.arange(1, k + 1, dtype=np.uint64)) & _M
+        self.state = int(s[-1]) if k else self.state
+        m = np.uint64(_M)
+
+        def imul(a, b):
+            return (a * b) & m  # uint64 products wrap mod 2^64; the low 32 bits are exact
+
+        t = imul(s ^ (s >> np.uint64(15)), s | np.uint64(1))
+        t ^= (t + imul(t ^ (t >> np.uint64(7)), t | np.uint64(61))) & m
+        return ((t ^ (t >> np.uint64(14))) & m).astype(np.float64) / 4294967296
+
 
 def permutation(n, rng):
-    order = np.arange(n, dtype=np.int64)
-    for i in range(n - 1, 0, -1):
-        j = rng.int(i + 1)
+    """Fisher–Yates, drawing j for i = n−1 … 1 in that order."""
+    order = list(range(n))
+    u = rng.floats(max(n - 1, 0))
+    js = np.floor(u * np.arange(n, 1, -1, dtype=np.float64)).astype(np.int64).tolist()
+    for i, j in zip(range(n - 1, 0, -1), js):
         order[i], order[j] = order[j], order[i]
-    return order
+    return np.asarray(order, dtype=np.int64)
