@@ -18,7 +18,7 @@ import { resnetConfig } from '../src/models/resnet.js';
 import { Grid, type GridSpec } from '../src/sorted/grid.js';
 import { train, type StepLog } from '../src/train/trainer.js';
 import { resolveTrainConfig } from '../src/train/config.js';
-import { readCheckpointMeta } from '../src/io/checkpoint.js';
+import { checkpointDir, readCheckpointMeta } from '../src/io/checkpoint.js';
 import { decodeSafetensors } from '../src/io/safetensors.js';
 import { loadDataset } from '../src/data/registry.js';
 import { subset, type ImageDataset } from '../src/data/dataset.js';
@@ -72,7 +72,7 @@ const pyLog = (dir: string) =>
     .filter((r) => r.ranks !== undefined) as (StepLog & { ranks: number })[];
 
 function weights(dir: string) {
-  return decodeSafetensors(readFileSync(join(dir, 'model.safetensors'))).tensors;
+  return decodeSafetensors(readFileSync(join(checkpointDir(dir), 'model.safetensors'))).tensors;
 }
 
 test('torchrun DDP (2 CPU ranks) continues a TypeScript run; sortednet eval loads the result', { skip: torchSkip }, () => {

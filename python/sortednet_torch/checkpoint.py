@@ -1,9 +1,10 @@
 """sortednet checkpoints (docs/checkpoint-format.md) to and from PyTorch models.
 
 A run folder holds `checkpoints/step-NNNNNN/` folders and `checkpoints/latest` (the name of the
-current one); older runs hold the files directly in the run folder (read, and continued in that
-layout). A checkpoint is checkpoint.json + model.safetensors + bn_stats.safetensors
-[+ optimizer.safetensors] [+ extra files], every file's sha256 recorded in checkpoint.json.
+current one); older runs hold the files directly in the run folder (read only). A checkpoint is
+checkpoint.json + model.safetensors + bn_stats.safetensors [+ optimizer.safetensors]
+[+ extra files], every file's sha256 recorded in checkpoint.json, and, once evaluated,
+bn_calibrated.safetensors (BN statistics bound to the weights by their sha256).
 
 The files keep the TypeScript side's tensor layouts: convolutions [kh, kw, in, out], depthwise
 [kh, kw, C, 1], linear [out, in]. PyTorch's are [out, in, kh, kw] and [C, 1, kh, kw]: this module
@@ -12,8 +13,11 @@ transposes at load and save, so models here use plain PyTorch layouts.
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
+import struct
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -26,8 +30,9 @@ from .nn import BatchNorm2d, Conv2d, DepthwiseConv2d
 
 FORMAT = "sortednet-checkpoint/1"
 CORE_FILES = ("model.safetensors", "bn_stats.safetensors", "optimizer.safetensors")
-# What the safetensors metadata says about layouts, so a reader need not guess.
-LAYOUT_METADATA = {"conv_layout": "kh,kw,in,out", "depthwise_layout": "kh,kw,channels,1", "linear_layout": "out,in"}
+# model.safetensors' metadata, exactly as the TypeScript writer's: the file is then a pure function
+# of the weights (evaluation binds its BN statistics to the weights by this file's sha256).
+WEIGHTS_METADATA = {"format": "pt", "producer": "sortednet"}
 
 
 def _file_layout(model):
@@ -51,22 +56,57 @@ def sha256_hex(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def resolve(path):
-    """The folder holding checkpoint.json: `path` itself (a step folder, or a run in the flat
-    layout), else the step folder that `path/checkpoints/latest` names."""
-    if os.path.isfile(os.path.join(path, "checkpoint.json")):
-        return path
-    latest = os.path.join(path, "checkpoints", "latest")
-    if os.path.isfile(latest):
-        with open(latest, encoding="utf-8") as f:
+CHECKPOINTS, LATEST, CALIBRATION_FILE = "checkpoints", "latest", "bn_calibrated.safetensors"
+STEP_FOLDER = re.compile(r"^step-(\d+)$")
+TMP_NAME = re.compile(r"\.tmp-[0-9a-f]+$")  # the TypeScript side's leftovers pattern (removeStale)
+DEFAULT_KEEP = 2
+
+
+def list_checkpoints(run_dir):
+    """[(step, folder)] of the complete step folders (those with checkpoint.json), oldest first."""
+    root = os.path.join(run_dir, CHECKPOINTS)
+    if not os.path.isdir(root):
+        return []
+    out = []
+    for name in os.listdir(root):
+        m = STEP_FOLDER.match(name)
+        if m and os.path.isfile(os.path.join(root, name, "checkpoint.json")):
+            out.append((int(m.group(1)), os.path.join(root, name)))
+    return sorted(out)
+
+
+def _read_latest(root):
+    try:
+        with open(os.path.join(root, LATEST), encoding="utf-8") as f:
             name = f.read().strip()
-        step_dir = os.path.join(path, "checkpoints", name)
-        if not name or not os.path.isfile(os.path.join(step_dir, "checkpoint.json")):
-            raise FileNotFoundError(f"checkpoint {latest} names '{name}', but {step_dir}/checkpoint.json does not exist")
-        return step_dir
-    raise FileNotFoundError(
-        f"no checkpoint in {path}: neither {path}/checkpoint.json nor {latest} exists (train first, or check --run)"
+    except OSError:
+        return None
+    return name if STEP_FOLDER.match(name) else None
+
+
+def resolve(path):
+    """The folder holding the current checkpoint: the step folder `checkpoints/latest` names, else
+    (with a warning) the newest complete one; a step folder or a flat-layout run as itself."""
+    root = os.path.join(path, CHECKPOINTS)
+    complete = list_checkpoints(path)
+    if not complete:
+        if os.path.isfile(os.path.join(path, "checkpoint.json")):
+            return path
+        raise FileNotFoundError(
+            f"no complete checkpoint in {root} (the first save was interrupted?); train again, or check --run"
+            if os.path.isdir(root)
+            else f"no checkpoint in {path}: neither {root}/ nor {os.path.join(path, 'checkpoint.json')} found (train first, or check --run)"
+        )
+    latest = _read_latest(root)
+    for step, folder in complete:
+        if os.path.basename(folder) == latest:
+            return folder
+    print(
+        f"{os.path.join(root, LATEST)} is missing, unreadable or names an incomplete folder; "
+        f"using the newest complete checkpoint, {os.path.basename(complete[-1][1])}",
+        file=sys.stderr,
     )
+    return complete[-1][1]
 
 
 def read_meta(path):
@@ -86,6 +126,26 @@ def read_meta(path):
     if not isinstance(meta.get("files"), dict) or not isinstance(meta.get("model"), dict):
         raise ValueError(f"checkpoint {where}: 'files' or 'model' is missing")
     return meta, folder
+
+
+def _data_of(data):
+    """The tensor bytes of a safetensors file (after the header)."""
+    (n,) = struct.unpack("<Q", data[:8])
+    return data[8 + n :]
+
+
+def _set_bn_stats(bns, tensors, metadata, where):
+    """Sets the statistics a file holds (`<subId>|<module>.mean/.variance`, counts in the metadata)."""
+    for name, t in tensors.items():
+        if not name.endswith(".mean") or "|" not in name:
+            continue
+        key, mod = name[: -len(".mean")].rsplit("|", 1)
+        var = tensors.get(f"{key}|{mod}.variance")
+        if mod not in bns or var is None:
+            raise KeyError(f"{where}: BN statistics '{name}' match no BatchNorm of the model")
+        if t.ndim != 1 or t.shape[0] > bns[mod].channels or var.shape != t.shape:
+            raise ValueError(f"{where}: BN statistics '{name}' have shape {list(t.shape)}, BatchNorm '{mod}' has {bns[mod].channels} channels")
+        bns[mod].stats[key] = (torch.from_numpy(t), torch.from_numpy(var), int(metadata.get(f"{key}|{mod}", 1)))
 
 
 def _read_verified(folder, name, meta):
@@ -110,9 +170,11 @@ class Checkpoint:
     extra_files: dict = field(default_factory=dict)
 
 
-def load_checkpoint(path, skip_optimizer=False):
+def load_checkpoint(path, skip_optimizer=False, calibrated=True):
     """Builds the model from checkpoint.json and fills weights, per-sub-model BN statistics and
-    (unless skipped) optimizer state, verifying every file's sha256."""
+    (unless skipped) optimizer state, verifying every file's sha256. With `calibrated` (default),
+    the statistics evaluation stored in bn_calibrated.safetensors replace the saved ones;
+    resuming training passes False, to hold exactly what training saved."""
     meta, folder = read_meta(path)
     model = build_model(meta["model"])
     weights, _ = safetensors_io.decode(_read_verified(folder, "model.safetensors", meta), f"{folder}/model.safetensors")
@@ -134,14 +196,18 @@ def load_checkpoint(path, skip_optimizer=False):
     bns = {n: m for n, m in model.named_modules() if isinstance(m, BatchNorm2d)}
     for m in bns.values():
         m.stats = {}
-    for name, t in bn_tensors.items():
-        if not name.endswith(".mean") or "|" not in name:
-            continue
-        key, mod = name[: -len(".mean")].rsplit("|", 1)
-        var = bn_tensors.get(f"{key}|{mod}.variance")
-        if mod not in bns or var is None:
-            raise KeyError(f"checkpoint {folder}: BN statistics '{name}' match no BatchNorm of the model")
-        bns[mod].stats[key] = (torch.from_numpy(t), torch.from_numpy(var), int(bn_meta.get(f"{key}|{mod}", 1)))
+    _set_bn_stats(bns, bn_tensors, bn_meta, f"{folder}/bn_stats.safetensors")
+    cal_path = os.path.join(folder, CALIBRATION_FILE)
+    if calibrated and os.path.isfile(cal_path):
+        with open(cal_path, "rb") as f:
+            data = f.read()
+        tensors, cal_meta = safetensors_io.decode(data, cal_path)
+        if cal_meta.get("sortednet.weights_sha256") != meta["files"]["model.safetensors"]:
+            raise ValueError(f"{cal_path} was calibrated for other weights than {folder}/model.safetensors; "
+                             "delete it and run 'sortednet eval' again")
+        if cal_meta.get("sortednet.data_sha256") != sha256_hex(_data_of(data)):
+            raise ValueError(f"{cal_path} is corrupt (its data does not match its hash); delete it and run 'sortednet eval' again")
+        _set_bn_stats(bns, tensors, cal_meta, cal_path)
     ck = Checkpoint(meta=meta, model=model, folder=folder)
     if "optimizer.safetensors" in meta["files"] and not skip_optimizer:
         state, _ = safetensors_io.decode(
@@ -157,8 +223,19 @@ def load_checkpoint(path, skip_optimizer=False):
     return ck
 
 
+def _encode_bn_stats(model, metadata=None):
+    bn, counts = {}, dict(metadata or {})
+    for mname, m in model.named_modules():
+        if isinstance(m, BatchNorm2d):
+            for key, (mean, var, count) in m.stats.items():
+                bn[f"{key}|{mname}.mean"] = mean.detach().cpu().float().numpy()
+                bn[f"{key}|{mname}.variance"] = var.detach().cpu().float().numpy()
+                counts[f"{key}|{mname}"] = str(count)
+    return safetensors_io.encode(bn, counts)
+
+
 def encode_checkpoint(model, grid, step, seed, train=None, dataset=None, preprocess=None,
-                      optimizer_state=None, extra_files=None):
+                      optimizer_state=None, extra_files=None, optimizer_step=None):
     """The checkpoint as {file name: bytes}, checkpoint.json (with every other file's hash) among them."""
     layout = _file_layout(model)
     params = dict(model.named_parameters())
@@ -171,16 +248,9 @@ def encode_checkpoint(model, grid, step, seed, train=None, dataset=None, preproc
     files = {}
     files["model.safetensors"] = safetensors_io.encode(
         {n: to_file(n, p) for n, p in params.items()},
-        {"format": "pt", "producer": "sortednet-torch", **LAYOUT_METADATA},
+        WEIGHTS_METADATA,
     )
-    bn, counts = {}, {}
-    for mname, m in model.named_modules():
-        if isinstance(m, BatchNorm2d):
-            for key, (mean, var, count) in m.stats.items():
-                bn[f"{key}|{mname}.mean"] = mean.detach().cpu().float().numpy()
-                bn[f"{key}|{mname}.variance"] = var.detach().cpu().float().numpy()
-                counts[f"{key}|{mname}"] = str(count)
-    files["bn_stats.safetensors"] = safetensors_io.encode(bn, counts)
+    files["bn_stats.safetensors"] = _encode_bn_stats(model)
     if optimizer_state:
         files["optimizer.safetensors"] = safetensors_io.encode(
             {k: to_file(k, t, _base_param(k, params)) for k, t in optimizer_state.items()}
@@ -193,6 +263,7 @@ def encode_checkpoint(model, grid, step, seed, train=None, dataset=None, preproc
         "grid": grid,
         "train": train,
         "step": step,
+        "optimizerStep": optimizer_step if optimizer_step is not None and optimizer_step != step else None,
         "seed": seed,
         "dataset": dataset,
         "preprocess": preprocess,
@@ -222,49 +293,84 @@ def step_folder_name(step):
     return f"step-{step:06d}"
 
 
-def save_checkpoint(run_dir, model, grid, step, seed, layout=None, **kw):
-    """Writes a checkpoint into a run folder and returns the folder holding it.
+def _tmp_name(path):
+    return f"{path}.tmp-{secrets.token_hex(4)}"
 
-    Layout 'steps' (new runs): a fresh `checkpoints/step-NNNNNN/` is written under a temporary
-    name, every file fsynced, renamed into place, then `checkpoints/latest` is replaced atomically
-    (temporary file, fsync, rename): a crash at any point leaves the previous checkpoint current.
-    Layout 'flat' (runs that already hold checkpoint.json at the top): each file atomically,
-    checkpoint.json last. By default the run's existing layout is kept.
+
+def _remove_tree(path):
+    """Renamed first, so it is never seen half-deleted."""
+    tmp = _tmp_name(path)
+    os.replace(path, tmp)
+    _fsync_dir(os.path.dirname(path))
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_atomic(path, data):
+    tmp = _tmp_name(path)
+    try:
+        _write_synced(tmp, data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    _fsync_dir(os.path.dirname(path))
+
+
+def save_checkpoint(run_dir, model, grid, step, seed, keep=DEFAULT_KEEP, **kw):
+    """Saves a checkpoint as a new step folder and makes it current; returns the folder.
+
+    As the TypeScript side: the files go into `checkpoints/step-NNNNNN.tmp-XXXX/`, each fsynced,
+    the folder is renamed into place, `checkpoints/latest` is replaced atomically (temporary file,
+    fsync, rename), and only then are old folders pruned (the newest `keep` are kept; folders of
+    later steps belong to an abandoned history). A kill at any moment leaves `latest` naming a
+    complete checkpoint.
     """
-    _, files = encode_checkpoint(model, grid, step, seed, **kw)
-    if layout is None:
-        layout = "flat" if os.path.isfile(os.path.join(run_dir, "checkpoint.json")) else "steps"
-    os.makedirs(run_dir, exist_ok=True)
-    if layout == "flat":
-        for name in [f for f in files if f != "checkpoint.json"] + ["checkpoint.json"]:
-            tmp = os.path.join(run_dir, f"{name}.tmp-{secrets.token_hex(4)}")
-            _write_synced(tmp, files[name])
-            os.replace(tmp, os.path.join(run_dir, name))
-        _fsync_dir(run_dir)
-        return run_dir
-    if layout != "steps":
-        raise ValueError(f"checkpoint layout '{layout}' is not 'steps' or 'flat'")
-    root = os.path.join(run_dir, "checkpoints")
+    if not (isinstance(keep, int) and keep >= 1):
+        raise ValueError(f"save_checkpoint: keep must be an integer >= 1, got {keep}")
+    root = os.path.join(run_dir, CHECKPOINTS)
     os.makedirs(root, exist_ok=True)
     name = step_folder_name(step)
-    tmp_dir = os.path.join(root, f".{name}.tmp-{secrets.token_hex(4)}")
-    os.makedirs(tmp_dir)
-    for f in [f for f in files if f != "checkpoint.json"] + ["checkpoint.json"]:
-        _write_synced(os.path.join(tmp_dir, f), files[f])
-    _fsync_dir(tmp_dir)
     final = os.path.join(root, name)
-    if os.path.exists(final):  # the same step written again (e.g. after recalibration): swap it out
-        old = os.path.join(root, f".{name}.old-{secrets.token_hex(4)}")
-        os.replace(final, old)
-        os.replace(tmp_dir, final)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp_dir, final)
-    tmp = os.path.join(root, f"latest.tmp-{secrets.token_hex(4)}")
-    _write_synced(tmp, (name + "\n").encode())
-    os.replace(tmp, os.path.join(root, "latest"))
+    if os.path.exists(final) and _read_latest(root) == name:
+        raise FileExistsError(f"{final} already holds the current checkpoint (step {step}); not overwriting it")
+    _, files = encode_checkpoint(model, grid, step, seed, **kw)
+    tmp = _tmp_name(final)
+    os.makedirs(tmp)
+    for f in [f for f in files if f != "checkpoint.json"] + ["checkpoint.json"]:
+        _write_synced(os.path.join(tmp, f), files[f])
+    _fsync_dir(tmp)
+    if os.path.exists(final):  # a leftover of an interrupted save: `latest` does not name it
+        _remove_tree(final)
+    os.replace(tmp, final)
     _fsync_dir(root)
+    _write_atomic(os.path.join(root, LATEST), (name + "\n").encode())
+    complete = list_checkpoints(run_dir)
+    older = [f for s, f in complete if s < step]
+    for f in older[: max(0, len(older) - (keep - 1))] + [f for s, f in complete if s > step]:
+        _remove_tree(f)
     return final
+
+
+def save_calibration(run_dir, model):
+    """Stores the model's (recalibrated) BN statistics as bn_calibrated.safetensors beside the
+    current checkpoint, bound to its weights by their sha256; the checkpoint's files stay as they are."""
+    meta, folder = read_meta(run_dir)
+    saved, _ = safetensors_io.decode(_read_verified(folder, "model.safetensors", meta), f"{folder}/model.safetensors")
+    layout = _file_layout(model)
+    for name, p in model.named_parameters():
+        t = p.detach().cpu()
+        if name not in saved or not np.array_equal((layout[name][0](t) if name in layout else t).numpy(), saved[name]):
+            raise ValueError(f"the model's weights are not those of {folder} ('{name}' differs); not storing its BN statistics there")
+    unbound = _encode_bn_stats(model)
+    data = _encode_bn_stats(model, {
+        "sortednet.weights_sha256": meta["files"]["model.safetensors"],
+        "sortednet.data_sha256": sha256_hex(_data_of(unbound)),
+        "sortednet.step": str(meta["step"]),
+    })
+    path = os.path.join(folder, CALIBRATION_FILE)
+    _write_atomic(path, data)
+    return path
 
 
 @torch.no_grad()

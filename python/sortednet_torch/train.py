@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .checkpoint import calibrate_bn, load_checkpoint, read_meta, save_checkpoint
+from .checkpoint import calibrate_bn, load_checkpoint, read_meta, save_calibration, save_checkpoint
 from .data import BatchStream, load_dataset, shuffled_batches
 from .models import build_model
 from .nn import BatchNorm2d, Ctx
@@ -106,7 +106,8 @@ def load_run(args, rank):
             run = json.load(f)
     else:
         raise SystemExit(f"{run_json} not found: start a run with --config FILE, or point --run at a sortednet run folder")
-    ck = load_checkpoint(args.run) if has_checkpoint else None
+    # As the TypeScript trainer resumes: the statistics training saved, not evaluation's.
+    ck = load_checkpoint(args.run, calibrated=False) if has_checkpoint else None
     cfg = resolve_train_config((ck.meta.get("train") if ck else None) or run.get("train", {}))
     if args.steps:
         cfg["steps"] = args.steps
@@ -142,7 +143,7 @@ def main(argv=None):
     named = list(model.named_parameters())
     opt = Optimizer(cfg["optimizer"], named)
     if ck:
-        opt.load(start, ck.optimizer_state, device)
+        opt.load(ck.meta.get("optimizerStep", start), ck.optimizer_state, device)
     ddp = model
     if world > 1:
         # Shallower sub-models leave blocks out: find_unused_parameters lets DDP finish without
@@ -204,11 +205,14 @@ def main(argv=None):
                 log(f"step {step + 1}/{cfg['steps']}  loss {rec['loss']:.4f}  lr {lr:.2e}  {rec['samplesPerSecond']:.0f} samples/s")
         final = step + 1 == cfg["steps"]
         if final or (cfg["checkpointEvery"] > 0 and (step + 1) % cfg["checkpointEvery"] == 0):
-            if final and has_bn and args.calibrate_batches > 0 and rank == 0:
-                calibrate_grid(model, grid, train, args.calibrate_batches, device)
             if rank == 0:
                 written = save_checkpoint(args.run, model, grid_spec, step + 1, seed, train=cfg,
-                                          dataset=run["data"]["name"], optimizer_state=opt.state)
+                                          dataset=run["data"]["name"], optimizer_state=opt.state,
+                                          optimizer_step=opt.step)
+                if final and has_bn and args.calibrate_batches > 0:
+                    # As `sortednet eval` does: per-sub-model statistics beside the untouched checkpoint.
+                    calibrate_grid(model, grid, train, args.calibrate_batches, device)
+                    save_calibration(args.run, model)
             if world > 1:
                 dist.barrier()
     log(f"trained {cfg['steps'] - start} steps in {time.perf_counter() - t0:.1f} s; checkpoint {written}")
