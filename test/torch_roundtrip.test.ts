@@ -5,7 +5,7 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -18,8 +18,8 @@ import { parseSubModel, subModelId } from '../src/sorted/submodel.js';
 import { train, type TrainData } from '../src/train/trainer.js';
 import { resolveTrainConfig } from '../src/train/config.js';
 import { calibrateBatchNorm } from '../src/train/evaluate.js';
-import { saveCheckpoint } from '../src/io/checkpoint.js';
-import { encodeSafetensors, type NamedArray } from '../src/io/safetensors.js';
+import { checkpointDir, loadCheckpoint, saveCheckpoint } from '../src/io/checkpoint.js';
+import { decodeSafetensors, encodeSafetensors, type NamedArray } from '../src/io/safetensors.js';
 import { loadMnist } from '../src/data/mnist.js';
 import { subset, type ImageDataset } from '../src/data/dataset.js';
 import { tokenDataset } from '../src/data/tokens.js';
@@ -159,7 +159,10 @@ test('PyTorch reproduces TypeScript-trained logits of every family (1e-4)', { sk
   const root = mkdtempSync(join(tmpdir(), 'torch-roundtrip-'));
   const dirs: string[] = [];
   for (const c of cases) dirs.push(await writeCase(root, c));
-  const out = JSON.parse(runPython([join(PYTHON_PACKAGE, 'tests', 'compare_logits.py'), ...dirs])) as Record<
+  const back = join(root, 'from-python');
+  const out = JSON.parse(
+    runPython([join(PYTHON_PACKAGE, 'tests', 'compare_logits.py'), '--resave', back, ...dirs]),
+  ) as Record<
     string,
     Record<string, number>
   >;
@@ -169,5 +172,17 @@ test('PyTorch reproduces TypeScript-trained logits of every family (1e-4)', { sk
     assert.ok(got, `no result for ${c.name}`);
     assert.deepEqual(Object.keys(got).sort(), c.subs.map((s) => subModelId(parseSubModel(s))).sort());
     for (const [id, d] of Object.entries(got)) assert.ok(d <= 1e-4, `${c.name} ${id}: max |diff| ${d} > 1e-4`);
+    // The other direction: PyTorch saves the weights byte for byte as TypeScript did, the same BN
+    // statistics (their metadata keys may come in another order), and TypeScript loads it.
+    const ours = checkpointDir(join(root, c.name));
+    const theirs = checkpointDir(join(back, c.name));
+    const file = (dir: string, f: string) => readFileSync(join(dir, f));
+    assert.ok(file(ours, 'model.safetensors').equals(file(theirs, 'model.safetensors')), `${c.name}: weights differ`);
+    const [a, b] = [ours, theirs].map((d) => decodeSafetensors(file(d, 'bn_stats.safetensors')));
+    assert.deepEqual(b.metadata, a.metadata, `${c.name}: BN statistics counts differ`);
+    assert.deepEqual([...b.tensors.entries()].sort(), [...a.tensors.entries()].sort(), `${c.name}: BN statistics differ`);
+    const loaded = await loadCheckpoint(join(back, c.name));
+    assert.equal(loaded.meta.step, 3);
+    loaded.model.dispose();
   }
 });
