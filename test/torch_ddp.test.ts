@@ -28,7 +28,14 @@ import { runPython, torchSkip } from './torch_helpers.js';
 const CLI = fileURLToPath(new URL('../../bin/sortednet.js', import.meta.url));
 const spec: ModelSpec = {
   family: 'resnet',
-  config: resnetConfig({ inChannels: 1, imageSize: 28, classes: 10, stem: 8, widths: [8, 16], blocks: [2, 1] }),
+  config: resnetConfig({
+    inChannels: 1,
+    imageSize: 28,
+    classes: 10,
+    stem: 8,
+    widths: [8, 16],
+    blocks: [2, 1],
+  }),
 };
 const grid: GridSpec = { depth: [2, 3], width: [0.5, 1] };
 const run: RunConfig = {
@@ -75,30 +82,65 @@ function weights(dir: string) {
   return decodeSafetensors(readFileSync(join(checkpointDir(dir), 'model.safetensors'))).tensors;
 }
 
-test('torchrun DDP (2 CPU ranks) continues a TypeScript run; sortednet eval loads the result', { skip: torchSkip }, () => {
-  const dir = join(root, 'ddp');
-  runPython(
-    [
-      '-m', 'sortednet_torch.torchrun', '--standalone', '--monitor_interval', '0.1', '--nproc_per_node', '2',
-      '-m', 'sortednet_torch.train', '--run', dir, '--calibrate-batches', '2', '--quiet',
-    ],
-    { timeoutMs: 180_000 },
-  );
-  const log = pyLog(dir);
-  assert.deepEqual(log.map((r) => r.step), [5, 6, 7, 8]);
-  assert.ok(log.every((r) => r.ranks === 2));
-  // Same sub-models per step, and (same data, same optimizer) the same losses as the TypeScript trainer.
-  assert.deepEqual(log.map((r) => r.subModels), reference.map((r) => r.subModels));
-  for (const [i, r] of log.entries()) {
-    assert.ok(Math.abs(r.loss - reference[i].loss) < 1e-3, `step ${r.step}: loss ${r.loss} vs TypeScript ${reference[i].loss}`);
-  }
-  assert.equal(readCheckpointMeta(dir).step, 8);
-  const ev = spawnSync(process.execPath, [CLI, 'eval', '--run', dir], { encoding: 'utf8', timeout: 120_000 });
-  assert.equal(ev.status, 0, `sortednet eval failed:\n${ev.stdout}\n${ev.stderr}`);
-  const rows = JSON.parse(readFileSync(join(dir, 'eval.json'), 'utf8')) as { id: string; accuracy: number }[];
-  assert.deepEqual(rows.map((r) => r.id).sort(), new Grid(grid, buildModel(spec)).entries.map((e) => e.id).sort());
-  for (const row of rows) assert.ok(row.accuracy >= 0 && row.accuracy <= 1, `${row.id}: accuracy ${row.accuracy}`);
-});
+test(
+  'torchrun DDP (2 CPU ranks) continues a TypeScript run; sortednet eval loads the result',
+  { skip: torchSkip },
+  () => {
+    const dir = join(root, 'ddp');
+    runPython(
+      [
+        '-m',
+        'sortednet_torch.torchrun',
+        '--standalone',
+        '--monitor_interval',
+        '0.1',
+        '--nproc_per_node',
+        '2',
+        '-m',
+        'sortednet_torch.train',
+        '--run',
+        dir,
+        '--calibrate-batches',
+        '2',
+        '--quiet',
+      ],
+      { timeoutMs: 180_000 },
+    );
+    const log = pyLog(dir);
+    assert.deepEqual(
+      log.map((r) => r.step),
+      [5, 6, 7, 8],
+    );
+    assert.ok(log.every((r) => r.ranks === 2));
+    // Same sub-models per step, and (same data, same optimizer) the same losses as the TypeScript trainer.
+    assert.deepEqual(
+      log.map((r) => r.subModels),
+      reference.map((r) => r.subModels),
+    );
+    for (const [i, r] of log.entries()) {
+      assert.ok(
+        Math.abs(r.loss - reference[i].loss) < 1e-3,
+        `step ${r.step}: loss ${r.loss} vs TypeScript ${reference[i].loss}`,
+      );
+    }
+    assert.equal(readCheckpointMeta(dir).step, 8);
+    const ev = spawnSync(process.execPath, [CLI, 'eval', '--run', dir], {
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    assert.equal(ev.status, 0, `sortednet eval failed:\n${ev.stdout}\n${ev.stderr}`);
+    const rows = JSON.parse(readFileSync(join(dir, 'eval.json'), 'utf8')) as {
+      id: string;
+      accuracy: number;
+    }[];
+    assert.deepEqual(
+      rows.map((r) => r.id).sort(),
+      new Grid(grid, buildModel(spec)).entries.map((e) => e.id).sort(),
+    );
+    for (const row of rows)
+      assert.ok(row.accuracy >= 0 && row.accuracy <= 1, `${row.id}: accuracy ${row.accuracy}`);
+  },
+);
 
 test('DDP with 2 ranks equals one process on the same global batches (1e-5)', { skip: torchSkip }, () => {
   const single = join(root, 'single');

@@ -19,7 +19,10 @@ export const torchSkip: string | false =
       }`;
 
 /** Runs `python3 ARGS` with the package importable; throws with its output when it fails. */
-export function runPython(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): string {
+export function runPython(
+  args: string[],
+  opts: { env?: Record<string, string>; timeoutMs?: number } = {},
+): string {
   const r = spawnSync(PYTHON, args, {
     encoding: 'utf8',
     env: { ...process.env, PYTHONPATH: PYTHON_PACKAGE, OMP_NUM_THREADS: '1', ...opts.env },

@@ -125,7 +125,8 @@ before(async () => {
       grid: { depth: [1, 2], heads: [1, 2] },
       subs: ['full', 'depth=1,heads=1', 'depth=2,heads=1'],
       // Padding (id 0) at the ends of some rows: pooling must skip it.
-      input: () => tf.tensor2d([5, 9, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, ...tokens.subarray(0, 24)], [3, 12], 'int32'),
+      input: () =>
+        tf.tensor2d([5, 9, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, ...tokens.subarray(0, 24)], [3, 12], 'int32'),
     },
   );
 });
@@ -139,13 +140,21 @@ async function writeCase(root: string, c: Case): Promise<string> {
   if (c.data) await train(model, grid, c.data, config);
   const tensors = new Map<string, NamedArray>();
   const x = c.input();
-  tensors.set('x', { dtype: x.dtype === 'int32' ? 'I32' : 'F32', shape: x.shape, data: x.dataSync() as Float32Array });
+  tensors.set('x', {
+    dtype: x.dtype === 'int32' ? 'I32' : 'F32',
+    shape: x.shape,
+    data: x.dataSync() as Float32Array,
+  });
   for (const id of c.subs) {
     const sub = parseSubModel(id);
     const key = subModelId(sub);
     if (model.input === 'image') calibrateBatchNorm(model, key, sub, mnist, 2, 32);
     const logits = tf.tidy(() => model.forward(x, sub, { mode: 'eval', key }));
-    tensors.set(`logits:${key}`, { dtype: 'F32', shape: logits.shape, data: logits.dataSync() as Float32Array });
+    tensors.set(`logits:${key}`, {
+      dtype: 'F32',
+      shape: logits.shape,
+      data: logits.dataSync() as Float32Array,
+    });
     logits.dispose();
   }
   saveCheckpoint(dir, { model, grid: c.grid, step: config.steps, seed: 3 });
@@ -162,25 +171,30 @@ test('PyTorch reproduces TypeScript-trained logits of every family (1e-4)', { sk
   const back = join(root, 'from-python');
   const out = JSON.parse(
     runPython([join(PYTHON_PACKAGE, 'tests', 'compare_logits.py'), '--resave', back, ...dirs]),
-  ) as Record<
-    string,
-    Record<string, number>
-  >;
+  ) as Record<string, Record<string, number>>;
   if (process.env.TORCH_TEST_VERBOSE) console.log(JSON.stringify(out, null, 1));
   for (const c of cases) {
     const got = out[c.name];
     assert.ok(got, `no result for ${c.name}`);
     assert.deepEqual(Object.keys(got).sort(), c.subs.map((s) => subModelId(parseSubModel(s))).sort());
-    for (const [id, d] of Object.entries(got)) assert.ok(d <= 1e-4, `${c.name} ${id}: max |diff| ${d} > 1e-4`);
+    for (const [id, d] of Object.entries(got))
+      assert.ok(d <= 1e-4, `${c.name} ${id}: max |diff| ${d} > 1e-4`);
     // The other direction: PyTorch saves the weights byte for byte as TypeScript did, the same BN
     // statistics (their metadata keys may come in another order), and TypeScript loads it.
     const ours = checkpointDir(join(root, c.name));
     const theirs = checkpointDir(join(back, c.name));
     const file = (dir: string, f: string) => readFileSync(join(dir, f));
-    assert.ok(file(ours, 'model.safetensors').equals(file(theirs, 'model.safetensors')), `${c.name}: weights differ`);
+    assert.ok(
+      file(ours, 'model.safetensors').equals(file(theirs, 'model.safetensors')),
+      `${c.name}: weights differ`,
+    );
     const [a, b] = [ours, theirs].map((d) => decodeSafetensors(file(d, 'bn_stats.safetensors')));
     assert.deepEqual(b.metadata, a.metadata, `${c.name}: BN statistics counts differ`);
-    assert.deepEqual([...b.tensors.entries()].sort(), [...a.tensors.entries()].sort(), `${c.name}: BN statistics differ`);
+    assert.deepEqual(
+      [...b.tensors.entries()].sort(),
+      [...a.tensors.entries()].sort(),
+      `${c.name}: BN statistics differ`,
+    );
     const loaded = await loadCheckpoint(join(back, c.name));
     assert.equal(loaded.meta.step, 3);
     loaded.model.dispose();

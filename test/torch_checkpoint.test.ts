@@ -1,0 +1,42 @@
+/** Checkpoint folders written by PyTorch (python/sortednet_torch) as the TypeScript side reads and writes them. */
+import { before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { initEngine } from '../src/engine/backend.js';
+import { checkpointDir, listCheckpoints, loadCheckpoint } from '../src/io/checkpoint.js';
+import { PYTHON_PACKAGE, runPython, torchSkip } from './torch_helpers.js';
+
+before(() => initEngine('wasm'));
+
+test(
+  'PyTorch saves step folders, latest and pruning as TypeScript does; falls back, reads flat, refuses corrupt',
+  { skip: torchSkip },
+  async () => {
+    const run = join(mkdtempSync(join(tmpdir(), 'torch-ckpt-')), 'run');
+    const out = JSON.parse(runPython([join(PYTHON_PACKAGE, 'tests', 'layout_checks.py'), run])) as Record<
+      string,
+      string | number | string[]
+    >;
+    assert.deepEqual(out.folders, ['step-000002', 'step-000003']); // the newest two are kept
+    assert.equal(basename(out.resolved as string), 'step-000003');
+    assert.match(out.overwrite as string, /already holds the current checkpoint \(step 3\)/);
+    assert.equal(basename(out.fallback as string), 'step-000003'); // `latest` removed: newest complete
+    assert.equal(out.flat, 3);
+    assert.match(out.corrupt as string, /model\.safetensors does not match checkpoint\.json/);
+    // The TypeScript side sees the same folders and loads the PyTorch-written checkpoint.
+    assert.deepEqual(
+      listCheckpoints(run).map((c) => c.name),
+      ['step-000002', 'step-000003'],
+    );
+    assert.equal(checkpointDir(run), out.fallback);
+    const ck = await loadCheckpoint(join(run, 'checkpoints', 'step-000002'));
+    assert.equal(ck.meta.step, 2);
+    assert.equal(
+      JSON.parse(readFileSync(join(ck.dir, 'checkpoint.json'), 'utf8')).format,
+      'sortednet-checkpoint/1',
+    );
+    ck.model.dispose();
+  },
+);
