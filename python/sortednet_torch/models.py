@@ -37,6 +37,10 @@ class SortedModel(nn.Module):
         """Blocks (layers) of the full model: a sub-model with fewer leaves parameters unused."""
         raise NotImplementedError
 
+    def flops(self, sub):
+        """Forward FLOPs per sample of `sub`, as the TypeScript side's cost() counts them (it orders grids)."""
+        raise NotImplementedError
+
 
 class Mlp(SortedModel):
     family = "mlp"
@@ -61,6 +65,12 @@ class Mlp(SortedModel):
     def validate(self, sub):
         check_layer_names(sub, [f"layers.{i}" for i in range(len(self.config["hidden"]))], "mlp")
         self.widths(sub)
+
+    def flops(self, sub):
+        f, cin = 0, self.config["inputs"]
+        for w in self.widths(sub):
+            f, cin = f + 2 * cin * w, w
+        return f + 2 * cin * self.config["classes"]
 
     def forward(self, x, sub, ctx=None):
         # Flatten in the TypeScript side's NHWC order (H, W, C), so image inputs match its weights.
@@ -140,6 +150,20 @@ class ResNet(SortedModel):
         check_layer_names(sub, self.elastic_layers(), "resnet")
         self.plan(sub)
 
+    def flops(self, sub):
+        stem, blocks = self.plan(sub)
+        size = self.config["imageSize"]
+        f = 2 * 9 * self.config["inChannels"] * stem * size**2 + 4 * stem * size**2
+        cin = stem
+        for s, b, mid, out in blocks:
+            spec = self.config["stages"][s][b]
+            size = -(-size // spec["stride"])  # 'same': ceil(size / stride)
+            f += 2 * 9 * cin * mid * size**2 + 4 * mid * size**2 + 2 * 9 * mid * out * size**2 + 4 * out * size**2
+            if spec["projection"]:
+                f += 2 * cin * out * size**2 + 4 * out * size**2
+            cin = out
+        return f + cin * size**2 + 2 * cin * self.config["classes"]
+
     def forward(self, x, sub, ctx):
         stem, blocks = self.plan(sub)
         h = F.relu(self.stemBn(self.stem(x, stem), ctx))
@@ -217,6 +241,19 @@ class MobileNetV2(SortedModel):
     def validate(self, sub):
         check_layer_names(sub, self.elastic_layers(), "mobilenetv2")
         self.plan(sub)
+
+    def flops(self, sub):
+        stem, last, blocks = self.plan(sub)
+        size = self.config["imageSize"]
+        f = 2 * 9 * self.config["inChannels"] * stem * size**2 + 4 * stem * size**2
+        cin = stem
+        for s, b, hidden, out in blocks:
+            f += 2 * cin * hidden * size**2 + 4 * hidden * size**2
+            size = -(-size // self.config["stages"][s][b]["stride"])
+            f += 2 * 9 * hidden * size**2 + 4 * hidden * size**2 + 2 * hidden * out * size**2 + 4 * out * size**2
+            cin = out
+        f += 2 * cin * last * size**2 + 4 * last * size**2
+        return f + last * size**2 + 2 * last * self.config["classes"]
 
     def forward(self, x, sub, ctx):
         stem, last, blocks = self.plan(sub)

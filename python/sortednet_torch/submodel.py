@@ -100,20 +100,30 @@ def blocks_per_stage(stage_sizes, depth):
 
 
 class Grid:
-    """The Cartesian product of per-dimension budgets, in the TypeScript side's order."""
+    """The Cartesian product of per-dimension budgets, in the TypeScript side's order; per-layer
+    width choices (`layers`, Mix'n'Match) are crossed in after, and then entries go cheapest first."""
 
     def __init__(self, spec, model):
         for d in spec:
-            if d not in DIMENSIONS:
-                raise ValueError(f"grid: unknown dimension '{d}'; known: {', '.join(DIMENSIONS)}")
+            if d != "layers" and d not in DIMENSIONS:
+                raise ValueError(f"grid: unknown dimension '{d}'; known: {', '.join(DIMENSIONS)}, layers")
+
+        def sorted_budgets(values, what):
+            if not isinstance(values, list) or not values or len(set(values)) != len(values):
+                raise ValueError(f"grid: {what} needs a non-empty list of distinct budgets")
+            return sorted(values)
+
         subs = [{}]
         for d in (d for d in DIMENSIONS if d in spec):
-            values = sorted(spec[d])
-            if not values or len(set(values)) != len(values):
-                raise ValueError(f"grid: dimension '{d}' needs a non-empty list of distinct budgets")
-            subs = [{**s, d: v} for s in subs for v in values]
+            subs = [{**s, d: v} for s in subs for v in sorted_budgets(spec[d], f"dimension '{d}'")]
+        layer_names = sorted(spec.get("layers") or {})
+        for n in layer_names:
+            values = sorted_budgets(spec["layers"][n], f"layer '{n}'")
+            subs = [{**s, "layers": {**s.get("layers", {}), n: v}} for s in subs for v in values]
         for s in subs:
             model.validate(s)
+        if layer_names:  # stable, as JavaScript's sort
+            subs.sort(key=model.flops)
         self.spec = spec
         self.subs = subs
         self.ids = [sub_model_id(s) for s in subs]
