@@ -58,12 +58,28 @@ export function decodeSafetensors(
   } catch (e) {
     throw new Error(`${source}: header is not valid JSON (${(e as Error).message})`, { cause: e });
   }
+  if (header === null || typeof header !== 'object' || Array.isArray(header)) {
+    throw new Error(
+      `${source}: the header is ${JSON.stringify(header)}, not an object of tensors (corrupt?)`,
+    );
+  }
   const metadata = (header.__metadata__ ?? {}) as unknown as Record<string, string>;
   delete header.__metadata__;
   const base = 8 + n;
   const tensors = new Map<string, NamedArray>();
   for (const [name, h] of Object.entries(header)) {
-    const [begin, end] = h.data_offsets ?? [];
+    if (
+      h === null ||
+      typeof h !== 'object' ||
+      !Array.isArray(h.shape) ||
+      !h.shape.every((d) => Number.isInteger(d) && d >= 0) ||
+      !Array.isArray(h.data_offsets)
+    ) {
+      throw new Error(
+        `${source}: tensor '${name}' has no valid shape and data_offsets: ${JSON.stringify(h)}`,
+      );
+    }
+    const [begin, end] = h.data_offsets;
     if (!(begin >= 0 && end >= begin && base + end <= bytes.length)) {
       throw new Error(
         `${source}: tensor '${name}' offsets [${begin}, ${end}] lie outside the file (truncated?)`,

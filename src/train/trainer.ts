@@ -1,24 +1,43 @@
 /**
  * One training loop for every strategy (SortedNet §2): per optimizer step, draw the step's
  * sub-models, accumulate the gradients of their (1/gAcc-scaled) losses, apply one update.
- * Read it top to bottom: data, plan, losses, update, log, checkpoint.
+ * Read it top to bottom: data, plan, losses, guard, update, log, checkpoint.
+ *
+ * With a run folder the loop is crash-safe: it holds the folder's lock, clears what an
+ * interrupted save left, checkpoints atomically every `checkpointEvery` steps, and a non-finite
+ * loss or gradient stops it (or skips the step) before the weights or a checkpoint are touched.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { readFileSync } from 'node:fs';
 import type { SortedModel } from '../models/model.js';
 import type { Grid, GridEntry } from '../sorted/grid.js';
 import { SubModelSampler } from '../sorted/sample.js';
 import type { ImageDataset } from '../data/dataset.js';
 import { batches } from '../data/loader.js';
 import { tokenBatches, type TokenDataset } from '../data/tokens.js';
-import { createRng } from '../data/random.js';
+import { createRng, streamSeed } from '../data/random.js';
 import { Optimizer, cosineLr } from './optim.js';
 import type { TrainConfig } from './config.js';
-import { saveCheckpoint, loadCheckpoint } from '../io/checkpoint.js';
+import {
+  checkpointDir,
+  hasCheckpoint,
+  loadCheckpoint,
+  removeStale,
+  saveCheckpoint,
+  type SaveOptions,
+} from '../io/checkpoint.js';
+import type { CheckpointMeta } from '../io/checkpoint_codec.js';
+import { acquireRunLock } from '../io/lock.js';
+import { writeFileAtomic } from '../io/atomic.js';
 import { Progress } from './progress.js';
 
 export interface StepLog {
   step: number;
   loss: number;
+  /** L2 norm of the step's accumulated gradient (all parameters). */
+  gradNorm: number;
+  /** The update was skipped: non-finite loss or gradient with `nonFinite: 'skip'`. */
+  skipped?: boolean;
   lr: number;
   subModels: string[];
   samplesPerSecond: number;
@@ -35,7 +54,17 @@ export interface TrainOptions {
   progress?: boolean;
   /** Stop after this step (tests use it to simulate an interrupted run). */
   stopAfter?: number;
+  /** Passed to each checkpoint save (tests kill the process at each stage of a save). */
+  onSaveStage?: SaveOptions['onStage'];
 }
+
+/** Training stopped because the loss, the gradient or the weights stopped being finite. */
+export class DivergenceError extends Error {
+  override readonly name = 'DivergenceError';
+}
+
+/** Consecutive skipped steps after which `nonFinite: 'skip'` gives up: the run is not recovering. */
+export const MAX_CONSECUTIVE_SKIPS = 10;
 
 export interface TrainResult {
   steps: number;
@@ -74,7 +103,7 @@ class BatchStream {
       batchSize: this.batchSize,
       shuffle: true,
       dropLast: true,
-      seed: this.seed * 1000003 + this.epoch,
+      seed: streamSeed(this.seed, 1000003, this.epoch),
     };
     if (isTokens(this.ds)) return tokenBatches(this.ds, o);
     return batches(this.ds, {
@@ -136,16 +165,46 @@ export async function train(
   config: TrainConfig,
   options: TrainOptions = {},
 ): Promise<TrainResult> {
+  checkTrainData(data);
   const params = model.namedParameters();
   const nameOf = new Map(params.map(([n, v]) => [v.name, n]));
   const optimizer = new Optimizer(config.optimizer, params);
-  let startStep = 0;
-  if (options.resume) {
-    if (!options.runDir) throw new Error('resume needs a run folder');
-    const ck = await loadCheckpoint(options.runDir, model, { calibrated: false });
-    optimizer.load(ck.meta.step, ck.optimizerState);
-    startStep = ck.meta.step;
+  const lock = options.runDir ? acquireRunLock(options.runDir, 'train') : null;
+  try {
+    if (options.runDir) {
+      for (const p of removeStale(options.runDir))
+        console.warn(`removed ${p} (left by an interrupted write)`);
+    }
+    let startStep = 0;
+    if (options.resume && !options.runDir) throw new Error('resume needs a run folder');
+    if (options.resume && !hasCheckpoint(options.runDir!)) {
+      console.warn(
+        `${options.runDir} holds no checkpoint yet (killed before the first save); starting at step 0`,
+      );
+    } else if (options.resume) {
+      const ck = await loadCheckpoint(options.runDir!, model, { calibrated: false });
+      checkResumable(ck.meta, config, ck.dir);
+      optimizer.load(ck.meta.optimizerStep ?? ck.meta.step, ck.optimizerState);
+      startStep = ck.meta.step;
+    } else if (options.runDir && hasCheckpoint(options.runDir)) {
+      throw new Error(`${options.runDir} already holds checkpoints; resume it, or train into another folder`);
+    }
+    return await loop(model, grid, data, config, options, optimizer, nameOf, startStep);
+  } finally {
+    lock?.release();
   }
+}
+
+async function loop(
+  model: SortedModel,
+  grid: Grid,
+  data: TrainData,
+  config: TrainConfig,
+  options: TrainOptions,
+  optimizer: Optimizer,
+  nameOf: Map<string, string>,
+  startStep: number,
+): Promise<TrainResult> {
   // Every random choice derives from (seed, step): a resumed run replays the same draws.
   const stream = new BatchStream(data, config.batchSize, config.seed, config.augment);
   const batchesPerStep =
@@ -159,9 +218,10 @@ export async function train(
   const t0 = performance.now();
   let samples = 0;
   let lastLoss = NaN;
+  let skippedInARow = 0;
   const end = Math.min(config.steps, options.stopAfter ?? config.steps);
   for (let step = startStep; step < end; step++) {
-    const stepRng = createRng(config.seed * 7919 + step);
+    const stepRng = createRng(streamSeed(config.seed, 7919, step));
     const sampler = new SubModelSampler(grid, config.sampler, () => stepRng.next());
     const entries = planStep(config, grid, sampler);
     const lr = cosineLr(step, config.steps, config.optimizer.lr, config.warmupSteps);
@@ -231,19 +291,40 @@ export async function train(
         } else accum.set(n, g);
       }
     }
-    optimizer.apply(accum, lr);
+    // The guard: a non-finite loss or gradient never reaches the weights (nor, so, a checkpoint).
+    const gradNorm = globalNorm(accum);
+    const finite = Number.isFinite(stepLoss) && Number.isFinite(gradNorm);
+    if (finite) {
+      optimizer.apply(accum, lr);
+      skippedInARow = 0;
+    } else skippedInARow++;
     for (const g of accum.values()) g.dispose();
     (softTargets as tf.Tensor | null)?.dispose();
-    lastLoss = stepLoss;
+    if (!finite && (config.nonFinite === 'stop' || skippedInARow > MAX_CONSECUTIVE_SKIPS)) {
+      throw new DivergenceError(
+        `step ${step + 1}: the loss is ${stepLoss} and the gradient norm ${gradNorm}` +
+          (skippedInARow > 1 ? ` (${skippedInARow} such steps in a row)` : '') +
+          `; training stopped without applying the update. ${lastGood(options.runDir)} ` +
+          `Lower the learning rate (now ${config.optimizer.lr}) or check the data` +
+          (config.nonFinite === 'stop'
+            ? `; nonFinite: 'skip' (--on-non-finite skip) skips such steps instead.`
+            : '.'),
+      );
+    }
+    if (finite) lastLoss = stepLoss;
     const elapsed = (performance.now() - t0) / 1000;
     const log: StepLog = {
       step: step + 1,
       loss: stepLoss,
+      gradNorm,
+      ...(finite ? {} : { skipped: true }),
       lr,
       subModels: entries.map((e) => e.id),
       samplesPerSecond: samples / elapsed,
       elapsedSeconds: elapsed,
     };
+    if (!finite)
+      console.warn(`step ${step + 1}: loss ${stepLoss}, gradient norm ${gradNorm}; update skipped`);
     options.onStep?.(log);
     progress?.update(step + 1 - startStep, end - startStep, stepLoss, samples / elapsed);
     const last = step + 1 === config.steps;
@@ -251,17 +332,158 @@ export async function train(
       options.runDir &&
       (last || (config.checkpointEvery > 0 && (step + 1) % config.checkpointEvery === 0))
     ) {
-      saveCheckpoint(options.runDir, {
-        model,
-        grid: grid.spec,
-        step: step + 1,
-        seed: config.seed,
-        train: config,
-        dataset: options.datasetName,
-        optimizerState: optimizer.state,
-      });
+      if (!allFinite(model)) {
+        throw new DivergenceError(
+          `step ${step + 1}: the weights are no longer finite; not saving them. ${lastGood(options.runDir)} ` +
+            `Lower the learning rate (now ${config.optimizer.lr}).`,
+        );
+      }
+      saveCheckpoint(
+        options.runDir,
+        {
+          model,
+          grid: grid.spec,
+          step: step + 1,
+          optimizerStep: optimizer.step,
+          seed: config.seed,
+          train: config,
+          dataset: options.datasetName,
+          optimizerState: optimizer.state,
+        },
+        { keep: config.keepCheckpoints, onStage: options.onSaveStage },
+      );
     }
   }
   progress?.done();
   return { steps: end - startStep, seconds: (performance.now() - t0) / 1000, samples, finalLoss: lastLoss };
+}
+
+/** sqrt(Σ g²) over every gradient, read back as one number. */
+function globalNorm(grads: Map<string, tf.Tensor>): number {
+  if (grads.size === 0) return 0;
+  const norm = tf.tidy(() => tf.sqrt(tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g))))));
+  const value = norm.dataSync()[0];
+  norm.dispose();
+  return value;
+}
+
+function allFinite(model: SortedModel): boolean {
+  const bad = tf.tidy(() =>
+    tf.addN(model.namedParameters().map(([, v]) => tf.sum(tf.cast(tf.logicalNot(tf.isFinite(v)), 'int32')))),
+  );
+  const count = bad.dataSync()[0];
+  bad.dispose();
+  return count === 0;
+}
+
+/** Where the last good checkpoint is, for the divergence message. */
+function lastGood(runDir: string | undefined): string {
+  if (!runDir) return '';
+  try {
+    return `The last checkpoint, ${checkpointDir(runDir)}, is intact.`;
+  } catch {
+    return 'No checkpoint was written before it.';
+  }
+}
+
+/**
+ * What a trainer cannot learn from, said before the first step rather than as NaN losses or a
+ * TF.js error: fewer than two classes, labels out of range, non-finite inputs.
+ */
+export function checkTrainData(data: TrainData): void {
+  if (isTokens(data)) return;
+  const { name, numClasses, labels, images } = data;
+  if (!(numClasses >= 2)) {
+    throw new Error(`dataset '${name}' has ${numClasses} class(es); a classifier needs at least two`);
+  }
+  for (let i = 0; i < labels.length; i++) {
+    if (!(labels[i] >= 0 && labels[i] < numClasses)) {
+      throw new Error(`dataset '${name}': label ${labels[i]} of sample ${i} is outside 0..${numClasses - 1}`);
+    }
+  }
+  const size = data.height * data.width * data.channels;
+  for (let i = 0; i < images.length; i++) {
+    if (!Number.isFinite(images[i])) {
+      const sample = Math.floor(i / size);
+      const feature = i % size;
+      throw new Error(
+        `dataset '${name}': sample ${sample}, value ${feature} (row ${Math.floor(feature / (data.width * data.channels))}, ` +
+          `column ${Math.floor(feature / data.channels) % data.width}, channel ${feature % data.channels}) is ${images[i]}` +
+          (data.normalisation ? ' after normalisation' : '') +
+          '; fix or drop that sample',
+      );
+    }
+  }
+}
+
+/** Fields that may differ when resuming: they change neither the steps done nor those to come. */
+const RESUME_MAY_CHANGE = new Set<keyof TrainConfig>([
+  'steps',
+  'checkpointEvery',
+  'keepCheckpoints',
+  'nonFinite',
+]);
+
+const canonical = (v: unknown): string =>
+  JSON.stringify(v, (_k, x) =>
+    x && typeof x === 'object' && !Array.isArray(x)
+      ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => a.localeCompare(b)))
+      : x,
+  ) ?? 'undefined';
+
+/** A resume continues the same run: other settings would make the result neither run. */
+function checkResumable(meta: CheckpointMeta, config: TrainConfig, dir: string): void {
+  if (meta.step > config.steps) {
+    throw new Error(
+      `${dir} is at step ${meta.step}, beyond the ${config.steps} steps asked for; give more steps`,
+    );
+  }
+  if (!meta.train) return;
+  const saved = meta.train as unknown as Record<string, unknown>;
+  const now = config as unknown as Record<string, unknown>;
+  const differ = [...new Set([...Object.keys(saved), ...Object.keys(now)])].filter(
+    (k) =>
+      !RESUME_MAY_CHANGE.has(k as keyof TrainConfig) &&
+      saved[k] !== undefined &&
+      canonical(saved[k]) !== canonical(now[k]),
+  );
+  if (differ.length) {
+    throw new Error(
+      `cannot resume ${dir} with different settings: ${differ
+        .map((k) => `${k} ${canonical(saved[k])} → ${canonical(now[k])}`)
+        .join(', ')}; only the step count and checkpointing may change (train into a new folder instead)`,
+    );
+  }
+}
+
+/**
+ * Cuts a run's log (one JSON object per line, in order) back to where a resume starts: everything
+ * from the first line past `step` goes, so that no step appears twice and no event of the abandoned
+ * stretch remains; a torn line (the writer was killed mid-append) ends the log too.
+ */
+export function truncateLog(path: string, step: number): void {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return;
+  }
+  const lines = text.split('\n').filter((l) => l !== '');
+  const past = (line: string) => {
+    try {
+      const rec = JSON.parse(line) as { step?: unknown };
+      return typeof rec.step === 'number' && rec.step > step;
+    } catch {
+      return true;
+    }
+  };
+  const cut = lines.findIndex(past);
+  if (cut === -1) return;
+  writeFileAtomic(
+    path,
+    lines
+      .slice(0, cut)
+      .map((l) => l + '\n')
+      .join(''),
+  );
 }
