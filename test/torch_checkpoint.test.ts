@@ -5,25 +5,31 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { initEngine } from '../src/engine/backend.js';
+import { acquireRunLock } from '../src/io/lock.js';
 import { checkpointDir, listCheckpoints, loadCheckpoint } from '../src/io/checkpoint.js';
 import { PYTHON_PACKAGE, runPython, torchSkip } from './torch_helpers.js';
 
 before(() => initEngine('wasm'));
 
 test(
-  'PyTorch saves step folders, latest and pruning as TypeScript does; falls back, reads flat, refuses corrupt',
+  'PyTorch saves step folders, latest and pruning as TypeScript does; falls back, reads flat, refuses corrupt files and locked runs',
   { skip: torchSkip },
   async () => {
     const run = join(mkdtempSync(join(tmpdir(), 'torch-ckpt-')), 'run');
-    const out = JSON.parse(runPython([join(PYTHON_PACKAGE, 'tests', 'layout_checks.py'), run])) as Record<
-      string,
-      string | number | string[]
-    >;
+    const locked = join(run, '..', 'locked');
+    const lock = acquireRunLock(locked, 'test');
+    const out = JSON.parse(
+      runPython([join(PYTHON_PACKAGE, 'tests', 'layout_checks.py'), run, locked]),
+    ) as Record<string, string | number | string[]>;
     assert.deepEqual(out.folders, ['step-000002', 'step-000003']); // the newest two are kept
     assert.equal(basename(out.resolved as string), 'step-000003');
     assert.match(out.overwrite as string, /already holds the current checkpoint \(step 3\)/);
     assert.equal(basename(out.fallback as string), 'step-000003'); // `latest` removed: newest complete
     assert.equal(out.flat, 3);
+    lock.release();
+    assert.match(out.locked as string, new RegExp(`is in use by PID ${process.pid} on .* \\(test, since`));
+    assert.equal(out.lockFile, true);
+    assert.equal(out.lockReleased, true);
     assert.match(out.corrupt as string, /model\.safetensors does not match checkpoint\.json/);
     // The TypeScript side sees the same folders and loads the PyTorch-written checkpoint.
     assert.deepEqual(

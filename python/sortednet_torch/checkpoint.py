@@ -352,6 +352,26 @@ def save_checkpoint(run_dir, model, grid, step, seed, keep=DEFAULT_KEEP, **kw):
     return final
 
 
+def remove_stale(run_dir):
+    """Removes what interrupted writes left (`*.tmp-<hex>` in the run folder and checkpoints/, step
+    folders without checkpoint.json); call it only while holding the run folder's lock."""
+    removed = []
+    for d in (run_dir, os.path.join(run_dir, CHECKPOINTS)):
+        if not os.path.isdir(d):
+            continue
+        for name in os.listdir(d):
+            path = os.path.join(d, name)
+            incomplete = d != run_dir and STEP_FOLDER.match(name) and not os.path.isfile(os.path.join(path, "checkpoint.json"))
+            if not (TMP_NAME.search(name) or incomplete):
+                continue
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.remove(path)
+            removed.append(path)
+    return removed
+
+
 def save_calibration(run_dir, model):
     """Stores the model's (recalibrated) BN statistics as bn_calibrated.safetensors beside the
     current checkpoint, bound to its weights by their sha256; the checkpoint's files stay as they are."""

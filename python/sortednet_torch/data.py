@@ -8,7 +8,7 @@ import struct
 
 import numpy as np
 
-from .rng import Rng, permutation
+from .rng import Rng, permutation, stream_seed
 
 FASHION_MNIST_FOLDER = "/usr/share/datasets/fashion-mnist"
 DIGITS_IN_DEB = "usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz"
@@ -185,7 +185,7 @@ def _augment(image, padding, flip, rng):
 
 
 class BatchStream:
-    """Endless global batches: epoch e is shuffled with seed·1000003 + e (dropLast), exactly the
+    """Endless global batches: epoch e is shuffled with stream_seed(seed, 1000003, e) (dropLast), the
     TypeScript trainer's stream; `skip(k)` fast-forwards k batches (resume)."""
 
     def __init__(self, data, batch_size, seed, augment=None):
@@ -199,7 +199,7 @@ class BatchStream:
 
     def _open(self, epoch):
         self.epoch, self.pos = epoch, 0
-        self.rng = Rng(self.seed * 1000003 + epoch)
+        self.rng = Rng(stream_seed(self.seed, 1000003, epoch))
         self.order = permutation(self.data.n, self.rng)
 
     def skip(self, k):

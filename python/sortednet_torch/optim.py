@@ -16,7 +16,9 @@ DEFAULT_TRAIN = {
     "labelSmoothing": 0,
     "augment": {"cropPadding": 0, "flip": False},
     "seed": 1,
-    "checkpointEvery": 0,
+    "checkpointEvery": 100,
+    "keepCheckpoints": 2,
+    "nonFinite": "stop",
 }
 
 
@@ -29,9 +31,13 @@ def resolve_train_config(partial, where="train config"):
     c["optimizer"] = {**DEFAULT_TRAIN["optimizer"], **partial.get("optimizer", {})}
     c["augment"] = {**DEFAULT_TRAIN["augment"], **partial.get("augment", {})}
     c["sampler"] = dict(partial.get("sampler", {}))
-    for k in ("steps", "batchSize", "gAcc"):
+    for k in ("steps", "batchSize", "gAcc", "keepCheckpoints"):
         if not isinstance(c[k], int) or c[k] < 1:
             raise ValueError(f"{where}: {k} must be a positive integer, got {c[k]}")
+    if not isinstance(c["checkpointEvery"], int) or c["checkpointEvery"] < 0:
+        raise ValueError(f"{where}: checkpointEvery must be an integer >= 0 (0: only at the end), got {c['checkpointEvery']}")
+    if c["nonFinite"] not in ("stop", "skip"):
+        raise ValueError(f"{where}: nonFinite must be 'stop' or 'skip', got '{c['nonFinite']}'")
     if c["optimizer"]["kind"] not in ("sgd", "adamw"):
         raise ValueError(f"{where}: optimizer.kind must be 'sgd' or 'adamw', got '{c['optimizer']['kind']}'")
     return c

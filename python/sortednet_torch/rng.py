@@ -12,11 +12,41 @@ def _imul(a, b):
     return (a * b) & _M
 
 
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def _mix32(h):
+    """murmur3's 32-bit finaliser."""
+    h ^= h >> 16
+    h = _imul(h, 0x85EBCA6B)
+    h ^= h >> 13
+    h = _imul(h, 0xC2B2AE35)
+    h ^= h >> 16
+    return h & _M
+
+
+def seed32(seed, where="seed"):
+    """A seed as 32 bits of generator state: seed mod 2^32 for seeds in [-2^31, 2^32), larger safe
+    integers hashed from both halves; anything else refused (the TypeScript seed32)."""
+    if isinstance(seed, float) and seed.is_integer():
+        seed = int(seed)
+    if not isinstance(seed, int) or abs(seed) > MAX_SAFE_INTEGER:
+        raise ValueError(f"{where}: {seed} is not a usable seed; give an integer between -{MAX_SAFE_INTEGER} and {MAX_SAFE_INTEGER}")
+    if -(2**31) <= seed < 2**32:
+        return seed & _M
+    low = seed & _M
+    high = ((seed - low) // 2**32) & _M
+    return _mix32(_mix32(low ^ 0x9E3779B9) ^ high)
+
+
+def stream_seed(seed, multiplier, index):
+    """The seed of stream `index` (a step, an epoch): seed·multiplier + index modulo 2^32."""
+    return (_imul(seed32(seed), multiplier) + index) & _M
+
+
 class Rng:
     def __init__(self, seed):
-        if not math.isfinite(seed):
-            raise ValueError(f"Rng: seed must be a finite number, got {seed}")
-        self.state = int(math.trunc(seed)) & _M
+        self.state = seed32(seed, "Rng")
 
     def next(self):
         """Uniform in [0, 1)."""

@@ -13,6 +13,7 @@ batch. Rank 0 writes checkpoints in the project's format (`sortednet eval --run 
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 import time
@@ -23,13 +24,14 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .checkpoint import calibrate_bn, load_checkpoint, read_meta, save_calibration, save_checkpoint
+from .checkpoint import calibrate_bn, load_checkpoint, read_meta, remove_stale, save_calibration, save_checkpoint
 from .data import BatchStream, load_dataset, shuffled_batches
 from .models import build_model
 from .nn import BatchNorm2d, Ctx
 from .optim import Optimizer, resolve_train_config
 from .presets import model_and_grid
-from .rng import Rng
+from .lock import RunLock
+from .rng import Rng, stream_seed
 from .submodel import Grid, Sampler, cosine_lr
 
 # 1×1 convolutions' weight gradients come back with size-1 strides DDP does not expect: harmless.
@@ -39,6 +41,38 @@ UNSUPPORTED = {
     "individual": "train each sub-model with `sortednet train --strategy individual`",
     "all-exits": "use the TypeScript trainer for all-exits",
 }
+
+
+MAX_CONSECUTIVE_SKIPS = 10  # with nonFinite 'skip': after this many in a row the run is not recovering
+
+
+class Divergence(Exception):
+    """The loss or gradient stopped being finite (exit status 3, as `sortednet train`)."""
+
+
+def truncate_log(path, step):
+    """Cuts log.jsonl back to where training (re)starts: lines past `step`, and a torn last line, go."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [line for line in f.read().split("\n") if line]
+    except OSError:
+        return
+    keep = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            break
+        if isinstance(rec.get("step"), (int, float)) and rec["step"] > step:
+            break
+        keep.append(line)
+    if len(keep) < len(lines):
+        tmp = f"{path}.tmp-{os.urandom(4).hex()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("".join(line + "\n" for line in keep))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
 
 
 def plan_step(cfg, grid, sampler):
@@ -121,6 +155,24 @@ def load_run(args, rank):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     rank, world, device, bn_group = setup_distributed(args.device)
+    # Rank 0 writes, so it holds the run folder's lock (the TypeScript commands respect it too).
+    lock = RunLock(args.run, "sortednet_torch.train") if rank == 0 else None
+    try:
+        if rank == 0:
+            for p in remove_stale(args.run):
+                print(f"removed {p} (left by an interrupted write)", file=sys.stderr)
+        train_run(args, rank, world, device, bn_group)
+    except Divergence as e:
+        print(f"sortednet_torch.train: {e}", file=sys.stderr)
+        sys.exit(3)
+    finally:
+        if lock:
+            lock.release()
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def train_run(args, rank, world, device, bn_group):
     log = (lambda *a: print(*a, flush=True)) if rank == 0 and not args.quiet else (lambda *a: None)
     run, cfg, ck = load_run(args, rank)
     train, _ = load_dataset(run["data"])
@@ -160,9 +212,11 @@ def main(argv=None):
     log(f"run {args.run}: {spec['family']} {cfg['strategy']}, {len(grid)} sub-models, steps {start}→{cfg['steps']}, "
         f"{world} rank(s) on {device.type}, gAcc {cfg['gAcc']} × global batch {cfg['batchSize']} ({local} per rank)")
     log_path = os.path.join(args.run, "log.jsonl")
-    t0, samples, written = time.perf_counter(), 0, None
+    if rank == 0:
+        truncate_log(log_path, start)
+    t0, samples, written, skipped_in_a_row = time.perf_counter(), 0, None, 0
     for step in range(start, cfg["steps"]):
-        step_rng = Rng(seed * 7919 + step)
+        step_rng = Rng(stream_seed(seed, 7919, step))
         entries = plan_step(cfg, grid, Sampler(grid, cfg["sampler"], step_rng.next))
         lr = cosine_lr(step, cfg["steps"], cfg["optimizer"]["lr"], cfg["warmupSteps"])
         for p in model.parameters():
@@ -191,12 +245,28 @@ def main(argv=None):
                 loss = F.cross_entropy(logits, yt, label_smoothing=cfg["labelSmoothing"]) * weight
                 loss.backward()
             step_loss += loss.detach()
-        opt.apply(lr)
         if world > 1:
             dist.all_reduce(step_loss)
             step_loss /= world
+        # The guard: a non-finite loss or gradient never reaches the weights (nor a checkpoint).
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        grad_norm = float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads))) if grads else 0.0
+        finite = math.isfinite(float(step_loss)) and math.isfinite(grad_norm)
+        if finite:
+            opt.apply(lr)
+            skipped_in_a_row = 0
+        else:
+            skipped_in_a_row += 1
+            if cfg["nonFinite"] == "stop" or skipped_in_a_row > MAX_CONSECUTIVE_SKIPS:
+                raise Divergence(
+                    f"step {step + 1}: the loss is {float(step_loss)} and the gradient norm {grad_norm}; training stopped "
+                    f"without applying the update (the last checkpoint is intact). Lower the learning rate "
+                    f"(now {cfg['optimizer']['lr']}) or check the data"
+                )
+            log(f"step {step + 1}: loss {float(step_loss)}, gradient norm {grad_norm}; update skipped")
         elapsed = time.perf_counter() - t0
-        rec = {"step": step + 1, "loss": float(step_loss), "lr": lr, "subModels": [grid.ids[e] for e in entries],
+        rec = {"step": step + 1, "loss": float(step_loss), "gradNorm": grad_norm, **({} if finite else {"skipped": True}),
+               "lr": lr, "subModels": [grid.ids[e] for e in entries],
                "samplesPerSecond": samples / elapsed, "elapsedSeconds": elapsed, "ranks": world}
         if rank == 0:
             with open(log_path, "a", encoding="utf-8") as f:
@@ -206,8 +276,8 @@ def main(argv=None):
         final = step + 1 == cfg["steps"]
         if final or (cfg["checkpointEvery"] > 0 and (step + 1) % cfg["checkpointEvery"] == 0):
             if rank == 0:
-                written = save_checkpoint(args.run, model, grid_spec, step + 1, seed, train=cfg,
-                                          dataset=run["data"]["name"], optimizer_state=opt.state,
+                written = save_checkpoint(args.run, model, grid_spec, step + 1, seed, keep=cfg["keepCheckpoints"],
+                                          train=cfg, dataset=run["data"]["name"], optimizer_state=opt.state,
                                           optimizer_step=opt.step)
                 if final and has_bn and args.calibrate_batches > 0:
                     # As `sortednet eval` does: per-sub-model statistics beside the untouched checkpoint.
@@ -216,8 +286,6 @@ def main(argv=None):
             if world > 1:
                 dist.barrier()
     log(f"trained {cfg['steps'] - start} steps in {time.perf_counter() - t0:.1f} s; checkpoint {written}")
-    if world > 1:
-        dist.destroy_process_group()
 
 
 def calibrate_grid(model, grid, train, n_batches, device, batch_size=128):

@@ -6,7 +6,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from sortednet_torch import Grid, build_model  # noqa: E402
-from sortednet_torch.rng import Rng  # noqa: E402
+from sortednet_torch.rng import Rng, stream_seed  # noqa: E402
 from sortednet_torch.submodel import Sampler  # noqa: E402
 
 out = []
@@ -16,7 +16,7 @@ for c in cases:
     grid = Grid(c["grid"], build_model(c["spec"]))
     draws = []
     for step in range(10):
-        rng = Rng(c["seed"] * 7919 + step)
+        rng = Rng(stream_seed(c["seed"], 7919, step))
         draws.append([grid.ids[i] for i in Sampler(grid, c["sampler"], rng.next).draw(c["gAcc"])])
     out.append({"ids": grid.ids, "draws": draws})
 print(json.dumps(out))

@@ -10,9 +10,10 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from sortednet_torch import build_model, list_checkpoints, load_checkpoint, resolve, save_checkpoint  # noqa: E402
+from sortednet_torch.lock import RunLock  # noqa: E402
 
 
-def main(run):
+def main(run, locked):
     torch.manual_seed(0)
     spec = {"family": "mlp", "config": {"inputs": 4, "hidden": [3, 3], "classes": 2}}
     model = build_model(spec)
@@ -37,8 +38,15 @@ def main(run):
         load_checkpoint(flat)
     except ValueError as e:
         out["corrupt"] = str(e)
+    try:  # a run folder whose lock a live process (the test's) holds
+        RunLock(locked, "layout_checks")
+    except RuntimeError as e:
+        out["locked"] = str(e)
+    with RunLock(run, "layout_checks"):
+        out["lockFile"] = os.path.exists(os.path.join(run, "run.lock"))
+    out["lockReleased"] = not os.path.exists(os.path.join(run, "run.lock"))
     print(json.dumps(out))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])
