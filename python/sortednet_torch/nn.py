@@ -135,6 +135,12 @@ class BatchNorm2d(nn.Module):
         y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         return y * self.weight[:c].view(shape) + self.bias[:c].view(shape)
 
+    def _apply(self, fn, *args, **kwargs):
+        # .to(device) / .double() move the per-sub-model statistics along with the parameters.
+        out = super()._apply(fn, *args, **kwargs)
+        self.stats = {k: (fn(m), fn(v), n) for k, (m, v, n) in self.stats.items()}
+        return out
+
     def _accumulate(self, key, mean, var):
         old = self.stats.get(key)
         if old is None:
