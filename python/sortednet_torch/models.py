@@ -104,13 +104,14 @@ class BasicBlock(nn.Module):
         return F.relu(h + s)
 
 
-class ResNet(SortedModel):
-    family = "resnet"
+class StagedModel(SortedModel):
+    """A 3×3 stem conv + BN, then stages of blocks (`stages.{s}.{b}`), run to a depth budget in the
+    round-robin order of blocks_per_stage."""
 
-    def __init__(self, config):
+    def __init__(self, config, block):
         super().__init__()
         if not config["stages"] or any(not st for st in config["stages"]):
-            raise ValueError("resnet: every stage needs at least one block")
+            raise ValueError(f"{self.family}: every stage needs at least one block")
         self.config = config
         self.stem = Conv2d(config["inChannels"], config["stem"], 3, name="stem")
         self.stemBn = BatchNorm2d(config["stem"], "stemBn")
@@ -118,15 +119,30 @@ class ResNet(SortedModel):
         for si, stage in enumerate(config["stages"]):
             blocks = []
             for bi, spec in enumerate(stage):
-                blocks.append(BasicBlock(cin, spec, f"stages.{si}.{bi}"))
+                blocks.append(block(cin, spec, f"stages.{si}.{bi}"))
                 cin = spec["out"]
             stages.append(nn.ModuleList(blocks))
         self.stages = nn.ModuleList(stages)
-        self.head = Linear(max(b["out"] for b in config["stages"][-1]), config["classes"], name="head")
 
     @property
     def max_depth(self):
         return sum(map(len, self.config["stages"]))
+
+    def active_blocks(self, sub):
+        """(stage, block, spec) of the blocks `sub` runs, in order."""
+        st = self.config["stages"]
+        depth = check_depth(sub.get("depth"), len(st), self.max_depth, self.family)
+        for s, n in enumerate(blocks_per_stage([len(x) for x in st], depth)):
+            for b in range(n):
+                yield s, b, st[s][b]
+
+
+class ResNet(StagedModel):
+    family = "resnet"
+
+    def __init__(self, config):
+        super().__init__(config, BasicBlock)
+        self.head = Linear(max(b["out"] for b in config["stages"][-1]), config["classes"], name="head")
 
     def elastic_layers(self):
         names = ["stem"]
@@ -136,14 +152,10 @@ class ResNet(SortedModel):
         return names
 
     def plan(self, sub):
-        st = self.config["stages"]
-        depth = check_depth(sub.get("depth"), len(st), sum(map(len, st)), "resnet")
-        blocks = []
-        for s, n in enumerate(blocks_per_stage([len(x) for x in st], depth)):
-            for b in range(n):
-                spec = st[s][b]
-                blocks.append((s, b, layer_units(sub, f"stages.{s}.{b}.conv1", spec["mid"]),
-                               layer_units(sub, f"stages.{s}.{b}.conv2", spec["out"])))
+        blocks = [
+            (s, b, layer_units(sub, f"stages.{s}.{b}.conv1", spec["mid"]), layer_units(sub, f"stages.{s}.{b}.conv2", spec["out"]))
+            for s, b, spec in self.active_blocks(sub)
+        ]
         return layer_units(sub, "stem", self.config["stem"]), blocks
 
     def validate(self, sub):
@@ -194,30 +206,15 @@ class InvertedResidual(nn.Module):
         return h + match_channels(x, out) if self.residual else h
 
 
-class MobileNetV2(SortedModel):
+class MobileNetV2(StagedModel):
     family = "mobilenetv2"
 
     def __init__(self, config):
-        super().__init__()
-        self.config = config
-        self.stem = Conv2d(config["inChannels"], config["stem"], 3, name="stem")
-        self.stemBn = BatchNorm2d(config["stem"], "stemBn")
-        cin, stages = config["stem"], []
-        for si, stage in enumerate(config["stages"]):
-            blocks = []
-            for bi, spec in enumerate(stage):
-                blocks.append(InvertedResidual(cin, spec, f"stages.{si}.{bi}"))
-                cin = spec["out"]
-            stages.append(nn.ModuleList(blocks))
-        self.stages = nn.ModuleList(stages)
+        super().__init__(config, InvertedResidual)
         last_in = max(b["out"] for b in config["stages"][-1])
         self.lastConv = Conv2d(last_in, config["last"], 1, name="lastConv")
         self.lastBn = BatchNorm2d(config["last"], "lastBn")
         self.head = Linear(config["last"], config["classes"], name="head")
-
-    @property
-    def max_depth(self):
-        return sum(map(len, self.config["stages"]))
 
     def elastic_layers(self):
         names = ["stem", "lastConv"]
@@ -227,15 +224,11 @@ class MobileNetV2(SortedModel):
         return names
 
     def plan(self, sub):
-        st = self.config["stages"]
-        depth = check_depth(sub.get("depth"), len(st), sum(map(len, st)), "mobilenetv2")
         width = sub.get("width", 1)
         blocks = []
-        for s, n in enumerate(blocks_per_stage([len(x) for x in st], depth)):
-            for b in range(n):
-                spec = st[s][b]
-                hidden = layer_units(sub, f"stages.{s}.{b}.expand", spec["hidden"], width * sub.get("expand", 1))
-                blocks.append((s, b, hidden, layer_units(sub, f"stages.{s}.{b}.project", spec["out"], width)))
+        for s, b, spec in self.active_blocks(sub):
+            hidden = layer_units(sub, f"stages.{s}.{b}.expand", spec["hidden"], width * sub.get("expand", 1))
+            blocks.append((s, b, hidden, layer_units(sub, f"stages.{s}.{b}.project", spec["out"], width)))
         return layer_units(sub, "stem", self.config["stem"]), layer_units(sub, "lastConv", self.config["last"]), blocks
 
     def validate(self, sub):
