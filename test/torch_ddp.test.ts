@@ -21,6 +21,8 @@ import { resolveTrainConfig } from '../src/train/config.js';
 import { checkpointDir, readCheckpointMeta } from '../src/io/checkpoint.js';
 import { decodeSafetensors } from '../src/io/safetensors.js';
 import { loadDataset } from '../src/data/registry.js';
+import { loadMobyDick } from '../src/data/text.js';
+import { byteTokenSplit } from '../src/data/tokens.js';
 import { subset, type ImageDataset } from '../src/data/dataset.js';
 import type { RunConfig } from '../src/cli/run_config.js';
 import { runPython, torchSkip } from './torch_helpers.js';
@@ -162,3 +164,45 @@ test('DDP with 2 ranks equals one process on the same global batches (1e-5)', { 
   assert.ok(moved > 1e-3, `training moved no weight (max change ${moved})`);
   assert.ok(worst <= 1e-5, `2-rank DDP and 1 process differ by ${worst} > 1e-5`);
 });
+
+test(
+  'a sorted transformer LM run continues in PyTorch with the TypeScript draws and losses',
+  { skip: torchSkip },
+  async () => {
+    const dir = join(root, 'lm');
+    const lmSpec: ModelSpec = {
+      family: 'transformer',
+      config: { task: 'lm', vocab: 257, dim: 32, heads: 2, headDim: 16, ffn: 64, layers: 3, maxLen: 32 },
+    };
+    const lmGrid: GridSpec = { depth: [1, 2, 3], heads: [1, 2] };
+    const tc = resolveTrainConfig({
+      steps: 6,
+      batchSize: 8,
+      gAcc: 3,
+      warmupSteps: 2,
+      seed: 4,
+      checkpointEvery: 3,
+    });
+    const data = byteTokenSplit('moby-dick', loadMobyDick(), 32).train;
+    const m = buildModel(lmSpec, 1);
+    await train(m, new Grid(lmGrid, m), data, tc, { runDir: dir, datasetName: 'moby-dick', stopAfter: 3 });
+    m.dispose();
+    const ref: StepLog[] = [];
+    const r = buildModel(lmSpec, 1);
+    await train(r, new Grid(lmGrid, r), data, tc, { onStep: (s) => s.step > 3 && ref.push(s) });
+    r.dispose();
+    runPython(['-m', 'sortednet_torch.train', '--run', dir, '--quiet']);
+    const log = pyLog(dir);
+    assert.deepEqual(
+      log.map((x) => x.subModels),
+      ref.map((x) => x.subModels),
+    );
+    for (const [i, x] of log.entries()) {
+      assert.ok(
+        Math.abs(x.loss - ref[i].loss) < 1e-3,
+        `step ${x.step}: loss ${x.loss} vs TypeScript ${ref[i].loss}`,
+      );
+    }
+    assert.equal(readCheckpointMeta(dir).step, 6);
+  },
+);

