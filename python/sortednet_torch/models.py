@@ -13,7 +13,9 @@ from .nn import (
     Embedding,
     LayerNorm,
     Linear,
+    RMSNorm,
     activate,
+    apply_rotary,
     match_channels,
 )
 from .submodel import (
@@ -261,14 +263,15 @@ class MultiHeadAttention(nn.Module):
     """Head-blocked projections: head i owns columns [i·hd, (i+1)·hd) of q, k, v and rows of o,
     so the first h heads are a prefix slice."""
 
-    def __init__(self, dim, heads, head_dim, causal, dropout, name):
+    def __init__(self, dim, heads, head_dim, causal, dropout, name, bias=True, rope_base=None):
         super().__init__()
         self.heads, self.head_dim, self.causal, self.dropout, self.name = heads, head_dim, causal, dropout, name
+        self.rope_base = rope_base
         inner = heads * head_dim
-        self.q = Linear(dim, inner, name=f"{name}.q")
-        self.k = Linear(dim, inner, name=f"{name}.k")
-        self.v = Linear(dim, inner, name=f"{name}.v")
-        self.o = Linear(inner, dim, name=f"{name}.o")
+        self.q = Linear(dim, inner, bias, name=f"{name}.q")
+        self.k = Linear(dim, inner, bias, name=f"{name}.k")
+        self.v = Linear(dim, inner, bias, name=f"{name}.v")
+        self.o = Linear(inner, dim, bias, name=f"{name}.o")
 
     def forward(self, x, heads, ctx):
         check_units(heads, self.heads, self.name, "heads")
@@ -279,6 +282,8 @@ class MultiHeadAttention(nn.Module):
             return t.reshape(B, T, heads, hd).transpose(1, 2)  # [B, h, T, hd]
 
         q, k, v = split(self.q(x, width)), split(self.k(x, width)), split(self.v(x, width))
+        if self.rope_base is not None:
+            q, k = apply_rotary(q, self.rope_base), apply_rotary(k, self.rope_base)
         att = q @ k.transpose(-1, -2) * (1 / hd**0.5)
         if self.causal:
             att = att + torch.triu(torch.full((T, T), -1e9, device=x.device), 1)  # the TypeScript side's additive mask
@@ -292,12 +297,12 @@ class MultiHeadAttention(nn.Module):
 class FeedForward(nn.Module):
     """up → activation → down with elastic hidden width; `swiglu`: down(silu(gate(x)) ⊙ up(x))."""
 
-    def __init__(self, dim, hidden, activation, name):
+    def __init__(self, dim, hidden, activation, name, bias=True):
         super().__init__()
         self.activation = activation
-        self.up = Linear(dim, hidden, name=f"{name}.up")
-        self.gate = Linear(dim, hidden, name=f"{name}.gate") if activation == "swiglu" else None
-        self.down = Linear(hidden, dim, name=f"{name}.down")
+        self.up = Linear(dim, hidden, bias, name=f"{name}.up")
+        self.gate = Linear(dim, hidden, bias, name=f"{name}.gate") if activation == "swiglu" else None
+        self.down = Linear(hidden, dim, bias, name=f"{name}.down")
 
     def forward(self, x, hidden):
         u = self.up(x, hidden)
@@ -306,15 +311,21 @@ class FeedForward(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Pre-LN: x + attn(ln1(x)), then x + ffn(ln2(x))."""
+    """Pre-norm: x + attn(norm1(x)), then x + ffn(norm2(x)); GPT-style (LayerNorm, GELU, biases)
+    or LLaMA-style (RMSNorm, SwiGLU, rotary positions, no biases)."""
 
     def __init__(self, c, name):
         super().__init__()
+        llama = c.get("arch") == "llama"
         self.dropout = c.get("dropout", 0) or 0
-        self.ln1 = LayerNorm(c["dim"], f"{name}.ln1")
-        self.attn = MultiHeadAttention(c["dim"], c["heads"], c["headDim"], c["task"] == "lm", self.dropout, f"{name}.attn")
-        self.ln2 = LayerNorm(c["dim"], f"{name}.ln2")
-        self.ffn = FeedForward(c["dim"], c["ffn"], "gelu", f"{name}.ffn")
+        norm = RMSNorm if llama else LayerNorm
+        self.ln1 = norm(c["dim"], f"{name}.ln1")
+        self.attn = MultiHeadAttention(
+            c["dim"], c["heads"], c["headDim"], c["task"] == "lm", self.dropout, f"{name}.attn",
+            bias=not llama, rope_base=c.get("ropeBase", 10000) if llama else None,
+        )
+        self.ln2 = norm(c["dim"], f"{name}.ln2")
+        self.ffn = FeedForward(c["dim"], c["ffn"], "swiglu" if llama else "gelu", f"{name}.ffn", bias=not llama)
 
     def forward(self, x, heads, ffn, ctx):
         p = self.dropout if ctx.mode == "train" else 0
@@ -324,17 +335,23 @@ class TransformerBlock(nn.Module):
 
 class Transformer(SortedModel):
     """Causal LM (tied embedding head) or encoder classifier (mean-pooled over non-padding tokens);
-    elastic depth, heads, FFN width and embedding dim; one shared final norm and head."""
+    elastic depth, heads, FFN width and embedding dim; one shared final norm and head. `arch`
+    'gpt' (default: learned positions, LayerNorm, GELU, biases) or 'llama' (rotary positions with
+    base `ropeBase`, RMSNorm, SwiGLU, no biases)."""
 
     family = "transformer"
 
     def __init__(self, config):
         super().__init__()
         c = self.config = config
+        if c.get("arch", "gpt") not in ("gpt", "llama"):
+            raise ValueError(f"transformer: arch '{c['arch']}' is not 'gpt' or 'llama'")
+        llama = c.get("arch") == "llama"
         self.tokens = Embedding(c["vocab"], c["dim"], "tokens")
-        self.positions = Embedding(c["maxLen"], c["dim"], "positions")
+        # Learned positions ('gpt'); 'llama' rotates q and k instead.
+        self.positions = None if llama else Embedding(c["maxLen"], c["dim"], "positions")
         self.blocks = nn.ModuleList(TransformerBlock(c, f"blocks.{i}") for i in range(c["layers"]))
-        self.lnFinal = LayerNorm(c["dim"], "lnFinal")
+        self.lnFinal = RMSNorm(c["dim"], "lnFinal") if llama else LayerNorm(c["dim"], "lnFinal")
         if c["task"] == "classify":
             if not c.get("classes") or c["classes"] < 2:
                 raise ValueError("transformer: task classify needs classes >= 2")
@@ -369,7 +386,9 @@ class Transformer(SortedModel):
         if T > self.config["maxLen"]:
             raise ValueError(f"transformer: sequence length {T} > maxLen {self.config['maxLen']}")
         ids = ids.long()
-        h = self.tokens(ids, e) + self.positions(torch.arange(T, device=ids.device), e)
+        h = self.tokens(ids, e)
+        if self.positions is not None:
+            h = h + self.positions(torch.arange(T, device=ids.device), e)
         for i in range(depth):
             h = self.blocks[i](h, heads, ffn, ctx)
         hn = self.lnFinal(h)

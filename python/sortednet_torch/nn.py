@@ -204,6 +204,22 @@ def activate(x, act):
     raise ValueError(f"unknown activation '{act}'; known: relu, relu6, gelu, silu, none")
 
 
+def apply_rotary(x, base, start=0):
+    """Rotary positions (rotate-half form, as Hugging Face LLaMA): x [B, h, T, d] at positions
+    start.., the pair (x_i, x_{i+d/2}) rotated by pos·base^(−2i/d). Angles in double precision, as
+    the TypeScript tables."""
+    T, d = x.shape[-2], x.shape[-1]
+    if d % 2:
+        raise ValueError(f"rotary: head size {d} must be even")
+    half = d // 2
+    pos = torch.arange(start, start + T, dtype=torch.float64)[:, None]
+    angle = pos * torch.pow(torch.tensor(float(base), dtype=torch.float64), -2 * torch.arange(half, dtype=torch.float64) / d)
+    cos = torch.cat([angle.cos(), angle.cos()], -1).to(x.dtype).to(x.device)
+    sin = torch.cat([angle.sin(), angle.sin()], -1).to(x.dtype).to(x.device)
+    rotated = torch.cat([-x[..., half:], x[..., :half]], -1)
+    return x * cos + rotated * sin
+
+
 def match_channels(x, c):
     """Zero-pads or slices x's channels to c: a sorted residual's identity shortcut."""
     cin = x.shape[1]
