@@ -73,6 +73,11 @@ before(async () => {
   for (const name of ['ddp', 'single']) cpSync(dir, join(root, name), { recursive: true });
 });
 
+/** With TORCH_TEST_VERBOSE set, prints the largest gap to the reference (for the docs). */
+function report(what: string, gaps: number[]): void {
+  if (process.env.TORCH_TEST_VERBOSE) console.log(`${what}: max |loss gap| ${Math.max(...gaps)}`);
+}
+
 const pyLog = (dir: string) =>
   readFileSync(join(dir, 'log.jsonl'), 'utf8')
     .trim()
@@ -119,9 +124,13 @@ test(
       log.map((r) => r.subModels),
       reference.map((r) => r.subModels),
     );
+    report(
+      'resnet, 2 ranks vs TypeScript',
+      log.map((r, i) => Math.abs(r.loss - reference[i].loss)),
+    );
     for (const [i, r] of log.entries()) {
       assert.ok(
-        Math.abs(r.loss - reference[i].loss) < 1e-3,
+        Math.abs(r.loss - reference[i].loss) < 1e-4,
         `step ${r.step}: loss ${r.loss} vs TypeScript ${reference[i].loss}`,
       );
     }
@@ -162,6 +171,7 @@ test('DDP with 2 ranks equals one process on the same global batches (1e-5)', { 
     });
   }
   assert.ok(moved > 1e-3, `training moved no weight (max change ${moved})`);
+  if (process.env.TORCH_TEST_VERBOSE) console.log(`2 ranks vs 1 process: max |weight gap| ${worst}`);
   assert.ok(worst <= 1e-5, `2-rank DDP and 1 process differ by ${worst} > 1e-5`);
 });
 
@@ -197,9 +207,13 @@ test(
       log.map((x) => x.subModels),
       ref.map((x) => x.subModels),
     );
+    report(
+      'transformer LM vs TypeScript',
+      log.map((x, i) => Math.abs(x.loss - ref[i].loss)),
+    );
     for (const [i, x] of log.entries()) {
       assert.ok(
-        Math.abs(x.loss - ref[i].loss) < 1e-3,
+        Math.abs(x.loss - ref[i].loss) < 1e-4,
         `step ${x.step}: loss ${x.loss} vs TypeScript ${ref[i].loss}`,
       );
     }
