@@ -7,6 +7,7 @@
 set -e
 STEPS=${1:-30}
 RANKS=${2:-2}
+CORES=$(nproc)  # before OMP_NUM_THREADS is set below: nproc honours it
 PY=/usr/bin/python3
 OUT=$(mktemp -d)
 cat > "$OUT/config.json" <<JSON
@@ -15,11 +16,11 @@ cat > "$OUT/config.json" <<JSON
 JSON
 rate() { $PY -c "import json,sys; r=[json.loads(l) for l in open(sys.argv[1]) if '\"step\"' in l]; print(f\"{r[-1]['samplesPerSecond']:.0f}\")" "$1/log.jsonl"; }
 node bin/sortednet.js train --run "$OUT/ts" --config "$OUT/config.json" --no-eval > /dev/null 2>&1
-export PYTHONPATH="$PWD/python" OMP_NUM_THREADS=$(( $(nproc) / RANKS > 0 ? $(nproc) / RANKS : 1 ))
-OMP_NUM_THREADS=$(nproc) $PY -m sortednet_torch.train --run "$OUT/py1" --config "$OUT/config.json" --calibrate-batches 0 --quiet
+export PYTHONPATH="$PWD/python" OMP_NUM_THREADS=$(( CORES / RANKS > 0 ? CORES / RANKS : 1 ))
+OMP_NUM_THREADS=$CORES $PY -m sortednet_torch.train --run "$OUT/py1" --config "$OUT/config.json" --calibrate-batches 0 --quiet
 $PY -m sortednet_torch.torchrun --standalone --monitor_interval 0.1 --nproc_per_node "$RANKS" \
   -m sortednet_torch.train --run "$OUT/pyN" --config "$OUT/config.json" --calibrate-batches 0 --quiet 2> /dev/null
-echo "resnet-small on MNIST, $STEPS steps x gAcc 4 x batch 64, $(nproc) CPU cores"
+echo "resnet-small on MNIST, $STEPS steps x gAcc 4 x batch 64, $CORES CPU cores"
 echo "| trainer | samples/s |"
 echo "| --- | ---: |"
 echo "| sortednet train (TypeScript, wasm + native addon) | $(rate "$OUT/ts") |"
