@@ -361,7 +361,8 @@ def remove_stale(run_dir):
             continue
         for name in os.listdir(d):
             path = os.path.join(d, name)
-            incomplete = d != run_dir and STEP_FOLDER.match(name) and not os.path.isfile(os.path.join(path, "checkpoint.json"))
+            complete = os.path.isfile(os.path.join(path, "checkpoint.json"))
+            incomplete = d != run_dir and STEP_FOLDER.match(name) and not complete
             if not (TMP_NAME.search(name) or incomplete):
                 continue
             if os.path.isdir(path):

@@ -81,7 +81,8 @@ def _find_mnist():
 
 
 def _load_digits(seed=0, test_fraction=0.2):
-    cands = [os.path.join(data_folder(), "digits.csv.gz"), os.path.join(data_folder(), DIGITS_IN_DEB), "/" + DIGITS_IN_DEB]
+    own = data_folder()
+    cands = [os.path.join(own, "digits.csv.gz"), os.path.join(own, DIGITS_IN_DEB), "/" + DIGITS_IN_DEB]
     path = next((c for c in cands if os.path.isfile(c)), None)
     if not path:
         raise FileNotFoundError(f"sklearn digits not found (looked in {', '.join(cands)}); see the TypeScript side's message for how to extract it")

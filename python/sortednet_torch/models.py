@@ -155,7 +155,12 @@ class ResNet(StagedModel):
 
     def plan(self, sub):
         blocks = [
-            (s, b, layer_units(sub, f"stages.{s}.{b}.conv1", spec["mid"]), layer_units(sub, f"stages.{s}.{b}.conv2", spec["out"]))
+            (
+                s,
+                b,
+                layer_units(sub, f"stages.{s}.{b}.conv1", spec["mid"]),
+                layer_units(sub, f"stages.{s}.{b}.conv2", spec["out"]),
+            )
             for s, b, spec in self.active_blocks(sub)
         ]
         return layer_units(sub, "stem", self.config["stem"]), blocks

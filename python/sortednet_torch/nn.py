@@ -213,7 +213,8 @@ def apply_rotary(x, base, start=0):
         raise ValueError(f"rotary: head size {d} must be even")
     half = d // 2
     pos = torch.arange(start, start + T, dtype=torch.float64)[:, None]
-    angle = pos * torch.pow(torch.tensor(float(base), dtype=torch.float64), -2 * torch.arange(half, dtype=torch.float64) / d)
+    exponent = -2 * torch.arange(half, dtype=torch.float64) / d
+    angle = pos * torch.pow(torch.tensor(float(base), dtype=torch.float64), exponent)  # [T, d/2]
     cos = torch.cat([angle.cos(), angle.cos()], -1).to(x.dtype).to(x.device)
     sin = torch.cat([angle.sin(), angle.sin()], -1).to(x.dtype).to(x.device)
     rotated = torch.cat([-x[..., half:], x[..., :half]], -1)

@@ -23,7 +23,8 @@ def mobilenet_v2_config(in_channels, image_size, classes, stem, rows, last):
             stage.append({"hidden": cin * t, "out": c, "stride": stride, "residual": stride == 1 and cin == c})
             cin = c
         stages.append(stage)
-    return {"inChannels": in_channels, "imageSize": image_size, "classes": classes, "stem": stem, "stages": stages, "last": last}
+    return {"inChannels": in_channels, "imageSize": image_size, "classes": classes, "stem": stem,
+            "stages": stages, "last": last}
 
 
 def _sixteenths():
@@ -40,11 +41,11 @@ PRESETS = {
         {"depth": list(range(2, 12)), "width": _sixteenths()},
     ),
     "mlp": (
-        lambda ch, size, k: {"family": "mlp", "config": {"inputs": ch * size * size, "hidden": [256] * 4, "classes": k}},
+        lambda ch, size, k: {"family": "mlp", "config": {"inputs": ch * size**2, "hidden": [256] * 4, "classes": k}},
         {"depth": [1, 2, 3, 4], "width": [0.25, 0.5, 0.75, 1]},
     ),
     "mlp-160": (
-        lambda ch, size, k: {"family": "mlp", "config": {"inputs": ch * size * size, "hidden": [256] * 10, "classes": k}},
+        lambda ch, size, k: {"family": "mlp", "config": {"inputs": ch * size**2, "hidden": [256] * 10, "classes": k}},
         {"depth": list(range(1, 11)), "width": _sixteenths()},
     ),
     "mobilenetv2": (

@@ -277,8 +277,8 @@ def train_run(args, rank, world, device, bn_group):
                 )
             log(f"step {step + 1}: loss {float(step_loss)}, gradient norm {grad_norm}; update skipped")
         elapsed = time.perf_counter() - t0
-        rec = {"step": step + 1, "loss": float(step_loss), "gradNorm": grad_norm, **({} if finite else {"skipped": True}),
-               "lr": lr, "subModels": [grid.ids[e] for e in entries],
+        rec = {"step": step + 1, "loss": float(step_loss), "gradNorm": grad_norm,
+               **({} if finite else {"skipped": True}), "lr": lr, "subModels": [grid.ids[e] for e in entries],
                "samplesPerSecond": samples / elapsed, "elapsedSeconds": elapsed, "ranks": world}
         if rank == 0:
             with open(log_path, "a", encoding="utf-8") as f:
@@ -288,9 +288,9 @@ def train_run(args, rank, world, device, bn_group):
         final = step + 1 == cfg["steps"]
         if final or (cfg["checkpointEvery"] > 0 and (step + 1) % cfg["checkpointEvery"] == 0):
             if rank == 0:
+                dataset = (ck.meta.get("dataset") if ck else None) or run["data"]["name"]
                 written = save_checkpoint(args.run, model, grid_spec, step + 1, seed, keep=cfg["keepCheckpoints"],
-                                          train=cfg, dataset=(ck.meta.get("dataset") if ck else None) or run["data"]["name"],
-                                          optimizer_state=opt.state,
+                                          train=cfg, dataset=dataset, optimizer_state=opt.state,
                                           optimizer_step=opt.step)
                 if final and has_bn and args.calibrate_batches > 0:
                     # As `sortednet eval` does: per-sub-model statistics beside the untouched checkpoint.
