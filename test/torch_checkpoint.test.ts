@@ -1,13 +1,12 @@
 /** Checkpoint folders written by PyTorch (python/sortednet_torch) as the TypeScript side reads and writes them. */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { initEngine } from '../src/engine/backend.js';
 import { acquireRunLock } from '../src/io/lock.js';
 import { checkpointDir, listCheckpoints, loadCheckpoint } from '../src/io/checkpoint.js';
-import { PYTHON_PACKAGE, runPython, torchSkip } from './torch_helpers.js';
+import { PYTHON_PACKAGE, runPython, scratch, torchSkip } from './torch_helpers.js';
 
 before(() => initEngine('wasm'));
 
@@ -15,7 +14,7 @@ test(
   'PyTorch saves step folders, latest and pruning as TypeScript does; falls back, reads flat, refuses corrupt files and locked runs',
   { skip: torchSkip },
   async () => {
-    const run = join(mkdtempSync(join(tmpdir(), 'torch-ckpt-')), 'run');
+    const run = join(scratch('torch-ckpt-'), 'run');
     const locked = join(run, '..', 'locked');
     const lock = acquireRunLock(locked, 'test');
     const out = JSON.parse(

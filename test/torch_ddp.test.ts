@@ -8,8 +8,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initEngine } from '../src/engine/backend.js';
@@ -25,7 +24,7 @@ import { loadMobyDick } from '../src/data/text.js';
 import { byteTokenSplit } from '../src/data/tokens.js';
 import { subset, type ImageDataset } from '../src/data/dataset.js';
 import type { RunConfig } from '../src/cli/run_config.js';
-import { runPython, torchSkip } from './torch_helpers.js';
+import { runPython, scratch, torchSkip } from './torch_helpers.js';
 
 const CLI = fileURLToPath(new URL('../../bin/sortednet.js', import.meta.url));
 const spec: ModelSpec = {
@@ -57,7 +56,7 @@ before(async () => {
   if (torchSkip) return;
   await initEngine('wasm');
   data = subset(loadDataset('mnist').train, 512, 1); // what run.json's data selects
-  root = mkdtempSync(join(tmpdir(), 'torch-ddp-'));
+  root = scratch('torch-ddp-');
   const tc = resolveTrainConfig(run.train);
   // The run as `sortednet train` leaves it after 4 of 8 steps.
   const dir = join(root, 'ts');

@@ -1,8 +1,7 @@
 /** PyTorch's grid and sub-model draws (python/sortednet_torch) equal the TypeScript trainer's, id for id. */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { initEngine } from '../src/engine/backend.js';
 import { buildModel, type ModelSpec } from '../src/models/index.js';
@@ -11,7 +10,7 @@ import { mobilenetV2Config } from '../src/models/mobilenetv2.js';
 import { Grid, type GridSpec } from '../src/sorted/grid.js';
 import { SubModelSampler, type SamplerOptions } from '../src/sorted/sample.js';
 import { createRng, streamSeed } from '../src/data/random.js';
-import { PYTHON_PACKAGE, runPython, torchSkip } from './torch_helpers.js';
+import { PYTHON_PACKAGE, runPython, scratch, torchSkip } from './torch_helpers.js';
 
 interface Case {
   spec: ModelSpec;
@@ -83,7 +82,7 @@ const cases: Case[] = [
 before(() => initEngine('wasm'));
 
 test('grid order, ids and per-step sub-model draws match the TypeScript trainer', { skip: torchSkip }, () => {
-  const file = join(mkdtempSync(join(tmpdir(), 'torch-grid-')), 'cases.json');
+  const file = join(scratch('torch-grid-'), 'cases.json');
   writeFileSync(file, JSON.stringify(cases));
   const got = JSON.parse(runPython([join(PYTHON_PACKAGE, 'tests', 'grid_draws.py'), file])) as {
     ids: string[];

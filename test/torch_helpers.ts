@@ -1,5 +1,8 @@
 /** Shared by the PyTorch round-trip tests: the interpreter, the package path, and the skip reason. */
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Debian's python3-torch installs for this interpreter; PATH's python3 may be another. */
@@ -32,4 +35,11 @@ export function runPython(
     throw new Error(`${PYTHON} ${args.join(' ')} exited with ${r.status}:\n${r.stdout}\n${r.stderr}`);
   }
   return r.stdout;
+}
+
+/** A fresh temporary folder, removed when the test process exits. */
+export function scratch(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
 }

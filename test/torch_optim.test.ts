@@ -1,14 +1,13 @@
 /** PyTorch's optimizers (python/sortednet_torch/optim.py) update for update as the TypeScript ones. */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../src/engine/backend.js';
 import { Optimizer, cosineLr, type OptimizerConfig } from '../src/train/optim.js';
 import { decodeSafetensors, encodeSafetensors, type NamedArray } from '../src/io/safetensors.js';
-import { PYTHON_PACKAGE, runPython, torchSkip } from './torch_helpers.js';
+import { PYTHON_PACKAGE, runPython, scratch, torchSkip } from './torch_helpers.js';
 import { rng } from './helpers.js';
 
 before(() => initEngine('wasm'));
@@ -54,7 +53,7 @@ test(
   'AdamW and SGD (decay, momentum, warm-up + cosine): the same parameters and state after 5 steps (1e-6)',
   { skip: torchSkip },
   () => {
-    const dir = mkdtempSync(join(tmpdir(), 'torch-optim-'));
+    const dir = scratch('torch-optim-');
     const wants = configs.map((c) => runTypeScript(c, join(dir, `${c.kind}.in`)));
     runPython([
       join(PYTHON_PACKAGE, 'tests', 'optimizer_steps.py'),

@@ -5,8 +5,7 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../src/engine/backend.js';
@@ -23,7 +22,7 @@ import { decodeSafetensors, encodeSafetensors, type NamedArray } from '../src/io
 import { loadMnist } from '../src/data/mnist.js';
 import { subset, type ImageDataset } from '../src/data/dataset.js';
 import { tokenDataset } from '../src/data/tokens.js';
-import { PYTHON_PACKAGE, runPython, torchSkip } from './torch_helpers.js';
+import { PYTHON_PACKAGE, runPython, scratch, torchSkip } from './torch_helpers.js';
 
 interface Case {
   name: string;
@@ -165,7 +164,7 @@ async function writeCase(root: string, c: Case): Promise<string> {
 }
 
 test('PyTorch reproduces TypeScript-trained logits of every family (1e-4)', { skip: torchSkip }, async () => {
-  const root = mkdtempSync(join(tmpdir(), 'torch-roundtrip-'));
+  const root = scratch('torch-roundtrip-');
   const dirs: string[] = [];
   for (const c of cases) dirs.push(await writeCase(root, c));
   const back = join(root, 'from-python');
