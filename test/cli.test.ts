@@ -25,27 +25,29 @@ const quiet = async (args: string[]) => {
   }
 };
 
+/** A tiny run's flags (resnet-small on MNIST by default); `extra` adds or overrides (the last value wins). */
+const tiny = (run: string, ...extra: string[]) => [
+  'train',
+  '--run',
+  run,
+  '--steps',
+  '6',
+  '--batch-size',
+  '16',
+  '--gacc',
+  '2',
+  '--train-subset',
+  '256',
+  '--test-subset',
+  '64',
+  ...extra,
+];
+
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'sortednet-cli-'));
-  const code = await quiet([
-    'train',
-    '--run',
-    join(dir, 'run'),
-    '--model',
-    'resnet-small',
-    '--data',
-    'mnist',
-    '--steps',
-    '3',
-    '--batch-size',
-    '16',
-    '--gacc',
-    '2',
-    '--train-subset',
-    '256',
-    '--test-subset',
-    '64',
-  ]);
+  const code = await quiet(
+    tiny(join(dir, 'run'), '--model', 'resnet-small', '--data', 'mnist', '--steps', '3'),
+  );
   assert.equal(code, 0);
 });
 
@@ -161,24 +163,6 @@ test("`<command> --help` prints that command's options and runs nothing; --versi
   assert.match(text, /^\d+\.\d+\.\d+$/m);
   assert.ok(!existsSync(join(dir, 'lm-help')), 'no run folder was made');
 });
-
-/** A tiny resnet-small run's flags; `extra` adds or overrides. */
-const tiny = (run: string, ...extra: string[]) => [
-  'train',
-  '--run',
-  run,
-  '--steps',
-  '6',
-  '--batch-size',
-  '16',
-  '--gacc',
-  '2',
-  '--train-subset',
-  '256',
-  '--test-subset',
-  '64',
-  ...extra,
-];
 
 const hashes = (stepDir: string) =>
   ['model.safetensors', 'bn_stats.safetensors', 'optimizer.safetensors'].map((f) =>

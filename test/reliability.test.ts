@@ -4,11 +4,10 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir, hostname } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../src/engine/backend.js';
 import {
@@ -20,7 +19,7 @@ import {
   saveCheckpoint,
 } from '../src/io/checkpoint.js';
 import { acquireRunLock, LOCK_FILE } from '../src/io/lock.js';
-import { CHILD_STEPS } from './fixtures/train_child.js';
+import { CHILD_STEPS, runChild, type ChildRun } from './fixtures/train_child.js';
 import { Mlp } from '../src/models/mlp.js';
 import { ResNet, resnetConfig } from '../src/models/resnet.js';
 import { Grid } from '../src/sorted/grid.js';
@@ -42,7 +41,6 @@ import { encodeSafetensors, decodeSafetensors } from '../src/io/safetensors.js';
 import { sha256Hex } from '../src/io/sha256.js';
 import { rng } from './helpers.js';
 
-const CHILD = fileURLToPath(new URL('./fixtures/train_child.js', import.meta.url));
 const fresh = (tag: string) => mkdtempSync(join(tmpdir(), `sortednet-${tag}-`));
 
 let data: ImageDataset;
@@ -50,31 +48,6 @@ before(async () => {
   await initEngine('wasm');
   data = subset(loadMnist().train, 256, 3);
 });
-
-interface ChildRun {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the child; `killAfterMs` (counted from its 'ready') sends SIGKILL from outside. */
-function runChild(args: string[], killAfterMs?: number, onLine?: (line: string) => void): Promise<ChildRun> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CHILD, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      const text = d.toString();
-      stdout += text;
-      for (const line of text.split('\n')) if (line) onLine?.(line);
-      if (killAfterMs !== undefined && text.includes('ready'))
-        setTimeout(() => child.kill('SIGKILL'), killAfterMs);
-    });
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-}
 
 const finalFiles = (runDir: string) => {
   const dir = checkpointDir(runDir);
@@ -103,6 +76,7 @@ test('kill -9 at random points of a save loop and at every stage of a save: alwa
   const random = rng(11);
   const kills: string[] = [];
   let completed = false;
+  let lastStep = 0;
   for (let i = 0; i < 20 && !completed; i++) {
     const stage = staged[i];
     const run = stage
@@ -114,12 +88,15 @@ test('kill -9 at random points of a save loop and at every stage of a save: alwa
     }
     assert.equal(run.signal, 'SIGKILL', `child failed instead of being killed: ${run.stderr}`);
     kills.push(stage ? stage.join('#') : 'random');
-    // After every kill the folder holds a loadable checkpoint (or none yet), at most keep + 1 step folders.
-    if (listCheckpoints(runDir).length > 0) {
-      const ck = await loadCheckpoint(runDir, undefined, { calibrated: false });
-      assert.ok(ck.meta.step >= 1 && ck.meta.step <= CHILD_STEPS);
-      ck.model.dispose();
-    }
+    // After every kill the folder holds a loadable checkpoint (or none yet), never older than the
+    // one before the kill, and at most keep + 1 step folders.
+    const step = listCheckpoints(runDir).length > 0 ? readCheckpointMeta(runDir).step : 0;
+    assert.ok(
+      step >= lastStep,
+      `a good checkpoint was lost: step ${lastStep}, then ${step} after ${kills.at(-1)}`,
+    );
+    lastStep = step;
+    if (step > 0) (await loadCheckpoint(runDir, undefined, { calibrated: false })).model.dispose();
     assert.ok(listCheckpoints(runDir).length <= 3, readdirSync(join(runDir, 'checkpoints')).join());
   }
   assert.ok(kills.length >= 15, `only ${kills.length} kills landed: ${kills.join()}`);

@@ -9,6 +9,8 @@ import { registerExtract } from './commands/extract.js';
 import { registerCompare } from './commands/compare.js';
 import { registerLm } from './commands/lm.js';
 import { registerPadnet } from './commands/padnet.js';
+import { registerPartition } from './commands/partition.js';
+import { registerCompact } from './commands/compact.js';
 import { registerPresets } from './commands/presets.js';
 
 const COMMANDS: RegisterCommand[] = [
@@ -19,6 +21,8 @@ const COMMANDS: RegisterCommand[] = [
   registerCompare,
   registerLm,
   registerPadnet,
+  registerPartition,
+  registerCompact,
   registerPresets,
 ];
 

@@ -7,7 +7,7 @@
  * Within one process the lock is re-entrant (the train command holds it; the trainer takes it again).
  */
 import { hostname } from 'node:os';
-import { linkSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { tmpName, writeFileDurable } from './atomic.js';
@@ -74,25 +74,17 @@ export function acquireRunLock(runDir: string, command: string): RunLock {
   const tmp = tmpName(path);
   writeFileDurable(tmp, JSON.stringify(me) + '\n');
   try {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        linkSync(tmp, path);
-        break;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 3) throw e;
-      }
+    for (let attempt = 0; !createExclusive(tmp, path); attempt++) {
       const h = readHolder(path);
-      if (h && (h.host !== me.host || alive(h.pid))) {
+      if (h && (h.host !== me.host || alive(h.pid) || attempt > 3)) {
         throw new Error(
           `${runDir} is in use by ${describe(h)}; wait for it to finish, or use another folder` +
             (h.host !== me.host ? ` (if that process is gone, delete ${path})` : ''),
         );
       }
       if (!h) {
-        // Unreadable: a writer between link and nothing else cannot exist (links are complete), so
-        // this is damage, not a race; say so rather than guess.
         throw new Error(
-          `${path} exists but is not a lock this program wrote; delete it if no run uses ${runDir}`,
+          `${path} cannot be read as a lock (another command is taking it, or it is damaged); delete it if no command uses ${runDir}`,
         );
       }
       takeOver(path, h);
@@ -103,6 +95,29 @@ export function acquireRunLock(runDir: string, command: string): RunLock {
   if (held.size === 0) process.on('exit', onExit);
   held.set(key, { count: 1, token: me.token });
   return { path, release: () => release(key, path) };
+}
+
+/**
+ * Gives `path` the content of `tmp` unless `path` exists; false if it does. A hard link does both
+ * at once; file systems without hard links get an exclusive create (a reader may then see the
+ * lock empty for a moment, which reads as held).
+ */
+function createExclusive(tmp: string, path: string): boolean {
+  try {
+    linkSync(tmp, path);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw e;
+  }
+  try {
+    writeFileSync(path, readFileSync(tmp), { flag: 'wx' });
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw e;
+  }
 }
 
 /** Moves a dead holder's lock aside; if another process replaced it meanwhile, puts that one back. */

@@ -15,6 +15,7 @@ import { SubModelSampler } from '../sorted/sample.js';
 import type { ImageDataset } from '../data/dataset.js';
 import { batches } from '../data/loader.js';
 import { tokenBatches, type TokenDataset } from '../data/tokens.js';
+import { isSequenceDataset, sequenceBatches, type SequenceDataset } from '../data/sequences.js';
 import { createRng, streamSeed } from '../data/random.js';
 import { Optimizer, cosineLr } from './optim.js';
 import type { TrainConfig } from './config.js';
@@ -30,6 +31,8 @@ import type { CheckpointMeta } from '../io/checkpoint_codec.js';
 import { acquireRunLock } from '../io/lock.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { Progress } from './progress.js';
+import { temperatureAt } from './temperature.js';
+import { AuxLosses } from '../nn/module.js';
 
 export interface StepLog {
   step: number;
@@ -73,8 +76,8 @@ export interface TrainResult {
   finalLoss: number;
 }
 
-/** What the trainer learns from: an image classification set, or token windows for a language model. */
-export type TrainData = ImageDataset | TokenDataset;
+/** What the trainer learns from: images or token sequences with a class each, or token windows for a language model. */
+export type TrainData = ImageDataset | TokenDataset | SequenceDataset;
 
 interface AnyBatch {
   x: Float32Array | Int32Array;
@@ -105,6 +108,7 @@ class BatchStream {
       dropLast: true,
       seed: streamSeed(this.seed, 1000003, this.epoch),
     };
+    if (isSequenceDataset(this.ds)) return sequenceBatches(this.ds, o);
     if (isTokens(this.ds)) return tokenBatches(this.ds, o);
     return batches(this.ds, {
       ...o,
@@ -142,6 +146,11 @@ export function planStep(config: TrainConfig, grid: Grid, sampler: SubModelSampl
 }
 
 function toTensors(model: SortedModel, b: AnyBatch, ds: TrainData): { x: tf.Tensor; y: tf.Tensor1D } {
+  if (isSequenceDataset(ds)) {
+    if (model.input !== 'tokens')
+      throw new Error(`a ${model.family} model cannot learn from token sequences ${ds.name}`);
+    return { x: tf.tensor2d(b.x, [b.size, ds.seqLen], 'int32'), y: tf.tensor1d(b.y, 'int32') };
+  }
   if (isTokens(ds)) {
     if (model.input !== 'tokens')
       throw new Error(`a ${model.family} model cannot learn from token data ${ds.name}`);
@@ -166,45 +175,43 @@ export async function train(
   options: TrainOptions = {},
 ): Promise<TrainResult> {
   checkTrainData(data);
-  const params = model.namedParameters();
-  const nameOf = new Map(params.map(([n, v]) => [v.name, n]));
-  const optimizer = new Optimizer(config.optimizer, params);
-  const lock = options.runDir ? acquireRunLock(options.runDir, 'train') : null;
+  const optimizer = new Optimizer(config.optimizer, model.namedParameters());
+  const runDir = options.runDir;
+  if (!runDir) {
+    if (options.resume) throw new Error('resume needs a run folder');
+    return trainSteps(model, grid, data, config, options, optimizer, 0);
+  }
+  const lock = acquireRunLock(runDir, 'train');
   try {
-    if (options.runDir) {
-      for (const p of removeStale(options.runDir))
-        console.warn(`removed ${p} (left by an interrupted write)`);
-    }
+    for (const p of removeStale(runDir)) console.warn(`removed ${p} (left by an interrupted write)`);
     let startStep = 0;
-    if (options.resume && !options.runDir) throw new Error('resume needs a run folder');
-    if (options.resume && !hasCheckpoint(options.runDir!)) {
-      console.warn(
-        `${options.runDir} holds no checkpoint yet (killed before the first save); starting at step 0`,
-      );
-    } else if (options.resume) {
-      const ck = await loadCheckpoint(options.runDir!, model, { calibrated: false });
+    if (options.resume && hasCheckpoint(runDir)) {
+      const ck = await loadCheckpoint(runDir, model, { calibrated: false });
       checkResumable(ck.meta, config, ck.dir);
       optimizer.load(ck.meta.optimizerStep ?? ck.meta.step, ck.optimizerState);
       startStep = ck.meta.step;
-    } else if (options.runDir && hasCheckpoint(options.runDir)) {
-      throw new Error(`${options.runDir} already holds checkpoints; resume it, or train into another folder`);
+    } else if (options.resume) {
+      console.warn(`${runDir} holds no checkpoint yet (killed before the first save); starting at step 0`);
+    } else if (hasCheckpoint(runDir)) {
+      throw new Error(`${runDir} already holds checkpoints; resume it, or train into another folder`);
     }
-    return await loop(model, grid, data, config, options, optimizer, nameOf, startStep);
+    return await trainSteps(model, grid, data, config, options, optimizer, startStep);
   } finally {
-    lock?.release();
+    lock.release();
   }
 }
 
-async function loop(
+/** The loop itself, from `startStep` (the optimizer holds the state of the steps before it). */
+async function trainSteps(
   model: SortedModel,
   grid: Grid,
   data: TrainData,
   config: TrainConfig,
   options: TrainOptions,
   optimizer: Optimizer,
-  nameOf: Map<string, string>,
   startStep: number,
 ): Promise<TrainResult> {
+  const nameOf = new Map(model.namedParameters().map(([n, v]) => [v.name, n]));
   // Every random choice derives from (seed, step): a resumed run replays the same draws.
   const stream = new BatchStream(data, config.batchSize, config.seed, config.augment);
   const batchesPerStep =
@@ -225,6 +232,7 @@ async function loop(
     const sampler = new SubModelSampler(grid, config.sampler, () => stepRng.next());
     const entries = planStep(config, grid, sampler);
     const lr = cosineLr(step, config.steps, config.optimizer.lr, config.warmupSteps);
+    const temperature = config.temperature && temperatureAt(config.temperature, step);
     const accum = new Map<string, tf.Tensor>();
     let stepLoss = 0;
     let shared: AnyBatch | null = null;
@@ -238,6 +246,7 @@ async function loop(
           model.forward(toTensors(model, b, data).x, grid.largest.sub, {
             mode: 'train',
             key: grid.largest.id,
+            temperature,
           }),
         ),
       );
@@ -249,7 +258,15 @@ async function loop(
           : stream.next();
       samples += b.size;
       const weight = (config.lossWeights?.[entry.id] ?? 1) / entries.length;
-      const ctx = { mode: 'train' as const, key: entry.id, seed: () => stepRng.int(2 ** 31) };
+      // Auxiliary losses (MoE load balancing) arrive through ctx.aux and join the task loss.
+      const aux = new AuxLosses();
+      const ctx = {
+        mode: 'train' as const,
+        key: entry.id,
+        seed: () => stepRng.int(2 ** 31),
+        temperature,
+        aux,
+      };
       const { value, grads } = tf.tidy(() => {
         const { x, y } = toTensors(model, b, data);
         return tf.variableGrads(() => {
@@ -273,7 +290,7 @@ async function loop(
                   (tf.losses.softmaxCrossEntropy(softTargets, logits) as tf.Scalar)
                 : crossEntropy(logits, y, logits.shape[logits.rank - 1] as number, config.labelSmoothing);
           }
-          return tf.mul(loss, weight) as tf.Scalar;
+          return tf.mul(tf.add(loss, aux.total()), weight) as tf.Scalar;
         }, model.trainableVariables());
       });
       stepLoss += (await value.data())[0];
@@ -392,7 +409,7 @@ function lastGood(runDir: string | undefined): string {
  */
 export function checkTrainData(data: TrainData): void {
   if (isTokens(data)) return;
-  const { name, numClasses, labels, images } = data;
+  const { name, numClasses, labels } = data;
   if (!(numClasses >= 2)) {
     throw new Error(`dataset '${name}' has ${numClasses} class(es); a classifier needs at least two`);
   }
@@ -401,6 +418,8 @@ export function checkTrainData(data: TrainData): void {
       throw new Error(`dataset '${name}': label ${labels[i]} of sample ${i} is outside 0..${numClasses - 1}`);
     }
   }
+  if (isSequenceDataset(data)) return; // token ids: checked against the vocabulary by the embedding
+  const images = data.images;
   const size = data.height * data.width * data.channels;
   for (let i = 0; i < images.length; i++) {
     if (!Number.isFinite(images[i])) {

@@ -1,5 +1,5 @@
 /** `sortednet extract`: one sub-model as a standalone, smaller checkpoint. */
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { initEngine } from '../../engine/backend.js';
 import { buildModel, specOf } from '../../models/index.js';
@@ -25,11 +25,13 @@ export const registerExtract: RegisterCommand = (program, exit) => {
       const sub = parseSubModel(need(flags.sub, '--sub SPEC', 'extract'), '--sub');
       if (hasCheckpoint(out))
         throw new Error(`${out} already holds a checkpoint; choose an empty --out folder`);
+      const existed = existsSync(out);
       const lock = acquireRunLock(out, 'extract');
       try {
         await extractInto(runDir, out, sub);
       } finally {
         lock.release();
+        if (!existed && readdirSync(out).length === 0) rmdirSync(out); // failed before writing
       }
       exit(0);
     });

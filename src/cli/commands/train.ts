@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { engineDescription, initEngine, parseBackend } from '../../engine/backend.js';
 import { buildModel, type SortedModel } from '../../models/index.js';
 import { Grid } from '../../sorted/grid.js';
-import type { TrainTest } from '../../data/dataset.js';
 import { resolveTrainConfig, type TrainConfig } from '../../train/config.js';
 import { DivergenceError, train, truncateLog } from '../../train/trainer.js';
 import { evaluateGrid, type EvalRow } from '../../train/evaluate.js';
@@ -16,7 +15,15 @@ import { formatTable } from '../../io/report.js';
 import { intArg, nonNegativeIntArg, numArg, positiveIntArg, seedArg } from '../args.js';
 import type { RegisterCommand } from '../command.js';
 import { readRunConfig, type RunConfig } from '../run_config.js';
-import { freshFolder, loadRunData, modelSpecFor, readRunJson, runTitle, writeEval } from '../run_folder.js';
+import {
+  freshFolder,
+  loadRunData,
+  modelSpecFor,
+  readRunJson,
+  runTitle,
+  writeEval,
+  type RunData,
+} from '../run_folder.js';
 
 export interface TrainFlags {
   run?: string;
@@ -254,7 +261,7 @@ export function evaluateRun(
   runDir: string,
   model: SortedModel,
   grid: Grid,
-  data: TrainTest,
+  data: RunData,
   c: RunConfig,
   title: string,
 ): number {
