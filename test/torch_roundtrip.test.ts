@@ -16,7 +16,7 @@ import { Grid, type GridSpec } from '../src/sorted/grid.js';
 import { parseSubModel, subModelId } from '../src/sorted/submodel.js';
 import { train, type TrainData } from '../src/train/trainer.js';
 import { resolveTrainConfig } from '../src/train/config.js';
-import { calibrateBatchNorm } from '../src/train/evaluate.js';
+import { calibrateBatchNorm, calibrationBatches } from '../src/train/evaluate.js';
 import { checkpointDir, loadCheckpoint, saveCheckpoint } from '../src/io/checkpoint.js';
 import { decodeSafetensors, encodeSafetensors, type NamedArray } from '../src/io/safetensors.js';
 import { loadMnist } from '../src/data/mnist.js';
@@ -144,10 +144,11 @@ async function writeCase(root: string, c: Case): Promise<string> {
     shape: x.shape,
     data: x.dataSync() as Float32Array,
   });
+  const calibration = model.input === 'image' ? calibrationBatches(mnist, 2, 32) : null;
   for (const id of c.subs) {
     const sub = parseSubModel(id);
     const key = subModelId(sub);
-    if (model.input === 'image') calibrateBatchNorm(model, key, sub, mnist, 2, 32);
+    if (calibration) calibrateBatchNorm(model, sub, key, calibration);
     const logits = tf.tidy(() => model.forward(x, sub, { mode: 'eval', key }));
     tensors.set(`logits:${key}`, {
       dtype: 'F32',
@@ -156,6 +157,7 @@ async function writeCase(root: string, c: Case): Promise<string> {
     });
     logits.dispose();
   }
+  if (calibration) tf.dispose(calibration);
   saveCheckpoint(dir, { model, grid: c.grid, step: config.steps, seed: 3 });
   writeFileSync(join(dir, 'cases.safetensors'), encodeSafetensors(tensors));
   x.dispose();

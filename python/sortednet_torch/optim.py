@@ -23,7 +23,8 @@ DEFAULT_TRAIN = {
 
 
 def resolve_train_config(partial, where="train config"):
-    known = set(DEFAULT_TRAIN) | {"lossWeights"}
+    # temperature: the dynamic-conv schedule of PAD models, which have no dynamic layers here
+    known = set(DEFAULT_TRAIN) | {"lossWeights", "temperature"}
     for k in partial:
         if k not in known:
             raise ValueError(f"{where}: unknown field '{k}'; known fields: {', '.join(sorted(known))}")
