@@ -97,9 +97,11 @@ def parse_args(argv):
     p.add_argument("--steps", type=int, help="train up to this many optimizer steps in total (default: the run's)")
     p.add_argument("--checkpoint-every", type=int, help="also write a checkpoint every this many steps")
     p.add_argument("--calibrate-batches", type=int, default=20,
-                   help="BN calibration batches (of 128) per sub-model before the last checkpoint; 0 skips (default 20)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--quiet", action="store_true")
+                   help="at the end, recalibrate every sub-model's BN statistics on this many batches of 128 and "
+                   "store them beside the last checkpoint, as `sortednet eval` does; 0 skips (default 20)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="auto: CUDA (NCCL, one GPU per rank) when available, else CPU (gloo)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines (errors still print)")
     return p.parse_args(argv)
 
 
