@@ -214,6 +214,9 @@ def train_run(args, rank, world, device, bn_group):
         ddp = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=shallower
         )
+    # Dropout draws: repeatable for a given seed, start step and rank (after DDP's broadcast of rank
+    # 0's initial weights, so every rank starts from the same model).
+    torch.manual_seed(stream_seed(seed, 104729, start) + rank)
     shared_batch = cfg["sameBatch"] or cfg["strategy"] == "sandwich"
     stream = BatchStream(train, cfg["batchSize"], cfg["seed"], cfg["augment"])
     stream.skip(start * (1 if shared_batch else cfg["gAcc"]))
