@@ -91,7 +91,7 @@ function weights(dir: string) {
 test(
   'torchrun DDP (2 CPU ranks) continues a TypeScript run; sortednet eval loads the result',
   { skip: torchSkip },
-  () => {
+  async () => {
     const dir = join(root, 'ddp');
     runPython(
       [
@@ -149,13 +149,19 @@ test(
     );
     for (const row of rows)
       assert.ok(row.accuracy >= 0 && row.accuracy <= 1, `${row.id}: accuracy ${row.accuracy}`);
+    // And back: the TypeScript trainer resumes what PyTorch wrote.
+    const more = resolveTrainConfig({ ...run.train, steps: 10 });
+    const m = buildModel(spec, more.seed);
+    await train(m, new Grid(grid, m), data, more, { runDir: dir, resume: true, datasetName: 'mnist' });
+    m.dispose();
+    assert.equal(readCheckpointMeta(dir).step, 10);
   },
 );
 
 test('DDP with 2 ranks equals one process on the same global batches (1e-5)', { skip: torchSkip }, () => {
   const single = join(root, 'single');
   runPython(['-m', 'sortednet_torch.train', '--run', single, '--calibrate-batches', '0', '--quiet']);
-  const a = weights(join(root, 'ddp'));
+  const a = weights(join(root, 'ddp', 'checkpoints', 'step-000008')); // before the TypeScript resume;
   const b = weights(single);
   const before = weights(join(root, 'ts'));
   assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort());
