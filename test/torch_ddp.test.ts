@@ -89,7 +89,7 @@ function weights(dir: string) {
 }
 
 test(
-  'torchrun DDP (2 CPU ranks) continues a TypeScript run; sortednet eval loads the result',
+  'torchrun DDP (2 CPU ranks) continues a TypeScript run; sortednet eval loads it, sortednet train resumes it',
   { skip: torchSkip },
   async () => {
     const dir = join(root, 'ddp');
