@@ -9,7 +9,13 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../src/engine/backend.js';
-import { buildModel, type ModelSpec, type SortedModel } from '../src/models/index.js';
+import {
+  buildModel,
+  type ModelSpec,
+  type SortedModel,
+  type Transformer,
+  type TransformerConfig,
+} from '../src/models/index.js';
 import { resnetConfig } from '../src/models/resnet.js';
 import { mobilenetV2Config } from '../src/models/mobilenetv2.js';
 import { Grid, type GridSpec } from '../src/sorted/grid.js';
@@ -128,6 +134,34 @@ before(async () => {
         tf.tensor2d([5, 9, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, ...tokens.subarray(0, 24)], [3, 12], 'int32'),
     },
   );
+  // The LLaMA-style option (RMSNorm, rotary, SwiGLU, no biases), where this build has it.
+  const llama: ModelSpec = {
+    family: 'transformer',
+    config: {
+      task: 'lm',
+      vocab: 64,
+      dim: 16,
+      heads: 2,
+      headDim: 8,
+      ffn: 24,
+      layers: 2,
+      maxLen: 16,
+      arch: 'llama',
+      ropeBase: 500,
+    } as TransformerConfig,
+  };
+  const probe = buildModel(llama) as Transformer;
+  if (probe.positions === null) {
+    cases.push({
+      name: 'transformer-llama',
+      spec: llama,
+      grid: { depth: [1, 2], heads: [1, 2], ffn: [0.5, 1], embed: [0.5, 1] },
+      subs: ['full', 'depth=1,heads=1,ffn=0.5,embed=0.5', 'depth=2,heads=1,embed=0.5'],
+      data: tokenDataset('text', tokens, 16, 64),
+      input: () => tf.tensor2d(tokens.subarray(0, 3 * 16), [3, 16], 'int32'),
+    });
+  }
+  probe.dispose();
 });
 
 /** Trains a few steps in TypeScript, calibrates BN, saves the checkpoint and the expected logits. */
