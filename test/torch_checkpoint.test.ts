@@ -38,6 +38,10 @@ test(
     assert.equal(checkpointDir(run), out.fallback);
     const ck = await loadCheckpoint(join(run, 'checkpoints', 'step-000002'));
     assert.equal(ck.meta.step, 2);
+    // Preprocessing and extra files (a tokenizer) travel with the weights, both ways.
+    assert.deepEqual(out.extra, [{ classes: ['a', 'b'] }, '{"model": {}}']);
+    assert.deepEqual(ck.meta.preprocess, { classes: ['a', 'b'] });
+    assert.equal(new TextDecoder().decode(ck.extraFiles.get('tokenizer.json')), '{"model": {}}');
     assert.equal(
       JSON.parse(readFileSync(join(ck.dir, 'checkpoint.json'), 'utf8')).format,
       'sortednet-checkpoint/1',

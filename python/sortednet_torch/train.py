@@ -294,8 +294,10 @@ def train_run(args, rank, world, device, bn_group):
         if final or (cfg["checkpointEvery"] > 0 and (step + 1) % cfg["checkpointEvery"] == 0):
             if rank == 0:
                 dataset = (ck.meta.get("dataset") if ck else None) or run["data"]["name"]
+                # What travels with the weights (preprocessing, tokenizer.json…) is carried on.
+                carried = {"preprocess": ck.meta.get("preprocess"), "extra_files": ck.extra_files} if ck else {}
                 written = save_checkpoint(args.run, model, grid_spec, step + 1, seed, keep=cfg["keepCheckpoints"],
-                                          train=cfg, dataset=dataset, optimizer_state=opt.state,
+                                          train=cfg, dataset=dataset, optimizer_state=opt.state, **carried,
                                           optimizer_step=opt.step)
                 if final and has_bn and args.calibrate_batches > 0:
                     # As `sortednet eval` does: per-sub-model statistics beside the untouched checkpoint.

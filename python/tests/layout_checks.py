@@ -18,8 +18,11 @@ def main(run, locked):
     spec = {"family": "mlp", "config": {"inputs": 4, "hidden": [3, 3], "classes": 2}}
     model = build_model(spec)
     out = {}
+    extra = {"preprocess": {"classes": ["a", "b"]}, "extra_files": {"tokenizer.json": b'{"model": {}}'}}
     for step in (1, 2, 3):
-        out[f"saved{step}"] = save_checkpoint(run, model, {"depth": [1, 2]}, step, 7)
+        out[f"saved{step}"] = save_checkpoint(run, model, {"depth": [1, 2]}, step, 7, **extra)
+    back = load_checkpoint(run)
+    out["extra"] = [back.meta["preprocess"], back.extra_files["tokenizer.json"].decode()]
     out["folders"] = [os.path.basename(f) for _, f in list_checkpoints(run)]
     out["resolved"] = resolve(run)
     try:
