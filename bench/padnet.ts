@@ -4,12 +4,12 @@
  *     K = 4) with static, DY-Conv, PAD κ = 0.3 (masked, as trained) and PAD κ = 0.3 compact block
  *     convolutions, and the same for its largest and smallest single layer: parameters, FLOPs,
  *     median eval latency of a batch of 64.
- *  2. A MoE FFN layer (E = 8 experts) on 4096 tokens: the dispatch (only the selected experts) at
+ *  2. A MoE FFN layer (E = 8 experts) on 2048 tokens: the dispatch (only the selected experts) at
  *     k = 1, 2, 4, 8 and with a capacity factor, against the dense formulation (every expert on
  *     every token).
  * Weights are untrained (latency does not depend on them); IMP partitions on 4 real batches.
  *
- *   npx tsc -p . && flock /work/heavy.lock node dist/bench/padnet.js [--reps 15]
+ *   npx tsc -p . && node dist/bench/padnet.js [--reps 9]      (about 45 s; on an otherwise idle machine)
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { engineDescription, initEngine } from '../src/engine/backend.js';
@@ -29,21 +29,25 @@ import { calibrateBatchNorm, labelledBatches } from '../src/train/evaluate.js';
 import type { Cost } from '../src/sorted/cost.js';
 
 const repsArg = process.argv.indexOf('--reps');
-const REPS = repsArg > 0 ? Number(process.argv[repsArg + 1]) : 15;
+const REPS = repsArg > 0 ? Number(process.argv[repsArg + 1]) : 9;
 const ctx: ForwardContext = { mode: 'eval', key: 'full' };
 
-/** Median wall time of `run` (ms) after 3 warm-up calls; each call reads its result back. */
-function median(run: () => tf.Tensor): number {
-  const once = () => {
+/**
+ * Median wall time (ms) of each of `runs`, after 3 warm-up calls each; each call reads its result
+ * back. The runs are interleaved (round-robin), so a change in machine load falls on all alike.
+ */
+function medians(runs: (() => tf.Tensor)[]): number[] {
+  const once = (run: () => tf.Tensor) => {
     const t0 = performance.now();
     tf.tidy(() => {
       run().dataSync();
     });
     return performance.now() - t0;
   };
-  for (let i = 0; i < 3; i++) once();
-  const times = Array.from({ length: REPS }, once).sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)];
+  for (let i = 0; i < 3; i++) runs.forEach(once);
+  const times: number[][] = runs.map(() => []);
+  for (let r = 0; r < REPS; r++) runs.forEach((run, i) => times[i].push(once(run)));
+  return times.map((t) => t.sort((a, b) => a - b)[Math.floor(t.length / 2)]);
 }
 
 const fmt = (n: number) => n.toLocaleString('en-US');
@@ -52,7 +56,7 @@ const row = (name: string, c: Cost, ms: number) =>
 
 async function main(): Promise<void> {
   await initEngine('wasm');
-  console.log(`${engineDescription()}; median of ${REPS} runs after 3 warm-ups`);
+  console.log(`${engineDescription()}; median of ${REPS} interleaved runs after 3 warm-ups`);
   const data = loadDataset('fashion-mnist', { trainSize: 1024, testSize: 64 });
   const calibration = labelledBatches(data.train, 4, 64, 778);
   const x = labelledBatches(data.test, 1, 64, 1)[0].x;
@@ -77,22 +81,25 @@ async function main(): Promise<void> {
   models.push(['PAD κ = 0.3, masked (as trained)', pad], ['PAD κ = 0.3, compact (deployed)', pad.deploy()]);
   console.log('\nModel (batch of 64 Fashion-MNIST images, 28×28):\n');
   console.log('| model | deployed params | MFLOPs / image | latency (ms / batch of 64) |\n|---|---|---|---|');
-  for (const [name, m] of models) {
+  models.forEach(([, m]) =>
     calibrateBatchNorm(
       m,
       FULL,
       'full',
       calibration.map((b) => b.x),
-    );
+    ),
+  );
+  const modelTimes = medians(
+    models.map(
+      ([, m]) =>
+        () =>
+          m.forward(x, FULL, ctx),
+    ),
+  );
+  models.forEach(([name, m], i) => {
     const params = name.includes('masked') ? m.parameterCount() : m.cost(FULL).params;
-    console.log(
-      row(
-        name,
-        { ...m.cost(FULL), params },
-        median(() => m.forward(x, FULL, ctx)),
-      ),
-    );
-  }
+    console.log(row(name, { ...m.cost(FULL), params }, modelTimes[i]));
+  });
 
   for (const [cin, cout, size] of [
     [16, 16, 28],
@@ -122,19 +129,19 @@ async function main(): Promise<void> {
       ['PAD masked', masked, { ...masked.cost(size, size), params: masked.parameterCount() }],
       ['PAD compact', compact, compact.cost(size, size)],
     ];
-    for (const [name, layer, cost] of layers)
-      console.log(
-        row(
-          name,
-          cost,
-          median(() => layer.forward(input, cout, ctx)),
-        ),
-      );
+    const times = medians(
+      layers.map(
+        ([, layer]) =>
+          () =>
+            layer.forward(input, cout, ctx),
+      ),
+    );
+    layers.forEach(([name, , cost], i) => console.log(row(name, cost, times[i])));
     [plain, dynamic, masked, compact, input, mask].forEach((t) => t.dispose());
   }
 
   // 2. MoE: dispatch vs dense.
-  const N = 4096;
+  const N = 2048;
   const tokens = tf.randomNormal([N, 64], 0, 1, 'float32', 6) as tf.Tensor2D;
   console.log(`\nMoE FFN layer, E = 8 experts of 64 → 256 → 64 (GELU), ${N} tokens:\n`);
   console.log(
@@ -157,8 +164,10 @@ async function main(): Promise<void> {
     moe.router.gate.assign(tf.randomNormal([64, 8], 0, 1, 'float32', 8));
     const layers = moe.layers.map((l) => l.asLayer());
     const gates = moe.router.forward(tokens, ctx).gates;
-    const dispatch = median(() => dispatchExperts(tokens, gates, layers, 'gelu'));
-    const dense = median(() => mixExperts(tokens, gates, layers, 'gelu'));
+    const [dispatch, dense] = medians([
+      () => dispatchExperts(tokens, gates, layers, 'gelu'),
+      () => mixExperts(tokens, gates, layers, 'gelu'),
+    ]);
     const perToken = (moe.cost().flops - 2 * 64 * 8) / 1e3;
     const name = `top-${k}${capacityFactor ? `, capacity factor ${capacityFactor}` : ''}`;
     console.log(`| ${name} | ${perToken.toFixed(1)} k | ${dispatch.toFixed(1)} | ${dense.toFixed(1)} |`);

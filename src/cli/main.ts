@@ -12,6 +12,7 @@ import { registerPadnet } from './commands/padnet.js';
 import { registerPartition } from './commands/partition.js';
 import { registerCompact } from './commands/compact.js';
 import { registerPresets } from './commands/presets.js';
+import { registerPredict } from './commands/predict.js';
 
 const COMMANDS: RegisterCommand[] = [
   registerTrain,
@@ -24,6 +25,7 @@ const COMMANDS: RegisterCommand[] = [
   registerPartition,
   registerCompact,
   registerPresets,
+  registerPredict,
 ];
 
 const VERSION = (

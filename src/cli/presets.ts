@@ -56,6 +56,16 @@ export const PRESETS: Record<string, Preset> = {
     }),
     grid: { depth: [1, 2, 3, 4], width: [0.25, 0.5, 0.75, 1] },
   },
+  tabular: {
+    description:
+      'MLP for a row of features, 4 hidden layers sized from the feature count (32..256): depth 1..4 × width 25..100% = 16 sub-models',
+    model: ({ channels, size, classes }) => {
+      const inputs = channels * size * size;
+      const hidden = Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(4 * inputs))));
+      return { family: 'mlp', config: { inputs, hidden: [hidden, hidden, hidden, hidden], classes } };
+    },
+    grid: { depth: [1, 2, 3, 4], width: [0.25, 0.5, 0.75, 1] },
+  },
   'mlp-160': {
     description: 'MLP 10 × 256 hidden: depth 1..10 × 16 widths = 160 sub-models',
     model: ({ channels, size, classes }) => ({

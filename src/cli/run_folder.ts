@@ -48,7 +48,7 @@ export function loadRunData(c: RunConfig): RunData {
       },
     };
   }
-  const d = loadDataset(c.data.name);
+  const d = loadDataset(c.data.name, { csv: c.data.csv });
   return {
     train: c.data.trainSubset ? subset(d.train, c.data.trainSubset, 1) : d.train,
     test: c.data.testSubset ? subset(d.test, c.data.testSubset, 2) : d.test,

@@ -5,11 +5,14 @@
  * parameters) with λ folded in. Deployed parameters of a PAD layer: |W|·(1 + (K−1)·κ) +
  * attention/router.
  *
- * The compact layers also COMPUTE less than the masked ones, without unpacking to dense:
- *  - conv: the static part is one plain convolution over the batch (its kernel scattered from the
- *    packed values, no per-sample work); the dynamic part aggregates only the packed values
- *    (α·V, κ·K·|W| multiply-adds) and applies them as a per-sample sparse kernel in ELL form
- *    (per output channel a fixed number of slots, each a patch column × a weight);
+ * The compact layers also compute less than the masked ones, and never unpack their parameters:
+ *  - conv: the kernel aggregation runs on the packed dynamic values only (α·V: 2·κ·K·|W|
+ *    multiply-adds instead of 2·K·|W|); each sample's kernel is assembled by two scatters (the
+ *    static values once per batch, the aggregated dynamic values per sample) and applied by one
+ *    per-sample convolution. Applying the static part as a separate plain convolution would add
+ *    a second convolution's multiply-adds (the per-sample one is dense either way: tfjs has no
+ *    sparse per-sample convolution), and a sparse (gathered) per-sample product measured far
+ *    slower than the dense one on WASM, so neither is done;
  *  - MoE: the router and dispatchExperts (only the selected experts run; the static part once
  *    per token).
  * Both are built from their shape alone (the checkpoint of a deployed model fills them) or
@@ -20,7 +23,7 @@ import { Module, type ForwardContext } from '../nn/module.js';
 import { BatchNorm2d } from '../nn/batchnorm.js';
 import type { Padding } from '../nn/conv2d.js';
 import type { Activation } from '../nn/functional.js';
-import { KernelAttention, im2col, temperatureOf, type ConvGeometry } from './dynamic_conv.js';
+import { KernelAttention, perSampleConv2d, temperatureOf, type ConvGeometry } from './dynamic_conv.js';
 import { Router, dispatchExperts, type ExpertLayer, type MoEOutput } from './moe.js';
 import {
   PadConv2d,
@@ -63,36 +66,32 @@ export interface CompactConvShape {
   padding: Padding;
   kernels: number;
   reduction: number;
-  /** Dynamic elements (nnz) and ELL slots per output channel (see maskLayout). */
+  /** Dynamic elements (nnz). */
   dynamic: number;
-  slots: number;
   name: string;
 }
 
 /**
  * A deployed PAD conv. Parameters: the attention, `dynamicValues` [K, nnz] (λ_d folded),
- * `staticValues` [|W| − nnz] (λ_s folded); buffers: `staticIndex` (flat positions of the static
- * values), `slotValue` and `slotRow` (the ELL layout of the dynamic part).
+ * `staticValues` [|W| − nnz] (λ_s folded); buffers: `dynamicIndex` and `staticIndex`, the flat
+ * positions of those values in a [kh, kw, Cin, Cout] kernel.
  */
 export class CompactPadConv2d extends Module {
   readonly attention: KernelAttention;
   readonly dynamicValues: tf.Variable;
   readonly staticValues: tf.Variable;
+  readonly dynamicIndex: tf.Variable;
   readonly staticIndex: tf.Variable;
-  readonly slotValue: tf.Variable;
-  readonly slotRow: tf.Variable;
   readonly geometry: ConvGeometry;
   readonly kernelSize: number;
 
   constructor(readonly shape: CompactConvShape) {
     super();
-    const { inChannels: cin, outChannels: cout, kernel: k, kernels: K, dynamic, slots } = shape;
+    const { inChannels: cin, outChannels: cout, kernel: k, kernels: K, dynamic } = shape;
     this.geometry = { kernel: k, stride: shape.stride, padding: shape.padding };
     this.kernelSize = k * k * cin * cout;
-    if (!(Number.isInteger(dynamic) && dynamic >= 0 && dynamic <= this.kernelSize) || !(slots >= 1)) {
-      throw new Error(
-        `${shape.name}: ${dynamic} dynamic elements / ${slots} slots do not fit a kernel of ${this.kernelSize}`,
-      );
+    if (!(Number.isInteger(dynamic) && dynamic >= 0 && dynamic <= this.kernelSize)) {
+      throw new Error(`${shape.name}: ${dynamic} dynamic elements do not fit a kernel of ${this.kernelSize}`);
     }
     this.attention = this.addChild(
       'attention',
@@ -100,15 +99,14 @@ export class CompactPadConv2d extends Module {
     );
     this.dynamicValues = this.addParam('dynamicValues', tf.zeros([K, dynamic]), false);
     this.staticValues = this.addParam('staticValues', tf.zeros([this.kernelSize - dynamic]), false);
+    this.dynamicIndex = this.addBuffer('dynamicIndex', tf.zeros([dynamic, 1], 'int32'));
     this.staticIndex = this.addBuffer('staticIndex', tf.zeros([this.kernelSize - dynamic, 1], 'int32'));
-    this.slotValue = this.addBuffer('slotValue', tf.zeros([cout * slots], 'int32'));
-    this.slotRow = this.addBuffer('slotRow', tf.zeros([cout * slots], 'int32'));
   }
 
   /** The compact form of a masked PAD conv (its current mask, λ folded). */
   static from(pad: PadConv2d): CompactPadConv2d {
     const d = pad.dynamic;
-    const layout = maskLayout(pad.mask.dataSync(), pad.kernel, pad.inChannels, pad.outChannels);
+    const layout = maskLayout(pad.mask.dataSync());
     const compact = new CompactPadConv2d({
       inChannels: pad.inChannels,
       outChannels: pad.outChannels,
@@ -118,7 +116,6 @@ export class CompactPadConv2d extends Module {
       kernels: d.kernels,
       reduction: d.reduction,
       dynamic: layout.dynamic.length,
-      slots: layout.slots,
       name: pad.name,
     });
     compact.load(pad);
@@ -127,11 +124,11 @@ export class CompactPadConv2d extends Module {
 
   /** Fills this layer from a masked PAD conv with the same mask counts. */
   load(pad: PadConv2d): void {
-    const layout = maskLayout(pad.mask.dataSync(), pad.kernel, pad.inChannels, pad.outChannels);
-    if (layout.dynamic.length !== this.shape.dynamic || layout.slots !== this.shape.slots) {
+    const layout = maskLayout(pad.mask.dataSync());
+    if (layout.dynamic.length !== this.shape.dynamic) {
       throw new Error(
-        `${this.shape.name}: the mask has ${layout.dynamic.length} dynamic elements in ${layout.slots} slots, ` +
-          `this compact layer was built for ${this.shape.dynamic} in ${this.shape.slots}`,
+        `${this.shape.name}: the mask has ${layout.dynamic.length} dynamic elements, ` +
+          `this compact layer was built for ${this.shape.dynamic}`,
       );
     }
     copyParameters(pad.dynamic.attention, this.attention);
@@ -143,9 +140,8 @@ export class CompactPadConv2d extends Module {
         this.dynamicValues.assign(tf.mul(lambdaD, tf.gather(flat, Array.from(layout.dynamic), 1)));
       if (layout.static.length)
         this.staticValues.assign(tf.mul(lambdaS, tf.gather(staticFlat, Array.from(layout.static))));
+      this.dynamicIndex.assign(column(layout.dynamic));
       this.staticIndex.assign(column(layout.static));
-      this.slotValue.assign(tf.tensor1d(layout.slotValue, 'int32'));
-      this.slotRow.assign(tf.tensor1d(layout.slotRow, 'int32'));
     });
   }
 
@@ -156,7 +152,7 @@ export class CompactPadConv2d extends Module {
 
   /** x [B, H, W, Cin] → [B, H', W', Cout]; a compact layer serves its full width only. */
   forward(x: tf.Tensor4D, out: number, ctx: ForwardContext): tf.Tensor4D {
-    const { inChannels: cin, outChannels: cout, kernel: k, dynamic, slots } = this.shape;
+    const { inChannels: cin, outChannels: cout, kernel: k, dynamic } = this.shape;
     if (x.rank !== 4 || x.shape[3] !== cin || out !== cout) {
       throw new Error(
         `${this.shape.name}: a compact layer takes [B, H, W, ${cin}] → ${cout} channels, got ` +
@@ -164,35 +160,20 @@ export class CompactPadConv2d extends Module {
       );
     }
     const B = x.shape[0];
-    // Static part: one plain convolution for the whole batch.
-    const staticKernel = tf.reshape(tf.scatterND(this.staticIndex, this.staticValues, [this.kernelSize]), [
-      k,
-      k,
-      cin,
-      cout,
-    ]) as tf.Tensor4D;
-    const y = tf.conv2d(x, staticKernel, this.geometry.stride, this.geometry.padding);
-    if (dynamic === 0) return y;
-    // Dynamic part on the packed values only: α·V, then a per-sample ELL product with the patches.
-    const alpha = this.attention.forward(x, temperatureOf(ctx)); // [B, K]
-    const w = tf.matMul(alpha, this.dynamicValues); // [B, nnz]
-    const slotWeights = tf.gather(tf.concat([w, tf.zeros([B, 1])], 1), this.slotValue, 1); // [B, Cout·slots]
-    const patches = im2col(x, this.geometry); // [B, H'W', k²Cin]
-    const hw = patches.shape[1];
-    const picked = tf.gather(patches, this.slotRow, 2); // [B, H'W', Cout·slots]
-    const products = tf.mul(picked, tf.reshape(slotWeights, [B, 1, cout * slots]));
-    const yd = tf.sum(tf.reshape(products, [B, hw, cout, slots]), 3); // [B, H'W', Cout]
-    return tf.add(y, tf.reshape(yd, y.shape)) as tf.Tensor4D;
+    const P = this.kernelSize;
+    // λ_s (1 − M) ⊙ W_s as a column [|W|, 1], scattered from the packed values once per batch.
+    let kernels: tf.Tensor2D = tf.reshape(tf.scatterND(this.staticIndex, this.staticValues, [P]), [P, 1]);
+    if (dynamic > 0) {
+      const alpha = this.attention.forward(x, temperatureOf(ctx)); // [B, K]
+      const aggregated = tf.matMul(this.dynamicValues, alpha, true, true); // [nnz, B]: (α·V)ᵀ, packed
+      kernels = tf.add(kernels, tf.scatterND(this.dynamicIndex, aggregated, [P, B])); // [|W|, B]
+    } else kernels = tf.tile(kernels, [1, B]);
+    const perSample = tf.reshape(tf.transpose(kernels), [B, k * k * cin, cout]) as tf.Tensor3D;
+    return perSampleConv2d(x, perSample, this.geometry);
   }
 
   cost(h: number, w: number): Cost {
-    return padConvCost(
-      { ...this.shape, geometry: this.geometry },
-      this.shape.dynamic,
-      this.shape.slots,
-      h,
-      w,
-    );
+    return padConvCost({ ...this.shape, geometry: this.geometry }, this.shape.dynamic, h, w);
   }
 }
 
@@ -283,7 +264,7 @@ export class CompactPadMoE extends Module {
     const E = this.shape.experts;
     moe.layers.forEach((layer, i) => {
       const size = layer.inFeatures * layer.outFeatures;
-      const layout = maskLayout(pad.masks[i].dataSync(), 1, 1, 1); // flat positions only
+      const layout = maskLayout(pad.masks[i].dataSync());
       if (layout.dynamic.length !== this.shape.dynamic[i])
         throw new Error(
           `${this.shape.name}: layer ${i} mask has ${layout.dynamic.length} dynamic elements, expected ${this.shape.dynamic[i]}`,

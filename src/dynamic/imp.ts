@@ -18,13 +18,18 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { createRng } from '../data/random.js';
-import type { ForwardContext } from '../nn/module.js';
-import type { SortedModel } from '../models/model.js';
-import { FULL } from '../sorted/submodel.js';
+import type { ForwardContext, Module } from '../nn/module.js';
+import { FULL, type SubModel } from '../sorted/submodel.js';
 import { calibrateBatchNorm, type LabelledBatch } from '../train/evaluate.js';
 import { padLayers, setMask } from './partial.js';
 
 export type { LabelledBatch };
+
+/** What IMP needs of a model (every SortedModel is one): its PAD layers as modules, and logits. */
+export interface PartitionModel extends Module {
+  readonly family: string;
+  forward(x: tf.Tensor, sub: SubModel, ctx: ForwardContext): tf.Tensor;
+}
 
 export interface PartitionOptions {
   /** κ in (0, 1]: the fraction of elements kept dynamic. Paper: 0.3 (DY-Conv), 0.5 (MoE). */
@@ -70,7 +75,7 @@ export function checkKappa(kappa: number, where = 'partition'): number {
 }
 
 /** Every mask of every PAD layer with a readable name. */
-function namedMasks(model: SortedModel): { name: string; mask: tf.Variable }[] {
+function namedMasks(model: PartitionModel): { name: string; mask: tf.Variable }[] {
   return padLayers(model).flatMap((layer) =>
     layer.masks.map((mask, i) => ({
       name: layer.masks.length === 1 ? layer.name : `${layer.name}.${i}`,
@@ -84,7 +89,7 @@ function namedMasks(model: SortedModel): { name: string; mask: tf.Variable }[] {
  * cross-entropy of each batch, computed in eval mode.
  */
 export function maskGradients(
-  model: SortedModel,
+  model: PartitionModel,
   batches: readonly LabelledBatch[],
   ctx: ForwardContext,
 ): tf.Tensor[] {
@@ -161,7 +166,7 @@ function choose(
  * ```
  */
 export function partition(
-  model: SortedModel,
+  model: PartitionModel,
   batches: readonly LabelledBatch[],
   options: PartitionOptions,
 ): PartitionResult {

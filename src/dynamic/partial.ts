@@ -161,8 +161,7 @@ export class PadConv2d extends Module implements PadLayer {
    * (compact.ts) runs it: |W|(1 + (K−1)κ) + attention parameters.
    */
   cost(h: number, w: number, cin = this.inChannels, cout = this.outChannels): Cost {
-    const m = tf.tidy(() => prefix(this.mask, [-1, -1, cin, cout], this.name).dataSync());
-    const layout = maskLayout(m, this.kernel, cin, cout);
+    const nnz = tf.tidy(() => tf.sum(prefix(this.mask, [-1, -1, cin, cout], this.name)).dataSync()[0]);
     const d = this.dynamic;
     const shape = {
       inChannels: cin,
@@ -171,7 +170,7 @@ export class PadConv2d extends Module implements PadLayer {
       reduction: d.reduction,
       geometry: d.geometry,
     };
-    return padConvCost(shape, layout.dynamic.length, layout.slots, h, w);
+    return padConvCost(shape, nnz, h, w);
   }
 }
 
@@ -184,72 +183,34 @@ export interface DynamicConvShape {
   readonly geometry: ConvGeometry;
 }
 
-/**
- * Where a PAD conv's mask puts its elements, in the layout the compact layer runs (compact.ts):
- *  - `dynamic` / `static`: flat positions in [kh, kw, Cin, Cout] of the 1s and 0s, row-major;
- *  - per output channel, the dynamic elements as `slots` rows of an ELL sparse matrix
- *    [Cout, slots]: `slotValue` (index into `dynamic`, or dynamic.length for padding) and
- *    `slotRow` (the im2col patch column (c, i, j) it multiplies; padding slots read column 0,
- *    against the zero weight at index dynamic.length).
- */
+/** Flat positions of a mask's 1s (dynamic) and 0s (static), row-major. */
 export interface MaskLayout {
   dynamic: Int32Array;
   static: Int32Array;
-  slots: number;
-  slotValue: Int32Array;
-  slotRow: Int32Array;
 }
 
-export function maskLayout(mask: ArrayLike<number>, kernel: number, cin: number, cout: number): MaskLayout {
-  const kk = kernel * kernel;
+export function maskLayout(mask: ArrayLike<number>): MaskLayout {
   const dynamic: number[] = [];
   const fixed: number[] = [];
-  const perOut: number[][] = Array.from({ length: cout }, () => []);
-  for (let p = 0; p < mask.length; p++) {
-    if (mask[p] > 0.5) {
-      perOut[p % cout].push(dynamic.length);
-      dynamic.push(p);
-    } else fixed.push(p);
-  }
-  const slots = Math.max(1, ...perOut.map((l) => l.length));
-  const slotValue = new Int32Array(cout * slots).fill(dynamic.length);
-  const slotRow = new Int32Array(cout * slots);
-  perOut.forEach((list, co) =>
-    list.forEach((v, j) => {
-      const q = Math.floor(dynamic[v] / cout); // (i·k + j)·Cin + c
-      slotValue[co * slots + j] = v;
-      slotRow[co * slots + j] = (q % cin) * kk + Math.floor(q / cin); // im2col order (c, i, j)
-    }),
-  );
-  return { dynamic: Int32Array.from(dynamic), static: Int32Array.from(fixed), slots, slotValue, slotRow };
+  for (let p = 0; p < mask.length; p++) (mask[p] > 0.5 ? dynamic : fixed).push(p);
+  return { dynamic: Int32Array.from(dynamic), static: Int32Array.from(fixed) };
 }
 
 /**
- * Cost of a compact PAD conv (compact.ts) with `dynamicCount` dynamic elements laid out in
- * `slots` ELL slots per output channel. Parameters: K values per dynamic element, one per static
- * element, the attention: the paper's |W|(1 + (K−1)κ) + attention. FLOPs per sample: the
- * aggregation over the dynamic elements only (2·K·nnz), the static part as one dense
- * convolution (2·|W| per output position), the dynamic part on its ELL slots (2·Cout·slots per
- * output position, ≈ 2·nnz), the attention.
+ * Cost of a compact PAD conv (compact.ts) with `dynamicCount` dynamic elements. Parameters: K
+ * values per dynamic element, one per static element, the attention: the paper's
+ * |W|(1 + (K−1)κ) + attention. FLOPs per sample, as compact.ts runs them: the aggregation over the
+ * dynamic elements only (2·K·nnz, the paper's count), adding the static kernel (|W|), the
+ * per-sample convolution (2·|W| per output position), the attention.
  */
-export function padConvCost(
-  layer: DynamicConvShape,
-  dynamicCount: number,
-  slots: number,
-  h: number,
-  w: number,
-): Cost {
+export function padConvCost(layer: DynamicConvShape, dynamicCount: number, h: number, w: number): Cost {
   const { kernel: k, stride, padding } = layer.geometry;
   const size = k * k * layer.inChannels * layer.outChannels;
   const attention = KernelAttention.cost(layer.inChannels, layer.kernels, layer.reduction, h, w);
   const outputs = convOutSize(h, k, stride, padding) * convOutSize(w, k, stride, padding);
   return {
     params: layer.kernels * dynamicCount + (size - dynamicCount) + attention.params,
-    flops:
-      2 * layer.kernels * dynamicCount +
-      2 * size * outputs +
-      2 * layer.outChannels * slots * outputs +
-      attention.flops,
+    flops: 2 * layer.kernels * dynamicCount + size + 2 * size * outputs + attention.flops,
   };
 }
 

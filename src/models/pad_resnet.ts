@@ -3,7 +3,7 @@
  * dynamic (PAD-Net): the ResNet of resnet.ts with a conv factory, so depth × width sub-models,
  * extraction, BN calibration per sub-model and checkpoints work as for every sorted model. The
  * stem and the 1×1 shortcuts stay static, as in Chen et al. A deployed (compact) model carries
- * `compact` in its config: per PAD conv, its dynamic element count and ELL slots.
+ * `compact` in its config: per PAD conv, its dynamic element count.
  *
  * ```ts
  * const model = new PadResNet(padResNetConfig({ ...shape, widths: [16, 32, 64], blocks: [1, 1, 1], conv: 'pad' }));
@@ -29,8 +29,8 @@ export interface PadResNetConfig extends ResNetConfig {
   reduction: number;
   /** Which PAD scale factors are learned (conv 'pad' only). */
   lambdaMode: LambdaMode;
-  /** Deployed models only: per PAD conv name, [dynamic elements, ELL slots] (see compact.ts). */
-  compact?: Record<string, [number, number]>;
+  /** Deployed models only: per PAD conv name, its dynamic element count (see compact.ts). */
+  compact?: Record<string, number>;
 }
 
 export const PAD_DEFAULTS = { conv: 'pad', kernels: 4, reduction: 4, lambdaMode: 'both' } as const;
@@ -75,7 +75,7 @@ function padConvs(c: PadResNetConfig): ConvFactory {
   return (cin, cout, stride, name, seed) => {
     const compact = c.compact?.[name];
     const opts = { stride, kernels: c.kernels, reduction: c.reduction, name };
-    if (compact) {
+    if (compact !== undefined) {
       return new CompactPadConv2d({
         inChannels: cin,
         outChannels: cout,
@@ -84,8 +84,7 @@ function padConvs(c: PadResNetConfig): ConvFactory {
         padding: 'same',
         kernels: c.kernels,
         reduction: c.reduction,
-        dynamic: compact[0],
-        slots: compact[1],
+        dynamic: compact,
         name,
       });
     }
@@ -122,11 +121,8 @@ export class PadResNet extends ResNet<PadResNetConfig> {
     );
     if (pads.size === 0)
       throw new Error(`pad-resnet: conv '${this.config.conv}' has no PAD layers to compact`);
-    const compact: Record<string, [number, number]> = {};
-    for (const [name, m] of pads) {
-      const layout = maskLayout(m.mask.dataSync(), m.kernel, m.inChannels, m.outChannels);
-      compact[name] = [layout.dynamic.length, layout.slots];
-    }
+    const compact: Record<string, number> = {};
+    for (const [name, m] of pads) compact[name] = maskLayout(m.mask.dataSync()).dynamic.length;
     const deployed = new PadResNet({ ...this.config, compact });
     copyMatchingState(this, deployed);
     for (const [name, m] of deployed.namedModules())

@@ -10,6 +10,7 @@ import type { ImageDataset } from '../data/dataset.js';
 import { batches } from '../data/loader.js';
 import { isSequenceDataset, sequenceBatches, type SequenceDataset } from '../data/sequences.js';
 import { namedBatchNorms } from '../nn/batchnorm.js';
+import type { Module } from '../nn/module.js';
 
 export interface EvalRow {
   id: string;
@@ -58,7 +59,7 @@ function* inputBatches(
  * `temperature` is the dynamic-conv attention temperature of the passes (default 1).
  */
 export function calibrateBatchNorm(
-  model: SortedModel,
+  model: Module & Pick<SortedModel, 'forward'>,
   sub: SubModel,
   key: string,
   inputs: Iterable<tf.Tensor>,

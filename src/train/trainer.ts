@@ -27,7 +27,7 @@ import {
   saveCheckpoint,
   type SaveOptions,
 } from '../io/checkpoint.js';
-import type { CheckpointMeta } from '../io/checkpoint_codec.js';
+import type { CheckpointMeta, Preprocess } from '../io/checkpoint_codec.js';
 import { acquireRunLock } from '../io/lock.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { Progress } from './progress.js';
@@ -53,6 +53,8 @@ export interface TrainOptions {
   /** Continue from the checkpoint in runDir. */
   resume?: boolean;
   datasetName?: string;
+  /** What a raw input needs before the model (normalisation, image size, class names): saved in checkpoints. */
+  preprocess?: Preprocess;
   onStep?: (log: StepLog) => void;
   progress?: boolean;
   /** Stop after this step (tests use it to simulate an interrupted run). */
@@ -365,6 +367,7 @@ async function trainSteps(
           seed: config.seed,
           train: config,
           dataset: options.datasetName,
+          preprocess: options.preprocess,
           optimizerState: optimizer.state,
         },
         { keep: config.keepCheckpoints, onStage: options.onSaveStage },
