@@ -11,6 +11,8 @@ import numpy as np
 from .rng import Rng, permutation, stream_seed
 
 FASHION_MNIST_FOLDER = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot"]
 DIGITS_IN_DEB = "usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz"
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -34,10 +36,18 @@ def read_idx(path):
 class ImageData:
     """[n, H, W, C] float32 images (NHWC, as the files and the TypeScript side hold them) and int labels."""
 
-    def __init__(self, images, labels, classes):
+    def __init__(self, images, labels, classes, class_names=None):
         if images.ndim == 3:
             images = images[..., None]
         self.images, self.labels, self.classes = images, labels.astype(np.int64), classes
+        self.class_names = class_names
+        self.normalisation = None
+
+    def preprocess(self):
+        """What a raw input needs before the model, as checkpoint.json's `preprocess` (the TypeScript preprocessOf)."""
+        _, h, w, c = self.images.shape
+        return {**(self.normalisation or {}), "image": {"height": h, "width": w, "channels": c},
+                "classes": self.class_names or [str(i) for i in range(self.classes)]}
 
     @property
     def n(self):
@@ -128,7 +138,7 @@ def subset(d, n, seed):
     if n >= d.n:
         return d
     idx = permutation(d.n, Rng(seed))[:n]
-    return ImageData(d.images[idx], d.labels[idx], d.classes)
+    return ImageData(d.images[idx], d.labels[idx], d.classes, d.class_names)
 
 
 class TokenData:
@@ -180,6 +190,7 @@ def load_dataset(spec):
         if not os.path.isdir(FASHION_MNIST_FOLDER):
             raise FileNotFoundError(f"Fashion-MNIST not found in '{FASHION_MNIST_FOLDER}': install it with `sudo apt-get install dataset-fashion-mnist`")
         train, test = load_idx_folder(FASHION_MNIST_FOLDER)
+        train.class_names = test.class_names = FASHION_MNIST_CLASSES
     elif name == "digits":
         train, test = _load_digits()
     elif os.path.isdir(name):
@@ -196,6 +207,7 @@ def load_dataset(spec):
         test = subset(test, spec["testSubset"], 2)
     normalise(train, mean, std)
     normalise(test, mean, std)
+    train.normalisation = test.normalisation = {"mean": mean, "std": std}
     return train, test
 
 

@@ -295,7 +295,8 @@ def train_run(args, rank, world, device, bn_group):
             if rank == 0:
                 dataset = (ck.meta.get("dataset") if ck else None) or run["data"]["name"]
                 # What travels with the weights (preprocessing, tokenizer.json…) is carried on.
-                carried = {"preprocess": ck.meta.get("preprocess"), "extra_files": ck.extra_files} if ck else {}
+                carried = ({"preprocess": ck.meta.get("preprocess"), "extra_files": ck.extra_files} if ck
+                           else {"preprocess": train.preprocess()})
                 written = save_checkpoint(args.run, model, grid_spec, step + 1, seed, keep=cfg["keepCheckpoints"],
                                           train=cfg, dataset=dataset, optimizer_state=opt.state, **carried,
                                           optimizer_step=opt.step)
