@@ -73,7 +73,13 @@ const cases: Case[] = [
       config: { task: 'lm', vocab: 32, dim: 16, heads: 4, headDim: 4, ffn: 32, layers: 3, maxLen: 8 },
     },
     grid: { depth: [1, 2, 3], heads: [2, 4], ffn: [0.25, 1], embed: [0.5, 1] },
-    sampler: { weights: { full: 3, 'depth=1,heads=2,ffn=0.25,embed=0.5': 1 } },
+    sampler: {
+      weights: {
+        'depth=3,heads=4,ffn=1,embed=1': 3,
+        'depth=1,heads=2,ffn=0.25,embed=0.5': 1,
+        'depth=2,heads=2,ffn=1,embed=0.5': 2,
+      },
+    },
     gAcc: 2,
     seed: 2 ** 40 + 3, // beyond 32 bits: hashed (streamSeed)
   },
