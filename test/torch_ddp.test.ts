@@ -13,7 +13,6 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initEngine } from '../src/engine/backend.js';
 import { buildModel, type ModelSpec } from '../src/models/index.js';
-import { resnetConfig } from '../src/models/resnet.js';
 import { Grid, type GridSpec } from '../src/sorted/grid.js';
 import { train, type StepLog } from '../src/train/trainer.js';
 import { resolveTrainConfig } from '../src/train/config.js';
@@ -24,20 +23,10 @@ import { loadMobyDick } from '../src/data/text.js';
 import { byteTokenSplit } from '../src/data/tokens.js';
 import { subset, type ImageDataset } from '../src/data/dataset.js';
 import type { RunConfig } from '../src/cli/run_config.js';
-import { runPython, scratch, torchSkip } from './torch_helpers.js';
+import { runPython, scratch, smallResNet, torchSkip } from './torch_helpers.js';
 
 const CLI = fileURLToPath(new URL('../../bin/sortednet.js', import.meta.url));
-const spec: ModelSpec = {
-  family: 'resnet',
-  config: resnetConfig({
-    inChannels: 1,
-    imageSize: 28,
-    classes: 10,
-    stem: 8,
-    widths: [8, 16],
-    blocks: [2, 1],
-  }),
-};
+const spec: ModelSpec = smallResNet([8, 16], [2, 1]);
 const grid: GridSpec = { depth: [2, 3], width: [0.5, 1] };
 const run: RunConfig = {
   model: spec,
@@ -72,9 +61,25 @@ before(async () => {
   for (const name of ['ddp', 'single']) cpSync(dir, join(root, name), { recursive: true });
 });
 
-/** With TORCH_TEST_VERBOSE set, prints the largest gap to the reference (for the docs). */
-function report(what: string, gaps: number[]): void {
-  if (process.env.TORCH_TEST_VERBOSE) console.log(`${what}: max |loss gap| ${Math.max(...gaps)}`);
+/**
+ * A continuation follows the TypeScript trainer's own steps: the same sub-models per step and (same
+ * data, same optimizer) the same losses within 1e-4. TORCH_TEST_VERBOSE prints the largest gap.
+ */
+function assertFollows(log: StepLog[], reference: StepLog[], what: string): void {
+  assert.deepEqual(
+    log.map((r) => r.subModels),
+    reference.map((r) => r.subModels),
+    `${what}: sub-models per step`,
+  );
+  const gaps = log.map((r, i) => Math.abs(r.loss - reference[i].loss));
+  if (process.env.TORCH_TEST_VERBOSE)
+    console.log(`${what} vs TypeScript: max |loss gap| ${Math.max(...gaps)}`);
+  gaps.forEach((g, i) =>
+    assert.ok(
+      g < 1e-4,
+      `${what}, step ${log[i].step}: loss ${log[i].loss} vs TypeScript ${reference[i].loss}`,
+    ),
+  );
 }
 
 const pyLog = (dir: string) =>
@@ -118,21 +123,7 @@ test(
       [5, 6, 7, 8],
     );
     assert.ok(log.every((r) => r.ranks === 2));
-    // Same sub-models per step, and (same data, same optimizer) the same losses as the TypeScript trainer.
-    assert.deepEqual(
-      log.map((r) => r.subModels),
-      reference.map((r) => r.subModels),
-    );
-    report(
-      'resnet, 2 ranks vs TypeScript',
-      log.map((r, i) => Math.abs(r.loss - reference[i].loss)),
-    );
-    for (const [i, r] of log.entries()) {
-      assert.ok(
-        Math.abs(r.loss - reference[i].loss) < 1e-4,
-        `step ${r.step}: loss ${r.loss} vs TypeScript ${reference[i].loss}`,
-      );
-    }
+    assertFollows(log, reference, 'resnet, 2 ranks');
     assert.equal(readCheckpointMeta(dir).step, 8);
     const ev = spawnSync(process.execPath, [CLI, 'eval', '--run', dir], {
       encoding: 'utf8',
@@ -208,20 +199,7 @@ test(
     r.dispose();
     runPython(['-m', 'sortednet_torch.train', '--run', dir, '--quiet']);
     const log = pyLog(dir);
-    assert.deepEqual(
-      log.map((x) => x.subModels),
-      ref.map((x) => x.subModels),
-    );
-    report(
-      'transformer LM vs TypeScript',
-      log.map((x, i) => Math.abs(x.loss - ref[i].loss)),
-    );
-    for (const [i, x] of log.entries()) {
-      assert.ok(
-        Math.abs(x.loss - ref[i].loss) < 1e-4,
-        `step ${x.step}: loss ${x.loss} vs TypeScript ${ref[i].loss}`,
-      );
-    }
+    assertFollows(log, ref, 'transformer LM');
     assert.equal(readCheckpointMeta(dir).step, 6);
   },
 );

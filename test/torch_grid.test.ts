@@ -5,12 +5,11 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { initEngine } from '../src/engine/backend.js';
 import { buildModel, type ModelSpec } from '../src/models/index.js';
-import { resnetConfig } from '../src/models/resnet.js';
 import { mobilenetV2Config } from '../src/models/mobilenetv2.js';
 import { Grid, type GridSpec } from '../src/sorted/grid.js';
 import { SubModelSampler, type SamplerOptions } from '../src/sorted/sample.js';
 import { createRng, streamSeed } from '../src/data/random.js';
-import { PYTHON_PACKAGE, runPython, scratch, torchSkip } from './torch_helpers.js';
+import { PYTHON_PACKAGE, runPython, scratch, smallResNet, torchSkip } from './torch_helpers.js';
 
 interface Case {
   spec: ModelSpec;
@@ -20,17 +19,7 @@ interface Case {
   seed: number;
 }
 
-const resnet: ModelSpec = {
-  family: 'resnet',
-  config: resnetConfig({
-    inChannels: 1,
-    imageSize: 28,
-    classes: 10,
-    stem: 8,
-    widths: [8, 16],
-    blocks: [2, 2],
-  }),
-};
+const resnet: ModelSpec = smallResNet([8, 16], [2, 2]);
 const mobilenet: ModelSpec = {
   family: 'mobilenetv2',
   config: mobilenetV2Config({

@@ -3,6 +3,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ModelSpec } from '../src/models/index.js';
+import { resnetConfig } from '../src/models/resnet.js';
 import { fileURLToPath } from 'node:url';
 
 /** Debian's python3-torch installs for this interpreter; PATH's python3 may be another. */
@@ -42,4 +44,12 @@ export function scratch(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
   return dir;
+}
+
+/** A small sorted ResNet for 28×28 grey images, 10 classes (stem 8): quick to train in tests. */
+export function smallResNet(widths: number[], blocks: number[]): ModelSpec {
+  return {
+    family: 'resnet',
+    config: resnetConfig({ inChannels: 1, imageSize: 28, classes: 10, stem: 8, widths, blocks }),
+  };
 }

@@ -16,7 +16,6 @@ import {
   type Transformer,
   type TransformerConfig,
 } from '../src/models/index.js';
-import { resnetConfig } from '../src/models/resnet.js';
 import { mobilenetV2Config } from '../src/models/mobilenetv2.js';
 import { Grid, type GridSpec } from '../src/sorted/grid.js';
 import { parseSubModel, subModelId } from '../src/sorted/submodel.js';
@@ -28,7 +27,7 @@ import { decodeSafetensors, encodeSafetensors, type NamedArray } from '../src/io
 import { loadMnist } from '../src/data/mnist.js';
 import { subset, type ImageDataset } from '../src/data/dataset.js';
 import { tokenDataset } from '../src/data/tokens.js';
-import { PYTHON_PACKAGE, runPython, scratch, torchSkip } from './torch_helpers.js';
+import { PYTHON_PACKAGE, runPython, scratch, smallResNet, torchSkip } from './torch_helpers.js';
 
 interface Case {
   name: string;
@@ -60,18 +59,8 @@ before(async () => {
     },
     {
       name: 'resnet',
-      spec: {
-        family: 'resnet',
-        // 28 → 14 → 7 → 4: stride-2 'same' convs on even (asymmetric padding) and odd sizes.
-        config: resnetConfig({
-          inChannels: 1,
-          imageSize: 28,
-          classes: 10,
-          stem: 8,
-          widths: [8, 12, 16],
-          blocks: [2, 1, 1],
-        }),
-      },
+      // 28 → 14 → 7 → 4: stride-2 'same' convs on even (asymmetric padding) and odd sizes.
+      spec: smallResNet([8, 12, 16], [2, 1, 1]),
       grid: { depth: [3, 4], width: [0.5, 1] },
       subs: ['full', 'depth=3,width=0.5', 'depth=4,width=0.5', 'stages.0.0.conv2=5'],
       data: mnist,
