@@ -32,7 +32,12 @@ FORMAT = "sortednet-checkpoint/1"
 CORE_FILES = ("model.safetensors", "bn_stats.safetensors", "optimizer.safetensors")
 # model.safetensors' metadata, exactly as the TypeScript writer's: the file is then a pure function
 # of the weights (evaluation binds its BN statistics to the weights by this file's sha256).
-WEIGHTS_METADATA = {"format": "pt", "producer": "sortednet"}
+# Must equal the TypeScript writer's (src/io/checkpoint_codec.ts), byte for byte.
+WEIGHTS_METADATA = {
+    "format": "pt",
+    "producer": "sortednet",
+    "sortednet.layout": "conv kh,kw,in,out (HWIO); depthwise kh,kw,channels,1; linear out,in",
+}
 
 
 def _file_layout(model):
