@@ -9,7 +9,10 @@ import { registerExtract } from './commands/extract.js';
 import { registerCompare } from './commands/compare.js';
 import { registerLm } from './commands/lm.js';
 import { registerPadnet } from './commands/padnet.js';
+import { registerPartition } from './commands/partition.js';
+import { registerCompact } from './commands/compact.js';
 import { registerPresets } from './commands/presets.js';
+import { registerPredict } from './commands/predict.js';
 
 const COMMANDS: RegisterCommand[] = [
   registerTrain,
@@ -19,7 +22,10 @@ const COMMANDS: RegisterCommand[] = [
   registerCompare,
   registerLm,
   registerPadnet,
+  registerPartition,
+  registerCompact,
   registerPresets,
+  registerPredict,
 ];
 
 const VERSION = (

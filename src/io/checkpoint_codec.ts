@@ -5,6 +5,8 @@
  *
  *   model.safetensors      the shared weights, by stable parameter name (readable by Python)
  *   bn_stats.safetensors   BatchNorm statistics per sub-model: `<subId>|<module>.mean/.variance`
+ *   buffers.safetensors    module buffers by stable name (PAD masks, compact layers' index tables);
+ *                          only written when the model has buffers
  *   optimizer.safetensors  optimizer state (for --resume)
  *   checkpoint.json        architecture, grid, training config and state, sha256 of each file
  *
@@ -57,6 +59,11 @@ function toNamed(t: tf.Tensor): NamedArray {
   return { dtype: 'F32', shape: t.shape.slice(), data: t.dataSync() as Float32Array };
 }
 
+function bufferToNamed(t: tf.Tensor): NamedArray {
+  if (t.dtype === 'int32') return { dtype: 'I32', shape: t.shape.slice(), data: t.dataSync() as Int32Array };
+  return toNamed(t);
+}
+
 export interface SaveInput {
   model: SortedModel;
   grid: GridSpec;
@@ -71,11 +78,15 @@ export interface SaveInput {
   extraFiles?: Record<string, Uint8Array>;
 }
 
+/** How model.safetensors lays out weights where it differs from PyTorch (TensorFlow.js's layouts). */
+export const WEIGHTS_LAYOUT = 'conv kh,kw,in,out (HWIO); depthwise kh,kw,channels,1; linear out,in';
+
 /** model.safetensors: the shared weights by parameter name (Python reads it as a PyTorch state dict). */
 export function encodeWeights(model: SortedModel): Uint8Array {
   return encodeSafetensors(new Map(model.namedParameters().map(([n, v]) => [n, toNamed(v)])), {
     format: 'pt',
     producer: 'sortednet',
+    'sortednet.layout': WEIGHTS_LAYOUT,
   });
 }
 
@@ -84,6 +95,13 @@ export function encodeCheckpoint(input: SaveInput): { meta: CheckpointMeta; file
   const files = new Map<string, Uint8Array>();
   files.set('model.safetensors', encodeWeights(input.model));
   files.set('bn_stats.safetensors', encodeBnStats(input.model));
+  const buffers = input.model.namedBuffers();
+  if (buffers.length) {
+    files.set(
+      'buffers.safetensors',
+      encodeSafetensors(new Map(buffers.map(([n, b]) => [n, bufferToNamed(b)])), { producer: 'sortednet' }),
+    );
+  }
   if (input.optimizerState) {
     files.set(
       'optimizer.safetensors',
@@ -184,7 +202,12 @@ export interface DecodeOptions {
   calibrated?: boolean;
 }
 
-const CORE_FILES = new Set(['model.safetensors', 'bn_stats.safetensors', 'optimizer.safetensors']);
+const CORE_FILES = new Set([
+  'model.safetensors',
+  'bn_stats.safetensors',
+  'buffers.safetensors',
+  'optimizer.safetensors',
+]);
 
 /** The file evaluation writes beside a checkpoint's files (not listed in checkpoint.json). */
 export const CALIBRATION_FILE = 'bn_calibrated.safetensors';
@@ -294,6 +317,26 @@ export async function decodeCheckpoint(
       throw new Error(`${file}: '${name}' has shape [${t.shape}], model expects [${v.shape}]`);
     }
     v.assign(tf.tensor(t.data, t.shape));
+  }
+  const buffers = model.namedBuffers();
+  if (buffers.length) {
+    if (!meta.files['buffers.safetensors'])
+      throw new Error(
+        `checkpoint ${where}: the model has buffers (e.g. '${buffers[0][0]}') but buffers.safetensors is missing`,
+      );
+    const saved = decodeSafetensors(
+      await readVerified(read, where, 'buffers.safetensors', meta),
+      `${where}/buffers.safetensors`,
+    );
+    for (const [name, b] of buffers) {
+      const t = saved.tensors.get(name);
+      if (!t) throw new Error(`checkpoint ${where}: buffer '${name}' is missing`);
+      if (t.shape.join() !== b.shape.join())
+        throw new Error(
+          `checkpoint ${where}: buffer '${name}' has shape [${t.shape}], model expects [${b.shape}]`,
+        );
+      b.assign(tf.tensor(t.data, t.shape, b.dtype));
+    }
   }
   for (const [, m] of namedBatchNorms(model)) m.resetStats();
   setBnStats(model, bn, `${where}/bn_stats.safetensors`);

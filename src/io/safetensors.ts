@@ -27,8 +27,9 @@ export function encodeSafetensors(
   }
   let json = JSON.stringify(header);
   // Pad the header with spaces to 8 bytes so the data is aligned (as the Rust writer does).
-  json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
-  const headerBytes = Buffer.from(json, 'utf8');
+  // TextEncoder/TextDecoder rather than Buffer: checkpoints are also read in browsers.
+  json += ' '.repeat((8 - ((8 + new TextEncoder().encode(json).length) % 8)) % 8);
+  const headerBytes = new TextEncoder().encode(json);
   const out = new Uint8Array(8 + headerBytes.length + offset);
   new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
   out.set(headerBytes, 8);
@@ -54,7 +55,7 @@ export function decodeSafetensors(
     );
   let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
   try {
-    header = JSON.parse(Buffer.from(bytes.subarray(8, 8 + n)).toString('utf8'));
+    header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
   } catch (e) {
     throw new Error(`${source}: header is not valid JSON (${(e as Error).message})`, { cause: e });
   }

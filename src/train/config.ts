@@ -1,6 +1,7 @@
 /** Training configuration: plain data with defaults, validated once where it enters. */
 import type { OptimizerConfig } from './optim.js';
 import type { SamplerOptions } from '../sorted/sample.js';
+import { checkTemperatureSchedule, type TemperatureSchedule } from './temperature.js';
 
 export const STRATEGIES = ['sorted', 'individual', 'full-only', 'sandwich', 'all-exits'] as const;
 export type Strategy = (typeof STRATEGIES)[number];
@@ -31,6 +32,8 @@ export interface TrainConfig {
   keepCheckpoints: number;
   /** A non-finite loss or gradient: stop with an error (default), or skip that step's update. */
   nonFinite: 'stop' | 'skip';
+  /** Dynamic-conv attention temperature, annealed per step (DY-Conv: 30 → 1); default 1 throughout. */
+  temperature?: TemperatureSchedule;
 }
 
 export const defaultTrainConfig: TrainConfig = {
@@ -53,7 +56,7 @@ export const defaultTrainConfig: TrainConfig = {
 };
 
 export function resolveTrainConfig(partial: Partial<TrainConfig>, where = 'train config'): TrainConfig {
-  const known = new Set(Object.keys(defaultTrainConfig).concat(['lossWeights']));
+  const known = new Set(Object.keys(defaultTrainConfig).concat(['lossWeights', 'temperature']));
   for (const k of Object.keys(partial)) {
     if (!known.has(k))
       throw new Error(`${where}: unknown field '${k}'; known fields: ${[...known].join(', ')}`);
@@ -92,6 +95,7 @@ export function resolveTrainConfig(partial: Partial<TrainConfig>, where = 'train
   if (!(c.optimizer.lr > 0)) throw new Error(`${where}: optimizer.lr must be > 0, got ${c.optimizer.lr}`);
   if (!(c.labelSmoothing >= 0 && c.labelSmoothing < 1))
     throw new Error(`${where}: labelSmoothing must be in [0, 1), got ${c.labelSmoothing}`);
+  if (c.temperature) checkTemperatureSchedule(c.temperature, `${where}: temperature`);
   if (c.strategy === 'sandwich' && c.gAcc < 2)
     throw new Error(`${where}: sandwich needs gAcc ≥ 2 (largest + smallest + random)`);
   return c;

@@ -15,6 +15,7 @@ import { SubModelSampler } from '../sorted/sample.js';
 import type { ImageDataset } from '../data/dataset.js';
 import { batches } from '../data/loader.js';
 import { tokenBatches, type TokenDataset } from '../data/tokens.js';
+import { isSequenceDataset, sequenceBatches, type SequenceDataset } from '../data/sequences.js';
 import { createRng, streamSeed } from '../data/random.js';
 import { Optimizer, cosineLr } from './optim.js';
 import type { TrainConfig } from './config.js';
@@ -26,10 +27,12 @@ import {
   saveCheckpoint,
   type SaveOptions,
 } from '../io/checkpoint.js';
-import type { CheckpointMeta } from '../io/checkpoint_codec.js';
+import type { CheckpointMeta, Preprocess } from '../io/checkpoint_codec.js';
 import { acquireRunLock } from '../io/lock.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { Progress } from './progress.js';
+import { temperatureAt } from './temperature.js';
+import { AuxLosses } from '../nn/module.js';
 
 export interface StepLog {
   step: number;
@@ -50,6 +53,8 @@ export interface TrainOptions {
   /** Continue from the checkpoint in runDir. */
   resume?: boolean;
   datasetName?: string;
+  /** What a raw input needs before the model (normalisation, image size, class names): saved in checkpoints. */
+  preprocess?: Preprocess;
   onStep?: (log: StepLog) => void;
   progress?: boolean;
   /** Stop after this step (tests use it to simulate an interrupted run). */
@@ -73,8 +78,8 @@ export interface TrainResult {
   finalLoss: number;
 }
 
-/** What the trainer learns from: an image classification set, or token windows for a language model. */
-export type TrainData = ImageDataset | TokenDataset;
+/** What the trainer learns from: images or token sequences with a class each, or token windows for a language model. */
+export type TrainData = ImageDataset | TokenDataset | SequenceDataset;
 
 interface AnyBatch {
   x: Float32Array | Int32Array;
@@ -105,6 +110,7 @@ class BatchStream {
       dropLast: true,
       seed: streamSeed(this.seed, 1000003, this.epoch),
     };
+    if (isSequenceDataset(this.ds)) return sequenceBatches(this.ds, o);
     if (isTokens(this.ds)) return tokenBatches(this.ds, o);
     return batches(this.ds, {
       ...o,
@@ -142,6 +148,11 @@ export function planStep(config: TrainConfig, grid: Grid, sampler: SubModelSampl
 }
 
 function toTensors(model: SortedModel, b: AnyBatch, ds: TrainData): { x: tf.Tensor; y: tf.Tensor1D } {
+  if (isSequenceDataset(ds)) {
+    if (model.input !== 'tokens')
+      throw new Error(`a ${model.family} model cannot learn from token sequences ${ds.name}`);
+    return { x: tf.tensor2d(b.x, [b.size, ds.seqLen], 'int32'), y: tf.tensor1d(b.y, 'int32') };
+  }
   if (isTokens(ds)) {
     if (model.input !== 'tokens')
       throw new Error(`a ${model.family} model cannot learn from token data ${ds.name}`);
@@ -223,6 +234,7 @@ async function trainSteps(
     const sampler = new SubModelSampler(grid, config.sampler, () => stepRng.next());
     const entries = planStep(config, grid, sampler);
     const lr = cosineLr(step, config.steps, config.optimizer.lr, config.warmupSteps);
+    const temperature = config.temperature && temperatureAt(config.temperature, step);
     const accum = new Map<string, tf.Tensor>();
     let stepLoss = 0;
     let shared: AnyBatch | null = null;
@@ -236,6 +248,7 @@ async function trainSteps(
           model.forward(toTensors(model, b, data).x, grid.largest.sub, {
             mode: 'train',
             key: grid.largest.id,
+            temperature,
           }),
         ),
       );
@@ -247,7 +260,15 @@ async function trainSteps(
           : stream.next();
       samples += b.size;
       const weight = (config.lossWeights?.[entry.id] ?? 1) / entries.length;
-      const ctx = { mode: 'train' as const, key: entry.id, seed: () => stepRng.int(2 ** 31) };
+      // Auxiliary losses (MoE load balancing) arrive through ctx.aux and join the task loss.
+      const aux = new AuxLosses();
+      const ctx = {
+        mode: 'train' as const,
+        key: entry.id,
+        seed: () => stepRng.int(2 ** 31),
+        temperature,
+        aux,
+      };
       const { value, grads } = tf.tidy(() => {
         const { x, y } = toTensors(model, b, data);
         return tf.variableGrads(() => {
@@ -271,7 +292,7 @@ async function trainSteps(
                   (tf.losses.softmaxCrossEntropy(softTargets, logits) as tf.Scalar)
                 : crossEntropy(logits, y, logits.shape[logits.rank - 1] as number, config.labelSmoothing);
           }
-          return tf.mul(loss, weight) as tf.Scalar;
+          return tf.mul(tf.add(loss, aux.total()), weight) as tf.Scalar;
         }, model.trainableVariables());
       });
       stepLoss += (await value.data())[0];
@@ -346,6 +367,7 @@ async function trainSteps(
           seed: config.seed,
           train: config,
           dataset: options.datasetName,
+          preprocess: options.preprocess,
           optimizerState: optimizer.state,
         },
         { keep: config.keepCheckpoints, onStage: options.onSaveStage },
@@ -390,7 +412,7 @@ function lastGood(runDir: string | undefined): string {
  */
 export function checkTrainData(data: TrainData): void {
   if (isTokens(data)) return;
-  const { name, numClasses, labels, images } = data;
+  const { name, numClasses, labels } = data;
   if (!(numClasses >= 2)) {
     throw new Error(`dataset '${name}' has ${numClasses} class(es); a classifier needs at least two`);
   }
@@ -399,6 +421,8 @@ export function checkTrainData(data: TrainData): void {
       throw new Error(`dataset '${name}': label ${labels[i]} of sample ${i} is outside 0..${numClasses - 1}`);
     }
   }
+  if (isSequenceDataset(data)) return; // token ids: checked against the vocabulary by the embedding
+  const images = data.images;
   const size = data.height * data.width * data.channels;
   for (let i = 0; i < images.length; i++) {
     if (!Number.isFinite(images[i])) {

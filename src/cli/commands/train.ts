@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { engineDescription, initEngine, parseBackend } from '../../engine/backend.js';
 import { buildModel, type SortedModel } from '../../models/index.js';
 import { Grid } from '../../sorted/grid.js';
-import type { TrainTest } from '../../data/dataset.js';
 import { resolveTrainConfig, type TrainConfig } from '../../train/config.js';
 import { DivergenceError, train, truncateLog } from '../../train/trainer.js';
 import { evaluateGrid, type EvalRow } from '../../train/evaluate.js';
@@ -16,7 +15,17 @@ import { formatTable } from '../../io/report.js';
 import { intArg, nonNegativeIntArg, numArg, positiveIntArg, seedArg } from '../args.js';
 import type { RegisterCommand } from '../command.js';
 import { readRunConfig, type RunConfig } from '../run_config.js';
-import { freshFolder, loadRunData, modelSpecFor, readRunJson, runTitle, writeEval } from '../run_folder.js';
+import { clampBatchSize, csvConfigFrom, fitModelToData } from '../own_data.js';
+import { preprocessOf } from '../../deploy/preprocess.js';
+import {
+  freshFolder,
+  loadRunData,
+  modelSpecFor,
+  readRunJson,
+  runTitle,
+  writeEval,
+  type RunData,
+} from '../run_folder.js';
 
 export interface TrainFlags {
   run?: string;
@@ -35,6 +44,8 @@ export interface TrainFlags {
   resume?: boolean;
   eval?: boolean;
   backend?: string;
+  labelColumn?: string;
+  delimiter?: string;
   checkpointEvery?: number;
   keepCheckpoints?: number;
   onNonFinite?: string;
@@ -53,6 +64,8 @@ const FIXED_ON_RESUME: (keyof TrainFlags)[] = [
   'seed',
   'trainSubset',
   'testSubset',
+  'labelColumn',
+  'delimiter',
 ];
 const flagName = (k: string) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
 
@@ -99,6 +112,8 @@ function runConfigFrom(flags: TrainFlags, base: Partial<RunConfig> = {}): RunCon
   c.train = { ...(base.train ?? {}), ...(file.train ?? {}) };
   if (flags.model !== undefined) c.model = flags.model;
   if (flags.data !== undefined) c.data = { ...c.data, name: flags.data };
+  const csv = csvConfigFrom(flags);
+  if (csv) c.data = { ...c.data, csv };
   if (flags.trainSubset !== undefined) c.data = { ...c.data, trainSubset: flags.trainSubset };
   if (flags.testSubset !== undefined) c.data = { ...c.data, testSubset: flags.testSubset };
   const t = c.train;
@@ -177,9 +192,11 @@ async function trainInFolder(runDir: string, flags: TrainFlags, base: Partial<Ru
     }
   }
   checkRunConfig(c, flags.resume ? join(runDir, 'run.json') : (flags.config ?? 'train'));
-  const tc = resolveTrainConfig(c.train);
+  let tc = resolveTrainConfig(c.train);
   await initEngine(c.backend ?? 'wasm');
   const data = loadRunData(c);
+  if (!flags.resume) c = fitModelToData(c, data, flags.model !== undefined || flags.config !== undefined);
+  tc = clampBatchSize(tc, data.train.n);
   const { spec, grid: gridSpec } = modelSpecFor(c, data);
   mkdirSync(runDir, { recursive: true });
   writeFileAtomic(join(runDir, 'run.json'), JSON.stringify(c, null, 2) + '\n');
@@ -231,6 +248,8 @@ async function trainInFolder(runDir: string, flags: TrainFlags, base: Partial<Ru
     runDir,
     resume: flags.resume === true,
     datasetName: c.data.name,
+    // Token sequences carry no image preprocessing (a classifier's tokenizer is bytes).
+    preprocess: 'images' in data.train ? preprocessOf(data.train) : undefined,
     progress: true,
     onStep: log,
   });
@@ -254,7 +273,7 @@ export function evaluateRun(
   runDir: string,
   model: SortedModel,
   grid: Grid,
-  data: TrainTest,
+  data: RunData,
   c: RunConfig,
   title: string,
 ): number {
@@ -275,7 +294,10 @@ function trainOptions(cmd: Command): Command {
     .option('--run <dir>', 'the run folder: checkpoints, log.jsonl, eval results')
     .option('--config <file>', 'a JSON run config (fields model, data, grid, train, backend, eval)')
     .option('--model <preset>', "a model preset (see 'sortednet presets')")
-    .option('--data <name|path>', 'mnist, fashion-mnist, digits, or a path to your own data')
+    .option(
+      '--data <name|path>',
+      'mnist, fashion-mnist, digits, spamassassin (token sequences), or a path to your own data',
+    )
     .option('--strategy <s>', 'sorted, individual, full-only, sandwich, all-exits')
     .option('--steps <n>', 'optimizer steps', intArg)
     .option('--batch-size <n>', 'examples per micro-batch', intArg)
@@ -301,7 +323,9 @@ function trainOptions(cmd: Command): Command {
       "a NaN/Inf loss or gradient: 'stop' (default, exit code 3) or 'skip' the step",
     )
     .option('--no-eval', 'skip the evaluation after training')
-    .option('--backend <name>', 'wasm (default), cpu or webgpu');
+    .option('--backend <name>', 'wasm (default), cpu or webgpu')
+    .option('--label-column <name|index>', "your CSV's label column: a header name or a 0-based index")
+    .option('--delimiter <char>', "your CSV's field delimiter (default: sniffed from , ; or tab)");
 }
 
 export const registerTrain: RegisterCommand = (program, exit) => {
