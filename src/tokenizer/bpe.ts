@@ -32,19 +32,23 @@ export class BpeTokenizer {
     specialTokens: readonly string[] = [],
   ) {
     this.vocabSize = tokens.length;
-    if (tokens.length > 0x10000) throw new Error(`tokenizer: ${tokens.length} tokens; at most 65536 supported`);
+    if (tokens.length > 0x10000)
+      throw new Error(`tokenizer: ${tokens.length} tokens; at most 65536 supported`);
     this.idOf = new Map(tokens.map((t, i) => [t, i]));
     if (this.idOf.size !== tokens.length) throw new Error('tokenizer: the vocabulary has duplicate tokens');
     const specials = new Map<string, number>();
     for (const s of specialTokens) {
       const id = this.idOf.get(s);
-      if (id === undefined) throw new Error(`tokenizer: special token ${JSON.stringify(s)} is not in the vocabulary`);
+      if (id === undefined)
+        throw new Error(`tokenizer: special token ${JSON.stringify(s)} is not in the vocabulary`);
       specials.set(s, id);
     }
     this.specials = specials;
     for (const c of BYTE_TO_CHAR) {
       if (!this.idOf.has(c))
-        throw new Error(`tokenizer: byte character ${JSON.stringify(c)} is missing; not a byte-level BPE vocabulary`);
+        throw new Error(
+          `tokenizer: byte character ${JSON.stringify(c)} is missing; not a byte-level BPE vocabulary`,
+        );
     }
     this.mergedId = new Int32Array(merges.length);
     merges.forEach(([l, r], i) => {
@@ -52,7 +56,9 @@ export class BpeTokenizer {
       const b = this.idOf.get(r);
       const m = this.idOf.get(l + r);
       if (a === undefined || b === undefined || m === undefined) {
-        throw new Error(`tokenizer: merge ${i} ("${l} ${r}") uses or makes a token that is not in the vocabulary`);
+        throw new Error(
+          `tokenizer: merge ${i} ("${l} ${r}") uses or makes a token that is not in the vocabulary`,
+        );
       }
       if (!this.rank.has(pairKey(a, b))) this.rank.set(pairKey(a, b), i);
       this.mergedId[i] = m;
@@ -63,12 +69,17 @@ export class BpeTokenizer {
       const bytes = new Uint8Array(t.length);
       for (let i = 0; i < t.length; i++) {
         const b = CHAR_TO_BYTE.get(t[i]);
-        if (b === undefined) throw new Error(`tokenizer: token ${JSON.stringify(t)} has a character outside the byte-level alphabet`);
+        if (b === undefined)
+          throw new Error(
+            `tokenizer: token ${JSON.stringify(t)} has a character outside the byte-level alphabet`,
+          );
         bytes[i] = b;
       }
       return bytes;
     });
-    const escaped = [...specials.keys()].sort((x, y) => y.length - x.length).map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+    const escaped = [...specials.keys()]
+      .sort((x, y) => y.length - x.length)
+      .map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
     this.specialPattern = escaped.length ? new RegExp(escaped.join('|'), 'g') : null;
   }
 
@@ -196,7 +207,9 @@ export class BpeTokenizer {
     if (j.model?.type !== 'BPE' || !j.model.vocab || !j.model.merges)
       throw new Error(`${where}: model.type must be 'BPE' with vocab and merges, got '${j.model?.type}'`);
     if (j.pre_tokenizer?.type !== 'ByteLevel')
-      throw new Error(`${where}: only byte-level BPE (pre_tokenizer ByteLevel) is supported, got '${j.pre_tokenizer?.type}'`);
+      throw new Error(
+        `${where}: only byte-level BPE (pre_tokenizer ByteLevel) is supported, got '${j.pre_tokenizer?.type}'`,
+      );
     const tokens: string[] = [];
     for (const [t, id] of Object.entries(j.model.vocab)) tokens[id] = t;
     for (const a of j.added_tokens ?? []) tokens[a.id] ??= a.content;
@@ -207,7 +220,11 @@ export class BpeTokenizer {
       if (pair.length !== 2) throw new Error(`${where}: merge ${i} (${JSON.stringify(m)}) is not a pair`);
       return [pair[0], pair[1]];
     });
-    return new BpeTokenizer(tokens, merges, (j.added_tokens ?? []).map((a) => a.content));
+    return new BpeTokenizer(
+      tokens,
+      merges,
+      (j.added_tokens ?? []).map((a) => a.content),
+    );
   }
 }
 

@@ -13,7 +13,7 @@ import { tokenBatches, type TokenDataset } from '../data/tokens.js';
 import { createRng } from '../data/random.js';
 import { Optimizer, cosineLr } from './optim.js';
 import type { TrainConfig } from './config.js';
-import { saveCheckpoint, loadCheckpoint } from '../io/checkpoint.js';
+import { saveCheckpoint, loadCheckpoint, type SaveInput } from '../io/checkpoint.js';
 import { Progress } from './progress.js';
 
 export interface StepLog {
@@ -35,6 +35,8 @@ export interface TrainOptions {
   progress?: boolean;
   /** Stop after this step (tests use it to simulate an interrupted run). */
   stopAfter?: number;
+  /** Saved with every checkpoint (an LM's tokenizer.json and its name). */
+  checkpointExtras?: Pick<SaveInput, 'preprocess' | 'extraFiles'>;
 }
 
 export interface TrainResult {
@@ -259,6 +261,7 @@ export async function train(
         train: config,
         dataset: options.datasetName,
         optimizerState: optimizer.state,
+        ...options.checkpointExtras,
       });
     }
   }

@@ -1,0 +1,162 @@
+/**
+ * Language-model runs from the command line: `train` with an LM preset (the tokenizer is trained
+ * on the corpus first and saved in the run's checkpoint as a Hugging Face tokenizer.json), `eval`
+ * (perplexity per exit) and `generate`. The commands call these; the logic lives here.
+ */
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadCheckpoint, readCheckpointMeta, type CheckpointMeta } from '../io/checkpoint.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { buildModel, Transformer } from '../models/index.js';
+import { Grid } from '../sorted/grid.js';
+import { loadTextCorpus } from '../data/text.js';
+import { bpeTokenSplit } from '../data/tokens.js';
+import { trainBpe } from '../tokenizer/train_bpe.js';
+import { BpeTokenizer } from '../tokenizer/bpe.js';
+import { train } from '../train/trainer.js';
+import { resolveTrainConfig, type TrainConfig } from '../train/config.js';
+import { evaluateLm, type LmEvalRow } from '../train/evaluate_lm.js';
+import { getPreset } from './presets.js';
+
+export const TOKENIZER_FILE = 'tokenizer.json';
+
+export interface LmRunConfig {
+  model: string;
+  data: { name: string };
+  train: Partial<TrainConfig>;
+  /** Overrides the preset's vocabulary size and training window. */
+  vocabSize?: number;
+  seqLen?: number;
+}
+
+/** Is this preset a language model (its runs go through this file)? */
+export function isLmPreset(model: unknown): boolean {
+  return typeof model === 'string' && getPreset(model).lm !== undefined;
+}
+
+function lmPreset(name: string) {
+  const p = getPreset(name);
+  if (!p.lm) throw new Error(`preset '${name}' is not a language model; LM presets: lm-tiny, lm-small`);
+  return { ...p, lm: p.lm };
+}
+
+function prepare(c: LmRunConfig, tokenizer?: BpeTokenizer) {
+  const p = lmPreset(c.model);
+  const seqLen = c.seqLen ?? p.lm.seqLen;
+  const corpus = loadTextCorpus(c.data.name);
+  const tok = tokenizer ?? trainBpe(corpus.train, { vocabSize: c.vocabSize ?? p.lm.vocabSize });
+  const data = bpeTokenSplit(corpus, tok, seqLen);
+  return { preset: p, tok, data, seqLen };
+}
+
+/** The tokenizer saved in a run's checkpoint. */
+export async function loadLm(
+  runDir: string,
+): Promise<{ model: Transformer; tokenizer: BpeTokenizer; meta: CheckpointMeta }> {
+  const { model, meta, extraFiles } = await loadCheckpoint(runDir);
+  if (!(model instanceof Transformer) || model.config.task !== 'lm')
+    throw new Error(`${runDir}: the checkpoint is not a language model (family ${meta.model.family})`);
+  const name = meta.preprocess?.tokenizer ?? TOKENIZER_FILE;
+  const bytes = extraFiles.get(name);
+  if (!bytes) throw new Error(`${runDir}: the checkpoint has no ${name}; it was not trained as an LM run`);
+  const tokenizer = BpeTokenizer.fromHuggingFaceJson(new TextDecoder().decode(bytes), `${runDir}/${name}`);
+  if (tokenizer.vocabSize !== model.config.vocab)
+    throw new Error(
+      `${runDir}: tokenizer has ${tokenizer.vocabSize} tokens, the model ${model.config.vocab}`,
+    );
+  return { model, tokenizer, meta };
+}
+
+export async function trainLmRun(
+  runDir: string,
+  c: LmRunConfig,
+  o: { resume?: boolean; noEval?: boolean; log?: (s: string) => void } = {},
+): Promise<LmEvalRow[] | null> {
+  const say = o.log ?? console.log;
+  const p = lmPreset(c.model);
+  const tc = resolveTrainConfig({ ...p.lm.train, ...c.train });
+  let tokenizer: BpeTokenizer | undefined;
+  if (o.resume) tokenizer = (await loadLm(runDir)).tokenizer;
+  const t0 = performance.now();
+  const { tok, data, seqLen } = prepare(c, tokenizer);
+  if (!tokenizer)
+    say(
+      `trained a byte-level BPE tokenizer: ${tok.vocabSize} tokens in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+    );
+  const model = buildModel(p.model({ channels: 1, size: seqLen, classes: tok.vocabSize }), tc.seed);
+  const grid = new Grid(p.grid, model);
+  mkdirSync(runDir, { recursive: true });
+  writeFileAtomic(join(runDir, 'run.json'), JSON.stringify(c, null, 2) + '\n');
+  say(
+    `run ${runDir}: ${c.model} ${tc.strategy} on ${c.data.name}: ${data.train.tokens.length} train / ${data.test.tokens.length} validation tokens, windows of ${seqLen}`,
+  );
+  say(
+    `${grid.size} exits (${grid.entries.map((e) => e.id).join(', ')}), ${model.parameterCount()} parameters; ${tc.steps} steps × gAcc ${tc.gAcc} × batch ${tc.batchSize}`,
+  );
+  const logPath = join(runDir, 'log.jsonl');
+  const r = await train(model, grid, data.train, tc, {
+    runDir,
+    resume: o.resume,
+    datasetName: c.data.name,
+    progress: true,
+    onStep: (s) => appendFileSync(logPath, JSON.stringify(s) + '\n'),
+    checkpointExtras: {
+      preprocess: { tokenizer: TOKENIZER_FILE },
+      extraFiles: { [TOKENIZER_FILE]: new TextEncoder().encode(tok.toHuggingFaceJson()) },
+    },
+  });
+  const prev =
+    o.resume && existsSync(join(runDir, 'train_time.json'))
+      ? (JSON.parse(readFileSync(join(runDir, 'train_time.json'), 'utf8')) as { seconds: number }).seconds
+      : 0;
+  writeFileAtomic(join(runDir, 'train_time.json'), JSON.stringify({ seconds: prev + r.seconds }) + '\n');
+  say(`trained ${r.steps} steps in ${r.seconds.toFixed(1)} s, final loss ${r.finalLoss.toFixed(4)}`);
+  if (o.noEval) return null;
+  return writeLmEval(runDir, model, grid, data.test, say);
+}
+
+function writeLmEval(
+  runDir: string,
+  model: Transformer | ReturnType<typeof buildModel>,
+  grid: Grid,
+  test: ReturnType<typeof bpeTokenSplit>['test'],
+  say: (s: string) => void,
+  maxWindows?: number,
+): LmEvalRow[] {
+  const rows = evaluateLm(model, grid.entries, test, maxWindows);
+  writeFileAtomic(join(runDir, 'eval.json'), JSON.stringify(rows, null, 2) + '\n');
+  say(formatLmRows(rows));
+  say(`wrote ${join(runDir, 'eval.json')}`);
+  return rows;
+}
+
+export function formatLmRows(rows: readonly LmEvalRow[]): string {
+  const lines = [
+    '| exit | params | GFLOPs per window | loss | perplexity | next-token acc % |',
+    '|---|---:|---:|---:|---:|---:|',
+  ];
+  for (const r of rows)
+    lines.push(
+      `| ${r.id} | ${r.params} | ${(r.flops / 1e9).toFixed(2)} | ${r.loss.toFixed(4)} | ${r.perplexity.toFixed(2)} | ${(100 * r.accuracy).toFixed(1)} |`,
+    );
+  return lines.join('\n');
+}
+
+/** Perplexity per exit of an LM run on its corpus' validation split (same tokenizer as training). */
+export async function evalLmRun(
+  runDir: string,
+  o: { maxWindows?: number; log?: (s: string) => void } = {},
+): Promise<LmEvalRow[]> {
+  const c = JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8')) as LmRunConfig;
+  const { model, tokenizer, meta } = await loadLm(runDir);
+  const { data } = prepare(c, tokenizer);
+  readCheckpointMeta(runDir);
+  return writeLmEval(
+    runDir,
+    model,
+    new Grid(meta.grid, model),
+    data.test,
+    o.log ?? console.log,
+    o.maxWindows,
+  );
+}
