@@ -48,9 +48,12 @@ before(async () => {
 
 test('train writes checkpoint, log, eval table and plot', () => {
   for (const f of [
-    'checkpoint.json',
-    'model.safetensors',
-    'bn_stats.safetensors',
+    'checkpoints/latest',
+    'checkpoints/step-000003/checkpoint.json',
+    'checkpoints/step-000003/model.safetensors',
+    'checkpoints/step-000003/bn_stats.safetensors',
+    'checkpoints/step-000003/optimizer.safetensors',
+    'checkpoints/step-000003/bn_calibrated.safetensors',
     'log.jsonl',
     'eval.json',
     'eval.csv',
@@ -109,9 +112,12 @@ test('bad input: clear errors, nothing overwritten', async () => {
   await assert.rejects(main(['fly']), /unknown command 'fly'/);
   await assert.rejects(
     main(['train', '--run', join(dir, 'x'), '--steps', 'ten']),
-    /--steps: 'ten' is not an integer/,
+    /--steps <n>' argument 'ten' is invalid\. 'ten' is not an integer/,
   );
-  await assert.rejects(main(['train', '--run', join(dir, 'x'), '--bogus']), /Unknown option '--bogus'/);
+  await assert.rejects(
+    main(['train', '--run', join(dir, 'x'), '--bogus']),
+    /unknown option '--bogus'; known options of 'train': --run/,
+  );
   await assert.rejects(
     main(['train', '--run', join(dir, 'run'), '--steps', '1']),
     /already holds a checkpoint; use --resume/,
@@ -129,19 +135,26 @@ test('bad input: clear errors, nothing overwritten', async () => {
   const cfg = join(dir, 'bad.json');
   writeFileSync(cfg, '{"trian": {}}');
   await assert.rejects(main(['train', '--run', join(dir, 'z'), '--config', cfg]), /unknown field 'trian'/);
-  assert.ok(existsSync(join(dir, 'run', 'checkpoint.json')));
+  assert.ok(existsSync(join(dir, 'run', 'checkpoints', 'step-000003', 'checkpoint.json')));
 });
 
-test('`<command> --help` prints the usage and runs nothing', async () => {
+test("`<command> --help` prints that command's options and runs nothing; --version", async () => {
   const printed: string[] = [];
-  const log = console.log;
-  console.log = (...a: unknown[]) => printed.push(a.join(' '));
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = ((chunk: string | Uint8Array) => {
+    printed.push(String(chunk));
+    return true;
+  }) as typeof process.stdout.write;
   try {
     assert.equal(await main(['lm', '--help', '--run', join(dir, 'lm-help')]), 0);
     assert.equal(await main(['train', '-h']), 0);
+    assert.equal(await main(['--version']), 0);
   } finally {
-    console.log = log;
+    process.stdout.write = write;
   }
-  assert.match(printed.join('\n'), /sortednet lm/);
+  const text = printed.join('');
+  assert.match(text, /Usage: sortednet lm/);
+  assert.match(text, /--batch-size <n>/);
+  assert.match(text, /^\d+\.\d+\.\d+$/m);
   assert.ok(!existsSync(join(dir, 'lm-help')), 'no run folder was made');
 });

@@ -12,7 +12,7 @@ import { Grid } from '../src/sorted/grid.js';
 import { SubModelSampler } from '../src/sorted/sample.js';
 import { train } from '../src/train/trainer.js';
 import { resolveTrainConfig } from '../src/train/config.js';
-import { loadCheckpoint, saveCheckpoint } from '../src/io/checkpoint.js';
+import { checkpointDir, loadCheckpoint, saveCheckpoint } from '../src/io/checkpoint.js';
 import { loadMnist } from '../src/data/mnist.js';
 import { subset, type ImageDataset } from '../src/data/dataset.js';
 import { pickSubModel } from '../src/infer/pick.js';
@@ -103,24 +103,29 @@ test('resume: 3 steps + resume to 6 gives the same weights as 6 uninterrupted st
   assert.deepEqual(weightsOf(b2), weightsOf(a));
 });
 
-test('checkpoint: safetensors layout, round trip, corrupt files are refused and nothing is overwritten', async () => {
+test('checkpoint: step folders + latest, safetensors layout, round trip, corrupt files are refused', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sortednet-ck-'));
   const m = mlp();
   saveCheckpoint(dir, { model: m, grid: { depth: [1, 3] }, step: 0, seed: 4 });
-  const { tensors, metadata } = decodeSafetensors(readFileSync(join(dir, 'model.safetensors')));
+  assert.equal(readFileSync(join(dir, 'checkpoints', 'latest'), 'utf8'), 'step-000000\n');
+  const stepDir = join(dir, 'checkpoints', 'step-000000');
+  assert.equal(checkpointDir(dir), stepDir);
+  const { tensors, metadata } = decodeSafetensors(readFileSync(join(stepDir, 'model.safetensors')));
   assert.deepEqual(tensors.get('layers.0.weight')?.shape, [32, 784]);
   assert.equal(metadata.format, 'pt');
   const loaded = await loadCheckpoint(dir);
   assert.deepEqual(weightsOf(loaded.model), weightsOf(m));
+  // A step folder itself, and the flat layout (checkpoint.json directly in the folder), load too.
+  assert.deepEqual(weightsOf((await loadCheckpoint(stepDir)).model), weightsOf(m));
   // Corrupt one byte of the weights: loading must fail and say so.
-  const path = join(dir, 'model.safetensors');
+  const path = join(stepDir, 'model.safetensors');
   const bytes = readFileSync(path);
   bytes[bytes.length - 1] ^= 0xff;
   writeFileSync(path, bytes);
   await assert.rejects(() => loadCheckpoint(dir), /model\.safetensors does not match checkpoint\.json/);
-  assert.ok(existsSync(join(dir, 'checkpoint.json')));
+  assert.ok(existsSync(join(stepDir, 'checkpoint.json')));
   // Garbage instead of JSON.
-  writeFileSync(join(dir, 'checkpoint.json'), '{not json');
+  writeFileSync(join(stepDir, 'checkpoint.json'), '{not json');
   await assert.rejects(() => loadCheckpoint(dir), /not valid JSON/);
   await assert.rejects(() => loadCheckpoint(join(dir, 'nope')), /no checkpoint in/);
   assert.throws(() => decodeSafetensors(new Uint8Array([200, 0, 0, 0, 0, 0, 0, 0, 1])), /does not fit/);

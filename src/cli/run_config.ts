@@ -23,6 +23,11 @@ export function readRunConfig(path: string): Partial<RunConfig> {
   } catch (e) {
     throw new Error(`cannot read config ${path}: ${(e as Error).message}`, { cause: e });
   }
+  return parseRunConfig(text, path);
+}
+
+/** Checks a run config's JSON text; `where` names the file in errors. */
+export function parseRunConfig(text: string, where: string): Partial<RunConfig> {
   try {
     const c = JSON.parse(text);
     if (typeof c !== 'object' || c === null || Array.isArray(c))
@@ -32,6 +37,6 @@ export function readRunConfig(path: string): Partial<RunConfig> {
       if (!known.includes(k)) throw new Error(`unknown field '${k}'; known: ${known.join(', ')}`);
     return c as Partial<RunConfig>;
   } catch (e) {
-    throw new Error(`config ${path}: ${(e as Error).message}`, { cause: e });
+    throw new Error(`config ${where}: ${(e as Error).message}`, { cause: e });
   }
 }

@@ -3,17 +3,12 @@
  * (IMP, κ = 0.3 and 0.5) vs a random partition (κ = 0.3), the same small ResNet for all; accuracy,
  * deployed parameters, FLOPs and measured latency side by side.
  *
- *   npx tsc -p tsconfig.json && node dist/src/dynamic/experiment.js --train 10000 --epochs 3
- *
- * Flags (defaults): --backend wasm --train 10000 --test 10000 --epochs 3 --batch 64 --lr 0.002
- * --widths 16,32,64 --kernels 4 --variants static,dynamic,pad:0.3,pad:0.5,random:0.3 --rounds 3
- * --calibration 4 --anneal 1 --seed 1 --out runs/padnet
+ *   sortednet padnet --train 10000 --epochs 3      (options: sortednet padnet --help)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
-import { initEngine, parseBackend, type BackendName } from '../engine/backend.js';
+import { initEngine, type BackendName } from '../engine/backend.js';
 import { loadDataset } from '../data/registry.js';
 import { PadResNet, PAD_RESNET_DEFAULTS, type ConvMode } from '../models/pad_resnet.js';
 import { partition, checkKappa, type PartitionResult } from './imp.js';
@@ -202,82 +197,12 @@ export function markdownTable(rows: readonly ExperimentRow[], batch: number): st
   return lines.join('\n');
 }
 
-export function parseExperimentArgs(argv: readonly string[]): ExperimentOptions {
-  const o: ExperimentOptions = { ...EXPERIMENT_DEFAULTS };
-  for (let i = 0; i < argv.length; i += 2) {
-    const flag = argv[i];
-    const value = argv[i + 1];
-    if (value === undefined) throw new Error(`flag ${flag} needs a value`);
-    const num = (): number => {
-      const n = Number(value);
-      if (!Number.isFinite(n)) throw new Error(`${flag}: '${value}' is not a number`);
-      return n;
-    };
-    switch (flag) {
-      case '--backend':
-        o.backend = parseBackend(value, '--backend');
-        break;
-      case '--train':
-        o.train = num();
-        break;
-      case '--test':
-        o.test = num();
-        break;
-      case '--epochs':
-        o.epochs = num();
-        break;
-      case '--batch':
-        o.batch = num();
-        break;
-      case '--lr':
-        o.lr = num();
-        break;
-      case '--widths':
-        o.widths = value.split(',').map(Number);
-        break;
-      case '--kernels':
-        o.kernels = num();
-        break;
-      case '--variants':
-        o.variants = value.split(',').map(parseVariant);
-        break;
-      case '--rounds':
-        o.rounds = num();
-        break;
-      case '--calibration':
-        o.calibration = num();
-        break;
-      case '--anneal':
-        o.anneal = num();
-        break;
-      case '--seed':
-        o.seed = num();
-        break;
-      case '--out':
-        o.out = value;
-        break;
-      default:
-        throw new Error(`unknown flag ${flag}; see the comment at the top of src/dynamic/experiment.ts`);
-    }
-  }
-  return o;
-}
-
-/** `sortednet padnet …` and `node dist/src/dynamic/experiment.js …`: run, print, write results. */
-export async function runPadExperimentCli(argv: readonly string[]): Promise<void> {
-  const options = parseExperimentArgs(argv);
+/** Runs the experiment, prints the table and writes results.json / results.md into `options.out`. */
+export async function runPadExperimentReport(options: ExperimentOptions, command: string): Promise<void> {
   const rows = await runPadExperiment(options);
   const table = markdownTable(rows, options.batch);
   console.log(`\n${table}`);
   mkdirSync(options.out, { recursive: true });
-  const command = `sortednet padnet ${argv.join(' ')}`.trim();
   writeFileSync(join(options.out, 'results.json'), JSON.stringify({ command, options, rows }, null, 2));
   writeFileSync(join(options.out, 'results.md'), `\`${command}\`\n\n${table}\n`);
-}
-
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  runPadExperimentCli(process.argv.slice(2)).catch((e: unknown) => {
-    console.error(e instanceof Error ? e.message : e);
-    process.exit(1);
-  });
 }

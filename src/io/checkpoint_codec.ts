@@ -7,6 +7,10 @@
  *   bn_stats.safetensors   BatchNorm statistics per sub-model: `<subId>|<module>.mean/.variance`
  *   optimizer.safetensors  optimizer state (for --resume)
  *   checkpoint.json        architecture, grid, training config and state, sha256 of each file
+ *
+ * Evaluation adds one optional file and never touches the others (so `--resume` stays exact):
+ *   bn_calibrated.safetensors  BN statistics recalibrated per sub-model after training, bound to
+ *                              the weights by their sha256 and checked by the hash of its own data
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { buildModel, type ModelSpec, type SortedModel } from '../models/index.js';
@@ -38,8 +42,10 @@ export interface CheckpointMeta {
   model: ModelSpec;
   grid: GridSpec;
   train?: TrainConfig;
-  /** Optimizer steps done. */
+  /** Training steps done. */
   step: number;
+  /** Updates the optimizer applied, when fewer than `step` (steps skipped for a non-finite loss). */
+  optimizerStep?: number;
   seed: number;
   dataset?: string;
   preprocess?: Preprocess;
@@ -55,6 +61,7 @@ export interface SaveInput {
   model: SortedModel;
   grid: GridSpec;
   step: number;
+  optimizerStep?: number;
   seed: number;
   train?: TrainConfig;
   dataset?: string;
@@ -64,26 +71,19 @@ export interface SaveInput {
   extraFiles?: Record<string, Uint8Array>;
 }
 
+/** model.safetensors: the shared weights by parameter name (Python reads it as a PyTorch state dict). */
+export function encodeWeights(model: SortedModel): Uint8Array {
+  return encodeSafetensors(new Map(model.namedParameters().map(([n, v]) => [n, toNamed(v)])), {
+    format: 'pt',
+    producer: 'sortednet',
+  });
+}
+
 /** The checkpoint as named blobs; `checkpoint.json` (with every other blob's hash) is among them. */
 export function encodeCheckpoint(input: SaveInput): { meta: CheckpointMeta; files: Map<string, Uint8Array> } {
   const files = new Map<string, Uint8Array>();
-  files.set(
-    'model.safetensors',
-    encodeSafetensors(new Map(input.model.namedParameters().map(([n, v]) => [n, toNamed(v)])), {
-      format: 'pt',
-      producer: 'sortednet',
-    }),
-  );
-  const bn = new Map<string, NamedArray>();
-  const counts: Record<string, string> = {};
-  for (const [name, m] of namedBatchNorms(input.model)) {
-    for (const [key, s] of m.stats) {
-      bn.set(`${key}|${name}.mean`, toNamed(s.mean));
-      bn.set(`${key}|${name}.variance`, toNamed(s.variance));
-      counts[`${key}|${name}`] = String(s.count);
-    }
-  }
-  files.set('bn_stats.safetensors', encodeSafetensors(bn, counts));
+  files.set('model.safetensors', encodeWeights(input.model));
+  files.set('bn_stats.safetensors', encodeBnStats(input.model));
   if (input.optimizerState) {
     files.set(
       'optimizer.safetensors',
@@ -99,6 +99,9 @@ export function encodeCheckpoint(input: SaveInput): { meta: CheckpointMeta; file
     grid: input.grid,
     train: input.train,
     step: input.step,
+    ...(input.optimizerStep !== undefined && input.optimizerStep !== input.step
+      ? { optimizerStep: input.optimizerStep }
+      : {}),
     seed: input.seed,
     dataset: input.dataset,
     preprocess: input.preprocess,
@@ -156,9 +159,90 @@ export interface DecodeOptions {
   into?: SortedModel;
   /** Skip the optimizer state (inference). */
   skipOptimizer?: boolean;
+  /**
+   * Use the BN statistics evaluation calibrated, where present (default true: inference wants them).
+   * Resuming training passes false, so that the model holds exactly what training saved.
+   */
+  calibrated?: boolean;
 }
 
 const CORE_FILES = new Set(['model.safetensors', 'bn_stats.safetensors', 'optimizer.safetensors']);
+
+/** The file evaluation writes beside a checkpoint's files (not listed in checkpoint.json). */
+export const CALIBRATION_FILE = 'bn_calibrated.safetensors';
+
+/** BN statistics per sub-model as safetensors: `<subId>|<module>.mean/.variance`, counts in the metadata. */
+function encodeBnStats(model: SortedModel, metadata: Record<string, string> = {}): Uint8Array {
+  const bn = new Map<string, NamedArray>();
+  const counts: Record<string, string> = { ...metadata };
+  for (const [name, m] of namedBatchNorms(model)) {
+    for (const [key, s] of m.stats) {
+      bn.set(`${key}|${name}.mean`, toNamed(s.mean));
+      bn.set(`${key}|${name}.variance`, toNamed(s.variance));
+      counts[`${key}|${name}`] = String(s.count);
+    }
+  }
+  return encodeSafetensors(bn, counts);
+}
+
+/** Sets (or replaces) the statistics the file holds; sub-models it does not mention keep theirs. */
+function setBnStats(model: SortedModel, bn: ReturnType<typeof decodeSafetensors>, where: string): void {
+  const mods = new Map(namedBatchNorms(model));
+  for (const [name, t] of bn.tensors) {
+    const m = /^(.*)\|(.*)\.(mean|variance)$/.exec(name);
+    if (!m || m[3] !== 'mean') continue;
+    const mod = mods.get(m[2]);
+    const variance = bn.tensors.get(`${m[1]}|${m[2]}.variance`);
+    if (!mod || !variance)
+      throw new Error(`${where}: BN statistics '${name}' match no BatchNorm of the model`);
+    // A narrower sub-model keeps statistics for a prefix of the channels.
+    if (t.shape.length !== 1 || !(t.shape[0] <= mod.channels) || variance.shape.join() !== t.shape.join()) {
+      throw new Error(
+        `${where}: BN statistics '${name}' have shape [${t.shape}], BatchNorm '${m[2]}' has ${mod.channels} channels`,
+      );
+    }
+    mod.resetStats(m[1]);
+    mod.stats.set(m[1], {
+      mean: tf.tensor1d(t.data as Float32Array),
+      variance: tf.tensor1d(variance.data as Float32Array),
+      count: Number(bn.metadata[`${m[1]}|${m[2]}`] ?? 1),
+    });
+  }
+}
+
+const dataOf = (bytes: Uint8Array): Uint8Array => {
+  const n = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
+  return bytes.subarray(8 + n);
+};
+
+/**
+ * The model's current BN statistics as bn_calibrated.safetensors for the checkpoint `meta`
+ * describes: the metadata binds it to those weights (their sha256) and to its own data bytes.
+ */
+export function encodeCalibration(model: SortedModel, meta: CheckpointMeta): Uint8Array {
+  const unbound = encodeBnStats(model);
+  return encodeBnStats(model, {
+    'sortednet.weights_sha256': meta.files['model.safetensors'],
+    'sortednet.data_sha256': sha256Hex(dataOf(unbound)),
+    'sortednet.step': String(meta.step),
+  });
+}
+
+function decodeCalibration(bytes: Uint8Array, meta: CheckpointMeta, where: string) {
+  const path = `${where}/${CALIBRATION_FILE}`;
+  const bn = decodeSafetensors(bytes, path);
+  if (bn.metadata['sortednet.weights_sha256'] !== meta.files['model.safetensors']) {
+    throw new Error(
+      `${path} was calibrated for other weights than ${where}/model.safetensors; delete it and run 'sortednet eval' again`,
+    );
+  }
+  if (bn.metadata['sortednet.data_sha256'] !== sha256Hex(dataOf(bytes))) {
+    throw new Error(
+      `${path} is corrupt (its data does not match its hash); delete it and run 'sortednet eval' again`,
+    );
+  }
+  return bn;
+}
 
 /** Builds (or fills) the model from a checkpoint's blobs, verifying every hash. */
 export async function decodeCheckpoint(
@@ -188,20 +272,11 @@ export async function decodeCheckpoint(
     }
     v.assign(tf.tensor(t.data, t.shape));
   }
-  const mods = new Map(namedBatchNorms(model));
-  for (const m of mods.values()) m.resetStats();
-  for (const [name, t] of bn.tensors) {
-    const m = /^(.*)\|(.*)\.(mean|variance)$/.exec(name);
-    if (!m || m[3] !== 'mean') continue;
-    const mod = mods.get(m[2]);
-    const variance = bn.tensors.get(`${m[1]}|${m[2]}.variance`);
-    if (!mod || !variance)
-      throw new Error(`checkpoint ${where}: BN statistics '${name}' match no BatchNorm of the model`);
-    mod.stats.set(m[1], {
-      mean: tf.tensor1d(t.data as Float32Array),
-      variance: tf.tensor1d(variance.data as Float32Array),
-      count: Number(bn.metadata[`${m[1]}|${m[2]}`] ?? 1),
-    });
+  for (const [, m] of namedBatchNorms(model)) m.resetStats();
+  setBnStats(model, bn, `${where}/bn_stats.safetensors`);
+  if (opts.calibrated ?? true) {
+    const bytes = await read(CALIBRATION_FILE);
+    if (bytes) setBnStats(model, decodeCalibration(bytes, meta, where), `${where}/${CALIBRATION_FILE}`);
   }
   const optimizerState = new Map<string, tf.Tensor>();
   if (meta.files['optimizer.safetensors'] && !opts.skipOptimizer) {

@@ -1,11 +1,15 @@
 /**
  * The grid of sub-models: the Cartesian product of per-dimension budget lists (SortedNet §1),
- * each entry with a stable id and an analytic cost.
+ * each entry with a stable id and an analytic cost. `layers` adds per-layer width choices
+ * (MatFormer's Mix'n'Match: e.g. a different FFN width in each block), crossed with the rest.
  */
 import { DIMENSIONS, subModelId, validateSubModelShape, type Dimension, type SubModel } from './submodel.js';
 import type { Cost } from './cost.js';
 
-export type GridSpec = Partial<Record<Dimension, number[]>>;
+export type GridSpec = Partial<Record<Dimension, number[]>> & {
+  /** Per-layer output units to choose from, by elastic layer name (see the model's layer names). */
+  layers?: Record<string, number[]>;
+};
 
 export interface GridEntry {
   readonly index: number;
@@ -30,27 +34,38 @@ export class Grid {
   ) {
     const dims = DIMENSIONS.filter((d) => spec[d] !== undefined);
     for (const d of Object.keys(spec)) {
-      if (!(DIMENSIONS as readonly string[]).includes(d)) {
-        throw new Error(`grid: unknown dimension '${d}'; known: ${DIMENSIONS.join(', ')}`);
+      if (d !== 'layers' && !(DIMENSIONS as readonly string[]).includes(d)) {
+        throw new Error(`grid: unknown dimension '${d}'; known: ${DIMENSIONS.join(', ')}, layers`);
       }
     }
-    for (const d of dims) {
-      const values = spec[d]!;
+    const checkList = (values: unknown, what: string) => {
       if (!Array.isArray(values) || values.length === 0)
-        throw new Error(`grid: dimension '${d}' needs a non-empty list of budgets`);
+        throw new Error(`grid: ${what} needs a non-empty list of budgets`);
       if (new Set(values).size !== values.length)
-        throw new Error(`grid: dimension '${d}' lists a budget twice: [${values.join(', ')}]`);
-    }
-    let subs: Record<string, number>[] = [{}];
+        throw new Error(`grid: ${what} lists a budget twice: [${values.join(', ')}]`);
+    };
+    for (const d of dims) checkList(spec[d], `dimension '${d}'`);
+    const layerNames = Object.keys(spec.layers ?? {}).sort();
+    for (const n of layerNames) checkList(spec.layers![n], `layer '${n}'`);
+    let subs: SubModel[] = [{}];
     for (const d of dims) {
       const sorted = [...spec[d]!].sort((a, b) => a - b);
       subs = subs.flatMap((s) => sorted.map((v) => ({ ...s, [d]: v })));
     }
-    this.entries = subs.map((s, index) => {
+    for (const n of layerNames) {
+      const sorted = [...spec.layers![n]].sort((a, b) => a - b);
+      subs = subs.flatMap((s) => sorted.map((v) => ({ ...s, layers: { ...s.layers, [n]: v } })));
+    }
+    const checked = subs.map((s) => {
       const sub = validateSubModelShape(s, 'grid');
       model.validate(sub);
-      return Object.freeze({ index, id: subModelId(sub), sub, cost: model.cost(sub) });
+      return { sub, cost: model.cost(sub) };
     });
+    // Cheapest first, so `smallest`/`largest` stay meaningful when per-layer choices are crossed in.
+    if (layerNames.length) checked.sort((a, b) => a.cost.flops - b.cost.flops);
+    this.entries = checked.map(({ sub, cost }, index) =>
+      Object.freeze({ index, id: subModelId(sub), sub, cost }),
+    );
     this.byId = new Map(this.entries.map((e) => [e.id, e]));
   }
 

@@ -144,7 +144,7 @@ export async function train(
   let startStep = 0;
   if (options.resume) {
     if (!options.runDir) throw new Error('resume needs a run folder');
-    const ck = await loadCheckpoint(options.runDir, model);
+    const ck = await loadCheckpoint(options.runDir, model, { calibrated: false });
     optimizer.load(ck.meta.step, ck.optimizerState);
     startStep = ck.meta.step;
   }

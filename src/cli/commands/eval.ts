@@ -1,0 +1,25 @@
+/** `sortednet eval`: every sub-model of a run, with BN recalibrated per sub-model. */
+import { initEngine, parseBackend } from '../../engine/backend.js';
+import { Grid } from '../../sorted/grid.js';
+import { loadCheckpoint } from '../../io/checkpoint.js';
+import { need } from '../args.js';
+import type { RegisterCommand } from '../command.js';
+import { loadRunData, readRunJson, runTitle } from '../run_folder.js';
+import { evaluateRun } from './train.js';
+
+export const registerEval: RegisterCommand = (program, exit) => {
+  program
+    .command('eval')
+    .description('every sub-model: params, FLOPs, accuracy, latency (BN recalibrated)')
+    .option('--run <dir>', 'the run folder')
+    .option('--backend <name>', "wasm (default: the run's), cpu or webgpu")
+    .action(async (flags: { run?: string; backend?: string }) => {
+      const runDir = need(flags.run, '--run DIR', 'eval');
+      const c = readRunJson(runDir);
+      await initEngine(flags.backend ? parseBackend(flags.backend, '--backend') : (c.backend ?? 'wasm'));
+      const { model, meta } = await loadCheckpoint(runDir);
+      const data = loadRunData(c);
+      const title = runTitle(c, meta.model.family, meta.train?.strategy);
+      exit(evaluateRun(runDir, model, new Grid(meta.grid, model), data, c, title));
+    });
+};

@@ -1,0 +1,50 @@
+/** `sortednet extract`: one sub-model as a standalone, smaller checkpoint. */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { initEngine } from '../../engine/backend.js';
+import { buildModel, specOf } from '../../models/index.js';
+import { parseSubModel, subModelId } from '../../sorted/submodel.js';
+import { extractSubModel } from '../../sorted/extract.js';
+import { hasCheckpoint, loadCheckpoint, saveCheckpoint } from '../../io/checkpoint.js';
+import { writeFileAtomic } from '../../io/atomic.js';
+import { need } from '../args.js';
+import type { RegisterCommand } from '../command.js';
+import { readRunJson } from '../run_folder.js';
+
+export const registerExtract: RegisterCommand = (program, exit) => {
+  program
+    .command('extract')
+    .description('write one sub-model as a standalone checkpoint')
+    .option('--run <dir>', 'the run folder')
+    .option('--sub <spec>', 'the sub-model, e.g. depth=4,width=0.5')
+    .option('--out <dir>', 'an empty folder for the extracted model')
+    .action(async (flags: { run?: string; sub?: string; out?: string }) => {
+      const runDir = need(flags.run, '--run DIR', 'extract');
+      const out = need(flags.out, '--out DIR', 'extract');
+      const sub = parseSubModel(need(flags.sub, '--sub SPEC', 'extract'), '--sub');
+      if (hasCheckpoint(out))
+        throw new Error(`${out} already holds a checkpoint; choose an empty --out folder`);
+      await initEngine('cpu');
+      const { model, meta } = await loadCheckpoint(runDir);
+      const small = extractSubModel(model, sub, (cfg) => buildModel(specOf(model, cfg)));
+      saveCheckpoint(out, {
+        model: small,
+        grid: {},
+        step: meta.step,
+        seed: meta.seed,
+        dataset: meta.dataset,
+        preprocess: meta.preprocess,
+      });
+      if (existsSync(join(runDir, 'run.json'))) {
+        const c = readRunJson(runDir);
+        writeFileAtomic(
+          join(out, 'run.json'),
+          JSON.stringify({ ...c, model: specOf(small), grid: {} }, null, 2) + '\n',
+        );
+      }
+      console.log(
+        `extracted ${subModelId(sub)}: ${small.parameterCount()} parameters (shared model: ${model.parameterCount()}) → ${out}`,
+      );
+      exit(0);
+    });
+};

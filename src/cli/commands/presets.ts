@@ -1,0 +1,13 @@
+/** `sortednet presets`: the built-in model presets and their grids. */
+import type { RegisterCommand } from '../command.js';
+import { PRESETS } from '../presets.js';
+
+export const registerPresets: RegisterCommand = (program, exit) => {
+  program
+    .command('presets')
+    .description('list the model presets and their grids')
+    .action(() => {
+      for (const [k, p] of Object.entries(PRESETS)) console.log(`${k.padEnd(14)} ${p.description}`);
+      exit(0);
+    });
+};

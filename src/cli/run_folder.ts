@@ -1,0 +1,84 @@
+/** A run folder as the commands read it: run.json (validated), its data, eval results. */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ModelSpec } from '../models/index.js';
+import type { GridSpec } from '../sorted/grid.js';
+import { loadDataset } from '../data/registry.js';
+import { subset, type TrainTest } from '../data/dataset.js';
+import type { EvalRow } from '../train/evaluate.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { hasCheckpoint } from '../io/checkpoint.js';
+import { accuracyFlopsSvg, toCsv } from '../io/report.js';
+import { getPreset } from './presets.js';
+import { parseRunConfig, type RunConfig } from './run_config.js';
+
+/** run.json of a run folder; a missing or broken file says which and what to do. */
+export function readRunJson(runDir: string): RunConfig {
+  const path = join(runDir, 'run.json');
+  if (!existsSync(path)) {
+    throw new Error(
+      `${path} not found: is ${runDir} a run folder? ('sortednet train --run ${runDir}' makes one)`,
+    );
+  }
+  const c = parseRunConfig(readFileSync(path, 'utf8'), path);
+  if (c.model === undefined || c.data === undefined) throw new Error(`${path}: 'model' or 'data' is missing`);
+  return { train: {}, ...c } as RunConfig;
+}
+
+export function loadRunData(c: RunConfig): TrainTest {
+  const d = loadDataset(c.data.name);
+  return {
+    train: c.data.trainSubset ? subset(d.train, c.data.trainSubset, 1) : d.train,
+    test: c.data.testSubset ? subset(d.test, c.data.testSubset, 2) : d.test,
+  };
+}
+
+export function modelSpecFor(c: RunConfig, data: TrainTest): { spec: ModelSpec; grid: GridSpec } {
+  const shape = { channels: data.train.channels, size: data.train.height, classes: data.train.numClasses };
+  if (typeof c.model === 'string') {
+    const p = getPreset(c.model);
+    return { spec: p.model(shape), grid: c.grid ?? p.grid };
+  }
+  if (!c.grid) throw new Error('a config with an explicit model spec needs a grid');
+  return { spec: c.model, grid: c.grid };
+}
+
+/** `base`, or `base-2`, `base-3`… : the first that holds no run, so earlier results are never overwritten. */
+export function freshFolder(base: string): string {
+  for (let i = 1; ; i++) {
+    const dir = i === 1 ? base : `${base}-${i}`;
+    if (!hasCheckpoint(dir)) return dir;
+  }
+}
+
+export function writeEval(runDir: string, rows: EvalRow[], title: string): void {
+  writeFileAtomic(join(runDir, 'eval.json'), JSON.stringify(rows, null, 2) + '\n');
+  writeFileAtomic(join(runDir, 'eval.csv'), toCsv(rows));
+  writeFileAtomic(
+    join(runDir, 'plot.svg'),
+    accuracyFlopsSvg([{ name: title, rows }], `${title}: accuracy vs FLOPs`),
+  );
+}
+
+export function readEvalRows(runDir: string): EvalRow[] {
+  const path = join(runDir, 'eval.json');
+  if (!existsSync(path)) throw new Error(`${path} not found; run 'sortednet eval --run ${runDir}' first`);
+  let rows: unknown;
+  try {
+    rows = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new Error(
+      `${path} is not valid JSON (${(e as Error).message}); run 'sortednet eval --run ${runDir}' again`,
+      {
+        cause: e,
+      },
+    );
+  }
+  if (!Array.isArray(rows) || rows.length === 0) {
+    throw new Error(`${path} holds no evaluated sub-models; run 'sortednet eval --run ${runDir}' again`);
+  }
+  return rows as EvalRow[];
+}
+
+export const runTitle = (c: RunConfig, family: string, strategy = c.train?.strategy ?? '') =>
+  `${typeof c.model === 'string' ? c.model : family} ${strategy}`.trim();
