@@ -15,6 +15,7 @@ import { formatTable } from '../../io/report.js';
 import { intArg, numArg } from '../args.js';
 import type { RegisterCommand } from '../command.js';
 import { readRunConfig, type RunConfig } from '../run_config.js';
+import { isLmPreset, trainLmRun } from '../lm_run.js';
 import { freshFolder, loadRunData, modelSpecFor, readRunJson, runTitle, writeEval } from '../run_folder.js';
 
 export interface TrainFlags {
@@ -88,6 +89,11 @@ export async function commandTrain(
         `${runDir} already holds a checkpoint; use --resume to continue it, or another --run folder`,
       );
     }
+  }
+  if (isLmPreset(c.model)) {
+    // Language models: the tokenizer is trained first and the metric is perplexity (lm_run.ts).
+    await trainLmRun(runDir, c, { resume: flags.resume, noEval: flags.eval === false });
+    return 0;
   }
   const tc = resolveTrainConfig(c.train);
   await initEngine(c.backend ?? 'wasm');
@@ -185,7 +191,10 @@ function trainOptions(cmd: Command): Command {
     .option('--run <dir>', 'the run folder: checkpoints, log.jsonl, eval results')
     .option('--config <file>', 'a JSON run config (fields model, data, grid, train, backend, eval)')
     .option('--model <preset>', "a model preset (see 'sortednet presets')")
-    .option('--data <name|path>', 'mnist, fashion-mnist, digits, or a path to your own data')
+    .option(
+      '--data <name|path>',
+      'mnist, fashion-mnist, digits, or a path to your own data; LM presets: sotu, moby-dick, text:PATH',
+    )
     .option('--strategy <s>', 'sorted, individual, full-only, sandwich, all-exits')
     .option('--steps <n>', 'optimizer steps', intArg)
     .option('--batch-size <n>', 'examples per micro-batch', intArg)
