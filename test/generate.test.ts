@@ -220,31 +220,38 @@ test('speculative sampling end to end: two-token sequences follow the full model
     const p2 = nextTokenProbs(uncached(model, [...prompt, a], 4), o);
     for (let b = 0; b < V; b++) exact[a * V + b] = p1[a] * p2[b];
   }
-  const N = 1500;
-  const hist = new Float64Array(V * V);
-  let accepted = 0;
-  let proposed = 0;
-  for (let s = 0; s < N; s++) {
-    const r = generate(model, prompt, {
-      ...o,
-      maxNewTokens: 2,
-      seed: s,
-      speculative: { draftDepth: 1, k: 2, adaptive: false },
-    });
-    hist[r.tokens[0] * V + r.tokens[1]]++;
-    accepted += r.accepted;
-    proposed += r.proposed;
+  // k 1: the second token is the bonus after an accepted draft; k 2: both drafted.
+  const N = 1200;
+  for (const k of [1, 2]) {
+    const hist = new Float64Array(V * V);
+    let accepted = 0;
+    let proposed = 0;
+    for (let s = 0; s < N; s++) {
+      const r = generate(model, prompt, {
+        ...o,
+        maxNewTokens: 2,
+        seed: s,
+        speculative: { draftDepth: 1, k, adaptive: false },
+      });
+      hist[r.tokens[0] * V + r.tokens[1]]++;
+      accepted += r.accepted;
+      proposed += r.proposed;
+    }
+    assert.ok(
+      accepted > 0 && accepted < proposed,
+      `the draft should be sometimes rejected: ${accepted}/${proposed}`,
+    );
+    chiSquare(hist, exact, N, `k ${k}`);
   }
-  assert.ok(
-    accepted > 0 && accepted < proposed,
-    `the draft should be sometimes rejected: ${accepted}/${proposed}`,
-  );
+});
+
+function chiSquare(hist: Float64Array, exact: Float64Array, N: number, what: string): void {
   // Pool cells with expected count < 5 into one (the usual chi-square condition).
   let chi = 0;
   let df = -1;
   let poolE = 0;
   let poolO = 0;
-  for (let i = 0; i < V * V; i++) {
+  for (let i = 0; i < exact.length; i++) {
     const e = N * exact[i];
     if (e === 0) assert.equal(hist[i], 0, `cell ${i} has probability 0 but was drawn`);
     else if (e < 5) {
@@ -262,8 +269,8 @@ test('speculative sampling end to end: two-token sequences follow the full model
   // Critical value at p = 0.001 (Wilson–Hilferty approximation).
   const z = 3.09;
   const crit = df * (1 - 2 / (9 * df) + z * Math.sqrt(2 / (9 * df))) ** 3;
-  assert.ok(chi < crit, `chi-square ${chi.toFixed(1)} ≥ ${crit.toFixed(1)} (df ${df})`);
-});
+  assert.ok(chi < crit, `${what}: chi-square ${chi.toFixed(1)} ≥ ${crit.toFixed(1)} (df ${df})`);
+}
 
 test('sampling is seeded, streams the same tokens, and stops at a stop token', async () => {
   const o = { maxNewTokens: 20, temperature: 0.9, topP: 0.9, seed: 42 };

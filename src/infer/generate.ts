@@ -221,8 +221,10 @@ export function* decodeTokens(
           draft.push(greedy ? argmax(qi) : sample(qi, rng));
           q.push(qi);
         }
-        // Verify: layers d+1..L for x and the drafted positions, all in one pass per layer.
-        const full = logitsOf(model, cache.advance(L, want));
+        // Verify: layers d+1..L for x and every drafted token, in one pass per layer; the last
+        // drafted token's row gives a bonus token when the whole draft is accepted.
+        cache.append([draft[want - 1]]);
+        const full = logitsOf(model, cache.advance(L, want + 1));
         r.fullPasses++;
         r.proposed += want;
         let n = 0;
@@ -237,13 +239,14 @@ export function* decodeTokens(
             break;
           }
         }
+        if (n === want) next = pick(full[want], o, rng);
         r.accepted += n;
         for (let i = 0; i < n && going; i++) going = yield* emit(draft[i], L);
-        if (going && next >= 0) going = yield* emit(next, L);
+        if (going) going = yield* emit(next, L);
         if (!going) break;
         // Roll back the rejected positions; the last emitted token becomes the pending one.
         cache.truncate(base + n + 1);
-        cache.append([next >= 0 ? next : draft[want - 1]]);
+        cache.append([next]);
         if (adaptive) k = n === want ? Math.min(maxK, k + 1) : Math.max(1, k - 1);
       }
     } else if (o.earlyExit) {
