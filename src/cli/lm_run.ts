@@ -5,7 +5,9 @@
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadCheckpoint, type CheckpointMeta } from '../io/checkpoint.js';
+import { loadLm, TOKENIZER_FILE } from '../infer/load_lm.js';
+
+export { loadLm, TOKENIZER_FILE };
 import { readRunJson } from './run_folder.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { buildModel, Transformer } from '../models/index.js';
@@ -21,8 +23,6 @@ import { evaluateLm, type LmEvalRow } from '../train/evaluate_lm.js';
 import { getPreset } from './presets.js';
 import type { RunConfig } from './run_config.js';
 import { engineDescription, initEngine } from '../engine/backend.js';
-
-export const TOKENIZER_FILE = 'tokenizer.json';
 
 /** An LM run's run.json: a preset name, a corpus (sotu, moby-dick, text:PATH) and training fields. */
 export type LmRunConfig = Pick<RunConfig, 'model' | 'data' | 'train' | 'backend'>;
@@ -46,24 +46,6 @@ function prepare(c: LmRunConfig, tokenizer?: BpeTokenizer) {
   const tok = tokenizer ?? trainBpe(corpus.train, { vocabSize: p.lm.vocabSize });
   const data = bpeTokenSplit(corpus, tok, seqLen);
   return { preset: p, tok, data, seqLen };
-}
-
-/** The tokenizer saved in a run's checkpoint. */
-export async function loadLm(
-  runDir: string,
-): Promise<{ model: Transformer; tokenizer: BpeTokenizer; meta: CheckpointMeta }> {
-  const { model, meta, extraFiles } = await loadCheckpoint(runDir);
-  if (!(model instanceof Transformer) || model.config.task !== 'lm')
-    throw new Error(`${runDir}: the checkpoint is not a language model (family ${meta.model.family})`);
-  const name = meta.preprocess?.tokenizer ?? TOKENIZER_FILE;
-  const bytes = extraFiles.get(name);
-  if (!bytes) throw new Error(`${runDir}: the checkpoint has no ${name}; it was not trained as an LM run`);
-  const tokenizer = BpeTokenizer.fromHuggingFaceJson(new TextDecoder().decode(bytes), `${runDir}/${name}`);
-  if (tokenizer.vocabSize !== model.config.vocab)
-    throw new Error(
-      `${runDir}: tokenizer has ${tokenizer.vocabSize} tokens, the model ${model.config.vocab}`,
-    );
-  return { model, tokenizer, meta };
 }
 
 export async function trainLmRun(

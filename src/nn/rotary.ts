@@ -40,14 +40,46 @@ function tablesFor(headDim: number, base: number, length: number): Tables {
   return t;
 }
 
+/** rotate_half as a constant matrix: [x1, x2] · R = [−x2, x1]. One matmul instead of split, neg, concat. */
+const rotations = new Map<number, tf.Tensor2D>();
+function rotation(d: number): tf.Tensor2D {
+  let r = rotations.get(d);
+  if (!r || r.isDisposed) {
+    const m = new Float32Array(d * d);
+    const half = d / 2;
+    for (let i = 0; i < half; i++) {
+      m[(i + half) * d + i] = -1; // out[i] = −x[i + d/2]
+      m[i * d + i + half] = 1; // out[i + d/2] = x[i]
+    }
+    r = tf.keep(tf.tensor2d(m, [d, d]));
+    rotations.set(d, r);
+  }
+  return r;
+}
+
+/**
+ * The cos/sin rows of the positions last asked for: every layer and both q and k of one decoding
+ * step rotate the same positions, so the slices are made once per step, not 2 × layers times.
+ */
+let lastRows: { key: string; cos: tf.Tensor2D; sin: tf.Tensor2D } | null = null;
+function rows(d: number, base: number, start: number, T: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+  const key = `${d}/${base}/${start}/${T}`;
+  if (lastRows && lastRows.key === key && !lastRows.cos.isDisposed && !lastRows.sin.isDisposed) return lastRows;
+  const t = tablesFor(d, base, start + T);
+  if (lastRows) tf.dispose([lastRows.cos, lastRows.sin]);
+  lastRows = {
+    key,
+    cos: tf.keep(tf.slice(t.cos, [start, 0], [T, d])),
+    sin: tf.keep(tf.slice(t.sin, [start, 0], [T, d])),
+  };
+  return lastRows;
+}
+
 /** x: [B, h, T, d] at absolute positions start..start+T−1 → the same, rotated. */
 export function applyRotary(x: tf.Tensor4D, start: number, base = 10000): tf.Tensor4D {
-  const [, , T, d] = x.shape;
+  const [B, h, T, d] = x.shape;
   if (d % 2 !== 0) throw new Error(`rotary: head size ${d} must be even`);
-  const t = tablesFor(d, base, start + T);
-  const cos = tf.slice(t.cos, [start, 0], [T, d]);
-  const sin = tf.slice(t.sin, [start, 0], [T, d]);
-  const [x1, x2] = tf.split(x, 2, 3);
-  const rotated = tf.concat([tf.neg(x2), x1], 3); // rotate_half
+  const { cos, sin } = rows(d, base, start, T);
+  const rotated = tf.reshape(tf.matMul(tf.reshape(x, [-1, d]), rotation(d)), [B, h, T, d]);
   return tf.add(tf.mul(x, cos), tf.mul(rotated, sin)) as tf.Tensor4D;
 }
