@@ -289,6 +289,22 @@ test('sampling is seeded, streams the same tokens, and stops at a stop token', a
   assert.deepEqual(seen, s.tokens);
 });
 
+test('no decoding mode leaves tensors behind', () => {
+  const modes = [
+    {},
+    { temperature: 1, topP: 0.9 },
+    { earlyExit: { exits: [1, 2], thresholds: [0.3, 0.3] } },
+    { speculative: { draftDepth: 1 } },
+    { temperature: 1, speculative: { draftDepth: 2, k: 3 } },
+  ];
+  for (const o of modes) {
+    generate(model, [1, 2], { maxNewTokens: 4, temperature: 0, ...o }); // rotary tables, masks
+    const before = tf.memory().numTensors;
+    generate(model, [1, 2, 3], { maxNewTokens: 12, temperature: 0, ...o });
+    assert.equal(tf.memory().numTensors, before, JSON.stringify(o));
+  }
+});
+
 test('bad decoding requests are refused with what was wrong', () => {
   const g = (p: number[], o: object) => () => generate(model, p, { maxNewTokens: 4, temperature: 0, ...o });
   assert.throws(g([], {}), /prompt is empty/);

@@ -138,8 +138,9 @@ function checkOptions(model: Transformer, prompt: readonly number[], o: Generate
 
 /** Logits of hidden states [m, e] through the shared final norm and head: m rows of vocab. */
 function logitsOf(model: Transformer, h: tf.Tensor2D): Float32Array[] {
-  const flat = tf.tidy(() => model.lmLogits(h)).dataSync() as Float32Array;
-  h.dispose();
+  const t = tf.tidy(() => model.lmLogits(h));
+  const flat = t.dataSync() as Float32Array;
+  tf.dispose([t, h]);
   const V = model.config.vocab;
   return Array.from({ length: flat.length / V }, (_, i) => flat.subarray(i * V, (i + 1) * V));
 }
