@@ -64,7 +64,8 @@ function rotation(d: number): tf.Tensor2D {
 let lastRows: { key: string; cos: tf.Tensor2D; sin: tf.Tensor2D } | null = null;
 function rows(d: number, base: number, start: number, T: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
   const key = `${d}/${base}/${start}/${T}`;
-  if (lastRows && lastRows.key === key && !lastRows.cos.isDisposed && !lastRows.sin.isDisposed) return lastRows;
+  if (lastRows && lastRows.key === key && !lastRows.cos.isDisposed && !lastRows.sin.isDisposed)
+    return lastRows;
   const t = tablesFor(d, base, start + T);
   if (lastRows) tf.dispose([lastRows.cos, lastRows.sin]);
   lastRows = {
