@@ -1,12 +1,15 @@
 /** The command line end to end on a tiny run: train, eval, pick, extract (equivalence), bad input. */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, existsSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { main } from '../src/cli/main.js';
-import { loadCheckpoint } from '../src/io/checkpoint.js';
+import { checkpointDir, loadCheckpoint, readCheckpointMeta } from '../src/io/checkpoint.js';
+import { sha256Hex } from '../src/io/sha256.js';
 import { parseSubModel, FULL } from '../src/sorted/submodel.js';
 import { loadMnist } from '../src/data/mnist.js';
 import { assertClose } from './helpers.js';
@@ -22,27 +25,29 @@ const quiet = async (args: string[]) => {
   }
 };
 
+/** A tiny run's flags (resnet-small on MNIST by default); `extra` adds or overrides (the last value wins). */
+const tiny = (run: string, ...extra: string[]) => [
+  'train',
+  '--run',
+  run,
+  '--steps',
+  '6',
+  '--batch-size',
+  '16',
+  '--gacc',
+  '2',
+  '--train-subset',
+  '256',
+  '--test-subset',
+  '64',
+  ...extra,
+];
+
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'sortednet-cli-'));
-  const code = await quiet([
-    'train',
-    '--run',
-    join(dir, 'run'),
-    '--model',
-    'resnet-small',
-    '--data',
-    'mnist',
-    '--steps',
-    '3',
-    '--batch-size',
-    '16',
-    '--gacc',
-    '2',
-    '--train-subset',
-    '256',
-    '--test-subset',
-    '64',
-  ]);
+  const code = await quiet(
+    tiny(join(dir, 'run'), '--model', 'resnet-small', '--data', 'mnist', '--steps', '3'),
+  );
   assert.equal(code, 0);
 });
 
@@ -157,4 +162,112 @@ test("`<command> --help` prints that command's options and runs nothing; --versi
   assert.match(text, /--batch-size <n>/);
   assert.match(text, /^\d+\.\d+\.\d+$/m);
   assert.ok(!existsSync(join(dir, 'lm-help')), 'no run folder was made');
+});
+
+const hashes = (stepDir: string) =>
+  ['model.safetensors', 'bn_stats.safetensors', 'optimizer.safetensors'].map((f) =>
+    sha256Hex(readFileSync(join(stepDir, f))),
+  );
+
+test('eval between a kill and --resume: the resumed run equals the uninterrupted one; the log has each step once', async () => {
+  const a = join(dir, 'whole');
+  const b = join(dir, 'killed');
+  const cfg = join(dir, 'ck3.json');
+  writeFileSync(cfg, JSON.stringify({ eval: { calibrationBatches: 2, latencyReps: 1 } }));
+  assert.equal(await quiet(tiny(a, '--checkpoint-every', '3', '--keep-checkpoints', '3', '--no-eval')), 0);
+  // b: the same run killed after step 5 (checkpoint at 3, log up to 5), then evaluated.
+  mkdirSync(join(b, 'checkpoints'), { recursive: true });
+  cpSync(join(a, 'checkpoints', 'step-000003'), join(b, 'checkpoints', 'step-000003'), { recursive: true });
+  writeFileSync(join(b, 'checkpoints', 'latest'), 'step-000003\n');
+  const run = JSON.parse(readFileSync(join(a, 'run.json'), 'utf8'));
+  writeFileSync(
+    join(b, 'run.json'),
+    JSON.stringify({ ...run, eval: { calibrationBatches: 2, latencyReps: 1 } }),
+  );
+  const log = readFileSync(join(a, 'log.jsonl'), 'utf8').split('\n');
+  writeFileSync(join(b, 'log.jsonl'), log.slice(0, 5).join('\n') + '\n{"step":6,"lo');
+  assert.equal(await quiet(['eval', '--run', b]), 0);
+  assert.ok(existsSync(join(b, 'checkpoints', 'step-000003', 'bn_calibrated.safetensors')));
+  assert.deepEqual(
+    hashes(join(b, 'checkpoints', 'step-000003')),
+    hashes(join(a, 'checkpoints', 'step-000003')),
+  );
+  assert.equal(await quiet(['train', '--run', b, '--resume', '--no-eval']), 0);
+  assert.deepEqual(hashes(checkpointDir(b)), hashes(checkpointDir(a)));
+  const steps = readFileSync(join(b, 'log.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l).step)
+    .filter((s) => s !== undefined);
+  assert.deepEqual(steps, [1, 2, 3, 4, 5, 6]);
+  // More steps on --resume are honoured; settings of the run itself are refused.
+  await assert.rejects(
+    quiet(['train', '--run', b, '--resume', '--lr', '0.1', '--seed', '2']),
+    /--resume continues the run as it was set up; --lr, --seed cannot change/,
+  );
+  assert.equal(await quiet(['train', '--run', b, '--resume', '--steps', '7', '--no-eval']), 0);
+  assert.equal(readCheckpointMeta(b).step, 7);
+});
+
+test('divergence: --lr 1e6 stops with exit code 3 and the last good checkpoint intact', async () => {
+  const run = join(dir, 'nan');
+  const errors: string[] = [];
+  const error = console.error;
+  const warn = console.warn;
+  console.error = (m: string) => errors.push(m);
+  console.warn = () => {};
+  try {
+    assert.equal(await quiet(tiny(run, '--steps', '20', '--lr', '1e6', '--checkpoint-every', '1')), 3);
+  } finally {
+    console.error = error;
+    console.warn = warn;
+  }
+  assert.match(
+    errors.join('\n'),
+    /step \d+: the loss is \S+ and the gradient norm (NaN|Infinity); training stopped without applying the update\. The last checkpoint, .*, is intact/,
+  );
+  const ck = await loadCheckpoint(run);
+  assert.ok(ck.meta.step >= 1 && ck.meta.step < 20);
+  for (const [name, v] of ck.model.namedParameters()) assert.ok(v.dataSync().every(Number.isFinite), name);
+});
+
+test('one writer per run folder: a live holder refuses train and eval', async () => {
+  const holder = spawn('sleep', ['30']);
+  try {
+    const run = join(dir, 'run');
+    writeFileSync(
+      join(run, 'run.lock'),
+      JSON.stringify({ pid: holder.pid, host: hostname(), command: 'train', since: 'now', token: 't' }),
+    );
+    await assert.rejects(
+      quiet(['eval', '--run', run]),
+      new RegExp(`in use by PID ${holder.pid} on ${hostname()}`),
+    );
+    await assert.rejects(quiet(['train', '--run', run, '--resume']), /in use by PID/);
+    rmSync(join(run, 'run.lock'));
+  } finally {
+    holder.kill();
+  }
+});
+
+test('bad reliability input: subset 0, unrepresentable seed, latencyReps 0, --out over a file', async () => {
+  await assert.rejects(main(tiny(join(dir, 'q'), '--train-subset', '0')), /'0' must be at least 1/);
+  await assert.rejects(main(tiny(join(dir, 'q'), '--seed', '1e20')), /cannot be represented exactly/);
+  const cfg = join(dir, 'reps.json');
+  writeFileSync(cfg, JSON.stringify({ eval: { latencyReps: 0 } }));
+  await assert.rejects(
+    main(tiny(join(dir, 'q'), '--config', cfg)),
+    /reps\.json: eval\.latencyReps must be a positive integer, got 0/,
+  );
+  assert.ok(!existsSync(join(dir, 'q')), 'a failed start leaves no folder');
+  const svg = join(dir, 'cmp.svg');
+  writeFileSync(svg, 'mine');
+  await assert.rejects(
+    main(['compare', '--runs', join(dir, 'run'), '--out', svg]),
+    /cmp\.svg exists; .*--force/,
+  );
+  assert.equal(readFileSync(svg, 'utf8'), 'mine');
+  assert.equal(await quiet(['compare', '--runs', join(dir, 'run'), '--out', svg, '--force']), 0);
+  assert.match(readFileSync(svg, 'utf8'), /^<svg/);
+  await assert.rejects(main(['compare', '--runs', ',']), /names no run folder/);
 });

@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { PNG } from 'pngjs';
+import jpeg from 'jpeg-js';
+import { convertChannels, resizeArea } from '../src/data/resize.js';
 import {
   BYTE_VOCAB_SIZE,
   FASHION_MNIST_FOLDER,
@@ -159,28 +161,125 @@ test('CSV: header with a label column, headerless, class names, errors with file
   const withHeader = join(scratch, 'header.csv');
   writeFileSync(withHeader, 'a,b,label,c,d\r\n0.1,0.2,1,0.3,0.4\r\n1,2,0,3,4\r\n\r\n');
   const ds = loadCsv(withHeader);
-  assert.deepEqual([ds.n, ds.height, ds.width, ds.channels, ds.numClasses], [2, 2, 2, 1, 2]);
+  // A row of 4 named features: 1×1 with a channel per feature, so each is normalised on its own.
+  assert.deepEqual([ds.n, ds.height, ds.width, ds.channels, ds.numClasses], [2, 1, 1, 4, 2]);
+  assert.deepEqual(ds.features, ['a', 'b', 'c', 'd']);
   assert.deepEqual(Array.from(ds.labels), [1, 0]);
   assert.deepEqual(Array.from(ds.images), Array.from(Float32Array.of(0.1, 0.2, 0.3, 0.4, 1, 2, 3, 4)));
 
   const headerless = join(scratch, 'plain.csv');
   writeFileSync(headerless, '2,1,2,3\n0,4,5,6\n');
   const plain = loadCsv(headerless);
-  assert.deepEqual([plain.n, plain.height, plain.width, plain.numClasses], [2, 1, 3, 3]);
+  assert.deepEqual([plain.n, plain.height, plain.width, plain.channels, plain.numClasses], [2, 1, 1, 3, 3]);
 
   const named = join(scratch, 'named.csv');
   writeFileSync(named, 'x,y\ncat,1\ndog,2\ncat,3\n');
-  const pets = loadCsv(named);
+  // A header without a 'label' column: say which one, rather than training on the wrong column.
+  assertThrowsMentioning(() => loadCsv(named), named, "no column named 'label'", '--label-column', "0 'x'");
+  const pets = loadCsv(named, { labelColumn: 'x' });
   assert.deepEqual(pets.classNames, ['cat', 'dog']);
   assert.deepEqual(Array.from(pets.labels), [0, 1, 0]);
 
+  // No header: a first row of text over text (string labels) is data, not column names.
+  const textLabels = join(scratch, 'text-labels.csv');
+  writeFileSync(textLabels, 'cat,1,2\ndog,3,4\ncat,5,6\n');
+  const animals = loadCsv(textLabels);
+  assert.deepEqual([animals.n, animals.classNames], [3, ['cat', 'dog']]);
+
   const badValue = join(scratch, 'bad-value.csv');
   writeFileSync(badValue, 'label,p\n1,0.5\n0,oops\n');
-  assertThrowsMentioning(() => loadCsv(badValue), `${badValue}:3`, "'oops'");
+  assertThrowsMentioning(() => loadCsv(badValue), `${badValue}:3`, "'oops'", "'p'");
   const ragged = join(scratch, 'ragged.csv');
   writeFileSync(ragged, '1,2,3\n0,1\n');
   assertThrowsMentioning(() => loadCsv(ragged), `${ragged}:2`, 'expected 3 columns');
   assertThrowsMentioning(() => loadCsv(headerless, { height: 2, width: 2 }), headerless, '2×2×1');
+});
+
+test("CSV: R's quoted header, any label column name or index, ';' and tab delimiters, 8×8 pixels as an image", () => {
+  const r = join(scratch, 'r.csv');
+  writeFileSync(
+    r,
+    '"","Sepal.Length","Species, as named"\n"1",5.1,"setosa"\n"2",7,"versicolor"\n"3",6.3,"virginica"\n',
+  );
+  const iris = loadCsv(r, { labelColumn: 'Species, as named' });
+  assert.deepEqual(iris.features, ['', 'Sepal.Length']);
+  assert.deepEqual(iris.classNames, ['setosa', 'versicolor', 'virginica']);
+  assert.deepEqual(Array.from(iris.images), Array.from(Float32Array.of(1, 5.1, 2, 7, 3, 6.3)));
+  assert.deepEqual(Array.from(loadCsv(r, { labelColumn: -1 }).labels), [0, 1, 2]);
+  assert.deepEqual(Array.from(loadCsv(r, { labelColumn: 2 }).labels), [0, 1, 2]);
+  assertThrowsMentioning(() => loadCsv(r, { labelColumn: 3 }), r, 'outside 0..2');
+
+  const semi = join(scratch, 'semi.csv');
+  writeFileSync(semi, 'label;f1;f2\nyes;1.5;2\nno;3;4\n');
+  assert.deepEqual(loadCsv(semi).features, ['f1', 'f2']);
+  const tab = join(scratch, 'tab.csv');
+  writeFileSync(tab, 'f1\tlabel\n1\t0\n2\t1\n');
+  assert.deepEqual(Array.from(loadCsv(tab).images), [1, 2]);
+
+  const pixels = join(scratch, 'pixels.csv');
+  writeFileSync(pixels, [0, 1].map((label) => [label, ...Array(64).fill(label * 16)].join(',')).join('\n'));
+  const digits = loadCsv(pixels);
+  assert.deepEqual([digits.height, digits.width, digits.channels, digits.features], [8, 8, 1, undefined]);
+});
+
+test('data guards: non-finite or float32-overflowing cells, one class, a constant column: file, row and column named', () => {
+  const write = (name: string, text: string) => {
+    const path = join(scratch, name);
+    writeFileSync(path, text);
+    return path;
+  };
+  const rows = (extra: string) => `label,a,b\n0,1,2\n1,2,3\n0,3,4\n1,4,5\n0,5,6\n${extra}`;
+  const nan = write('nan.csv', rows('1,NaN,7\n'));
+  assertThrowsMentioning(() => loadCsv(nan), `${nan}:7`, "column 1 'a'", 'NaN');
+  const inf = write('inf.csv', rows('1,8,-Infinity\n'));
+  assertThrowsMentioning(() => loadCsv(inf), `${inf}:7`, "'b'", 'not a finite number');
+  const huge = write('huge.csv', rows('1,1e300,7\n'));
+  assertThrowsMentioning(() => loadCsv(huge), `${huge}:7`, "'a'", 'float32');
+  const empty = write('empty-label.csv', rows(',1,2\n'));
+  assertThrowsMentioning(() => loadCsv(empty), `${empty}:7`, 'label', 'empty');
+
+  const oneClass = write(
+    'one-class.csv',
+    'label,a,b\n' + Array.from({ length: 10 }, (_, i) => `7,${i},${i * i}`).join('\n'),
+  );
+  assertThrowsMentioning(() => loadDataset(oneClass), oneClass, "label '7'", 'at least two classes');
+  const constant = write(
+    'constant.csv',
+    'label,a,flat,b\n' + Array.from({ length: 10 }, (_, i) => `${i % 2},${i},3.5,${i * i}`).join('\n'),
+  );
+  assertThrowsMentioning(() => loadDataset(constant), constant, "column 'flat'", '3.5 in every training row');
+  // The same data without the constant column trains: normalised per feature, every value finite.
+  const fine = write(
+    'fine.csv',
+    'label,a,b\n' + Array.from({ length: 10 }, (_, i) => `${i % 2},${i},${1e30 * i}`).join('\n'),
+  );
+  const { train } = loadDataset(fine);
+  assert.ok(train.images.every(Number.isFinite));
+  assert.equal(train.normalisation?.mean.length, 2);
+});
+
+test('images: JPEG decoded, sizes resized to the first image (area average), grey widened', () => {
+  const root = join(scratch, 'shapes');
+  mkdirSync(join(root, 'dark'), { recursive: true });
+  mkdirSync(join(root, 'light'), { recursive: true });
+  const grey = (w: number, h: number, v: number) => {
+    const data = Buffer.alloc(w * h * 4, v);
+    return jpeg.encode({ data, width: w, height: h }, 95).data;
+  };
+  writeFileSync(join(root, 'dark', 'a.jpg'), grey(4, 4, 30));
+  writeFileSync(join(root, 'light', 'b.jpeg'), grey(8, 8, 220));
+  const ds = loadImageFolder(root);
+  assert.deepEqual([ds.n, ds.height, ds.width, ds.channels], [2, 4, 4, 1]);
+  assert.ok(Math.abs(ds.images[0] - 30 / 255) < 0.02 && Math.abs(ds.images[16] - 220 / 255) < 0.02);
+
+  // Area resampling: 4×4 → 2×2 averages 2×2 blocks; 1×1 → 2×2 replicates.
+  const x = Float32Array.from({ length: 16 }, (_, i) => i);
+  assert.deepEqual(Array.from(resizeArea(x, 4, 4, 1, 2, 2)), [2.5, 4.5, 10.5, 12.5]);
+  assert.deepEqual(Array.from(resizeArea(Float32Array.of(7), 1, 1, 1, 2, 2)), [7, 7, 7, 7]);
+  assert.deepEqual(
+    Array.from(convertChannels(Float32Array.of(1, 0, 0, 0, 0, 1), 2, 3, 1)).map((v) => +v.toFixed(3)),
+    [0.299, 0.114],
+  );
 });
 
 test('Netpbm: P2 with a comment and P5 with 16-bit samples', () => {
@@ -223,8 +322,11 @@ test('image folder: PNG and PGM classes, grey widened to colour, train/test fold
   assert.equal(split.train.n, 2);
   assert.equal(split.test.images[0], 0);
 
-  writeFileSync(join(root, 'train', 'dog', 'big.pgm'), 'P2 3 1 255 0 0 0');
-  assertThrowsMentioning(() => loadImageFolder(join(root, 'train')), 'big.pgm', '3×1');
+  // An image of another size is resized to the first one's.
+  writeFileSync(join(root, 'train', 'dog', 'big.pgm'), 'P2 4 4 255 ' + '51 '.repeat(16));
+  const resized = loadImageFolder(join(root, 'train'));
+  assert.deepEqual([resized.n, resized.height, resized.width], [3, 2, 2]);
+  assert.deepEqual(Array.from(resized.images.subarray(24, 27)), [0.2, 0.2, 0.2].map(Math.fround));
 });
 
 test('batches: every sample once per epoch; the seed fixes the order', () => {

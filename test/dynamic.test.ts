@@ -9,23 +9,25 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../src/engine/backend.js';
 import { seedStream } from '../src/nn/init.js';
 import { FeedForward } from '../src/nn/ffn.js';
+import { AuxLosses, type ForwardContext } from '../src/nn/module.js';
 import { DynamicConv2d, perSampleConv2d } from '../src/dynamic/dynamic_conv.js';
 import { MoE } from '../src/dynamic/moe.js';
 import { PadConv2d, PadMoE, padLayers, setMask } from '../src/dynamic/partial.js';
 import { maskGradients, partition, type LabelledBatch } from '../src/dynamic/imp.js';
-import { CompactPadConv2d, CompactPadMoE, compareVariants } from '../src/dynamic/compact.js';
-import { calibrateBatchNorm } from '../src/dynamic/calibrate.js';
-import { temperatureAt } from '../src/dynamic/temperature.js';
-import { PadResNet, PAD_RESNET_DEFAULTS, type PadResNetConfig } from '../src/models/pad_resnet.js';
+import { CompactPadConv2d, CompactPadMoE } from '../src/dynamic/compact.js';
+import { calibrateBatchNorm } from '../src/train/evaluate.js';
+import { temperatureAt } from '../src/train/temperature.js';
+import { PadResNet, padResNetConfig, type PadResNetConfig } from '../src/models/pad_resnet.js';
 import { MoETransformer, MOE_TRANSFORMER_DEFAULTS } from '../src/models/moe_transformer.js';
-import type { DynamicContext } from '../src/dynamic/context.js';
+import { FULL } from '../src/sorted/submodel.js';
+import type { BasicBlock } from '../src/nn/basic_block.js';
 import { assertClose, maxAbsDiff } from './helpers.js';
 
 before(async () => {
   await initEngine('cpu');
 });
 
-const evalCtx: DynamicContext = { mode: 'eval', key: 'full' };
+const evalCtx: ForwardContext = { mode: 'eval', key: 'full' };
 const randn = (shape: number[], seed: number) => tf.randomNormal(shape, 0, 1, 'float32', seed);
 
 /** Σ_k α_k W_k and tf.conv2d one sample at a time: the reference for the batched per-sample conv. */
@@ -54,7 +56,7 @@ test('dynamic conv equals a per-sample loop of tf.conv2d (strides 1 and 2, same 
     const layer = new DynamicConv2d(3, 5, 3, seedStream(11), { kernels: 4, reduction: 2, stride, padding });
     const x = randn([3, size, size, 3], 5) as tf.Tensor4D;
     tf.tidy(() => {
-      const y = layer.forward(x, { ...evalCtx, temperature: 2 });
+      const y = layer.forward(x, 5, { ...evalCtx, temperature: 2 });
       assertClose(y, referenceDynamicConv(layer, x, 2), 1e-4, `stride ${stride} ${padding} ${size}×${size}`);
     });
     layer.dispose();
@@ -80,14 +82,14 @@ test('PAD conv: M = 1, φ = 0 is the fully dynamic layer; M = 0 is a static conv
   for (const [name, v] of pad.dynamic.namedParameters()) v.assign(source.get(name)!);
   const x = randn([4, 6, 6, 3], 2) as tf.Tensor4D;
   const ctx = { ...evalCtx, temperature: 3 };
-  tf.tidy(() => assertClose(pad.forward(x, ctx), dynamic.forward(x, ctx), 1e-6, 'M = 1, φ = 0'));
+  tf.tidy(() => assertClose(pad.forward(x, 4, ctx), dynamic.forward(x, 4, ctx), 1e-6, 'M = 1, φ = 0'));
 
   setMask(pad.mask, new Float32Array(pad.mask.size), 'test');
   pad.phi.assign(tf.scalar(0.7));
   const lambdaS = 2 - 2 / (1 + Math.exp(-0.7));
   tf.tidy(() => {
     const reference = tf.conv2d(x, tf.mul(lambdaS, pad.staticWeight) as tf.Tensor4D, 2, 'same');
-    assertClose(pad.forward(x, ctx), reference, 1e-5, 'M = 0');
+    assertClose(pad.forward(x, 4, ctx), reference, 1e-5, 'M = 0');
   });
   dynamic.dispose();
   pad.dispose();
@@ -99,9 +101,9 @@ test('λ modes: all are 1 at φ = 0; only the named scale moves', () => {
   const outputs = (['both', 'dynamic-only', 'static-only', 'none'] as const).map((lambdaMode) => {
     const pad = new PadConv2d(2, 2, 3, seedStream(4), { kernels: 2, lambdaMode });
     setMask(pad.mask, half, 'test');
-    const at0 = tf.tidy(() => pad.forward(x, evalCtx));
+    const at0 = tf.tidy(() => pad.forward(x, 2, evalCtx));
     pad.phi.assign(tf.scalar(1));
-    const at1 = tf.tidy(() => pad.forward(x, evalCtx));
+    const at1 = tf.tidy(() => pad.forward(x, 2, evalCtx));
     assert.equal(pad.phi.trainable, lambdaMode !== 'none');
     pad.dispose();
     return { lambdaMode, at0, at1 };
@@ -114,8 +116,8 @@ test('λ modes: all are 1 at φ = 0; only the named scale moves', () => {
 /** A tiny PAD CNN and a few labelled batches. */
 function tinyCnn(conv: PadResNetConfig['conv'] = 'pad', seed = 1): PadResNet {
   return new PadResNet(
-    {
-      ...PAD_RESNET_DEFAULTS,
+    padResNetConfig({
+      inChannels: 1,
       imageSize: 8,
       stem: 3,
       widths: [4, 6],
@@ -124,7 +126,7 @@ function tinyCnn(conv: PadResNetConfig['conv'] = 'pad', seed = 1): PadResNet {
       reduction: 2,
       conv,
       classes: 3,
-    },
+    }),
     seed,
   );
 }
@@ -143,8 +145,9 @@ test('∂L/∂M from autodiff matches a finite-difference estimate', () => {
   const batches = imageBatches(1, 8);
   calibrateBatchNorm(
     model,
+    FULL,
+    'full',
     batches.map((b) => b.x),
-    { key: 'full' },
   );
   const layer = padLayers(model)[0] as PadConv2d;
   // A partly static mask and φ ≠ 0, so both terms of (λ_d Σα W − λ_s W_s) matter.
@@ -158,7 +161,7 @@ test('∂L/∂M from autodiff matches a finite-difference estimate', () => {
   const g = grads[0].dataSync();
   const loss = (): number =>
     tf.tidy(() => {
-      const { logits } = model.forward(batches[0].x, evalCtx);
+      const logits = model.forward(batches[0].x, FULL, evalCtx);
       return tf.losses.softmaxCrossEntropy(tf.oneHot(batches[0].y, 3), logits).dataSync()[0];
     });
   const order = Array.from(g.keys()).sort((a, b) => Math.abs(g[b]) - Math.abs(g[a]));
@@ -228,8 +231,8 @@ test('IMP rejects bad κ, rounds and models without PAD layers', () => {
 test('mismatched shapes give clear errors', () => {
   const layer = new DynamicConv2d(3, 4, 3, seedStream(1));
   assert.throws(
-    () => layer.forward(randn([1, 5, 5, 2], 1) as tf.Tensor4D, evalCtx),
-    /input must be \[B, H, W, 3\]/,
+    () => layer.forward(randn([1, 5, 5, 3], 1) as tf.Tensor4D, 5, evalCtx),
+    /channels 5 > layer size 4/,
   );
   assert.throws(
     () =>
@@ -261,36 +264,33 @@ test('the compact (deployed) CNN equals the masked one and has |W|(1 + (K−1)κ
   padLayers(model).forEach((l, i) => l.phi.assign(tf.scalar(0.2 * (i + 1)))); // λ ≠ 1, to test folding
   calibrateBatchNorm(
     model,
+    FULL,
+    'full',
     batches.map((b) => b.x),
-    { key: 'full' },
   );
   const deployed = model.deploy();
+  const blocks = (m: PadResNet): BasicBlock[] => m.stages.items.flatMap((s) => s.items);
   assert.ok(
-    deployed.blocks.items.every(
-      (b) => b.conv1 instanceof CompactPadConv2d && b.conv2 instanceof CompactPadConv2d,
-    ),
+    blocks(deployed).every((b) => b.conv1 instanceof CompactPadConv2d && b.conv2 instanceof CompactPadConv2d),
   );
   for (const b of batches) {
     tf.tidy(() =>
       assertClose(
-        deployed.forward(b.x, evalCtx).logits,
-        model.forward(b.x, evalCtx).logits,
+        deployed.forward(b.x, FULL, evalCtx),
+        model.forward(b.x, FULL, evalCtx),
         1e-5,
         'compact vs masked',
       ),
     );
   }
   // Analytic deployed size equals what is stored, and follows the paper's formula per layer.
-  assert.equal(deployed.parameterCount(), deployed.cost().params);
-  assert.equal(deployed.cost().params, model.cost().params);
-  for (const l of deployed.blocks.items.flatMap((b) => [b.conv1, b.conv2]) as CompactPadConv2d[]) {
+  assert.equal(deployed.parameterCount(), deployed.cost(FULL).params);
+  assert.equal(deployed.cost(FULL).params, model.cost(FULL).params);
+  for (const l of blocks(deployed).flatMap((b) => [b.conv1, b.conv2]) as CompactPadConv2d[]) {
     const P = l.kernelSize;
     const stored = l.dynamicValues.size + l.staticValues.size;
-    assert.ok(Math.abs(stored - P * (1 + (l.kernels - 1) * l.kappa)) < 1e-6);
+    assert.ok(Math.abs(stored - P * (1 + (l.shape.kernels - 1) * l.kappa)) < 1e-6);
   }
-  const rows = compareVariants([{ name: 'pad', model: deployed }], batches[0].x, { repeats: 2, warmup: 1 });
-  assert.equal(rows[0].params, deployed.parameterCount());
-  assert.ok(rows[0].latencyMs > 0 && rows[0].flops > 0);
   model.dispose();
   deployed.dispose();
 });
@@ -333,7 +333,7 @@ test('MoE: aux loss is non-zero with non-zero router gradients at initialisation
     'router starts at zero',
   );
   const x = randn([16, 6], 6);
-  const ctx: DynamicContext = { mode: 'train', key: 'full', seed: seedStream(9) };
+  const ctx: ForwardContext = { mode: 'train', key: 'full', seed: seedStream(9) };
   const router = [moe.router.gate, moe.router.noise!];
   const { value, grads } = tf.variableGrads(() => moe.forward(x, ctx).auxLoss, router);
   assert.ok(value.dataSync()[0] > 0, 'aux loss > 0');
@@ -438,10 +438,13 @@ test('PAD-MoE transformer: IMP keeps κ, the compact model equals the masked one
   const deployed = model.deploy();
   assert.ok(deployed.blocks.items.every((b) => b.ffn instanceof CompactPadMoE));
   tf.tidy(() => {
-    const a = model.forward(batches[0].x, evalCtx);
-    const b = deployed.forward(batches[0].x, evalCtx);
-    assertClose(b.logits, a.logits, 1e-5, 'compact vs masked PAD-MoE transformer');
-    assertClose(b.auxLoss, a.auxLoss, 1e-6, 'aux loss');
+    const auxA = new AuxLosses();
+    const auxB = new AuxLosses();
+    const a = model.forward(batches[0].x, FULL, { ...evalCtx, aux: auxA });
+    const b = deployed.forward(batches[0].x, FULL, { ...evalCtx, aux: auxB });
+    assertClose(b, a, 1e-5, 'compact vs masked PAD-MoE transformer');
+    assertClose(auxB.total(), auxA.total(), 1e-6, 'aux loss');
+    assert.ok(auxA.total().dataSync()[0] > 0, 'the MoE layers put their aux losses in ctx.aux');
   });
   assert.equal(deployed.parameterCount(), deployed.cost().params);
   model.dispose();
@@ -449,10 +452,10 @@ test('PAD-MoE transformer: IMP keeps κ, the compact model equals the masked one
 });
 
 test('temperature schedule anneals linearly from 30 to 1', () => {
-  const s = { start: 30, end: 1, epochs: 10 };
+  const s = { start: 30, end: 1, steps: 10 };
   assert.equal(temperatureAt(s, 0), 30);
   assert.equal(temperatureAt(s, 5), 15.5);
   assert.equal(temperatureAt(s, 10), 1);
   assert.equal(temperatureAt(s, 50), 1);
-  assert.throws(() => temperatureAt(s, -1), /epoch -1/);
+  assert.throws(() => temperatureAt(s, -1), /step -1/);
 });

@@ -1,31 +1,301 @@
 /**
- * Browser demo: one sorted network, four sub-models, switched per call with no weight copy.
- * Built by `npm run web:build` (esbuild) into web/dist; serve web/ and open index.html.
+ * The browser app: a trained sorted network loaded over HTTP once; draw or pick an image, see the
+ * active sub-model's prediction, move the slider to switch sub-models (no reload, no weight copy),
+ * or let "auto" pick the largest one within a latency target measured on this device.
+ * Query: ?model=URL of a run or checkpoint folder (default model/); ?backend=wasm skips WebGPU.
  */
+/// <reference types="vite/client" />
 import * as tf from '@tensorflow/tfjs-core';
-import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
-import { initEngine } from '../src/engine/backend.js';
-import { getPreset } from '../src/cli/presets.js';
-import { buildModel } from '../src/models/index.js';
+import { getThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import wasmPlain from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm?url';
+import wasmSimd from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm?url';
+import wasmThreaded from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm?url';
+import { initEngine, loadModel, type DeployedModel, type RawImage, type SubModelInfo } from '../src/index.js';
 
-const out = document.getElementById('out') as HTMLPreElement;
-const log = (s: string) => (out.textContent += s + '\n');
+const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
+const params = new URLSearchParams(location.search);
+const status = $('status');
+const setStatus = (text: string, state: 'loading' | 'ready' | 'error' | 'busy') => {
+  status.textContent = text;
+  status.dataset.state = state;
+};
 
-setWasmPaths('./dist/');
-const backend = await initEngine('gpu' in navigator ? 'webgpu' : 'wasm').catch(() => initEngine('wasm'));
-log(`backend: ${backend}`);
-// The demo's network (preset resnet-small, MNIST-shaped input), as the CLI builds it.
-const spec = getPreset('resnet-small').model({ channels: 1, size: 28, classes: 10 });
-const net = buildModel(spec);
-const x = tf.randomNormal([1, 28, 28, 1]);
-for (const width of [0.25, 0.5, 0.75, 1]) {
-  const sub = { width };
-  const key = `width=${width}`;
-  tf.tidy(() => net.forward(x, sub, { mode: 'calibrate', key }));
-  const t0 = performance.now();
-  for (let i = 0; i < 10; i++) await tf.tidy(() => net.forward(x, sub, { mode: 'eval', key })).data();
-  const ms = (performance.now() - t0) / 10;
-  log(
-    `width ${width * 100}%: ${(net.cost(sub).flops / 1e6).toFixed(1)} MFLOPs, ${ms.toFixed(2)} ms per image`,
+/** WebGPU when the browser has an adapter, else wasm (threads when the page is cross-origin isolated). */
+async function startEngine(): Promise<string> {
+  setWasmPaths({
+    'tfjs-backend-wasm.wasm': wasmPlain,
+    'tfjs-backend-wasm-simd.wasm': wasmSimd,
+    'tfjs-backend-wasm-threaded-simd.wasm': wasmThreaded,
+  });
+  const gpu = (navigator as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
+  if (gpu && params.get('backend') !== 'wasm') {
+    try {
+      if (await gpu.requestAdapter()) {
+        await initEngine('webgpu');
+        return 'WebGPU';
+      }
+    } catch {
+      // no usable adapter: wasm below
+    }
+  }
+  await initEngine('wasm');
+  const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
+  const threads = await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT');
+  return `wasm, ${simd ? 'SIMD' : 'no SIMD'}, ${threads ? `threaded build, ${getThreadsCount()} worker thread${getThreadsCount() === 1 ? '' : 's'}` : '1 thread (page not cross-origin isolated)'}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// State: the model, its sub-models by FLOPs, the current input and sub-model.
+
+let model: DeployedModel;
+let subs: SubModelInfo[] = [];
+let input: RawImage | null = null;
+/** What `input` is, for the page's readers (and its test): 'drawing' or 'sample N'. */
+let inputKind = '';
+let measuredAll = false;
+const slider = $<HTMLInputElement>('slider');
+const auto = $<HTMLInputElement>('auto');
+const targetMs = $<HTMLInputElement>('target-ms');
+
+/** Median wall time of `reps` predictions of the current input (after one warm-up): preprocessing included. */
+async function predictTimed(id: string, reps = 5) {
+  const first = await model.predict(input!, { sub: id });
+  const times: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now();
+    await model.predict(input!, { sub: id });
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return { prediction: first, ms: times[Math.floor(reps / 2)] };
+}
+
+async function update(): Promise<void> {
+  const sub = subs[Number(slider.value)];
+  const info = $('sub-info');
+  info.dataset.sub = sub.id;
+  info.textContent =
+    `${sub.id}: ${sub.params.toLocaleString()} params, ${(sub.flops / 1e6).toFixed(2)} MFLOPs` +
+    (sub.accuracy !== undefined ? `, test accuracy ${(100 * sub.accuracy).toFixed(1)} %` : '');
+  drawCurve(sub.id);
+  if (!input) return;
+  setStatus('predicting…', 'busy');
+  const { prediction, ms } = await predictTimed(sub.id);
+  const label = $('prediction');
+  label.textContent = `${prediction.label} (${(100 * prediction.probability).toFixed(1)} %)`;
+  label.dataset.label = prediction.label;
+  label.dataset.sub = prediction.subModel;
+  label.dataset.input = inputKind;
+  const probs = $('probs');
+  probs.replaceChildren(
+    ...prediction.probabilities.map((p, i) => {
+      const row = document.createElement('div');
+      row.className = i === prediction.index ? 'bar top' : 'bar';
+      const name = document.createElement('span');
+      name.textContent = model.classes[i];
+      const bar = document.createElement('div');
+      bar.style.width = `${Math.max(1, 180 * p)}px`;
+      const value = document.createElement('span');
+      value.textContent = `${(100 * p).toFixed(1)}%`;
+      row.append(name, bar, value);
+      return row;
+    }),
   );
+  const latency = $('latency');
+  latency.dataset.sub = sub.id;
+  latency.dataset.ms = String(ms);
+  latency.textContent = `latency on this device: ${ms.toFixed(2)} ms per image, preprocessing included (median of 5)`;
+  setStatus(status.dataset.engine ?? 'ready', 'ready');
+}
+
+/** Auto mode: latencies of every sub-model here (once), then the largest within the target. */
+async function pickAuto(): Promise<void> {
+  const note = $('auto-note');
+  if (!auto.checked) {
+    note.textContent = '';
+    return;
+  }
+  if (!measuredAll) {
+    setStatus('measuring every sub-model on this device…', 'busy');
+    await model.measureLatency({ reps: 5 });
+    measuredAll = true;
+    subs = sortByFlops(model.subModels());
+  }
+  const target = Number(targetMs.value);
+  // subs is sorted by FLOPs: the last that fits is the largest within the target.
+  const fits = subs.filter((s) => s.latencyMs! <= target);
+  const id = fits.length ? fits[fits.length - 1].id : subs[0].id;
+  note.textContent = fits.length
+    ? `auto picked ${id} (${fits[fits.length - 1].latencyMs!.toFixed(2)} ms ≤ ${target} ms)`
+    : `no sub-model runs within ${target} ms here; using the smallest, ${id}`;
+  note.dataset.sub = id;
+  note.dataset.ms = String(fits.length ? fits[fits.length - 1].latencyMs : subs[0].latencyMs);
+  slider.value = String(subs.findIndex((s) => s.id === id));
+  await update();
+}
+
+const sortByFlops = (list: SubModelInfo[]) =>
+  [...list].sort((a, b) => a.flops - b.flops || a.params - b.params);
+
+// ---------------------------------------------------------------------------------------------
+// Accuracy vs FLOPs, the active sub-model marked.
+
+function drawCurve(activeId: string): void {
+  const svg = $('curve') as unknown as SVGSVGElement;
+  const w = 420;
+  const h = 220;
+  const m = { l: 44, r: 10, t: 10, b: 32 };
+  const points = subs.filter((s) => s.accuracy !== undefined);
+  if (points.length === 0) {
+    svg.innerHTML = `<text x="10" y="20">no accuracies: evaluate the run (sortednet eval) to see the curve</text>`;
+    return;
+  }
+  const lx = (s: SubModelInfo) => Math.log10(s.flops);
+  const [x0, x1] = [Math.min(...points.map(lx)), Math.max(...points.map(lx))];
+  const accs = points.map((s) => s.accuracy!);
+  const [y0, y1] = [Math.min(...accs) - 0.01, Math.max(...accs) + 0.01];
+  const X = (s: SubModelInfo) => m.l + ((lx(s) - x0) / (x1 - x0 || 1)) * (w - m.l - m.r);
+  const Y = (a: number) => h - m.b - ((a - y0) / (y1 - y0 || 1)) * (h - m.t - m.b);
+  // The Pareto front: best accuracy so far by FLOPs.
+  let best = -1;
+  const front = points.filter((s) => (s.accuracy! > best ? ((best = s.accuracy!), true) : false));
+  const dots = points
+    .map((s) => {
+      const active = s.id === activeId;
+      return `<circle cx="${X(s)}" cy="${Y(s.accuracy!)}" r="${active ? 7 : 3.5}" fill="${active ? '#e63' : '#48f'}" data-sub="${s.id}"${active ? ' data-active="true"' : ''}><title>${s.id}</title></circle>`;
+    })
+    .join('');
+  svg.innerHTML =
+    `<line x1="${m.l}" y1="${h - m.b}" x2="${w - m.r}" y2="${h - m.b}" stroke="#999"/>` +
+    `<line x1="${m.l}" y1="${m.t}" x2="${m.l}" y2="${h - m.b}" stroke="#999"/>` +
+    `<polyline points="${front.map((s) => `${X(s)},${Y(s.accuracy!)}`).join(' ')}" fill="none" stroke="#48f" stroke-opacity="0.4"/>` +
+    dots +
+    `<text x="${m.l}" y="${h - 8}">${(10 ** x0 / 1e6).toFixed(2)} MFLOPs</text>` +
+    `<text x="${w - m.r}" y="${h - 8}" text-anchor="end">${(10 ** x1 / 1e6).toFixed(2)} MFLOPs (log)</text>` +
+    `<text x="4" y="${m.t + 10}">${(100 * y1).toFixed(0)} %</text>` +
+    `<text x="4" y="${h - m.b}">${(100 * y0).toFixed(0)} %</text>`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Input: a drawing pad, and test images from samples.json beside the model.
+
+const pad = $<HTMLCanvasElement>('pad');
+const ctx = pad.getContext('2d', { willReadFrequently: true })!;
+function clearPad(): void {
+  ctx.fillStyle = '#000';
+  ctx.fillRect(0, 0, pad.width, pad.height);
+}
+clearPad();
+let drawing = false;
+pad.addEventListener('pointerdown', (e) => {
+  drawing = true;
+  ctx.strokeStyle = '#fff';
+  ctx.lineWidth = 22;
+  ctx.lineCap = 'round';
+  ctx.beginPath();
+  ctx.moveTo(e.offsetX, e.offsetY);
+});
+pad.addEventListener('pointermove', (e) => {
+  if (!drawing) return;
+  ctx.lineTo(e.offsetX, e.offsetY);
+  ctx.stroke();
+});
+const endStroke = () => {
+  if (!drawing) return;
+  drawing = false;
+  input = ctx.getImageData(0, 0, pad.width, pad.height); // RGBA 280×280: the model resizes it
+  inputKind = 'drawing';
+  void update();
+};
+pad.addEventListener('pointerup', endStroke);
+pad.addEventListener('pointerleave', endStroke);
+$('clear').addEventListener('click', () => {
+  clearPad();
+  input = null;
+  $('prediction').textContent = '–';
+});
+
+interface Sample {
+  label: number;
+  width: number;
+  height: number;
+  channels: number;
+  pixels: string;
+}
+
+function sampleImage(s: Sample): RawImage & { data: Uint8Array } {
+  const data = Uint8Array.from(atob(s.pixels), (c) => c.charCodeAt(0));
+  return { width: s.width, height: s.height, channels: s.channels, data };
+}
+
+/** Puts an image on a canvas (grey or RGB bytes to RGBA), scaled with hard pixel edges. */
+function paint(canvas: HTMLCanvasElement, img: RawImage & { data: Uint8Array }): void {
+  const small = document.createElement('canvas');
+  small.width = img.width;
+  small.height = img.height;
+  const c = img.channels ?? 1;
+  const rgba = new ImageData(img.width, img.height);
+  for (let p = 0; p < img.width * img.height; p++) {
+    for (let k = 0; k < 3; k++) rgba.data[p * 4 + k] = img.data[p * c + (c === 1 ? 0 : k)];
+    rgba.data[p * 4 + 3] = 255;
+  }
+  small.getContext('2d')!.putImageData(rgba, 0, 0);
+  const g = canvas.getContext('2d')!;
+  g.imageSmoothingEnabled = false;
+  g.drawImage(small, 0, 0, canvas.width, canvas.height);
+}
+
+async function loadSamples(base: string): Promise<void> {
+  const res = await fetch(new URL('samples.json', base));
+  if (!res.ok) return;
+  const set = (await res.json()) as { samples: Sample[] };
+  $('samples').replaceChildren(
+    ...set.samples.map((s, i) => {
+      const button = document.createElement('button');
+      button.className = 'sample';
+      button.dataset.label = model.classes[s.label];
+      button.dataset.index = String(i);
+      button.title = `test image: ${model.classes[s.label]}`;
+      const thumb = document.createElement('canvas');
+      thumb.width = s.width;
+      thumb.height = s.height;
+      const img = sampleImage(s);
+      paint(thumb, img);
+      button.append(thumb);
+      button.addEventListener('click', () => {
+        input = img; // the test image's own pixels, not the scaled copy on the pad
+        inputKind = `sample ${i}`;
+        paint(pad, img);
+        void update();
+      });
+      return button;
+    }),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+
+try {
+  const engine = await startEngine();
+  const base = new URL(params.get('model') ?? 'model/', location.href);
+  if (!base.pathname.endsWith('/')) base.pathname += '/';
+  setStatus(`loading ${base.href} on ${engine}…`, 'loading');
+  model = await loadModel(base.href);
+  subs = sortByFlops(model.subModels());
+  slider.max = String(subs.length - 1);
+  slider.value = String(subs.length - 1);
+  await loadSamples(base.href);
+  status.dataset.engine = `ready: ${subs.length} sub-models of one ${model.meta.model.family} (${model.meta.dataset ?? 'own data'}, step ${model.meta.step}) on ${engine}`;
+  slider.addEventListener('input', () => {
+    auto.checked = false;
+    $('auto-note').textContent = '';
+    void update();
+  });
+  auto.addEventListener('change', () => void pickAuto());
+  targetMs.addEventListener('change', () => void pickAuto());
+  await update();
+  setStatus(status.dataset.engine, 'ready');
+} catch (e) {
+  setStatus(`error: ${(e as Error).message}`, 'error');
+  throw e;
 }

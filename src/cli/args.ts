@@ -21,3 +21,25 @@ export function need<T>(value: T | undefined, flag: string, command: string): T 
     throw new Error(`${command} needs ${flag}; see 'sortednet ${command} --help'`);
   return value;
 }
+
+export function positiveIntArg(value: string): number {
+  const n = intArg(value);
+  if (n < 1) throw new InvalidArgumentError(`'${value}' must be at least 1`);
+  return n;
+}
+
+export function nonNegativeIntArg(value: string): number {
+  const n = intArg(value);
+  if (n < 0) throw new InvalidArgumentError(`'${value}' must be 0 or more`);
+  return n;
+}
+
+/** Seeds are hashed to 32 bits (src/data/random.ts); an integer a double cannot hold exactly would be a different seed. */
+export function seedArg(value: string): number {
+  const n = intArg(value);
+  if (!Number.isSafeInteger(n))
+    throw new InvalidArgumentError(
+      `'${value}' cannot be represented exactly; give an integer up to ±${Number.MAX_SAFE_INTEGER}`,
+    );
+  return n;
+}

@@ -83,10 +83,8 @@ export async function trainLmRun(
     datasetName: c.data.name,
     progress: true,
     onStep: (s) => appendFileSync(logPath, JSON.stringify(s) + '\n'),
-    checkpointExtras: {
-      preprocess: { tokenizer: TOKENIZER_FILE },
-      extraFiles: { [TOKENIZER_FILE]: new TextEncoder().encode(tok.toHuggingFaceJson()) },
-    },
+    preprocess: { tokenizer: TOKENIZER_FILE },
+    extraFiles: { [TOKENIZER_FILE]: new TextEncoder().encode(tok.toHuggingFaceJson()) },
   });
   const prev =
     o.resume && existsSync(join(runDir, 'train_time.json'))

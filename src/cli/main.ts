@@ -10,7 +10,10 @@ import { registerCompare } from './commands/compare.js';
 import { registerLm } from './commands/lm.js';
 import { registerGenerate } from './commands/generate.js';
 import { registerPadnet } from './commands/padnet.js';
+import { registerPartition } from './commands/partition.js';
+import { registerCompact } from './commands/compact.js';
 import { registerPresets } from './commands/presets.js';
+import { registerPredict } from './commands/predict.js';
 
 const COMMANDS: RegisterCommand[] = [
   registerTrain,
@@ -21,7 +24,10 @@ const COMMANDS: RegisterCommand[] = [
   registerLm,
   registerGenerate,
   registerPadnet,
+  registerPartition,
+  registerCompact,
   registerPresets,
+  registerPredict,
 ];
 
 const VERSION = (

@@ -2,12 +2,15 @@
 import type { ModelSpec } from '../models/index.js';
 import { resnetConfig } from '../models/resnet.js';
 import { mobilenetV2Config } from '../models/mobilenetv2.js';
+import { padResNetConfig } from '../models/pad_resnet.js';
+import { MOE_TRANSFORMER_DEFAULTS } from '../models/moe_transformer.js';
 import type { GridSpec } from '../sorted/grid.js';
 import type { TrainConfig } from '../train/config.js';
 import type { TransformerConfig } from '../models/transformer.js';
 
 export interface Preset {
-  model: (input: { channels: number; size: number; classes: number }) => ModelSpec;
+  /** `size` is the image side, or the sequence length of token data (which also gives `vocab`). */
+  model: (input: { channels: number; size: number; classes: number; vocab?: number }) => ModelSpec;
   grid: GridSpec;
   description: string;
   /** Language models: `classes` is the tokenizer's vocabulary, trained at the start of a run. */
@@ -62,6 +65,16 @@ export const PRESETS: Record<string, Preset> = {
     }),
     grid: { depth: [1, 2, 3, 4], width: [0.25, 0.5, 0.75, 1] },
   },
+  tabular: {
+    description:
+      'MLP for a row of features, 4 hidden layers sized from the feature count (32..256): depth 1..4 × width 25..100% = 16 sub-models',
+    model: ({ channels, size, classes }) => {
+      const inputs = channels * size * size;
+      const hidden = Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(4 * inputs))));
+      return { family: 'mlp', config: { inputs, hidden: [hidden, hidden, hidden, hidden], classes } };
+    },
+    grid: { depth: [1, 2, 3, 4], width: [0.25, 0.5, 0.75, 1] },
+  },
   'mlp-160': {
     description: 'MLP 10 × 256 hidden: depth 1..10 × 16 widths = 160 sub-models',
     model: ({ channels, size, classes }) => ({
@@ -108,6 +121,44 @@ export const PRESETS: Record<string, Preset> = {
       seqLen: 128,
       train: { steps: 300, batchSize: 8, gAcc: 2, warmupSteps: 30, optimizer: { kind: 'adamw', lr: 2e-3 } },
     },
+  },
+  'pad-resnet': {
+    description:
+      'ResNet of PAD-Net convolutions (K = 4 kernels, κ set by `sortednet partition`), 3 stages × 2 blocks (16/32/64 ch): depth 3..6 × width 50/100% = 8 sub-models',
+    model: ({ channels, size, classes }) => ({
+      family: 'pad-resnet',
+      config: padResNetConfig({
+        inChannels: channels,
+        imageSize: size,
+        classes,
+        stem: 16,
+        widths: [16, 32, 64],
+        blocks: [2, 2, 2],
+        conv: 'pad',
+      }),
+    }),
+    grid: { depth: [3, 4, 5, 6], width: [0.5, 1] },
+  },
+  'moe-transformer': {
+    description:
+      'transformer encoder classifier for token data (--data spamassassin), 2 blocks of dim 32 whose FFNs are PAD-MoE (E = 8, top-2; κ set by `sortednet partition`); the full model only',
+    model: ({ size, classes, vocab }) => {
+      if (vocab === undefined)
+        throw new Error("preset 'moe-transformer' needs token data (e.g. --data spamassassin), not images");
+      return {
+        family: 'moe-transformer',
+        config: {
+          ...MOE_TRANSFORMER_DEFAULTS,
+          vocab,
+          maxLen: size,
+          classes,
+          dim: 32,
+          ffn: 64,
+          ffnMode: 'pad-moe',
+        },
+      };
+    },
+    grid: {},
   },
 };
 

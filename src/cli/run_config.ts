@@ -8,7 +8,13 @@ import type { BackendName } from '../engine/backend.js';
 export interface RunConfig {
   /** A preset name (see `sortednet presets`) or a full model spec. */
   model: string | ModelSpec;
-  data: { name: string; trainSubset?: number; testSubset?: number };
+  data: {
+    name: string;
+    trainSubset?: number;
+    testSubset?: number;
+    /** A user's CSV: which column holds the labels, and the delimiter when not sniffed. */
+    csv?: { labelColumn?: string | number; delimiter?: string };
+  };
   /** Overrides the preset's grid. */
   grid?: GridSpec;
   train: Partial<TrainConfig>;

@@ -5,6 +5,8 @@ import type { ModelSpec } from '../models/index.js';
 import type { GridSpec } from '../sorted/grid.js';
 import { loadDataset } from '../data/registry.js';
 import { subset, type TrainTest } from '../data/dataset.js';
+import { isSequenceDataset, type SequenceDataset } from '../data/sequences.js';
+import { spamAssassinSplits } from '../data/email.js';
 import type { EvalRow } from '../train/evaluate.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { hasCheckpoint } from '../io/checkpoint.js';
@@ -25,16 +27,39 @@ export function readRunJson(runDir: string): RunConfig {
   return { train: {}, ...c } as RunConfig;
 }
 
-export function loadRunData(c: RunConfig): TrainTest {
-  const d = loadDataset(c.data.name);
+/** A run's data: images, or token sequences with a class each (text classification). */
+export type RunData = TrainTest | { train: SequenceDataset; test: SequenceDataset };
+
+/** Text classification sets by name: byte tokens, 128 per example. */
+export const SEQUENCE_DATASETS = ['spamassassin'] as const;
+
+export function loadRunData(c: RunConfig): RunData {
+  if (c.data.name === 'spamassassin') {
+    const { train, test } = spamAssassinSplits(128, 1, c.data.trainSubset ?? 0);
+    const n = c.data.testSubset;
+    if (n === undefined || n >= test.n) return { train, test };
+    return {
+      train,
+      test: {
+        ...test,
+        n,
+        sequences: test.sequences.subarray(0, n * test.seqLen),
+        labels: test.labels.subarray(0, n),
+      },
+    };
+  }
+  const d = loadDataset(c.data.name, { csv: c.data.csv });
   return {
     train: c.data.trainSubset ? subset(d.train, c.data.trainSubset, 1) : d.train,
     test: c.data.testSubset ? subset(d.test, c.data.testSubset, 2) : d.test,
   };
 }
 
-export function modelSpecFor(c: RunConfig, data: TrainTest): { spec: ModelSpec; grid: GridSpec } {
-  const shape = { channels: data.train.channels, size: data.train.height, classes: data.train.numClasses };
+export function modelSpecFor(c: RunConfig, data: RunData): { spec: ModelSpec; grid: GridSpec } {
+  const t = data.train;
+  const shape = isSequenceDataset(t)
+    ? { channels: 1, size: t.seqLen, classes: t.numClasses, vocab: t.vocab }
+    : { channels: t.channels, size: t.height, classes: t.numClasses };
   if (typeof c.model === 'string') {
     const p = getPreset(c.model);
     return { spec: p.model(shape), grid: c.grid ?? p.grid };

@@ -17,6 +17,8 @@ export interface ImageDataset {
   numClasses: number;
   /** Name of each class index, when the source has names (folders, Fashion-MNIST). */
   classNames?: string[];
+  /** Tabular data (1×1, one channel per feature): the feature names, in order. */
+  features?: string[];
   /** Set by `normalise`: new inputs (inference, a user's image) must be normalised the same way. */
   normalisation?: ChannelStats;
 }

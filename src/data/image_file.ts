@@ -1,10 +1,11 @@
 /**
- * Decodes one image file: PNG through pngjs, PGM/PPM (Netpbm) by hand since the format is a
- * short text header followed by the pixels.
+ * Decodes one image file: PNG through pngjs, JPEG through jpeg-js, PGM/PPM (Netpbm) by hand since
+ * the format is a short text header followed by the pixels.
  */
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import { PNG } from 'pngjs';
+import jpeg from 'jpeg-js';
 
 export interface DecodedImage {
   width: number;
@@ -17,7 +18,7 @@ export interface DecodedImage {
 
 const latin1 = new TextDecoder('latin1');
 
-export const IMAGE_EXTENSIONS = ['.png', '.pgm', '.ppm'];
+export const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg', '.pgm', '.ppm'];
 
 export function readImageFile(path: string): DecodedImage {
   const extension = extname(path).toLowerCase();
@@ -25,7 +26,31 @@ export function readImageFile(path: string): DecodedImage {
     throw new Error(`'${path}': unsupported image type '${extension}'; use ${IMAGE_EXTENSIONS.join(', ')}`);
   }
   const bytes = readFileSync(path);
-  return extension === '.png' ? decodePng(bytes, path) : parseNetpbm(bytes, path);
+  if (extension === '.png') return decodePng(bytes, path);
+  if (extension === '.jpg' || extension === '.jpeg') return decodeJpeg(bytes, path);
+  return parseNetpbm(bytes, path);
+}
+
+/** Baseline and progressive JPEG; jpeg-js gives 8-bit RGBA. Grey when every pixel has R = G = B. */
+export function decodeJpeg(bytes: Uint8Array, source = 'JPEG data'): DecodedImage {
+  let image;
+  try {
+    // A cap on the decoded size keeps a hostile file from exhausting memory (jpeg-js's own guard).
+    image = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 1024 });
+  } catch (error) {
+    throw new Error(`'${source}' is not a readable JPEG: ${(error as Error).message}`, { cause: error });
+  }
+  const { width, height, data } = image;
+  let grey = true;
+  for (let p = 0; p < width * height && grey; p++) {
+    grey = data[p * 4] === data[p * 4 + 1] && data[p * 4] === data[p * 4 + 2];
+  }
+  const channels = grey ? 1 : 3;
+  const pixels = new Float32Array(width * height * channels);
+  for (let p = 0; p < width * height; p++) {
+    for (let k = 0; k < channels; k++) pixels[p * channels + k] = data[p * 4 + k] / 255;
+  }
+  return { width, height, channels, pixels };
 }
 
 /** PNG of any colour type and depth; pngjs gives 8-bit RGBA. Alpha is dropped. */

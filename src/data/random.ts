@@ -3,6 +3,43 @@
  * initialisation repeat exactly from a seed. Math.random cannot be seeded.
  */
 
+/**
+ * A seed as 32 bits of generator state. Every safe integer (|seed| ≤ 2^53 − 1) is accepted: those
+ * in [−2^31, 2^32) keep their long-standing state (seed mod 2^32, so earlier runs repeat), larger
+ * ones are hashed from both 32-bit halves (a plain `seed >>> 0` would keep only the low half).
+ * Anything else (fractions, 1e20, NaN) cannot be told apart from its neighbours and is refused.
+ */
+export function seed32(seed: number, where = 'seed'): number {
+  if (!Number.isSafeInteger(seed)) {
+    throw new Error(
+      `${where}: ${seed} is not a usable seed; give an integer between -${Number.MAX_SAFE_INTEGER} and ${Number.MAX_SAFE_INTEGER}`,
+    );
+  }
+  if (seed >= -(2 ** 31) && seed < 2 ** 32) return seed >>> 0;
+  const low = seed >>> 0; // ToUint32 is exact modulo 2^32 for any safe integer
+  const high = Math.floor((seed - low) / 2 ** 32) >>> 0;
+  return mix32(mix32(low ^ 0x9e3779b9) ^ high);
+}
+
+/** murmur3's 32-bit finaliser: every input bit affects every output bit. */
+function mix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/**
+ * The seed of stream `index` (a step, an epoch) derived from a run's seed: `seed·multiplier + index`
+ * modulo 2^32, computed exactly for every accepted seed (in floating point the index vanishes once
+ * seed·multiplier passes 2^53, and every step would draw the same sub-models).
+ */
+export function streamSeed(seed: number, multiplier: number, index: number): number {
+  return (Math.imul(seed32(seed), multiplier) + index) >>> 0;
+}
+
 export interface Rng {
   /** Uniform in [0, 1). */
   next(): number;
@@ -22,8 +59,7 @@ export interface Rng {
  * ```
  */
 export function createRng(seed: number): Rng {
-  if (!Number.isFinite(seed)) throw new Error(`createRng: seed must be a finite number, got ${seed}`);
-  let state = Math.trunc(seed) >>> 0;
+  let state = seed32(seed, 'createRng');
 
   const next = (): number => {
     state = (state + 0x6d2b79f5) >>> 0;

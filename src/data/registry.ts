@@ -30,15 +30,15 @@ export interface LoadOptions {
   /** digits.csv.gz when it is not in a default place. */
   digitsPath?: string;
   /** Shape of a user CSV's features, when it is not a square grey image. */
-  csv?: Pick<CsvOptions, 'height' | 'width' | 'channels' | 'labelColumn' | 'scale'>;
+  csv?: Pick<CsvOptions, 'height' | 'width' | 'channels' | 'labelColumn' | 'delimiter' | 'scale'>;
 }
 
 const USER_DATA_FORMS = [
-  'a .csv file (label column first or named "label")',
+  'a .csv file (a header with a "label" column, or --label-column NAME|INDEX)',
   'a folder with train-images/train-labels/t10k-images/t10k-labels IDX files',
   'a folder with train.csv and test.csv',
   'a folder with train/<class>/ and test/<class>/ image subfolders',
-  'a folder with <class>/*.png|*.pgm|*.ppm subfolders',
+  'a folder with <class>/*.png|*.jpg|*.pgm|*.ppm subfolders',
 ];
 
 /**
@@ -51,14 +51,63 @@ const USER_DATA_FORMS = [
  */
 export function loadDataset(nameOrPath: DatasetName | string, options: LoadOptions = {}): TrainTest {
   let split = loadRaw(nameOrPath, options);
+  checkTrainable(split.train, nameOrPath);
   if (options.trainSize !== undefined || options.testSize !== undefined) {
     split = {
       train: options.trainSize === undefined ? split.train : subset(split.train, options.trainSize),
       test: options.testSize === undefined ? split.test : subset(split.test, options.testSize),
     };
   }
+  if (options.normalise === false) return split;
   // The arrays are fresh from the files: normalising in place saves a second copy.
-  return options.normalise === false ? split : normalise(split, { inPlace: true });
+  const normalised = normalise(split, { inPlace: true });
+  checkFinite(normalised.train, nameOrPath);
+  checkFinite(normalised.test, nameOrPath);
+  return normalised;
+}
+
+/**
+ * What training needs of a training split, checked before it starts rather than discovered as a
+ * NaN loss or a TF.js error: two classes at least, and no feature that never changes.
+ */
+export function checkTrainable(ds: ImageDataset, source: string): void {
+  const seen = new Set(ds.labels);
+  if (seen.size < 2) {
+    const only = ds.labels.length ? (ds.classNames?.[ds.labels[0]] ?? String(ds.labels[0])) : 'none';
+    throw new Error(
+      `${source}: every training example has the label '${only}'; a classifier needs at least two classes ` +
+        '(is the label column the right one?)',
+    );
+  }
+  if (!ds.features) return;
+  const c = ds.channels;
+  for (let k = 0; k < c; k++) {
+    let min = Infinity;
+    let max = -Infinity;
+    for (let i = k; i < ds.images.length; i += c) {
+      min = Math.min(min, ds.images[i]);
+      max = Math.max(max, ds.images[i]);
+    }
+    if (min === max) {
+      throw new Error(
+        `${source}: column '${ds.features[k]}' is ${min} in every training row: it carries no ` +
+          'information and cannot be normalised; drop it from the file',
+      );
+    }
+  }
+}
+
+/** After normalisation every value must be finite; names the dataset, example and column otherwise. */
+function checkFinite(ds: ImageDataset, source: string): void {
+  const size = ds.height * ds.width * ds.channels;
+  const i = ds.images.findIndex((v) => !Number.isFinite(v));
+  if (i < 0) return;
+  const k = i % size;
+  const column = ds.features ? `column '${ds.features[k]}'` : `pixel value ${k}`;
+  throw new Error(
+    `${source}: example ${Math.floor(i / size)} of '${ds.name}', ${column}, is ${ds.images[i]} after normalisation ` +
+      '(values too large for float32 arithmetic); rescale that column',
+  );
 }
 
 function loadRaw(nameOrPath: string, options: LoadOptions): TrainTest {

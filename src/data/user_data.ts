@@ -5,9 +5,11 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { parse } from 'csv-parse/sync';
 import { checkDataset, makeTrainTest, type ImageDataset, type TrainTest } from './dataset.js';
 import { readIdx } from './idx.js';
 import { IMAGE_EXTENSIONS, readImageFile, type DecodedImage } from './image_file.js';
+import { convertChannels, resizeArea } from './resize.js';
 
 /** Names shared by every loader here. */
 export interface UserDataOptions {
@@ -113,9 +115,14 @@ export function loadIdxFolder(folder: string, options: UserDataOptions = {}): Tr
 // CSV
 
 export interface CsvOptions extends UserDataOptions {
-  /** Where the label is when no header names a `label` column. Default 'first'. */
-  labelColumn?: 'first' | 'last';
-  /** Image shape of the features; default a square grey image when the count is a square, else 1×F. */
+  /**
+   * The label column: a header name, a 0-based index (negative counts from the end), 'first' or
+   * 'last'. Default: the header column named `label` (any case); a file without a header: the first.
+   */
+  labelColumn?: string | number;
+  /** Field delimiter; by default the most frequent of `,` `;` tab on the first line. */
+  delimiter?: string;
+  /** Image shape of the features. Default: a square grey image when the count is a square ≥ 64, else a row of named features. */
   height?: number;
   width?: number;
   channels?: number;
@@ -123,13 +130,29 @@ export interface CsvOptions extends UserDataOptions {
   scale?: number;
 }
 
+/** A CSV file as rows of fields, through csv-parse (quoting, escaped quotes, BOM, CRLF). */
+export interface CsvTable {
+  path: string;
+  /** The header row, when the first row names the columns. */
+  header?: string[];
+  rows: string[][];
+  /** 1-based line of each row in the file, for messages. */
+  lines: number[];
+}
+
+const isNumber = (field: string): boolean => field !== '' && !Number.isNaN(Number(field));
+
+function sniffDelimiter(text: string): string {
+  const line = text.split(/\r?\n/, 1)[0] ?? '';
+  const counts = [',', ';', '\t'].map((d) => ({ d, n: line.split(d).length }));
+  return counts.reduce((a, b) => (b.n > a.n ? b : a)).d;
+}
+
 /**
- * One sample per line: a label and its features, comma separated (no quoting). A first line
- * whose features are not numbers is a header; a header column named `label` holds the labels.
- * Labels that are all non-negative integers are class indices; otherwise they are class names,
- * indexed in sorted order. Files ending in `.gz` are gunzipped.
+ * Reads a CSV file (gunzipped when it ends in .gz). The first row is a header when one of its
+ * fields is text over a number in the row below; every row must have as many fields as the first.
  */
-export function loadCsv(path: string, options: CsvOptions = {}): ImageDataset {
+export function readCsvTable(path: string, options: Pick<CsvOptions, 'delimiter'> = {}): CsvTable {
   let text: string;
   try {
     const bytes = readFileSync(path);
@@ -137,59 +160,142 @@ export function loadCsv(path: string, options: CsvOptions = {}): ImageDataset {
   } catch (error) {
     throw new Error(`cannot read CSV file '${path}': ${(error as Error).message}`, { cause: error });
   }
-  const lines = text.split(/\r?\n/);
-  const firstLine = lines.findIndex((line) => line.trim() !== '');
-  if (firstLine < 0) throw new Error(`CSV file '${path}' is empty`);
-
-  const isNumber = (field: string): boolean => field.trim() !== '' && Number.isFinite(Number(field));
-  const first = lines[firstLine].split(',');
-  const namedLabel = first.findIndex((field) => field.trim().toLowerCase() === 'label');
-  const labelIndex = namedLabel >= 0 ? namedLabel : options.labelColumn === 'last' ? first.length - 1 : 0;
-  const hasHeader = namedLabel >= 0 || first.some((field, j) => j !== labelIndex && !isNumber(field));
-  const columns = first.length;
-  const featureCount = columns - 1;
-  if (featureCount < 1)
-    throw new Error(`${path}:${firstLine + 1}: need a label and at least one feature column`);
-
-  const rows: number[] = [];
-  for (let i = hasHeader ? firstLine + 1 : firstLine; i < lines.length; i++) {
-    if (lines[i].trim() !== '') rows.push(i);
+  let records: { record: string[]; info: { lines: number } }[];
+  try {
+    records = parse(text, {
+      bom: true,
+      delimiter: options.delimiter ?? sniffDelimiter(text.replace(/^\uFEFF/, '')),
+      skip_empty_lines: true,
+      trim: true,
+      relax_column_count: true,
+      info: true,
+    }) as unknown as typeof records;
+  } catch (error) {
+    throw new Error(`CSV file '${path}' cannot be parsed: ${(error as Error).message}`, { cause: error });
   }
-  const n = rows.length;
-  const scale = options.scale ?? 1;
-  const features = new Float32Array(n * featureCount);
-  const rawLabels: string[] = new Array(n);
-  rows.forEach((lineIndex, row) => {
-    const fields = lines[lineIndex].split(',');
-    if (fields.length !== columns) {
+  if (records.length === 0) throw new Error(`CSV file '${path}' is empty`);
+  const first = records[0].record;
+  // A header names columns that hold numbers below it (csv.Sniffer's rule): a first row of text
+  // over a text column (string labels) is data.
+  const second = records[1]?.record;
+  const hasHeader = first.some((field, j) => !isNumber(field) && (!second || isNumber(second[j] ?? '')));
+  const body = hasHeader ? records.slice(1) : records;
+  for (const { record, info } of body) {
+    if (record.length !== first.length) {
       throw new Error(
-        `${path}:${lineIndex + 1}: expected ${columns} columns like line ${firstLine + 1}, found ${fields.length}`,
+        `${path}:${info.lines}: expected ${first.length} columns like line ${records[0].info.lines}, found ${record.length}`,
       );
     }
-    let k = row * featureCount;
-    fields.forEach((field, j) => {
-      if (j === labelIndex) {
-        rawLabels[row] = field.trim();
-      } else if (isNumber(field)) {
-        features[k++] = Number(field) * scale;
-      } else {
-        throw new Error(`${path}:${lineIndex + 1}, column ${j + 1}: '${field}' is not a number`);
+  }
+  return {
+    path,
+    header: hasHeader ? first : undefined,
+    rows: body.map((r) => r.record),
+    lines: body.map((r) => r.info.lines),
+  };
+}
+
+/** The index of the label column of a table; see CsvOptions.labelColumn. */
+export function labelColumnIndex(table: CsvTable, labelColumn: string | number | undefined): number {
+  const { header, path } = table;
+  const columns = (header ?? table.rows[0] ?? []).length;
+  const describe = header
+    ? `columns: ${header.map((h, j) => `${j} '${h}'`).join(', ')}`
+    : `${columns} columns`;
+  if (labelColumn === 'first') return 0;
+  if (labelColumn === 'last') return columns - 1;
+  if (typeof labelColumn === 'number' || (typeof labelColumn === 'string' && /^-?\d+$/.test(labelColumn))) {
+    const i = Number(labelColumn);
+    const index = i < 0 ? columns + i : i;
+    if (!(index >= 0 && index < columns))
+      throw new Error(`${path}: label column ${labelColumn} is outside 0..${columns - 1} (${describe})`);
+    return index;
+  }
+  if (!header) {
+    if (labelColumn === undefined) return 0;
+    throw new Error(
+      `${path} has no header row, so no column is named '${labelColumn}': give the label column as an index (0 = first)`,
+    );
+  }
+  const wanted = labelColumn ?? 'label';
+  const exact = header.indexOf(wanted);
+  const index = exact >= 0 ? exact : header.findIndex((h) => h.toLowerCase() === wanted.toLowerCase());
+  if (index >= 0) return index;
+  throw new Error(
+    labelColumn === undefined
+      ? `${path} has a header but no column named 'label': say which column holds the labels with --label-column NAME|INDEX (${describe})`
+      : `${path} has no column named '${labelColumn}' (${describe})`,
+  );
+}
+
+/** The name of column j: its header, else its position. */
+export const columnName = (table: CsvTable, j: number): string => table.header?.[j] ?? `column ${j + 1}`;
+
+/**
+ * Parses the given columns of every row into float32 values, row-major; every cell must be a
+ * finite number that float32 can hold, or the error names the file, line and column.
+ */
+export function csvColumns(table: CsvTable, columns: readonly number[], scale = 1): Float32Array {
+  const count = columns.length;
+  const values = new Float32Array(table.rows.length * count);
+  table.rows.forEach((row, r) => {
+    columns.forEach((j, k) => {
+      const field = row[j];
+      const v = Number(field) * scale;
+      const where = () => `${table.path}:${table.lines[r]}, column ${j} '${columnName(table, j)}'`;
+      if (!isNumber(field)) throw new Error(`${where()}: '${field}' is not a number`);
+      if (!Number.isFinite(v)) throw new Error(`${where()}: ${field} is not a finite number`);
+      if (!Number.isFinite(Math.fround(v))) {
+        throw new Error(`${where()}: ${field} is outside the float32 range (±3.4e38)`);
       }
+      values[r * count + k] = v;
     });
   });
+  return values;
+}
 
-  const { labels, classNames } = labelsFromStrings(rawLabels, options.classNames, (row, why) => {
-    throw new Error(`${path}:${rows[row] + 1}: ${why}`);
+/** Every column but the label's (`skip`), with their names. */
+export function csvFeatures(
+  table: CsvTable,
+  skip: number,
+  scale = 1,
+): { values: Float32Array; names: string[] } {
+  const width = (table.header ?? table.rows[0]).length;
+  const columns = Array.from({ length: width }, (_, j) => j).filter((j) => j !== skip);
+  return { values: csvColumns(table, columns, scale), names: columns.map((j) => columnName(table, j)) };
+}
+
+/**
+ * One sample per row: a label and its features. Labels that are all non-negative integers are
+ * class indices; otherwise they are class names, indexed in sorted order. Features form a square
+ * grey image when their count is a square ≥ 64 (or the shape given), else a row of named features
+ * (1×1 with one channel per feature, so each is normalised on its own).
+ */
+export function loadCsv(path: string, options: CsvOptions = {}): ImageDataset {
+  const table = readCsvTable(path, options);
+  const labelIndex = labelColumnIndex(table, options.labelColumn);
+  if ((table.header ?? table.rows[0]).length < 2) {
+    throw new Error(`${path}: need a label and at least one feature column`);
+  }
+  const { values, names } = csvFeatures(table, labelIndex, options.scale);
+  const rawLabels = table.rows.map((row, r) => {
+    const label = row[labelIndex];
+    if (label === '') throw new Error(`${path}:${table.lines[r]}: the label (column ${labelIndex}) is empty`);
+    return label;
   });
-  const shape = csvImageShape(featureCount, options, path);
+  const { labels, classNames } = labelsFromStrings(rawLabels, options.classNames, (row, why) => {
+    throw new Error(`${path}:${table.lines[row]}: ${why}`);
+  });
+  const shape = csvShape(names.length, options, path);
   return checkDataset({
     name: options.name ?? basename(path).replace(/\.csv(\.gz)?$/i, ''),
-    images: features,
+    images: values,
     labels,
-    n,
+    n: table.rows.length,
     ...shape,
     numClasses: classNames?.length ?? maxPlusOne(labels),
     classNames,
+    ...(shape.height === 1 && shape.width === 1 && shape.channels > 1 ? { features: names } : {}),
   });
 }
 
@@ -211,16 +317,20 @@ function labelsFromStrings(
   return { labels, classNames };
 }
 
-function csvImageShape(
+function csvShape(
   featureCount: number,
   options: CsvOptions,
   path: string,
 ): { height: number; width: number; channels: number } {
+  if (options.height === undefined && options.width === undefined && options.channels === undefined) {
+    const side = Math.round(Math.sqrt(featureCount));
+    if (featureCount >= 64 && side * side === featureCount) return { height: side, width: side, channels: 1 };
+    return { height: 1, width: 1, channels: featureCount };
+  }
   const channels = options.channels ?? 1;
   const side = Math.round(Math.sqrt(featureCount / channels));
-  const square = side * side * channels === featureCount;
-  const height = options.height ?? (square ? side : 1);
-  const width = options.width ?? (square ? side : featureCount / channels);
+  const height = options.height ?? side;
+  const width = options.width ?? featureCount / channels / height;
   if (height * width * channels !== featureCount) {
     throw new Error(
       `CSV file '${path}' has ${featureCount} features per row, which is not ` +
@@ -236,13 +346,16 @@ function csvImageShape(
 export interface ImageFolderOptions extends UserDataOptions {
   /** Force grey (1) or colour (3); by default colour when any image is colour. */
   channels?: 1 | 3;
+  /** Size every image is resized to; default the size of the first image. */
+  height?: number;
+  width?: number;
 }
 
-const UNSUPPORTED_IMAGES = ['.jpg', '.jpeg', '.gif', '.bmp', '.webp', '.tif', '.tiff'];
+const UNSUPPORTED_IMAGES = ['.gif', '.bmp', '.webp', '.tif', '.tiff'];
 
 /**
- * `root/<class>/*.png|*.pgm|*.ppm`: one subfolder per class, classes indexed in sorted name order.
- * Every image must have the size of the first.
+ * `root/<class>/*.png|*.jpg|*.pgm|*.ppm`: one subfolder per class, classes indexed in sorted name
+ * order. Images of another size than the first (or than height × width) are resized to it.
  */
 export function loadImageFolder(root: string, options: ImageFolderOptions = {}): ImageDataset {
   if (!existsSync(root) || !statSync(root).isDirectory())
@@ -281,18 +394,14 @@ export function loadImageFolder(root: string, options: ImageFolderOptions = {}):
   }
 
   const decoded: DecodedImage[] = files.map(({ path }) => readImageFile(path));
-  const { height, width } = decoded[0];
+  const height = options.height ?? decoded[0].height;
+  const width = options.width ?? decoded[0].width;
   const channels = options.channels ?? (decoded.some((image) => image.channels === 3) ? 3 : 1);
   const size = height * width * channels;
   const images = new Float32Array(files.length * size);
   decoded.forEach((image, i) => {
-    if (image.height !== height || image.width !== width) {
-      throw new Error(
-        `'${files[i].path}' is ${image.width}×${image.height} but '${files[0].path}' is ${width}×${height}; ` +
-          'every image of a dataset must have the same size',
-      );
-    }
-    images.set(convertChannels(image, channels), i * size);
+    const converted = convertChannels(image.pixels, image.width * image.height, image.channels, channels);
+    images.set(resizeArea(converted, image.height, image.width, channels, height, width), i * size);
   });
   return checkDataset({
     name: options.name ?? basename(root),
@@ -305,19 +414,6 @@ export function loadImageFolder(root: string, options: ImageFolderOptions = {}):
     numClasses: classNames.length,
     classNames,
   });
-}
-
-/** Grey to colour repeats the value; colour to grey takes the luma of ITU-R BT.601. */
-function convertChannels(image: DecodedImage, channels: 1 | 3): Float32Array {
-  if (image.channels === channels) return image.pixels;
-  const count = image.width * image.height;
-  const out = new Float32Array(count * channels);
-  const p = image.pixels;
-  for (let i = 0; i < count; i++) {
-    if (channels === 3) out.fill(p[i], i * 3, i * 3 + 3);
-    else out[i] = 0.299 * p[i * 3] + 0.587 * p[i * 3 + 1] + 0.114 * p[i * 3 + 2];
-  }
-  return out;
 }
 
 function maxPlusOne(labels: Int32Array): number {

@@ -1,35 +1,41 @@
 /**
  * Post-processing of PAD layers for deployment (PAD-Net §3.3): after partitioning, the dynamic
  * factors W_k are only needed where M = 1 and the static W_s only where M = 0, so each is stored
- * packed (its values at those positions, in row-major order; the positions are the mask, 1 bit
- * per element, not counted as parameters) and λ is folded into the values. Deployed parameters
- * of a PAD layer: |W|·(1 + (K−1)·κ) + attention/router.
+ * packed (its values at those positions; the positions are index buffers, not counted as
+ * parameters) with λ folded in. Deployed parameters of a PAD layer: |W|·(1 + (K−1)·κ) +
+ * attention/router.
  *
- * The deployed layers are for inference: they store the packed values (what a checkpoint holds
- * and `parameterCount()` counts) and unpack them once at construction into dense buffers that
- * run fast (the static kernel; the dynamic kernels with zeros at static positions; for MoE the
- * expert weights). Their outputs equal the masked layer's. The saving is in stored parameters;
- * per-sample compute is that of the fully dynamic layer (see padConvCost and padMoECost in partial.ts).
+ * The compact layers also compute less than the masked ones, and never unpack their parameters:
+ *  - conv: the kernel aggregation runs on the packed dynamic values only (α·V: 2·κ·K·|W|
+ *    multiply-adds instead of 2·K·|W|); each sample's kernel is assembled by two scatters (the
+ *    static values once per batch, the aggregated dynamic values per sample) and applied by one
+ *    per-sample convolution. Applying the static part as a separate plain convolution would add
+ *    a second convolution's multiply-adds (the per-sample one is dense either way: tfjs has no
+ *    sparse per-sample convolution), and a sparse (gathered) per-sample product measured far
+ *    slower than the dense one on WASM, so neither is done;
+ *  - MoE: the router and dispatchExperts (only the selected experts run; the static part once
+ *    per token).
+ * Both are built from their shape alone (the checkpoint of a deployed model fills them) or
+ * from a masked layer (`from`). Outputs equal the masked layer's (tested to 1e-5).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { Module } from '../nn/module.js';
+import { Module, type ForwardContext } from '../nn/module.js';
 import { BatchNorm2d } from '../nn/batchnorm.js';
-import { KernelAttention, perSampleConv2d, type ConvGeometry } from './dynamic_conv.js';
-import { Router, mixExperts, type ExpertLayer, type MoEOutput } from './moe.js';
-import { PadConv2d, PadMoE, moeShape, padConvCost, padMoECost, scales, type MoEShape } from './partial.js';
-import { temperatureOf, type DynamicContext, type DynamicModel } from './context.js';
+import type { Padding } from '../nn/conv2d.js';
 import type { Activation } from '../nn/functional.js';
-import type { ForwardContext } from '../nn/module.js';
+import { KernelAttention, perSampleConv2d, temperatureOf, type ConvGeometry } from './dynamic_conv.js';
+import { Router, dispatchExperts, type ExpertLayer, type MoEOutput } from './moe.js';
+import {
+  PadConv2d,
+  PadMoE,
+  maskLayout,
+  moeShape,
+  padConvCost,
+  padMoECost,
+  scales,
+  type MoEShape,
+} from './partial.js';
 import type { Cost } from '../sorted/cost.js';
-
-/** Positions of the 1s and of the 0s of a 0/1 mask, row-major. */
-function maskPositions(mask: tf.Tensor): { dynamic: Int32Array; static: Int32Array } {
-  const m = mask.dataSync();
-  const dynamic: number[] = [];
-  const fixed: number[] = [];
-  for (let i = 0; i < m.length; i++) (m[i] > 0.5 ? dynamic : fixed).push(i);
-  return { dynamic: Int32Array.from(dynamic), static: Int32Array.from(fixed) };
-}
 
 /** Copies every parameter of `from` into the same-named parameter of `to`. */
 function copyParameters(from: Module, to: Module): void {
@@ -41,221 +47,297 @@ function copyParameters(from: Module, to: Module): void {
   }
 }
 
-/**
- * For each sample, a dense flat kernel from packed dynamic values [B, n] placed at `positions`
- * (zeros elsewhere): gather from [values | 0] with index n for the positions not listed.
- */
-function unpack(values: tf.Tensor2D, positions: Int32Array, size: number): tf.Tensor2D {
-  const [rows, n] = values.shape;
-  const index = new Int32Array(size).fill(n);
-  positions.forEach((p, i) => (index[p] = i));
-  const padded = tf.concat([values, tf.zeros([rows, 1])], 1);
-  return tf.gather(padded, tf.tensor1d(index, 'int32'), 1) as tf.Tensor2D;
+const scalarScales = (layer: PadConv2d | PadMoE) =>
+  tf.tidy(() => {
+    const s = scales(layer.phi, layer.lambdaMode);
+    return { lambdaD: s.lambdaD.dataSync()[0], lambdaS: s.lambdaS.dataSync()[0] };
+  });
+
+/** Scatter indices [n, 1] for tf.scatterND. */
+const column = (positions: ArrayLike<number>) =>
+  tf.tensor2d(Int32Array.from(positions), [positions.length, 1], 'int32');
+
+/** The shape of a compact PAD conv: geometry, K, r, and where its mask put the elements. */
+export interface CompactConvShape {
+  inChannels: number;
+  outChannels: number;
+  kernel: number;
+  stride: number;
+  padding: Padding;
+  kernels: number;
+  reduction: number;
+  /** Dynamic elements (nnz). */
+  dynamic: number;
+  name: string;
 }
 
-/** A deployed PAD conv: attention, packed dynamic values [K, nnz] (λ_d folded), packed static values (λ_s folded). */
+/**
+ * A deployed PAD conv. Parameters: the attention, `dynamicValues` [K, nnz] (λ_d folded),
+ * `staticValues` [|W| − nnz] (λ_s folded); buffers: `dynamicIndex` and `staticIndex`, the flat
+ * positions of those values in a [kh, kw, Cin, Cout] kernel.
+ */
 export class CompactPadConv2d extends Module {
   readonly attention: KernelAttention;
   readonly dynamicValues: tf.Variable;
   readonly staticValues: tf.Variable;
-  readonly dynamicPositions: Int32Array;
+  readonly dynamicIndex: tf.Variable;
+  readonly staticIndex: tf.Variable;
   readonly geometry: ConvGeometry;
-  readonly inChannels: number;
-  readonly outChannels: number;
-  readonly kernels: number;
-  readonly reduction: number;
-  readonly name: string;
-  /** λ_s (1 − M) ⊙ W_s as a dense flat kernel [1, P], precomputed. */
-  private readonly staticKernel: tf.Tensor2D;
-  /** λ_d M ⊙ W_k as dense flat kernels [K, P] (zeros at static positions), unpacked once. */
-  private readonly dynamicKernels: tf.Tensor2D;
   readonly kernelSize: number;
 
-  constructor(source: PadConv2d) {
+  constructor(readonly shape: CompactConvShape) {
     super();
-    const dyn = source.dynamic;
-    this.name = source.name;
-    this.geometry = dyn.geometry;
-    this.inChannels = dyn.inChannels;
-    this.outChannels = dyn.outChannels;
-    this.kernels = dyn.kernels;
-    this.reduction = dyn.reduction;
-    this.kernelSize = dyn.kernelSize;
+    const { inChannels: cin, outChannels: cout, kernel: k, kernels: K, dynamic } = shape;
+    this.geometry = { kernel: k, stride: shape.stride, padding: shape.padding };
+    this.kernelSize = k * k * cin * cout;
+    if (!(Number.isInteger(dynamic) && dynamic >= 0 && dynamic <= this.kernelSize)) {
+      throw new Error(`${shape.name}: ${dynamic} dynamic elements do not fit a kernel of ${this.kernelSize}`);
+    }
     this.attention = this.addChild(
       'attention',
-      new KernelAttention(dyn.inChannels, dyn.kernels, dyn.reduction, () => 1, `${this.name}.attention`),
+      new KernelAttention(cin, K, shape.reduction, () => 1, `${shape.name}.attention`),
     );
-    copyParameters(dyn.attention, this.attention);
-    const positions = maskPositions(source.mask);
-    this.dynamicPositions = positions.dynamic;
-    const { dynamicValues, staticValues } = tf.tidy(() => {
-      const { lambdaD, lambdaS } = scales(source.phi, source.lambdaMode);
-      const flat = dyn.flatKernels(); // [K, P]
-      const staticFlat = tf.reshape(source.staticWeight, [this.kernelSize]);
-      return {
-        dynamicValues: tf.mul(lambdaD, tf.gather(flat, tf.tensor1d(positions.dynamic, 'int32'), 1)),
-        staticValues: tf.mul(lambdaS, tf.gather(staticFlat, tf.tensor1d(positions.static, 'int32'))),
-      };
+    this.dynamicValues = this.addParam('dynamicValues', tf.zeros([K, dynamic]), false);
+    this.staticValues = this.addParam('staticValues', tf.zeros([this.kernelSize - dynamic]), false);
+    this.dynamicIndex = this.addBuffer('dynamicIndex', tf.zeros([dynamic, 1], 'int32'));
+    this.staticIndex = this.addBuffer('staticIndex', tf.zeros([this.kernelSize - dynamic, 1], 'int32'));
+  }
+
+  /** The compact form of a masked PAD conv (its current mask, λ folded). */
+  static from(pad: PadConv2d): CompactPadConv2d {
+    const d = pad.dynamic;
+    const layout = maskLayout(pad.mask.dataSync());
+    const compact = new CompactPadConv2d({
+      inChannels: pad.inChannels,
+      outChannels: pad.outChannels,
+      kernel: pad.kernel,
+      stride: d.geometry.stride,
+      padding: d.geometry.padding,
+      kernels: d.kernels,
+      reduction: d.reduction,
+      dynamic: layout.dynamic.length,
+      name: pad.name,
     });
-    this.dynamicValues = this.addParam('dynamicValues', dynamicValues, false);
-    this.staticValues = this.addParam('staticValues', staticValues, false);
-    this.dynamicKernels = tf.tidy(() =>
-      unpack(this.dynamicValues as tf.Tensor2D, positions.dynamic, this.kernelSize),
-    );
-    this.staticKernel = tf.tidy(() =>
-      unpack(tf.reshape(this.staticValues, [1, positions.static.length]), positions.static, this.kernelSize),
-    );
+    compact.load(pad);
+    return compact;
+  }
+
+  /** Fills this layer from a masked PAD conv with the same mask counts. */
+  load(pad: PadConv2d): void {
+    const layout = maskLayout(pad.mask.dataSync());
+    if (layout.dynamic.length !== this.shape.dynamic) {
+      throw new Error(
+        `${this.shape.name}: the mask has ${layout.dynamic.length} dynamic elements, ` +
+          `this compact layer was built for ${this.shape.dynamic}`,
+      );
+    }
+    copyParameters(pad.dynamic.attention, this.attention);
+    const { lambdaD, lambdaS } = scalarScales(pad);
+    tf.tidy(() => {
+      const flat = pad.dynamic.flatKernels(); // [K, |W|]
+      const staticFlat = tf.reshape(pad.staticWeight, [this.kernelSize]);
+      if (layout.dynamic.length)
+        this.dynamicValues.assign(tf.mul(lambdaD, tf.gather(flat, Array.from(layout.dynamic), 1)));
+      if (layout.static.length)
+        this.staticValues.assign(tf.mul(lambdaS, tf.gather(staticFlat, Array.from(layout.static))));
+      this.dynamicIndex.assign(column(layout.dynamic));
+      this.staticIndex.assign(column(layout.static));
+    });
   }
 
   /** Fraction of kernel elements that are dynamic. */
   get kappa(): number {
-    return this.dynamicPositions.length / this.kernelSize;
+    return this.shape.dynamic / this.kernelSize;
   }
 
-  forward(x: tf.Tensor4D, ctx: DynamicContext): tf.Tensor4D {
-    if (x.rank !== 4 || x.shape[3] !== this.inChannels) {
+  /** x [B, H, W, Cin] → [B, H', W', Cout]; a compact layer serves its full width only. */
+  forward(x: tf.Tensor4D, out: number, ctx: ForwardContext): tf.Tensor4D {
+    const { inChannels: cin, outChannels: cout, kernel: k, dynamic } = this.shape;
+    if (x.rank !== 4 || x.shape[3] !== cin || out !== cout) {
       throw new Error(
-        `${this.name}: input must be [B, H, W, ${this.inChannels}], got [${x.shape.join(', ')}]`,
+        `${this.shape.name}: a compact layer takes [B, H, W, ${cin}] → ${cout} channels, got ` +
+          `[${x.shape.join(', ')}] → ${out}; extract the sub-model first, then compact it`,
       );
     }
     const B = x.shape[0];
-    const alpha = this.attention.forward(x, temperatureOf(ctx)); // [B, K]
-    // Dense aggregation over the unpacked dynamic kernels: the same K·|W| multiply-adds as DY-Conv.
-    // Aggregating only the κ·K·|W| packed values and scattering them (a gather) is the paper's
-    // count, but on WASM the gather costs more than it saves (measured: 60 ms vs 25 ms for a
-    // 32→32 3×3 layer at B = 64); the aggregation is ~1% of the layer's FLOPs either way.
-    const kernel = tf.add(tf.matMul(alpha, this.dynamicKernels), this.staticKernel); // [B, P]
-    const k = this.geometry.kernel;
-    return perSampleConv2d(
-      x,
-      tf.reshape(kernel, [B, k * k * this.inChannels, this.outChannels]),
-      this.geometry,
-    );
+    const P = this.kernelSize;
+    // λ_s (1 − M) ⊙ W_s as a column [|W|, 1], scattered from the packed values once per batch.
+    let kernels: tf.Tensor2D = tf.reshape(tf.scatterND(this.staticIndex, this.staticValues, [P]), [P, 1]);
+    if (dynamic > 0) {
+      const alpha = this.attention.forward(x, temperatureOf(ctx)); // [B, K]
+      const aggregated = tf.matMul(this.dynamicValues, alpha, true, true); // [nnz, B]: (α·V)ᵀ, packed
+      kernels = tf.add(kernels, tf.scatterND(this.dynamicIndex, aggregated, [P, B])); // [|W|, B]
+    } else kernels = tf.tile(kernels, [1, B]);
+    const perSample = tf.reshape(tf.transpose(kernels), [B, k * k * cin, cout]) as tf.Tensor3D;
+    return perSampleConv2d(x, perSample, this.geometry);
   }
 
   cost(h: number, w: number): Cost {
-    return padConvCost(this, this.dynamicPositions.length, h, w);
-  }
-
-  override dispose(): void {
-    super.dispose();
-    this.staticKernel.dispose();
-    this.dynamicKernels.dispose();
+    return padConvCost({ ...this.shape, geometry: this.geometry }, this.shape.dynamic, h, w);
   }
 }
 
+/** The shape of a compact PAD-MoE. */
+export interface CompactMoEShape {
+  experts: number;
+  topK: number;
+  inFeatures: number;
+  outFeatures: number;
+  /** Hidden width of FFN experts, null for linear experts. */
+  hidden: number | null;
+  activation: Activation;
+  router: { noisyGating: boolean; capacityFactor?: number; auxWeight: number };
+  /** Dynamic elements per expert layer. */
+  dynamic: number[];
+  name: string;
+}
+
 /**
- * A deployed PAD-MoE: the router, and per expert layer packed dynamic values [E, nnz] (λ_d
- * folded), packed static values (λ_s folded) and the per-expert biases. The expert weights do not
- * depend on the input, so they are unpacked once here; the static part is one shared matMul per token.
+ * A deployed PAD-MoE: the router, and per expert layer `${i}.dynamicValues` [E, nnz] (λ_d
+ * folded), `${i}.staticValues` (λ_s folded), `${i}.bias` [E, out]; buffers `${i}.dynamicIndex`,
+ * `${i}.staticIndex`. Expert weights are scattered from the packed values per forward (they do
+ * not depend on the input); dispatchExperts runs only the selected experts.
  */
 export class CompactPadMoE extends Module {
   readonly router: Router;
-  readonly dynamicValues: tf.Variable[];
-  readonly staticValues: tf.Variable[];
-  readonly biases: tf.Variable[];
-  readonly dynamicCounts: number[];
-  readonly experts: number;
-  readonly topK: number;
-  readonly inFeatures: number;
-  readonly outFeatures: number;
-  readonly activation: Activation;
-  readonly name: string;
-  private readonly shape: MoEShape;
-  private readonly unpacked: ExpertLayer[];
-  private readonly shared: tf.Tensor2D[];
+  readonly dynamicValues: tf.Variable[] = [];
+  readonly staticValues: tf.Variable[] = [];
+  readonly biases: tf.Variable[] = [];
+  readonly dynamicIndex: tf.Variable[] = [];
+  readonly staticIndex: tf.Variable[] = [];
+  readonly layerShapes: { inFeatures: number; outFeatures: number }[];
 
-  constructor(pad: PadMoE) {
+  constructor(readonly shape: CompactMoEShape) {
     super();
-    const moe = pad.moe;
-    this.name = pad.name;
-    this.experts = moe.experts;
-    this.topK = moe.topK;
-    this.inFeatures = moe.inFeatures;
-    this.outFeatures = moe.outFeatures;
-    this.activation = moe.activation;
-    this.router = this.addChild('router', new Router(moe.inFeatures, moe.experts, moe.topK, moe.router.opts));
-    copyParameters(moe.router, this.router);
-    const E = moe.experts;
-    const { lambdaD, lambdaS } = tf.tidy(() => {
-      const s = scales(pad.phi, pad.lambdaMode);
-      return { lambdaD: s.lambdaD.dataSync()[0], lambdaS: s.lambdaS.dataSync()[0] };
+    const E = shape.experts;
+    this.router = this.addChild(
+      'router',
+      new Router(shape.inFeatures, E, shape.topK, { ...shape.router, name: `${shape.name}.router` }),
+    );
+    this.layerShapes =
+      shape.hidden === null
+        ? [{ inFeatures: shape.inFeatures, outFeatures: shape.outFeatures }]
+        : [
+            { inFeatures: shape.inFeatures, outFeatures: shape.hidden },
+            { inFeatures: shape.hidden, outFeatures: shape.outFeatures },
+          ];
+    if (shape.dynamic.length !== this.layerShapes.length)
+      throw new Error(
+        `${shape.name}: ${shape.dynamic.length} dynamic counts for ${this.layerShapes.length} layers`,
+      );
+    this.layerShapes.forEach((l, i) => {
+      const size = l.inFeatures * l.outFeatures;
+      const nnz = shape.dynamic[i];
+      this.dynamicValues.push(this.addParam(`${i}.dynamicValues`, tf.zeros([E, nnz]), false));
+      this.staticValues.push(this.addParam(`${i}.staticValues`, tf.zeros([size - nnz]), false));
+      this.biases.push(this.addParam(`${i}.bias`, tf.zeros([E, l.outFeatures]), false));
+      this.dynamicIndex.push(this.addBuffer(`${i}.dynamicIndex`, tf.zeros([nnz, 1], 'int32')));
+      this.staticIndex.push(this.addBuffer(`${i}.staticIndex`, tf.zeros([size - nnz, 1], 'int32')));
     });
-    this.dynamicValues = [];
-    this.staticValues = [];
-    this.biases = [];
-    this.dynamicCounts = [];
-    this.unpacked = [];
-    this.shared = [];
+  }
+
+  static from(pad: PadMoE): CompactPadMoE {
+    const moe = pad.moe;
+    const compact = new CompactPadMoE({
+      experts: moe.experts,
+      topK: moe.topK,
+      inFeatures: moe.inFeatures,
+      outFeatures: moe.outFeatures,
+      hidden: moe.hidden,
+      activation: moe.activation,
+      router: {
+        noisyGating: moe.router.opts.noisyGating,
+        capacityFactor: moe.router.opts.capacityFactor,
+        auxWeight: moe.router.opts.auxWeight,
+      },
+      dynamic: pad.masks.map((m) => tf.tidy(() => tf.sum(m).dataSync()[0])),
+      name: pad.name,
+    });
+    compact.load(pad);
+    return compact;
+  }
+
+  load(pad: PadMoE): void {
+    const moe = pad.moe;
+    copyParameters(moe.router, this.router);
+    const { lambdaD, lambdaS } = scalarScales(pad);
+    const E = this.shape.experts;
     moe.layers.forEach((layer, i) => {
       const size = layer.inFeatures * layer.outFeatures;
-      const positions = maskPositions(pad.masks[i]);
-      this.dynamicCounts.push(positions.dynamic.length);
-      const dv = tf.tidy(() =>
-        tf.mul(
-          lambdaD,
-          tf.gather(tf.reshape(layer.weight, [E, size]), tf.tensor1d(positions.dynamic, 'int32'), 1),
-        ),
-      );
-      const sv = tf.tidy(() =>
-        tf.mul(
-          lambdaS,
-          tf.gather(tf.reshape(pad.staticWeights[i], [size]), tf.tensor1d(positions.static, 'int32')),
-        ),
-      );
-      this.dynamicValues.push(this.addParam(`${i}.dynamicValues`, dv, false));
-      this.staticValues.push(this.addParam(`${i}.staticValues`, sv, false));
-      const bias = this.addParam(`${i}.bias`, tf.clone(layer.bias), false);
-      this.biases.push(bias);
-      const shape: [number, number] = [layer.outFeatures, layer.inFeatures];
-      this.unpacked.push(
-        tf.tidy(() => ({
-          weight: tf.reshape(unpack(this.dynamicValues[i] as tf.Tensor2D, positions.dynamic, size), [
-            E,
-            ...shape,
-          ]) as tf.Tensor3D,
-          bias: tf.clone(bias) as tf.Tensor2D,
-        })),
-      );
-      this.shared.push(
-        tf.tidy(() =>
-          tf.reshape(unpack(tf.reshape(sv, [1, positions.static.length]), positions.static, size), shape),
-        ),
-      );
-      tf.keep(this.unpacked[i].weight);
-      tf.keep(this.unpacked[i].bias);
+      const layout = maskLayout(pad.masks[i].dataSync());
+      if (layout.dynamic.length !== this.shape.dynamic[i])
+        throw new Error(
+          `${this.shape.name}: layer ${i} mask has ${layout.dynamic.length} dynamic elements, expected ${this.shape.dynamic[i]}`,
+        );
+      tf.tidy(() => {
+        if (layout.dynamic.length)
+          this.dynamicValues[i].assign(
+            tf.mul(lambdaD, tf.gather(tf.reshape(layer.weight, [E, size]), Array.from(layout.dynamic), 1)),
+          );
+        if (layout.static.length)
+          this.staticValues[i].assign(
+            tf.mul(lambdaS, tf.gather(tf.reshape(pad.staticWeights[i], [size]), Array.from(layout.static))),
+          );
+        this.biases[i].assign(layer.bias);
+        this.dynamicIndex[i].assign(column(layout.dynamic));
+        this.staticIndex[i].assign(column(layout.static));
+      });
     });
-    this.shape = moeShape(moe);
   }
 
   forward(x: tf.Tensor, ctx: ForwardContext): MoEOutput {
     const d = x.shape[x.rank - 1];
-    if (x.rank < 2 || d !== this.inFeatures) {
-      throw new Error(`${this.name}: input must be [..., ${this.inFeatures}], got [${x.shape.join(', ')}]`);
+    if (x.rank < 2 || d !== this.shape.inFeatures) {
+      throw new Error(
+        `${this.shape.name}: input must be [..., ${this.shape.inFeatures}], got [${x.shape.join(', ')}]`,
+      );
     }
+    const E = this.shape.experts;
     const tokens = tf.reshape(x, [-1, d]) as tf.Tensor2D;
     const { gates, auxLoss, routerLogits } = this.router.forward(tokens, ctx);
-    const y = mixExperts(tokens, gates, this.unpacked, this.activation, this.shared);
+    ctx.aux?.add(auxLoss);
+    const experts: ExpertLayer[] = [];
+    const shared: (tf.Tensor2D | null)[] = [];
+    this.layerShapes.forEach((l, i) => {
+      const size = l.inFeatures * l.outFeatures;
+      const nnz = this.shape.dynamic[i];
+      const dense = nnz
+        ? tf.transpose(tf.scatterND(this.dynamicIndex[i], tf.transpose(this.dynamicValues[i]), [size, E]))
+        : tf.zeros([E, size]);
+      experts.push({
+        weight: tf.reshape(dense, [E, l.outFeatures, l.inFeatures]) as tf.Tensor3D,
+        bias: this.biases[i] as tf.Tensor2D,
+      });
+      shared.push(
+        nnz < size
+          ? (tf.reshape(tf.scatterND(this.staticIndex[i], this.staticValues[i], [size]), [
+              l.outFeatures,
+              l.inFeatures,
+            ]) as tf.Tensor2D)
+          : null,
+      );
+    });
+    const y = dispatchExperts(tokens, gates, experts, this.shape.activation, shared);
     return {
-      y: x.rank === 2 ? y : tf.reshape(y, [...x.shape.slice(0, -1), this.outFeatures]),
+      y: x.rank === 2 ? y : tf.reshape(y, [...x.shape.slice(0, -1), this.shape.outFeatures]),
       auxLoss,
       routerLogits,
     };
   }
 
   cost(): Cost {
-    return padMoECost(this.shape, this.dynamicCounts);
-  }
-
-  override dispose(): void {
-    super.dispose();
-    for (const l of this.unpacked) {
-      l.weight.dispose();
-      l.bias.dispose();
-    }
-    this.shared.forEach((s) => s.dispose());
+    const shape: MoEShape = {
+      experts: this.shape.experts,
+      topK: this.shape.topK,
+      inFeatures: this.shape.inFeatures,
+      routerParams: this.router.parameterCount(),
+      layers: this.layerShapes,
+    };
+    return padMoECost(shape, this.shape.dynamic);
   }
 }
+
+export { moeShape };
 
 /**
  * Copies every parameter of `source` whose name and shape `target` shares, and the BatchNorm
@@ -284,55 +366,4 @@ export function copyMatchingState(source: Module, target: Module): number {
     }
   }
   return copied;
-}
-
-export interface Variant {
-  name: string;
-  /** The DEPLOYED model (for PAD, the result of `deploy()`). */
-  model: DynamicModel;
-  /** Test accuracy, when known. */
-  accuracy?: number;
-}
-
-export interface VariantRow {
-  name: string;
-  /** Deployed parameters (analytic; equals parameterCount() of a deployed model). */
-  params: number;
-  /** Forward FLOPs per sample (analytic). */
-  flops: number;
-  /** Median wall time of one eval forward of the given batch, in milliseconds. */
-  latencyMs: number;
-  accuracy?: number;
-}
-
-/**
- * Parameters, FLOPs and measured latency of model variants side by side (static, fully dynamic,
- * PAD). Latency: median of `repeats` eval forwards of `x` after `warmup` untimed ones, on the
- * current backend; BatchNorm statistics for `key` must exist.
- *
- * ```ts
- * const rows = compareVariants([{ name: 'static', model: a }, { name: 'PAD κ=0.3', model: b.deploy() }], x);
- * ```
- */
-export function compareVariants(
-  variants: readonly Variant[],
-  x: tf.Tensor,
-  opts: { repeats?: number; warmup?: number; key?: string } = {},
-): VariantRow[] {
-  const repeats = opts.repeats ?? 20;
-  const warmup = opts.warmup ?? 3;
-  const ctx: DynamicContext = { mode: 'eval', key: opts.key ?? 'full' };
-  return variants.map(({ name, model, accuracy }) => {
-    const run = (): number => {
-      const start = performance.now();
-      tf.tidy(() => {
-        model.forward(x, ctx).logits.dataSync();
-      });
-      return performance.now() - start;
-    };
-    for (let i = 0; i < warmup; i++) run();
-    const times = Array.from({ length: repeats }, run).sort((a, b) => a - b);
-    const { params, flops } = model.cost();
-    return { name, params, flops, latencyMs: times[Math.floor(times.length / 2)], accuracy };
-  });
 }

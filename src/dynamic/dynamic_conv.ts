@@ -18,13 +18,20 @@
  * K outputs in memory); for small Cout·K the im2col path is the cheaper one.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { Module } from '../nn/module.js';
+import { Module, type ForwardContext } from '../nn/module.js';
 import { Linear } from '../nn/linear.js';
 import { convOutSize, type Padding } from '../nn/conv2d.js';
 import { kaimingNormal } from '../nn/init.js';
 import { globalAvgPool } from '../nn/functional.js';
-import { temperatureOf, type DynamicContext } from './context.js';
+import { checkUnits, prefix } from '../sorted/slice.js';
 import type { Cost } from '../sorted/cost.js';
+
+/** The attention temperature of a forward pass (ctx.temperature, default 1). */
+export function temperatureOf(ctx: ForwardContext): number {
+  const t = ctx.temperature ?? 1;
+  if (!(t > 0)) throw new Error(`temperature ${t} must be > 0`);
+  return t;
+}
 
 export interface ConvGeometry {
   readonly kernel: number;
@@ -104,9 +111,14 @@ export class KernelAttention extends Module {
     return Math.max(1, Math.floor(inChannels / reduction));
   }
 
-  /** x: [B, H, W, Cin] → α: [B, K], rows sum to 1. */
+  /**
+   * x: [B, H, W, Cin'] → α: [B, K], rows sum to 1. Elastic like the convolution it serves: with
+   * Cin' < Cin input channels it uses the first max(1, ⌊Cin'/r⌋) hidden units, which is exactly
+   * the attention of a standalone layer with Cin' inputs (so extraction keeps outputs).
+   */
   forward(x: tf.Tensor4D, temperature: number): tf.Tensor2D {
-    const logits = this.fc2.forward(tf.relu(this.fc1.forward(globalAvgPool(x))));
+    const hidden = KernelAttention.hidden(x.shape[3], this.reduction);
+    const logits = this.fc2.forward(tf.relu(this.fc1.forward(globalAvgPool(x), hidden)));
     return tf.softmax(tf.div(logits, temperature)) as tf.Tensor2D;
   }
 
@@ -135,7 +147,7 @@ export interface DynamicConvOptions {
  *
  * ```ts
  * const conv = new DynamicConv2d(16, 32, 3, seedStream(1), { kernels: 4 });
- * const y = conv.forward(x, { mode: 'train', key: 'full', temperature: 30 }); // [B, H, W, 32]
+ * const y = conv.forward(x, 32, { mode: 'train', key: 'full', temperature: 30 }); // [B, H, W, 32]
  * ```
  */
 export class DynamicConv2d extends Module {
@@ -176,43 +188,47 @@ export class DynamicConv2d extends Module {
     return this.kernel * this.kernel * this.inChannels * this.outChannels;
   }
 
-  checkInput(x: tf.Tensor): void {
-    if (x.rank !== 4 || x.shape[3] !== this.inChannels) {
+  /** Checks x [B, H, W, Cin'] (Cin' ≤ Cin) and `out` ≤ Cout; returns Cin'. */
+  checkInput(x: tf.Tensor, out = this.outChannels): number {
+    if (x.rank !== 4) {
       throw new Error(
         `${this.name}: input must be [B, H, W, ${this.inChannels}], got [${x.shape.join(', ')}]`,
       );
     }
+    checkUnits(out, this.outChannels, this.name, 'channels');
+    return checkUnits(x.shape[3] as number, this.inChannels, this.name, 'input channels');
   }
 
-  /** The K kernels as rows: [K, kh·kw·Cin·Cout]. */
-  flatKernels(): tf.Tensor2D {
-    return tf.reshape(this.weight, [this.kernels, this.kernelSize]);
+  /** The K kernels W[:, :, :, :cin, :cout] as rows: [K, kh·kw·cin·cout]. */
+  flatKernels(cin = this.inChannels, cout = this.outChannels): tf.Tensor2D {
+    const w = prefix(this.weight, [-1, -1, -1, cin, cout], this.name);
+    return tf.reshape(w, [this.kernels, this.kernel * this.kernel * cin * cout]);
   }
 
-  /** Σ_k α_k W_k per sample: α [B, K] → [B, kh·kw·Cin·Cout]. */
-  aggregate(alpha: tf.Tensor2D): tf.Tensor2D {
-    return tf.matMul(alpha, this.flatKernels());
+  /** Σ_k α_k W_k per sample: α [B, K] → [B, kh·kw·cin·cout]. */
+  aggregate(alpha: tf.Tensor2D, cin = this.inChannels, cout = this.outChannels): tf.Tensor2D {
+    return tf.matMul(alpha, this.flatKernels(cin, cout));
   }
 
-  /** Applies per-sample flat kernels [B, kh·kw·Cin·Cout] to x. */
-  convolve(x: tf.Tensor4D, flat: tf.Tensor2D): tf.Tensor4D {
-    const B = x.shape[0];
-    const kernels = tf.reshape(flat, [B, this.kernel * this.kernel * this.inChannels, this.outChannels]);
+  /** Applies per-sample flat kernels [B, kh·kw·cin·cout] to x [B, H, W, cin]. */
+  convolve(x: tf.Tensor4D, flat: tf.Tensor2D, cout = this.outChannels): tf.Tensor4D {
+    const [B, , , cin] = x.shape;
+    const kernels = tf.reshape(flat, [B, this.kernel * this.kernel * cin, cout]);
     return perSampleConv2d(x, kernels as tf.Tensor3D, this.geometry);
   }
 
-  /** x: [B, H, W, Cin] → [B, H', W', Cout]. */
-  forward(x: tf.Tensor4D, ctx: DynamicContext): tf.Tensor4D {
-    this.checkInput(x);
+  /** x: [B, H, W, Cin'] → [B, H', W', out] with the first Cin' × out channels of every kernel. */
+  forward(x: tf.Tensor4D, out: number, ctx: ForwardContext): tf.Tensor4D {
+    const cin = this.checkInput(x, out);
     const alpha = this.attention.forward(x, temperatureOf(ctx)); // [B, K]
-    return this.convolve(x, this.aggregate(alpha));
+    return this.convolve(x, this.aggregate(alpha, cin, out), out);
   }
 
-  /** Parameters and FLOPs per sample for an h×w input. */
-  cost(h: number, w: number): Cost {
+  /** Parameters and FLOPs per sample for an h×w input, with cin × cout active channels. */
+  cost(h: number, w: number, cin = this.inChannels, cout = this.outChannels): Cost {
     const { kernel: k, stride, padding } = this.geometry;
-    const size = this.kernelSize;
-    const attention = KernelAttention.cost(this.inChannels, this.kernels, this.reduction, h, w);
+    const size = k * k * cin * cout;
+    const attention = KernelAttention.cost(cin, this.kernels, this.reduction, h, w);
     const outputs = convOutSize(h, k, stride, padding) * convOutSize(w, k, stride, padding);
     return {
       params: this.kernels * size + attention.params,

@@ -18,15 +18,17 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { createRng } from '../data/random.js';
+import type { ForwardContext, Module } from '../nn/module.js';
+import { FULL, type SubModel } from '../sorted/submodel.js';
+import { calibrateBatchNorm, type LabelledBatch } from '../train/evaluate.js';
 import { padLayers, setMask } from './partial.js';
-import { calibrateBatchNorm } from './calibrate.js';
-import type { DynamicContext, DynamicModel } from './context.js';
 
-export interface LabelledBatch {
-  /** Model input: [B, H, W, C] float32 images or [B, T] int32 tokens. */
-  x: tf.Tensor;
-  /** int32 class labels [B]. */
-  y: tf.Tensor1D;
+export type { LabelledBatch };
+
+/** What IMP needs of a model (every SortedModel is one): its PAD layers as modules, and logits. */
+export interface PartitionModel extends Module {
+  readonly family: string;
+  forward(x: tf.Tensor, sub: SubModel, ctx: ForwardContext): tf.Tensor;
 }
 
 export interface PartitionOptions {
@@ -73,7 +75,7 @@ export function checkKappa(kappa: number, where = 'partition'): number {
 }
 
 /** Every mask of every PAD layer with a readable name. */
-function namedMasks(model: DynamicModel): { name: string; mask: tf.Variable }[] {
+function namedMasks(model: PartitionModel): { name: string; mask: tf.Variable }[] {
   return padLayers(model).flatMap((layer) =>
     layer.masks.map((mask, i) => ({
       name: layer.masks.length === 1 ? layer.name : `${layer.name}.${i}`,
@@ -87,9 +89,9 @@ function namedMasks(model: DynamicModel): { name: string; mask: tf.Variable }[] 
  * cross-entropy of each batch, computed in eval mode.
  */
 export function maskGradients(
-  model: DynamicModel,
+  model: PartitionModel,
   batches: readonly LabelledBatch[],
-  ctx: DynamicContext,
+  ctx: ForwardContext,
 ): tf.Tensor[] {
   const masks = namedMasks(model).map((m) => m.mask);
   // The masks are frozen (non-trainable) parameters; tf.variableGrads only differentiates
@@ -101,8 +103,8 @@ export function maskGradients(
     for (const batch of batches) {
       const next = tf.tidy(() => {
         const { grads } = tf.variableGrads(() => {
-          const { logits } = model.forward(batch.x, ctx);
-          const classes = logits.shape[1];
+          const logits = model.forward(batch.x, FULL, ctx);
+          const classes = logits.shape[1] as number;
           return tf.losses.softmaxCrossEntropy(tf.oneHot(batch.y, classes), logits) as tf.Scalar;
         }, masks);
         return masks.map((m, i) => tf.add(sums[i], grads[m.name]));
@@ -164,7 +166,7 @@ function choose(
  * ```
  */
 export function partition(
-  model: DynamicModel,
+  model: PartitionModel,
   batches: readonly LabelledBatch[],
   options: PartitionOptions,
 ): PartitionResult {
@@ -181,7 +183,7 @@ export function partition(
   if (method === 'imp' && batches.length === 0)
     throw new Error('partition: IMP needs at least one calibration batch');
   const masks = named.map((m) => m.mask);
-  const ctx: DynamicContext = { mode: 'eval', key, temperature: options.temperature };
+  const ctx: ForwardContext = { mode: 'eval', key, temperature: options.temperature };
   const inputs = batches.map((b) => b.x);
 
   const history: PartitionResult['rounds'] = [];
@@ -194,7 +196,7 @@ export function partition(
     masks.forEach((m) => tf.tidy(() => m.assign(tf.onesLike(m))));
     for (let t = 1; t <= rounds; t++) {
       const kappaT = kappa ** (t / rounds);
-      calibrateBatchNorm(model, inputs, { key, temperature: options.temperature });
+      calibrateBatchNorm(model, FULL, key, inputs, { temperature: options.temperature });
       const grads = maskGradients(model, batches, ctx);
       const abs = grads.map((g) => tf.abs(g).dataSync() as Float32Array);
       grads.forEach((g) => g.dispose());
@@ -205,7 +207,7 @@ export function partition(
       history.push({ round: t, kappa: kappaT, fraction: keptFraction(masks) });
     }
   }
-  if (inputs.length > 0) calibrateBatchNorm(model, inputs, { key, temperature: options.temperature });
+  if (inputs.length > 0) calibrateBatchNorm(model, FULL, key, inputs, { temperature: options.temperature });
 
   const stats = named.map(({ name, mask }) => {
     const kept = tf.tidy(() => tf.sum(mask).dataSync()[0]);

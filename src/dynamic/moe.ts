@@ -9,12 +9,14 @@
  * `load` is Shazeer's smooth estimator (the probability that expert e stays in the top-k under a
  * new noise sample) when noise is on, so it has gradients; without noise it is the token count.
  *
- * Cost, honestly: this is the DENSE formulation. Every expert runs on every token (one batched
- * matMul over the stacked expert weights) and the sparse gate matrix zeroes all but k of them,
- * so a token costs E·|expert| multiply-adds instead of the k·|expert| of a dispatching
- * implementation: E/k = 4× the ideal for E = 8, k = 2. That is cheap for small E and small
- * widths (no gathers or scatters, fast on CPU/WASM); `cost()` reports the ideal top-k FLOPs,
- * which is what the paper compares, and measured latency shows what this code really costs.
+ * Compute: `dispatchExperts` (what the layers run) gathers each expert's tokens and runs only
+ * the selected experts, k·|expert| multiply-adds per token (fewer when a capacity factor drops
+ * assignments), and scatters the gated outputs back. `mixExperts` is the dense formulation (every
+ * expert on every token, the gate matrix zeroing all but k): the reference the tests compare
+ * against and the baseline of the benchmark.
+ *
+ * The aux loss reaches the trainer through `ctx.aux` (see ForwardContext); `forward` also
+ * returns it, for inspection.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, type ForwardContext } from '../nn/module.js';
@@ -238,6 +240,73 @@ export function mixExperts(
   return y as tf.Tensor2D;
 }
 
+/** For each expert, the tokens routed to it (a non-zero gate): the only (token, expert) pairs dispatchExperts computes. */
+export function expertTokens(gates: tf.Tensor2D): number[][] {
+  const [N, E] = gates.shape;
+  const g = gates.dataSync();
+  const tokens: number[][] = Array.from({ length: E }, () => []);
+  for (let n = 0; n < N; n++) for (let e = 0; e < E; e++) if (g[n * E + e] !== 0) tokens[e].push(n);
+  return tokens;
+}
+
+/**
+ * Σ_e gate_e · expert_e(x) computing only the selected experts: for each expert, the tokens whose
+ * gate is non-zero (top-k, and within capacity) are gathered, run through that expert's weights,
+ * weighted by their gates and summed back per token (unsortedSegmentSum). Shared weights
+ * (PAD-MoE's static part) run once per token. Equal to `mixExperts` (tested); gradients flow
+ * through the gathers to the gates, the tokens and the selected experts' weights.
+ *  x [N, in], gates [N, E] → [N, out].
+ */
+export function dispatchExperts(
+  x: tf.Tensor2D,
+  gates: tf.Tensor2D,
+  layers: readonly ExpertLayer[],
+  activation: Activation,
+  shared: readonly (tf.Tensor2D | null)[] = [],
+): tf.Tensor2D {
+  if (layers.length !== 1 && layers.length !== 2)
+    throw new Error(`dispatchExperts: experts have 1 or 2 layers, got ${layers.length}`);
+  const [N, E] = gates.shape;
+  const tokens = expertTokens(gates);
+  const first = layers[0];
+  const last = layers[layers.length - 1];
+  const [, out0, in0] = first.weight.shape;
+  const outF = last.weight.shape[1];
+  const staticIn = shared[0] ? tf.matMul(x, shared[0], false, true) : null; // [N, out0], once per token
+  const outs: tf.Tensor2D[] = [];
+  const gated: tf.Tensor2D[] = []; // g·act(h) per expert, for the shared second layer
+  const owners: number[] = [];
+  for (let e = 0; e < E; e++) {
+    if (tokens[e].length === 0) continue;
+    const n = tokens[e].length;
+    const idx = tf.tensor1d(tokens[e], 'int32');
+    const ge = tf.gather(tf.slice(gates, [0, e], [N, 1]), idx); // [n, 1]
+    const w0 = tf.reshape(tf.slice(first.weight, [e, 0, 0], [1, out0, in0]), [out0, in0]);
+    let h: tf.Tensor2D = tf.add(
+      tf.matMul(tf.gather(x, idx), w0, false, true),
+      tf.slice(first.bias, [e, 0], [1, out0]),
+    );
+    if (staticIn) h = tf.add(h, tf.gather(staticIn, idx));
+    if (layers.length === 1) outs.push(tf.mul(h, ge));
+    else {
+      const [, out1, in1] = last.weight.shape;
+      const gh = tf.mul(activate(h, activation), ge) as tf.Tensor2D; // gate folded in
+      const w1 = tf.reshape(tf.slice(last.weight, [e, 0, 0], [1, out1, in1]), [out1, in1]);
+      outs.push(tf.add(tf.matMul(gh, w1, false, true), tf.mul(ge, tf.slice(last.bias, [e, 0], [1, out1]))));
+      gated.push(gh);
+    }
+    for (let i = 0; i < n; i++) owners.push(tokens[e][i]);
+  }
+  if (outs.length === 0) return tf.zeros([N, outF]); // every assignment dropped (capacity)
+  const segments = tf.tensor1d(owners, 'int32');
+  let y = tf.unsortedSegmentSum(tf.concat(outs, 0), segments, N) as tf.Tensor2D;
+  if (shared[1] && gated.length) {
+    const gh = tf.unsortedSegmentSum(tf.concat(gated, 0), segments, N) as tf.Tensor2D; // Σ_e g_e act(h_e)
+    y = tf.add(y, tf.matMul(gh, shared[1], false, true));
+  }
+  return y;
+}
+
 /**
  * A MoE layer. `forward` returns `{ y, auxLoss, routerLogits }` so that every training path can
  * add the aux loss and observe the routing.
@@ -310,10 +379,12 @@ export class MoE extends Module {
     return like.rank === 2 ? y : tf.reshape(y, [...like.shape.slice(0, -1), this.outFeatures]);
   }
 
+  /** x [..., in] → y [..., out]; the aux loss goes to ctx.aux (and is returned). */
   forward(x: tf.Tensor, ctx: ForwardContext): MoEOutput {
     const tokens = this.tokens(x);
     const { gates, auxLoss, routerLogits } = this.router.forward(tokens, ctx);
-    const y = mixExperts(
+    ctx.aux?.add(auxLoss);
+    const y = dispatchExperts(
       tokens,
       gates,
       this.layers.map((l) => l.asLayer()),

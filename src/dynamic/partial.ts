@@ -7,9 +7,10 @@
  *   Ŵ(x) = λ_d · M ⊙ Σ_k α_k(x) W_k  +  λ_s · (1 − M) ⊙ W_s,    λ_d = 2·sigmoid(φ), λ_s = 2 − λ_d
  *
  * with one scalar φ per layer, init 0 (λ_s = λ_d = 1). M = 1, φ = 0 is exactly the fully dynamic
- * layer; M = 0 is a static layer with weight λ_s·W_s. M is a non-trainable parameter (saved in
- * checkpoints, set by imp.ts, frozen during training); as a real-valued tensor the loss is
- * differentiable in it, which is what IMP's scores are.
+ * layer; M = 0 is a static layer with weight λ_s·W_s. M is a module buffer (saved in
+ * checkpoints, set by imp.ts, never touched by the optimizer); as a real-valued tensor the loss is
+ * differentiable in it, which is what IMP's scores are. Like every sorted layer, a PAD conv is
+ * elastic: a sub-model uses the first Cin' × Cout' channels of W_k, W_s and M alike.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, type ForwardContext } from '../nn/module.js';
@@ -17,14 +18,15 @@ import { Linear } from '../nn/linear.js';
 import { FeedForward } from '../nn/ffn.js';
 import { kaimingNormal, uniformFanIn } from '../nn/init.js';
 import { convOutSize } from '../nn/conv2d.js';
+import { prefix } from '../sorted/slice.js';
 import {
   DynamicConv2d,
   KernelAttention,
+  temperatureOf,
   type ConvGeometry,
   type DynamicConvOptions,
 } from './dynamic_conv.js';
-import { MoE, mixExperts, type ExpertLayer, type MoEOptions, type MoEOutput } from './moe.js';
-import { temperatureOf, type DynamicContext } from './context.js';
+import { MoE, dispatchExperts, type ExpertLayer, type MoEOptions, type MoEOutput } from './moe.js';
 import type { Cost } from '../sorted/cost.js';
 
 /**
@@ -103,7 +105,7 @@ export interface PadConvOptions extends DynamicConvOptions {
 
 /**
  * A partially dynamic DY-Conv. Children: `dynamic` (the K kernels and the attention, a
- * DynamicConv2d); parameters: `static` W_s [kh, kw, Cin, Cout], `mask` M (same shape), `phi`.
+ * DynamicConv2d); parameters: `static` W_s [kh, kw, Cin, Cout], `phi`; buffer: `mask` M (W_s's shape).
  */
 export class PadConv2d extends Module implements PadLayer {
   readonly dynamic: DynamicConv2d;
@@ -128,7 +130,7 @@ export class PadConv2d extends Module implements PadLayer {
     );
     const shape = [kernel, kernel, inChannels, outChannels];
     this.staticWeight = this.addParam('static', kaimingNormal(shape, kernel * kernel * inChannels, seed()));
-    this.mask = this.addParam('mask', tf.ones(shape), false);
+    this.mask = this.addBuffer('mask', tf.ones(shape));
     this.phi = this.addParam('phi', tf.scalar(0), this.lambdaMode !== 'none');
   }
 
@@ -136,58 +138,79 @@ export class PadConv2d extends Module implements PadLayer {
     return [this.mask];
   }
 
-  /** Ŵ(x) per sample, flattened: [B, kh·kw·Cin·Cout]. */
-  kernels(x: tf.Tensor4D, ctx: DynamicContext): tf.Tensor2D {
-    this.dynamic.checkInput(x);
-    const P = this.dynamic.kernelSize;
+  /** Ŵ(x) per sample for the first cin × out channels, flattened: [B, kh·kw·cin·out]. */
+  kernels(x: tf.Tensor4D, out: number, ctx: ForwardContext): tf.Tensor2D {
+    const cin = this.dynamic.checkInput(x, out);
+    const box = [-1, -1, cin, out];
+    const P = this.kernel * this.kernel * cin * out;
     const alpha = this.dynamic.attention.forward(x, temperatureOf(ctx)); // [B, K]
-    const m = tf.reshape(this.mask, [1, P]);
+    const m = tf.reshape(prefix(this.mask, box, this.name), [1, P]);
+    const w = tf.reshape(prefix(this.staticWeight, box, this.name), [1, P]);
     const { lambdaD, lambdaS } = scales(this.phi, this.lambdaMode);
-    const dynamicPart = tf.mul(lambdaD, tf.mul(m, this.dynamic.aggregate(alpha))); // [B, P]
-    const staticPart = tf.mul(lambdaS, tf.mul(tf.sub(1, m), tf.reshape(this.staticWeight, [1, P]))); // [1, P]
+    const dynamicPart = tf.mul(lambdaD, tf.mul(m, this.dynamic.aggregate(alpha, cin, out))); // [B, P]
+    const staticPart = tf.mul(lambdaS, tf.mul(tf.sub(1, m), w)); // [1, P]
     return tf.add(dynamicPart, staticPart) as tf.Tensor2D;
   }
 
-  forward(x: tf.Tensor4D, ctx: DynamicContext): tf.Tensor4D {
-    return this.dynamic.convolve(x, this.kernels(x, ctx));
+  forward(x: tf.Tensor4D, out: number, ctx: ForwardContext): tf.Tensor4D {
+    return this.dynamic.convolve(x, this.kernels(x, out, ctx), out);
   }
 
-  /** Deployed cost after post-processing (compact.ts) with the current mask: |W|(1 + (K−1)κ) + attention. */
-  cost(h: number, w: number): Cost {
-    return padConvCost(
-      this.dynamic,
-      tf.tidy(() => tf.sum(this.mask).dataSync()[0]),
-      h,
-      w,
-    );
+  /**
+   * Cost with the current mask of the first cin × cout channels, as the compact layer
+   * (compact.ts) runs it: |W|(1 + (K−1)κ) + attention parameters.
+   */
+  cost(h: number, w: number, cin = this.inChannels, cout = this.outChannels): Cost {
+    const nnz = tf.tidy(() => tf.sum(prefix(this.mask, [-1, -1, cin, cout], this.name)).dataSync()[0]);
+    const d = this.dynamic;
+    const shape = {
+      inChannels: cin,
+      outChannels: cout,
+      kernels: d.kernels,
+      reduction: d.reduction,
+      geometry: d.geometry,
+    };
+    return padConvCost(shape, nnz, h, w);
   }
 }
 
 /** What the cost of a (PAD) dynamic conv depends on. */
 export interface DynamicConvShape {
   readonly inChannels: number;
+  readonly outChannels: number;
   readonly kernels: number;
   readonly reduction: number;
   readonly geometry: ConvGeometry;
-  /** Elements of one kernel. */
-  readonly kernelSize: number;
+}
+
+/** Flat positions of a mask's 1s (dynamic) and 0s (static), row-major. */
+export interface MaskLayout {
+  dynamic: Int32Array;
+  static: Int32Array;
+}
+
+export function maskLayout(mask: ArrayLike<number>): MaskLayout {
+  const dynamic: number[] = [];
+  const fixed: number[] = [];
+  for (let p = 0; p < mask.length; p++) (mask[p] > 0.5 ? dynamic : fixed).push(p);
+  return { dynamic: Int32Array.from(dynamic), static: Int32Array.from(fixed) };
 }
 
 /**
- * Deployed cost of a PAD conv with `dynamicCount` dynamic elements. Parameters: K values per
- * dynamic element, one per static element, the attention (the paper's |W|(1 + (K−1)κ) + attention).
- * FLOPs: what compact.ts runs: the dense kernel aggregation 2·K·|W| plus adding the precomputed
- * static kernel, the per-sample convolution, the attention. (The paper counts the aggregation over
- * the dynamic elements only, 2·κ·K·|W|; it is ~1% of a layer's FLOPs here either way.)
+ * Cost of a compact PAD conv (compact.ts) with `dynamicCount` dynamic elements. Parameters: K
+ * values per dynamic element, one per static element, the attention: the paper's
+ * |W|(1 + (K−1)κ) + attention. FLOPs per sample, as compact.ts runs them: the aggregation over the
+ * dynamic elements only (2·K·nnz, the paper's count), adding the static kernel (|W|), the
+ * per-sample convolution (2·|W| per output position), the attention.
  */
 export function padConvCost(layer: DynamicConvShape, dynamicCount: number, h: number, w: number): Cost {
   const { kernel: k, stride, padding } = layer.geometry;
-  const size = layer.kernelSize;
+  const size = k * k * layer.inChannels * layer.outChannels;
   const attention = KernelAttention.cost(layer.inChannels, layer.kernels, layer.reduction, h, w);
   const outputs = convOutSize(h, k, stride, padding) * convOutSize(w, k, stride, padding);
   return {
     params: layer.kernels * dynamicCount + (size - dynamicCount) + attention.params,
-    flops: 2 * layer.kernels * size + size + 2 * size * outputs + attention.flops,
+    flops: 2 * layer.kernels * dynamicCount + size + 2 * size * outputs + attention.flops,
   };
 }
 
@@ -228,7 +251,7 @@ export class PadMoE extends Module implements PadLayer {
       ),
     );
     this.masks = this.moe.layers.map((l, i) =>
-      this.addParam(`${layerNames[i]}.mask`, tf.ones([l.outFeatures, l.inFeatures]), false),
+      this.addBuffer(`${layerNames[i]}.mask`, tf.ones([l.outFeatures, l.inFeatures])),
     );
     this.phi = this.addParam('phi', tf.scalar(0), this.lambdaMode !== 'none');
   }
@@ -249,8 +272,9 @@ export class PadMoE extends Module implements PadLayer {
   forward(x: tf.Tensor, ctx: ForwardContext): MoEOutput {
     const tokens = this.moe.tokens(x);
     const { gates, auxLoss, routerLogits } = this.moe.router.forward(tokens, ctx);
+    ctx.aux?.add(auxLoss);
     const { dynamic, shared } = this.parts();
-    const y = mixExperts(tokens, gates, dynamic, this.moe.activation, shared);
+    const y = dispatchExperts(tokens, gates, dynamic, this.moe.activation, shared);
     return { y: this.moe.unflatten(y, x), auxLoss, routerLogits };
   }
 
@@ -300,7 +324,8 @@ export function padMoECost(moe: MoEShape, dynamicCounts: readonly number[]): Cos
   moe.layers.forEach((l, i) => {
     const size = l.inFeatures * l.outFeatures;
     params += E * dynamicCounts[i] + (size - dynamicCounts[i]) + E * l.outFeatures;
-    flops += moe.topK * (2 * size + l.outFeatures);
+    // The k chosen experts' weights, plus the static part once per token (shared).
+    flops += moe.topK * (2 * size + l.outFeatures) + (dynamicCounts[i] < size ? 2 * size : 0);
   });
   return { params, flops };
 }

@@ -3,8 +3,8 @@
  * `@tensorflow/tfjs-core` for types and ops) and calls `initEngine` once before work starts.
  */
 import * as tf from '@tensorflow/tfjs-core';
-// tfjs-core's Node build registers no gradients; the union package registers all of them.
-import '@tensorflow/tfjs';
+// Gradients: the union package in Node, tfjs-core's own registrations in browsers (package.json "imports").
+import '#tfjs-gradients';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { registerProjectKernels } from './kernels/index.js';

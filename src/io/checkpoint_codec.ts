@@ -5,6 +5,8 @@
  *
  *   model.safetensors      the shared weights, by stable parameter name (readable by Python)
  *   bn_stats.safetensors   BatchNorm statistics per sub-model: `<subId>|<module>.mean/.variance`
+ *   buffers.safetensors    module buffers by stable name (PAD masks, compact layers' index tables);
+ *                          only written when the model has buffers
  *   optimizer.safetensors  optimizer state (for --resume)
  *   checkpoint.json        architecture, grid, training config and state, sha256 of each file
  *
@@ -57,6 +59,11 @@ function toNamed(t: tf.Tensor): NamedArray {
   return { dtype: 'F32', shape: t.shape.slice(), data: t.dataSync() as Float32Array };
 }
 
+function bufferToNamed(t: tf.Tensor): NamedArray {
+  if (t.dtype === 'int32') return { dtype: 'I32', shape: t.shape.slice(), data: t.dataSync() as Int32Array };
+  return toNamed(t);
+}
+
 export interface SaveInput {
   model: SortedModel;
   grid: GridSpec;
@@ -84,6 +91,13 @@ export function encodeCheckpoint(input: SaveInput): { meta: CheckpointMeta; file
   const files = new Map<string, Uint8Array>();
   files.set('model.safetensors', encodeWeights(input.model));
   files.set('bn_stats.safetensors', encodeBnStats(input.model));
+  const buffers = input.model.namedBuffers();
+  if (buffers.length) {
+    files.set(
+      'buffers.safetensors',
+      encodeSafetensors(new Map(buffers.map(([n, b]) => [n, bufferToNamed(b)])), { producer: 'sortednet' }),
+    );
+  }
   if (input.optimizerState) {
     files.set(
       'optimizer.safetensors',
@@ -126,8 +140,26 @@ export function parseCheckpointMeta(text: string, where: string): CheckpointMeta
   if (meta.format !== CHECKPOINT_FORMAT) {
     throw new Error(`checkpoint ${where}: format '${meta.format}' is not '${CHECKPOINT_FORMAT}'`);
   }
-  if (!meta.files || typeof meta.files !== 'object' || !meta.model || typeof meta.model !== 'object') {
+  const isObject = (v: unknown) => v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (!isObject(meta.files) || !isObject(meta.model)) {
     throw new Error(`checkpoint ${where}: 'files' or 'model' is missing`);
+  }
+  if (typeof meta.model.family !== 'string' || !isObject(meta.model.config)) {
+    throw new Error(`checkpoint ${where}: 'model' needs a 'family' name and a 'config' object`);
+  }
+  if (!Number.isInteger(meta.step) || meta.step < 0) {
+    throw new Error(`checkpoint ${where}: 'step' must be an integer ≥ 0, found ${JSON.stringify(meta.step)}`);
+  }
+  for (const [file, hash] of Object.entries(meta.files)) {
+    // Names are plain file names: a checkpoint must not make a reader open files outside its folder.
+    if (!/^[\w][\w.-]*$/.test(file) || typeof hash !== 'string' || !/^[0-9a-f]{64}$/.test(hash)) {
+      throw new Error(
+        `checkpoint ${where}: files entry ${JSON.stringify(file)}: ${JSON.stringify(hash)} is not a file name with a sha256`,
+      );
+    }
+  }
+  if (!meta.files['model.safetensors'] || !meta.files['bn_stats.safetensors']) {
+    throw new Error(`checkpoint ${where}: 'files' lacks model.safetensors or bn_stats.safetensors`);
   }
   return meta;
 }
@@ -166,7 +198,12 @@ export interface DecodeOptions {
   calibrated?: boolean;
 }
 
-const CORE_FILES = new Set(['model.safetensors', 'bn_stats.safetensors', 'optimizer.safetensors']);
+const CORE_FILES = new Set([
+  'model.safetensors',
+  'bn_stats.safetensors',
+  'buffers.safetensors',
+  'optimizer.safetensors',
+]);
 
 /** The file evaluation writes beside a checkpoint's files (not listed in checkpoint.json). */
 export const CALIBRATION_FILE = 'bn_calibrated.safetensors';
@@ -193,6 +230,8 @@ function setBnStats(model: SortedModel, bn: ReturnType<typeof decodeSafetensors>
     if (!m || m[3] !== 'mean') continue;
     const mod = mods.get(m[2]);
     const variance = bn.tensors.get(`${m[1]}|${m[2]}.variance`);
+    if (t.dtype !== 'F32' || (variance && variance.dtype !== 'F32'))
+      throw new Error(`${where}: BN statistics '${name}' must be F32`);
     if (!mod || !variance)
       throw new Error(`${where}: BN statistics '${name}' match no BatchNorm of the model`);
     // A narrower sub-model keeps statistics for a prefix of the channels.
@@ -264,13 +303,36 @@ export async function decodeCheckpoint(
     `${where}/bn_stats.safetensors`,
   );
   const model = into ?? buildModel(meta.model, meta.seed);
-  for (const [name, v] of model.namedParameters()) {
+  const params = new Map(model.namedParameters());
+  for (const [name, v] of params) {
     const t = weights.tensors.get(name);
-    if (!t) throw new Error(`checkpoint ${where}: parameter '${name}' is missing`);
+    const file = `${where}/model.safetensors`;
+    if (!t) throw new Error(`${file}: parameter '${name}' is missing`);
+    if (t.dtype !== 'F32') throw new Error(`${file}: parameter '${name}' is ${t.dtype}; weights must be F32`);
     if (t.shape.join() !== v.shape.join()) {
-      throw new Error(`checkpoint ${where}: '${name}' has shape [${t.shape}], model expects [${v.shape}]`);
+      throw new Error(`${file}: '${name}' has shape [${t.shape}], model expects [${v.shape}]`);
     }
     v.assign(tf.tensor(t.data, t.shape));
+  }
+  const buffers = model.namedBuffers();
+  if (buffers.length) {
+    if (!meta.files['buffers.safetensors'])
+      throw new Error(
+        `checkpoint ${where}: the model has buffers (e.g. '${buffers[0][0]}') but buffers.safetensors is missing`,
+      );
+    const saved = decodeSafetensors(
+      await readVerified(read, where, 'buffers.safetensors', meta),
+      `${where}/buffers.safetensors`,
+    );
+    for (const [name, b] of buffers) {
+      const t = saved.tensors.get(name);
+      if (!t) throw new Error(`checkpoint ${where}: buffer '${name}' is missing`);
+      if (t.shape.join() !== b.shape.join())
+        throw new Error(
+          `checkpoint ${where}: buffer '${name}' has shape [${t.shape}], model expects [${b.shape}]`,
+        );
+      b.assign(tf.tensor(t.data, t.shape, b.dtype));
+    }
   }
   for (const [, m] of namedBatchNorms(model)) m.resetStats();
   setBnStats(model, bn, `${where}/bn_stats.safetensors`);
@@ -284,7 +346,18 @@ export async function decodeCheckpoint(
       await readVerified(read, where, 'optimizer.safetensors', meta),
       `${where}/optimizer.safetensors`,
     );
-    for (const [k, t] of o.tensors) optimizerState.set(k, tf.tensor(t.data, t.shape));
+    for (const [k, t] of o.tensors) {
+      // `<parameter>.m`/`.v` (AdamW) or `.buf` (SGD), each shaped like its parameter.
+      const file = `${where}/optimizer.safetensors`;
+      const m = /^(.*)\.(m|v|buf)$/.exec(k);
+      const p = m ? params.get(m[1]) : undefined;
+      if (!p) throw new Error(`${file}: '${k}' is the state of no parameter of the model`);
+      if (t.dtype !== 'F32') throw new Error(`${file}: '${k}' is ${t.dtype}; optimizer state must be F32`);
+      if (t.shape.join() !== p.shape.join()) {
+        throw new Error(`${file}: '${k}' has shape [${t.shape}], its parameter has [${p.shape}]`);
+      }
+      optimizerState.set(k, tf.tensor(t.data, t.shape));
+    }
   }
   const extraFiles = new Map<string, Uint8Array>();
   for (const f of Object.keys(meta.files)) {

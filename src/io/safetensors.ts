@@ -27,8 +27,9 @@ export function encodeSafetensors(
   }
   let json = JSON.stringify(header);
   // Pad the header with spaces to 8 bytes so the data is aligned (as the Rust writer does).
-  json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
-  const headerBytes = Buffer.from(json, 'utf8');
+  // TextEncoder/TextDecoder rather than Buffer: checkpoints are also read in browsers.
+  json += ' '.repeat((8 - ((8 + new TextEncoder().encode(json).length) % 8)) % 8);
+  const headerBytes = new TextEncoder().encode(json);
   const out = new Uint8Array(8 + headerBytes.length + offset);
   new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
   out.set(headerBytes, 8);
@@ -54,16 +55,32 @@ export function decodeSafetensors(
     );
   let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
   try {
-    header = JSON.parse(Buffer.from(bytes.subarray(8, 8 + n)).toString('utf8'));
+    header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
   } catch (e) {
     throw new Error(`${source}: header is not valid JSON (${(e as Error).message})`, { cause: e });
+  }
+  if (header === null || typeof header !== 'object' || Array.isArray(header)) {
+    throw new Error(
+      `${source}: the header is ${JSON.stringify(header)}, not an object of tensors (corrupt?)`,
+    );
   }
   const metadata = (header.__metadata__ ?? {}) as unknown as Record<string, string>;
   delete header.__metadata__;
   const base = 8 + n;
   const tensors = new Map<string, NamedArray>();
   for (const [name, h] of Object.entries(header)) {
-    const [begin, end] = h.data_offsets ?? [];
+    if (
+      h === null ||
+      typeof h !== 'object' ||
+      !Array.isArray(h.shape) ||
+      !h.shape.every((d) => Number.isInteger(d) && d >= 0) ||
+      !Array.isArray(h.data_offsets)
+    ) {
+      throw new Error(
+        `${source}: tensor '${name}' has no valid shape and data_offsets: ${JSON.stringify(h)}`,
+      );
+    }
+    const [begin, end] = h.data_offsets;
     if (!(begin >= 0 && end >= begin && base + end <= bytes.length)) {
       throw new Error(
         `${source}: tensor '${name}' offsets [${begin}, ${end}] lie outside the file (truncated?)`,

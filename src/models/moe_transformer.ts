@@ -1,11 +1,13 @@
 /**
  * A small pre-LN transformer encoder classifier whose FFNs are dense, MoE (Shazeer top-k) or
- * PAD-MoE: the config field `ffn` switches them. Pooling is the mean over non-padding tokens.
- * The MoE layers' aux losses are summed into the output's `auxLoss`.
+ * PAD-MoE: the config field `ffnMode` switches them. Pooling is the mean over non-padding tokens.
+ * A sorted model with no elastic dimension (its grid is the full model only). The MoE layers put
+ * their aux losses in `ctx.aux`, the one channel the trainer reads.
  *
  * ```ts
  * const model = new MoETransformer({ ...MOE_TRANSFORMER_DEFAULTS, vocab: 257, ffnMode: 'moe' });
- * const { logits, auxLoss } = model.forward(ids, { mode: 'train', key: 'full', seed });
+ * const aux = new AuxLosses();
+ * const logits = model.forward(ids, FULL, { mode: 'train', key: 'full', seed, aux }); // + aux.total()
  * ```
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -21,7 +23,8 @@ import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
 import { MoE } from '../dynamic/moe.js';
 import { PadMoE, LAMBDA_MODES, type LambdaMode } from '../dynamic/partial.js';
 import { CompactPadMoE, copyMatchingState } from '../dynamic/compact.js';
-import type { DynamicContext, DynamicModel, DynamicOutput } from '../dynamic/context.js';
+import { subModelId, type SubModel } from '../sorted/submodel.js';
+import type { SortedModel } from './model.js';
 
 export type FfnMode = 'dense' | 'moe' | 'pad-moe';
 export const FFN_MODES: readonly FfnMode[] = ['dense', 'moe', 'pad-moe'];
@@ -49,6 +52,8 @@ export interface MoETransformerConfig {
   capacityFactor?: number;
   /** Which PAD scale factors are learned (ffn 'pad-moe' only). */
   lambdaMode: LambdaMode;
+  /** Deployed models only: per PAD-MoE layer name, the dynamic element count of each expert layer. */
+  compact?: Record<string, number[]>;
 }
 
 export const MOE_TRANSFORMER_DEFAULTS: MoETransformerConfig = {
@@ -82,7 +87,7 @@ export function checkMoETransformerConfig(c: MoETransformerConfig): MoETransform
 
 export type FfnLayer = FeedForward | MoE | PadMoE | CompactPadMoE;
 
-/** Pre-LN block: x + attn(ln1(x)), then x + ffn(ln2(x)); returns the FFN's aux loss (0 if dense). */
+/** Pre-LN block: x + attn(ln1(x)), then x + ffn(ln2(x)); an MoE FFN puts its aux loss in ctx.aux. */
 export class MoEBlock extends Module {
   readonly ln1: LayerNorm;
   readonly attn: MultiHeadAttention;
@@ -105,23 +110,16 @@ export class MoEBlock extends Module {
     this.addChild('ffn', ffn);
   }
 
-  forward(x: tf.Tensor3D, ctx: ForwardContext): { h: tf.Tensor3D; auxLoss: tf.Scalar } {
+  forward(x: tf.Tensor3D, ctx: ForwardContext): tf.Tensor3D {
     const a = dropout(this.attn.forward(this.ln1.forward(x) as tf.Tensor3D, ctx), this.dropoutRate, ctx);
     const h = tf.add(x, a) as tf.Tensor3D; // [B, T, e]
     const z = this.ln2.forward(h);
-    let f: tf.Tensor;
-    let auxLoss: tf.Scalar;
-    if (this.ffn instanceof FeedForward) {
-      f = this.ffn.forward(z);
-      auxLoss = tf.scalar(0);
-    } else {
-      ({ y: f, auxLoss } = this.ffn.forward(z, ctx));
-    }
-    return { h: tf.add(h, dropout(f, this.dropoutRate, ctx)) as tf.Tensor3D, auxLoss };
+    const f = this.ffn instanceof FeedForward ? this.ffn.forward(z) : this.ffn.forward(z, ctx).y;
+    return tf.add(h, dropout(f, this.dropoutRate, ctx)) as tf.Tensor3D;
   }
 }
 
-export class MoETransformer extends Module implements DynamicModel {
+export class MoETransformer extends Module implements SortedModel<MoETransformerConfig> {
   readonly family = 'moe-transformer';
   readonly input = 'tokens';
   readonly config: MoETransformerConfig;
@@ -131,15 +129,13 @@ export class MoETransformer extends Module implements DynamicModel {
   readonly lnFinal: LayerNorm;
   readonly head: Linear;
 
-  /** `replace(name)` may supply an FFN instead of the configured one (`deploy()`); names are `blocks.{i}.ffn`. */
-  constructor(config: MoETransformerConfig, seed = 1, replace?: (name: string) => FfnLayer | undefined) {
+  /** FFN layers are named `blocks.{i}.ffn`; `config.compact` makes the named ones compact PAD-MoE. */
+  constructor(config: MoETransformerConfig, seed = 1) {
     super();
     const c = checkMoETransformerConfig(config);
     this.config = c;
     const s = seedStream(seed);
     const makeFfn = (name: string): FfnLayer => {
-      const given = replace?.(name);
-      if (given) return given;
       const opts = {
         experts: c.experts,
         topK: c.topK,
@@ -149,6 +145,20 @@ export class MoETransformer extends Module implements DynamicModel {
         capacityFactor: c.capacityFactor,
         name,
       };
+      const compact = c.compact?.[name];
+      if (compact) {
+        return new CompactPadMoE({
+          experts: c.experts,
+          topK: c.topK,
+          inFeatures: c.dim,
+          outFeatures: c.dim,
+          hidden: c.ffn,
+          activation: 'gelu',
+          router: { noisyGating: c.noisyGating, capacityFactor: c.capacityFactor, auxWeight: 0.01 },
+          dynamic: compact,
+          name,
+        });
+      }
       switch (c.ffnMode) {
         case 'dense':
           return new FeedForward(c.dim, c.ffn, s, 'gelu', name);
@@ -173,28 +183,38 @@ export class MoETransformer extends Module implements DynamicModel {
     this.head = this.addChild('head', new Linear(c.dim, c.classes, s, { name: 'head' }));
   }
 
-  /** ids: int32 [B, T] → logits [B, classes] and the summed aux loss. */
-  forward(x: tf.Tensor, ctx: DynamicContext): DynamicOutput {
+  /** No elastic dimension: the full model is the only sub-model. */
+  validate(sub: SubModel): void {
+    if (subModelId(sub) !== 'full')
+      throw new Error(
+        `moe-transformer: has no elastic dimensions; sub-model '${subModelId(sub)}' must be full (grid {})`,
+      );
+  }
+
+  shrink(sub: SubModel): MoETransformerConfig {
+    this.validate(sub);
+    return this.config;
+  }
+
+  /** ids: int32 [B, T] → logits [B, classes]; MoE aux losses go to ctx.aux. */
+  forward(x: tf.Tensor, sub: SubModel, ctx: ForwardContext): tf.Tensor2D {
+    this.validate(sub);
     const c = this.config;
     if (x.rank !== 2 || x.dtype !== 'int32')
       throw new Error(`moe-transformer: input must be int32 [B, T], got ${x.dtype} [${x.shape.join(', ')}]`);
     const [B, T] = x.shape;
     if (T > c.maxLen) throw new Error(`moe-transformer: sequence length ${T} > maxLen ${c.maxLen}`);
     let h = tf.add(this.tokens.forward(x), this.positions.forward(tf.range(0, T, 1, 'int32'))) as tf.Tensor3D; // [B, T, e]
-    let auxLoss: tf.Scalar = tf.scalar(0);
-    for (const block of this.blocks.items) {
-      const out = block.forward(h, ctx);
-      h = out.h;
-      auxLoss = tf.add(auxLoss, out.auxLoss);
-    }
+    for (const block of this.blocks.items) h = block.forward(h, ctx);
     h = this.lnFinal.forward(h) as tf.Tensor3D;
     const mask = tf.reshape(tf.cast(tf.notEqual(x, c.padId), 'float32'), [B, T, 1]);
     const pooled = tf.div(tf.sum(tf.mul(h, mask), 1), tf.maximum(tf.sum(mask, 1), 1)); // [B, e]
-    return { logits: this.head.forward(pooled) as tf.Tensor2D, auxLoss };
+    return this.head.forward(pooled) as tf.Tensor2D;
   }
 
   /** Deployed parameters; FLOPs per sequence of maxLen tokens (MoE: ideal top-k dispatch). */
-  cost(): Cost {
+  cost(sub: SubModel = {}): Cost {
+    this.validate(sub);
     const c = this.config;
     const perToken = zeroCost();
     for (const block of this.blocks.items) {
@@ -213,12 +233,17 @@ export class MoETransformer extends Module implements DynamicModel {
 
   /** The deployed copy: PAD-MoE layers become CompactPadMoE; the rest is copied. */
   deploy(): MoETransformer {
-    const ffns = new Map(this.blocks.items.map((b, i) => [`blocks.${i}.ffn`, b.ffn]));
-    const deployed = new MoETransformer(this.config, 1, (name) => {
-      const f = ffns.get(name);
-      return f instanceof PadMoE ? new CompactPadMoE(f) : undefined;
-    });
+    const pads = new Map<string, PadMoE>();
+    this.blocks.items.forEach((b, i) => b.ffn instanceof PadMoE && pads.set(`blocks.${i}.ffn`, b.ffn));
+    if (pads.size === 0)
+      throw new Error(`moe-transformer: ffn '${this.config.ffnMode}' has no PAD-MoE layers to compact`);
+    const compact: Record<string, number[]> = {};
+    for (const [name, f] of pads) compact[name] = f.masks.map((m) => tf.tidy(() => tf.sum(m).dataSync()[0]));
+    const deployed = new MoETransformer({ ...this.config, compact });
     copyMatchingState(this, deployed);
+    deployed.blocks.items.forEach((b, i) => {
+      if (b.ffn instanceof CompactPadMoE) b.ffn.load(pads.get(`blocks.${i}.ffn`)!);
+    });
     return deployed;
   }
 

@@ -4,9 +4,9 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, ModuleList, type ForwardContext } from '../nn/module.js';
-import { Conv2d, convOutSize } from '../nn/conv2d.js';
+import { Conv2d } from '../nn/conv2d.js';
 import { BatchNorm2d } from '../nn/batchnorm.js';
-import { BasicBlock, type BasicBlockSpec } from '../nn/basic_block.js';
+import { BasicBlock, staticConv, type BasicBlockSpec, type ConvFactory } from '../nn/basic_block.js';
 import { Linear } from '../nn/linear.js';
 import { globalAvgPool } from '../nn/functional.js';
 import { seedStream } from '../nn/init.js';
@@ -49,17 +49,19 @@ interface Plan {
   blocks: { s: number; b: number; mid: number; out: number }[];
 }
 
-export class ResNet extends Module implements SortedModel<ResNetConfig> {
-  readonly family = 'resnet';
+export class ResNet<C extends ResNetConfig = ResNetConfig> extends Module implements SortedModel<C> {
+  readonly family: string = 'resnet';
   readonly input = 'image';
   readonly stem: Conv2d;
   readonly stemBn: BatchNorm2d;
   readonly stages: ModuleList<ModuleList<BasicBlock>>;
   readonly head: Linear;
 
+  /** `makeConv` makes the blocks' 3×3 convolutions (static by default; see PadResNet). */
   constructor(
-    readonly config: ResNetConfig,
+    readonly config: C,
     seed = 1,
+    makeConv: ConvFactory = staticConv,
   ) {
     super();
     const s = seedStream(seed);
@@ -76,7 +78,7 @@ export class ResNet extends Module implements SortedModel<ResNetConfig> {
           (stage, si) =>
             new ModuleList(
               stage.map((spec, bi) => {
-                const block = new BasicBlock(cin, spec, s, `stages.${si}.${bi}`);
+                const block = new BasicBlock(cin, spec, s, `stages.${si}.${bi}`, makeConv);
                 cin = spec.out;
                 return block;
               }),
@@ -149,17 +151,15 @@ export class ResNet extends Module implements SortedModel<ResNetConfig> {
     const bn = (ch: number): Cost => ({ params: 2 * ch, flops: 4 * ch * size * size });
     addCost(c, Conv2d.cost(this.config.inChannels, p.stem, 3, size, size), bn(p.stem));
     for (const blk of p.blocks) {
-      const spec = this.config.stages[blk.s][blk.b];
-      size = convOutSize(size, 3, spec.stride, 'same');
-      addCost(c, Conv2d.cost(cin, blk.mid, 3, size, size), bn(blk.mid));
-      addCost(c, Conv2d.cost(blk.mid, blk.out, 3, size, size), bn(blk.out));
-      if (spec.projection) addCost(c, Conv2d.cost(cin, blk.out, 1, size, size), bn(blk.out));
+      const r = this.stages.items[blk.s].items[blk.b].cost(cin, blk, size);
+      addCost(c, r.cost);
+      size = r.size;
       cin = blk.out;
     }
     return addCost(c, { params: 0, flops: cin * size * size }, Linear.cost(cin, this.config.classes));
   }
 
-  shrink(sub: SubModel): ResNetConfig {
+  shrink(sub: SubModel): C {
     const p = this.plan(sub);
     const stages: BasicBlockSpec[][] = this.config.stages.map(() => []);
     for (const blk of p.blocks)

@@ -1,7 +1,40 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, type ForwardContext } from './module.js';
-import { Conv2d } from './conv2d.js';
+import { Conv2d, convOutSize } from './conv2d.js';
 import { BatchNorm2d } from './batchnorm.js';
+import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
+
+/**
+ * A 3×3 convolution of a block, of any kind: a plain Conv2d, or a dynamic / partially dynamic /
+ * compact one (src/dynamic). Elastic: `out` output channels, input channels read from x.
+ */
+export interface BlockConv extends Module {
+  forward(x: tf.Tensor4D, out: number, ctx: ForwardContext): tf.Tensor4D;
+}
+
+/** Makes the block convolution `name` (e.g. `stages.0.1.conv2`) with this geometry. */
+export type ConvFactory = (
+  inChannels: number,
+  outChannels: number,
+  stride: number,
+  name: string,
+  seed: () => number,
+) => BlockConv;
+
+/** Plain 3×3 convolutions (the default). */
+export const staticConv: ConvFactory = (cin, cout, stride, name, seed) =>
+  new Conv2d(cin, cout, 3, seed, { stride, name });
+
+/** Parameters and FLOPs per sample of a block conv with cin × cout active channels on an h×w input. */
+function blockConvCost(conv: BlockConv, cin: number, cout: number, h: number, w: number): Cost {
+  if (conv instanceof Conv2d) {
+    const ho = convOutSize(h, conv.kernel, conv.stride, conv.padding);
+    return Conv2d.cost(cin, cout, conv.kernel, ho, convOutSize(w, conv.kernel, conv.stride, conv.padding));
+  }
+  const costed = conv as BlockConv & { cost?: (h: number, w: number, cin: number, cout: number) => Cost };
+  if (!costed.cost) throw new Error(`block conv ${conv.constructor.name} has no cost(h, w, cin, cout)`);
+  return costed.cost(h, w, cin, cout);
+}
 
 /**
  * Zero-pads or slices the channels of x to `c`: the identity shortcut of a sorted residual
@@ -27,11 +60,15 @@ export interface BasicBlockSpec {
   projection: boolean;
 }
 
-/** ResNet basic block (He et al. 2016): conv3×3-BN-ReLU-conv3×3-BN + shortcut, ReLU. */
+/**
+ * ResNet basic block (He et al. 2016): conv3×3-BN-ReLU-conv3×3-BN + shortcut, ReLU. The two 3×3
+ * convolutions come from `makeConv` (static by default; DY-Conv or PAD for PAD-Net); the 1×1
+ * projection shortcut stays static.
+ */
 export class BasicBlock extends Module {
-  readonly conv1: Conv2d;
+  readonly conv1: BlockConv;
   readonly bn1: BatchNorm2d;
-  readonly conv2: Conv2d;
+  readonly conv2: BlockConv;
   readonly bn2: BatchNorm2d;
   readonly shortcut: Conv2d | null;
   readonly shortcutBn: BatchNorm2d | null;
@@ -41,15 +78,13 @@ export class BasicBlock extends Module {
     readonly spec: BasicBlockSpec,
     seed: () => number,
     readonly name: string,
+    makeConv: ConvFactory = staticConv,
   ) {
     super();
     const { mid, out, stride } = spec;
-    this.conv1 = this.addChild(
-      'conv1',
-      new Conv2d(inChannels, mid, 3, seed, { stride, name: `${name}.conv1` }),
-    );
+    this.conv1 = this.addChild('conv1', makeConv(inChannels, mid, stride, `${name}.conv1`, seed));
     this.bn1 = this.addChild('bn1', new BatchNorm2d(mid, `${name}.bn1`));
-    this.conv2 = this.addChild('conv2', new Conv2d(mid, out, 3, seed, { name: `${name}.conv2` }));
+    this.conv2 = this.addChild('conv2', makeConv(mid, out, 1, `${name}.conv2`, seed));
     this.bn2 = this.addChild('bn2', new BatchNorm2d(out, `${name}.bn2`));
     if (spec.projection) {
       this.shortcut = this.addChild(
@@ -65,12 +100,27 @@ export class BasicBlock extends Module {
   }
 
   forward(x: tf.Tensor4D, widths: { mid: number; out: number }, ctx: ForwardContext): tf.Tensor4D {
-    let h = tf.relu(this.bn1.forward(this.conv1.forward(x, widths.mid), ctx));
-    h = this.bn2.forward(this.conv2.forward(h, widths.out), ctx);
+    let h = tf.relu(this.bn1.forward(this.conv1.forward(x, widths.mid, ctx), ctx));
+    h = this.bn2.forward(this.conv2.forward(h, widths.out, ctx), ctx);
     const s =
       this.shortcut && this.shortcutBn
         ? this.shortcutBn.forward(this.shortcut.forward(x, widths.out), ctx)
         : matchChannels(x, widths.out);
     return tf.relu(tf.add(h, s));
+  }
+
+  /** Parameters and FLOPs per sample with `cin` input channels on a size×size input; the output size too. */
+  cost(cin: number, widths: { mid: number; out: number }, size: number): { cost: Cost; size: number } {
+    const out = convOutSize(size, 3, this.spec.stride, 'same');
+    const bn = (ch: number): Cost => ({ params: 2 * ch, flops: 4 * ch * out * out });
+    const c = addCost(
+      zeroCost(),
+      blockConvCost(this.conv1, cin, widths.mid, size, size),
+      bn(widths.mid),
+      blockConvCost(this.conv2, widths.mid, widths.out, out, out),
+      bn(widths.out),
+    );
+    if (this.spec.projection) addCost(c, Conv2d.cost(cin, widths.out, 1, out, out), bn(widths.out));
+    return { cost: c, size: out };
   }
 }

@@ -16,12 +16,33 @@ export interface ForwardContext {
   readonly key: string;
   /** Seeds stochastic layers (dropout, router noise); required when mode is 'train' and they are active. */
   readonly seed?: () => number;
+  /** Softmax temperature of dynamic-convolution attention (default 1); annealed by the trainer. */
+  readonly temperature?: number;
+  /**
+   * Where layers with an auxiliary loss (MoE load balancing) put it. The one channel for such
+   * losses: the trainer passes a sink, adds `aux.total()` to the task loss; without a sink
+   * (evaluation) the losses are dropped.
+   */
+  readonly aux?: AuxLosses;
+}
+
+/** Collects the auxiliary losses of one forward pass (see ForwardContext.aux). */
+export class AuxLosses {
+  private readonly items: tf.Scalar[] = [];
+  add(loss: tf.Scalar): void {
+    this.items.push(loss);
+  }
+  /** Their sum (0 when none were added). */
+  total(): tf.Scalar {
+    return this.items.length === 0 ? tf.scalar(0) : (tf.addN(this.items) as tf.Scalar);
+  }
 }
 
 export const evalContext = (key: string): ForwardContext => ({ mode: 'eval', key });
 
 export abstract class Module {
   private readonly params = new Map<string, tf.Variable>();
+  private readonly buffers = new Map<string, tf.Variable>();
   private readonly children = new Map<string, Module>();
 
   protected addParam(name: string, init: tf.Tensor, trainable = true): tf.Variable {
@@ -29,6 +50,18 @@ export abstract class Module {
     const v = tf.variable(init, trainable);
     init.dispose();
     this.params.set(name, v);
+    return v;
+  }
+
+  /**
+   * State that is not learned but saved with the weights (torch's register_buffer): PAD masks,
+   * index tables of compact layers. Not in namedParameters, so no optimizer touches it.
+   */
+  protected addBuffer(name: string, init: tf.Tensor): tf.Variable {
+    if (this.buffers.has(name) || this.params.has(name)) throw new Error(`buffer '${name}' registered twice`);
+    const v = tf.variable(init, false);
+    init.dispose();
+    this.buffers.set(name, v);
     return v;
   }
 
@@ -43,6 +76,14 @@ export abstract class Module {
     const out: [string, tf.Variable][] = [];
     for (const [n, p] of this.params) out.push([prefix + n, p]);
     for (const [n, c] of this.children) out.push(...c.namedParameters(`${prefix}${n}.`));
+    return out;
+  }
+
+  /** Every buffer with its dotted name, in registration order. */
+  namedBuffers(prefix = ''): [string, tf.Variable][] {
+    const out: [string, tf.Variable][] = [];
+    for (const [n, b] of this.buffers) out.push([prefix + n, b]);
+    for (const [n, c] of this.children) out.push(...c.namedBuffers(`${prefix}${n}.`));
     return out;
   }
 
@@ -64,6 +105,7 @@ export abstract class Module {
 
   dispose(): void {
     for (const [, v] of this.namedParameters()) v.dispose();
+    for (const [, v] of this.namedBuffers()) v.dispose();
   }
 }
 

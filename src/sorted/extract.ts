@@ -23,6 +23,14 @@ export function extractSubModel<C>(
       throw new Error(`extract: parameter '${name}' of the sub-model has no counterpart in the shared model`);
     v.assign(tf.tidy(() => tf.clone(prefix(w, v.shape, name))));
   }
+  // Buffers (PAD masks) are sliced like the weights they belong to.
+  const buffers = new Map(shared.namedBuffers());
+  for (const [name, b] of small.namedBuffers()) {
+    const w = buffers.get(name);
+    if (!w)
+      throw new Error(`extract: buffer '${name}' of the sub-model has no counterpart in the shared model`);
+    b.assign(tf.tidy(() => tf.clone(prefix(w, b.shape, name))));
+  }
   const key = subModelId(sub);
   const fullKey = subModelId(FULL);
   const sharedBns = new Map(namedBatchNorms(shared));

@@ -8,7 +8,9 @@ import type { Grid, GridEntry } from '../sorted/grid.js';
 import type { SubModel } from '../sorted/submodel.js';
 import type { ImageDataset } from '../data/dataset.js';
 import { batches } from '../data/loader.js';
+import { isSequenceDataset, sequenceBatches, type SequenceDataset } from '../data/sequences.js';
 import { namedBatchNorms } from '../nn/batchnorm.js';
+import type { Module } from '../nn/module.js';
 
 export interface EvalRow {
   id: string;
@@ -33,46 +35,128 @@ function imageTensor(ds: ImageDataset, x: Float32Array, n: number): tf.Tensor4D 
   return tf.tensor4d(x, [n, ds.height, ds.width, ds.channels]);
 }
 
-/** Reset and re-estimate BN statistics of `entry` on training batches (no-op without BN). */
+/** Labelled evaluation data: images, or token sequences (text classification). */
+export type LabelledData = ImageDataset | SequenceDataset;
+
+/** The data's batches in order, as model inputs (tensors the caller disposes) and labels. */
+function* inputBatches(
+  ds: LabelledData,
+  batchSize: number,
+): Generator<{ x: tf.Tensor; y: Int32Array; size: number }> {
+  if (isSequenceDataset(ds)) {
+    for (const b of sequenceBatches(ds, { batchSize }))
+      yield { x: tf.tensor2d(b.x, [b.size, ds.seqLen], 'int32'), y: b.y, size: b.size };
+  } else {
+    for (const b of batches(ds, { batchSize }))
+      yield { x: imageTensor(ds, b.x, b.size), y: b.y, size: b.size };
+  }
+}
+
+/**
+ * The one BatchNorm calibration (after training, after a PAD mask changes, per sub-model):
+ * forgets the statistics under `key` and re-estimates them over ALL of `inputs`, each batch
+ * weighing the same (a cumulative average, as US-Nets). A model without BatchNorm is left alone.
+ * `temperature` is the dynamic-conv attention temperature of the passes (default 1).
+ */
 export function calibrateBatchNorm(
-  model: SortedModel,
-  key: string,
+  model: Module & Pick<SortedModel, 'forward'>,
   sub: SubModel,
-  train: ImageDataset,
-  nBatches = 20,
-  batchSize = 128,
+  key: string,
+  inputs: Iterable<tf.Tensor>,
+  opts: { temperature?: number } = {},
 ): void {
   const bns = namedBatchNorms(model);
   if (bns.length === 0) return;
   for (const [, m] of bns) m.resetStats(key);
-  let i = 0;
-  for (const b of batches(train, { batchSize, shuffle: true, seed: 12345, dropLast: true })) {
-    if (i++ >= nBatches) break;
+  let seen = 0;
+  for (const x of inputs) {
     tf.tidy(() => {
-      model.forward(imageTensor(train, b.x, b.size), sub, { mode: 'calibrate', key });
+      model.forward(x, sub, { mode: 'calibrate', key, temperature: opts.temperature });
     });
+    seen++;
   }
+  if (seen === 0) throw new Error(`calibrateBatchNorm: no batches to calibrate '${key}' on`);
+}
+
+/** A batch of model inputs with their labels (int32 [B]). */
+export interface LabelledBatch {
+  x: tf.Tensor;
+  y: tf.Tensor1D;
+}
+
+/**
+ * The first `n` batches of a seeded shuffle of `data`, as tensors with labels (the caller
+ * disposes them): calibration data for BatchNorm and for IMP.
+ */
+export function labelledBatches(data: LabelledData, n = 20, batchSize = 128, seed = 12345): LabelledBatch[] {
+  const out: LabelledBatch[] = [];
+  const o = { batchSize: Math.min(batchSize, data.n), shuffle: true, seed, dropLast: true };
+  const it = isSequenceDataset(data) ? sequenceBatches(data, o) : batches(data, o);
+  for (const b of it) {
+    if (out.length >= n) break;
+    const x = isSequenceDataset(data)
+      ? tf.tensor2d(b.x, [b.size, data.seqLen], 'int32')
+      : imageTensor(data, b.x as Float32Array, b.size);
+    out.push({ x, y: tf.tensor1d(b.y, 'int32') });
+  }
+  return out;
+}
+
+/** The inputs of `labelledBatches` (BatchNorm calibration needs no labels). */
+export function calibrationBatches(data: LabelledData, n = 20, batchSize = 128): tf.Tensor[] {
+  return labelledBatches(data, n, batchSize).map((b) => {
+    b.y.dispose();
+    return b.x;
+  });
+}
+
+/** Predicted classes of every test example, in order. */
+export function predictions(
+  model: SortedModel,
+  entry: { id: string; sub: SubModel },
+  test: LabelledData,
+  batchSize = 256,
+): Int32Array {
+  const out = new Int32Array(test.n);
+  let offset = 0;
+  for (const b of inputBatches(test, batchSize)) {
+    const pred = tf.tidy(() => tf.argMax(model.forward(b.x, entry.sub, { mode: 'eval', key: entry.id }), -1));
+    out.set(pred.dataSync(), offset);
+    offset += b.size;
+    tf.dispose([pred, b.x]);
+  }
+  return out;
 }
 
 export function accuracy(
   model: SortedModel,
   entry: { id: string; sub: SubModel },
-  test: ImageDataset,
+  test: LabelledData,
   batchSize = 256,
 ): number {
+  const p = predictions(model, entry, test, batchSize);
   let correct = 0;
-  for (const b of batches(test, { batchSize })) {
-    const pred = tf.tidy(() =>
-      tf.argMax(
-        model.forward(imageTensor(test, b.x, b.size), entry.sub, { mode: 'eval', key: entry.id }),
-        -1,
-      ),
-    );
-    const p = pred.dataSync();
-    pred.dispose();
-    for (let i = 0; i < b.size; i++) if (p[i] === b.y[i]) correct++;
-  }
+  for (let i = 0; i < test.n; i++) if (p[i] === test.labels[i]) correct++;
   return correct / test.n;
+}
+
+/** F1 of class 1 for two classes (e.g. spam = positive), else the macro average over classes. */
+export function f1Score(predicted: ArrayLike<number>, labels: ArrayLike<number>, classes: number): number {
+  const f1Of = (c: number): number => {
+    let tp = 0;
+    let fp = 0;
+    let fn = 0;
+    for (let i = 0; i < labels.length; i++) {
+      if (predicted[i] === c && labels[i] === c) tp++;
+      else if (predicted[i] === c) fp++;
+      else if (labels[i] === c) fn++;
+    }
+    return tp === 0 ? 0 : (2 * tp) / (2 * tp + fp + fn);
+  };
+  if (classes === 2) return f1Of(1);
+  let sum = 0;
+  for (let c = 0; c < classes; c++) sum += f1Of(c);
+  return sum / classes;
 }
 
 export function latencyMs(
@@ -100,18 +184,18 @@ export function latencyMs(
 export function evaluateGrid(
   model: SortedModel,
   grid: Grid,
-  train: ImageDataset,
-  test: ImageDataset,
+  train: LabelledData,
+  test: LabelledData,
   options: EvalOptions = {},
   entries: readonly GridEntry[] = grid.entries,
 ): EvalRow[] {
-  const sample = tf.tidy(() =>
-    imageTensor(test, test.images.subarray(0, test.height * test.width * test.channels), 1),
-  );
+  const sample = inputBatches(test, 1).next().value!.x;
   const full = grid.largest.cost.flops;
   const rows: EvalRow[] = [];
+  const calibration =
+    namedBatchNorms(model).length > 0 ? calibrationBatches(train, options.calibrationBatches ?? 20) : [];
   for (const e of entries) {
-    calibrateBatchNorm(model, e.id, e.sub, train, options.calibrationBatches ?? 20);
+    if (calibration.length) calibrateBatchNorm(model, e.sub, e.id, calibration);
     const row: EvalRow = {
       id: e.id,
       sub: e.sub,
@@ -124,6 +208,6 @@ export function evaluateGrid(
     rows.push(row);
     options.onRow?.(row);
   }
-  sample.dispose();
+  tf.dispose([sample, ...calibration]);
   return rows;
 }

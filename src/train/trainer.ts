@@ -1,24 +1,46 @@
 /**
  * One training loop for every strategy (SortedNet §2): per optimizer step, draw the step's
  * sub-models, accumulate the gradients of their (1/gAcc-scaled) losses, apply one update.
- * Read it top to bottom: data, plan, losses, update, log, checkpoint.
+ * Read it top to bottom: data, plan, losses, guard, update, log, checkpoint.
+ *
+ * With a run folder the loop is crash-safe: it holds the folder's lock, clears what an
+ * interrupted save left, checkpoints atomically every `checkpointEvery` steps, and a non-finite
+ * loss or gradient stops it (or skips the step) before the weights or a checkpoint are touched.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { readFileSync } from 'node:fs';
 import type { SortedModel } from '../models/model.js';
 import type { Grid, GridEntry } from '../sorted/grid.js';
 import { SubModelSampler } from '../sorted/sample.js';
 import type { ImageDataset } from '../data/dataset.js';
 import { batches } from '../data/loader.js';
 import { tokenBatches, type TokenDataset } from '../data/tokens.js';
-import { createRng } from '../data/random.js';
+import { isSequenceDataset, sequenceBatches, type SequenceDataset } from '../data/sequences.js';
+import { createRng, streamSeed } from '../data/random.js';
 import { Optimizer, cosineLr } from './optim.js';
 import type { TrainConfig } from './config.js';
-import { saveCheckpoint, loadCheckpoint, type SaveInput } from '../io/checkpoint.js';
+import {
+  checkpointDir,
+  hasCheckpoint,
+  loadCheckpoint,
+  removeStale,
+  saveCheckpoint,
+  type SaveOptions,
+} from '../io/checkpoint.js';
+import type { CheckpointMeta, Preprocess } from '../io/checkpoint_codec.js';
+import { acquireRunLock } from '../io/lock.js';
+import { writeFileAtomic } from '../io/atomic.js';
 import { Progress } from './progress.js';
+import { temperatureAt } from './temperature.js';
+import { AuxLosses } from '../nn/module.js';
 
 export interface StepLog {
   step: number;
   loss: number;
+  /** L2 norm of the step's accumulated gradient (all parameters). */
+  gradNorm: number;
+  /** The update was skipped: non-finite loss or gradient with `nonFinite: 'skip'`. */
+  skipped?: boolean;
   lr: number;
   subModels: string[];
   samplesPerSecond: number;
@@ -31,13 +53,25 @@ export interface TrainOptions {
   /** Continue from the checkpoint in runDir. */
   resume?: boolean;
   datasetName?: string;
+  /** What a raw input needs before the model (normalisation, image size, class names): saved in checkpoints. */
+  preprocess?: Preprocess;
+  /** Further files saved in every checkpoint (an LM's tokenizer.json). */
+  extraFiles?: Record<string, Uint8Array>;
   onStep?: (log: StepLog) => void;
   progress?: boolean;
   /** Stop after this step (tests use it to simulate an interrupted run). */
   stopAfter?: number;
-  /** Saved with every checkpoint (an LM's tokenizer.json and its name). */
-  checkpointExtras?: Pick<SaveInput, 'preprocess' | 'extraFiles'>;
+  /** Passed to each checkpoint save (tests kill the process at each stage of a save). */
+  onSaveStage?: SaveOptions['onStage'];
 }
+
+/** Training stopped because the loss, the gradient or the weights stopped being finite. */
+export class DivergenceError extends Error {
+  override readonly name = 'DivergenceError';
+}
+
+/** Consecutive skipped steps after which `nonFinite: 'skip'` gives up: the run is not recovering. */
+export const MAX_CONSECUTIVE_SKIPS = 10;
 
 export interface TrainResult {
   steps: number;
@@ -46,8 +80,8 @@ export interface TrainResult {
   finalLoss: number;
 }
 
-/** What the trainer learns from: an image classification set, or token windows for a language model. */
-export type TrainData = ImageDataset | TokenDataset;
+/** What the trainer learns from: images or token sequences with a class each, or token windows for a language model. */
+export type TrainData = ImageDataset | TokenDataset | SequenceDataset;
 
 interface AnyBatch {
   x: Float32Array | Int32Array;
@@ -76,8 +110,9 @@ class BatchStream {
       batchSize: this.batchSize,
       shuffle: true,
       dropLast: true,
-      seed: this.seed * 1000003 + this.epoch,
+      seed: streamSeed(this.seed, 1000003, this.epoch),
     };
+    if (isSequenceDataset(this.ds)) return sequenceBatches(this.ds, o);
     if (isTokens(this.ds)) return tokenBatches(this.ds, o);
     return batches(this.ds, {
       ...o,
@@ -115,6 +150,11 @@ export function planStep(config: TrainConfig, grid: Grid, sampler: SubModelSampl
 }
 
 function toTensors(model: SortedModel, b: AnyBatch, ds: TrainData): { x: tf.Tensor; y: tf.Tensor1D } {
+  if (isSequenceDataset(ds)) {
+    if (model.input !== 'tokens')
+      throw new Error(`a ${model.family} model cannot learn from token sequences ${ds.name}`);
+    return { x: tf.tensor2d(b.x, [b.size, ds.seqLen], 'int32'), y: tf.tensor1d(b.y, 'int32') };
+  }
   if (isTokens(ds)) {
     if (model.input !== 'tokens')
       throw new Error(`a ${model.family} model cannot learn from token data ${ds.name}`);
@@ -138,16 +178,44 @@ export async function train(
   config: TrainConfig,
   options: TrainOptions = {},
 ): Promise<TrainResult> {
-  const params = model.namedParameters();
-  const nameOf = new Map(params.map(([n, v]) => [v.name, n]));
-  const optimizer = new Optimizer(config.optimizer, params);
-  let startStep = 0;
-  if (options.resume) {
-    if (!options.runDir) throw new Error('resume needs a run folder');
-    const ck = await loadCheckpoint(options.runDir, model, { calibrated: false });
-    optimizer.load(ck.meta.step, ck.optimizerState);
-    startStep = ck.meta.step;
+  checkTrainData(data);
+  const optimizer = new Optimizer(config.optimizer, model.namedParameters());
+  const runDir = options.runDir;
+  if (!runDir) {
+    if (options.resume) throw new Error('resume needs a run folder');
+    return trainSteps(model, grid, data, config, options, optimizer, 0);
   }
+  const lock = acquireRunLock(runDir, 'train');
+  try {
+    for (const p of removeStale(runDir)) console.warn(`removed ${p} (left by an interrupted write)`);
+    let startStep = 0;
+    if (options.resume && hasCheckpoint(runDir)) {
+      const ck = await loadCheckpoint(runDir, model, { calibrated: false });
+      checkResumable(ck.meta, config, ck.dir);
+      optimizer.load(ck.meta.optimizerStep ?? ck.meta.step, ck.optimizerState);
+      startStep = ck.meta.step;
+    } else if (options.resume) {
+      console.warn(`${runDir} holds no checkpoint yet (killed before the first save); starting at step 0`);
+    } else if (hasCheckpoint(runDir)) {
+      throw new Error(`${runDir} already holds checkpoints; resume it, or train into another folder`);
+    }
+    return await trainSteps(model, grid, data, config, options, optimizer, startStep);
+  } finally {
+    lock.release();
+  }
+}
+
+/** The loop itself, from `startStep` (the optimizer holds the state of the steps before it). */
+async function trainSteps(
+  model: SortedModel,
+  grid: Grid,
+  data: TrainData,
+  config: TrainConfig,
+  options: TrainOptions,
+  optimizer: Optimizer,
+  startStep: number,
+): Promise<TrainResult> {
+  const nameOf = new Map(model.namedParameters().map(([n, v]) => [v.name, n]));
   // Every random choice derives from (seed, step): a resumed run replays the same draws.
   const stream = new BatchStream(data, config.batchSize, config.seed, config.augment);
   const batchesPerStep =
@@ -161,12 +229,14 @@ export async function train(
   const t0 = performance.now();
   let samples = 0;
   let lastLoss = NaN;
+  let skippedInARow = 0;
   const end = Math.min(config.steps, options.stopAfter ?? config.steps);
   for (let step = startStep; step < end; step++) {
-    const stepRng = createRng(config.seed * 7919 + step);
+    const stepRng = createRng(streamSeed(config.seed, 7919, step));
     const sampler = new SubModelSampler(grid, config.sampler, () => stepRng.next());
     const entries = planStep(config, grid, sampler);
     const lr = cosineLr(step, config.steps, config.optimizer.lr, config.warmupSteps);
+    const temperature = config.temperature && temperatureAt(config.temperature, step);
     const accum = new Map<string, tf.Tensor>();
     let stepLoss = 0;
     let shared: AnyBatch | null = null;
@@ -180,6 +250,7 @@ export async function train(
           model.forward(toTensors(model, b, data).x, grid.largest.sub, {
             mode: 'train',
             key: grid.largest.id,
+            temperature,
           }),
         ),
       );
@@ -191,7 +262,15 @@ export async function train(
           : stream.next();
       samples += b.size;
       const weight = (config.lossWeights?.[entry.id] ?? 1) / entries.length;
-      const ctx = { mode: 'train' as const, key: entry.id, seed: () => stepRng.int(2 ** 31) };
+      // Auxiliary losses (MoE load balancing) arrive through ctx.aux and join the task loss.
+      const aux = new AuxLosses();
+      const ctx = {
+        mode: 'train' as const,
+        key: entry.id,
+        seed: () => stepRng.int(2 ** 31),
+        temperature,
+        aux,
+      };
       const { value, grads } = tf.tidy(() => {
         const { x, y } = toTensors(model, b, data);
         return tf.variableGrads(() => {
@@ -215,7 +294,7 @@ export async function train(
                   (tf.losses.softmaxCrossEntropy(softTargets, logits) as tf.Scalar)
                 : crossEntropy(logits, y, logits.shape[logits.rank - 1] as number, config.labelSmoothing);
           }
-          return tf.mul(loss, weight) as tf.Scalar;
+          return tf.mul(tf.add(loss, aux.total()), weight) as tf.Scalar;
         }, model.trainableVariables());
       });
       stepLoss += (await value.data())[0];
@@ -233,19 +312,40 @@ export async function train(
         } else accum.set(n, g);
       }
     }
-    optimizer.apply(accum, lr);
+    // The guard: a non-finite loss or gradient never reaches the weights (nor, so, a checkpoint).
+    const gradNorm = globalNorm(accum);
+    const finite = Number.isFinite(stepLoss) && Number.isFinite(gradNorm);
+    if (finite) {
+      optimizer.apply(accum, lr);
+      skippedInARow = 0;
+    } else skippedInARow++;
     for (const g of accum.values()) g.dispose();
     (softTargets as tf.Tensor | null)?.dispose();
-    lastLoss = stepLoss;
+    if (!finite && (config.nonFinite === 'stop' || skippedInARow > MAX_CONSECUTIVE_SKIPS)) {
+      throw new DivergenceError(
+        `step ${step + 1}: the loss is ${stepLoss} and the gradient norm ${gradNorm}` +
+          (skippedInARow > 1 ? ` (${skippedInARow} such steps in a row)` : '') +
+          `; training stopped without applying the update. ${lastGood(options.runDir)} ` +
+          `Lower the learning rate (now ${config.optimizer.lr}) or check the data` +
+          (config.nonFinite === 'stop'
+            ? `; nonFinite: 'skip' (--on-non-finite skip) skips such steps instead.`
+            : '.'),
+      );
+    }
+    if (finite) lastLoss = stepLoss;
     const elapsed = (performance.now() - t0) / 1000;
     const log: StepLog = {
       step: step + 1,
       loss: stepLoss,
+      gradNorm,
+      ...(finite ? {} : { skipped: true }),
       lr,
       subModels: entries.map((e) => e.id),
       samplesPerSecond: samples / elapsed,
       elapsedSeconds: elapsed,
     };
+    if (!finite)
+      console.warn(`step ${step + 1}: loss ${stepLoss}, gradient norm ${gradNorm}; update skipped`);
     options.onStep?.(log);
     progress?.update(step + 1 - startStep, end - startStep, stepLoss, samples / elapsed);
     const last = step + 1 === config.steps;
@@ -253,18 +353,162 @@ export async function train(
       options.runDir &&
       (last || (config.checkpointEvery > 0 && (step + 1) % config.checkpointEvery === 0))
     ) {
-      saveCheckpoint(options.runDir, {
-        model,
-        grid: grid.spec,
-        step: step + 1,
-        seed: config.seed,
-        train: config,
-        dataset: options.datasetName,
-        optimizerState: optimizer.state,
-        ...options.checkpointExtras,
-      });
+      if (!allFinite(model)) {
+        throw new DivergenceError(
+          `step ${step + 1}: the weights are no longer finite; not saving them. ${lastGood(options.runDir)} ` +
+            `Lower the learning rate (now ${config.optimizer.lr}).`,
+        );
+      }
+      saveCheckpoint(
+        options.runDir,
+        {
+          model,
+          grid: grid.spec,
+          step: step + 1,
+          optimizerStep: optimizer.step,
+          seed: config.seed,
+          train: config,
+          dataset: options.datasetName,
+          preprocess: options.preprocess,
+          extraFiles: options.extraFiles,
+          optimizerState: optimizer.state,
+        },
+        { keep: config.keepCheckpoints, onStage: options.onSaveStage },
+      );
     }
   }
   progress?.done();
   return { steps: end - startStep, seconds: (performance.now() - t0) / 1000, samples, finalLoss: lastLoss };
+}
+
+/** sqrt(Σ g²) over every gradient, read back as one number. */
+function globalNorm(grads: Map<string, tf.Tensor>): number {
+  if (grads.size === 0) return 0;
+  const norm = tf.tidy(() => tf.sqrt(tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g))))));
+  const value = norm.dataSync()[0];
+  norm.dispose();
+  return value;
+}
+
+function allFinite(model: SortedModel): boolean {
+  const bad = tf.tidy(() =>
+    tf.addN(model.namedParameters().map(([, v]) => tf.sum(tf.cast(tf.logicalNot(tf.isFinite(v)), 'int32')))),
+  );
+  const count = bad.dataSync()[0];
+  bad.dispose();
+  return count === 0;
+}
+
+/** Where the last good checkpoint is, for the divergence message. */
+function lastGood(runDir: string | undefined): string {
+  if (!runDir) return '';
+  try {
+    return `The last checkpoint, ${checkpointDir(runDir)}, is intact.`;
+  } catch {
+    return 'No checkpoint was written before it.';
+  }
+}
+
+/**
+ * What a trainer cannot learn from, said before the first step rather than as NaN losses or a
+ * TF.js error: fewer than two classes, labels out of range, non-finite inputs.
+ */
+export function checkTrainData(data: TrainData): void {
+  if (isTokens(data)) return;
+  const { name, numClasses, labels } = data;
+  if (!(numClasses >= 2)) {
+    throw new Error(`dataset '${name}' has ${numClasses} class(es); a classifier needs at least two`);
+  }
+  for (let i = 0; i < labels.length; i++) {
+    if (!(labels[i] >= 0 && labels[i] < numClasses)) {
+      throw new Error(`dataset '${name}': label ${labels[i]} of sample ${i} is outside 0..${numClasses - 1}`);
+    }
+  }
+  if (isSequenceDataset(data)) return; // token ids: checked against the vocabulary by the embedding
+  const images = data.images;
+  const size = data.height * data.width * data.channels;
+  for (let i = 0; i < images.length; i++) {
+    if (!Number.isFinite(images[i])) {
+      const sample = Math.floor(i / size);
+      const feature = i % size;
+      throw new Error(
+        `dataset '${name}': sample ${sample}, value ${feature} (row ${Math.floor(feature / (data.width * data.channels))}, ` +
+          `column ${Math.floor(feature / data.channels) % data.width}, channel ${feature % data.channels}) is ${images[i]}` +
+          (data.normalisation ? ' after normalisation' : '') +
+          '; fix or drop that sample',
+      );
+    }
+  }
+}
+
+/** Fields that may differ when resuming: they change neither the steps done nor those to come. */
+const RESUME_MAY_CHANGE = new Set<keyof TrainConfig>([
+  'steps',
+  'checkpointEvery',
+  'keepCheckpoints',
+  'nonFinite',
+]);
+
+const canonical = (v: unknown): string =>
+  JSON.stringify(v, (_k, x) =>
+    x && typeof x === 'object' && !Array.isArray(x)
+      ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => a.localeCompare(b)))
+      : x,
+  ) ?? 'undefined';
+
+/** A resume continues the same run: other settings would make the result neither run. */
+function checkResumable(meta: CheckpointMeta, config: TrainConfig, dir: string): void {
+  if (meta.step > config.steps) {
+    throw new Error(
+      `${dir} is at step ${meta.step}, beyond the ${config.steps} steps asked for; give more steps`,
+    );
+  }
+  if (!meta.train) return;
+  const saved = meta.train as unknown as Record<string, unknown>;
+  const now = config as unknown as Record<string, unknown>;
+  const differ = [...new Set([...Object.keys(saved), ...Object.keys(now)])].filter(
+    (k) =>
+      !RESUME_MAY_CHANGE.has(k as keyof TrainConfig) &&
+      saved[k] !== undefined &&
+      canonical(saved[k]) !== canonical(now[k]),
+  );
+  if (differ.length) {
+    throw new Error(
+      `cannot resume ${dir} with different settings: ${differ
+        .map((k) => `${k} ${canonical(saved[k])} → ${canonical(now[k])}`)
+        .join(', ')}; only the step count and checkpointing may change (train into a new folder instead)`,
+    );
+  }
+}
+
+/**
+ * Cuts a run's log (one JSON object per line, in order) back to where a resume starts: everything
+ * from the first line past `step` goes, so that no step appears twice and no event of the abandoned
+ * stretch remains; a torn line (the writer was killed mid-append) ends the log too.
+ */
+export function truncateLog(path: string, step: number): void {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return;
+  }
+  const lines = text.split('\n').filter((l) => l !== '');
+  const past = (line: string) => {
+    try {
+      const rec = JSON.parse(line) as { step?: unknown };
+      return typeof rec.step === 'number' && rec.step > step;
+    } catch {
+      return true;
+    }
+  };
+  const cut = lines.findIndex(past);
+  if (cut === -1) return;
+  writeFileAtomic(
+    path,
+    lines
+      .slice(0, cut)
+      .map((l) => l + '\n')
+      .join(''),
+  );
 }

@@ -13,9 +13,12 @@ export const registerCompare: RegisterCommand = (program, exit) => {
     .description('accuracy vs FLOPs of several runs side by side (table + SVG)')
     .option('--runs <dirs>', 'comma-separated run folders')
     .option('--out <file>', 'the SVG to write', 'compare.svg')
-    .action(async (flags: { runs?: string; out: string }) => {
+    .option('--force', 'overwrite --out if it exists')
+    .action(async (flags: { runs?: string; out: string; force?: boolean }) => {
       const runs = need(flags.runs, '--runs DIR,DIR,...', 'compare').split(',').filter(Boolean);
       if (runs.length === 0) throw new Error(`compare --runs '${flags.runs}' names no run folder`);
+      if (existsSync(flags.out) && !flags.force)
+        throw new Error(`${flags.out} exists; choose another --out, or add --force to overwrite it`);
       const series = runs.map((r) => {
         const c = existsSync(join(r, 'run.json')) ? readRunJson(r) : null;
         return { name: c?.train?.strategy ?? r, rows: readEvalRows(r), dir: r };

@@ -1,11 +1,13 @@
 /** `sortednet eval`: every sub-model of a run, with BN recalibrated per sub-model. */
 import { initEngine, parseBackend } from '../../engine/backend.js';
 import { Grid } from '../../sorted/grid.js';
-import { loadCheckpoint } from '../../io/checkpoint.js';
+import { join } from 'node:path';
+import { loadCheckpoint, removeStale } from '../../io/checkpoint.js';
+import { acquireRunLock } from '../../io/lock.js';
 import { need } from '../args.js';
 import type { RegisterCommand } from '../command.js';
 import { loadRunData, readRunJson, runTitle } from '../run_folder.js';
-import { evaluateRun } from './train.js';
+import { checkEvalConfig, evaluateRun } from './train.js';
 import { evalLmRun, isLmPreset } from '../lm_run.js';
 
 export const registerEval: RegisterCommand = (program, exit) => {
@@ -17,14 +19,22 @@ export const registerEval: RegisterCommand = (program, exit) => {
     .action(async (flags: { run?: string; backend?: string }) => {
       const runDir = need(flags.run, '--run DIR', 'eval');
       const c = readRunJson(runDir);
-      await initEngine(flags.backend ? parseBackend(flags.backend, '--backend') : (c.backend ?? 'wasm'));
-      if (isLmPreset(c.model)) {
-        await evalLmRun(runDir); // perplexity per exit on the corpus' validation split
-        return exit(0);
+      checkEvalConfig(c, join(runDir, 'run.json'));
+      // Evaluation writes beside the checkpoint (never over it): one writer at a time all the same.
+      const lock = acquireRunLock(runDir, 'eval');
+      try {
+        for (const p of removeStale(runDir)) console.warn(`removed ${p} (left by an interrupted write)`);
+        await initEngine(flags.backend ? parseBackend(flags.backend, '--backend') : (c.backend ?? 'wasm'));
+        if (isLmPreset(c.model)) {
+          await evalLmRun(runDir); // perplexity per exit on the corpus' validation split
+          return exit(0);
+        }
+        const { model, meta } = await loadCheckpoint(runDir);
+        const data = loadRunData(c);
+        const title = runTitle(c, meta.model.family, meta.train?.strategy);
+        exit(evaluateRun(runDir, model, new Grid(meta.grid, model), data, c, title));
+      } finally {
+        lock.release();
       }
-      const { model, meta } = await loadCheckpoint(runDir);
-      const data = loadRunData(c);
-      const title = runTitle(c, meta.model.family, meta.train?.strategy);
-      exit(evaluateRun(runDir, model, new Grid(meta.grid, model), data, c, title));
     });
 };

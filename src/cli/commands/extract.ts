@@ -1,9 +1,10 @@
 /** `sortednet extract`: one sub-model as a standalone, smaller checkpoint. */
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { initEngine } from '../../engine/backend.js';
 import { buildModel, specOf } from '../../models/index.js';
-import { parseSubModel, subModelId } from '../../sorted/submodel.js';
+import { parseSubModel, subModelId, type SubModel } from '../../sorted/submodel.js';
+import { acquireRunLock } from '../../io/lock.js';
 import { extractSubModel } from '../../sorted/extract.js';
 import { hasCheckpoint, loadCheckpoint, saveCheckpoint } from '../../io/checkpoint.js';
 import { writeFileAtomic } from '../../io/atomic.js';
@@ -24,27 +25,38 @@ export const registerExtract: RegisterCommand = (program, exit) => {
       const sub = parseSubModel(need(flags.sub, '--sub SPEC', 'extract'), '--sub');
       if (hasCheckpoint(out))
         throw new Error(`${out} already holds a checkpoint; choose an empty --out folder`);
-      await initEngine('cpu');
-      const { model, meta } = await loadCheckpoint(runDir);
-      const small = extractSubModel(model, sub, (cfg) => buildModel(specOf(model, cfg)));
-      saveCheckpoint(out, {
-        model: small,
-        grid: {},
-        step: meta.step,
-        seed: meta.seed,
-        dataset: meta.dataset,
-        preprocess: meta.preprocess,
-      });
-      if (existsSync(join(runDir, 'run.json'))) {
-        const c = readRunJson(runDir);
-        writeFileAtomic(
-          join(out, 'run.json'),
-          JSON.stringify({ ...c, model: specOf(small), grid: {} }, null, 2) + '\n',
-        );
+      const existed = existsSync(out);
+      const lock = acquireRunLock(out, 'extract');
+      try {
+        await extractInto(runDir, out, sub);
+      } finally {
+        lock.release();
+        if (!existed && readdirSync(out).length === 0) rmdirSync(out); // failed before writing
       }
-      console.log(
-        `extracted ${subModelId(sub)}: ${small.parameterCount()} parameters (shared model: ${model.parameterCount()}) → ${out}`,
-      );
       exit(0);
     });
 };
+
+async function extractInto(runDir: string, out: string, sub: SubModel): Promise<void> {
+  await initEngine('cpu');
+  const { model, meta } = await loadCheckpoint(runDir);
+  const small = extractSubModel(model, sub, (cfg) => buildModel(specOf(model, cfg)));
+  saveCheckpoint(out, {
+    model: small,
+    grid: {},
+    step: meta.step,
+    seed: meta.seed,
+    dataset: meta.dataset,
+    preprocess: meta.preprocess,
+  });
+  if (existsSync(join(runDir, 'run.json'))) {
+    const c = readRunJson(runDir);
+    writeFileAtomic(
+      join(out, 'run.json'),
+      JSON.stringify({ ...c, model: specOf(small), grid: {} }, null, 2) + '\n',
+    );
+  }
+  console.log(
+    `extracted ${subModelId(sub)}: ${small.parameterCount()} parameters (shared model: ${model.parameterCount()}) → ${out}`,
+  );
+}

@@ -1,38 +1,34 @@
-/** `sortednet padnet` and `sortednet partition`: the PAD-Net experiment on Fashion-MNIST. */
-import { Command } from 'commander';
+/** `sortednet padnet` and `sortednet padnet-spam`: the PAD-Net studies (src/experiments). */
 import { parseBackend } from '../../engine/backend.js';
-import {
-  EXPERIMENT_DEFAULTS,
-  parseVariant,
-  runPadExperimentReport,
-  type ExperimentOptions,
-} from '../../dynamic/experiment.js';
-import { checkKappa } from '../../dynamic/imp.js';
+import { FASHION_DEFAULTS, runFashionReport, type FashionOptions } from '../../experiments/padnet_fashion.js';
+import { SPAM_DEFAULTS, runSpamReport, type SpamOptions } from '../../experiments/padnet_spam.js';
 import { intArg, numArg } from '../args.js';
 import type { RegisterCommand } from '../command.js';
 
-interface PadFlags {
-  backend?: string;
-  train?: number;
-  test?: number;
-  epochs?: number;
-  batch?: number;
-  lr?: number;
-  widths?: string;
-  kernels?: number;
-  variants?: string;
-  rounds?: number;
-  calibration?: number;
-  anneal?: number;
-  seed?: number;
-  out?: string;
-  kappa?: number;
-  method?: string;
+type Flags = Record<string, string | number | undefined>;
+
+const list = (v: string) => v.split(',').map((s) => s.trim());
+
+/** Options as given over defaults; --widths and --variants are lists, --backend is checked. */
+function merge<O extends object>(defaults: O, f: Flags): O {
+  const o = { ...defaults } as Record<string, unknown>;
+  for (const [k, v] of Object.entries(f)) {
+    if (v === undefined) continue;
+    if (k === 'backend') o.backend = parseBackend(String(v), '--backend');
+    else if (k === 'widths') o.widths = list(String(v)).map((w) => intArg(w));
+    else if (k === 'variants') o.variants = list(String(v));
+    else o[k] = v;
+  }
+  return o as O;
 }
 
-function padOptions(cmd: Command): Command {
-  const d = EXPERIMENT_DEFAULTS;
-  return cmd
+const commandLine = () => `sortednet ${process.argv.slice(2).join(' ')}`;
+
+export const registerPadnet: RegisterCommand = (program, exit) => {
+  const d = FASHION_DEFAULTS;
+  program
+    .command('padnet')
+    .description('PAD-Net on Fashion-MNIST: static vs DY-Conv vs PAD (IMP) vs random partition')
     .option('--backend <name>', 'wasm (default), cpu or webgpu')
     .option('--train <n>', `training images (${d.train})`, intArg)
     .option('--test <n>', `test images (${d.test})`, intArg)
@@ -41,65 +37,37 @@ function padOptions(cmd: Command): Command {
     .option('--lr <x>', `learning rate (${d.lr})`, numArg)
     .option('--widths <list>', `stage widths (${d.widths.join(',')})`)
     .option('--kernels <k>', `dynamic kernels K (${d.kernels})`, intArg)
+    .option('--variants <list>', `static, dynamic, pad:<kappa>, random:<kappa> (${d.variants.join(',')})`)
     .option('--rounds <t>', `IMP rounds T (${d.rounds})`, intArg)
     .option('--calibration <n>', `calibration mini-batches for IMP (${d.calibration})`, intArg)
-    .option('--anneal <n>', `epochs of temperature annealing (${d.anneal})`, numArg)
+    .option('--anneal <n>', `epochs of temperature annealing 30 → 1 (${d.anneal})`, numArg)
     .option('--seed <n>', `seed (${d.seed})`, intArg)
-    .option('--out <dir>', `results folder (${d.out})`);
-}
-
-function experimentOptions(f: PadFlags): ExperimentOptions {
-  const o: ExperimentOptions = { ...EXPERIMENT_DEFAULTS };
-  if (f.backend !== undefined) o.backend = parseBackend(f.backend, '--backend');
-  for (const k of [
-    'train',
-    'test',
-    'epochs',
-    'batch',
-    'lr',
-    'kernels',
-    'rounds',
-    'calibration',
-    'anneal',
-    'seed',
-  ] as const) {
-    if (f[k] !== undefined) o[k] = f[k];
-  }
-  if (f.widths !== undefined) {
-    o.widths = f.widths.split(',').map((w) => intArg(w));
-  }
-  if (f.variants !== undefined) o.variants = f.variants.split(',').map(parseVariant);
-  if (f.out !== undefined) o.out = f.out;
-  return o;
-}
-
-export const registerPadnet: RegisterCommand = (program, exit) => {
-  padOptions(
-    program
-      .command('padnet')
-      .description('PAD-Net on Fashion-MNIST: static vs DY-Conv vs PAD (IMP) vs random partition'),
-  )
-    .option('--variants <list>', 'static, dynamic, pad:<kappa>, random:<kappa> (comma-separated)')
-    .action(async (f: PadFlags) => {
-      await runPadExperimentReport(experimentOptions(f), `sortednet ${process.argv.slice(2).join(' ')}`);
+    .option('--out <dir>', `results folder (${d.out})`)
+    .action(async (f: Flags) => {
+      await runFashionReport(merge<FashionOptions>(d, f), commandLine());
       exit(0);
     });
 
-  padOptions(
-    program
-      .command('partition')
-      .description('Iterative Mode Partition of a PAD ResNet at dynamic ratio K, then train, deploy, report'),
-  )
-    .option('--kappa <k>', 'the dynamic ratio, in (0, 1]', numArg)
-    .option('--method <m>', 'imp (default) or random', 'imp')
-    .action(async (f: PadFlags) => {
-      if (f.kappa === undefined) throw new Error('partition needs --kappa K (the dynamic ratio, in (0, 1])');
-      checkKappa(f.kappa, '--kappa');
-      if (f.method !== 'imp' && f.method !== 'random')
-        throw new Error(`--method: '${f.method}' is not imp or random`);
-      const o = experimentOptions(f);
-      o.variants = [parseVariant(`${f.method === 'imp' ? 'pad' : 'random'}:${f.kappa}`)];
-      await runPadExperimentReport(o, `sortednet ${process.argv.slice(2).join(' ')}`);
+  const s = SPAM_DEFAULTS;
+  program
+    .command('padnet-spam')
+    .description('PAD-MoE on SpamAssassin: dense vs MoE vs PAD-MoE (IMP) vs random partition')
+    .option('--backend <name>', 'wasm (default), cpu or webgpu')
+    .option('--epochs <n>', `epochs (${s.epochs})`, intArg)
+    .option('--batch <n>', `batch size (${s.batch})`, intArg)
+    .option('--lr <x>', `learning rate (${s.lr})`, numArg)
+    .option('--max-len <n>', `byte tokens per email (${s.maxLen})`, intArg)
+    .option('--dim <n>', `model width (${s.dim})`, intArg)
+    .option('--ffn <n>', `FFN hidden width per expert (${s.ffn})`, intArg)
+    .option('--layers <n>', `transformer blocks (${s.layers})`, intArg)
+    .option('--experts <n>', `experts E (${s.experts})`, intArg)
+    .option('--top-k <n>', `experts per token k (${s.topK})`, intArg)
+    .option('--variants <list>', `dense, moe, pad:<kappa>, random:<kappa> (${s.variants.join(',')})`)
+    .option('--train <n>', 'keep only the first N training emails (0 = all)', intArg)
+    .option('--seed <n>', `seed (${s.seed})`, intArg)
+    .option('--out <dir>', `results folder (${s.out})`)
+    .action(async (f: Flags) => {
+      await runSpamReport(merge<SpamOptions>(s, f), commandLine());
       exit(0);
     });
 };

@@ -1,22 +1,32 @@
 /** `sortednet train` and `sortednet demo` (train with the README's defaults). */
 import { Command } from 'commander';
-import { existsSync, mkdirSync, readFileSync, appendFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { engineDescription, initEngine, parseBackend } from '../../engine/backend.js';
 import { buildModel, type SortedModel } from '../../models/index.js';
 import { Grid } from '../../sorted/grid.js';
-import type { TrainTest } from '../../data/dataset.js';
 import { resolveTrainConfig, type TrainConfig } from '../../train/config.js';
-import { train } from '../../train/trainer.js';
+import { DivergenceError, train, truncateLog } from '../../train/trainer.js';
 import { evaluateGrid, type EvalRow } from '../../train/evaluate.js';
-import { hasCheckpoint, saveCalibration } from '../../io/checkpoint.js';
+import { hasCheckpoint, readCheckpointMeta, removeStale, saveCalibration } from '../../io/checkpoint.js';
+import { acquireRunLock } from '../../io/lock.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { formatTable } from '../../io/report.js';
-import { intArg, numArg } from '../args.js';
+import { intArg, nonNegativeIntArg, numArg, positiveIntArg, seedArg } from '../args.js';
 import type { RegisterCommand } from '../command.js';
 import { readRunConfig, type RunConfig } from '../run_config.js';
 import { isLmPreset, trainLmRun } from '../lm_run.js';
-import { freshFolder, loadRunData, modelSpecFor, readRunJson, runTitle, writeEval } from '../run_folder.js';
+import { clampBatchSize, csvConfigFrom, fitModelToData } from '../own_data.js';
+import { preprocessOf } from '../../deploy/preprocess.js';
+import {
+  freshFolder,
+  loadRunData,
+  modelSpecFor,
+  readRunJson,
+  runTitle,
+  writeEval,
+  type RunData,
+} from '../run_folder.js';
 
 export interface TrainFlags {
   run?: string;
@@ -35,6 +45,59 @@ export interface TrainFlags {
   resume?: boolean;
   eval?: boolean;
   backend?: string;
+  labelColumn?: string;
+  delimiter?: string;
+  checkpointEvery?: number;
+  keepCheckpoints?: number;
+  onNonFinite?: string;
+}
+
+/** Flags that describe the run itself: on --resume they would make it a different run. */
+const FIXED_ON_RESUME: (keyof TrainFlags)[] = [
+  'config',
+  'model',
+  'data',
+  'strategy',
+  'batchSize',
+  'gacc',
+  'lr',
+  'optimizer',
+  'seed',
+  'trainSubset',
+  'testSubset',
+  'labelColumn',
+  'delimiter',
+];
+const flagName = (k: string) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+
+/** Exit code of a run stopped by a non-finite loss, gradient or weights. */
+export const EXIT_DIVERGED = 3;
+
+/** The flags that only decide how a run survives crashes; they may change on --resume. */
+function setRecovery(t: Partial<TrainConfig>, flags: TrainFlags): void {
+  if (flags.checkpointEvery !== undefined) t.checkpointEvery = flags.checkpointEvery;
+  if (flags.keepCheckpoints !== undefined) t.keepCheckpoints = flags.keepCheckpoints;
+  if (flags.onNonFinite !== undefined) t.nonFinite = flags.onNonFinite as TrainConfig['nonFinite'];
+}
+
+/** Values a run config may hold that the code below would otherwise misread (0 taken as "all"). */
+function checkRunConfig(c: RunConfig, where: string): void {
+  for (const k of ['trainSubset', 'testSubset'] as const) {
+    const v = c.data[k];
+    if (v !== undefined && !(Number.isInteger(v) && v >= 1))
+      throw new Error(
+        `${where}: data.${k} must be a positive number of examples, got ${v} (leave it out for all)`,
+      );
+  }
+  checkEvalConfig(c, where);
+}
+
+export function checkEvalConfig(c: RunConfig, where: string): void {
+  for (const k of ['calibrationBatches', 'latencyReps'] as const) {
+    const v = c.eval?.[k];
+    if (v !== undefined && !(Number.isInteger(v) && v >= 1))
+      throw new Error(`${where}: eval.${k} must be a positive integer, got ${JSON.stringify(v)}`);
+  }
 }
 
 /** The run config from defaults < --config file < flags. */
@@ -50,6 +113,8 @@ function runConfigFrom(flags: TrainFlags, base: Partial<RunConfig> = {}): RunCon
   c.train = { ...(base.train ?? {}), ...(file.train ?? {}) };
   if (flags.model !== undefined) c.model = flags.model;
   if (flags.data !== undefined) c.data = { ...c.data, name: flags.data };
+  const csv = csvConfigFrom(flags);
+  if (csv) c.data = { ...c.data, csv };
   if (flags.trainSubset !== undefined) c.data = { ...c.data, trainSubset: flags.trainSubset };
   if (flags.testSubset !== undefined) c.data = { ...c.data, testSubset: flags.testSubset };
   const t = c.train;
@@ -60,6 +125,7 @@ function runConfigFrom(flags: TrainFlags, base: Partial<RunConfig> = {}): RunCon
   set('batchSize', flags.batchSize);
   set('gAcc', flags.gacc);
   set('seed', flags.seed);
+  setRecovery(t, flags);
   if (flags.lr !== undefined || flags.optimizer !== undefined) {
     t.optimizer = { ...(t.optimizer ?? { kind: 'adamw', lr: 3e-3 }) };
     if (flags.lr !== undefined) t.optimizer.lr = flags.lr;
@@ -76,12 +142,48 @@ export async function commandTrain(
 ): Promise<number> {
   const runDir = flags.run ?? (defaultRun && freshFolder(defaultRun));
   if (!runDir) throw new Error('train needs --run DIR (the folder for checkpoints, logs and results)');
+  const existed = existsSync(runDir);
+  const lock = acquireRunLock(runDir, flags.resume ? 'train --resume' : 'train');
+  try {
+    for (const p of removeStale(runDir)) console.warn(`removed ${p} (left by an interrupted write)`);
+    return await trainInFolder(runDir, flags, base);
+  } catch (e) {
+    if (!(e instanceof DivergenceError)) throw e;
+    console.error(`sortednet: ${e.message}`);
+    return EXIT_DIVERGED;
+  } finally {
+    lock.release();
+    // A run that failed before writing anything leaves no empty folder behind.
+    if (!existed && readdirSync(runDir).length === 0) rmdirSync(runDir);
+  }
+}
+
+async function trainInFolder(runDir: string, flags: TrainFlags, base: Partial<RunConfig>): Promise<number> {
   let c: RunConfig;
+  let resumeStep = 0;
   if (flags.resume) {
     if (!existsSync(join(runDir, 'run.json'))) {
       throw new Error(`--resume: ${join(runDir, 'run.json')} not found; nothing to resume`);
     }
+    const fixed = FIXED_ON_RESUME.filter((k) => flags[k] !== undefined).map(flagName);
+    if (fixed.length) {
+      throw new Error(
+        `--resume continues the run as it was set up; ${fixed.join(', ')} cannot change (only --steps, --checkpoint-every, --keep-checkpoints, --on-non-finite, --backend); start a new --run instead`,
+      );
+    }
     c = readRunJson(runDir);
+    if (flags.steps !== undefined && flags.steps !== c.train.steps) {
+      console.log(
+        `continuing to ${flags.steps} steps (was ${c.train.steps ?? 'the default'}): the learning-rate schedule is recomputed for the new length`,
+      );
+      c.train = { ...c.train, steps: flags.steps };
+    }
+    setRecovery(c.train, flags);
+    if (flags.backend !== undefined) c.backend = parseBackend(flags.backend, '--backend');
+    if (hasCheckpoint(runDir)) {
+      resumeStep = readCheckpointMeta(runDir).step;
+      console.log(`resuming ${runDir} at step ${resumeStep}`);
+    }
   } else {
     c = runConfigFrom(flags, base);
     if (hasCheckpoint(runDir)) {
@@ -95,13 +197,18 @@ export async function commandTrain(
     await trainLmRun(runDir, c, { resume: flags.resume, noEval: flags.eval === false });
     return 0;
   }
-  const tc = resolveTrainConfig(c.train);
+  checkRunConfig(c, flags.resume ? join(runDir, 'run.json') : (flags.config ?? 'train'));
+  let tc = resolveTrainConfig(c.train);
   await initEngine(c.backend ?? 'wasm');
   const data = loadRunData(c);
+  if (!flags.resume) c = fitModelToData(c, data, flags.model !== undefined || flags.config !== undefined);
+  tc = clampBatchSize(tc, data.train.n);
   const { spec, grid: gridSpec } = modelSpecFor(c, data);
   mkdirSync(runDir, { recursive: true });
   writeFileAtomic(join(runDir, 'run.json'), JSON.stringify(c, null, 2) + '\n');
   const logPath = join(runDir, 'log.jsonl');
+  // A resumed run repeats the steps after its checkpoint: their first log lines go.
+  if (flags.resume) truncateLog(logPath, resumeStep);
   const log = (rec: object) => appendFileSync(logPath, JSON.stringify(rec) + '\n');
   const title = runTitle(c, spec.family, tc.strategy);
   console.log(`run ${runDir}: ${title} on ${c.data.name} (${data.train.n} train / ${data.test.n} test)`);
@@ -147,6 +254,8 @@ export async function commandTrain(
     runDir,
     resume: flags.resume === true,
     datasetName: c.data.name,
+    // Token sequences carry no image preprocessing (a classifier's tokenizer is bytes).
+    preprocess: 'images' in data.train ? preprocessOf(data.train) : undefined,
     progress: true,
     onStep: log,
   });
@@ -170,7 +279,7 @@ export function evaluateRun(
   runDir: string,
   model: SortedModel,
   grid: Grid,
-  data: TrainTest,
+  data: RunData,
   c: RunConfig,
   title: string,
 ): number {
@@ -193,7 +302,7 @@ function trainOptions(cmd: Command): Command {
     .option('--model <preset>', "a model preset (see 'sortednet presets')")
     .option(
       '--data <name|path>',
-      'mnist, fashion-mnist, digits, or a path to your own data; LM presets: sotu, moby-dick, text:PATH',
+      'mnist, fashion-mnist, digits, spamassassin (token sequences), or a path to your own data; LM presets: sotu, moby-dick, text:PATH',
     )
     .option('--strategy <s>', 'sorted, individual, full-only, sandwich, all-exits')
     .option('--steps <n>', 'optimizer steps', intArg)
@@ -201,12 +310,28 @@ function trainOptions(cmd: Command): Command {
     .option('--gacc <n>', 'sub-models (micro-batches) accumulated per step', intArg)
     .option('--lr <x>', 'peak learning rate', numArg)
     .option('--optimizer <kind>', 'adamw or sgd')
-    .option('--seed <n>', 'random seed (weights, data order, sub-model draws)', intArg)
-    .option('--train-subset <n>', 'use the first N training examples (shuffled)', intArg)
-    .option('--test-subset <n>', 'use N test examples', intArg)
+    .option(
+      '--seed <n>',
+      'random seed (weights, data order, sub-model draws); any integer up to ±2^53',
+      seedArg,
+    )
+    .option('--train-subset <n>', 'use N training examples (drawn at random)', positiveIntArg)
+    .option('--test-subset <n>', 'use N test examples', positiveIntArg)
     .option('--resume', 'continue the run in --run exactly where it stopped')
+    .option(
+      '--checkpoint-every <n>',
+      'save a checkpoint every N steps, and at the end (default 100; 0: only at the end)',
+      nonNegativeIntArg,
+    )
+    .option('--keep-checkpoints <n>', 'step folders to keep in checkpoints/ (default 2)', positiveIntArg)
+    .option(
+      '--on-non-finite <what>',
+      "a NaN/Inf loss or gradient: 'stop' (default, exit code 3) or 'skip' the step",
+    )
     .option('--no-eval', 'skip the evaluation after training')
-    .option('--backend <name>', 'wasm (default), cpu or webgpu');
+    .option('--backend <name>', 'wasm (default), cpu or webgpu')
+    .option('--label-column <name|index>', "your CSV's label column: a header name or a 0-based index")
+    .option('--delimiter <char>', "your CSV's field delimiter (default: sniffed from , ; or tab)");
 }
 
 export const registerTrain: RegisterCommand = (program, exit) => {

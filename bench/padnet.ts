@@ -1,0 +1,182 @@
+/**
+ * What a compact PAD model and the MoE dispatch cost at run time, measured:
+ *  1. The Fashion-MNIST PAD ResNet of `sortednet padnet` (16/32/64 channels, one block per stage,
+ *     K = 4) with static, DY-Conv, PAD κ = 0.3 (masked, as trained) and PAD κ = 0.3 compact block
+ *     convolutions, and the same for its largest and smallest single layer: parameters, FLOPs,
+ *     median eval latency of a batch of 64.
+ *  2. A MoE FFN layer (E = 8 experts) on 2048 tokens: the dispatch (only the selected experts) at
+ *     k = 1, 2, 4, 8 and with a capacity factor, against the dense formulation (every expert on
+ *     every token).
+ * Weights are untrained (latency does not depend on them); IMP partitions on 4 real batches.
+ *
+ *   npx tsc -p . && node dist/bench/padnet.js [--reps 9]      (about 45 s; on an otherwise idle machine)
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { engineDescription, initEngine } from '../src/engine/backend.js';
+import { loadDataset } from '../src/data/registry.js';
+import { seedStream } from '../src/nn/init.js';
+import type { ForwardContext, Module } from '../src/nn/module.js';
+import { Conv2d } from '../src/nn/conv2d.js';
+import { DynamicConv2d } from '../src/dynamic/dynamic_conv.js';
+import { PadConv2d } from '../src/dynamic/partial.js';
+import { CompactPadConv2d } from '../src/dynamic/compact.js';
+import { MoE, dispatchExperts, mixExperts } from '../src/dynamic/moe.js';
+import { partition } from '../src/dynamic/imp.js';
+import { buildModel, type SortedModel } from '../src/models/index.js';
+import { PadResNet, padResNetConfig, type ConvMode } from '../src/models/pad_resnet.js';
+import { FULL } from '../src/sorted/submodel.js';
+import { calibrateBatchNorm, labelledBatches } from '../src/train/evaluate.js';
+import type { Cost } from '../src/sorted/cost.js';
+
+const repsArg = process.argv.indexOf('--reps');
+const REPS = repsArg > 0 ? Number(process.argv[repsArg + 1]) : 9;
+const ctx: ForwardContext = { mode: 'eval', key: 'full' };
+
+/**
+ * Median wall time (ms) of each of `runs`, after 3 warm-up calls each; each call reads its result
+ * back. The runs are interleaved (round-robin), so a change in machine load falls on all alike.
+ */
+function medians(runs: (() => tf.Tensor)[]): number[] {
+  const once = (run: () => tf.Tensor) => {
+    const t0 = performance.now();
+    tf.tidy(() => {
+      run().dataSync();
+    });
+    return performance.now() - t0;
+  };
+  for (let i = 0; i < 3; i++) runs.forEach(once);
+  const times: number[][] = runs.map(() => []);
+  for (let r = 0; r < REPS; r++) runs.forEach((run, i) => times[i].push(once(run)));
+  return times.map((t) => t.sort((a, b) => a - b)[Math.floor(t.length / 2)]);
+}
+
+const fmt = (n: number) => n.toLocaleString('en-US');
+const row = (name: string, c: Cost, ms: number) =>
+  `| ${name} | ${fmt(c.params)} | ${(c.flops / 1e6).toFixed(2)} | ${ms.toFixed(1)} |`;
+
+async function main(): Promise<void> {
+  await initEngine('wasm');
+  console.log(`${engineDescription()}; median of ${REPS} interleaved runs after 3 warm-ups`);
+  const data = loadDataset('fashion-mnist', { trainSize: 1024, testSize: 64 });
+  const calibration = labelledBatches(data.train, 4, 64, 778);
+  const x = labelledBatches(data.test, 1, 64, 1)[0].x;
+
+  // 1. Models and single layers.
+  const config = (conv: ConvMode) =>
+    padResNetConfig({
+      inChannels: 1,
+      imageSize: 28,
+      classes: 10,
+      stem: 16,
+      widths: [16, 32, 64],
+      blocks: [1, 1, 1],
+      conv,
+    });
+  const models: [string, SortedModel][] = [
+    ['static', buildModel({ family: 'pad-resnet', config: config('static') })],
+    ['DY-Conv (K = 4)', buildModel({ family: 'pad-resnet', config: config('dynamic') })],
+  ];
+  const pad = new PadResNet(config('pad'));
+  partition(pad, calibration, { kappa: 0.3, rounds: 3 });
+  models.push(['PAD κ = 0.3, masked (as trained)', pad], ['PAD κ = 0.3, compact (deployed)', pad.deploy()]);
+  console.log('\nModel (batch of 64 Fashion-MNIST images, 28×28):\n');
+  console.log('| model | deployed params | MFLOPs / image | latency (ms / batch of 64) |\n|---|---|---|---|');
+  models.forEach(([, m]) =>
+    calibrateBatchNorm(
+      m,
+      FULL,
+      'full',
+      calibration.map((b) => b.x),
+    ),
+  );
+  const modelTimes = medians(
+    models.map(
+      ([, m]) =>
+        () =>
+          m.forward(x, FULL, ctx),
+    ),
+  );
+  models.forEach(([name, m], i) => {
+    const params = name.includes('masked') ? m.parameterCount() : m.cost(FULL).params;
+    console.log(row(name, { ...m.cost(FULL), params }, modelTimes[i]));
+  });
+
+  for (const [cin, cout, size] of [
+    [16, 16, 28],
+    [64, 64, 7],
+  ]) {
+    const s = seedStream(3);
+    const input = tf.randomNormal([64, size, size, cin], 0, 1, 'float32', 4) as tf.Tensor4D;
+    const plain = new Conv2d(cin, cout, 3, s);
+    const dynamic = new DynamicConv2d(cin, cout, 3, s);
+    const masked = new PadConv2d(cin, cout, 3, s);
+    const mask = tf.tidy(() =>
+      tf.cast(tf.less(tf.randomUniform(masked.mask.shape, 0, 1, 'float32', 5), 0.3), 'float32'),
+    );
+    masked.mask.assign(mask);
+    const compact = CompactPadConv2d.from(masked);
+    console.log(
+      `\nOne 3×3 layer ${cin} → ${cout} channels on ${size}×${size} (batch of 64; random mask κ ≈ 0.3):\n`,
+    );
+    console.log('| layer | params | MFLOPs / image | latency (ms / batch of 64) |\n|---|---|---|---|');
+    const layers: [
+      string,
+      Module & { forward(x: tf.Tensor4D, out: number, c: ForwardContext): tf.Tensor4D },
+      Cost,
+    ][] = [
+      ['static conv', plain, Conv2d.cost(cin, cout, 3, size, size)],
+      ['DY-Conv', dynamic, dynamic.cost(size, size)],
+      ['PAD masked', masked, { ...masked.cost(size, size), params: masked.parameterCount() }],
+      ['PAD compact', compact, compact.cost(size, size)],
+    ];
+    const times = medians(
+      layers.map(
+        ([, layer]) =>
+          () =>
+            layer.forward(input, cout, ctx),
+      ),
+    );
+    layers.forEach(([name, , cost], i) => console.log(row(name, cost, times[i])));
+    [plain, dynamic, masked, compact, input, mask].forEach((t) => t.dispose());
+  }
+
+  // 2. MoE: dispatch vs dense.
+  const N = 2048;
+  const tokens = tf.randomNormal([N, 64], 0, 1, 'float32', 6) as tf.Tensor2D;
+  console.log(`\nMoE FFN layer, E = 8 experts of 64 → 256 → 64 (GELU), ${N} tokens:\n`);
+  console.log(
+    '| routing | expert FLOPs / token (ideal) | dispatch (ms) | dense formulation (ms) |\n|---|---|---|---|',
+  );
+  for (const [k, capacityFactor] of [
+    [1, undefined],
+    [2, undefined],
+    [2, 1],
+    [4, undefined],
+    [8, undefined],
+  ] as const) {
+    const moe = new MoE(64, 64, seedStream(7), {
+      experts: 8,
+      topK: k,
+      hidden: 256,
+      noisyGating: false,
+      capacityFactor,
+    });
+    moe.router.gate.assign(tf.randomNormal([64, 8], 0, 1, 'float32', 8));
+    const layers = moe.layers.map((l) => l.asLayer());
+    const gates = moe.router.forward(tokens, ctx).gates;
+    const [dispatch, dense] = medians([
+      () => dispatchExperts(tokens, gates, layers, 'gelu'),
+      () => mixExperts(tokens, gates, layers, 'gelu'),
+    ]);
+    const perToken = (moe.cost().flops - 2 * 64 * 8) / 1e3;
+    const name = `top-${k}${capacityFactor ? `, capacity factor ${capacityFactor}` : ''}`;
+    console.log(`| ${name} | ${perToken.toFixed(1)} k | ${dispatch.toFixed(1)} | ${dense.toFixed(1)} |`);
+    gates.dispose();
+    moe.dispose();
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? e.stack : e);
+  process.exit(1);
+});

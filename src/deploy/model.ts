@@ -1,0 +1,207 @@
+/**
+ * A trained many-in-one model ready to use: one set of weights, every sub-model of its grid
+ * selectable per call (by id, spec or budget) without reloading or copying anything, and raw
+ * inputs preprocessed as at training time. Built by `loadModel`; browser-safe.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { CheckpointMeta } from '../io/checkpoint_codec.js';
+import type { SortedModel } from '../models/model.js';
+import { Grid } from '../sorted/grid.js';
+import { parseSubModel, subModelId, type SubModel } from '../sorted/submodel.js';
+import { pickSubModel, type Budget } from '../infer/pick.js';
+import { namedBatchNorms } from '../nn/batchnorm.js';
+import { inputShapeOf, prepareInput, type InputShape, type RawInput } from './preprocess.js';
+
+/** One sub-model as a deployment sees it. */
+export interface SubModelInfo {
+  id: string;
+  sub: SubModel;
+  params: number;
+  /** Forward FLOPs per example (multiply-add = 2). */
+  flops: number;
+  /** Test accuracy, where the run was evaluated (eval.json). */
+  accuracy?: number;
+  /** Batch-1 latency in ms: measured here by `measureLatency`, else as evaluated at training time. */
+  latencyMs?: number;
+  /** Whether `latencyMs` was measured on this device or comes from the training machine's evaluation. */
+  latencySource?: 'this device' | 'eval';
+}
+
+/** What `predict` runs: a sub-model by spec or id, or the best one within a budget; default the largest. */
+export interface PredictOptions extends Budget {
+  sub?: SubModel | string;
+}
+
+export interface Prediction {
+  /** Class name (or the index as text when the checkpoint has no names). */
+  label: string;
+  index: number;
+  /** Probability of the predicted class. */
+  probability: number;
+  /** Softmax over every class, by class index. */
+  probabilities: number[];
+  /** The sub-model that ran. */
+  subModel: string;
+}
+
+/** Rows of eval.json that a deployment reads (the rest is ignored). */
+export interface EvalSummary {
+  id: string;
+  accuracy?: number;
+  latencyMs?: number;
+}
+
+export class DeployedModel {
+  readonly grid: Grid;
+  /** Class names by index. */
+  readonly classes: string[];
+  private readonly evaluated: Map<string, EvalSummary>;
+  private readonly measured = new Map<string, number>();
+  private readonly hasBatchNorm: boolean;
+
+  constructor(
+    readonly meta: CheckpointMeta,
+    readonly model: SortedModel,
+    evalRows: readonly EvalSummary[] = [],
+    /** Names the checkpoint in errors. */
+    readonly source = 'model',
+  ) {
+    this.grid = new Grid(meta.grid ?? {}, model);
+    const classCount = (model.config as { classes?: number }).classes ?? 0;
+    this.classes = meta.preprocess?.classes ?? Array.from({ length: classCount }, (_, i) => String(i));
+    this.evaluated = new Map(evalRows.map((r) => [r.id, r]));
+    this.hasBatchNorm = namedBatchNorms(model).length > 0;
+  }
+
+  /** The model's input, [H, W, C]; a language model has none (it takes tokens: use generate()). */
+  get inputShape(): InputShape {
+    return inputShapeOf(this.meta);
+  }
+
+  /** Every sub-model of the grid, smallest first: cost, and accuracy/latency where known. */
+  subModels(): SubModelInfo[] {
+    return this.grid.entries.map((e) => {
+      const ev = this.evaluated.get(e.id);
+      const here = this.measured.get(e.id);
+      const latencyMs = here ?? ev?.latencyMs;
+      return {
+        id: e.id,
+        sub: e.sub,
+        params: e.cost.params,
+        flops: e.cost.flops,
+        ...(ev?.accuracy !== undefined ? { accuracy: ev.accuracy } : {}),
+        ...(latencyMs !== undefined
+          ? { latencyMs, latencySource: here !== undefined ? 'this device' : 'eval' }
+          : {}),
+      } as SubModelInfo;
+    });
+  }
+
+  /** The sub-model `options` ask for: an explicit one, the best within a budget, or the largest. */
+  select(options: PredictOptions = {}): { id: string; sub: SubModel } {
+    const { sub, ...budget } = options;
+    const limits = Object.values(budget).some((v) => v !== undefined);
+    if (sub !== undefined && limits) throw new Error('predict: give either sub or a budget, not both');
+    if (sub !== undefined) {
+      const spec = typeof sub === 'string' ? parseSubModel(sub, 'sub') : sub;
+      const id = subModelId(spec);
+      const entry = this.grid.entries.find((e) => e.id === id);
+      if (!entry) {
+        this.model.validate(spec);
+        if (this.hasBatchNorm) {
+          throw new Error(
+            `sub-model '${id}' is not in the grid of ${this.source}, so it has no BatchNorm statistics; ` +
+              `choose one of ${this.grid.entries.map((e) => e.id).join(' ')}`,
+          );
+        }
+      }
+      return { id, sub: entry?.sub ?? spec };
+    }
+    if (!limits) return this.grid.largest;
+    if (budget.maxLatencyMs !== undefined && this.subModels().some((s) => s.latencyMs === undefined)) {
+      throw new Error(
+        'predict: maxLatencyMs needs latencies: call measureLatency() on this device, or evaluate the run (sortednet eval)',
+      );
+    }
+    const best = pickSubModel(this.subModels(), budget);
+    if (!best) {
+      const s = this.grid.smallest;
+      throw new Error(
+        `no sub-model of ${this.source} fits ${JSON.stringify(budget)}; the smallest is ${s.id} ` +
+          `(${s.cost.flops} FLOPs, ${s.cost.params} params)`,
+      );
+    }
+    return this.grid.get(best.id);
+  }
+
+  /** Class probabilities of one raw example. */
+  async predict(input: RawInput, options: PredictOptions = {}): Promise<Prediction> {
+    return (await this.predictBatch([input], options))[0];
+  }
+
+  /** Class probabilities of several raw examples, in one forward pass of one sub-model. */
+  async predictBatch(inputs: readonly RawInput[], options: PredictOptions = {}): Promise<Prediction[]> {
+    if (inputs.length === 0) return [];
+    const { id, sub } = this.select(options);
+    const size = this.inputShape.height * this.inputShape.width * this.inputShape.channels;
+    const x = new Float32Array(inputs.length * size);
+    inputs.forEach((input, i) =>
+      x.set(prepareInput(input, this.inputShape, this.meta.preprocess, `input ${i}`), i * size),
+    );
+    const probs = tf.tidy(() => tf.softmax(this.logits(x, inputs.length, id, sub)));
+    const values = (await probs.data()) as Float32Array;
+    probs.dispose();
+    const classes = values.length / inputs.length;
+    return inputs.map((_, i) => {
+      const p = Array.from(values.subarray(i * classes, (i + 1) * classes));
+      const index = p.indexOf(Math.max(...p));
+      return {
+        label: this.classes[index] ?? String(index),
+        index,
+        probability: p[index],
+        probabilities: p,
+        subModel: id,
+      };
+    });
+  }
+
+  /**
+   * Median batch-1 latency of every sub-model on this device (after a warm-up run each); later
+   * `maxLatencyMs` budgets and `subModels()` use these figures.
+   */
+  async measureLatency(options: { reps?: number } = {}): Promise<SubModelInfo[]> {
+    const reps = options.reps ?? 5;
+    const size = this.inputShape.height * this.inputShape.width * this.inputShape.channels;
+    const x = new Float32Array(size);
+    for (const e of this.grid.entries) this.measured.set(e.id, await this.timeOne(x, e.id, e.sub, reps));
+    return this.subModels();
+  }
+
+  /** Median milliseconds of `reps` batch-1 forward passes of one sub-model, read back included. */
+  async timeOne(x: Float32Array, id: string, sub: SubModel, reps = 5): Promise<number> {
+    const run = async () => {
+      const y = tf.tidy(() => this.logits(x, 1, id, sub));
+      await y.data();
+      y.dispose();
+    };
+    await run(); // warm-up: first calls compile and allocate
+    const times: number[] = [];
+    for (let r = 0; r < reps; r++) {
+      const t0 = performance.now();
+      await run();
+      times.push(performance.now() - t0);
+    }
+    times.sort((a, b) => a - b);
+    return times[Math.floor(times.length / 2)];
+  }
+
+  private logits(x: Float32Array, n: number, id: string, sub: SubModel): tf.Tensor {
+    const { height, width, channels } = this.inputShape;
+    const input = tf.tensor4d(x, [n, height, width, channels]);
+    return this.model.forward(input, sub, { mode: 'eval', key: id });
+  }
+
+  dispose(): void {
+    this.model.dispose();
+  }
+}
