@@ -4,7 +4,7 @@
  * process of test/fixtures/train_child.ts (a tiny MLP on 256 MNIST images, 20 steps, a checkpoint
  * every step) and checks the run against an uninterrupted one, byte for byte.
  *
- *   npm run build && node dist/bench/reliability.js [--random N] [--pairs N]
+ *   npm run build && node dist/bench/reliability.js [--random N] [--pairs N] [--only kills|damage|pairs|nan]
  *   node dist/bench/reliability.js --save-cost     only: what one checkpoint of resnet-small costs
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -32,12 +32,14 @@ import {
 import { buildModel } from '../src/models/index.js';
 import { getPreset } from '../src/cli/presets.js';
 import { sha256Hex } from '../src/io/sha256.js';
-import { CHILD_STEPS, runChild } from '../test/fixtures/train_child.js';
+import { CHILD_STEPS, runChild, type KillPlan } from '../test/fixtures/train_child.js';
 
 const arg = (name: string, fallback: number) =>
   process.argv.includes(name) ? Number(process.argv[process.argv.indexOf(name) + 1]) : fallback;
 const RANDOM_KILLS = arg('--random', 40);
 const PAIRS = arg('--pairs', 10);
+const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
+const section = (name: string) => only === undefined || only === name;
 
 const fresh = (tag: string) => mkdtempSync(join(tmpdir(), `sortednet-matrix-${tag}-`));
 const fingerprint = (runDir: string) =>
@@ -107,10 +109,10 @@ interface Outcome {
 const rows: Outcome[] = [];
 
 /** Kill once (by `killArgs` or after `killMs`), then run to the end; compare with the reference. */
-async function killAndResume(name: string, killArgs: string[], killMs?: number): Promise<Outcome> {
+async function killAndResume(name: string, killArgs: string[], kill?: KillPlan): Promise<Outcome> {
   const runDir = fresh('kill');
   let lastStep = 0;
-  const killed = await runChild([runDir, ...killArgs], killMs, (l) => {
+  const killed = await runChild([runDir, ...killArgs], kill, (l) => {
     if (l.startsWith('step ')) lastStep = Number(l.slice(5));
   });
   const saved = listCheckpoints(runDir).map((c) => c.step);
@@ -133,37 +135,47 @@ async function killAndResume(name: string, killArgs: string[], killMs?: number):
 }
 
 // 1. Kills inside a save, at each stage, at the first save (nothing to fall back on) and later ones.
-for (const stage of ['written', 'renamed', 'latest', 'pruned']) {
+for (const stage of section('kills') ? ['written', 'renamed', 'latest', 'pruned'] : []) {
   for (const n of [1, 2, 7])
     rows.push(await killAndResume(`kill at '${stage}' of save ${n}`, ['--kill', `${stage}:${n}`]));
 }
-// 2. Kills at random moments, uniform over the training time.
+// 2. Kills at random moments: after a random step's line (0: before the first step), plus a random
+// part of one step's time, so that kills spread over the run whatever the machine's speed.
 let seed = 7;
 const uniform = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) as number;
-for (let i = 0; i < RANDOM_KILLS; i++)
-  rows.push(await killAndResume('kill at a random moment', [], uniform() * trainMs));
-
-const summary = new Map<string, { trials: number; kills: number; resumed: number; identical: number }>();
-for (const r of rows) {
-  const s = summary.get(r.case) ?? { trials: 0, kills: 0, resumed: 0, identical: 0 };
-  s.trials++;
-  s.kills += r.kills;
-  s.resumed += Number(r.resumed);
-  s.identical += Number(r.identical);
-  summary.set(r.case, s);
+for (let i = 0; i < (section('kills') ? RANDOM_KILLS : 0); i++) {
+  const step = Math.floor(uniform() * CHILD_STEPS);
+  const plan = { after: step === 0 ? 'ready' : `step ${step}`, ms: uniform() * (trainMs / CHILD_STEPS) };
+  rows.push(await killAndResume('kill at a random moment', [], plan));
 }
-console.log('\n| kill | trials | killed | resumed | identical to uninterrupted |\n|---|---:|---:|---:|---:|');
-for (const [k, s] of summary)
-  console.log(`| ${k} | ${s.trials} | ${s.kills} | ${s.resumed} | ${s.identical} |`);
-for (const r of rows.filter((r) => !r.identical)) console.log(`FAILED: ${r.case}: ${r.note}`);
-const randomNotes = rows.filter((r) => r.case.includes('random')).map((r) => r.note);
-console.log(
-  `random kills landed after steps ${randomNotes.map((n) => /after step (\d+)/.exec(n)?.[1] ?? '-').join(' ')}; ` +
-    `${randomNotes.filter((n) => n.includes('stale lock')).length} resumes took over a stale lock`,
-);
+
+if (section('kills')) printKills();
+
+function printKills(): void {
+  const summary = new Map<string, { trials: number; kills: number; resumed: number; identical: number }>();
+  for (const r of rows) {
+    const s = summary.get(r.case) ?? { trials: 0, kills: 0, resumed: 0, identical: 0 };
+    s.trials++;
+    s.kills += r.kills;
+    s.resumed += Number(r.resumed);
+    s.identical += Number(r.identical);
+    summary.set(r.case, s);
+  }
+  console.log(
+    '\n| kill | trials | killed | resumed | identical to uninterrupted |\n|---|---:|---:|---:|---:|',
+  );
+  for (const [k, s] of summary)
+    console.log(`| ${k} | ${s.trials} | ${s.kills} | ${s.resumed} | ${s.identical} |`);
+  for (const r of rows.filter((r) => !r.identical)) console.log(`FAILED: ${r.case}: ${r.note}`);
+  const randomNotes = rows.filter((r) => r.case.includes('random')).map((r) => r.note);
+  console.log(
+    `random kills landed after steps ${randomNotes.map((n) => /after step (\d+)/.exec(n)?.[1] ?? '-').join(' ')}; ` +
+      `${randomNotes.filter((n) => n.includes('stale lock')).length} resumes took over a stale lock`,
+  );
+}
 
 // 3. Damaged files: each is refused with its name, or (the pointer) falls back with a message.
-console.log('\n| damage | outcome |\n|---|---|');
+if (section('damage')) console.log('\n| damage | outcome |\n|---|---|');
 const damages: [string, (dir: string, root: string) => void][] = [
   ['one byte of model.safetensors flipped', (d) => flip(join(d, 'model.safetensors'))],
   ['optimizer.safetensors truncated', (d) => truncate(join(d, 'optimizer.safetensors'))],
@@ -178,7 +190,7 @@ const damages: [string, (dir: string, root: string) => void][] = [
   ['latest names a missing folder', (_d, r) => writeFileSync(join(r, 'latest'), 'step-999999\n')],
   ['the current step folder deleted', (d) => rmSync(d, { recursive: true })],
 ];
-for (const [name, damage] of damages) {
+for (const [name, damage] of section('damage') ? damages : []) {
   const runDir = fresh('damage');
   cpSync(reference, runDir, { recursive: true });
   damage(checkpointDir(runDir), join(runDir, 'checkpoints'));
@@ -192,29 +204,40 @@ for (const [name, damage] of damages) {
 }
 
 // 4. Two writers started at the same moment on one folder.
-let oneRefused = 0;
-let consistent = 0;
-for (let i = 0; i < PAIRS; i++) {
+const pairs = new Map<string, number>();
+for (let i = 0; i < (section('pairs') ? PAIRS : 0); i++) {
   const runDir = fresh('pair');
   const [a, b] = await Promise.all([runChild([runDir]), runChild([runDir])]);
-  const ok = [a, b].filter((r) => r.code === 0).length;
-  const refused = [a, b].filter((r) => r.code !== 0 && /is in use by PID/.test(r.stderr)).length;
-  if (ok === 1 && refused === 1) oneRefused++;
-  if (existsSync(join(runDir, 'checkpoints')) && fingerprint(runDir) === expected) consistent++;
+  const trained = (r: typeof a) => r.stdout.includes('step 1\n');
+  const outcome =
+    a.code === 0 && b.code === 0
+      ? trained(a) && trained(b)
+        ? 'both trained: LOCK FAILED'
+        : 'one after the other (the second found the run finished and trained no step)'
+      : [a, b].some((r) => r.code !== 0 && /is in use by PID/.test(r.stderr)) &&
+          [a, b].some((r) => r.code === 0)
+        ? 'one finished, the other refused (in use by PID …)'
+        : `other: ${a.stderr.trim()} / ${b.stderr.trim()}`;
+  const identical = existsSync(join(runDir, 'checkpoints')) && fingerprint(runDir) === expected;
+  const key = `${outcome}; run folder ${identical ? '' : 'NOT '}identical to the uninterrupted run`;
+  pairs.set(key, (pairs.get(key) ?? 0) + 1);
   rmSync(runDir, { recursive: true, force: true });
 }
-console.log(
-  `\ntwo writers at once, ${PAIRS} pairs: ${oneRefused} with one finished and one refused; ${consistent} run folders identical to the uninterrupted run`,
-);
+if (section('pairs')) {
+  console.log(`\ntwo writers started at once on one folder, ${PAIRS} pairs:`);
+  for (const [k, n] of pairs) console.log(`  ${n} × ${k}`);
+}
 
 // 5. Divergence: --lr 1e6, a checkpoint every step.
-const diverged = fresh('nan');
-const nan = await runChild([diverged, '--lr', '1e6']);
-const last = await loadCheckpoint(diverged);
-const finite = last.model.namedParameters().every(([, v]) => v.dataSync().every(Number.isFinite));
-console.log(
-  `\nlr 1e6: exit code ${nan.code}; "${nan.stderr.trim().split('. ')[0]}"; last checkpoint step ${readCheckpointMeta(diverged).step}, all weights finite: ${finite}`,
-);
+if (section('nan')) {
+  const diverged = fresh('nan');
+  const nan = await runChild([diverged, '--lr', '1e6']);
+  const last = await loadCheckpoint(diverged);
+  const finite = last.model.namedParameters().every(([, v]) => v.dataSync().every(Number.isFinite));
+  console.log(
+    `\nlr 1e6: exit code ${nan.code}; "${nan.stderr.trim().split('. ')[0]}"; last checkpoint step ${readCheckpointMeta(diverged).step}, all weights finite: ${finite}`,
+  );
+}
 console.log(`\n${((performance.now() - t0) / 1000).toFixed(0)} s in all`);
 rmSync(reference, { recursive: true, force: true });
 

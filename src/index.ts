@@ -64,7 +64,16 @@ export {
   type Strategy,
 } from './train/config.js';
 export { pickSubModel, candidatesFrom, type Budget, type Candidate } from './infer/pick.js';
-export { greedy, speculative, earlyExit } from './infer/generate.js';
+export {
+  generate,
+  generateStream,
+  type GenerateOptions,
+  type GenerateResult,
+  type EarlyExitOptions,
+  type SpeculativeOptions,
+} from './infer/generate.js';
+export { BpeTokenizer, StreamDecoder, END_OF_TEXT } from './tokenizer/bpe.js';
+export { trainBpe } from './tokenizer/train_bpe.js';
 
 // Data as plain arrays (loaders that read files are in the Node entry).
 export type { ImageDataset, TrainTest, ChannelStats } from './data/dataset.js';

@@ -6,6 +6,8 @@
 export * from './index.js';
 export { loadModel } from './deploy/load_node.js';
 export { engineDescription } from './engine/backend.js';
+export { loadLm } from './infer/load_lm.js';
+export { loadTextCorpus, loadSotu, type TextCorpus } from './data/text.js';
 export { train, type TrainOptions, type TrainResult, type StepLog } from './train/trainer.js';
 export {
   saveCheckpoint,

@@ -8,6 +8,7 @@ import { registerPick } from './commands/pick.js';
 import { registerExtract } from './commands/extract.js';
 import { registerCompare } from './commands/compare.js';
 import { registerLm } from './commands/lm.js';
+import { registerGenerate } from './commands/generate.js';
 import { registerPadnet } from './commands/padnet.js';
 import { registerPartition } from './commands/partition.js';
 import { registerCompact } from './commands/compact.js';
@@ -23,6 +24,7 @@ const COMMANDS: RegisterCommand[] = [
   registerExtract,
   registerCompare,
   registerLm,
+  registerGenerate,
   registerPadnet,
   registerPartition,
   registerCompact,

@@ -5,13 +5,22 @@ import { mobilenetV2Config } from '../models/mobilenetv2.js';
 import { padResNetConfig } from '../models/pad_resnet.js';
 import { MOE_TRANSFORMER_DEFAULTS } from '../models/moe_transformer.js';
 import type { GridSpec } from '../sorted/grid.js';
+import type { TrainConfig } from '../train/config.js';
+import type { TransformerConfig } from '../models/transformer.js';
 
 export interface Preset {
   /** `size` is the image side, or the sequence length of token data (which also gives `vocab`). */
   model: (input: { channels: number; size: number; classes: number; vocab?: number }) => ModelSpec;
   grid: GridSpec;
   description: string;
+  /** Language models: `classes` is the tokenizer's vocabulary, trained at the start of a run. */
+  lm?: { vocabSize: number; seqLen: number; train: Partial<TrainConfig> };
 }
+
+/** A LLaMA-style LM preset; its vocabulary (`classes`) is the size of the tokenizer trained for the run. */
+const llama =
+  (c: Pick<TransformerConfig, 'dim' | 'heads' | 'headDim' | 'ffn' | 'layers' | 'maxLen'>): Preset['model'] =>
+  ({ classes }) => ({ family: 'transformer', config: { task: 'lm', arch: 'llama', vocab: classes, ...c } });
 
 export const PRESETS: Record<string, Preset> = {
   'resnet-small': {
@@ -95,6 +104,23 @@ export const PRESETS: Record<string, Preset> = {
       }),
     }),
     grid: { depth: [3, 4, 5, 6], width: [0.5, 1], expand: [0.5, 1] },
+  },
+  'lm-tiny': {
+    description: 'LLaMA-style LM, 3 layers × d 32, BPE vocab 320, context 64: trains in seconds (tests)',
+    model: llama({ dim: 32, heads: 2, headDim: 16, ffn: 64, layers: 3, maxLen: 64 }),
+    grid: { depth: [1, 2, 3] },
+    lm: { vocabSize: 320, seqLen: 32, train: { steps: 20, batchSize: 8, gAcc: 2, warmupSteps: 2 } },
+  },
+  'lm-small': {
+    description:
+      'LLaMA-style LM, 6 layers × d 192 (6 heads, SwiGLU 512), BPE vocab 2048, context 512; exits at every depth',
+    model: llama({ dim: 192, heads: 6, headDim: 32, ffn: 512, layers: 6, maxLen: 512 }),
+    grid: { depth: [1, 2, 3, 4, 5, 6] },
+    lm: {
+      vocabSize: 2048,
+      seqLen: 128,
+      train: { steps: 300, batchSize: 8, gAcc: 2, warmupSteps: 30, optimizer: { kind: 'adamw', lr: 2e-3 } },
+    },
   },
   'pad-resnet': {
     description:

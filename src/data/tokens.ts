@@ -4,6 +4,9 @@
  */
 import { encodeBytes, BYTE_VOCAB_SIZE } from './text.js';
 import { createRng, permutation } from './random.js';
+import type { BpeTokenizer } from '../tokenizer/bpe.js';
+import { END_OF_TEXT } from '../tokenizer/bpe.js';
+import type { TextCorpus } from './text.js';
 
 export interface TokenDataset {
   name: string;
@@ -42,6 +45,45 @@ export function byteTokenSplit(
   return {
     train: tokenDataset(`${name}/train`, tokens.subarray(0, cut), seqLen, BYTE_VOCAB_SIZE),
     test: tokenDataset(`${name}/test`, tokens.subarray(cut), seqLen, BYTE_VOCAB_SIZE),
+  };
+}
+
+/** Documents as one token stream, each followed by <|endoftext|> so the model learns where texts end. */
+export function encodeDocuments(tokenizer: BpeTokenizer, docs: readonly string[]): Int32Array {
+  const eot = tokenizer.specials.get(END_OF_TEXT);
+  const parts = docs.map((d) => {
+    const ids = tokenizer.encode(d);
+    if (eot !== undefined) ids.push(eot);
+    return ids;
+  });
+  const out = new Int32Array(parts.reduce((s, p) => s + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** A corpus tokenized with `tokenizer` into train and validation windows of seqLen tokens. */
+export function bpeTokenSplit(
+  corpus: TextCorpus,
+  tokenizer: BpeTokenizer,
+  seqLen: number,
+): { train: TokenDataset; test: TokenDataset } {
+  return {
+    train: tokenDataset(
+      `${corpus.name}/train`,
+      encodeDocuments(tokenizer, corpus.train),
+      seqLen,
+      tokenizer.vocabSize,
+    ),
+    test: tokenDataset(
+      `${corpus.name}/validation`,
+      encodeDocuments(tokenizer, corpus.validation),
+      seqLen,
+      tokenizer.vocabSize,
+    ),
   };
 }
 

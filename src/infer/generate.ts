@@ -1,190 +1,320 @@
 /**
- * Decoding with a sorted language model (SortedNet §3, Sorted LLaMA):
- *  - greedy: plain greedy decoding of one sub-model;
- *  - speculative: the shallow sub-model drafts k tokens, the full model verifies them in ONE
- *    forward pass; the output is identical to greedy decoding of the full model, k adapts
- *    (grows after a fully accepted draft, shrinks after a rejection);
- *  - early exit: per token, exits are tried from shallow to deep through the shared head, and the
- *    token is emitted at the first exit whose max softmax probability reaches its threshold.
- * No KV cache: every step recomputes the (short) context, so the states of layers a token skipped
- * are computed when a later token needs them — the "fill later" of instance-aware early exit.
+ * Decoding with a sorted language model, every mode on a KV cache (prefill once, then one
+ * position per step):
+ *  - plain: greedy (temperature 0) or sampling (temperature, top-k, top-p, seeded) with the
+ *    full model or the sub-model of depth `exit` (its exit goes through the shared head);
+ *  - early exit (instance-aware, CALM-style confidence): per token, exits are tried from shallow
+ *    to deep and the token leaves at the first whose max softmax probability reaches its threshold;
+ *    the layers it skipped are filled lazily and exactly (see kv_cache.ts);
+ *  - self-speculative (Draft & Verify, LayerSkip, Sorted LLaMA): the first `draftDepth` layers
+ *    draft k tokens on their part of the cache, the full model verifies all k in one pass over
+ *    the remaining layers, and rejected positions are rolled back. Greedy: the output is identical
+ *    to greedy decoding of the full model. Sampling: rejection sampling (Leviathan et al. 2023)
+ *    keeps the output distributed exactly as sampling from the full model.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Transformer } from '../models/transformer.js';
-import { FULL, type SubModel } from '../sorted/submodel.js';
+import { createRng, type Rng } from '../data/random.js';
+import { KvCache } from './kv_cache.js';
+import {
+  argmax,
+  checkSampling,
+  nextTokenProbs,
+  sample,
+  softmax,
+  speculativeAccept,
+  type SamplingOptions,
+} from './sampling.js';
 
-const EVAL = { mode: 'eval', key: 'generate' } as const;
+export interface EarlyExitOptions {
+  /** Exit depths below the full depth, increasing (e.g. [2, 4]); the full model is the fallback. */
+  exits: number[];
+  /** Minimum max-probability to leave at each exit (same length as exits). */
+  thresholds: number[];
+}
 
-export interface GenerateStats {
+export interface SpeculativeOptions {
+  /** Depth of the drafting sub-model (its first layers are the full model's). */
+  draftDepth: number;
+  /** Draft tokens per round (default 4); adapts between 1 and maxK unless adaptive is false. */
+  k?: number;
+  maxK?: number;
+  adaptive?: boolean;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  maxNewTokens: number;
+  /** Seeds sampling (default 0); greedy needs none. */
+  seed?: number;
+  /** Decode with the sub-model of this depth (default: the full model). */
+  exit?: number;
+  earlyExit?: EarlyExitOptions;
+  speculative?: SpeculativeOptions;
+  /** Generation ends after emitting one of these (e.g. <|endoftext|>). */
+  stopTokens?: readonly number[];
+  /** Called with each token as soon as it is decided (streaming). */
+  onToken?: (token: number) => void;
+}
+
+export interface GenerateResult {
   tokens: number[];
-  /** Forward passes of the full model (verification passes for speculative decoding). */
+  stoppedBy: 'length' | 'stop-token';
+  promptTokens: number;
+  /** Prompt processing (every prompt token but the last through the cache). */
+  prefillMs: number;
+  /** Generating the new tokens. */
+  decodeMs: number;
+  /** New tokens per second of decoding. */
+  tokensPerSecond: number;
+  /** Passes reaching the full depth (verification passes for speculative decoding). */
   fullPasses: number;
-  /** Forward passes of the draft sub-model. */
+  /** Draft passes (speculative). */
   draftPasses: number;
   /** Draft tokens proposed and accepted (speculative). */
   proposed: number;
   accepted: number;
-  /** Mean exit depth per emitted token (early exit). */
-  meanExitDepth?: number;
-  ms: number;
+  /** Mean depth at which tokens left (early exit; otherwise the decoding depth). */
+  meanExitDepth: number;
+  /** Tokens per exit depth. */
+  exitCounts: Record<number, number>;
 }
 
-function context(model: Transformer, tokens: number[]): number[] {
-  return tokens.slice(Math.max(0, tokens.length - model.config.maxLen));
-}
+const fail = (msg: string): never => {
+  throw new Error(`generate: ${msg}`);
+};
 
-/** Argmax of the logits at every position of `tokens` under `sub`. */
-function argmaxAll(model: Transformer, tokens: number[], sub: SubModel): Int32Array {
-  return tf.tidy(() => {
-    const ids = tf.tensor2d(tokens, [1, tokens.length], 'int32');
-    return tf.argMax(tf.squeeze(model.forward(ids, sub, EVAL), [0]), -1).dataSync() as Int32Array;
+function checkOptions(model: Transformer, prompt: readonly number[], o: GenerateOptions): void {
+  const c = model.config;
+  if (c.task !== 'lm') fail('the model must be a language model (task lm)');
+  if (prompt.length === 0) fail('the prompt is empty; give at least one token');
+  prompt.forEach((t, i) => {
+    if (!Number.isInteger(t) || t < 0 || t >= c.vocab)
+      fail(`prompt token ${t} at position ${i} is outside the vocabulary 0..${c.vocab - 1}`);
   });
-}
-
-function checkPrompt(model: Transformer, prompt: readonly number[], steps: number): void {
-  if (model.config.task !== 'lm') throw new Error('generate: the model must be a language model (task lm)');
-  if (prompt.length === 0) throw new Error('generate: the prompt is empty');
-  if (!Number.isInteger(steps) || steps < 1)
-    throw new Error(`generate: steps ${steps} must be a positive integer`);
-  for (const t of prompt) {
-    if (!Number.isInteger(t) || t < 0 || t >= model.config.vocab) {
-      throw new Error(`generate: token ${t} is outside the vocabulary 0..${model.config.vocab - 1}`);
-    }
-  }
-}
-
-export function greedy(
-  model: Transformer,
-  prompt: readonly number[],
-  steps: number,
-  sub: SubModel = FULL,
-): GenerateStats {
-  checkPrompt(model, prompt, steps);
-  const t0 = performance.now();
-  const tokens = [...prompt];
-  for (let i = 0; i < steps; i++) {
-    const ctx = context(model, tokens);
-    const next = argmaxAll(model, ctx, sub);
-    tokens.push(next[next.length - 1]);
-  }
-  return {
-    tokens: tokens.slice(prompt.length),
-    fullPasses: steps,
-    draftPasses: 0,
-    proposed: 0,
-    accepted: 0,
-    ms: performance.now() - t0,
+  if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 1)
+    fail(`maxNewTokens must be a positive integer, got ${o.maxNewTokens}`);
+  if (prompt.length + o.maxNewTokens > c.maxLen)
+    fail(
+      `the prompt (${prompt.length} tokens) + maxNewTokens (${o.maxNewTokens}) exceed the context length ${c.maxLen}; shorten the prompt or ask for fewer tokens`,
+    );
+  checkSampling(o, c.vocab);
+  if (o.seed !== undefined && !Number.isInteger(o.seed)) fail(`seed must be an integer, got ${o.seed}`);
+  const modes = [o.exit !== undefined, o.earlyExit !== undefined, o.speculative !== undefined].filter(
+    Boolean,
+  );
+  if (modes.length > 1) fail('choose one of exit, earlyExit and speculative');
+  const depth = (d: number, what: string) => {
+    if (!Number.isInteger(d) || d < 1 || d > c.layers) fail(`${what} ${d} must be a depth in 1..${c.layers}`);
   };
-}
-
-export interface SpeculativeOptions {
-  /** The shallow sub-model that drafts. */
-  draft: SubModel;
-  /** Initial draft length (adaptive afterwards), default 4. */
-  k?: number;
-  maxK?: number;
-}
-
-export function speculative(
-  model: Transformer,
-  prompt: readonly number[],
-  steps: number,
-  o: SpeculativeOptions,
-): GenerateStats {
-  checkPrompt(model, prompt, steps);
-  model.validate(o.draft);
-  if (prompt.length + steps > model.config.maxLen) {
-    // Past maxLen greedy decoding slides its window, and one verification pass cannot reproduce that.
-    throw new Error(
-      `speculative: prompt (${prompt.length}) + steps (${steps}) must fit maxLen ${model.config.maxLen}`,
-    );
-  }
-  const t0 = performance.now();
-  const tokens = [...prompt];
-  let k = o.k ?? 4;
-  const maxK = o.maxK ?? 8;
-  const s: GenerateStats = { tokens: [], fullPasses: 0, draftPasses: 0, proposed: 0, accepted: 0, ms: 0 };
-  while (tokens.length - prompt.length < steps) {
-    const want = Math.min(k, steps - (tokens.length - prompt.length));
-    const draft: number[] = [];
-    for (let i = 0; i < want; i++) {
-      const next = argmaxAll(model, context(model, [...tokens, ...draft]), o.draft);
-      draft.push(next[next.length - 1]);
-      s.draftPasses++;
-    }
-    const window = [...tokens, ...draft];
-    const verify = argmaxAll(model, window, FULL);
-    s.fullPasses++;
-    s.proposed += draft.length;
-    // verify[j] is the full model's greedy choice after window[0..j]; draft[0] follows window[base].
-    const base = window.length - draft.length - 1;
-    let n = 0;
-    while (n < draft.length && verify[base + n] === draft[n]) n++;
-    s.accepted += n;
-    tokens.push(...draft.slice(0, n));
-    // The full model's own token comes free: at the first mismatch, or after a fully accepted draft.
-    if (tokens.length - prompt.length < steps) tokens.push(verify[base + n]);
-    k = n === draft.length ? Math.min(maxK, k + 1) : Math.max(1, k - 1);
-  }
-  s.tokens = tokens.slice(prompt.length, prompt.length + steps);
-  s.ms = performance.now() - t0;
-  return s;
-}
-
-export interface EarlyExitOptions {
-  /** Exit depths, shallow to deep; the last should be the full depth. */
-  exits: number[];
-  /** Confidence threshold per exit except the last (e.g. [0.95, 0.9, 0.8]). */
-  thresholds: number[];
-}
-
-export function earlyExit(
-  model: Transformer,
-  prompt: readonly number[],
-  steps: number,
-  o: EarlyExitOptions,
-): GenerateStats {
-  checkPrompt(model, prompt, steps);
-  const exits = [...o.exits];
-  if (
-    exits.length === 0 ||
-    exits.some((d, i) => d < 1 || d > model.config.layers || (i > 0 && d <= exits[i - 1]))
-  ) {
-    throw new Error(`early exit: exits [${exits}] must increase within 1..${model.config.layers}`);
-  }
-  if (o.thresholds.length !== exits.length - 1) {
-    throw new Error(
-      `early exit: ${exits.length} exits need ${exits.length - 1} thresholds, got ${o.thresholds.length}`,
-    );
-  }
-  const t0 = performance.now();
-  const tokens = [...prompt];
-  let depthSum = 0;
-  for (let i = 0; i < steps; i++) {
-    const ctx = context(model, tokens);
-    const { token, depth } = tf.tidy(() => {
-      let h = model.embed(tf.tensor2d(ctx, [1, ctx.length], 'int32'), FULL);
-      let d = 0;
-      for (const [j, exit] of exits.entries()) {
-        for (; d < exit; d++) h = model.block(d, h, FULL, EVAL);
-        const last = tf.slice(h, [0, ctx.length - 1, 0], [1, 1, -1]);
-        const probs = tf.softmax(tf.reshape(model.lmLogits(last), [-1]));
-        const best = tf.argMax(probs).dataSync()[0];
-        if (j === exits.length - 1 || probs.dataSync()[best] >= o.thresholds[j])
-          return { token: best, depth: exit };
-      }
-      throw new Error('unreachable');
+  if (o.exit !== undefined) depth(o.exit, 'exit');
+  if (o.earlyExit) {
+    const { exits, thresholds } = o.earlyExit;
+    if (exits.length === 0) fail('earlyExit needs at least one exit below the full depth');
+    exits.forEach((d, i) => {
+      depth(d, 'early exit');
+      if (d >= c.layers)
+        fail(`early exit ${d} must be below the full depth ${c.layers} (the full model is the fallback)`);
+      if (i > 0 && d <= exits[i - 1]) fail(`early exits [${exits}] must increase`);
     });
-    tokens.push(token);
-    depthSum += depth;
+    if (thresholds.length !== exits.length)
+      fail(`${exits.length} early exits need ${exits.length} thresholds, got ${thresholds.length}`);
+    thresholds.forEach((t) => {
+      if (!(Number.isFinite(t) && t >= 0))
+        fail(`threshold ${t} must be a number ≥ 0 (0: always exit; above 1: never)`);
+    });
   }
-  return {
-    tokens: tokens.slice(prompt.length),
+  if (o.speculative) {
+    const s = o.speculative;
+    depth(s.draftDepth, 'draft depth');
+    if (s.draftDepth >= c.layers)
+      fail(`draft depth ${s.draftDepth} must be below the full depth ${c.layers}`);
+    const k = s.k ?? 4;
+    const maxK = s.maxK ?? Math.max(8, k);
+    if (!Number.isInteger(k) || k < 1) fail(`speculative k must be a positive integer, got ${s.k}`);
+    if (!Number.isInteger(maxK) || maxK < k)
+      fail(`speculative maxK must be an integer ≥ k (${k}), got ${s.maxK}`);
+  }
+}
+
+/** Logits of hidden states [m, e] through the shared final norm and head: m rows of vocab. */
+function logitsOf(model: Transformer, h: tf.Tensor2D): Float32Array[] {
+  const t = tf.tidy(() => model.lmLogits(h));
+  const flat = t.dataSync() as Float32Array;
+  tf.dispose([t, h]);
+  const V = model.config.vocab;
+  return Array.from({ length: flat.length / V }, (_, i) => flat.subarray(i * V, (i + 1) * V));
+}
+
+function pick(logits: Float32Array, o: GenerateOptions, rng: Rng): number {
+  return (o.temperature ?? 1) === 0 ? argmax(logits) : sample(nextTokenProbs(logits, o), rng);
+}
+
+/**
+ * The decoding loop as a generator: yields each new token, returns the statistics. Runs
+ * synchronously between yields; `generate` and `generateStream` drive it.
+ */
+export function* decodeTokens(
+  model: Transformer,
+  prompt: readonly number[],
+  o: GenerateOptions,
+): Generator<number, GenerateResult> {
+  checkOptions(model, prompt, o);
+  const L = model.config.layers;
+  const rng = createRng(o.seed ?? 0);
+  const greedy = (o.temperature ?? 1) === 0;
+  const stop = new Set(o.stopTokens ?? []);
+  const cache = new KvCache(model);
+  const r: GenerateResult = {
+    tokens: [],
+    stoppedBy: 'length',
+    promptTokens: prompt.length,
+    prefillMs: 0,
+    decodeMs: 0,
+    tokensPerSecond: 0,
     fullPasses: 0,
     draftPasses: 0,
     proposed: 0,
     accepted: 0,
-    meanExitDepth: depthSum / steps,
-    ms: performance.now() - t0,
+    meanExitDepth: 0,
+    exitCounts: {},
   };
+  const plainDepth = o.exit ?? L;
+  let depthSum = 0;
+  let t0 = performance.now();
+  try {
+    // Prefill: all but the last prompt token through every layer any mode may need.
+    if (prompt.length > 1) {
+      cache.append(prompt.slice(0, -1));
+      cache.advance(o.exit ?? L).dispose();
+    }
+    cache.append(prompt.slice(-1));
+    r.prefillMs = performance.now() - t0;
+    t0 = performance.now();
+    let paused = 0;
+    // Emits a token; false when generation is over.
+    const emit = function* (token: number, depth: number): Generator<number, boolean> {
+      r.tokens.push(token);
+      r.exitCounts[depth] = (r.exitCounts[depth] ?? 0) + 1;
+      depthSum += depth;
+      o.onToken?.(token);
+      const p0 = performance.now();
+      yield token;
+      paused += performance.now() - p0; // time the consumer spent is not decoding time
+      if (stop.has(token)) r.stoppedBy = 'stop-token';
+      return !stop.has(token) && r.tokens.length < o.maxNewTokens;
+    };
+
+    if (o.speculative) {
+      const d = o.speculative.draftDepth;
+      let k = o.speculative.k ?? 4;
+      const maxK = o.speculative.maxK ?? Math.max(8, k);
+      const adaptive = o.speculative.adaptive ?? true;
+      for (let going = true; going;) {
+        const want = Math.min(k, o.maxNewTokens - r.tokens.length);
+        const base = cache.length - 1; // the pending token x
+        const draft: number[] = [];
+        const q: Float64Array[] = [];
+        for (let i = 0; i < want; i++) {
+          if (i > 0) cache.append([draft[i - 1]]);
+          const [logits] = logitsOf(model, cache.advance(d));
+          r.draftPasses++;
+          const qi = nextTokenProbs(logits, o);
+          draft.push(greedy ? argmax(qi) : sample(qi, rng));
+          q.push(qi);
+        }
+        // Verify: layers d+1..L for x and every drafted token, in one pass per layer; the last
+        // drafted token's row gives a bonus token when the whole draft is accepted.
+        cache.append([draft[want - 1]]);
+        const full = logitsOf(model, cache.advance(L, want + 1));
+        r.fullPasses++;
+        r.proposed += want;
+        let n = 0;
+        let next = -1;
+        for (; n < want; n++) {
+          const p = nextTokenProbs(full[n], o);
+          const v = greedy
+            ? { accepted: argmax(p) === draft[n], token: argmax(p) }
+            : speculativeAccept(draft[n], p, q[n], rng);
+          if (!v.accepted) {
+            next = v.token;
+            break;
+          }
+        }
+        if (n === want) next = pick(full[want], o, rng);
+        r.accepted += n;
+        for (let i = 0; i < n && going; i++) going = yield* emit(draft[i], L);
+        if (going) going = yield* emit(next, L);
+        if (!going) break;
+        // Roll back the rejected positions; the last emitted token becomes the pending one.
+        cache.truncate(base + n + 1);
+        cache.append([next]);
+        if (adaptive) k = n === want ? Math.min(maxK, k + 1) : Math.max(1, k - 1);
+      }
+    } else if (o.earlyExit) {
+      const { exits, thresholds } = o.earlyExit;
+      for (let going = true; going;) {
+        let token = -1;
+        let depth = L;
+        for (const [j, e] of exits.entries()) {
+          const [logits] = logitsOf(model, cache.advance(e));
+          const confidence = softmax(logits)[argmax(logits)];
+          if (confidence >= thresholds[j]) {
+            token = pick(logits, o, rng);
+            depth = e;
+            break;
+          }
+        }
+        if (token < 0) {
+          token = pick(logitsOf(model, cache.advance(L))[0], o, rng);
+          r.fullPasses++;
+        }
+        going = yield* emit(token, depth);
+        if (going) cache.append([token]);
+      }
+    } else {
+      for (let going = true; going;) {
+        const token = pick(logitsOf(model, cache.advance(plainDepth))[0], o, rng);
+        if (plainDepth === L) r.fullPasses++;
+        going = yield* emit(token, plainDepth);
+        if (going) cache.append([token]);
+      }
+    }
+    r.decodeMs = performance.now() - t0 - paused;
+  } finally {
+    cache.dispose();
+  }
+  r.tokensPerSecond = (1000 * r.tokens.length) / r.decodeMs;
+  r.meanExitDepth = depthSum / r.tokens.length;
+  return r;
+}
+
+/** Decodes to the end; `onToken` streams the tokens as they come. */
+export function generate(model: Transformer, prompt: readonly number[], o: GenerateOptions): GenerateResult {
+  const it = decodeTokens(model, prompt, o);
+  for (;;) {
+    const s = it.next();
+    if (s.done) return s.value;
+  }
+}
+
+/**
+ * The same as an async iterator that gives the event loop a turn after every token (a server
+ * can stream to several clients and notice a client that went away: `return()` stops decoding).
+ */
+export async function* generateStream(
+  model: Transformer,
+  prompt: readonly number[],
+  o: GenerateOptions,
+): AsyncGenerator<number, GenerateResult> {
+  const it = decodeTokens(model, prompt, o);
+  try {
+    for (;;) {
+      const s = it.next();
+      if (s.done) return s.value;
+      yield s.value;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  } finally {
+    it.return(undefined as never);
+  }
 }

@@ -78,11 +78,15 @@ export interface SaveInput {
   extraFiles?: Record<string, Uint8Array>;
 }
 
+/** How model.safetensors lays out weights where it differs from PyTorch (TensorFlow.js's layouts). */
+export const WEIGHTS_LAYOUT = 'conv kh,kw,in,out (HWIO); depthwise kh,kw,channels,1; linear out,in';
+
 /** model.safetensors: the shared weights by parameter name (Python reads it as a PyTorch state dict). */
 export function encodeWeights(model: SortedModel): Uint8Array {
   return encodeSafetensors(new Map(model.namedParameters().map(([n, v]) => [n, toNamed(v)])), {
     format: 'pt',
     producer: 'sortednet',
+    'sortednet.layout': WEIGHTS_LAYOUT,
   });
 }
 

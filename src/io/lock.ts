@@ -7,10 +7,10 @@
  * Within one process the lock is re-entrant (the train command holds it; the trainer takes it again).
  */
 import { hostname } from 'node:os';
-import { linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
-import { tmpName, writeFileDurable } from './atomic.js';
+import { writeFileDurable } from './atomic.js';
 
 export const LOCK_FILE = 'run.lock';
 
@@ -26,6 +26,15 @@ export interface RunLock {
   readonly path: string;
   release(): void;
 }
+
+/**
+ * The lock's own temporary files are named after their process, not `*.tmp-*`: the holder of the
+ * lock clears `*.tmp-*` files as leftovers (removeStale), and must not delete one that another
+ * process is about to link. Orphans of dead processes are removed by the next successful acquire.
+ */
+export const lockTmpName = (path: string): string =>
+  `${path}.pid-${process.pid}-${randomBytes(4).toString('hex')}`;
+const OWN_TMP = /\.pid-(\d+)-[0-9a-f]+$/;
 
 const held = new Map<string, { count: number; token: string }>();
 
@@ -71,7 +80,7 @@ export function acquireRunLock(runDir: string, command: string): RunLock {
     since: new Date().toISOString(),
     token: randomBytes(8).toString('hex'),
   };
-  const tmp = tmpName(path);
+  const tmp = lockTmpName(path);
   writeFileDurable(tmp, JSON.stringify(me) + '\n');
   try {
     for (let attempt = 0; !createExclusive(tmp, path); attempt++) {
@@ -91,6 +100,11 @@ export function acquireRunLock(runDir: string, command: string): RunLock {
     }
   } finally {
     rmSync(tmp, { force: true });
+  }
+  for (const name of readdirSync(runDir)) {
+    const m = OWN_TMP.exec(name);
+    if (name.startsWith(`${LOCK_FILE}.pid-`) && m && !alive(Number(m[1])))
+      rmSync(join(runDir, name), { force: true });
   }
   if (held.size === 0) process.on('exit', onExit);
   held.set(key, { count: 1, token: me.token });
@@ -122,7 +136,7 @@ function createExclusive(tmp: string, path: string): boolean {
 
 /** Moves a dead holder's lock aside; if another process replaced it meanwhile, puts that one back. */
 function takeOver(path: string, stale: Holder): void {
-  const aside = tmpName(path);
+  const aside = lockTmpName(path);
   try {
     renameSync(path, aside);
   } catch {

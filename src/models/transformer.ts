@@ -1,12 +1,15 @@
 /**
  * A sorted transformer: a causal language model (tied embedding head) or an encoder classifier
  * (mean-pooled over non-padding tokens). Elastic depth (layers), heads, FFN width and embedding
- * dim; the final LayerNorm and the head are shared by every depth (SortedNet / Sorted LLaMA).
+ * dim; the final norm and the head are shared by every depth (SortedNet / Sorted LLaMA).
+ * Two architectures: 'gpt' (learned positions, LayerNorm, GELU, biases) and 'llama' (rotary
+ * positions, RMSNorm, SwiGLU, no biases), whose context is bounded by maxLen only.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, ModuleList, type ForwardContext } from '../nn/module.js';
 import { Embedding } from '../nn/embedding.js';
-import { LayerNorm } from '../nn/norm.js';
+import { LayerNorm, RMSNorm } from '../nn/norm.js';
+import type { KeyValue } from '../nn/attention.js';
 import { Linear } from '../nn/linear.js';
 import { TransformerBlock } from '../nn/transformer_block.js';
 import { seedStream } from '../nn/init.js';
@@ -29,6 +32,10 @@ export interface TransformerConfig {
   dropout?: number;
   /** Token id that pads sequences (excluded from pooling); 'classify' only. */
   padId?: number;
+  /** 'gpt' (default) or 'llama' (RMSNorm, rotary positions, SwiGLU FFN, no biases). */
+  arch?: 'gpt' | 'llama';
+  /** Rotary base for 'llama' (default 10000). */
+  ropeBase?: number;
 }
 
 interface Plan {
@@ -42,9 +49,10 @@ export class Transformer extends Module implements SortedModel<TransformerConfig
   readonly family = 'transformer';
   readonly input = 'tokens';
   readonly tokens: Embedding;
-  readonly positions: Embedding;
+  /** Learned positions ('gpt'); null for 'llama', whose attention rotates q and k instead. */
+  readonly positions: Embedding | null;
   readonly blocks: ModuleList<TransformerBlock>;
-  readonly lnFinal: LayerNorm;
+  readonly lnFinal: LayerNorm | RMSNorm;
   readonly head: Linear | null;
 
   constructor(
@@ -55,7 +63,12 @@ export class Transformer extends Module implements SortedModel<TransformerConfig
     const s = seedStream(seed);
     const c = config;
     this.tokens = this.addChild('tokens', new Embedding(c.vocab, c.dim, s, 'tokens'));
-    this.positions = this.addChild('positions', new Embedding(c.maxLen, c.dim, s, 'positions'));
+    const llama = c.arch === 'llama';
+    if (c.arch !== undefined && c.arch !== 'gpt' && !llama)
+      throw new Error(`transformer: arch '${c.arch as string}' is not 'gpt' or 'llama'`);
+    this.positions = llama
+      ? null
+      : this.addChild('positions', new Embedding(c.maxLen, c.dim, s, 'positions'));
     this.blocks = this.addChild(
       'blocks',
       new ModuleList(
@@ -66,11 +79,17 @@ export class Transformer extends Module implements SortedModel<TransformerConfig
               causal: c.task === 'lm',
               dropout: c.dropout,
               name: `blocks.${i}`,
+              ...(llama
+                ? { norm: 'rms', activation: 'swiglu', ropeBase: c.ropeBase ?? 10000, bias: false }
+                : {}),
             }),
         ),
       ),
     );
-    this.lnFinal = this.addChild('lnFinal', new LayerNorm(c.dim, 'lnFinal'));
+    this.lnFinal = this.addChild(
+      'lnFinal',
+      llama ? new RMSNorm(c.dim, 'lnFinal') : new LayerNorm(c.dim, 'lnFinal'),
+    );
     if (c.task === 'classify') {
       if (!c.classes || c.classes < 2) throw new Error('transformer: task classify needs classes ≥ 2');
       this.head = this.addChild('head', new Linear(c.dim, c.classes, s, { name: 'head' }));
@@ -96,20 +115,40 @@ export class Transformer extends Module implements SortedModel<TransformerConfig
     this.plan(sub);
   }
 
-  /** Token + position embeddings of the active width: [B, T, e]. */
-  embed(ids: tf.Tensor2D, sub: SubModel): tf.Tensor3D {
+  /** Token (+ learned position) embeddings of the active width for positions start..start+T−1: [B, T, e]. */
+  embed(ids: tf.Tensor2D, sub: SubModel, start = 0): tf.Tensor3D {
     const e = this.plan(sub).embed;
     const [, T] = ids.shape;
-    if (T > this.config.maxLen) {
-      throw new Error(`transformer: sequence length ${T} > maxLen ${this.config.maxLen}`);
+    if (start + T > this.config.maxLen) {
+      throw new Error(
+        `transformer: ${start + T} positions exceed the context length maxLen ${this.config.maxLen}`,
+      );
     }
-    const pos = this.positions.forward(tf.range(0, T, 1, 'int32'), e); // [T, e]
-    return tf.add(this.tokens.forward(ids, e), pos) as tf.Tensor3D;
+    const tokens = this.tokens.forward(ids, e) as tf.Tensor3D;
+    if (!this.positions) return tokens;
+    const pos = this.positions.forward(tf.range(start, start + T, 1, 'int32'), e); // [T, e]
+    return tf.add(tokens, pos) as tf.Tensor3D;
   }
 
   /** Block i applied to h at the sub-model's heads and FFN width. */
   block(i: number, h: tf.Tensor3D, sub: SubModel, ctx: ForwardContext): tf.Tensor3D {
     return this.blocks.items[i].forward(h, this.plan(sub), ctx);
+  }
+
+  /**
+   * Block i for decoding with a KV cache: h [B, n, e] holds positions start..start+n−1, `past`
+   * is block i's cache of positions 0..start−1 (at the sub-model's widths). Returns the block's
+   * output and its cache extended by the n positions.
+   */
+  blockStep(
+    i: number,
+    h: tf.Tensor3D,
+    sub: SubModel,
+    past: KeyValue | null,
+    start: number,
+  ): { y: tf.Tensor3D; kv: KeyValue } {
+    if (this.config.task !== 'lm') throw new Error('transformer: KV-cached decoding needs task lm');
+    return this.blocks.items[i].step(h, this.plan(sub), past, start);
   }
 
   /** LM logits through the SHARED final norm and tied head, from any depth's hidden states [..., e]. */
@@ -142,22 +181,27 @@ export class Transformer extends Module implements SortedModel<TransformerConfig
     const c = this.config;
     const T = c.maxLen;
     const inner = p.heads * c.headDim;
+    const llama = c.arch === 'llama';
+    const bias = !llama;
+    const norm = { params: (llama ? 1 : 2) * p.embed, flops: 0 };
     const total = zeroCost();
-    addCost(total, { params: (c.vocab + c.maxLen) * p.embed, flops: 0 });
+    addCost(total, { params: (c.vocab + (llama ? 0 : c.maxLen)) * p.embed, flops: 0 });
     for (let i = 0; i < p.depth; i++) {
       addCost(
         total,
-        { params: 4 * p.embed, flops: 0 }, // two LayerNorms
-        Linear.cost(p.embed, inner),
-        Linear.cost(p.embed, inner),
-        Linear.cost(p.embed, inner),
-        Linear.cost(inner, p.embed),
+        norm,
+        norm,
+        Linear.cost(p.embed, inner, bias),
+        Linear.cost(p.embed, inner, bias),
+        Linear.cost(p.embed, inner, bias),
+        Linear.cost(inner, p.embed, bias),
         { params: 0, flops: 4 * T * inner }, // scores and weighted sum, per token
-        Linear.cost(p.embed, p.ffn),
-        Linear.cost(p.ffn, p.embed),
+        Linear.cost(p.embed, p.ffn, bias),
+        Linear.cost(p.ffn, p.embed, bias),
+        llama ? Linear.cost(p.embed, p.ffn, false) : zeroCost(), // the SwiGLU gate
       );
     }
-    addCost(total, { params: 2 * p.embed, flops: 0 });
+    addCost(total, norm);
     if (c.task === 'classify') addCost(total, Linear.cost(p.embed, c.classes ?? 2));
     else addCost(total, { params: 0, flops: 2 * p.embed * c.vocab });
     // Everything above is per token; a sample is a sequence of maxLen tokens.

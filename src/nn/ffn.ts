@@ -17,14 +17,15 @@ export class FeedForward extends Module {
     seed: () => number,
     readonly activation: Activation | 'swiglu' = 'gelu',
     name = 'ffn',
+    bias = true,
   ) {
     super();
-    this.up = this.addChild('up', new Linear(dim, hidden, seed, { name: `${name}.up` }));
+    this.up = this.addChild('up', new Linear(dim, hidden, seed, { name: `${name}.up`, bias }));
     this.gate =
       activation === 'swiglu'
-        ? this.addChild('gate', new Linear(dim, hidden, seed, { name: `${name}.gate` }))
+        ? this.addChild('gate', new Linear(dim, hidden, seed, { name: `${name}.gate`, bias }))
         : null;
-    this.down = this.addChild('down', new Linear(hidden, dim, seed, { name: `${name}.down` }));
+    this.down = this.addChild('down', new Linear(hidden, dim, seed, { name: `${name}.down`, bias }));
   }
 
   /** x: [..., e] → [..., e] through the first `hidden` units. */

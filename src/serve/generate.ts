@@ -1,15 +1,16 @@
 /**
  * The server of a language-model run: POST /generate streams tokens as server-sent events
  * (`data: {"token", "text"}` per token, then `event: done` with the totals), or answers in one
- * JSON when `stream` is false. Sampling options follow Hugging Face `generate` (maxNewTokens,
- * temperature, topK, topP, seed); `exit` decodes with a shallower sub-model; `speculative` drafts
- * with a shallow sub-model and verifies with the full one (greedy: identical output).
+ * JSON when `stream` is false. Decoding is the library's KV-cached `generateStream`
+ * (src/infer/generate.ts); the options follow Hugging Face `generate` (maxNewTokens,
+ * temperature, topK, topP, seed), plus `exit` (a shallower sub-model through the shared head),
+ * `earlyExit` and `speculative` (a shallow draft verified by the full model).
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Transformer } from '../models/transformer.js';
-import { BYTE_VOCAB_SIZE, decodeBytes } from '../data/text.js';
+import { generateStream, type GenerateOptions } from '../infer/generate.js';
+import { StreamDecoder, type BpeTokenizer } from '../tokenizer/bpe.js';
 import { createApp, type AppOptions } from './app.js';
-import { decodeStream, type DecodeOptions } from './decode.js';
 import { HttpError } from './inputs.js';
 import { ServeMetrics } from './metrics.js';
 import { errorResponse, healthResponse } from './schemas.js';
@@ -24,7 +25,9 @@ interface GenerateBody {
   topP?: number;
   seed?: number;
   exit?: number;
-  speculative?: { draftDepth: number; k?: number };
+  earlyExit?: { exits: number[]; thresholds: number[] };
+  speculative?: { draftDepth: number; k?: number; maxK?: number; adaptive?: boolean };
+  stopTokens?: number[];
   stream?: boolean;
 }
 
@@ -43,6 +46,15 @@ function generateBody(maxLen: number) {
       topP: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
       seed: { type: 'integer', minimum: 0, maximum: 4294967295 },
       exit: { type: 'integer', minimum: 1 },
+      earlyExit: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['exits', 'thresholds'],
+        properties: {
+          exits: { type: 'array', minItems: 1, maxItems: 64, items: { type: 'integer', minimum: 1 } },
+          thresholds: { type: 'array', minItems: 1, maxItems: 64, items: { type: 'number' } },
+        },
+      },
       speculative: {
         type: 'object',
         additionalProperties: false,
@@ -50,72 +62,50 @@ function generateBody(maxLen: number) {
         properties: {
           draftDepth: { type: 'integer', minimum: 1 },
           k: { type: 'integer', minimum: 1, maximum: 16 },
+          maxK: { type: 'integer', minimum: 1, maximum: 16 },
+          adaptive: { type: 'boolean' },
         },
       },
+      stopTokens: { type: 'array', maxItems: 64, items: { type: 'integer', minimum: 0 } },
       stream: { type: 'boolean' },
     },
   } as const;
 }
 
-/** Byte-level LMs (vocab 257) read and write text; others take and give token ids. */
-const isByteLevel = (model: Transformer) => model.config.vocab === BYTE_VOCAB_SIZE;
-
-function promptTokens(model: Transformer, b: GenerateBody): number[] {
+function promptTokens(model: Transformer, tokenizer: BpeTokenizer | undefined, b: GenerateBody): number[] {
   if ((b.prompt === undefined) === (b.tokens === undefined))
     throw new HttpError(400, "give the prompt as 'prompt' (text) or as 'tokens' (ids), exactly one");
   if (b.prompt !== undefined) {
-    if (!isByteLevel(model))
-      throw new HttpError(400, `this model's vocabulary (${model.config.vocab}) is not bytes: send 'tokens'`);
-    return Array.from(new TextEncoder().encode(b.prompt), (byte) => byte + 1);
+    if (!tokenizer) throw new HttpError(400, "this run has no tokenizer: send the prompt as 'tokens'");
+    return tokenizer.encode(b.prompt);
   }
-  const bad = b.tokens!.findIndex((t) => t >= model.config.vocab);
-  if (bad >= 0)
-    throw new HttpError(
-      400,
-      `tokens[${bad}] = ${b.tokens![bad]} is outside the vocabulary 0..${model.config.vocab - 1}`,
-    );
   return b.tokens!;
 }
 
-function decodeOptions(model: Transformer, b: GenerateBody, promptLength: number): DecodeOptions {
-  const layers = model.config.layers;
-  const o: DecodeOptions = {
-    maxNewTokens: b.maxNewTokens ?? 32,
+function generateOptions(model: Transformer, b: GenerateBody, promptLength: number): GenerateOptions {
+  return {
+    // Default: 32 new tokens, or what the context has room for.
+    maxNewTokens: b.maxNewTokens ?? Math.max(1, Math.min(32, model.config.maxLen - promptLength)),
+    // Greedy unless asked to sample, as Hugging Face's generate (do_sample=False).
     temperature: b.temperature ?? 0,
     topK: b.topK,
     topP: b.topP,
     seed: b.seed,
     exit: b.exit,
+    earlyExit: b.earlyExit,
     speculative: b.speculative,
+    stopTokens: b.stopTokens,
   };
-  if (o.exit !== undefined && o.exit > layers)
-    throw new HttpError(400, `exit ${o.exit} > the model's ${layers} layers`);
-  if (o.topK !== undefined && o.topK > model.config.vocab)
-    throw new HttpError(400, `topK ${o.topK} > the vocabulary (${model.config.vocab})`);
-  if (o.speculative) {
-    if (o.speculative.draftDepth >= layers)
-      throw new HttpError(
-        400,
-        `speculative.draftDepth ${o.speculative.draftDepth} must be < the model's ${layers} layers`,
-      );
-    if (o.temperature !== 0 || o.exit !== undefined)
-      throw new HttpError(
-        400,
-        'speculative decoding here is greedy on the full model: drop temperature and exit',
-      );
-    if (promptLength + o.maxNewTokens > model.config.maxLen)
-      throw new HttpError(
-        400,
-        `speculative: prompt (${promptLength}) + maxNewTokens (${o.maxNewTokens}) must fit the context of ${model.config.maxLen}`,
-      );
-  }
-  return o;
 }
 
-export function createLmServer(model: Transformer, opts: AppOptions = {}): Server {
+export function createLmServer(
+  model: Transformer,
+  tokenizer: BpeTokenizer | undefined,
+  opts: AppOptions = {},
+): Server {
   const { app, isClosing } = createApp(opts, 'POST /generate, GET /models, GET /health, GET /metrics');
   const metrics = new ServeMetrics([], 'full');
-  const text = (tokens: number[]) => (isByteLevel(model) ? decodeBytes(tokens) : undefined);
+  const text = (tokens: number[]) => tokenizer?.decode(tokens);
   const started = performance.now();
   let active = 0;
 
@@ -129,11 +119,23 @@ export function createLmServer(model: Transformer, opts: AppOptions = {}): Serve
     '/generate',
     { schema: { body: generateBody(model.config.maxLen), response: { '4xx': errorResponse } } },
     async (req: FastifyRequest<{ Body: GenerateBody }>, reply: FastifyReply) => {
-      const prompt = promptTokens(model, req.body);
-      const o = decodeOptions(model, req.body, prompt.length);
+      const prompt = promptTokens(model, tokenizer, req.body);
       const t0 = performance.now();
       const tokens: number[] = [];
-      const stream = decodeStream(model, prompt, o);
+      const stream = generateStream(model, prompt, generateOptions(model, req.body, prompt.length));
+      // The options are checked when decoding starts: a mistake there is the request's (400).
+      let first: IteratorResult<number, unknown>;
+      try {
+        first = await stream.next();
+      } catch (e) {
+        throw new HttpError(400, (e as Error).message);
+      }
+      const rest = async function* () {
+        if (first.done) return;
+        yield first.value;
+        for await (const t of { [Symbol.asyncIterator]: () => stream }) yield t;
+      };
+      const sub = req.body.exit ? `depth=${req.body.exit}` : 'full';
       const summary = () => {
         const ms = performance.now() - t0;
         return { tokens, text: text(tokens), ms, tokensPerSecond: (1000 * tokens.length) / ms };
@@ -141,8 +143,8 @@ export function createLmServer(model: Transformer, opts: AppOptions = {}): Serve
       active++;
       try {
         if (req.body.stream === false) {
-          for await (const t of stream) tokens.push(t);
-          metrics.samples.inc({ sub: o.exit ? `depth=${o.exit}` : 'full' }, tokens.length);
+          for await (const t of rest()) tokens.push(t);
+          metrics.samples.inc({ sub }, tokens.length);
           return summary();
         }
         reply.hijack();
@@ -153,16 +155,18 @@ export function createLmServer(model: Transformer, opts: AppOptions = {}): Serve
         });
         let gone = false;
         reply.raw.on('close', () => (gone = true));
-        for await (const t of stream) {
-          if (gone) break; // the client left: stop decoding
+        const pieces = tokenizer ? new StreamDecoder(tokenizer) : null;
+        for await (const t of rest()) {
+          if (gone) break; // the client left: stop decoding (the stream's finally releases the cache)
           tokens.push(t);
-          reply.raw.write(`data: ${JSON.stringify({ token: t, text: text([t]) })}\n\n`);
+          reply.raw.write(`data: ${JSON.stringify({ token: t, text: pieces?.push(t) })}\n\n`);
         }
-        metrics.samples.inc({ sub: o.exit ? `depth=${o.exit}` : 'full' }, tokens.length);
+        metrics.samples.inc({ sub }, tokens.length);
         metrics.requests.inc({ route: '/generate', status: '200' });
         if (!gone) reply.raw.end(`event: done\ndata: ${JSON.stringify(summary())}\n\n`);
       } finally {
         active--;
+        await stream.return(undefined as never);
       }
     },
   );
@@ -173,7 +177,7 @@ export function createLmServer(model: Transformer, opts: AppOptions = {}): Serve
     layers: model.config.layers,
     vocab: model.config.vocab,
     maxLen: model.config.maxLen,
-    text: isByteLevel(model),
+    tokenizer: tokenizer !== undefined,
     exits: Array.from({ length: model.config.layers }, (_, i) => i + 1),
   }));
   app.get('/health', { schema: { response: { 200: healthResponse } } }, async () => ({

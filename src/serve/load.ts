@@ -5,12 +5,22 @@ import { loadCheckpoint } from '../io/checkpoint.js';
 import { Grid } from '../sorted/grid.js';
 import type { EvalRow } from '../train/evaluate.js';
 import { servedSubModels } from './ladder.js';
+import { TOKENIZER_FILE } from '../infer/load_lm.js';
+import { BpeTokenizer } from '../tokenizer/bpe.js';
 import type { ServedModel } from './server.js';
 
 export async function loadServedModel(runDir: string): Promise<ServedModel> {
-  const { model, meta } = await loadCheckpoint(runDir);
+  const { model, meta, extraFiles } = await loadCheckpoint(runDir);
+  const tokenizerFile = extraFiles.get(meta.preprocess?.tokenizer ?? TOKENIZER_FILE);
   const grid = new Grid(meta.grid, model);
   const evalPath = join(runDir, 'eval.json');
   const rows = existsSync(evalPath) ? (JSON.parse(readFileSync(evalPath, 'utf8')) as EvalRow[]) : [];
-  return { model, subs: servedSubModels(grid.entries, rows), preprocess: meta.preprocess };
+  return {
+    model,
+    subs: servedSubModels(grid.entries, rows),
+    preprocess: meta.preprocess,
+    tokenizer: tokenizerFile
+      ? BpeTokenizer.fromHuggingFaceJson(new TextDecoder().decode(tokenizerFile), `${runDir}/tokenizer`)
+      : undefined,
+  };
 }

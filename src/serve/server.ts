@@ -13,6 +13,7 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest }
 import { createApp, type AppOptions } from './app.js';
 import { createLmServer } from './generate.js';
 import { Transformer } from '../models/transformer.js';
+import type { BpeTokenizer } from '../tokenizer/bpe.js';
 import type { SortedModel } from '../models/model.js';
 import type { Preprocess } from '../io/checkpoint_codec.js';
 import { parseSubModel, subModelId, type SubModel } from '../sorted/submodel.js';
@@ -56,6 +57,8 @@ export interface ServedModel {
   model: SortedModel;
   subs: ServedSubModel[];
   preprocess?: Preprocess;
+  /** Language models: the run's tokenizer, for text prompts. */
+  tokenizer?: BpeTokenizer;
 }
 
 export interface Server {
@@ -83,7 +86,7 @@ type PredictQuery = Partial<Record<'sub' | 'maxFlops' | 'maxLatencyMs' | 'probab
 /** Builds the server for `served` (not listening yet: `app.listen`, or `app.inject` in tests). */
 export function createServer(served: ServedModel, opts: ServeOptions = {}): Server {
   if (served.model instanceof Transformer && served.model.config.task === 'lm')
-    return createLmServer(served.model, opts);
+    return createLmServer(served.model, served.tokenizer, opts);
   const windowMs = opts.windowMs ?? 2;
   const maxBatch = opts.maxBatch ?? 32;
   const spec = inputSpecOf(served.model, served.preprocess);

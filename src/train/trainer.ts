@@ -55,6 +55,8 @@ export interface TrainOptions {
   datasetName?: string;
   /** What a raw input needs before the model (normalisation, image size, class names): saved in checkpoints. */
   preprocess?: Preprocess;
+  /** Further files saved in every checkpoint (an LM's tokenizer.json). */
+  extraFiles?: Record<string, Uint8Array>;
   onStep?: (log: StepLog) => void;
   progress?: boolean;
   /** Stop after this step (tests use it to simulate an interrupted run). */
@@ -368,6 +370,7 @@ async function trainSteps(
           train: config,
           dataset: options.datasetName,
           preprocess: options.preprocess,
+          extraFiles: options.extraFiles,
           optimizerState: optimizer.state,
         },
         { keep: config.keepCheckpoints, onStage: options.onSaveStage },

@@ -8,6 +8,7 @@ import { need } from '../args.js';
 import type { RegisterCommand } from '../command.js';
 import { loadRunData, readRunJson, runTitle } from '../run_folder.js';
 import { checkEvalConfig, evaluateRun } from './train.js';
+import { evalLmRun, isLmPreset } from '../lm_run.js';
 
 export const registerEval: RegisterCommand = (program, exit) => {
   program
@@ -24,6 +25,10 @@ export const registerEval: RegisterCommand = (program, exit) => {
       try {
         for (const p of removeStale(runDir)) console.warn(`removed ${p} (left by an interrupted write)`);
         await initEngine(flags.backend ? parseBackend(flags.backend, '--backend') : (c.backend ?? 'wasm'));
+        if (isLmPreset(c.model)) {
+          await evalLmRun(runDir); // perplexity per exit on the corpus' validation split
+          return exit(0);
+        }
         const { model, meta } = await loadCheckpoint(runDir);
         const data = loadRunData(c);
         const title = runTitle(c, meta.model.family, meta.train?.strategy);

@@ -15,6 +15,7 @@ import { formatTable } from '../../io/report.js';
 import { intArg, nonNegativeIntArg, numArg, positiveIntArg, seedArg } from '../args.js';
 import type { RegisterCommand } from '../command.js';
 import { readRunConfig, type RunConfig } from '../run_config.js';
+import { isLmPreset, trainLmRun } from '../lm_run.js';
 import { clampBatchSize, csvConfigFrom, fitModelToData } from '../own_data.js';
 import { preprocessOf } from '../../deploy/preprocess.js';
 import {
@@ -191,6 +192,11 @@ async function trainInFolder(runDir: string, flags: TrainFlags, base: Partial<Ru
       );
     }
   }
+  if (isLmPreset(c.model)) {
+    // Language models: the tokenizer is trained first and the metric is perplexity (lm_run.ts).
+    await trainLmRun(runDir, c, { resume: flags.resume, noEval: flags.eval === false });
+    return 0;
+  }
   checkRunConfig(c, flags.resume ? join(runDir, 'run.json') : (flags.config ?? 'train'));
   let tc = resolveTrainConfig(c.train);
   await initEngine(c.backend ?? 'wasm');
@@ -296,7 +302,7 @@ function trainOptions(cmd: Command): Command {
     .option('--model <preset>', "a model preset (see 'sortednet presets')")
     .option(
       '--data <name|path>',
-      'mnist, fashion-mnist, digits, spamassassin (token sequences), or a path to your own data',
+      'mnist, fashion-mnist, digits, spamassassin (token sequences), or a path to your own data; LM presets: sotu, moby-dick, text:PATH',
     )
     .option('--strategy <s>', 'sorted, individual, full-only, sandwich, all-exits')
     .option('--steps <n>', 'optimizer steps', intArg)

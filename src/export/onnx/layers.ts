@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Conv2d, DepthwiseConv2d } from '../../nn/conv2d.js';
 import type { BatchNorm2d } from '../../nn/batchnorm.js';
 import type { Linear } from '../../nn/linear.js';
-import type { LayerNorm } from '../../nn/norm.js';
+import { LayerNorm, type RMSNorm } from '../../nn/norm.js';
 import type { Activation } from '../../nn/functional.js';
 import { FULL, subModelId } from '../../sorted/submodel.js';
 import type { OnnxGraph } from './graph.js';
@@ -140,7 +140,9 @@ export function activation(g: OnnxGraph, x: string, act: Activation): string {
   }
 }
 
-export function layerNorm(g: OnnxGraph, x: string, ln: LayerNorm): string {
+export function layerNorm(g: OnnxGraph, x: string, ln: LayerNorm | RMSNorm): string {
+  if (!(ln instanceof LayerNorm))
+    throw new Error(`onnx: '${ln.name}' is an RMSNorm; only GPT-style (LayerNorm) transformers are exported`);
   return g.op(
     'LayerNormalization',
     [

@@ -42,6 +42,10 @@ function attention(g: OnnxGraph, x: string, block: TransformerBlock, mask: strin
 export function transformerGraph(g: OnnxGraph, model: Transformer, ids: string): string {
   const c = model.config;
   const e = c.dim;
+  if (!model.positions || c.arch === 'llama')
+    throw new Error(
+      "onnx: LLaMA-style transformers (rotary positions, RMSNorm, SwiGLU) are not exported; use arch 'gpt'",
+    );
   const T = g.op('Shape', [ids], { start: 1, end: 2 }, 'T'); // [T]
   const positions = g.op('Slice', [
     g.weight('positions.weight', data(model.positions.weight), [c.maxLen, e]),

@@ -1,0 +1,167 @@
+/**
+ * Decoding speed of a trained sorted LM, every mode in ONE harness: the same prompts (windows of
+ * the run's validation text), the same number of new tokens, a warm-up run of every mode first,
+ * modes interleaved within each repeat, and the median over repeats of new tokens per second of
+ * decoding (prefill excluded, identical for all modes). The baseline is KV-cached greedy (and
+ * KV-cached sampling for the sampling modes) of the full model.
+ *
+ *   node dist/bench/decode.js --run DIR [--prompts 4] [--prompt-tokens 32] [--tokens 64] [--repeats 3]
+ *        [--draft-depths 1,2] [--k 4] [--early-exit '1:0.9,3:0.8;2:0.8'] [--temperature 1 --top-k 50]
+ *        [--out FILE.json]
+ */
+import { parseArgs } from 'node:util';
+import { writeFileSync } from 'node:fs';
+import { initEngine } from '../src/engine/backend.js';
+import { loadLm } from '../src/cli/lm_run.js';
+import { readRunJson } from '../src/cli/run_folder.js';
+import { loadTextCorpus } from '../src/data/text.js';
+import { generate, type GenerateOptions, type GenerateResult } from '../src/infer/generate.js';
+import { earlyExitArg } from '../src/cli/commands/generate.js';
+
+const { values: a } = parseArgs({
+  options: {
+    run: { type: 'string' },
+    prompts: { type: 'string', default: '4' },
+    'prompt-tokens': { type: 'string', default: '32' },
+    tokens: { type: 'string', default: '64' },
+    repeats: { type: 'string', default: '3' },
+    'draft-depths': { type: 'string', default: '1,2' },
+    k: { type: 'string', default: '4' },
+    'early-exit': { type: 'string', default: '' },
+    temperature: { type: 'string', default: '1' },
+    'top-k': { type: 'string', default: '50' },
+    out: { type: 'string' },
+  },
+});
+if (!a.run) throw new Error('bench/decode: --run DIR (an LM run folder) is required');
+const int = (s: string | undefined, what: string) => {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 1)
+    throw new Error(`bench/decode: --${what} '${s}' is not a positive integer`);
+  return n;
+};
+const nPrompts = int(a.prompts, 'prompts');
+const promptTokens = int(a['prompt-tokens'], 'prompt-tokens');
+const newTokens = int(a.tokens, 'tokens');
+const repeats = int(a.repeats, 'repeats');
+const k = int(a.k, 'k');
+const draftDepths = a['draft-depths']!.split(',').map((d) => int(d, 'draft-depths'));
+const temperature = Number(a.temperature);
+const topK = Number(a['top-k']);
+
+await initEngine('wasm');
+const { model, tokenizer } = await loadLm(a.run);
+const L = model.config.layers;
+const earlyExits = (a['early-exit'] || defaultEarlyExits(L)).split(';').map(earlyExitArg);
+
+function defaultEarlyExits(layers: number): string {
+  const half = Math.max(1, Math.floor(layers / 2));
+  return [`${half}:0.9`, `${half}:0.7`, `1:0.9,${half}:0.8`].join(';');
+}
+
+// Prompts: windows spread over the validation text, so every mode continues the same real text.
+const corpus = loadTextCorpus(readRunJson(a.run).data.name);
+const stream = tokenizer.encode(corpus.validation.join('\n'));
+const stride = Math.floor((stream.length - promptTokens) / nPrompts);
+const prompts = Array.from({ length: nPrompts }, (_, i) =>
+  stream.slice(i * stride, i * stride + promptTokens),
+);
+
+interface Mode {
+  name: string;
+  group: 'greedy' | 'sampling';
+  options: Omit<GenerateOptions, 'maxNewTokens'>;
+}
+const sampling = { temperature, topK };
+const modes: Mode[] = [
+  { name: 'greedy (KV cache, full depth)', group: 'greedy', options: { temperature: 0 } },
+  ...earlyExits.map((e): Mode => ({
+    name: `early exit ${e.exits.map((d, i) => `${d}:${e.thresholds[i]}`).join(',')}`,
+    group: 'greedy',
+    options: { temperature: 0, earlyExit: e },
+  })),
+  ...draftDepths.map((d): Mode => ({
+    name: `speculative greedy, draft depth ${d}, k ${k}`,
+    group: 'greedy',
+    options: { temperature: 0, speculative: { draftDepth: d, k } },
+  })),
+  {
+    name: `sampling (T ${temperature}, top-k ${topK}, KV cache, full depth)`,
+    group: 'sampling',
+    options: { ...sampling },
+  },
+  ...draftDepths.map((d): Mode => ({
+    name: `speculative sampling, draft depth ${d}, k ${k}`,
+    group: 'sampling',
+    options: { ...sampling, speculative: { draftDepth: d, k } },
+  })),
+];
+
+const run = (m: Mode, prompt: number[], seed: number): GenerateResult =>
+  generate(model, prompt, { ...m.options, maxNewTokens: newTokens, seed });
+
+console.log(
+  `${a.run}: ${L} layers, vocab ${model.config.vocab}; ${nPrompts} prompts × ${promptTokens} tokens, ${newTokens} new tokens each, ${repeats} repeats (median), warm-up first`,
+);
+// Warm-up: every mode over every prompt once, untimed (kernels compiled, tables built, JIT warm).
+for (const m of modes) for (const p of prompts) run(m, p, 0);
+
+const perRepeat = new Map<string, number[]>(modes.map((m) => [m.name, []]));
+const last = new Map<string, GenerateResult[]>();
+for (let r = 0; r < repeats; r++) {
+  // Interleaved: a slow moment of the machine hits every mode, not one.
+  for (const m of r % 2 === 0 ? modes : [...modes].reverse()) {
+    const results = prompts.map((p, i) => run(m, p, 1000 * r + i));
+    const tokens = results.reduce((s, x) => s + x.tokens.length, 0);
+    const ms = results.reduce((s, x) => s + x.decodeMs, 0);
+    perRepeat.get(m.name)!.push((1000 * tokens) / ms);
+    last.set(m.name, results);
+  }
+}
+
+const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[xs.length >> 1];
+const greedyRuns = last.get(modes[0].name)!;
+const baseline = { greedy: median(perRepeat.get(modes[0].name)!), sampling: 0 };
+baseline.sampling = median(perRepeat.get(modes.find((m) => m.group === 'sampling')!.name)!);
+const rows = modes.map((m) => {
+  const rs = last.get(m.name)!;
+  const tps = median(perRepeat.get(m.name)!);
+  const proposed = rs.reduce((s, x) => s + x.proposed, 0);
+  const agree =
+    rs.reduce((s, x, i) => s + x.tokens.filter((t, j) => t === greedyRuns[i].tokens[j]).length, 0) /
+    (nPrompts * newTokens);
+  return {
+    mode: m.name,
+    tokensPerSecond: tps,
+    speedup: tps / baseline[m.group],
+    baseline: m.group === 'greedy' ? 'greedy' : 'sampling',
+    meanExitDepth: rs.reduce((s, x) => s + x.meanExitDepth, 0) / rs.length,
+    acceptance: proposed > 0 ? rs.reduce((s, x) => s + x.accepted, 0) / proposed : null,
+    agreementWithGreedy: m.group === 'greedy' ? agree : null,
+    identicalToGreedy:
+      m.group === 'greedy' ? rs.every((x, i) => x.tokens.join() === greedyRuns[i].tokens.join()) : null,
+    repeats: perRepeat.get(m.name)!,
+  };
+});
+
+console.log(
+  '\n| mode | tokens/s (median) | × baseline | mean exit depth | draft acceptance | same tokens as greedy |',
+);
+console.log('|---|---:|---:|---:|---:|---:|');
+for (const r of rows)
+  console.log(
+    `| ${r.mode} | ${r.tokensPerSecond.toFixed(1)} | ${r.speedup.toFixed(2)}× (${r.baseline}) | ${r.meanExitDepth.toFixed(2)} | ${r.acceptance === null ? '—' : `${(100 * r.acceptance).toFixed(0)}%`} | ${r.agreementWithGreedy === null ? '—' : `${(100 * r.agreementWithGreedy).toFixed(0)}%${r.identicalToGreedy ? ' (identical)' : ''}`} |`,
+  );
+const sample = tokenizer.decode([...prompts[0], ...greedyRuns[0].tokens]);
+console.log(`\ngreedy sample: ${JSON.stringify(sample)}`);
+if (a.out) {
+  writeFileSync(
+    a.out,
+    JSON.stringify(
+      { run: a.run, prompts: nPrompts, promptTokens, newTokens, repeats, rows, sample },
+      null,
+      2,
+    ) + '\n',
+  );
+  console.log(`wrote ${a.out}`);
+}

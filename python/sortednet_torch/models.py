@@ -1,0 +1,415 @@
+"""The sorted model families, built from checkpoint.json's `model` spec ({family, config}), with
+the TypeScript side's parameter names, prefix slicing and depth order. Image models take NCHW
+float32 images; the transformer takes int64 token ids [B, T]. `forward(x, sub, ctx)` returns
+logits: [B, classes], or [B, T, vocab] for a language model."""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .nn import (
+    BatchNorm2d,
+    Conv2d,
+    DepthwiseConv2d,
+    Embedding,
+    LayerNorm,
+    Linear,
+    RMSNorm,
+    activate,
+    apply_rotary,
+    match_channels,
+)
+from .submodel import (
+    blocks_per_stage,
+    check_depth,
+    check_layer_names,
+    check_units,
+    layer_units,
+    units_for,
+)
+
+
+class SortedModel(nn.Module):
+    family = ""
+
+    def validate(self, sub):
+        raise NotImplementedError
+
+    @property
+    def max_depth(self):
+        """Blocks (layers) of the full model: a sub-model with fewer leaves parameters unused."""
+        raise NotImplementedError
+
+    def flops(self, sub):
+        """Forward FLOPs per sample of `sub`, as the TypeScript side's cost() counts them (it orders grids)."""
+        raise NotImplementedError
+
+
+class Mlp(SortedModel):
+    family = "mlp"
+
+    def __init__(self, config):
+        super().__init__()
+        if not config["hidden"]:
+            raise ValueError("mlp: needs at least one hidden layer")
+        self.config = config
+        dims = [config["inputs"], *config["hidden"]]
+        self.layers = nn.ModuleList(Linear(dims[i], h, name=f"layers.{i}") for i, h in enumerate(config["hidden"]))
+        self.head = Linear(max(config["hidden"]), config["classes"], name="head")
+
+    @property
+    def max_depth(self):
+        return len(self.config["hidden"])
+
+    def widths(self, sub):
+        depth = check_depth(sub.get("depth"), 1, len(self.config["hidden"]), "mlp")
+        return [layer_units(sub, f"layers.{i}", h) for i, h in enumerate(self.config["hidden"][:depth])]
+
+    def validate(self, sub):
+        check_layer_names(sub, [f"layers.{i}" for i in range(len(self.config["hidden"]))], "mlp")
+        self.widths(sub)
+
+    def flops(self, sub):
+        f, cin = 0, self.config["inputs"]
+        for w in self.widths(sub):
+            f, cin = f + 2 * cin * w, w
+        return f + 2 * cin * self.config["classes"]
+
+    def forward(self, x, sub, ctx=None):
+        # Flatten in the TypeScript side's NHWC order (H, W, C), so image inputs match its weights.
+        h = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1) if x.dim() == 4 else x
+        for i, w in enumerate(self.widths(sub)):
+            h = activate(self.layers[i](h, w), self.config.get("activation", "relu"))
+        return self.head(h)
+
+
+class BasicBlock(nn.Module):
+    """conv3×3-BN-ReLU-conv3×3-BN + shortcut (1×1 conv + BN, or identity with channel matching), ReLU."""
+
+    def __init__(self, cin, spec, name):
+        super().__init__()
+        self.conv1 = Conv2d(cin, spec["mid"], 3, stride=spec["stride"], name=f"{name}.conv1")
+        self.bn1 = BatchNorm2d(spec["mid"], f"{name}.bn1")
+        self.conv2 = Conv2d(spec["mid"], spec["out"], 3, name=f"{name}.conv2")
+        self.bn2 = BatchNorm2d(spec["out"], f"{name}.bn2")
+        if spec["projection"]:
+            self.shortcut = Conv2d(cin, spec["out"], 1, stride=spec["stride"], name=f"{name}.shortcut")
+            self.shortcutBn = BatchNorm2d(spec["out"], f"{name}.shortcutBn")
+        else:
+            if spec["stride"] != 1:
+                raise ValueError(f"{name}: an identity shortcut needs stride 1, got {spec['stride']}")
+            self.shortcut = None
+
+    def forward(self, x, mid, out, ctx):
+        h = F.relu(self.bn1(self.conv1(x, mid), ctx))
+        h = self.bn2(self.conv2(h, out), ctx)
+        s = self.shortcutBn(self.shortcut(x, out), ctx) if self.shortcut is not None else match_channels(x, out)
+        return F.relu(h + s)
+
+
+class StagedModel(SortedModel):
+    """A 3×3 stem conv + BN, then stages of blocks (`stages.{s}.{b}`), run to a depth budget in the
+    round-robin order of blocks_per_stage."""
+
+    def __init__(self, config, block):
+        super().__init__()
+        if not config["stages"] or any(not st for st in config["stages"]):
+            raise ValueError(f"{self.family}: every stage needs at least one block")
+        self.config = config
+        self.stem = Conv2d(config["inChannels"], config["stem"], 3, name="stem")
+        self.stemBn = BatchNorm2d(config["stem"], "stemBn")
+        cin, stages = config["stem"], []
+        for si, stage in enumerate(config["stages"]):
+            blocks = []
+            for bi, spec in enumerate(stage):
+                blocks.append(block(cin, spec, f"stages.{si}.{bi}"))
+                cin = spec["out"]
+            stages.append(nn.ModuleList(blocks))
+        self.stages = nn.ModuleList(stages)
+
+    @property
+    def max_depth(self):
+        return sum(map(len, self.config["stages"]))
+
+    def active_blocks(self, sub):
+        """(stage, block, spec) of the blocks `sub` runs, in order."""
+        st = self.config["stages"]
+        depth = check_depth(sub.get("depth"), len(st), self.max_depth, self.family)
+        for s, n in enumerate(blocks_per_stage([len(x) for x in st], depth)):
+            for b in range(n):
+                yield s, b, st[s][b]
+
+
+class ResNet(StagedModel):
+    family = "resnet"
+
+    def __init__(self, config):
+        super().__init__(config, BasicBlock)
+        self.head = Linear(max(b["out"] for b in config["stages"][-1]), config["classes"], name="head")
+
+    def elastic_layers(self):
+        names = ["stem"]
+        for si, st in enumerate(self.config["stages"]):
+            for bi in range(len(st)):
+                names += [f"stages.{si}.{bi}.conv1", f"stages.{si}.{bi}.conv2"]
+        return names
+
+    def plan(self, sub):
+        blocks = [
+            (
+                s,
+                b,
+                layer_units(sub, f"stages.{s}.{b}.conv1", spec["mid"]),
+                layer_units(sub, f"stages.{s}.{b}.conv2", spec["out"]),
+            )
+            for s, b, spec in self.active_blocks(sub)
+        ]
+        return layer_units(sub, "stem", self.config["stem"]), blocks
+
+    def validate(self, sub):
+        check_layer_names(sub, self.elastic_layers(), "resnet")
+        self.plan(sub)
+
+    def flops(self, sub):
+        stem, blocks = self.plan(sub)
+        size = self.config["imageSize"]
+        f = 2 * 9 * self.config["inChannels"] * stem * size**2 + 4 * stem * size**2
+        cin = stem
+        for s, b, mid, out in blocks:
+            spec = self.config["stages"][s][b]
+            size = -(-size // spec["stride"])  # 'same': ceil(size / stride)
+            f += 2 * 9 * cin * mid * size**2 + 4 * mid * size**2 + 2 * 9 * mid * out * size**2 + 4 * out * size**2
+            if spec["projection"]:
+                f += 2 * cin * out * size**2 + 4 * out * size**2
+            cin = out
+        return f + cin * size**2 + 2 * cin * self.config["classes"]
+
+    def forward(self, x, sub, ctx):
+        stem, blocks = self.plan(sub)
+        h = F.relu(self.stemBn(self.stem(x, stem), ctx))
+        for s, b, mid, out in blocks:
+            h = self.stages[s][b](h, mid, out, ctx)
+        return self.head(h.mean((2, 3)))
+
+
+class InvertedResidual(nn.Module):
+    """1×1 expand-BN-ReLU6, 3×3 depthwise-BN-ReLU6, 1×1 project-BN; residual as fixed by the full model."""
+
+    def __init__(self, cin, spec, name):
+        super().__init__()
+        self.expand = Conv2d(cin, spec["hidden"], 1, name=f"{name}.expand")
+        self.bn1 = BatchNorm2d(spec["hidden"], f"{name}.bn1")
+        self.depthwise = DepthwiseConv2d(spec["hidden"], 3, stride=spec["stride"], name=f"{name}.depthwise")
+        self.bn2 = BatchNorm2d(spec["hidden"], f"{name}.bn2")
+        self.project = Conv2d(spec["hidden"], spec["out"], 1, name=f"{name}.project")
+        self.bn3 = BatchNorm2d(spec["out"], f"{name}.bn3")
+        self.residual = spec["residual"]
+        if self.residual and spec["stride"] != 1:
+            raise ValueError(f"{name}: a residual block needs stride 1, got {spec['stride']}")
+
+    def forward(self, x, hidden, out, ctx):
+        h = F.relu6(self.bn1(self.expand(x, hidden), ctx))
+        h = F.relu6(self.bn2(self.depthwise(h), ctx))
+        h = self.bn3(self.project(h, out), ctx)
+        return h + match_channels(x, out) if self.residual else h
+
+
+class MobileNetV2(StagedModel):
+    family = "mobilenetv2"
+
+    def __init__(self, config):
+        super().__init__(config, InvertedResidual)
+        last_in = max(b["out"] for b in config["stages"][-1])
+        self.lastConv = Conv2d(last_in, config["last"], 1, name="lastConv")
+        self.lastBn = BatchNorm2d(config["last"], "lastBn")
+        self.head = Linear(config["last"], config["classes"], name="head")
+
+    def elastic_layers(self):
+        names = ["stem", "lastConv"]
+        for si, st in enumerate(self.config["stages"]):
+            for bi in range(len(st)):
+                names += [f"stages.{si}.{bi}.expand", f"stages.{si}.{bi}.project"]
+        return names
+
+    def plan(self, sub):
+        width = sub.get("width", 1)
+        blocks = []
+        for s, b, spec in self.active_blocks(sub):
+            hidden = layer_units(sub, f"stages.{s}.{b}.expand", spec["hidden"], width * sub.get("expand", 1))
+            blocks.append((s, b, hidden, layer_units(sub, f"stages.{s}.{b}.project", spec["out"], width)))
+        return layer_units(sub, "stem", self.config["stem"]), layer_units(sub, "lastConv", self.config["last"]), blocks
+
+    def validate(self, sub):
+        check_layer_names(sub, self.elastic_layers(), "mobilenetv2")
+        self.plan(sub)
+
+    def flops(self, sub):
+        stem, last, blocks = self.plan(sub)
+        size = self.config["imageSize"]
+        f = 2 * 9 * self.config["inChannels"] * stem * size**2 + 4 * stem * size**2
+        cin = stem
+        for s, b, hidden, out in blocks:
+            f += 2 * cin * hidden * size**2 + 4 * hidden * size**2
+            size = -(-size // self.config["stages"][s][b]["stride"])
+            f += 2 * 9 * hidden * size**2 + 4 * hidden * size**2 + 2 * hidden * out * size**2 + 4 * out * size**2
+            cin = out
+        f += 2 * cin * last * size**2 + 4 * last * size**2
+        return f + last * size**2 + 2 * last * self.config["classes"]
+
+    def forward(self, x, sub, ctx):
+        stem, last, blocks = self.plan(sub)
+        h = F.relu6(self.stemBn(self.stem(x, stem), ctx))
+        for s, b, hidden, out in blocks:
+            h = self.stages[s][b](h, hidden, out, ctx)
+        h = F.relu6(self.lastBn(self.lastConv(h, last), ctx))
+        return self.head(h.mean((2, 3)))
+
+
+class MultiHeadAttention(nn.Module):
+    """Head-blocked projections: head i owns columns [i·hd, (i+1)·hd) of q, k, v and rows of o,
+    so the first h heads are a prefix slice."""
+
+    def __init__(self, dim, heads, head_dim, causal, dropout, name, bias=True, rope_base=None):
+        super().__init__()
+        self.heads, self.head_dim, self.causal, self.dropout, self.name = heads, head_dim, causal, dropout, name
+        self.rope_base = rope_base
+        inner = heads * head_dim
+        self.q = Linear(dim, inner, bias, name=f"{name}.q")
+        self.k = Linear(dim, inner, bias, name=f"{name}.k")
+        self.v = Linear(dim, inner, bias, name=f"{name}.v")
+        self.o = Linear(inner, dim, bias, name=f"{name}.o")
+
+    def forward(self, x, heads, ctx):
+        check_units(heads, self.heads, self.name, "heads")
+        B, T, e = x.shape
+        hd, width = self.head_dim, heads * self.head_dim
+
+        def split(t):
+            return t.reshape(B, T, heads, hd).transpose(1, 2)  # [B, h, T, hd]
+
+        q, k, v = split(self.q(x, width)), split(self.k(x, width)), split(self.v(x, width))
+        if self.rope_base is not None:
+            q, k = apply_rotary(q, self.rope_base), apply_rotary(k, self.rope_base)
+        att = q @ k.transpose(-1, -2) * (1 / hd**0.5)
+        if self.causal:
+            att = att + torch.triu(torch.full((T, T), -1e9, device=x.device), 1)  # the TypeScript side's additive mask
+        att = torch.softmax(att, -1)
+        if ctx.mode == "train" and self.dropout > 0:
+            att = F.dropout(att, self.dropout)
+        y = (att @ v).transpose(1, 2).reshape(B, T, width)
+        return self.o(y, e)
+
+
+class FeedForward(nn.Module):
+    """up → activation → down with elastic hidden width; `swiglu`: down(silu(gate(x)) ⊙ up(x))."""
+
+    def __init__(self, dim, hidden, activation, name, bias=True):
+        super().__init__()
+        self.activation = activation
+        self.up = Linear(dim, hidden, bias, name=f"{name}.up")
+        self.gate = Linear(dim, hidden, bias, name=f"{name}.gate") if activation == "swiglu" else None
+        self.down = Linear(hidden, dim, bias, name=f"{name}.down")
+
+    def forward(self, x, hidden):
+        u = self.up(x, hidden)
+        h = F.silu(self.gate(x, hidden)) * u if self.gate is not None else activate(u, self.activation)
+        return self.down(h, x.shape[-1])
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm: x + attn(norm1(x)), then x + ffn(norm2(x)); GPT-style (LayerNorm, GELU, biases)
+    or LLaMA-style (RMSNorm, SwiGLU, rotary positions, no biases)."""
+
+    def __init__(self, c, name):
+        super().__init__()
+        llama = c.get("arch") == "llama"
+        self.dropout = c.get("dropout", 0) or 0
+        norm = RMSNorm if llama else LayerNorm
+        self.ln1 = norm(c["dim"], f"{name}.ln1")
+        self.attn = MultiHeadAttention(
+            c["dim"], c["heads"], c["headDim"], c["task"] == "lm", self.dropout, f"{name}.attn",
+            bias=not llama, rope_base=c.get("ropeBase", 10000) if llama else None,
+        )
+        self.ln2 = norm(c["dim"], f"{name}.ln2")
+        self.ffn = FeedForward(c["dim"], c["ffn"], "swiglu" if llama else "gelu", f"{name}.ffn", bias=not llama)
+
+    def forward(self, x, heads, ffn, ctx):
+        p = self.dropout if ctx.mode == "train" else 0
+        h = x + F.dropout(self.attn(self.ln1(x), heads, ctx), p)
+        return h + F.dropout(self.ffn(self.ln2(h), ffn), p)
+
+
+class Transformer(SortedModel):
+    """Causal LM (tied embedding head) or encoder classifier (mean-pooled over non-padding tokens);
+    elastic depth, heads, FFN width and embedding dim; one shared final norm and head. `arch`
+    'gpt' (default: learned positions, LayerNorm, GELU, biases) or 'llama' (rotary positions with
+    base `ropeBase`, RMSNorm, SwiGLU, no biases)."""
+
+    family = "transformer"
+
+    def __init__(self, config):
+        super().__init__()
+        c = self.config = config
+        if c.get("arch", "gpt") not in ("gpt", "llama"):
+            raise ValueError(f"transformer: arch '{c['arch']}' is not 'gpt' or 'llama'")
+        llama = c.get("arch") == "llama"
+        self.tokens = Embedding(c["vocab"], c["dim"], "tokens")
+        # Learned positions ('gpt'); 'llama' rotates q and k instead.
+        self.positions = None if llama else Embedding(c["maxLen"], c["dim"], "positions")
+        self.blocks = nn.ModuleList(TransformerBlock(c, f"blocks.{i}") for i in range(c["layers"]))
+        self.lnFinal = RMSNorm(c["dim"], "lnFinal") if llama else LayerNorm(c["dim"], "lnFinal")
+        if c["task"] == "classify":
+            if not c.get("classes") or c["classes"] < 2:
+                raise ValueError("transformer: task classify needs classes >= 2")
+            self.head = Linear(c["dim"], c["classes"], name="head")
+        else:
+            self.head = None  # tied to the token embedding
+
+    @property
+    def max_depth(self):
+        return self.config["layers"]
+
+    def plan(self, sub):
+        c = self.config
+        return (
+            check_depth(sub.get("depth"), 1, c["layers"], "transformer"),
+            check_units(sub.get("heads", c["heads"]), c["heads"], "transformer", "heads"),
+            units_for(sub.get("ffn", 1), c["ffn"], 1, "transformer ffn"),
+            units_for(sub.get("embed", 1), c["dim"], 1, "transformer embed"),
+        )
+
+    def validate(self, sub):
+        check_layer_names(sub, [], "transformer")
+        if sub.get("width") is not None:
+            raise ValueError("transformer: use 'heads', 'ffn' and 'embed' instead of 'width'")
+        self.plan(sub)
+
+    def forward(self, ids, sub, ctx):
+        if ids.dim() != 2:
+            raise ValueError(f"transformer: input must be token ids [B, T], got shape {list(ids.shape)}")
+        depth, heads, ffn, e = self.plan(sub)
+        B, T = ids.shape
+        if T > self.config["maxLen"]:
+            raise ValueError(f"transformer: sequence length {T} > maxLen {self.config['maxLen']}")
+        ids = ids.long()
+        h = self.tokens(ids, e)
+        if self.positions is not None:
+            h = h + self.positions(torch.arange(T, device=ids.device), e)
+        for i in range(depth):
+            h = self.blocks[i](h, heads, ffn, ctx)
+        hn = self.lnFinal(h)
+        if self.head is None:
+            return hn @ self.tokens.weight[:, :e].t()
+        mask = (ids != self.config.get("padId", -1)).to(hn.dtype).unsqueeze(-1)
+        pooled = (hn * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return self.head(pooled)
+
+
+FAMILIES = {"mlp": Mlp, "resnet": ResNet, "mobilenetv2": MobileNetV2, "transformer": Transformer}
+
+
+def build_model(spec):
+    """A model from checkpoint.json's `model` ({family, config}); weights are random until loaded."""
+    family = spec.get("family")
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family '{family}'; known: {', '.join(FAMILIES)}")
+    return FAMILIES[family](spec["config"])

@@ -1,0 +1,113 @@
+/**
+ * Turning logits into a next-token distribution (temperature, top-k, top-p) and drawing from it.
+ * Plain arrays: vocabularies of a few thousand tokens are cheaper to handle in JS than as tensors,
+ * and speculative sampling needs the exact probabilities of both models anyway.
+ */
+import type { Rng } from '../data/random.js';
+
+export interface SamplingOptions {
+  /** 0 = greedy (argmax); default 1. */
+  temperature?: number;
+  /** Keep the k most likely tokens (0 or absent: all). */
+  topK?: number;
+  /** Keep the smallest set of most likely tokens whose probability reaches p (1 or absent: all). */
+  topP?: number;
+}
+
+export function checkSampling(o: SamplingOptions, vocab: number): void {
+  const t = o.temperature ?? 1;
+  if (!(Number.isFinite(t) && t >= 0))
+    throw new Error(`temperature must be a number ≥ 0, got ${o.temperature}`);
+  if (o.topK !== undefined && !(Number.isInteger(o.topK) && o.topK >= 0))
+    throw new Error(`top-k must be an integer ≥ 0 (0 = off), got ${o.topK}`);
+  if (o.topK !== undefined && o.topK > vocab)
+    throw new Error(`top-k ${o.topK} exceeds the vocabulary (${vocab})`);
+  if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1))
+    throw new Error(`top-p must be in (0, 1], got ${o.topP}`);
+}
+
+export function argmax(x: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
+  return best;
+}
+
+/** softmax(x) in float64. */
+export function softmax(logits: ArrayLike<number>, temperature = 1): Float64Array {
+  const p = new Float64Array(logits.length);
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]);
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += p[i] = Math.exp((logits[i] - max) / temperature);
+  for (let i = 0; i < p.length; i++) p[i] /= sum;
+  return p;
+}
+
+/**
+ * The distribution the sampler draws from: softmax(logits / T) restricted to top-k, then to the
+ * top-p nucleus, renormalised. Temperature 0 is the one-hot of the argmax (greedy).
+ */
+export function nextTokenProbs(logits: ArrayLike<number>, o: SamplingOptions = {}): Float64Array {
+  const t = o.temperature ?? 1;
+  if (t === 0) {
+    const p = new Float64Array(logits.length);
+    p[argmax(logits)] = 1;
+    return p;
+  }
+  const p = softmax(logits, t);
+  const k = o.topK ?? 0;
+  const topP = o.topP ?? 1;
+  if ((k === 0 || k >= p.length) && topP >= 1) return p;
+  // Ties broken by id so the kept set is deterministic.
+  const order = Array.from(p.keys()).sort((a, b) => p[b] - p[a] || a - b);
+  let keep = k > 0 ? Math.min(k, p.length) : p.length;
+  if (topP < 1) {
+    let mass = 0;
+    for (let i = 0; i < keep; i++) {
+      mass += p[order[i]];
+      if (mass >= topP) {
+        keep = i + 1;
+        break;
+      }
+    }
+  }
+  const q = new Float64Array(p.length);
+  let sum = 0;
+  for (let i = 0; i < keep; i++) sum += p[order[i]];
+  for (let i = 0; i < keep; i++) q[order[i]] = p[order[i]] / sum;
+  return q;
+}
+
+/** A draw from the distribution p (sums to 1). */
+export function sample(p: ArrayLike<number>, rng: Rng): number {
+  const u = rng.next();
+  let acc = 0;
+  let last = 0;
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] <= 0) continue;
+    acc += p[i];
+    last = i;
+    if (u < acc) return i;
+  }
+  return last; // rounding: u fell past the accumulated mass
+}
+
+/**
+ * One step of speculative sampling (Leviathan et al. 2023): keep the draft token x ~ q with
+ * probability min(1, p(x)/q(x)); otherwise return a replacement drawn from norm(max(0, p − q)).
+ * The returned token is distributed exactly as p.
+ */
+export function speculativeAccept(
+  x: number,
+  p: ArrayLike<number>,
+  q: ArrayLike<number>,
+  rng: Rng,
+): { accepted: boolean; token: number } {
+  if (q[x] > 0 && rng.next() * q[x] < p[x]) return { accepted: true, token: x };
+  const residual = new Float64Array(p.length);
+  let sum = 0;
+  for (let i = 0; i < p.length; i++) sum += residual[i] = Math.max(0, p[i] - q[i]);
+  if (sum <= 0) return { accepted: false, token: sample(p, rng) }; // p = q: never reached in exact arithmetic
+  for (let i = 0; i < p.length; i++) residual[i] /= sum;
+  return { accepted: false, token: sample(residual, rng) };
+}

@@ -1,0 +1,86 @@
+/**
+ * Rotary position embedding (RoPE; Su et al. 2021), in the rotate-half form of GPT-NeoX and
+ * Hugging Face LLaMA: the pair (x_i, x_{i+d/2}) of every head is rotated by pos·base^(−2i/d).
+ * Positions are absolute, so a cached key keeps the rotation it got when it was written.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+interface Tables {
+  length: number;
+  cos: tf.Tensor2D;
+  sin: tf.Tensor2D;
+}
+
+const tables = new Map<string, Tables>();
+
+/** cos and sin of every angle for positions 0..length−1: [length, headDim] each, kept across calls. */
+function tablesFor(headDim: number, base: number, length: number): Tables {
+  const key = `${headDim}/${base}`;
+  let t = tables.get(key);
+  if (t && t.length >= length && !t.cos.isDisposed) return t;
+  const n = Math.max(length, 2 * (t?.length ?? 64));
+  const half = headDim / 2;
+  const cos = new Float32Array(n * headDim);
+  const sin = new Float32Array(n * headDim);
+  for (let p = 0; p < n; p++) {
+    for (let i = 0; i < half; i++) {
+      const angle = p * Math.pow(base, (-2 * i) / headDim);
+      cos[p * headDim + i] = cos[p * headDim + i + half] = Math.cos(angle);
+      sin[p * headDim + i] = sin[p * headDim + i + half] = Math.sin(angle);
+    }
+  }
+  t?.cos.dispose();
+  t?.sin.dispose();
+  t = {
+    length: n,
+    cos: tf.keep(tf.tensor2d(cos, [n, headDim])),
+    sin: tf.keep(tf.tensor2d(sin, [n, headDim])),
+  };
+  tables.set(key, t);
+  return t;
+}
+
+/** rotate_half as a constant matrix: [x1, x2] · R = [−x2, x1]. One matmul instead of split, neg, concat. */
+const rotations = new Map<number, tf.Tensor2D>();
+function rotation(d: number): tf.Tensor2D {
+  let r = rotations.get(d);
+  if (!r || r.isDisposed) {
+    const m = new Float32Array(d * d);
+    const half = d / 2;
+    for (let i = 0; i < half; i++) {
+      m[(i + half) * d + i] = -1; // out[i] = −x[i + d/2]
+      m[i * d + i + half] = 1; // out[i + d/2] = x[i]
+    }
+    r = tf.keep(tf.tensor2d(m, [d, d]));
+    rotations.set(d, r);
+  }
+  return r;
+}
+
+/**
+ * The cos/sin rows of the positions last asked for: every layer and both q and k of one decoding
+ * step rotate the same positions, so the slices are made once per step, not 2 × layers times.
+ */
+let lastRows: { key: string; cos: tf.Tensor2D; sin: tf.Tensor2D } | null = null;
+function rows(d: number, base: number, start: number, T: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+  const key = `${d}/${base}/${start}/${T}`;
+  if (lastRows && lastRows.key === key && !lastRows.cos.isDisposed && !lastRows.sin.isDisposed)
+    return lastRows;
+  const t = tablesFor(d, base, start + T);
+  if (lastRows) tf.dispose([lastRows.cos, lastRows.sin]);
+  lastRows = {
+    key,
+    cos: tf.keep(tf.slice(t.cos, [start, 0], [T, d])),
+    sin: tf.keep(tf.slice(t.sin, [start, 0], [T, d])),
+  };
+  return lastRows;
+}
+
+/** x: [B, h, T, d] at absolute positions start..start+T−1 → the same, rotated. */
+export function applyRotary(x: tf.Tensor4D, start: number, base = 10000): tf.Tensor4D {
+  const [B, h, T, d] = x.shape;
+  if (d % 2 !== 0) throw new Error(`rotary: head size ${d} must be even`);
+  const { cos, sin } = rows(d, base, start, T);
+  const rotated = tf.reshape(tf.matMul(tf.reshape(x, [-1, d]), rotation(d)), [B, h, T, d]);
+  return tf.add(tf.mul(x, cos), tf.mul(rotated, sin)) as tf.Tensor4D;
+}

@@ -1,0 +1,124 @@
+/** LM runs end to end through the CLI: train (tokenizer in the checkpoint), eval per exit, generate. */
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main } from '../src/cli/main.js';
+import { loadCheckpoint } from '../src/io/checkpoint.js';
+import { loadMobyDick, loadTextCorpus } from '../src/data/text.js';
+import { runGenerate, loadLm } from '../src/cli/lm_run.js';
+import { earlyExitArg } from '../src/cli/commands/generate.js';
+import { generate } from '../src/infer/generate.js';
+
+let dir: string;
+let run: string;
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'lm-cli-'));
+  writeFileSync(join(dir, 'book.txt'), loadMobyDick().slice(20_000, 80_000));
+  run = join(dir, 'run');
+  const log = console.log;
+  console.log = () => {};
+  try {
+    const code = await main([
+      'train',
+      '--model',
+      'lm-tiny',
+      '--data',
+      `text:${join(dir, 'book.txt')}`,
+      '--run',
+      run,
+      '--steps',
+      '6',
+    ]);
+    assert.equal(code, 0);
+  } finally {
+    console.log = log;
+  }
+});
+
+test('train saves the tokenizer.json in the checkpoint and evaluates every exit', async () => {
+  const ck = await loadCheckpoint(run);
+  assert.equal(ck.meta.preprocess?.tokenizer, 'tokenizer.json');
+  const json = JSON.parse(new TextDecoder().decode(ck.extraFiles.get('tokenizer.json')));
+  assert.equal(json.model.type, 'BPE');
+  const rows = JSON.parse(readFileSync(join(run, 'eval.json'), 'utf8')) as {
+    id: string;
+    perplexity: number;
+  }[];
+  assert.deepEqual(
+    rows.map((r) => r.id),
+    ['depth=1', 'depth=2', 'depth=3'],
+  );
+  for (const r of rows) assert.ok(r.perplexity > 1 && r.perplexity < 1000, `${r.id}: ${r.perplexity}`);
+  const log = console.log;
+  let printed = '';
+  console.log = (s: string) => (printed += s + '\n');
+  try {
+    assert.equal(await main(['eval', '--run', run]), 0);
+  } finally {
+    console.log = log;
+  }
+  assert.match(printed, /\| depth=3 \| \d+ \|/);
+});
+
+test('generate streams text: greedy = speculative greedy, sampling is seeded', async () => {
+  const texts: Record<string, string> = {};
+  for (const [name, extra] of [
+    ['greedy', {}],
+    ['speculative', { speculative: true, draftDepth: 1, k: 3 }],
+    ['early', { earlyExit: earlyExitArg('1:1.5,2:1.5') }],
+  ] as const) {
+    let out = '';
+    let err = '';
+    await runGenerate(
+      { run, prompt: 'Call me', maxTokens: 12, stop: false, ...extra },
+      (s) => (out += s),
+      (s) => (err += s),
+    );
+    assert.ok(out.startsWith('Call me') && out.length > 'Call me'.length, out);
+    assert.match(err, /tokens\/s/);
+    texts[name] = out;
+  }
+  assert.equal(texts.speculative, texts.greedy);
+  assert.equal(texts.early, texts.greedy);
+  const sampled = async (seed: number) => {
+    let out = '';
+    await runGenerate(
+      { run, prompt: 'Call me', maxTokens: 12, temperature: 1, topK: 20, seed, stop: false },
+      (s) => (out += s),
+      () => {},
+    );
+    return out;
+  };
+  assert.equal(await sampled(1), await sampled(1));
+});
+
+test('LM inputs are checked with clear messages', async () => {
+  const quiet = () => {};
+  await assert.rejects(runGenerate({ run, prompt: '' }, quiet, quiet), /--prompt is empty/);
+  await assert.rejects(runGenerate({ run, prompt: 'x', draftDepth: 1 }, quiet, quiet), /need --speculative/);
+  await assert.rejects(
+    runGenerate({ run, prompt: 'x '.repeat(80) }, quiet, quiet),
+    /exceed the context length 64/,
+  );
+  await assert.rejects(
+    runGenerate({ run, prompt: 'x', exit: 9 }, quiet, quiet),
+    /exit 9 must be a depth in 1\.\.3/,
+  );
+  await assert.rejects(
+    runGenerate({ run: join(dir, 'nothing'), prompt: 'x' }, quiet, quiet),
+    /no checkpoint|not found/,
+  );
+  assert.throws(() => earlyExitArg('2=0.9'), /DEPTH:THRESHOLD/);
+  assert.throws(() => loadTextCorpus('text:/no/such/file.txt'), /not found; give a UTF-8 text file/);
+  assert.throws(
+    () => loadTextCorpus('wikipedia'),
+    /unknown text corpus 'wikipedia'; use sotu, moby-dick or text:PATH/,
+  );
+  const bad = join(dir, 'latin1.txt');
+  writeFileSync(bad, Buffer.from([0x63, 0x61, 0x66, 0xe9]));
+  assert.throws(() => loadTextCorpus(`text:${bad}`), /is not valid UTF-8/);
+  const { model, tokenizer } = await loadLm(run);
+  assert.throws(() => generate(model, [tokenizer.vocabSize], { maxNewTokens: 1 }), /outside the vocabulary/);
+});

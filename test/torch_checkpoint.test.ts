@@ -1,0 +1,51 @@
+/** Checkpoint folders written by PyTorch (python/sortednet_torch) as the TypeScript side reads and writes them. */
+import { before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { initEngine } from '../src/engine/backend.js';
+import { acquireRunLock } from '../src/io/lock.js';
+import { checkpointDir, listCheckpoints, loadCheckpoint } from '../src/io/checkpoint.js';
+import { PYTHON_PACKAGE, runPython, scratch, torchSkip } from './torch_helpers.js';
+
+before(() => initEngine('wasm'));
+
+test(
+  'PyTorch saves step folders, latest and pruning as TypeScript does; falls back, reads flat, refuses corrupt files and locked runs',
+  { skip: torchSkip },
+  async () => {
+    const run = join(scratch('torch-ckpt-'), 'run');
+    const locked = join(run, '..', 'locked');
+    const lock = acquireRunLock(locked, 'test');
+    const out = JSON.parse(
+      runPython([join(PYTHON_PACKAGE, 'tests', 'layout_checks.py'), run, locked]),
+    ) as Record<string, string | number | string[]>;
+    assert.deepEqual(out.folders, ['step-000002', 'step-000003']); // the newest two are kept
+    assert.equal(basename(out.resolved as string), 'step-000003');
+    assert.match(out.overwrite as string, /already holds the current checkpoint \(step 3\)/);
+    assert.equal(basename(out.fallback as string), 'step-000003'); // `latest` removed: newest complete
+    assert.equal(out.flat, 3);
+    lock.release();
+    assert.match(out.locked as string, new RegExp(`is in use by PID ${process.pid} on .* \\(test, since`));
+    assert.equal(out.lockFile, true);
+    assert.equal(out.lockReleased, true);
+    assert.match(out.corrupt as string, /model\.safetensors does not match checkpoint\.json/);
+    // The TypeScript side sees the same folders and loads the PyTorch-written checkpoint.
+    assert.deepEqual(
+      listCheckpoints(run).map((c) => c.name),
+      ['step-000002', 'step-000003'],
+    );
+    assert.equal(checkpointDir(run), out.fallback);
+    const ck = await loadCheckpoint(join(run, 'checkpoints', 'step-000002'));
+    assert.equal(ck.meta.step, 2);
+    // Preprocessing and extra files (a tokenizer) travel with the weights, both ways.
+    assert.deepEqual(out.extra, [{ classes: ['a', 'b'] }, '{"model": {}}']);
+    assert.deepEqual(ck.meta.preprocess, { classes: ['a', 'b'] });
+    assert.equal(new TextDecoder().decode(ck.extraFiles.get('tokenizer.json')), '{"model": {}}');
+    assert.equal(
+      JSON.parse(readFileSync(join(ck.dir, 'checkpoint.json'), 'utf8')).format,
+      'sortednet-checkpoint/1',
+    );
+    ck.model.dispose();
+  },
+);

@@ -1,0 +1,55 @@
+/** Shared by the PyTorch round-trip tests: the interpreter, the package path, and the skip reason. */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ModelSpec } from '../src/models/index.js';
+import { resnetConfig } from '../src/models/resnet.js';
+import { fileURLToPath } from 'node:url';
+
+/** Debian's python3-torch installs for this interpreter; PATH's python3 may be another. */
+export const PYTHON = '/usr/bin/python3';
+
+/** The repository's python/ folder (tests run from dist/test/). */
+export const PYTHON_PACKAGE = fileURLToPath(new URL('../../python', import.meta.url));
+
+const probe = spawnSync(PYTHON, ['-c', 'import torch, numpy'], { encoding: 'utf8' });
+
+/** A skip reason when PyTorch is not importable, else false. */
+export const torchSkip: string | false =
+  probe.status === 0
+    ? false
+    : `PyTorch is not importable by ${PYTHON} (install it with: apt-get install python3-torch): ${
+        (probe.stderr || String(probe.error ?? '')).trim().split('\n').pop() ?? ''
+      }`;
+
+/** Runs `python3 ARGS` with the package importable; throws with its output when it fails. */
+export function runPython(
+  args: string[],
+  opts: { env?: Record<string, string>; timeoutMs?: number } = {},
+): string {
+  const r = spawnSync(PYTHON, args, {
+    encoding: 'utf8',
+    env: { ...process.env, PYTHONPATH: PYTHON_PACKAGE, OMP_NUM_THREADS: '1', ...opts.env },
+    timeout: opts.timeoutMs ?? 120_000,
+  });
+  if (r.status !== 0) {
+    throw new Error(`${PYTHON} ${args.join(' ')} exited with ${r.status}:\n${r.stdout}\n${r.stderr}`);
+  }
+  return r.stdout;
+}
+
+/** A fresh temporary folder, removed when the test process exits. */
+export function scratch(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A small sorted ResNet for 28×28 grey images, 10 classes (stem 8): quick to train in tests. */
+export function smallResNet(widths: number[], blocks: number[]): ModelSpec {
+  return {
+    family: 'resnet',
+    config: resnetConfig({ inChannels: 1, imageSize: 28, classes: 10, stem: 8, widths, blocks }),
+  };
+}
