@@ -106,3 +106,34 @@ test('all-exits: the loss averages every depth exit of the largest sub-model', a
   const perExit = [1, 2, 3].map((depth) => hardLoss({ ...grid.largest.sub, depth }));
   close(log.loss, mean(perExit), 'all-exits');
 });
+
+test('all-exits in one pass: forwardExits equals a forward per depth (MLP, GPT- and LLaMA-style LMs)', async () => {
+  const { Transformer } = await import('../src/models/transformer.js');
+  const mlp = new Mlp(CONFIG, 4);
+  const x = tf.tensor4d(data.images.subarray(0, 4 * 784), [4, 28, 28, 1]);
+  const sub = { width: 0.5 };
+  const exits = mlp.forwardExits(x, sub, [1, 3]);
+  assert.equal(exits.length, 2);
+  for (const [i, d] of [1, 3].entries()) {
+    const ref = mlp.forward(x, { ...sub, depth: d });
+    assert.ok(tf.max(tf.abs(tf.sub(exits[i], ref))).dataSync()[0] < 1e-6, `mlp depth ${d}`);
+  }
+  for (const arch of ['gpt', 'llama'] as const) {
+    const lm = new Transformer(
+      { task: 'lm', vocab: 50, dim: 32, heads: 4, headDim: 8, ffn: 64, layers: 4, maxLen: 16, arch },
+      3,
+    );
+    const ids = tf.tensor2d(
+      Int32Array.from({ length: 2 * 16 }, (_, i) => (i * 7) % 50),
+      [2, 16],
+      'int32',
+    );
+    const ctx = { mode: 'train' as const, key: 'exits' };
+    const outs = lm.forwardExits(ids, { heads: 2 }, [1, 2, 4], ctx);
+    for (const [i, d] of [1, 2, 4].entries()) {
+      const ref = lm.forward(ids, { heads: 2, depth: d }, ctx);
+      assert.ok(tf.max(tf.abs(tf.sub(outs[i], ref))).dataSync()[0] < 1e-5, `${arch} depth ${d}`);
+    }
+    assert.throws(() => lm.forwardExits(ids, {}, [2, 1], ctx), /must ascend/);
+  }
+});

@@ -56,11 +56,25 @@ export class Mlp extends Module implements SortedModel<MlpConfig> {
   }
 
   forward(x: tf.Tensor, sub: SubModel): tf.Tensor2D {
-    let h = x.rank === 2 ? x : tf.reshape(x, [x.shape[0], -1]); // [B, inputs]
-    for (const [i, w] of this.widths(sub).entries()) {
-      h = activate(this.layers.items[i].forward(h, w), this.config.activation ?? 'relu');
+    return this.forwardExits(x, sub, [this.widths(sub).length])[0];
+  }
+
+  /** The head after each layer count in `depths` (ascending), from one pass through the layers. */
+  forwardExits(x: tf.Tensor, sub: SubModel, depths: readonly number[]): tf.Tensor2D[] {
+    const last = depths[depths.length - 1];
+    for (const [i, d] of depths.entries()) {
+      checkDepth(d, 1, this.config.hidden.length, 'mlp');
+      if (i > 0 && d <= depths[i - 1]) throw new Error(`mlp: exit depths [${depths}] must ascend`);
     }
-    return this.head.forward(h) as tf.Tensor2D;
+    // A layer's width does not depend on the depth, so depth d's layers are the deepest one's first d.
+    const widths = this.widths({ ...sub, depth: last });
+    const exits: tf.Tensor2D[] = [];
+    let h = x.rank === 2 ? x : tf.reshape(x, [x.shape[0], -1]); // [B, inputs]
+    for (const [i, w] of widths.entries()) {
+      h = activate(this.layers.items[i].forward(h, w), this.config.activation ?? 'relu');
+      if (depths.includes(i + 1)) exits.push(this.head.forward(h) as tf.Tensor2D);
+    }
+    return exits;
   }
 
   cost(sub: SubModel): Cost {

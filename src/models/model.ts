@@ -12,6 +12,12 @@ export interface SortedModel<Config = unknown> extends Module {
   readonly input: 'image' | 'tokens';
   /** Logits of sub-model `sub`: [B, classes] (or [B, T, vocab] for a language model). */
   forward(x: tf.Tensor, sub: SubModel, ctx: ForwardContext): tf.Tensor;
+  /**
+   * Logits of `sub` at every depth of `depths` (ascending) from ONE pass through the blocks, for
+   * models whose depth-d network is the first d blocks of the deeper ones (all-exits training:
+   * the cost of one full forward instead of one per exit). Absent where depth is not a prefix.
+   */
+  forwardExits?(x: tf.Tensor, sub: SubModel, depths: readonly number[], ctx: ForwardContext): tf.Tensor[];
   /** Analytic parameters and FLOPs per sample of `sub`. */
   cost(sub: SubModel): Cost;
   /** Throws a clear error when `sub` does not fit this model. */

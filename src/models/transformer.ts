@@ -162,12 +162,31 @@ export class Transformer extends Module implements SortedModel<TransformerConfig
 
   /** LM: logits [B, T, vocab]; classify: logits [B, classes]. */
   forward(x: tf.Tensor, sub: SubModel, ctx: ForwardContext): tf.Tensor {
+    return this.forwardExits(x, sub, [this.plan(sub).depth], ctx)[0];
+  }
+
+  /** Every exit of `depths` through the shared final norm and head, from one pass through the blocks. */
+  forwardExits(x: tf.Tensor, sub: SubModel, depths: readonly number[], ctx: ForwardContext): tf.Tensor[] {
     if (x.rank !== 2 || x.dtype !== 'int32') {
       throw new Error(`transformer: input must be int32 [B, T], got ${x.dtype} [${x.shape.join(', ')}]`);
     }
+    const last = depths[depths.length - 1];
+    for (const [i, d] of depths.entries()) {
+      checkDepth(d, 1, this.config.layers, 'transformer');
+      if (i > 0 && d <= depths[i - 1]) throw new Error(`transformer: exit depths [${depths}] must ascend`);
+    }
     const ids = x as tf.Tensor2D;
+    const exits: tf.Tensor[] = [];
     let h = this.embed(ids, sub);
-    for (let i = 0; i < this.plan(sub).depth; i++) h = this.block(i, h, sub, ctx);
+    for (let i = 0; i < last; i++) {
+      h = this.block(i, h, sub, ctx);
+      if (depths.includes(i + 1)) exits.push(this.output(ids, h));
+    }
+    return exits;
+  }
+
+  /** The shared final norm and head on hidden states h [B, T, e]. */
+  private output(ids: tf.Tensor2D, h: tf.Tensor3D): tf.Tensor {
     if (!this.head) return this.lmLogits(h);
     const [B, T] = ids.shape;
     const hn = this.lnFinal.forward(h);

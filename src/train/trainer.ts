@@ -221,9 +221,9 @@ async function trainSteps(
   const batchesPerStep =
     config.sameBatch || config.distill || config.strategy === 'sandwich' ? 1 : config.gAcc;
   for (let i = 0; i < startStep * batchesPerStep; i++) stream.next();
-  const depths = [
-    ...new Set(grid.entries.map((e) => e.sub.depth).filter((d) => d !== undefined)),
-  ] as number[];
+  const depths = (
+    [...new Set(grid.entries.map((e) => e.sub.depth).filter((d) => d !== undefined))] as number[]
+  ).sort((a, b) => a - b);
 
   const progress = options.progress ? new Progress(config.steps) : null;
   const t0 = performance.now();
@@ -276,15 +276,16 @@ async function trainSteps(
         return tf.variableGrads(() => {
           let loss: tf.Scalar;
           if (config.strategy === 'all-exits' && depths.length > 1) {
-            // Loss averaged over every depth exit through the shared head (Sorted Fine-Tuning).
-            const losses = depths.map((d) => {
-              const logits = model.forward(
-                x,
-                { ...entry.sub, depth: d },
-                { ...ctx, key: `${entry.id}@${d}` },
-              );
-              return crossEntropy(logits, y, logits.shape[logits.rank - 1] as number, config.labelSmoothing);
-            });
+            // Loss averaged over every depth exit through the shared head (Sorted Fine-Tuning); in
+            // one pass through the blocks where the model can, else one forward per exit.
+            const exits = model.forwardExits
+              ? model.forwardExits(x, entry.sub, depths, ctx)
+              : depths.map((d) =>
+                  model.forward(x, { ...entry.sub, depth: d }, { ...ctx, key: `${entry.id}@${d}` }),
+                );
+            const losses = exits.map((logits) =>
+              crossEntropy(logits, y, logits.shape[logits.rank - 1] as number, config.labelSmoothing),
+            );
             loss = tf.div(tf.addN(losses), losses.length) as tf.Scalar;
           } else {
             const logits = model.forward(x, entry.sub, ctx);
