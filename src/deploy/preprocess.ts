@@ -175,10 +175,13 @@ function normalise(
       `${where}: the checkpoint's normalisation has ${pre.mean.length} channels, the input ${channels}`,
     );
   }
-  for (let i = 0; i < x.length; i++) {
-    const k = i % channels;
-    x[i] = (x[i] - pre.mean[k]) / pre.std[k];
-  }
+  return standardise(x, pre.mean, pre.std);
+}
+
+/** In place: x[i] ← (x[i] − mean[i mod n]) / std[i mod n], n statistics per channel or per feature. */
+export function standardise(x: Float32Array, mean: readonly number[], std: readonly number[]): Float32Array {
+  const n = mean.length;
+  for (let i = 0; i < x.length; i++) x[i] = (x[i] - mean[i % n]) / std[i % n];
   return x;
 }
 

@@ -14,7 +14,23 @@ export async function loadServedModel(runDir: string): Promise<ServedModel> {
   const tokenizerFile = extraFiles.get(meta.preprocess?.tokenizer ?? TOKENIZER_FILE);
   const grid = new Grid(meta.grid, model);
   const evalPath = join(runDir, 'eval.json');
-  const rows = existsSync(evalPath) ? (JSON.parse(readFileSync(evalPath, 'utf8')) as EvalRow[]) : [];
+  let rows: EvalRow[] = [];
+  if (existsSync(evalPath)) {
+    try {
+      rows = JSON.parse(readFileSync(evalPath, 'utf8')) as EvalRow[];
+    } catch (e) {
+      throw new Error(
+        `${evalPath} is not valid JSON (${(e as Error).message}); run 'sortednet eval --run ${runDir}' again`,
+        {
+          cause: e,
+        },
+      );
+    }
+    if (!Array.isArray(rows))
+      throw new Error(
+        `${evalPath} is not a list of evaluated sub-models; run 'sortednet eval --run ${runDir}' again`,
+      );
+  }
   return {
     model,
     subs: servedSubModels(grid.entries, rows),

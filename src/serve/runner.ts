@@ -9,6 +9,7 @@ import type { TransformerConfig } from '../models/transformer.js';
 import type { Preprocess } from '../io/checkpoint_codec.js';
 import type { SubModel } from '../sorted/submodel.js';
 import { sampleSize, type InputSpec, type Samples } from './inputs.js';
+import { standardise } from '../deploy/preprocess.js';
 
 /** Class probabilities per sample of one job. */
 export type Probabilities = Float32Array[];
@@ -63,9 +64,7 @@ export class ClassifierRunner {
   }
 
   private normalise(data: Float32Array): void {
-    if (!this.mean || !this.std) return;
-    const n = this.mean.length;
-    for (let i = 0; i < data.length; i++) data[i] = (data[i] - this.mean[i % n]) / this.std[i % n];
+    if (this.mean && this.std) standardise(data, this.mean, this.std);
   }
 
   /** Probabilities [n, classes] of sub-model `id` for every job's samples, split per job. */
