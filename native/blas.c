@@ -819,6 +819,166 @@ static napi_value conv2d_backprop_filter(napi_env env, napi_callback_info info) 
   return conv_op(env, info, CONV_BACKPROP_FILTER);
 }
 
+/*
+ * Sparse per-sample convolution (compact PAD layers): out[b] += Σ_i values[b, i] · x[b] shifted by element i's
+ * tap (kh, kw) and input channel, into element i's output channel, where index[i] is the element's flat position
+ * in an HWIO [fH, fW, inC, outC] kernel. Only the nnz listed elements are touched: no dense kernel is built.
+ *
+ * Each sample's input is copied into zero-padded channel planes, split by stride phase: plane (c, ph, pw) holds
+ * padded pixels (r·sH + ph, q·sW + pw). Then a tap whose padded offset is (kh·dH, kw·dW) reads phase
+ * ((kh·dH) mod sH, (kw·dW) mod sW) shifted by ((kh·dH) div sH, (kw·dW) div sW), so at every stride each element
+ * is ONE contiguous axpy over the output plane (row pitch Wq = outW + ((fW−1)·dW) div sW; the columns past outW
+ * are scratch, dropped when the plane is added into NHWC out). Elements are grouped by output channel so one
+ * output plane stays in L1 while its elements stream past; samples are split over two threads.
+ */
+typedef struct {
+  const Conv *c;
+  const float *x, *values;
+  float *out;
+  const int64_t *src;   /* per element, in output-channel order: its offset in the sample's phase planes */
+  const int32_t *value; /* per element, in output-channel order: its column in values */
+  const int64_t *first; /* elements of output channel co: [first[co], first[co + 1]) */
+  int64_t nnz, hq, wq, b0, b1;
+  bool failed;
+} SparseTask;
+
+__attribute__((target_clones("arch=haswell", "default"))) static void sparse_samples(SparseTask *t) {
+  const Conv *c = t->c;
+  const int64_t SH = c->stride_h, SW = c->stride_w, HQ = t->hq, WQ = t->wq, OH = c->out_h, OW = c->out_w;
+  const int64_t OC = c->out_c, IC = c->in_c, plane = HQ * WQ, span = (OH - 1) * WQ + OW;
+  float *planes = malloc((size_t)(IC * SH * SW * plane + span) * sizeof(float));
+  if (planes == NULL) {
+    t->failed = true;
+    return;
+  }
+  float *restrict acc = planes + IC * SH * SW * plane;
+  for (int64_t b = t->b0; b < t->b1; b++) {
+    const float *xb = t->x + b * c->in_h * c->in_w * IC;
+    for (int64_t ph = 0; ph < SH; ph++)
+      for (int64_t r = 0; r < HQ; r++) {
+        const int64_t iy = r * SH + ph - c->pad_top;
+        for (int64_t pw = 0; pw < SW; pw++) {
+          for (int64_t q = 0; q < WQ; q++) {
+            const int64_t ix = q * SW + pw - c->pad_left;
+            const bool inside = iy >= 0 && iy < c->in_h && ix >= 0 && ix < c->in_w;
+            const float *px = xb + (iy * c->in_w + ix) * IC;
+            float *dst = planes + (ph * SW + pw) * plane + r * WQ + q;
+            for (int64_t ci = 0; ci < IC; ci++) dst[ci * SH * SW * plane] = inside ? px[ci] : 0.0f;
+          }
+        }
+      }
+    const float *vb = t->values + b * t->nnz;
+    float *ob = t->out + b * OH * OW * OC;
+    for (int64_t co = 0; co < OC; co++) {
+      int64_t e = t->first[co];
+      const int64_t end = t->first[co + 1];
+      if (e == end) continue;
+      for (int64_t j = 0; j < span; j++) acc[j] = 0;
+      /* Four elements per sweep: one load and store of acc per four multiply-adds. */
+      for (; e + 4 <= end; e += 4) {
+        const float v0 = vb[t->value[e]], v1 = vb[t->value[e + 1]], v2 = vb[t->value[e + 2]], v3 = vb[t->value[e + 3]];
+        const float *restrict s0 = planes + t->src[e], *restrict s1 = planes + t->src[e + 1];
+        const float *restrict s2 = planes + t->src[e + 2], *restrict s3 = planes + t->src[e + 3];
+        for (int64_t j = 0; j < span; j++) acc[j] += v0 * s0[j] + v1 * s1[j] + v2 * s2[j] + v3 * s3[j];
+      }
+      for (; e < end; e++) {
+        const float v = vb[t->value[e]];
+        const float *restrict s = planes + t->src[e];
+        for (int64_t j = 0; j < span; j++) acc[j] += v * s[j];
+      }
+      for (int64_t oy = 0; oy < OH; oy++)
+        for (int64_t ox = 0; ox < OW; ox++) ob[(oy * OW + ox) * OC + co] += acc[oy * WQ + ox];
+    }
+  }
+  free(planes);
+}
+
+static void *sparse_run(void *arg) {
+  sparse_samples(arg);
+  return NULL;
+}
+
+/* sparsePerSampleConv2d(x, values, index, out, geometry): adds into out (NHWC, batch × outH × outW × outC). */
+static napi_value sparse_per_sample_conv2d(napi_env env, napi_callback_info info) {
+  const char *fn = "sparsePerSampleConv2d";
+  size_t argc = MAX_ARGS;
+  napi_value argv[MAX_ARGS];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!arg_count(env, argc, 5, fn)) return NULL;
+  FloatView x, values, out;
+  Conv c;
+  bool is_ta = false;
+  napi_typedarray_type type;
+  size_t nnz;
+  void *index_data;
+  if (!get_f32(env, argv[0], fn, "x", &x) || !get_f32(env, argv[1], fn, "values", &values)) return NULL;
+  if (napi_is_typedarray(env, argv[2], &is_ta) != napi_ok || !is_ta ||
+      napi_get_typedarray_info(env, argv[2], &type, &nnz, &index_data, NULL, NULL) != napi_ok ||
+      type != napi_int32_array) {
+    napi_throw_type_error(env, NULL, "sparsePerSampleConv2d: index must be an Int32Array");
+    return NULL;
+  }
+  if (!get_f32(env, argv[3], fn, "out", &out) || !get_conv(env, argv[4], fn, &c)) return NULL;
+  const int32_t *index = index_data;
+  const int64_t kernel_size = c.f_h * c.f_w * c.in_c * c.out_c;
+  if (!check_length(env, fn, "x", &x, c.batch * c.in_h * c.in_w * c.in_c) ||
+      !check_length(env, fn, "values", &values, c.batch * (int64_t)nnz) ||
+      !check_length(env, fn, "out", &out, c.batch * c.out_h * c.out_w * c.out_c))
+    return NULL;
+  const int64_t hq = c.out_h + (c.f_h - 1) * c.dil_h / c.stride_h, wq = c.out_w + (c.f_w - 1) * c.dil_w / c.stride_w;
+  int64_t *src = malloc((nnz + 1) * sizeof(int64_t)), *first = calloc((size_t)c.out_c + 1, sizeof(int64_t));
+  int32_t *value = malloc((nnz + 1) * sizeof(int32_t));
+  if (src == NULL || first == NULL || value == NULL) {
+    free(src), free(first), free(value);
+    napi_throw_error(env, NULL, "sparsePerSampleConv2d: out of memory");
+    return NULL;
+  }
+  /* Counting sort of the elements by output channel. */
+  for (size_t i = 0; i < nnz; i++) {
+    if (index[i] < 0 || index[i] >= kernel_size) {
+      char msg[200];
+      snprintf(msg, sizeof msg, "%s: index[%zu] = %d is outside a kernel of %lld elements", fn, i, index[i],
+               (long long)kernel_size);
+      free(src), free(first), free(value);
+      napi_throw_range_error(env, NULL, msg);
+      return NULL;
+    }
+    first[index[i] % c.out_c + 1]++;
+  }
+  for (int64_t co = 0; co < c.out_c; co++) first[co + 1] += first[co];
+  int64_t *next = calloc((size_t)c.out_c, sizeof(int64_t));
+  if (next == NULL) {
+    free(src), free(first), free(value);
+    napi_throw_error(env, NULL, "sparsePerSampleConv2d: out of memory");
+    return NULL;
+  }
+  const int64_t plane = hq * wq;
+  for (size_t i = 0; i < nnz; i++) {
+    int64_t p = index[i];
+    const int64_t co = p % c.out_c, ci = (p /= c.out_c) % c.in_c, kw = (p /= c.in_c) % c.f_w, kh = p / c.f_w;
+    const int64_t dy = kh * c.dil_h, dx = kw * c.dil_w;
+    const int64_t e = first[co] + next[co]++;
+    src[e] = ((ci * c.stride_h + dy % c.stride_h) * c.stride_w + dx % c.stride_w) * plane +
+             dy / c.stride_h * wq + dx / c.stride_w;
+    value[e] = (int32_t)i;
+  }
+  free(next);
+  const int64_t macs = c.batch * (int64_t)nnz * c.out_h * wq;
+  const int n = c.batch >= 2 && macs >= DIRECT_THREAD_MACS ? DIRECT_THREADS : 1;
+  SparseTask tasks[DIRECT_THREADS];
+  for (int i = 0; i < n; i++)
+    tasks[i] = (SparseTask){&c, x.data, values.data, out.data, src, value, first, (int64_t)nnz, hq, wq,
+                            c.batch * i / n, c.batch * (i + 1) / n, false};
+  run_tasks(sparse_run, tasks, sizeof tasks[0], n);
+  free(src), free(first), free(value);
+  for (int i = 0; i < n; i++)
+    if (tasks[i].failed) {
+      napi_throw_error(env, NULL, "sparsePerSampleConv2d: out of memory for the input planes");
+      return NULL;
+    }
+  return NULL;
+}
+
 
 /*
  * Training-mode batch normalisation over the last (channel) axis, every other axis a batch axis, and its
@@ -991,6 +1151,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"conv2dBackpropFilter", NULL, conv2d_backprop_filter, NULL, NULL, NULL, napi_default_method, NULL},
       {"batchNormTrain", NULL, batch_norm_train, NULL, NULL, NULL, napi_default_method, NULL},
       {"batchNormTrainGrad", NULL, batch_norm_train_grad, NULL, NULL, NULL, napi_default_method, NULL},
+      {"sparsePerSampleConv2d", NULL, sparse_per_sample_conv2d, NULL, NULL, NULL, napi_default_method, NULL},
       {"convDirect", NULL, conv_direct, NULL, NULL, NULL, napi_default_method, NULL},
       {"config", NULL, config, NULL, NULL, NULL, napi_default_method, NULL},
   };

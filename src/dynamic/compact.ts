@@ -23,7 +23,8 @@ import { Module, type ForwardContext } from '../nn/module.js';
 import { BatchNorm2d } from '../nn/batchnorm.js';
 import type { Padding } from '../nn/conv2d.js';
 import type { Activation } from '../nn/functional.js';
-import { KernelAttention, perSampleConv2d, temperatureOf, type ConvGeometry } from './dynamic_conv.js';
+import { KernelAttention, temperatureOf, type ConvGeometry } from './dynamic_conv.js';
+import { sparsePerSampleConv2d } from '../engine/ops/sparse_per_sample_conv2d.js';
 import { Router, dispatchExperts, type ExpertLayer, type MoEOutput } from './moe.js';
 import {
   PadConv2d,
@@ -159,17 +160,18 @@ export class CompactPadConv2d extends Module {
           `[${x.shape.join(', ')}] → ${out}; extract the sub-model first, then compact it`,
       );
     }
-    const B = x.shape[0];
-    const P = this.kernelSize;
-    // λ_s (1 − M) ⊙ W_s as a column [|W|, 1], scattered from the packed values once per batch.
-    let kernels: tf.Tensor2D = tf.reshape(tf.scatterND(this.staticIndex, this.staticValues, [P]), [P, 1]);
-    if (dynamic > 0) {
-      const alpha = this.attention.forward(x, temperatureOf(ctx)); // [B, K]
-      const aggregated = tf.matMul(this.dynamicValues, alpha, true, true); // [nnz, B]: (α·V)ᵀ, packed
-      kernels = tf.add(kernels, tf.scatterND(this.dynamicIndex, aggregated, [P, B])); // [|W|, B]
-    } else kernels = tf.tile(kernels, [1, B]);
-    const perSample = tf.reshape(tf.transpose(kernels), [B, k * k * cin, cout]) as tf.Tensor3D;
-    return perSampleConv2d(x, perSample, this.geometry);
+    // λ_s (1 − M) ⊙ W_s, scattered from the packed values once per batch; the dynamic part
+    // stays packed: α·V gives each sample's nnz values, the op applies only those.
+    const shared = (this.shape.dynamic < this.kernelSize
+      ? tf.reshape(tf.scatterND(this.staticIndex, this.staticValues, [this.kernelSize]), [k, k, cin, cout])
+      : null) as tf.Tensor4D | null;
+    const values = (
+      dynamic > 0
+        ? tf.matMul(this.attention.forward(x, temperatureOf(ctx)), this.dynamicValues) // [B, K] × [K, nnz]
+        : tf.zeros([x.shape[0], 0])
+    ) as tf.Tensor2D;
+    const index = this.dynamicIndex as unknown as tf.Tensor2D;
+    return sparsePerSampleConv2d(x, { values, index, shared, outChannels: cout }, this.geometry);
   }
 
   cost(h: number, w: number): Cost {

@@ -24,6 +24,7 @@ import { convOutSize, type Padding } from '../nn/conv2d.js';
 import { kaimingNormal } from '../nn/init.js';
 import { globalAvgPool } from '../nn/functional.js';
 import { checkUnits, prefix } from '../sorted/slice.js';
+import { perSampleConv2d, type ConvGeometry } from '../engine/ops/per_sample_conv2d.js';
 import type { Cost } from '../sorted/cost.js';
 
 /** The attention temperature of a forward pass (ctx.temperature, default 1). */
@@ -33,58 +34,8 @@ export function temperatureOf(ctx: ForwardContext): number {
   return t;
 }
 
-export interface ConvGeometry {
-  readonly kernel: number;
-  readonly stride: number;
-  readonly padding: Padding;
-}
-
-/**
- * Patches of x for a kernel×kernel convolution: [B, H, W, C] → [B, H'·W', C·kernel·kernel], each
- * patch vector ordered (channel, row, column). tfjs-core has no extractPatches; a depthwise
- * convolution with one-hot filters (output channel c·k² + i·k + j copies x[.., c] at offset (i, j))
- * extracts them, with tf.conv2d's exact stride and 'same'/'valid' padding, and its gradient is a
- * single depthwise backprop — five times faster on WASM than k² slices + concat, whose backward
- * pass pads every slice back to full size.
- */
-export function im2col(x: tf.Tensor4D, g: ConvGeometry): tf.Tensor3D {
-  const [B, H, W, C] = x.shape;
-  const { kernel: k, stride, padding } = g;
-  const ho = convOutSize(H, k, stride, padding);
-  const wo = convOutSize(W, k, stride, padding);
-  if (ho < 1 || wo < 1)
-    throw new Error(`im2col: a ${k}×${k} kernel does not fit a ${H}×${W} input with '${padding}'`);
-  const oneHot = tf.tile(tf.reshape(tf.eye(k * k), [k, k, 1, k * k]), [1, 1, C, 1]) as tf.Tensor4D; // [k, k, C, k²]
-  const patches = tf.depthwiseConv2d(x, oneHot, stride, padding); // [B, ho, wo, C·k²]
-  return tf.reshape(patches, [B, ho * wo, C * k * k]);
-}
-
-/**
- * Convolution with a different kernel per sample: x [B, H, W, Cin], kernels [B, kh·kw·Cin, Cout]
- * (each a flattened tfjs kernel [kh, kw, Cin, Cout]) → [B, H', W', Cout]. One batched matMul of
- * im2col patches with the kernels, reordered to the patches' (channel, row, column) order.
- */
-export function perSampleConv2d(x: tf.Tensor4D, kernels: tf.Tensor3D, g: ConvGeometry): tf.Tensor4D {
-  const [B, H, W, C] = x.shape;
-  const [kb, p, cout] = kernels.shape;
-  const k = g.kernel;
-  if (kb !== B || p !== k * k * C) {
-    throw new Error(
-      `perSampleConv2d: kernels [${kernels.shape.join(', ')}] do not fit input [${x.shape.join(', ')}]; ` +
-        `expected [${B}, ${k * k * C}, Cout]`,
-    );
-  }
-  const ho = convOutSize(H, k, g.stride, g.padding);
-  const wo = convOutSize(W, k, g.stride, g.padding);
-  // [B, kh·kw, Cin, Cout] → [B, Cin, kh·kw, Cout] → [B, Cin·kh·kw, Cout]
-  const reordered = tf.reshape(tf.transpose(tf.reshape(kernels, [B, k * k, C, cout]), [0, 2, 1, 3]), [
-    B,
-    p,
-    cout,
-  ]);
-  const y = tf.matMul(im2col(x, g), reordered); // [B, ho·wo, Cout]
-  return tf.reshape(y, [B, ho, wo, cout]);
-}
+export type { ConvGeometry } from '../engine/ops/per_sample_conv2d.js';
+export { im2col, perSampleConv2d } from '../engine/ops/per_sample_conv2d.js';
 
 /**
  * The kernel attention of DY-Conv: global average pool → fc Cin→max(1, ⌊Cin/r⌋) → ReLU → fc →K

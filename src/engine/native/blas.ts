@@ -83,6 +83,19 @@ export interface NativeBlas {
   conv2dBackpropInput(dy: Float32Array, filter: Float32Array, dx: Float32Array, geometry: Int32Array): void;
   conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dw: Float32Array, geometry: Int32Array): void;
   /**
+   * Sparse per-sample convolution, accumulated into out: out[b] += Σ_i values[b, i] · (e_i ⊛ x[b]), e_i the
+   * one-hot HWIO kernel at flat position index[i] (in [fH, fW, inC, outC]); x NHWC [batch, inH, inW, inC],
+   * values [batch, index.length], out NHWC [batch, outH, outW, outC], `geometry` as for conv2d. An index
+   * outside the kernel throws a RangeError.
+   */
+  sparsePerSampleConv2d(
+    x: Float32Array,
+    values: Float32Array,
+    index: Int32Array,
+    out: Float32Array,
+    geometry: Int32Array,
+  ): void;
+  /**
    * Training-mode batch norm over the last axis of x (`channels` wide, every other axis a batch axis):
    * overwrites y (x's size), mean and rstd (channels each). See src/engine/kernels/batch_norm_train.ts.
    */

@@ -32,7 +32,7 @@ export const MIN_FORWARD_DEPTH = 64;
 type Shape4 = [number, number, number, number];
 
 /** The addon's geometry vector, in native/blas.c's order. */
-function geometry(info: backend_util.Conv2DInfo): Int32Array {
+export function convGeometry(info: backend_util.Conv2DInfo): Int32Array {
   return Int32Array.from([
     info.batchSize,
     info.inHeight,
@@ -109,7 +109,7 @@ export function nativeConv2D(blas: NativeBlas, stock: KernelFunc): KernelFunc {
     if (!worthNative(blas, [x, filter], info, 'forward')) return stock(args);
     const backend = args.backend as BackendWasm;
     const out = backend.makeOutput(info.outShape, 'float32');
-    blas.conv2d(heap(backend, x), heap(backend, filter), heap(backend, out), geometry(info));
+    blas.conv2d(heap(backend, x), heap(backend, filter), heap(backend, out), convGeometry(info));
     return out;
   };
 }
@@ -147,7 +147,7 @@ export function nativeFusedConv2D(blas: NativeBlas, stock: KernelFunc): KernelFu
     const backend = args.backend as BackendWasm;
     const out = backend.makeOutput(info.outShape, 'float32');
     const outHeap = heap(backend, out);
-    blas.conv2d(heap(backend, x), heap(backend, filter), outHeap, geometry(info));
+    blas.conv2d(heap(backend, x), heap(backend, filter), outHeap, convGeometry(info));
     blas.biasActivation(
       outHeap,
       info.batchSize * info.outHeight * info.outWidth,
@@ -179,7 +179,7 @@ export function nativeConv2DBackpropInput(blas: NativeBlas, stock: KernelFunc): 
     if (!worthNative(blas, [dy, filter], info, 'input')) return stock(args);
     const backend = args.backend as BackendWasm;
     const dx = backend.makeOutput(info.inShape, 'float32');
-    blas.conv2dBackpropInput(heap(backend, dy), heap(backend, filter), heap(backend, dx), geometry(info));
+    blas.conv2dBackpropInput(heap(backend, dy), heap(backend, filter), heap(backend, dx), convGeometry(info));
     return dx;
   };
 }
@@ -202,7 +202,7 @@ export function nativeConv2DBackpropFilter(blas: NativeBlas, stock: KernelFunc):
     if (!worthNative(blas, [x, dy], info, 'filter')) return stock(args);
     const backend = args.backend as BackendWasm;
     const dw = backend.makeOutput(filterShape, 'float32');
-    blas.conv2dBackpropFilter(heap(backend, x), heap(backend, dy), heap(backend, dw), geometry(info));
+    blas.conv2dBackpropFilter(heap(backend, x), heap(backend, dy), heap(backend, dw), convGeometry(info));
     return dw;
   };
 }

@@ -28,6 +28,8 @@ import {
   nativePrefixMatMulGradWeight,
 } from './prefix_mat_mul.js';
 import { PrefixMatMul, PrefixMatMulGradInput, PrefixMatMulGradWeight } from '../kernels/prefix_mat_mul.js';
+import { nativeSparsePerSampleConv2d } from './sparse_per_sample_conv2d.js';
+import { SparsePerSampleConv2D } from '../kernels/sparse_per_sample_conv2d.js';
 
 export { loadNativeBlas, nativeBlasUnavailableReason, type NativeBlas } from './blas.js';
 
@@ -49,6 +51,9 @@ const OVERRIDES: Record<string, Override> = {
   [PrefixMatMul]: nativePrefixMatMul,
   [PrefixMatMulGradInput]: nativePrefixMatMulGradInput,
   [PrefixMatMulGradWeight]: nativePrefixMatMulGradWeight,
+  // Compact PAD layers' sparse per-sample convolution (src/engine/ops/sparse_per_sample_conv2d.ts); native
+  // only: without it the op scatters each sample's dense kernel and runs a dense per-sample convolution.
+  [SparsePerSampleConv2D]: nativeSparsePerSampleConv2d,
 };
 
 /** What enabling replaced: the wrapped config (null where the backend had none) and the wrapper. */
