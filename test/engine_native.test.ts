@@ -98,6 +98,7 @@ test('status: enabled with OpenBLAS, and disabling says so', { skip }, () => {
     'SortedNetPrefixMatMul',
     'SortedNetPrefixMatMulGradInput',
     'SortedNetPrefixMatMulGradWeight',
+    'SortedNetSparsePerSampleConv2D',
   ]);
   assert.match(describeNativeKernels(), /^native BLAS: on \(OpenBLAS/);
   disableNativeKernels();

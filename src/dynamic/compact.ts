@@ -162,9 +162,11 @@ export class CompactPadConv2d extends Module {
     }
     // λ_s (1 − M) ⊙ W_s, scattered from the packed values once per batch; the dynamic part
     // stays packed: α·V gives each sample's nnz values, the op applies only those.
-    const shared = (this.shape.dynamic < this.kernelSize
-      ? tf.reshape(tf.scatterND(this.staticIndex, this.staticValues, [this.kernelSize]), [k, k, cin, cout])
-      : null) as tf.Tensor4D | null;
+    const shared = (
+      this.shape.dynamic < this.kernelSize
+        ? tf.reshape(tf.scatterND(this.staticIndex, this.staticValues, [this.kernelSize]), [k, k, cin, cout])
+        : null
+    ) as tf.Tensor4D | null;
     const values = (
       dynamic > 0
         ? tf.matMul(this.attention.forward(x, temperatureOf(ctx)), this.dynamicValues) // [B, K] × [K, nnz]

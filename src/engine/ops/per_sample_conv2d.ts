@@ -35,7 +35,9 @@ export function im2col(x: tf.Tensor4D, g: ConvGeometry): tf.Tensor3D {
   const { kernel: k, stride, padding } = g;
   const [ho, wo] = outputSize(x.shape, k, g);
   if (ho < 1 || wo < 1)
-    throw new Error(`im2col: a ${k}×${k} kernel does not fit a ${x.shape[1]}×${x.shape[2]} input with '${padding}'`);
+    throw new Error(
+      `im2col: a ${k}×${k} kernel does not fit a ${x.shape[1]}×${x.shape[2]} input with '${padding}'`,
+    );
   const oneHot = tf.tile(tf.reshape(tf.eye(k * k), [k, k, 1, k * k]), [1, 1, C, 1]) as tf.Tensor4D; // [k, k, C, k²]
   const patches = tf.depthwiseConv2d(x, oneHot, stride, padding); // [B, ho, wo, C·k²]
   return tf.reshape(patches, [B, ho * wo, C * k * k]);

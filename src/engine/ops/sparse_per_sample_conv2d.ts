@@ -50,13 +50,19 @@ export function sparsePerSampleConv2d(x: tf.Tensor4D, s: SparseKernels, g: ConvG
       `${where}: values [${s.values.shape.join(', ')}] must be [${B}, ${nnz}] (batch × indexed elements)`,
     );
   if (s.index.rank !== 2 || s.index.shape[1] !== 1 || s.index.dtype !== 'int32')
-    throw new Error(`${where}: index must be int32 [nnz, 1], got ${s.index.dtype} [${s.index.shape.join(', ')}]`);
+    throw new Error(
+      `${where}: index must be int32 [nnz, 1], got ${s.index.dtype} [${s.index.shape.join(', ')}]`,
+    );
   const kernelShape = [k, k, cin, s.outChannels];
   if (s.shared && !s.shared.shape.every((d, i) => d === kernelShape[i]))
-    throw new Error(`${where}: shared kernel [${s.shared.shape.join(', ')}] must be [${kernelShape.join(', ')}]`);
+    throw new Error(
+      `${where}: shared kernel [${s.shared.shape.join(', ')}] must be [${kernelShape.join(', ')}]`,
+    );
   const [ho, wo] = outputSize(x.shape, k, g);
   if (ho < 1 || wo < 1)
-    throw new Error(`${where}: a ${k}×${k} kernel does not fit a ${x.shape[1]}×${x.shape[2]} input with '${g.padding}'`);
+    throw new Error(
+      `${where}: a ${k}×${k} kernel does not fit a ${x.shape[1]}×${x.shape[2]} input with '${g.padding}'`,
+    );
 
   if (x.dtype === 'float32' && tf.getKernel(SparsePerSampleConv2D, tf.getBackend())) {
     const base = s.shared ? tf.conv2d(x, s.shared, g.stride, g.padding) : null;
@@ -69,7 +75,8 @@ export function sparsePerSampleConv2d(x: tf.Tensor4D, s: SparseKernels, g: ConvG
     const [xIn, values] = args as tf.Tensor[];
     // Each sample's kernel as a column of [|W|, B] (scatterND writes rows), then one per-sample conv.
     const shared = s.shared ? tf.reshape(s.shared, [P, 1]) : tf.zeros([P, 1]);
-    const kernels = nnz > 0 ? tf.add(shared, tf.scatterND(s.index, tf.transpose(values), [P, B])) : tf.tile(shared, [1, B]);
+    const kernels =
+      nnz > 0 ? tf.add(shared, tf.scatterND(s.index, tf.transpose(values), [P, B])) : tf.tile(shared, [1, B]);
     const perSample = tf.reshape(tf.transpose(kernels), [B, k * k * cin, s.outChannels]) as tf.Tensor3D;
     return {
       value: perSampleConv2d(xIn as tf.Tensor4D, perSample, g),
