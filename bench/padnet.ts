@@ -2,8 +2,10 @@
  * What a compact PAD model and the MoE dispatch cost at run time, measured:
  *  1. The Fashion-MNIST PAD ResNet of `sortednet padnet` (16/32/64 channels, one block per stage,
  *     K = 4) with static, DY-Conv, PAD κ = 0.3 (masked, as trained) and PAD κ = 0.3 compact block
- *     convolutions, and the same for its largest and smallest single layer: parameters, FLOPs,
- *     median eval latency of a batch of 64.
+ *     convolutions, and the same for three of its single layers (stride 1 and 2): parameters, FLOPs
+ *     as each variant runs, median eval latency of a batch of 64. The compact model and layers are
+ *     timed twice: with the native sparse per-sample kernel, and on the portable path (that kernel
+ *     unregistered: dense per-sample kernels scattered from the packed values, as in a browser).
  *  2. A MoE FFN layer (E = 8 experts) on 2048 tokens: the dispatch (only the selected experts) at
  *     k = 1, 2, 4, 8 and with a capacity factor, against the dense formulation (every expert on
  *     every token).
@@ -18,8 +20,9 @@ import { seedStream } from '../src/nn/init.js';
 import type { ForwardContext, Module } from '../src/nn/module.js';
 import { Conv2d } from '../src/nn/conv2d.js';
 import { DynamicConv2d } from '../src/dynamic/dynamic_conv.js';
-import { PadConv2d } from '../src/dynamic/partial.js';
+import { PadConv2d, padLayers } from '../src/dynamic/partial.js';
 import { CompactPadConv2d } from '../src/dynamic/compact.js';
+import { SparsePerSampleConv2D } from '../src/engine/kernels/sparse_per_sample_conv2d.js';
 import { MoE, dispatchExperts, mixExperts } from '../src/dynamic/moe.js';
 import { partition } from '../src/dynamic/imp.js';
 import { buildModel, type SortedModel } from '../src/models/index.js';
@@ -50,6 +53,48 @@ function medians(runs: (() => tf.Tensor)[]): number[] {
   return times.map((t) => t.sort((a, b) => a - b)[Math.floor(t.length / 2)]);
 }
 
+/** `run` with the native sparse per-sample kernel unregistered: the compact layers' portable path. */
+function portable(run: () => tf.Tensor): () => tf.Tensor {
+  return () => {
+    const kernel = tf.getKernel(SparsePerSampleConv2D, 'wasm');
+    if (!kernel) return run();
+    tf.unregisterKernel(SparsePerSampleConv2D, 'wasm');
+    try {
+      return run();
+    } finally {
+      tf.registerKernel(kernel);
+    }
+  };
+}
+
+/**
+ * FLOPs per image of a masked PAD conv as it runs (as trained): DY-Conv's (the dense aggregation
+ * and per-sample convolution) plus masking each sample's kernel (M ⊙, λ_d ·, + static: 3·|W|).
+ */
+const MASKING_FLOPS_PER_ELEMENT = 3;
+
+/**
+ * The sparse part's FLOPs per image of each compact PAD conv (2·nnz per output position), read from
+ * one forward pass: the portable path runs a dense per-sample convolution instead (2·|W| per output
+ * position, what the static part's plain convolution costs), so its FLOPs are the compact ones
+ * less these.
+ */
+function sparseFlops(model: Module, forward: () => tf.Tensor): number {
+  let flops = 0;
+  const layers = model.namedModules().flatMap(([, m]) => (m instanceof CompactPadConv2d ? [m] : []));
+  for (const layer of layers) {
+    const f = layer.forward.bind(layer);
+    layer.forward = (x, out, c) => {
+      const y = f(x, out, c);
+      flops += 2 * layer.shape.dynamic * y.shape[1] * y.shape[2];
+      return y;
+    };
+  }
+  tf.tidy(() => void forward().dataSync());
+  for (const layer of layers) delete (layer as Partial<CompactPadConv2d>).forward;
+  return flops;
+}
+
 const fmt = (n: number) => n.toLocaleString('en-US');
 const row = (name: string, c: Cost, ms: number) =>
   `| ${name} | ${fmt(c.params)} | ${(c.flops / 1e6).toFixed(2)} | ${ms.toFixed(1)} |`;
@@ -78,7 +123,8 @@ async function main(): Promise<void> {
   ];
   const pad = new PadResNet(config('pad'));
   partition(pad, calibration, { kappa: 0.3, rounds: 3 });
-  models.push(['PAD κ = 0.3, masked (as trained)', pad], ['PAD κ = 0.3, compact (deployed)', pad.deploy()]);
+  const compactModel = pad.deploy();
+  models.push(['PAD κ = 0.3, masked (as trained)', pad], ['PAD κ = 0.3, compact (deployed)', compactModel]);
   console.log('\nModel (batch of 64 Fashion-MNIST images, 28×28):\n');
   console.log('| model | deployed params | MFLOPs / image | latency (ms / batch of 64) |\n|---|---|---|---|');
   models.forEach(([, m]) =>
@@ -89,34 +135,43 @@ async function main(): Promise<void> {
       calibration.map((b) => b.x),
     ),
   );
-  const modelTimes = medians(
-    models.map(
+  const modelTimes = medians([
+    ...models.map(
       ([, m]) =>
         () =>
           m.forward(x, FULL, ctx),
     ),
-  );
-  models.forEach(([name, m], i) => {
-    const params = name.includes('masked') ? m.parameterCount() : m.cost(FULL).params;
-    console.log(row(name, { ...m.cost(FULL), params }, modelTimes[i]));
-  });
+    portable(() => compactModel.forward(x, FULL, ctx)),
+  ]);
+  const maskingFlops = MASKING_FLOPS_PER_ELEMENT * padLayers(pad).reduce((n, l) => n + l.masks[0].size, 0);
+  const costs: Cost[] = [
+    models[0][1].cost(FULL),
+    models[1][1].cost(FULL),
+    { params: pad.parameterCount(), flops: models[1][1].cost(FULL).flops + maskingFlops },
+    compactModel.cost(FULL),
+  ];
+  models.forEach(([name], i) => console.log(row(name, costs[i], modelTimes[i])));
+  const portableModel = compactModel.cost(FULL);
+  portableModel.flops -= sparseFlops(compactModel, () => compactModel.forward(x, FULL, ctx));
+  console.log(row('PAD κ = 0.3, compact, portable path', portableModel, modelTimes[4]));
 
-  for (const [cin, cout, size] of [
-    [16, 16, 28],
-    [64, 64, 7],
+  for (const [cin, cout, size, stride] of [
+    [16, 16, 28, 1],
+    [32, 64, 14, 2],
+    [64, 64, 7, 1],
   ]) {
     const s = seedStream(3);
     const input = tf.randomNormal([64, size, size, cin], 0, 1, 'float32', 4) as tf.Tensor4D;
-    const plain = new Conv2d(cin, cout, 3, s);
-    const dynamic = new DynamicConv2d(cin, cout, 3, s);
-    const masked = new PadConv2d(cin, cout, 3, s);
+    const plain = new Conv2d(cin, cout, 3, s, { stride });
+    const dynamic = new DynamicConv2d(cin, cout, 3, s, { stride });
+    const masked = new PadConv2d(cin, cout, 3, s, { stride });
     const mask = tf.tidy(() =>
       tf.cast(tf.less(tf.randomUniform(masked.mask.shape, 0, 1, 'float32', 5), 0.3), 'float32'),
     );
     masked.mask.assign(mask);
     const compact = CompactPadConv2d.from(masked);
     console.log(
-      `\nOne 3×3 layer ${cin} → ${cout} channels on ${size}×${size} (batch of 64; random mask κ ≈ 0.3):\n`,
+      `\nOne 3×3 layer ${cin} → ${cout} channels on ${size}×${size}, stride ${stride} (batch of 64; random mask κ ≈ 0.3):\n`,
     );
     console.log('| layer | params | MFLOPs / image | latency (ms / batch of 64) |\n|---|---|---|---|');
     const layers: [
@@ -126,17 +181,28 @@ async function main(): Promise<void> {
     ][] = [
       ['static conv', plain, Conv2d.cost(cin, cout, 3, size, size)],
       ['DY-Conv', dynamic, dynamic.cost(size, size)],
-      ['PAD masked', masked, { ...masked.cost(size, size), params: masked.parameterCount() }],
+      [
+        'PAD masked',
+        masked,
+        {
+          params: masked.parameterCount(),
+          flops: dynamic.cost(size, size).flops + MASKING_FLOPS_PER_ELEMENT * masked.mask.size,
+        },
+      ],
       ['PAD compact', compact, compact.cost(size, size)],
     ];
-    const times = medians(
-      layers.map(
+    const times = medians([
+      ...layers.map(
         ([, layer]) =>
           () =>
             layer.forward(input, cout, ctx),
       ),
-    );
+      portable(() => compact.forward(input, cout, ctx)),
+    ]);
     layers.forEach(([name, , cost], i) => console.log(row(name, cost, times[i])));
+    const portableLayer = compact.cost(size, size);
+    portableLayer.flops -= sparseFlops(compact, () => compact.forward(input, cout, ctx));
+    console.log(row('PAD compact, portable path', portableLayer, times[4]));
     [plain, dynamic, masked, compact, input, mask].forEach((t) => t.dispose());
   }
 

@@ -5,14 +5,12 @@
  * parameters) with λ folded in. Deployed parameters of a PAD layer: |W|·(1 + (K−1)·κ) +
  * attention/router.
  *
- * The compact layers also compute less than the masked ones, and never unpack their parameters:
- *  - conv: the kernel aggregation runs on the packed dynamic values only (α·V: 2·κ·K·|W|
- *    multiply-adds instead of 2·K·|W|); each sample's kernel is assembled by two scatters (the
- *    static values once per batch, the aggregated dynamic values per sample) and applied by one
- *    per-sample convolution. Applying the static part as a separate plain convolution would add
- *    a second convolution's multiply-adds (the per-sample one is dense either way: tfjs has no
- *    sparse per-sample convolution), and a sparse (gathered) per-sample product measured far
- *    slower than the dense one on WASM, so neither is done;
+ * The compact layers never unpack their parameters, and run faster than the masked ones:
+ *  - conv: the static part runs as one plain convolution (its kernel scattered from the packed
+ *    values once per batch) and the dynamic part on the packed values only: α·V gives each
+ *    sample's nnz values (2·κ·K·|W| multiply-adds instead of 2·K·|W|) and a sparse per-sample
+ *    convolution applies just those (src/engine/ops/sparse_per_sample_conv2d.ts: native with the
+ *    addon, a scatter into dense per-sample kernels elsewhere). Inference only: a gradient throws;
  *  - MoE: the router and dispatchExperts (only the selected experts run; the static part once
  *    per token).
  * Both are built from their shape alone (the checkpoint of a deployed model fills them) or

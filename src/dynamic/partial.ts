@@ -199,18 +199,24 @@ export function maskLayout(mask: ArrayLike<number>): MaskLayout {
 /**
  * Cost of a compact PAD conv (compact.ts) with `dynamicCount` dynamic elements. Parameters: K
  * values per dynamic element, one per static element, the attention: the paper's
- * |W|(1 + (K−1)κ) + attention. FLOPs per sample, as compact.ts runs them: the aggregation over the
- * dynamic elements only (2·K·nnz, the paper's count), adding the static kernel (|W|), the
- * per-sample convolution (2·|W| per output position), the attention.
+ * |W|(1 + (K−1)κ) + attention. FLOPs per sample, as compact.ts runs them with the native kernels:
+ * the attention, the aggregation over the dynamic elements only (2·K·nnz, the paper's count), the
+ * static part as one dense convolution (2·|W| per output position: its kernel is zero at the
+ * dynamic positions, but a plain convolution multiplies them anyway) and the sparse dynamic part
+ * (2·nnz per output position). So a compact layer does (1 + κ) times a static conv's multiply-adds
+ * (plus attention and aggregation); it is faster than DY-Conv because both parts run as plain
+ * vectorised loops, not because it does fewer FLOPs. (The portable path, without the addon, runs
+ * one dense per-sample convolution instead: 2·|W| per output position.)
  */
 export function padConvCost(layer: DynamicConvShape, dynamicCount: number, h: number, w: number): Cost {
   const { kernel: k, stride, padding } = layer.geometry;
   const size = k * k * layer.inChannels * layer.outChannels;
   const attention = KernelAttention.cost(layer.inChannels, layer.kernels, layer.reduction, h, w);
   const outputs = convOutSize(h, k, stride, padding) * convOutSize(w, k, stride, padding);
+  const staticConv = dynamicCount < size ? 2 * size * outputs : 0;
   return {
     params: layer.kernels * dynamicCount + (size - dynamicCount) + attention.params,
-    flops: 2 * layer.kernels * dynamicCount + size + 2 * size * outputs + attention.flops,
+    flops: 2 * layer.kernels * dynamicCount + staticConv + 2 * dynamicCount * outputs + attention.flops,
   };
 }
 
