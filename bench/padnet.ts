@@ -18,7 +18,7 @@ import { engineDescription, initEngine } from '../src/engine/backend.js';
 import { loadDataset } from '../src/data/registry.js';
 import { seedStream } from '../src/nn/init.js';
 import type { ForwardContext, Module } from '../src/nn/module.js';
-import { Conv2d } from '../src/nn/conv2d.js';
+import { Conv2d, convOutSize } from '../src/nn/conv2d.js';
 import { DynamicConv2d } from '../src/dynamic/dynamic_conv.js';
 import { PadConv2d, padLayers } from '../src/dynamic/partial.js';
 import { CompactPadConv2d } from '../src/dynamic/compact.js';
@@ -162,6 +162,7 @@ async function main(): Promise<void> {
   ]) {
     const s = seedStream(3);
     const input = tf.randomNormal([64, size, size, cin], 0, 1, 'float32', 4) as tf.Tensor4D;
+    const outSize = convOutSize(size, 3, stride, 'same');
     const plain = new Conv2d(cin, cout, 3, s, { stride });
     const dynamic = new DynamicConv2d(cin, cout, 3, s, { stride });
     const masked = new PadConv2d(cin, cout, 3, s, { stride });
@@ -179,7 +180,7 @@ async function main(): Promise<void> {
       Module & { forward(x: tf.Tensor4D, out: number, c: ForwardContext): tf.Tensor4D },
       Cost,
     ][] = [
-      ['static conv', plain, Conv2d.cost(cin, cout, 3, size, size)],
+      ['static conv', plain, Conv2d.cost(cin, cout, 3, outSize, outSize)],
       ['DY-Conv', dynamic, dynamic.cost(size, size)],
       [
         'PAD masked',

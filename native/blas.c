@@ -828,8 +828,9 @@ static napi_value conv2d_backprop_filter(napi_env env, napi_callback_info info) 
  * padded pixels (r·sH + ph, q·sW + pw). Then a tap whose padded offset is (kh·dH, kw·dW) reads phase
  * ((kh·dH) mod sH, (kw·dW) mod sW) shifted by ((kh·dH) div sH, (kw·dW) div sW), so at every stride each element
  * is ONE contiguous axpy over the output plane (row pitch Wq = outW + ((fW−1)·dW) div sW; the columns past outW
- * are scratch, dropped when the plane is added into NHWC out). Elements are grouped by output channel so one
- * output plane stays in L1 while its elements stream past; samples are split over two threads.
+ * are scratch, dropped when the plane is added into NHWC out). Elements are grouped by output channel, and the
+ * output plane is swept in runs of up to 64 values held in AVX2 registers while the channel's elements stream
+ * past (one load and one fused multiply-add per 8 values); samples are split over two threads.
  */
 typedef struct {
   const Conv *c;
@@ -839,19 +840,56 @@ typedef struct {
   const int32_t *value; /* per element, in output-channel order: its column in values */
   const int64_t *first; /* elements of output channel co: [first[co], first[co + 1]) */
   int64_t nnz, hq, wq, b0, b1;
+  bool avx; /* the AVX2 runs, or the portable loop (no AVX2/FMA, or the direct kernels switched off) */
   bool failed;
 } SparseTask;
 
-__attribute__((target_clones("arch=haswell", "default"))) static void sparse_samples(SparseTask *t) {
+/*
+ * One run of NV·8 output values of an output channel, kept in registers while that channel's elements stream
+ * past: per element one broadcast, then NV loads and fused multiply-adds. acc gets the run.
+ */
+#define SPARSE_RUN(NV)                                                                                          \
+  __attribute__((target("avx2,fma"))) static void sparse_run_##NV(const float *planes, const int64_t *src,      \
+                                                                   const float *v, int64_t e0, int64_t e1,     \
+                                                                   int64_t j0, float *acc) {                   \
+    __m256 a[NV];                                                                                               \
+    _Pragma("GCC unroll 8") for (int k = 0; k < NV; k++) a[k] = _mm256_setzero_ps();                            \
+    for (int64_t e = e0; e < e1; e++) {                                                                         \
+      const __m256 w = _mm256_set1_ps(v[e]);                                                                    \
+      const float *s = planes + src[e] + j0;                                                                    \
+      _Pragma("GCC unroll 8") for (int k = 0; k < NV; k++) a[k] = _mm256_fmadd_ps(w, _mm256_loadu_ps(s + 8 * k), a[k]); \
+    }                                                                                                           \
+    _Pragma("GCC unroll 8") for (int k = 0; k < NV; k++) _mm256_storeu_ps(acc + j0 + 8 * k, a[k]);              \
+  }
+SPARSE_RUN(8)
+SPARSE_RUN(4)
+SPARSE_RUN(2)
+SPARSE_RUN(1)
+
+/* The same without AVX2: one element at a time over the whole run. */
+static void sparse_runs_portable(const float *planes, const int64_t *src, const float *v, int64_t e0, int64_t e1,
+                                 int64_t span, float *restrict acc) {
+  for (int64_t j = 0; j < span; j++) acc[j] = 0;
+  for (int64_t e = e0; e < e1; e++) {
+    const float w = v[e];
+    const float *restrict s = planes + src[e];
+    for (int64_t j = 0; j < span; j++) acc[j] += w * s[j];
+  }
+}
+
+static void sparse_samples(SparseTask *t) {
   const Conv *c = t->c;
   const int64_t SH = c->stride_h, SW = c->stride_w, HQ = t->hq, WQ = t->wq, OH = c->out_h, OW = c->out_w;
   const int64_t OC = c->out_c, IC = c->in_c, plane = HQ * WQ, span = (OH - 1) * WQ + OW;
-  float *planes = malloc((size_t)(IC * SH * SW * plane + span) * sizeof(float));
+  /* Runs are whole vectors: up to 7 values past the span are computed and dropped, read from the zeroed slack. */
+  const int64_t span8 = (span + 7) / 8 * 8, planes_size = IC * SH * SW * plane;
+  float *planes = malloc((size_t)(planes_size + 8 + span8 + t->nnz) * sizeof(float));
   if (planes == NULL) {
     t->failed = true;
     return;
   }
-  float *restrict acc = planes + IC * SH * SW * plane;
+  float *acc = planes + planes_size + 8, *v = acc + span8;
+  memset(planes + planes_size, 0, 8 * sizeof(float));
   for (int64_t b = t->b0; b < t->b1; b++) {
     const float *xb = t->x + b * c->in_h * c->in_w * IC;
     for (int64_t ph = 0; ph < SH; ph++)
@@ -867,25 +905,21 @@ __attribute__((target_clones("arch=haswell", "default"))) static void sparse_sam
           }
         }
       }
+    /* This sample's values in output-channel order. */
     const float *vb = t->values + b * t->nnz;
+    for (int64_t e = 0; e < t->nnz; e++) v[e] = vb[t->value[e]];
     float *ob = t->out + b * OH * OW * OC;
     for (int64_t co = 0; co < OC; co++) {
-      int64_t e = t->first[co];
-      const int64_t end = t->first[co + 1];
-      if (e == end) continue;
-      for (int64_t j = 0; j < span; j++) acc[j] = 0;
-      /* Four elements per sweep: one load and store of acc per four multiply-adds. */
-      for (; e + 4 <= end; e += 4) {
-        const float v0 = vb[t->value[e]], v1 = vb[t->value[e + 1]], v2 = vb[t->value[e + 2]], v3 = vb[t->value[e + 3]];
-        const float *restrict s0 = planes + t->src[e], *restrict s1 = planes + t->src[e + 1];
-        const float *restrict s2 = planes + t->src[e + 2], *restrict s3 = planes + t->src[e + 3];
-        for (int64_t j = 0; j < span; j++) acc[j] += v0 * s0[j] + v1 * s1[j] + v2 * s2[j] + v3 * s3[j];
-      }
-      for (; e < end; e++) {
-        const float v = vb[t->value[e]];
-        const float *restrict s = planes + t->src[e];
-        for (int64_t j = 0; j < span; j++) acc[j] += v * s[j];
-      }
+      const int64_t e0 = t->first[co], e1 = t->first[co + 1];
+      if (e0 == e1) continue;
+      if (t->avx) {
+        int64_t j = 0;
+        for (; j + 64 <= span8; j += 64) sparse_run_8(planes, t->src, v, e0, e1, j, acc);
+        if (j + 32 <= span8) sparse_run_4(planes, t->src, v, e0, e1, j, acc), j += 32;
+        if (j + 16 <= span8) sparse_run_2(planes, t->src, v, e0, e1, j, acc), j += 16;
+        if (j + 8 <= span8) sparse_run_1(planes, t->src, v, e0, e1, j, acc);
+      } else
+        sparse_runs_portable(planes, t->src, v, e0, e1, span, acc);
       for (int64_t oy = 0; oy < OH; oy++)
         for (int64_t ox = 0; ox < OW; ox++) ob[(oy * OW + ox) * OC + co] += acc[oy * WQ + ox];
     }
@@ -965,10 +999,12 @@ static napi_value sparse_per_sample_conv2d(napi_env env, napi_callback_info info
   free(next);
   const int64_t macs = c.batch * (int64_t)nnz * c.out_h * wq;
   const int n = c.batch >= 2 && macs >= DIRECT_THREAD_MACS ? DIRECT_THREADS : 1;
+  const Conv probe = {.in_c = 8, .out_c = 8};
+  const bool avx = conv_goes_direct(&probe); /* settles direct_mode: AVX2 and FMA, not switched off */
   SparseTask tasks[DIRECT_THREADS];
   for (int i = 0; i < n; i++)
     tasks[i] = (SparseTask){&c, x.data, values.data, out.data, src, value, first, (int64_t)nnz, hq, wq,
-                            c.batch * i / n, c.batch * (i + 1) / n, false};
+                            c.batch * i / n, c.batch * (i + 1) / n, avx, false};
   run_tasks(sparse_run, tasks, sizeof tasks[0], n);
   free(src), free(first), free(value);
   for (int i = 0; i < n; i++)

@@ -185,6 +185,16 @@ test(
   () => checkPath('native'),
 );
 
+test('native path without AVX2 (the direct kernels switched off) equals the same reference', { skip }, () => {
+  const before = blas!.convDirect();
+  blas!.convDirect(false);
+  try {
+    checkPath('native');
+  } finally {
+    blas!.convDirect(before);
+  }
+});
+
 test('portable path equals one dense conv2d per sample (same cases)', () => checkPath('portable'));
 
 test('a compact PAD conv on the native path equals the masked layer (stride 1 and 2)', { skip }, () => {
