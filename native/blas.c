@@ -862,9 +862,17 @@ typedef struct {
     _Pragma("GCC unroll 8") for (int k = 0; k < NV; k++) _mm256_storeu_ps(acc + j0 + 8 * k, a[k]);              \
   }
 SPARSE_RUN(8)
+SPARSE_RUN(7)
+SPARSE_RUN(6)
+SPARSE_RUN(5)
 SPARSE_RUN(4)
+SPARSE_RUN(3)
 SPARSE_RUN(2)
 SPARSE_RUN(1)
+typedef void (*SparseRunFn)(const float *, const int64_t *, const float *, int64_t, int64_t, int64_t, float *);
+/* The last run of a plane: its 1–7 remaining vectors in one pass over the elements. */
+static const SparseRunFn sparse_tail[] = {NULL,           sparse_run_1, sparse_run_2, sparse_run_3,
+                                          sparse_run_4, sparse_run_5, sparse_run_6, sparse_run_7};
 
 /* The same without AVX2: one element at a time over the whole run. */
 static void sparse_runs_portable(const float *planes, const int64_t *src, const float *v, int64_t e0, int64_t e1,
@@ -915,9 +923,7 @@ static void sparse_samples(SparseTask *t) {
       if (t->avx) {
         int64_t j = 0;
         for (; j + 64 <= span8; j += 64) sparse_run_8(planes, t->src, v, e0, e1, j, acc);
-        if (j + 32 <= span8) sparse_run_4(planes, t->src, v, e0, e1, j, acc), j += 32;
-        if (j + 16 <= span8) sparse_run_2(planes, t->src, v, e0, e1, j, acc), j += 16;
-        if (j + 8 <= span8) sparse_run_1(planes, t->src, v, e0, e1, j, acc);
+        if (j < span8) sparse_tail[(span8 - j) / 8](planes, t->src, v, e0, e1, j, acc);
       } else
         sparse_runs_portable(planes, t->src, v, e0, e1, span, acc);
       for (int64_t oy = 0; oy < OH; oy++)
