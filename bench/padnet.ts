@@ -11,7 +11,7 @@
  *     every token).
  * Weights are untrained (latency does not depend on them); IMP partitions on 4 real batches.
  *
- *   npx tsc -p . && node dist/bench/padnet.js [--reps 9]      (about 45 s; on an otherwise idle machine)
+ *   npx tsc -p . && node dist/bench/padnet.js [--reps 15]     (about 30 s; on an otherwise idle machine)
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { engineDescription, initEngine } from '../src/engine/backend.js';
