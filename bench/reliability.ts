@@ -37,7 +37,12 @@ import { CHILD_STEPS, runChild, type KillPlan } from '../test/fixtures/train_chi
 import { nonNegativeIntArg } from '../src/cli/args.js';
 import { benchCommand, parseBench } from './cli.js';
 
-const o = parseBench<{ random: number; pairs: number; only?: string; saveCost?: boolean }>(
+const {
+  random: RANDOM_KILLS,
+  pairs: PAIRS,
+  only,
+  saveCost,
+} = parseBench<{ random: number; pairs: number; only?: string; saveCost?: boolean }>(
   benchCommand('reliability', 'the crash matrix: kills, damaged files, two writers, divergence')
     .option('--random <n>', 'kills at random moments', nonNegativeIntArg, 40)
     .option('--pairs <n>', 'pairs of writers started at once on one folder', nonNegativeIntArg, 10)
@@ -51,9 +56,6 @@ const o = parseBench<{ random: number; pairs: number; only?: string; saveCost?: 
     )
     .option('--save-cost', 'only: what one checkpoint of resnet-small costs'),
 );
-const RANDOM_KILLS = o.random;
-const PAIRS = o.pairs;
-const only = o.only;
 const section = (name: string) => only === undefined || only === name;
 
 const fresh = (tag: string) => mkdtempSync(join(tmpdir(), `sortednet-matrix-${tag}-`));
@@ -74,7 +76,7 @@ const quietly = async <T>(fn: () => Promise<T>): Promise<[T | Error, string[]]> 
   }
 };
 
-if (o.saveCost) {
+if (saveCost) {
   // One checkpoint of the demo's model with its AdamW state: the price of --checkpoint-every.
   await initEngine('wasm');
   const preset = getPreset('resnet-small');

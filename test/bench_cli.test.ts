@@ -11,7 +11,7 @@ const NOT_SCRIPTS = ['cli.js', 'workloads.js', 'padnet.js'];
 const SCRIPTS = readdirSync(BENCH).filter((f) => f.endsWith('.js') && !NOT_SCRIPTS.includes(f));
 
 function bench(script: string, ...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BENCH + script, ...args], { encoding: 'utf8', timeout: 30_000 });
+  const r = spawnSync(process.execPath, [BENCH + script, ...args], { encoding: 'utf8', timeout: 20_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
