@@ -94,13 +94,15 @@ export class BatchNorm2d extends Module {
     return s && { mean: s.mean, variance: s.variance, count: s.count.dataSync()[0] };
   }
 
-  /** The sub-models this layer holds statistics for. */
+  /** The sub-models this layer holds statistics for, sorted. */
   statsKeys(): string[] {
-    return [...this.stats.keys()];
+    return [...this.stats.keys()].sort();
   }
 
+  /** By sub-model id, sorted: the order does not depend on the order of calibration or loading. */
   protected override ownStats(): ReadonlyMap<string, SubModelStats> {
-    return new Map([...this.stats].map(([key, s]) => [key, new Map(FIELDS.map((f) => [f, s[f]]))]));
+    const keys = [...this.stats.keys()].sort();
+    return new Map(keys.map((key) => [key, new Map(FIELDS.map((f) => [f, this.stats.get(key)![f]]))]));
   }
 
   protected override statsLoader(key: string, fields: SubModelStats, where: (field: string) => string) {
