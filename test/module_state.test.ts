@@ -17,7 +17,7 @@ import { PadResNet, padResNetConfig } from '../src/models/pad_resnet.js';
 import { namedBatchNorms } from '../src/nn/batchnorm.js';
 import { partition } from '../src/dynamic/imp.js';
 import { padLayers } from '../src/dynamic/partial.js';
-import { calibrateBatchNorm } from '../src/train/evaluate.js';
+import { calibrateBatchNorm } from '../src/nn/calibrate.js';
 import { extractSubModel } from '../src/sorted/extract.js';
 import { prefix } from '../src/sorted/slice.js';
 import { FULL, parseSubModel, subModelId, type SubModel } from '../src/sorted/submodel.js';
