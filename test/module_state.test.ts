@@ -14,6 +14,7 @@ import { initEngine } from '../src/engine/backend.js';
 import { buildModel, specOf, type SortedModel } from '../src/models/index.js';
 import { ResNet, resnetConfig } from '../src/models/resnet.js';
 import { PadResNet, padResNetConfig } from '../src/models/pad_resnet.js';
+import { MoETransformer, MOE_TRANSFORMER_DEFAULTS } from '../src/models/moe_transformer.js';
 import { namedBatchNorms } from '../src/nn/batchnorm.js';
 import { partition } from '../src/dynamic/imp.js';
 import { padLayers } from '../src/dynamic/partial.js';
@@ -243,6 +244,25 @@ test('compaction copies the full statistics only, and the deployed model equals 
   assertClose(evalLogits(deployed, x, FULL), evalLogits(model, x, FULL), 1e-5, 'deployed vs masked');
   model.dispose();
   deployed.dispose();
+});
+
+test('upcycling copies the parameters that match by name and shape; the stacked experts come from upcycle', () => {
+  const config = { ...MOE_TRANSFORMER_DEFAULTS, vocab: 20, dim: 8, heads: 2, ffn: 16, maxLen: 8 };
+  const dense = new MoETransformer(config, 1);
+  const moe = new MoETransformer({ ...config, ffnMode: 'moe' }, 2);
+  moe.upcycleFrom(dense); // 'blocks.0.ffn.up.weight' is [16, 8] in one, [experts, 16, 8] in the other
+  const d = dense.stateDict();
+  for (const [n, t] of moe.stateDict())
+    if (d.has(n) && d.get(n)!.rank === t.rank) assertClose(t, d.get(n)!, 0, n);
+  const up = moe.stateDict().get('blocks.0.ffn.up.weight')!;
+  assertClose(
+    tf.tidy(() => tf.slice(up, [3, 0, 0], [1, -1, -1]).squeeze([0])),
+    d.get('blocks.0.ffn.up.weight')!,
+    0,
+    'expert 3',
+  );
+  dense.dispose();
+  moe.dispose();
 });
 
 test('checkpoints store each kind of state by its state-dict name (statistics: mean, variance, count)', async () => {

@@ -335,11 +335,14 @@ export { moeShape };
 
 /**
  * Moves the non-PAD state of a model into its deployed (or upcycled) copy: every parameter
- * `target` shares by name, and the 'full' BatchNorm statistics (a compact model serves its full
- * width only). PAD layers are filled by their own `load`.
+ * `target` shares by name and shape, and the 'full' BatchNorm statistics (a compact model serves
+ * its full width only). PAD layers and stacked experts are filled by their own `load`/`upcycle`.
  */
 export function copyMatchingState(source: Module, target: Module): void {
-  target.loadStateDict(source.stateDict(['parameter', 'stats']), {
+  const own = target.stateDict(['parameter']);
+  const fits = (name: string, t: tf.Tensor) => own.get(name)?.shape.join() === t.shape.join();
+  const state = [...source.stateDict(['parameter', 'stats'])].filter(([n, t]) => !own.has(n) || fits(n, t));
+  target.loadStateDict(new Map(state), {
     kinds: ['parameter', 'stats'],
     strict: false,
     subModel: { from: 'full', to: 'full' },
