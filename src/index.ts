@@ -48,14 +48,8 @@ export { extractSubModel } from './sorted/extract.js';
 export type { ForwardContext, Mode } from './nn/module.js';
 
 // Evaluation and search-free selection.
-export {
-  evaluateGrid,
-  calibrateBatchNorm,
-  accuracy,
-  latencyMs,
-  type EvalRow,
-  type EvalOptions,
-} from './train/evaluate.js';
+export { calibrateBatchNorm } from './nn/calibrate.js';
+export { evaluateGrid, accuracy, latencyMs, type EvalRow, type EvalOptions } from './train/evaluate.js';
 export {
   resolveTrainConfig,
   defaultTrainConfig,

@@ -15,7 +15,7 @@ import { MoE } from '../src/dynamic/moe.js';
 import { PadConv2d, PadMoE, padLayers, setMask } from '../src/dynamic/partial.js';
 import { maskGradients, partition, type LabelledBatch } from '../src/dynamic/imp.js';
 import { CompactPadConv2d, CompactPadMoE } from '../src/dynamic/compact.js';
-import { calibrateBatchNorm } from '../src/train/evaluate.js';
+import { calibrateBatchNorm } from '../src/nn/calibrate.js';
 import { temperatureAt } from '../src/train/temperature.js';
 import { PadResNet, padResNetConfig, type PadResNetConfig } from '../src/models/pad_resnet.js';
 import { MoETransformer, MOE_TRANSFORMER_DEFAULTS } from '../src/models/moe_transformer.js';

@@ -19,7 +19,7 @@ import { buildModel, specOf } from '../src/models/index.js';
 import { Grid } from '../src/sorted/grid.js';
 import { FULL, subModelId } from '../src/sorted/submodel.js';
 import { extractSubModel } from '../src/sorted/extract.js';
-import { calibrateBatchNorm } from '../src/train/evaluate.js';
+import { calibrateBatchNorm } from '../src/nn/calibrate.js';
 import { resolveTrainConfig } from '../src/train/config.js';
 import { train, type StepLog } from '../src/train/trainer.js';
 import type { SequenceDataset } from '../src/data/sequences.js';
