@@ -212,3 +212,40 @@ test('training draws per-block sub-models; pick finds one under a budget', async
   assert.ok(best && best.flops <= budget && best.flops > grid.smallest.cost.flops);
   model.dispose();
 });
+
+test('MoE transformer: depth × per-block heads sub-models of a PAD-MoE model extract equal to their slice', () => {
+  const model = new MoETransformer(
+    {
+      ...MOE_TRANSFORMER_DEFAULTS,
+      vocab: 24,
+      dim: 16,
+      heads: 4,
+      ffn: 12,
+      layers: 3,
+      maxLen: 8,
+      experts: 3,
+      ffnMode: 'pad-moe',
+    },
+    5,
+  );
+  // Masks that are not all ones, so that a lost buffer would show.
+  for (const [name, b] of model.namedBuffers())
+    b.assign(tf.cast(tf.greater(tf.randomUniform(b.shape, 0, 1, 'float32', name.length), 0.5), 'float32'));
+  const grid = new Grid({ depth: [2, 3], heads: [2, 4], layers: { 'blocks.1.attn': [1, 4] } }, model);
+  const entry = grid.get('depth=2,heads=2,blocks.1.attn=1');
+  const small = extractSubModel(model, entry.sub, (c) => buildModel(specOf(model, c)) as MoETransformer);
+  assert.equal(small.family, 'moe-transformer');
+  assert.deepEqual((small as MoETransformer).config.heads, [2, 1]);
+  const x = ids(2, 8, 3);
+  assertClose(
+    small.forward(x, FULL, EVAL),
+    model.forward(x, entry.sub, EVAL),
+    1e-5,
+    'extracted MoE sub-model',
+  );
+  // Deployed cost (PAD-MoE: with the current masks), block by block.
+  assert.deepEqual(small.cost(FULL), entry.cost);
+  x.dispose();
+  small.dispose();
+  model.dispose();
+});
