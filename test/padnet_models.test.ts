@@ -93,11 +93,11 @@ test('BN calibration averages EVERY batch (each weighs the same), not only the l
   const inputs = imageBatches(3, 6, 2).map((b) => b.x);
   const single = inputs.map((x) => {
     calibrateBatchNorm(model, FULL, 'full', [x]);
-    return new Map(namedBatchNorms(model).map(([n, bn]) => [n, tf.clone(bn.stats.get('full')!.mean)]));
+    return new Map(namedBatchNorms(model).map(([n, bn]) => [n, tf.clone(bn.statsFor('full')!.mean)]));
   });
   calibrateBatchNorm(model, FULL, 'full', inputs);
   for (const [name, bn] of namedBatchNorms(model)) {
-    const s = bn.stats.get('full')!;
+    const s = bn.statsFor('full')!;
     assert.equal(s.count, 3, `${name}: batches counted`);
     tf.tidy(() => {
       const average = tf.div(tf.addN(single.map((m) => m.get(name)!)), 3);
@@ -106,7 +106,7 @@ test('BN calibration averages EVERY batch (each weighs the same), not only the l
   }
   // And calibration forgets what was there before (the key is reset first).
   calibrateBatchNorm(model, FULL, 'full', [inputs[0]]);
-  assert.equal(namedBatchNorms(model)[0][1].stats.get('full')!.count, 1);
+  assert.equal(namedBatchNorms(model)[0][1].statsFor('full')!.count, 1);
   assert.throws(() => calibrateBatchNorm(model, FULL, 'full', []), /no batches/);
   single.forEach((m) => tf.dispose([...m.values()]));
   model.dispose();

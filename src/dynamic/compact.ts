@@ -20,7 +20,6 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, type ForwardContext } from '../nn/module.js';
-import { BatchNorm2d } from '../nn/batchnorm.js';
 import type { Padding } from '../nn/conv2d.js';
 import type { Activation } from '../nn/functional.js';
 import { KernelAttention, perSampleConv2d, temperatureOf, type ConvGeometry } from './dynamic_conv.js';
@@ -37,14 +36,9 @@ import {
 } from './partial.js';
 import type { Cost } from '../sorted/cost.js';
 
-/** Copies every parameter of `from` into the same-named parameter of `to`. */
+/** Copies every parameter of `from` into the same-named parameter of `to` (same shapes). */
 function copyParameters(from: Module, to: Module): void {
-  const source = new Map(from.namedParameters());
-  for (const [name, v] of to.namedParameters()) {
-    const s = source.get(name);
-    if (!s) throw new Error(`copyParameters: source has no parameter '${name}'`);
-    v.assign(s);
-  }
+  to.loadStateDict(from.stateDict(['parameter']), { kinds: ['parameter'], where: 'copyParameters' });
 }
 
 const scalarScales = (layer: PadConv2d | PadMoE) =>
@@ -347,30 +341,18 @@ export class CompactPadMoE extends Module {
 export { moeShape };
 
 /**
- * Copies every parameter of `source` whose name and shape `target` shares, and the BatchNorm
- * statistics of same-named BatchNorm layers: moves the non-PAD state of a model into its
- * deployed copy. Returns the number of parameters copied.
+ * Moves the non-PAD state of a model into its deployed (or upcycled) copy: every parameter
+ * `target` shares by name and shape, and the 'full' BatchNorm statistics (a compact model serves
+ * its full width only). PAD layers and stacked experts are filled by their own `load`/`upcycle`.
  */
-export function copyMatchingState(source: Module, target: Module): number {
-  const params = new Map(source.namedParameters());
-  let copied = 0;
-  for (const [name, v] of target.namedParameters()) {
-    const s = params.get(name);
-    if (s && s.shape.length === v.shape.length && s.shape.every((d, i) => d === v.shape[i])) {
-      v.assign(s);
-      copied++;
-    }
-  }
-  const norms = new Map(
-    source.namedModules().filter(([, m]) => m instanceof BatchNorm2d) as [string, BatchNorm2d][],
-  );
-  for (const [name, m] of target.namedModules()) {
-    const s = norms.get(name);
-    if (!(m instanceof BatchNorm2d) || !s) continue;
-    m.resetStats();
-    for (const [key, st] of s.stats) {
-      m.stats.set(key, { mean: tf.clone(st.mean), variance: tf.clone(st.variance), count: st.count });
-    }
-  }
-  return copied;
+export function copyMatchingState(source: Module, target: Module): void {
+  const own = target.stateDict(['parameter']);
+  const fits = (name: string, t: tf.Tensor) => own.get(name)?.shape.join() === t.shape.join();
+  const state = [...source.stateDict(['parameter', 'stats'])].filter(([n, t]) => !own.has(n) || fits(n, t));
+  target.loadStateDict(new Map(state), {
+    kinds: ['parameter', 'stats'],
+    strict: false,
+    subModel: { from: 'full', to: 'full' },
+    where: 'copyMatchingState',
+  });
 }
