@@ -36,18 +36,7 @@ const lm: TransformerConfig = {
   layers: 3,
   maxLen: 12,
 };
-const cls: TransformerConfig = {
-  task: 'classify',
-  vocab: 24,
-  dim: 16,
-  heads: 4,
-  headDim: 4,
-  ffn: 32,
-  layers: 3,
-  maxLen: 10,
-  classes: 3,
-  padId: 0,
-};
+const cls: TransformerConfig = { ...lm, task: 'classify', maxLen: 10, classes: 3, padId: 0 };
 /** Block 0 with a quarter of its FFN, block 1 with one head, block 2 with 20 of 32 FFN units. */
 const mix: SubModel = { layers: { 'blocks.0.ffn': 8, 'blocks.1.attn': 1, 'blocks.2.ffn': 20 } };
 
