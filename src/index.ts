@@ -44,7 +44,7 @@ export {
 export { Grid, type GridSpec, type GridEntry } from './sorted/grid.js';
 export type { Cost } from './sorted/cost.js';
 export { SubModelSampler, type SamplerOptions } from './sorted/sample.js';
-export { extractSubModel } from './sorted/extract.js';
+export { extractSubModel } from './models/extract.js';
 export type { ForwardContext, Mode, StateKind, LoadStateOptions, LoadStateResult } from './nn/module.js';
 
 // Evaluation and search-free selection.

@@ -19,7 +19,7 @@ import { namedBatchNorms } from '../src/nn/batchnorm.js';
 import { partition } from '../src/dynamic/imp.js';
 import { padLayers } from '../src/dynamic/partial.js';
 import { calibrateBatchNorm } from '../src/nn/calibrate.js';
-import { extractSubModel } from '../src/sorted/extract.js';
+import { extractSubModel } from '../src/models/extract.js';
 import { prefix } from '../src/sorted/slice.js';
 import { FULL, parseSubModel, subModelId, type SubModel } from '../src/sorted/submodel.js';
 import { checkpointDir, loadCheckpoint, saveCalibration, saveCheckpoint } from '../src/io/checkpoint.js';

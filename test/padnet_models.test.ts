@@ -18,7 +18,7 @@ import { MoETransformer, MOE_TRANSFORMER_DEFAULTS } from '../src/models/moe_tran
 import { buildModel, specOf } from '../src/models/index.js';
 import { Grid } from '../src/sorted/grid.js';
 import { FULL, subModelId } from '../src/sorted/submodel.js';
-import { extractSubModel } from '../src/sorted/extract.js';
+import { extractSubModel } from '../src/models/extract.js';
 import { calibrateBatchNorm } from '../src/nn/calibrate.js';
 import { resolveTrainConfig } from '../src/train/config.js';
 import { train, type StepLog } from '../src/train/trainer.js';

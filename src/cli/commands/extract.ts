@@ -5,7 +5,7 @@ import { initEngine } from '../../engine/backend.js';
 import { buildModel, specOf } from '../../models/index.js';
 import { parseSubModel, subModelId, type SubModel } from '../../sorted/submodel.js';
 import { acquireRunLock } from '../../io/lock.js';
-import { extractSubModel } from '../../sorted/extract.js';
+import { extractSubModel } from '../../models/extract.js';
 import { hasCheckpoint, loadCheckpoint, saveCheckpoint } from '../../io/checkpoint.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { need } from '../args.js';

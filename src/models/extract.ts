@@ -4,8 +4,8 @@
  * "build the shrunk config, load the shared state dict sliced" — and the BatchNorm statistics of
  * that sub-model become the small model's 'full' ones.
  */
-import type { SortedModel } from '../models/model.js';
-import { FULL, subModelId, type SubModel } from './submodel.js';
+import type { SortedModel } from './model.js';
+import { FULL, subModelId, type SubModel } from '../sorted/submodel.js';
 
 export function extractSubModel<C>(
   shared: SortedModel<C>,
