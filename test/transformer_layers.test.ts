@@ -12,7 +12,7 @@ import { MoETransformer, MOE_TRANSFORMER_DEFAULTS } from '../src/models/moe_tran
 import { buildModel, specOf } from '../src/models/index.js';
 import { Grid } from '../src/sorted/grid.js';
 import { FULL, parseSubModel, type SubModel } from '../src/sorted/submodel.js';
-import { extractSubModel } from '../src/sorted/extract.js';
+import { extractSubModel } from '../src/models/extract.js';
 import { candidatesFrom, pickSubModel } from '../src/infer/pick.js';
 import { KvCache } from '../src/infer/kv_cache.js';
 import { generate } from '../src/infer/generate.js';
