@@ -23,7 +23,7 @@ import { Module, type ForwardContext } from '../nn/module.js';
 import type { Padding } from '../nn/conv2d.js';
 import type { Activation } from '../nn/functional.js';
 import { KernelAttention, perSampleConv2d, temperatureOf, type ConvGeometry } from './dynamic_conv.js';
-import { Router, dispatchExperts, type ExpertLayer, type MoEOutput } from './moe.js';
+import { Router, checkFullWidth, dispatchExperts, type ExpertLayer, type MoEOutput } from './moe.js';
 import {
   PadConv2d,
   PadMoE,
@@ -279,7 +279,14 @@ export class CompactPadMoE extends Module {
     });
   }
 
-  forward(x: tf.Tensor, ctx: ForwardContext): MoEOutput {
+  /** A block's FFN (BlockFfn): y at the experts' full width; the aux loss goes to ctx.aux. */
+  forward(x: tf.Tensor, hidden: number, ctx: ForwardContext): tf.Tensor {
+    checkFullWidth(this.shape.name, hidden, this.shape.hidden ?? this.shape.outFeatures);
+    return this.routed(x, ctx).y;
+  }
+
+  /** y with the routing (see MoE.routed). */
+  routed(x: tf.Tensor, ctx: ForwardContext): MoEOutput {
     const d = x.shape[x.rank - 1];
     if (x.rank < 2 || d !== this.shape.inFeatures) {
       throw new Error(

@@ -39,7 +39,7 @@ export const registerExtract: RegisterCommand = (program, exit) => {
 
 async function extractInto(runDir: string, out: string, sub: SubModel): Promise<void> {
   await initEngine('cpu');
-  const { model, meta } = await loadCheckpoint(runDir);
+  const { model, meta, extraFiles } = await loadCheckpoint(runDir);
   const small = extractSubModel(model, sub, (cfg) => buildModel(specOf(model, cfg)));
   saveCheckpoint(out, {
     model: small,
@@ -48,6 +48,8 @@ async function extractInto(runDir: string, out: string, sub: SubModel): Promise<
     seed: meta.seed,
     dataset: meta.dataset,
     preprocess: meta.preprocess,
+    // The files the model needs beside its weights (an LM's tokenizer) go with it.
+    extraFiles: Object.fromEntries(extraFiles),
   });
   if (existsSync(join(runDir, 'run.json'))) {
     const c = readRunJson(runDir);
