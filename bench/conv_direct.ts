@@ -6,6 +6,9 @@
  *   node dist/bench/conv_direct.js
  */
 import { loadNativeBlas, nativeBlasUnavailableReason } from '../src/engine/native/index.js';
+import { benchCommand, parseBench } from './cli.js';
+
+parseBench(benchCommand('conv_direct', "the addon's direct convolutions vs its im2col + GEMM, one process"));
 
 const blas = loadNativeBlas();
 if (!blas) {

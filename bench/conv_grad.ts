@@ -6,6 +6,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../src/engine/backend.js';
 import { stockConv2DBackpropInputWasm } from '../src/engine/kernels/conv2d_backprop_input_wasm.js';
+import { benchCommand, parseBench } from './cli.js';
+
+parseBench(benchCommand('conv_grad', "Conv2DBackpropInput on wasm: tfjs's stock kernel vs the project's"));
 
 const BATCH = 64;
 const REPEATS = 7;

@@ -9,7 +9,7 @@
  *        [--draft-depths 1,2] [--k 4] [--early-exit '1:0.9,3:0.8;2:0.8'] [--temperature 1 --top-k 50]
  *        [--out FILE.json]
  */
-import { parseArgs } from 'node:util';
+import { Option } from 'commander';
 import { writeFileSync } from 'node:fs';
 import { initEngine } from '../src/engine/backend.js';
 import { loadLm } from '../src/cli/lm_run.js';
@@ -17,42 +17,49 @@ import { readRunJson } from '../src/cli/run_folder.js';
 import { loadTextCorpus } from '../src/data/text.js';
 import { generate, type GenerateOptions, type GenerateResult } from '../src/infer/generate.js';
 import { earlyExitArg } from '../src/cli/commands/generate.js';
+import { intArg, listArg, numArg, positiveIntArg } from '../src/cli/args.js';
+import { benchCommand, parseBench } from './cli.js';
 
-const { values: a } = parseArgs({
-  options: {
-    run: { type: 'string' },
-    prompts: { type: 'string', default: '4' },
-    'prompt-tokens': { type: 'string', default: '32' },
-    tokens: { type: 'string', default: '64' },
-    repeats: { type: 'string', default: '3' },
-    'draft-depths': { type: 'string', default: '1,2' },
-    k: { type: 'string', default: '4' },
-    'early-exit': { type: 'string', default: '' },
-    temperature: { type: 'string', default: '1' },
-    'top-k': { type: 'string', default: '50' },
-    out: { type: 'string' },
-  },
-});
-if (!a.run) throw new Error('bench/decode: --run DIR (an LM run folder) is required');
-const int = (s: string | undefined, what: string) => {
-  const n = Number(s);
-  if (!Number.isInteger(n) || n < 1)
-    throw new Error(`bench/decode: --${what} '${s}' is not a positive integer`);
-  return n;
-};
-const nPrompts = int(a.prompts, 'prompts');
-const promptTokens = int(a['prompt-tokens'], 'prompt-tokens');
-const newTokens = int(a.tokens, 'tokens');
-const repeats = int(a.repeats, 'repeats');
-const k = int(a.k, 'k');
-const draftDepths = a['draft-depths']!.split(',').map((d) => int(d, 'draft-depths'));
-const temperature = Number(a.temperature);
-const topK = Number(a['top-k']);
+const a = parseBench<{
+  run: string;
+  prompts: number;
+  promptTokens: number;
+  tokens: number;
+  repeats: number;
+  draftDepths: number[];
+  k: number;
+  earlyExit?: ReturnType<typeof earlyExitArg>[];
+  temperature: number;
+  topK: number;
+  out?: string;
+}>(
+  benchCommand('decode', 'decoding speed of a trained sorted LM, every mode in one harness')
+    .requiredOption('--run <dir>', 'an LM run folder (required)')
+    .option('--prompts <n>', 'prompts (windows of the validation text)', positiveIntArg, 4)
+    .option('--prompt-tokens <n>', 'tokens per prompt', positiveIntArg, 32)
+    .option('--tokens <n>', 'new tokens per prompt', positiveIntArg, 64)
+    .option('--repeats <n>', 'timed repeats (the median is reported)', positiveIntArg, 3)
+    .addOption(
+      new Option('--draft-depths <list>', 'draft depths of speculative decoding')
+        .argParser(listArg(positiveIntArg))
+        .default([1, 2], '1,2'),
+    )
+    .option('--k <n>', 'draft tokens per round', positiveIntArg, 4)
+    .option(
+      '--early-exit <modes>',
+      "early-exit modes, ';' between modes, DEPTH:THRESHOLD,… each (default: H:0.9;H:0.7;1:0.9,H:0.8, H = half the layers)",
+      (v: string) => v.split(';').map(earlyExitArg),
+    )
+    .option('--temperature <t>', 'temperature of the sampling modes', numArg, 1)
+    .option('--top-k <k>', 'top-k of the sampling modes', intArg, 50)
+    .option('--out <file>', 'also write the results as JSON'),
+);
+const { prompts: nPrompts, promptTokens, tokens: newTokens, repeats, k, draftDepths, temperature, topK } = a;
 
 await initEngine('wasm');
 const { model, tokenizer } = await loadLm(a.run);
 const L = model.config.layers;
-const earlyExits = (a['early-exit'] || defaultEarlyExits(L)).split(';').map(earlyExitArg);
+const earlyExits = a.earlyExit ?? defaultEarlyExits(L).split(';').map(earlyExitArg);
 
 function defaultEarlyExits(layers: number): string {
   const half = Math.max(1, Math.floor(layers / 2));

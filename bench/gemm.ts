@@ -13,6 +13,17 @@ import {
   disableNativeKernels,
   enableNativeKernels,
 } from '../src/engine/native/index.js';
+import { positiveIntArg } from '../src/cli/args.js';
+import { benchCommand, parseBench } from './cli.js';
+
+const { reps: minReps } = parseBench<{ reps: number }>(
+  benchCommand('gemm', 'matmul GFLOP/s: tfjs cpu, tfjs wasm, wasm + the native OpenBLAS kernels').option(
+    '--reps <n>',
+    'timed runs per product at least (the cpu backend: at most 3)',
+    positiveIntArg,
+    5,
+  ),
+);
 
 interface Case {
   name: string;
@@ -81,8 +92,6 @@ function measure(c: Case, reps: number): { gflops: number; reps: number } {
 }
 
 async function main(): Promise<void> {
-  const repsFlag = process.argv.indexOf('--reps');
-  const minReps = repsFlag >= 0 ? Number(process.argv[repsFlag + 1]) : 5;
   const results = new Map<string, { gflops: number; reps: number }>();
   for (const path of PATHS) {
     try {
@@ -123,7 +132,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exit(1);
-});
+await main();

@@ -11,7 +11,9 @@ import { disableNativeKernels, enableNativeKernels, loadNativeBlas } from '../sr
 import { stockSliceWasm } from '../src/engine/kernels/slice_wasm.js';
 import { stockBatchMatMulWasm } from '../src/engine/kernels/batch_mat_mul_wasm.js';
 import { BatchNormTrain, BatchNormTrainGrad } from '../src/engine/kernels/batch_norm_train.js';
+import { benchCommand, parseBench } from './cli.js';
 
+parseBench(benchCommand('kernels', "the project's kernels vs the ones they replace, one process"));
 await initEngine('wasm', { native: false });
 
 function medianMs(fn: () => void, reps = 15): number {

@@ -28,7 +28,8 @@ import { partition } from '../src/dynamic/imp.js';
 import { buildModel, type SortedModel } from '../src/models/index.js';
 import { PadResNet, padResNetConfig, type ConvMode } from '../src/models/pad_resnet.js';
 import { FULL } from '../src/sorted/submodel.js';
-import { calibrateBatchNorm, labelledBatches } from '../src/train/evaluate.js';
+import { labelledBatches } from '../src/train/evaluate.js';
+import { calibrateBatchNorm } from '../src/nn/calibrate.js';
 import type { Cost } from '../src/sorted/cost.js';
 
 const repsArg = process.argv.indexOf('--reps');

@@ -6,24 +6,38 @@
  *   node dist/bench/profile_step.js resnet [width]          (the bench's sorted ResNet, batch 64; default 1)
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { Argument } from 'commander';
 import { initEngine, engineDescription } from '../src/engine/backend.js';
+import { numArg } from '../src/cli/args.js';
+import { UsageError } from '../src/cli/errors.js';
 import { byteLm, cyclicLabels, mnistResNet, sgdStep } from './workloads.js';
+import { benchCommand, parseBench } from './cli.js';
 
-const [what = 'transformer', arg] = process.argv.slice(2);
-if (what !== 'transformer' && what !== 'resnet') {
-  console.error(`profile_step: unknown model '${what}'; use transformer or resnet`);
-  process.exit(2);
-}
+const command = benchCommand('profile_step', "where a training step's time goes (tf.profile, by kernel)")
+  .addArgument(
+    new Argument('[model]', 'the workload').choices(['transformer', 'resnet']).default('transformer'),
+  )
+  .addArgument(
+    new Argument('[size]', 'transformer: batch; resnet: width in (0, 1] (batch 64)')
+      .argParser(numArg)
+      .default(1),
+  );
+parseBench(command);
+const [what, size] = command.processedArgs as ['transformer' | 'resnet', number];
+if (what === 'transformer' && !(Number.isInteger(size) && size >= 1))
+  throw new UsageError(`the transformer's batch must be a positive integer, not ${size}`);
+if (what === 'resnet' && !(size > 0 && size <= 1))
+  throw new UsageError(`the ResNet's width must be in (0, 1], not ${size}`);
+const arg = command.args[1];
 await initEngine('wasm');
 
 let vars: tf.Variable[];
 let loss: () => tf.Scalar;
 if (what === 'transformer') {
-  const work = byteLm(Number(arg ?? 1));
+  const work = byteLm(size);
   vars = work.lm.trainableVariables();
   loss = work.loss;
 } else {
-  const width = Number(arg ?? 1);
   const net = mnistResNet();
   const img = tf.randomNormal([64, 28, 28, 1]);
   const labels = cyclicLabels(64);
@@ -31,7 +45,7 @@ if (what === 'transformer') {
   loss = () =>
     tf.losses.softmaxCrossEntropy(
       labels,
-      net.forward(img, { width }, { mode: 'train', key: 'w' }),
+      net.forward(img, { width: size }, { mode: 'train', key: 'w' }),
     ) as tf.Scalar;
 }
 

@@ -8,6 +8,7 @@
  *   node dist/bench/reliability.js --save-cost     only: what one checkpoint of resnet-small costs
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { Option } from 'commander';
 import {
   cpSync,
   existsSync,
@@ -33,12 +34,28 @@ import { buildModel } from '../src/models/index.js';
 import { getPreset } from '../src/cli/presets.js';
 import { sha256Hex } from '../src/io/sha256.js';
 import { CHILD_STEPS, runChild, type KillPlan } from '../test/fixtures/train_child.js';
+import { nonNegativeIntArg } from '../src/cli/args.js';
+import { benchCommand, parseBench } from './cli.js';
 
-const arg = (name: string, fallback: number) =>
-  process.argv.includes(name) ? Number(process.argv[process.argv.indexOf(name) + 1]) : fallback;
-const RANDOM_KILLS = arg('--random', 40);
-const PAIRS = arg('--pairs', 10);
-const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
+const {
+  random: RANDOM_KILLS,
+  pairs: PAIRS,
+  only,
+  saveCost,
+} = parseBench<{ random: number; pairs: number; only?: string; saveCost?: boolean }>(
+  benchCommand('reliability', 'the crash matrix: kills, damaged files, two writers, divergence')
+    .option('--random <n>', 'kills at random moments', nonNegativeIntArg, 40)
+    .option('--pairs <n>', 'pairs of writers started at once on one folder', nonNegativeIntArg, 10)
+    .addOption(
+      new Option('--only <section>', 'run one section only (default: all)').choices([
+        'kills',
+        'damage',
+        'pairs',
+        'nan',
+      ]),
+    )
+    .option('--save-cost', 'only: what one checkpoint of resnet-small costs'),
+);
 const section = (name: string) => only === undefined || only === name;
 
 const fresh = (tag: string) => mkdtempSync(join(tmpdir(), `sortednet-matrix-${tag}-`));
@@ -59,7 +76,7 @@ const quietly = async <T>(fn: () => Promise<T>): Promise<[T | Error, string[]]> 
   }
 };
 
-if (process.argv.includes('--save-cost')) {
+if (saveCost) {
   // One checkpoint of the demo's model with its AdamW state: the price of --checkpoint-every.
   await initEngine('wasm');
   const preset = getPreset('resnet-small');

@@ -24,8 +24,14 @@ import { seedStream } from '../src/nn/init.js';
 import { byteLm, cyclicLabels, mnistResNet, sgdStep } from './workloads.js';
 import { Grid } from '../src/sorted/grid.js';
 import type { SubModel } from '../src/sorted/submodel.js';
+import { benchCommand, parseBench } from './cli.js';
 
-const quick = process.argv.includes('--quick');
+const { quick } = parseBench<{ quick?: boolean }>(
+  benchCommand(
+    'run',
+    'the benchmark suite (npm run bench): this project vs PyTorch CPU on the same shapes',
+  ).option('--quick', 'fewer repetitions'),
+);
 const REPS = quick ? 3 : 7;
 
 function medianMs(fn: () => void, reps = REPS, warmup = 2): number {

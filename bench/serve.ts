@@ -14,30 +14,40 @@
  */
 import autocannon from 'autocannon';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { parseArgs } from 'node:util';
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { Option } from 'commander';
+import { listArg, numArg, positiveIntArg } from '../src/cli/args.js';
+import { benchCommand, parseBench } from './cli.js';
 
-const { values } = parseArgs({
-  options: {
-    run: { type: 'string' },
-    'target-p99-ms': { type: 'string' },
-    rates: { type: 'string' },
-    duration: { type: 'string' },
-    connections: { type: 'string' },
-    capacity: { type: 'string' },
-    warmup: { type: 'string' },
-    out: { type: 'string' },
-  },
-});
-if (!values.run) throw new Error('bench/serve: give --run DIR (a trained, evaluated classifier run)');
+const values = parseBench<{
+  run: string;
+  targetP99Ms: number;
+  rates: number[];
+  duration: number;
+  warmup: number;
+  connections: number;
+  capacity?: number;
+  out?: string;
+}>(
+  benchCommand('serve', 'load test of `sortednet serve`: fixed-full vs adaptive at the same offered rates')
+    .requiredOption('--run <dir>', 'a trained, evaluated classifier run (required)')
+    .option('--target-p99-ms <ms>', "the adaptive server's p99 target", numArg, 50)
+    .addOption(
+      new Option('--rates <list>', "offered rates, as fractions of the full model's capacity")
+        .argParser(listArg(numArg))
+        .default([0.5, 1, 1.5, 2], '0.5,1,1.5,2'),
+    )
+    .option('--duration <s>', 'measured seconds per rate and mode', numArg, 10)
+    .option('--warmup <s>', 'unmeasured seconds at the rate first', numArg, 3)
+    .option('--connections <n>', 'autocannon connections', positiveIntArg, 100)
+    .option('--capacity <req/s>', "the full model's capacity (default: probed, closed loop)", numArg)
+    .option('--out <file>', 'also write the results as JSON'),
+);
 const runDir = values.run;
-const target = Number(values['target-p99-ms'] ?? 50);
-const rates = (values.rates ?? '0.5,1,1.5,2').split(',').map(Number);
-const duration = Number(values.duration ?? 10);
-const connections = Number(values.connections ?? 100);
-const warmup = Number(values.warmup ?? 3);
+const target = values.targetP99Ms;
+const { rates, duration, connections, warmup } = values;
 const cli = fileURLToPath(new URL('../../bin/sortednet.js', import.meta.url));
 
 interface Served {
@@ -127,7 +137,7 @@ const MODES = { 'fixed-full': ['--sub', 'full'], adaptive: ['--target-p99-ms', S
 // 1. Capacity of the full model: closed loop, as many requests as it answers.
 const probe = await serve(MODES['fixed-full']);
 const payload = await body(probe.url);
-let capacity = Number(values.capacity ?? NaN);
+let capacity = values.capacity ?? NaN;
 if (!(capacity > 0)) {
   await load(probe.url, payload, undefined, 2); // warm-up
   capacity = (await load(probe.url, payload, undefined, 5)).requests.average;

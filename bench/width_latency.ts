@@ -5,18 +5,22 @@
  *   npm run build && node dist/bench/width_latency.js [--backend wasm|cpu] [--batch 64]
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { parseArgs } from 'node:util';
-import { initEngine, parseBackend } from '../src/engine/backend.js';
+import { Option } from 'commander';
+import { BACKENDS, initEngine, type BackendName } from '../src/engine/backend.js';
+import { positiveIntArg } from '../src/cli/args.js';
 import { Mlp } from '../src/models/mlp.js';
 import { ResNet, resnetConfig } from '../src/models/resnet.js';
 import type { SortedModel } from '../src/models/model.js';
+import { benchCommand, parseBench } from './cli.js';
 
-const { values } = parseArgs({
-  options: { backend: { type: 'string' }, batch: { type: 'string' }, reps: { type: 'string' } },
-});
-const backend = await initEngine(parseBackend(values.backend ?? 'wasm'));
-const batch = Number(values.batch ?? 64);
-const reps = Number(values.reps ?? 15);
+const o = parseBench<{ backend: BackendName; batch: number; reps: number }>(
+  benchCommand('width_latency', 'forward latency of sub-models at widths 25/50/75/100% (MLP, CNN)')
+    .addOption(new Option('--backend <name>', 'the engine').choices(BACKENDS).default('wasm'))
+    .option('--batch <n>', 'batch size', positiveIntArg, 64)
+    .option('--reps <n>', 'timed forward passes (the median is reported)', positiveIntArg, 15),
+);
+const backend = await initEngine(o.backend);
+const { batch, reps } = o;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

@@ -44,18 +44,12 @@ export {
 export { Grid, type GridSpec, type GridEntry } from './sorted/grid.js';
 export type { Cost } from './sorted/cost.js';
 export { SubModelSampler, type SamplerOptions } from './sorted/sample.js';
-export { extractSubModel } from './sorted/extract.js';
-export type { ForwardContext, Mode } from './nn/module.js';
+export { extractSubModel } from './models/extract.js';
+export type { ForwardContext, Mode, StateKind, LoadStateOptions, LoadStateResult } from './nn/module.js';
 
 // Evaluation and search-free selection.
-export {
-  evaluateGrid,
-  calibrateBatchNorm,
-  accuracy,
-  latencyMs,
-  type EvalRow,
-  type EvalOptions,
-} from './train/evaluate.js';
+export { calibrateBatchNorm } from './nn/calibrate.js';
+export { evaluateGrid, accuracy, latencyMs, type EvalRow, type EvalOptions } from './train/evaluate.js';
 export {
   resolveTrainConfig,
   defaultTrainConfig,

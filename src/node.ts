@@ -8,7 +8,15 @@ export { loadModel } from './deploy/load_node.js';
 export { engineDescription } from './engine/backend.js';
 export { loadLm } from './infer/load_lm.js';
 export { loadTextCorpus, loadSotu, type TextCorpus } from './data/text.js';
-export { train, type TrainOptions, type TrainResult, type StepLog } from './train/trainer.js';
+export {
+  train,
+  DivergenceError,
+  type TrainOptions,
+  type TrainResult,
+  type TrainState,
+  type StepLog,
+} from './train/trainer.js';
+export { trainRun, type RunOptions } from './run/train_run.js';
 export {
   saveCheckpoint,
   loadCheckpoint,

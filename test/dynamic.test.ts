@@ -15,7 +15,7 @@ import { MoE } from '../src/dynamic/moe.js';
 import { PadConv2d, PadMoE, padLayers, setMask } from '../src/dynamic/partial.js';
 import { maskGradients, partition, type LabelledBatch } from '../src/dynamic/imp.js';
 import { CompactPadConv2d, CompactPadMoE } from '../src/dynamic/compact.js';
-import { calibrateBatchNorm } from '../src/train/evaluate.js';
+import { calibrateBatchNorm } from '../src/nn/calibrate.js';
 import { temperatureAt } from '../src/train/temperature.js';
 import { PadResNet, padResNetConfig, type PadResNetConfig } from '../src/models/pad_resnet.js';
 import { MoETransformer, MOE_TRANSFORMER_DEFAULTS } from '../src/models/moe_transformer.js';
@@ -246,7 +246,7 @@ test('mismatched shapes give clear errors', () => {
   const pad = new PadConv2d(3, 4, 3, seedStream(1));
   assert.throws(() => setMask(pad.mask, [1, 0, 1], 'pad'), /mask has 108 elements/);
   const moe = new MoE(4, 4, seedStream(1), { experts: 4, hidden: 8 });
-  assert.throws(() => moe.forward(randn([3, 5], 1), evalCtx), /input must be \[\.\.\., 4\]/);
+  assert.throws(() => moe.routed(randn([3, 5], 1), evalCtx), /input must be \[\.\.\., 4\]/);
   assert.throws(
     () => moe.upcycle(new FeedForward(4, 6, seedStream(2))),
     /dense weight \[6, 4\] != expert weight \[8, 4\]/,
@@ -300,7 +300,7 @@ test('MoE: dense formulation equals Σ_e gate_e · expert_e(x) token by token', 
   moe.router.gate.assign(randn([5, 4], 3));
   const x = randn([7, 5], 4) as tf.Tensor2D;
   tf.tidy(() => {
-    const { y, routerLogits } = moe.forward(x, evalCtx);
+    const { y, routerLogits } = moe.routed(x, evalCtx);
     const gates = moe.router.forward(x, evalCtx).gates.arraySync();
     const rows: tf.Tensor[] = [];
     for (let n = 0; n < 7; n++) {
@@ -335,13 +335,13 @@ test('MoE: aux loss is non-zero with non-zero router gradients at initialisation
   const x = randn([16, 6], 6);
   const ctx: ForwardContext = { mode: 'train', key: 'full', seed: seedStream(9) };
   const router = [moe.router.gate, moe.router.noise!];
-  const { value, grads } = tf.variableGrads(() => moe.forward(x, ctx).auxLoss, router);
+  const { value, grads } = tf.variableGrads(() => moe.routed(x, ctx).auxLoss, router);
   assert.ok(value.dataSync()[0] > 0, 'aux loss > 0');
   for (const v of router)
     assert.ok(tf.tidy(() => tf.sum(tf.abs(grads[v.name])).dataSync()[0]) > 0, `∂aux/∂${v.name} ≠ 0`);
   // The task loss reaches the router too (through the top-k softmax), even at W_g = 0.
   const task = tf.variableGrads(
-    () => tf.sum(tf.square(moe.forward(x, evalCtx).y)) as tf.Scalar,
+    () => tf.sum(tf.square(moe.routed(x, evalCtx).y)) as tf.Scalar,
     [moe.router.gate],
   );
   assert.ok(
@@ -349,7 +349,7 @@ test('MoE: aux loss is non-zero with non-zero router gradients at initialisation
     '∂task/∂W_g ≠ 0',
   );
   // In eval mode (no noise) every token ties on the same experts: a large aux loss to push against.
-  assert.ok(tf.tidy(() => moe.forward(x, evalCtx).auxLoss.dataSync()[0]) > 0.01);
+  assert.ok(tf.tidy(() => moe.routed(x, evalCtx).auxLoss.dataSync()[0]) > 0.01);
   moe.dispose();
 });
 
@@ -381,13 +381,13 @@ test('MoE upcycled from a dense FFN equals it; PAD-MoE M = 1 equals MoE, M = 0 e
   moe.upcycle(dense);
   moe.router.gate.assign(randn([6, 4], 8));
   const x = randn([2, 5, 6], 7);
-  tf.tidy(() => assertClose(moe.forward(x, evalCtx).y, dense.forward(x), 1e-5, 'upcycled MoE vs dense'));
+  tf.tidy(() => assertClose(moe.routed(x, evalCtx).y, dense.forward(x), 1e-5, 'upcycled MoE vs dense'));
 
   const pad = new PadMoE(6, 6, seedStream(4), { experts: 4, hidden: 10 });
   const src = new Map(moe.namedParameters());
   for (const [name, v] of pad.moe.namedParameters()) v.assign(src.get(name)!);
   tf.tidy(() =>
-    assertClose(pad.forward(x, evalCtx).y, moe.forward(x, evalCtx).y, 1e-6, 'PAD-MoE M = 1, φ = 0'),
+    assertClose(pad.routed(x, evalCtx).y, moe.routed(x, evalCtx).y, 1e-6, 'PAD-MoE M = 1, φ = 0'),
   );
 
   // Linear experts, M = 0, zero biases: y = x (λ_s W_s)ᵀ whatever the routing.
@@ -404,7 +404,7 @@ test('MoE upcycled from a dense FFN equals it; PAD-MoE M = 1 equals MoE, M = 0 e
       false,
       true,
     );
-    assertClose(tf.reshape(linear.forward(x, evalCtx).y, [10, 3]), reference, 1e-5, 'PAD-MoE M = 0');
+    assertClose(tf.reshape(linear.routed(x, evalCtx).y, [10, 3]), reference, 1e-5, 'PAD-MoE M = 0');
   });
   [dense, moe, pad, linear].forEach((m) => m.dispose());
 });
@@ -446,7 +446,7 @@ test('PAD-MoE transformer: IMP keeps κ, the compact model equals the masked one
     assertClose(auxB.total(), auxA.total(), 1e-6, 'aux loss');
     assert.ok(auxA.total().dataSync()[0] > 0, 'the MoE layers put their aux losses in ctx.aux');
   });
-  assert.equal(deployed.parameterCount(), deployed.cost().params);
+  assert.equal(deployed.parameterCount(), deployed.cost(FULL).params);
   model.dispose();
   deployed.dispose();
 });

@@ -7,7 +7,7 @@ import { Mlp } from '../src/models/mlp.js';
 import { Grid } from '../src/sorted/grid.js';
 import { train, type StepLog } from '../src/train/trainer.js';
 import { resolveTrainConfig } from '../src/train/config.js';
-import { extractSubModel } from '../src/sorted/extract.js';
+import { extractSubModel } from '../src/models/extract.js';
 import { candidatesFrom, pickSubModel } from '../src/infer/pick.js';
 import { loadMnist } from '../src/data/mnist.js';
 import { subset } from '../src/data/dataset.js';

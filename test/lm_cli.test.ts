@@ -10,6 +10,8 @@ import { loadMobyDick, loadTextCorpus } from '../src/data/text.js';
 import { runGenerate, loadLm } from '../src/cli/lm_run.js';
 import { earlyExitArg } from '../src/cli/commands/generate.js';
 import { generate } from '../src/infer/generate.js';
+import { parseSubModel } from '../src/sorted/submodel.js';
+import * as tf from '@tensorflow/tfjs-core';
 
 let dir: string;
 let run: string;
@@ -92,6 +94,37 @@ test('generate streams text: greedy = speculative greedy, sampling is seeded', a
     return out;
   };
   assert.equal(await sampled(1), await sampled(1));
+});
+
+test("an extracted Mix'n'Match LM (per-block widths) keeps its tokenizer and generates what the slice does", async () => {
+  const sub = 'blocks.0.ffn=16,blocks.2.attn=1';
+  const small = join(dir, 'small');
+  const log = console.log;
+  console.log = () => {};
+  try {
+    assert.equal(await main(['extract', '--run', run, '--sub', sub, '--out', small]), 0);
+  } finally {
+    console.log = log;
+  }
+  const got = await loadLm(small);
+  assert.deepEqual(got.model.config.ffn, [16, 64, 64]);
+  const { model, tokenizer } = await loadLm(run);
+  const prompt = tokenizer.encode('Call me');
+  const tokens = [...prompt];
+  for (let i = 0; i < 6; i++) {
+    const logits = model.forward(tf.tensor2d(tokens, [1, tokens.length], 'int32'), parseSubModel(sub), {
+      mode: 'eval',
+      key: sub,
+    });
+    tokens.push(
+      tf.tidy(() => tf.argMax(tf.slice(logits, [0, tokens.length - 1, 0], [1, 1, -1]), -1).dataSync()[0]),
+    );
+    logits.dispose();
+  }
+  const out = generate(got.model, prompt, { maxNewTokens: 6, temperature: 0 });
+  assert.deepEqual(out.tokens, tokens.slice(prompt.length));
+  model.dispose();
+  got.model.dispose();
 });
 
 test('LM inputs are checked with clear messages', async () => {

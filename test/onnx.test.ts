@@ -142,7 +142,9 @@ test('onnx: transformer classifier (padding, any length ≤ maxLen) and LM (caus
         tf.slice(t, [1, 0], [n - 1, T]),
       ]);
     });
-  for (const sub of [FULL, { depth: 2, heads: 2, ffn: 0.5, embed: 0.5 }]) {
+  // The last: per-block heads and FFN widths (Mix'n'Match), exported at each block's own widths.
+  const mix = { depth: 3, layers: { 'blocks.0.ffn': 16, 'blocks.1.attn': 1, 'blocks.2.ffn': 40 } };
+  for (const sub of [FULL, { depth: 2, heads: 2, ffn: 0.5, embed: 0.5 }, mix]) {
     await roundTrip(cls, sub, ids(3, 16, 50, 1));
     await roundTrip(cls, sub, ids(2, 9, 50, 2));
   }

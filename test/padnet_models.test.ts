@@ -18,8 +18,8 @@ import { MoETransformer, MOE_TRANSFORMER_DEFAULTS } from '../src/models/moe_tran
 import { buildModel, specOf } from '../src/models/index.js';
 import { Grid } from '../src/sorted/grid.js';
 import { FULL, subModelId } from '../src/sorted/submodel.js';
-import { extractSubModel } from '../src/sorted/extract.js';
-import { calibrateBatchNorm } from '../src/train/evaluate.js';
+import { extractSubModel } from '../src/models/extract.js';
+import { calibrateBatchNorm } from '../src/nn/calibrate.js';
 import { resolveTrainConfig } from '../src/train/config.js';
 import { train, type StepLog } from '../src/train/trainer.js';
 import type { SequenceDataset } from '../src/data/sequences.js';
@@ -93,11 +93,11 @@ test('BN calibration averages EVERY batch (each weighs the same), not only the l
   const inputs = imageBatches(3, 6, 2).map((b) => b.x);
   const single = inputs.map((x) => {
     calibrateBatchNorm(model, FULL, 'full', [x]);
-    return new Map(namedBatchNorms(model).map(([n, bn]) => [n, tf.clone(bn.stats.get('full')!.mean)]));
+    return new Map(namedBatchNorms(model).map(([n, bn]) => [n, tf.clone(bn.statsFor('full')!.mean)]));
   });
   calibrateBatchNorm(model, FULL, 'full', inputs);
   for (const [name, bn] of namedBatchNorms(model)) {
-    const s = bn.stats.get('full')!;
+    const s = bn.statsFor('full')!;
     assert.equal(s.count, 3, `${name}: batches counted`);
     tf.tidy(() => {
       const average = tf.div(tf.addN(single.map((m) => m.get(name)!)), 3);
@@ -106,7 +106,7 @@ test('BN calibration averages EVERY batch (each weighs the same), not only the l
   }
   // And calibration forgets what was there before (the key is reset first).
   calibrateBatchNorm(model, FULL, 'full', [inputs[0]]);
-  assert.equal(namedBatchNorms(model)[0][1].stats.get('full')!.count, 1);
+  assert.equal(namedBatchNorms(model)[0][1].statsFor('full')!.count, 1);
   assert.throws(() => calibrateBatchNorm(model, FULL, 'full', []), /no batches/);
   single.forEach((m) => tf.dispose([...m.values()]));
   model.dispose();

@@ -25,13 +25,8 @@ import { Mlp } from '../src/models/mlp.js';
 import { ResNet, resnetConfig } from '../src/models/resnet.js';
 import { Grid } from '../src/sorted/grid.js';
 import { namedBatchNorms } from '../src/nn/batchnorm.js';
-import {
-  train,
-  DivergenceError,
-  MAX_CONSECUTIVE_SKIPS,
-  truncateLog,
-  planStep,
-} from '../src/train/trainer.js';
+import { train, DivergenceError, MAX_CONSECUTIVE_SKIPS, planStep } from '../src/train/trainer.js';
+import { trainRun, truncateLog } from '../src/run/train_run.js';
 import { resolveTrainConfig } from '../src/train/config.js';
 import { evaluateGrid } from '../src/train/evaluate.js';
 import { loadMnist } from '../src/data/mnist.js';
@@ -189,7 +184,7 @@ test('divergence: a non-finite loss stops training, the last good checkpoint sta
   console.warn = () => {};
   let err: unknown;
   try {
-    await train(model, grid, data, config, { runDir });
+    await trainRun(runDir, model, grid, data, config);
   } catch (e) {
     err = e;
   } finally {
@@ -238,8 +233,8 @@ test('eval between a kill and --resume: resume is still exact (eval never rewrit
   const dirB = fresh('eval-b');
   const a = new ResNet(cfg, 2);
   const grid = new Grid({ depth: [2], width: [0.5, 1] }, a);
-  await train(a, grid, data, config, { runDir: dirA });
-  await train(new ResNet(cfg, 2), grid, data, config, { runDir: dirB, stopAfter: 3 });
+  await trainRun(dirA, a, grid, data, config);
+  await trainRun(dirB, new ResNet(cfg, 2), grid, data, config, { stopAfter: 3 });
   // What `sortednet eval` does: load, recalibrate BN per sub-model, keep the statistics.
   const { model } = await loadCheckpoint(dirB);
   const test = subset(loadMnist().test, 64, 2);
@@ -248,10 +243,10 @@ test('eval between a kill and --resume: resume is still exact (eval never rewrit
   assert.ok(existsSync(calibrated));
   // Inference loads the calibrated statistics; resuming does not.
   const statsOf = async (calibrated: boolean) =>
-    namedBatchNorms((await loadCheckpoint(dirB, undefined, { calibrated })).model)[0][1].stats.size;
+    namedBatchNorms((await loadCheckpoint(dirB, undefined, { calibrated })).model)[0][1].statsKeys().length;
   assert.equal(await statsOf(true), grid.size);
   assert.equal(await statsOf(false), 0);
-  await train(new ResNet(cfg, 2), grid, data, config, { runDir: dirB, resume: true });
+  await trainRun(dirB, new ResNet(cfg, 2), grid, data, config, { resume: true });
   assert.deepEqual(finalFiles(dirB), finalFiles(dirA));
 });
 
@@ -277,7 +272,7 @@ test('malformed checkpoint files: errors name the file and what is wrong', async
   replace('model.safetensors', encodeSafetensors(asI32));
   await assert.rejects(
     loadCheckpoint(runDir),
-    /model\.safetensors: parameter 'layers\.0\.\w+' is I32; weights must be F32/,
+    /model\.safetensors: parameter 'layers\.0\.\w+' is int32, the model's is float32/,
   );
 
   const nullHeader = new Uint8Array(16);
@@ -348,14 +343,14 @@ test('interrupted saves: latest missing or pointing nowhere falls back with a me
   const fresh2 = join(runDir, 'fresh');
   const mlp784 = () => new Mlp({ inputs: 784, hidden: [8], classes: 10 }, 1);
   const grid = new Grid({}, mlp784());
-  await train(mlp784(), grid, data, tinyConfig({ steps: 1 }), { runDir: fresh2 });
+  await trainRun(fresh2, mlp784(), grid, data, tinyConfig({ steps: 1 }));
   mkdirSync(join(fresh2, 'checkpoints', 'step-000002.tmp-0badc0de'));
   mkdirSync(join(fresh2, 'checkpoints', 'step-000006')); // no checkpoint.json: incomplete
   writeFileSync(join(fresh2, 'run.json.tmp-12ab'), '{');
   const removed: string[] = [];
   console.warn = (m: string) => removed.push(m);
   try {
-    await train(mlp784(), grid, data, tinyConfig({ steps: 2 }), { runDir: fresh2, resume: true });
+    await trainRun(fresh2, mlp784(), grid, data, tinyConfig({ steps: 2 }), { resume: true });
   } finally {
     console.warn = warn;
   }
@@ -368,16 +363,16 @@ test('resume: changed settings are refused, more steps are honoured; the log is 
   const runDir = fresh('flags');
   const model = new Mlp({ inputs: 784, hidden: [8], classes: 10 }, 1);
   const grid = new Grid({}, model);
-  await train(model, grid, data, tinyConfig({ steps: 2 }), { runDir });
+  await trainRun(runDir, model, grid, data, tinyConfig({ steps: 2 }));
   await assert.rejects(
-    train(model, grid, data, tinyConfig({ steps: 4, batchSize: 8 }), { runDir, resume: true }),
+    trainRun(runDir, model, grid, data, tinyConfig({ steps: 4, batchSize: 8 }), { resume: true }),
     /cannot resume .* with different settings: batchSize 16 → 8/,
   );
   await assert.rejects(
-    train(model, grid, data, tinyConfig({ steps: 1 }), { runDir, resume: true }),
+    trainRun(runDir, model, grid, data, tinyConfig({ steps: 1 }), { resume: true }),
     /at step 2, beyond the 1 steps/,
   );
-  const r = await train(model, grid, data, tinyConfig({ steps: 4 }), { runDir, resume: true });
+  const r = await trainRun(runDir, model, grid, data, tinyConfig({ steps: 4 }), { resume: true });
   assert.equal(r.steps, 2);
   assert.equal(readCheckpointMeta(runDir).step, 4);
 

@@ -11,7 +11,7 @@ import { Mlp } from '../src/models/mlp.js';
 import { ResNet, resnetConfig } from '../src/models/resnet.js';
 import { MobileNetV2, mobilenetV2Config } from '../src/models/mobilenetv2.js';
 import { Transformer } from '../src/models/transformer.js';
-import { extractSubModel } from '../src/sorted/extract.js';
+import { extractSubModel } from '../src/models/extract.js';
 import { FULL, subModelId, type SubModel } from '../src/sorted/submodel.js';
 import { prefix } from '../src/sorted/slice.js';
 import { assertClose, rng } from './helpers.js';

@@ -3,6 +3,7 @@ import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { initEngine } from '../src/engine/backend.js';
 import { acquireRunLock } from '../src/io/lock.js';
 import { checkpointDir, listCheckpoints, loadCheckpoint } from '../src/io/checkpoint.js';
@@ -44,8 +45,31 @@ test(
     assert.equal(new TextDecoder().decode(ck.extraFiles.get('tokenizer.json')), '{"model": {}}');
     assert.equal(
       JSON.parse(readFileSync(join(ck.dir, 'checkpoint.json'), 'utf8')).format,
-      'sortednet-checkpoint/1',
+      'sortednet-checkpoint/2',
     );
     ck.model.dispose();
+  },
+);
+
+test(
+  "PyTorch reads a format-1 checkpoint (BN statistics named '<subId>|<module>.mean') to its writer's logits",
+  { skip: torchSkip },
+  () => {
+    const run = fileURLToPath(new URL('../../test/fixtures/checkpoint-v1/resnet', import.meta.url));
+    const out = JSON.parse(runPython([join(PYTHON_PACKAGE, 'tests', 'format1_logits.py'), run])) as {
+      saved: Record<string, number>;
+      calibrated: Record<string, number>;
+      counts: Record<string, number>[];
+    };
+    assert.deepEqual(Object.keys(out.saved).sort(), ['depth=3,width=0.5', 'full']);
+    assert.deepEqual(Object.keys(out.calibrated).sort(), ['depth=2,width=0.5', 'depth=3,width=0.5', 'full']);
+    for (const [part, diffs] of Object.entries({ saved: out.saved, calibrated: out.calibrated }))
+      for (const [id, d] of Object.entries(diffs))
+        assert.ok(d <= 1e-4, `${part} ${id}: max |diff| ${d} > 1e-4`);
+    // The batch counts (format 1 kept them in the metadata) arrive too.
+    assert.deepEqual(out.counts, [
+      { 'depth=3,width=0.5': 2, full: 2 },
+      { 'depth=2,width=0.5': 3, 'depth=3,width=0.5': 2, full: 3 },
+    ]);
   },
 );

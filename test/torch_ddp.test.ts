@@ -15,6 +15,7 @@ import { initEngine } from '../src/engine/backend.js';
 import { buildModel, type ModelSpec } from '../src/models/index.js';
 import { Grid, type GridSpec } from '../src/sorted/grid.js';
 import { train, type StepLog } from '../src/train/trainer.js';
+import { trainRun } from '../src/run/train_run.js';
 import { resolveTrainConfig } from '../src/train/config.js';
 import { checkpointDir, readCheckpointMeta } from '../src/io/checkpoint.js';
 import { decodeSafetensors } from '../src/io/safetensors.js';
@@ -52,7 +53,7 @@ before(async () => {
   writeFileSync(join(root, 'run.json'), JSON.stringify(run, null, 2));
   cpSync(join(root, 'run.json'), join(dir, 'run.json'));
   const m = buildModel(spec, tc.seed);
-  await train(m, new Grid(grid, m), data, tc, { runDir: dir, datasetName: 'mnist', stopAfter: 4 });
+  await trainRun(dir, m, new Grid(grid, m), data, tc, { datasetName: 'mnist', stopAfter: 4 });
   m.dispose();
   // The TypeScript trainer run through all 8 steps, for reference.
   const r = buildModel(spec, tc.seed);
@@ -143,7 +144,7 @@ test(
     // And back: the TypeScript trainer resumes what PyTorch wrote.
     const more = resolveTrainConfig({ ...run.train, steps: 10 });
     const m = buildModel(spec, more.seed);
-    await train(m, new Grid(grid, m), data, more, { runDir: dir, resume: true, datasetName: 'mnist' });
+    await trainRun(dir, m, new Grid(grid, m), data, more, { resume: true, datasetName: 'mnist' });
     m.dispose();
     assert.equal(readCheckpointMeta(dir).step, 10);
   },
@@ -191,7 +192,7 @@ test(
     });
     const data = byteTokenSplit('moby-dick', loadMobyDick(), 32).train;
     const m = buildModel(lmSpec, 1);
-    await train(m, new Grid(lmGrid, m), data, tc, { runDir: dir, datasetName: 'moby-dick', stopAfter: 3 });
+    await trainRun(dir, m, new Grid(lmGrid, m), data, tc, { datasetName: 'moby-dick', stopAfter: 3 });
     m.dispose();
     const ref: StepLog[] = [];
     const r = buildModel(lmSpec, 1);

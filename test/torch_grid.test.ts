@@ -72,6 +72,30 @@ const cases: Case[] = [
     gAcc: 2,
     seed: 2 ** 40 + 3, // beyond 32 bits: hashed (streamSeed)
   },
+  {
+    // Per-block widths (Mix'n'Match): entries ordered by FLOPs, which PyTorch must count alike.
+    spec: {
+      family: 'transformer',
+      config: {
+        task: 'classify',
+        vocab: 32,
+        dim: 16,
+        heads: 4,
+        headDim: 4,
+        ffn: 32,
+        layers: 3,
+        maxLen: 8,
+        classes: 3,
+      },
+    },
+    grid: {
+      depth: [2, 3],
+      layers: { 'blocks.0.ffn': [8, 32], 'blocks.1.attn': [1, 4], 'blocks.2.ffn': [4, 32] },
+    },
+    sampler: {},
+    gAcc: 3,
+    seed: 9,
+  },
 ];
 
 before(() => initEngine('wasm'));

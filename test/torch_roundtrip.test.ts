@@ -21,7 +21,8 @@ import { Grid, type GridSpec } from '../src/sorted/grid.js';
 import { parseSubModel, subModelId } from '../src/sorted/submodel.js';
 import { train, type TrainData } from '../src/train/trainer.js';
 import { resolveTrainConfig } from '../src/train/config.js';
-import { calibrateBatchNorm, calibrationBatches } from '../src/train/evaluate.js';
+import { calibrationBatches } from '../src/train/evaluate.js';
+import { calibrateBatchNorm } from '../src/nn/calibrate.js';
 import { checkpointDir, loadCheckpoint, saveCheckpoint } from '../src/io/checkpoint.js';
 import { decodeSafetensors, encodeSafetensors, type NamedArray } from '../src/io/safetensors.js';
 import { loadMnist } from '../src/data/mnist.js';
@@ -95,7 +96,33 @@ before(async () => {
         config: { task: 'lm', vocab: 64, dim: 16, heads: 2, headDim: 8, ffn: 32, layers: 2, maxLen: 16 },
       },
       grid: { depth: [1, 2], heads: [1, 2], ffn: [0.5, 1], embed: [0.5, 1] },
-      subs: ['full', 'depth=1,heads=1,ffn=0.5,embed=0.5', 'depth=2,heads=1,embed=0.5'],
+      subs: [
+        'full',
+        'depth=1,heads=1,ffn=0.5,embed=0.5',
+        'depth=2,heads=1,embed=0.5',
+        'blocks.0.ffn=8,blocks.1.attn=1,blocks.1.ffn=20',
+      ],
+      data: tokenDataset('text', tokens, 16, 64),
+      input: () => tf.tensor2d(tokens.subarray(0, 3 * 16), [3, 16], 'int32'),
+    },
+    {
+      // An extracted Mix'n'Match model: per-block heads and FFN widths in its config.
+      name: 'transformer-per-block',
+      spec: {
+        family: 'transformer',
+        config: {
+          task: 'lm',
+          vocab: 64,
+          dim: 16,
+          heads: [2, 1],
+          headDim: 8,
+          ffn: [8, 32],
+          layers: 2,
+          maxLen: 16,
+        },
+      },
+      grid: { depth: [1, 2], layers: { 'blocks.1.ffn': [16, 32] } },
+      subs: ['full', 'depth=1', 'blocks.1.ffn=16'],
       data: tokenDataset('text', tokens, 16, 64),
       input: () => tf.tensor2d(tokens.subarray(0, 3 * 16), [3, 16], 'int32'),
     },
@@ -145,7 +172,12 @@ before(async () => {
       name: 'transformer-llama',
       spec: llama,
       grid: { depth: [1, 2], heads: [1, 2], ffn: [0.5, 1], embed: [0.5, 1] },
-      subs: ['full', 'depth=1,heads=1,ffn=0.5,embed=0.5', 'depth=2,heads=1,embed=0.5'],
+      subs: [
+        'full',
+        'depth=1,heads=1,ffn=0.5,embed=0.5',
+        'depth=2,heads=1,embed=0.5',
+        'blocks.0.ffn=6,blocks.1.attn=1',
+      ],
       data: tokenDataset('text', tokens, 16, 64),
       input: () => tf.tensor2d(tokens.subarray(0, 3 * 16), [3, 16], 'int32'),
     });

@@ -10,7 +10,8 @@ import { Mlp } from '../src/models/mlp.js';
 import { ResNet, resnetConfig } from '../src/models/resnet.js';
 import { Grid } from '../src/sorted/grid.js';
 import { SubModelSampler } from '../src/sorted/sample.js';
-import { train } from '../src/train/trainer.js';
+import { train, type TrainState } from '../src/train/trainer.js';
+import { trainRun } from '../src/run/train_run.js';
 import { resolveTrainConfig } from '../src/train/config.js';
 import { checkpointDir, loadCheckpoint, saveCheckpoint } from '../src/io/checkpoint.js';
 import { loadMnist } from '../src/data/mnist.js';
@@ -94,13 +95,32 @@ test('resume: 3 steps + resume to 6 gives the same weights as 6 uninterrupted st
   const dirB = mkdtempSync(join(tmpdir(), 'sortednet-b-'));
   const a = new ResNet(cfg, 2);
   const grid = new Grid({ depth: [2], width: [0.5, 1] }, a);
-  await train(a, grid, data, tc, { runDir: dirA });
+  await trainRun(dirA, a, grid, data, tc);
   const b1 = new ResNet(cfg, 2);
-  await train(b1, grid, data, { ...tc, checkpointEvery: 3 }, { runDir: dirB, stopAfter: 3 });
+  await trainRun(dirB, b1, grid, data, { ...tc, checkpointEvery: 3 }, { stopAfter: 3 });
   b1.dispose();
   const b2 = new ResNet(cfg, 2); // a fresh process would rebuild the model the same way
-  await train(b2, grid, data, tc, { runDir: dirB, resume: true });
+  await trainRun(dirB, b2, grid, data, tc, { resume: true });
   assert.deepEqual(weightsOf(b2), weightsOf(a));
+
+  // The trainer alone owns no files: the state it returns (or hands to onCheckpoint) is all a
+  // caller needs to continue exactly.
+  const c1 = new ResNet(cfg, 2);
+  const handed: number[] = [];
+  const half = await train(
+    c1,
+    grid,
+    data,
+    { ...tc, checkpointEvery: 2 },
+    {
+      stopAfter: 3,
+      onCheckpoint: (s: TrainState) => handed.push(s.step),
+    },
+  );
+  assert.deepEqual(handed, [2]);
+  assert.equal(half.state.step, 3);
+  await train(c1, grid, data, tc, { start: half.state });
+  assert.deepEqual(weightsOf(c1), weightsOf(a));
 });
 
 test('checkpoint: step folders + latest, safetensors layout, round trip, corrupt files are refused', async () => {

@@ -4,7 +4,8 @@ A run folder holds `checkpoints/step-NNNNNN/` folders and `checkpoints/latest` (
 current one); older runs hold the files directly in the run folder (read only). A checkpoint is
 checkpoint.json + model.safetensors + bn_stats.safetensors [+ optimizer.safetensors]
 [+ extra files], every file's sha256 recorded in checkpoint.json, and, once evaluated,
-bn_calibrated.safetensors (BN statistics bound to the weights by their sha256).
+bn_calibrated.safetensors (BN statistics bound to the weights by their sha256). BN statistics are
+named as the TypeScript side's state dict: `<module>.stats.<subId>.mean`, `.variance`, `.count`.
 
 The files keep the TypeScript side's tensor layouts: convolutions [kh, kw, in, out], depthwise
 [kh, kw, C, 1], linear [out, in]. PyTorch's are [out, in, kh, kw] and [C, 1, kh, kw]: this module
@@ -28,7 +29,9 @@ from . import safetensors_io
 from .models import build_model
 from .nn import BatchNorm2d, Conv2d, DepthwiseConv2d
 
-FORMAT = "sortednet-checkpoint/1"
+FORMAT = "sortednet-checkpoint/2"
+FORMAT_1 = "sortednet-checkpoint/1"  # BN statistics named `<subId>|<module>.mean`; still read, never written
+STATS_FIELDS = ("mean", "variance", "count")
 CORE_FILES = ("model.safetensors", "bn_stats.safetensors", "optimizer.safetensors")
 # model.safetensors' metadata, exactly as the TypeScript writer's: the file is then a pure function
 # of the weights (evaluation binds its BN statistics to the weights by this file's sha256).
@@ -126,8 +129,8 @@ def read_meta(path):
         raise ValueError(f"checkpoint {where} is not valid JSON: {e}") from e
     if not isinstance(meta, dict):
         raise ValueError(f"checkpoint {where}: expected a JSON object")
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"checkpoint {where}: format '{meta.get('format')}' is not '{FORMAT}'")
+    if meta.get("format") not in (FORMAT, FORMAT_1):
+        raise ValueError(f"checkpoint {where}: format '{meta.get('format')}' is not '{FORMAT}' (or the older '{FORMAT_1}'); a newer sortednet wrote it?")
     if not isinstance(meta.get("files"), dict) or not isinstance(meta.get("model"), dict):
         raise ValueError(f"checkpoint {where}: 'files' or 'model' is missing")
     return meta, folder
@@ -139,18 +142,43 @@ def _data_of(data):
     return data[8 + n :]
 
 
-def _set_bn_stats(bns, tensors, metadata, where):
-    """Sets the statistics a file holds (`<subId>|<module>.mean/.variance`, counts in the metadata)."""
+# ---- Migration from format 1: BN statistics named `<subId>|<module>.mean` / `.variance`, the batch
+# counts in the metadata under `<subId>|<module>`; renamed to `<module>.stats.<subId>.<field>`.
+def _from_format1_stats(tensors, metadata, where):
+    if not any("|" in n for n in tensors):
+        return tensors
+    out = {}
     for name, t in tensors.items():
-        if not name.endswith(".mean") or "|" not in name:
-            continue
-        key, mod = name[: -len(".mean")].rsplit("|", 1)
-        var = tensors.get(f"{key}|{mod}.variance")
-        if mod not in bns or var is None:
-            raise KeyError(f"{where}: BN statistics '{name}' match no BatchNorm of the model")
-        if t.ndim != 1 or t.shape[0] > bns[mod].channels or var.shape != t.shape:
-            raise ValueError(f"{where}: BN statistics '{name}' have shape {list(t.shape)}, BatchNorm '{mod}' has {bns[mod].channels} channels")
-        bns[mod].stats[key] = (torch.from_numpy(t), torch.from_numpy(var), int(metadata.get(f"{key}|{mod}", 1)))
+        key, _, rest = name.partition("|")
+        module, _, field = rest.rpartition(".")
+        if not rest or field not in ("mean", "variance"):
+            raise ValueError(f"{where}: '{name}' is not a BN statistic '<subId>|<module>.mean' or '.variance'")
+        out[f"{module}.stats.{key}.{field}"] = t
+        out[f"{module}.stats.{key}.count"] = np.array(int(metadata.get(f"{key}|{module}", 1)), dtype=np.int32)
+    return out
+# ---- End of the migration
+
+
+def _set_bn_stats(bns, tensors, metadata, where):
+    """Sets (replacing) the statistics a file holds: `<module>.stats.<subId>.mean/.variance/.count`,
+    each BatchNorm's path stripped, the sub-model id and field split at the last dot."""
+    groups = {}
+    for name, t in _from_format1_stats(tensors, metadata, where).items():
+        mod = next((m for m in bns if name.startswith(f"{m}.stats.")), None)
+        key, _, field = name[len(f"{mod}.stats."):].rpartition(".") if mod is not None else ("", "", "")
+        if mod is None or not key or field not in STATS_FIELDS:
+            raise KeyError(f"{where}: '{name}' is not the statistic (mean, variance, count) of a BatchNorm of the model")
+        groups.setdefault((mod, key), {})[field] = t
+    for (mod, key), f in groups.items():
+        missing = [x for x in STATS_FIELDS if x not in f]
+        if missing:
+            raise KeyError(f"{where}: '{mod}.stats.{key}.{missing[0]}' is missing (BatchNorm statistics need {', '.join(STATS_FIELDS)})")
+        mean, var, count = (f[x] for x in STATS_FIELDS)
+        if mean.ndim != 1 or not 1 <= mean.shape[0] <= bns[mod].channels or var.shape != mean.shape:
+            raise ValueError(f"{where}: '{mod}.stats.{key}.mean' has shape {list(mean.shape)} (variance {list(var.shape)}), BatchNorm '{mod}' has {bns[mod].channels} channels")
+        if count.shape != () or int(count) < 1:
+            raise ValueError(f"{where}: '{mod}.stats.{key}.count' must be an int32 scalar >= 1")
+        bns[mod].stats[key] = (torch.from_numpy(mean), torch.from_numpy(var), int(count))
 
 
 def _read_verified(folder, name, meta):
@@ -229,14 +257,14 @@ def load_checkpoint(path, skip_optimizer=False, calibrated=True):
 
 
 def _encode_bn_stats(model, metadata=None):
-    bn, counts = {}, dict(metadata or {})
+    bn = {}
     for mname, m in model.named_modules():
         if isinstance(m, BatchNorm2d):
             for key, (mean, var, count) in m.stats.items():
-                bn[f"{key}|{mname}.mean"] = mean.detach().cpu().float().numpy()
-                bn[f"{key}|{mname}.variance"] = var.detach().cpu().float().numpy()
-                counts[f"{key}|{mname}"] = str(count)
-    return safetensors_io.encode(bn, counts)
+                bn[f"{mname}.stats.{key}.mean"] = mean.detach().cpu().float().numpy()
+                bn[f"{mname}.stats.{key}.variance"] = var.detach().cpu().float().numpy()
+                bn[f"{mname}.stats.{key}.count"] = np.array(count, dtype=np.int32)
+    return safetensors_io.encode(bn, metadata)
 
 
 def encode_checkpoint(model, grid, step, seed, train=None, dataset=None, preprocess=None,

@@ -315,22 +315,30 @@ class FeedForward(nn.Module):
         return self.down(h, x.shape[-1])
 
 
+def per_block(v, layers, what):
+    """A per-block config value as one value per block (a list must have one per layer)."""
+    values = list(v) if isinstance(v, list) else [v] * layers
+    if len(values) != layers:
+        raise ValueError(f"transformer: {what} lists {len(values)} values for {layers} layers; give one per layer")
+    return values
+
+
 class TransformerBlock(nn.Module):
     """Pre-norm: x + attn(norm1(x)), then x + ffn(norm2(x)); GPT-style (LayerNorm, GELU, biases)
     or LLaMA-style (RMSNorm, SwiGLU, rotary positions, no biases)."""
 
-    def __init__(self, c, name):
+    def __init__(self, c, name, heads, ffn):
         super().__init__()
         llama = c.get("arch") == "llama"
         self.dropout = c.get("dropout", 0) or 0
         norm = RMSNorm if llama else LayerNorm
         self.ln1 = norm(c["dim"], f"{name}.ln1")
         self.attn = MultiHeadAttention(
-            c["dim"], c["heads"], c["headDim"], c["task"] == "lm", self.dropout, f"{name}.attn",
+            c["dim"], heads, c["headDim"], c["task"] == "lm", self.dropout, f"{name}.attn",
             bias=not llama, rope_base=c.get("ropeBase", 10000) if llama else None,
         )
         self.ln2 = norm(c["dim"], f"{name}.ln2")
-        self.ffn = FeedForward(c["dim"], c["ffn"], "swiglu" if llama else "gelu", f"{name}.ffn", bias=not llama)
+        self.ffn = FeedForward(c["dim"], ffn, "swiglu" if llama else "gelu", f"{name}.ffn", bias=not llama)
 
     def forward(self, x, heads, ffn, ctx):
         p = self.dropout if ctx.mode == "train" else 0
@@ -342,7 +350,8 @@ class Transformer(SortedModel):
     """Causal LM (tied embedding head) or encoder classifier (mean-pooled over non-padding tokens);
     elastic depth, heads, FFN width and embedding dim; one shared final norm and head. `arch`
     'gpt' (default: learned positions, LayerNorm, GELU, biases) or 'llama' (rotary positions with
-    base `ropeBase`, RMSNorm, SwiGLU, no biases)."""
+    base `ropeBase`, RMSNorm, SwiGLU, no biases). Per-block widths: `blocks.i.ffn` / `blocks.i.attn`
+    in a sub-model's layers; `ffn` / `heads` in the config may list one value per block."""
 
     family = "transformer"
 
@@ -355,7 +364,9 @@ class Transformer(SortedModel):
         self.tokens = Embedding(c["vocab"], c["dim"], "tokens")
         # Learned positions ('gpt'); 'llama' rotates q and k instead.
         self.positions = None if llama else Embedding(c["maxLen"], c["dim"], "positions")
-        self.blocks = nn.ModuleList(TransformerBlock(c, f"blocks.{i}") for i in range(c["layers"]))
+        self.full = list(zip(per_block(c["heads"], c["layers"], "heads"), per_block(c["ffn"], c["layers"], "ffn")))
+        self.layer_names = [f"blocks.{i}.{k}" for i in range(c["layers"]) for k in ("attn", "ffn")]
+        self.blocks = nn.ModuleList(TransformerBlock(c, f"blocks.{i}", h, f) for i, (h, f) in enumerate(self.full))
         self.lnFinal = RMSNorm(c["dim"], "lnFinal") if llama else LayerNorm(c["dim"], "lnFinal")
         if c["task"] == "classify":
             if not c.get("classes") or c["classes"] < 2:
@@ -369,24 +380,43 @@ class Transformer(SortedModel):
         return self.config["layers"]
 
     def plan(self, sub):
+        """Depth, embedding units, and (heads, FFN units) per block: a per-block override, else the uniform budget."""
         c = self.config
+        layers = sub.get("layers") or {}
+        blocks = [
+            (
+                check_units(layers.get(f"blocks.{i}.attn", sub.get("heads", h)), h, f"blocks.{i}.attn", "heads"),
+                layer_units(sub, f"blocks.{i}.ffn", f, sub.get("ffn", 1)),
+            )
+            for i, (h, f) in enumerate(self.full)
+        ]
         return (
             check_depth(sub.get("depth"), 1, c["layers"], "transformer"),
-            check_units(sub.get("heads", c["heads"]), c["heads"], "transformer", "heads"),
-            units_for(sub.get("ffn", 1), c["ffn"], 1, "transformer ffn"),
             units_for(sub.get("embed", 1), c["dim"], 1, "transformer embed"),
+            blocks,
         )
 
     def validate(self, sub):
-        check_layer_names(sub, [], "transformer")
+        check_layer_names(sub, self.layer_names, "transformer")
         if sub.get("width") is not None:
             raise ValueError("transformer: use 'heads', 'ffn' and 'embed' instead of 'width'")
         self.plan(sub)
 
+    def flops(self, sub):
+        c = self.config
+        depth, e, blocks = self.plan(sub)
+        T, gate = c["maxLen"], c.get("arch") == "llama"
+        f = 0
+        for heads, ffn in blocks[:depth]:
+            inner = heads * c["headDim"]
+            f += 8 * e * inner + 4 * T * inner + (6 if gate else 4) * e * ffn
+        f += 2 * e * (c["classes"] if c["task"] == "classify" else c["vocab"])
+        return f * T
+
     def forward(self, ids, sub, ctx):
         if ids.dim() != 2:
             raise ValueError(f"transformer: input must be token ids [B, T], got shape {list(ids.shape)}")
-        depth, heads, ffn, e = self.plan(sub)
+        depth, e, blocks = self.plan(sub)
         B, T = ids.shape
         if T > self.config["maxLen"]:
             raise ValueError(f"transformer: sequence length {T} > maxLen {self.config['maxLen']}")
@@ -395,7 +425,7 @@ class Transformer(SortedModel):
         if self.positions is not None:
             h = h + self.positions(torch.arange(T, device=ids.device), e)
         for i in range(depth):
-            h = self.blocks[i](h, heads, ffn, ctx)
+            h = self.blocks[i](h, *blocks[i], ctx)
         hn = self.lnFinal(h)
         if self.head is None:
             return hn @ self.tokens.weight[:, :e].t()

@@ -22,7 +22,7 @@ def encode(tensors, metadata=None):
     names = sorted(tensors)
     arrays = []
     for name in names:
-        a = np.ascontiguousarray(tensors[name])
+        a = np.asarray(tensors[name], order="C")  # not ascontiguousarray: it makes scalars 1-d
         if a.dtype not in _NAMES:
             raise ValueError(f"safetensors: '{name}' has dtype {a.dtype}; only float32 and int32 are written")
         a = a.astype(a.dtype.newbyteorder("<"), copy=False)

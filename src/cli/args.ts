@@ -43,3 +43,8 @@ export function seedArg(value: string): number {
     );
   return n;
 }
+
+/** A comma-separated list, each item read by `item`: listArg(numArg) reads "0.5,1,2". */
+export function listArg<T>(item: (value: string) => T): (value: string) => T[] {
+  return (value) => value.split(',').map((v) => item(v.trim()));
+}

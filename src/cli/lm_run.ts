@@ -17,7 +17,7 @@ import { bpeTokenSplit } from '../data/tokens.js';
 import { trainBpe } from '../tokenizer/train_bpe.js';
 import { BpeTokenizer, END_OF_TEXT, StreamDecoder } from '../tokenizer/bpe.js';
 import { generate } from '../infer/generate.js';
-import { train } from '../train/trainer.js';
+import { trainRun } from '../run/train_run.js';
 import { resolveTrainConfig } from '../train/config.js';
 import { evaluateLm, type LmEvalRow } from '../train/evaluate_lm.js';
 import { getPreset } from './presets.js';
@@ -77,8 +77,7 @@ export async function trainLmRun(
     `${grid.size} exits (${grid.entries.map((e) => e.id).join(', ')}), ${model.parameterCount()} parameters; ${tc.steps} steps × gAcc ${tc.gAcc} × batch ${tc.batchSize}`,
   );
   const logPath = join(runDir, 'log.jsonl');
-  const r = await train(model, grid, data.train, tc, {
-    runDir,
+  const r = await trainRun(runDir, model, grid, data.train, tc, {
     resume: o.resume,
     datasetName: c.data.name,
     progress: true,

@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import type { RegisterCommand } from './command.js';
+import { reportError, throwOnParseErrors, usageError, UsageError } from './errors.js';
 import { registerTrain } from './commands/train.js';
 import { registerEval } from './commands/eval.js';
 import { registerPick } from './commands/pick.js';
@@ -38,9 +39,6 @@ const VERSION = (
   JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }
 ).version;
 
-/** A mistake in how the command was called: shown as one line, never as a stack trace. */
-export class UsageError extends Error {}
-
 function buildProgram(exit: (code: number) => void): Command {
   const program = new Command('sortednet')
     .description('many-in-one networks (SortedNet, PAD-Net) on TensorFlow.js')
@@ -53,11 +51,7 @@ function buildProgram(exit: (code: number) => void): Command {
     );
   for (const register of COMMANDS) register(program, exit);
   // Every command (and the program) throws instead of exiting, so main() returns a code to its caller.
-  const quiet = (cmd: Command) => {
-    cmd.exitOverride().configureOutput({ outputError: () => {} });
-    cmd.commands.forEach(quiet);
-  };
-  quiet(program);
+  throwOnParseErrors(program);
   program.on('command:*', (operands: string[]) => {
     throw new UsageError(
       `unknown command '${operands[0]}'; commands: ${program.commands.map((c) => c.name()).join(', ')}`,
@@ -79,18 +73,11 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) {
       if (e.exitCode === 0) return 0; // --help, --version
-      const msg = e.message.replace(/^error: /, '');
-      const known = e.code === 'commander.unknownOption' ? knownOptions(program, argv) : '';
-      throw new UsageError(`${msg}${known}`);
+      throw usageError(e, program.commands.find((c) => c.name() === argv[0]) ?? program);
     }
     throw e;
   }
   return code;
-}
-
-function knownOptions(program: Command, argv: string[]): string {
-  const cmd = program.commands.find((c) => c.name() === argv[0]) ?? program;
-  return `; known options of '${cmd.name()}': ${cmd.options.map((o) => o.long).join(' ')}`;
 }
 
 /** The process entry (bin/sortednet.js): one-line errors, exit code 1; --debug adds the stack. */
@@ -99,15 +86,7 @@ export async function cli(argv: string[]): Promise<number> {
   try {
     return await main(argv.filter((a) => a !== '--debug'));
   } catch (e) {
-    const err = e instanceof Error ? e : new Error(String(e));
-    // Programming errors (TypeError, RangeError, ...) are ours, not the user's: say so.
-    const internal = !(err instanceof UsageError) && err.constructor !== Error && !debug;
-    console.error(
-      internal
-        ? `sortednet: internal error (a bug; rerun with --debug and report it): ${err.message}`
-        : `sortednet: ${err.message}`,
-    );
-    if (debug) console.error(err.stack);
+    reportError('sortednet', e, debug);
     return 1;
   }
 }

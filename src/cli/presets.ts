@@ -3,7 +3,7 @@ import type { ModelSpec } from '../models/index.js';
 import { resnetConfig } from '../models/resnet.js';
 import { mobilenetV2Config } from '../models/mobilenetv2.js';
 import { padResNetConfig } from '../models/pad_resnet.js';
-import { MOE_TRANSFORMER_DEFAULTS } from '../models/moe_transformer.js';
+import { MOE_TRANSFORMER_DEFAULTS, moeTransformerConfig } from '../models/moe_transformer.js';
 import type { GridSpec } from '../sorted/grid.js';
 import type { TrainConfig } from '../train/config.js';
 import type { TransformerConfig } from '../models/transformer.js';
@@ -147,7 +147,7 @@ export const PRESETS: Record<string, Preset> = {
         throw new Error("preset 'moe-transformer' needs token data (e.g. --data spamassassin), not images");
       return {
         family: 'moe-transformer',
-        config: {
+        config: moeTransformerConfig({
           ...MOE_TRANSFORMER_DEFAULTS,
           vocab,
           maxLen: size,
@@ -155,7 +155,7 @@ export const PRESETS: Record<string, Preset> = {
           dim: 32,
           ffn: 64,
           ffnMode: 'pad-moe',
-        },
+        }),
       };
     },
     grid: {},

@@ -5,7 +5,7 @@
  * parameters) with λ folded in. Deployed parameters of a PAD layer: |W|·(1 + (K−1)·κ) +
  * attention/router.
  *
- * The compact layers never unpack their parameters, and run faster than the masked ones:
+ * The compact layers never unpack their parameters:
  *  - conv: the static part runs as one plain convolution (its kernel scattered from the packed
  *    values once per batch) and the dynamic part on the packed values only: α·V gives each
  *    sample's nnz values (2·κ·K·|W| multiply-adds instead of 2·K·|W|) and a sparse per-sample
@@ -18,12 +18,11 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, type ForwardContext } from '../nn/module.js';
-import { BatchNorm2d } from '../nn/batchnorm.js';
 import type { Padding } from '../nn/conv2d.js';
 import type { Activation } from '../nn/functional.js';
 import { KernelAttention, temperatureOf, type ConvGeometry } from './dynamic_conv.js';
 import { sparsePerSampleConv2d } from '../engine/ops/sparse_per_sample_conv2d.js';
-import { Router, dispatchExperts, type ExpertLayer, type MoEOutput } from './moe.js';
+import { Router, checkFullWidth, dispatchExperts, type ExpertLayer, type MoEOutput } from './moe.js';
 import {
   PadConv2d,
   PadMoE,
@@ -36,14 +35,9 @@ import {
 } from './partial.js';
 import type { Cost } from '../sorted/cost.js';
 
-/** Copies every parameter of `from` into the same-named parameter of `to`. */
+/** Copies every parameter of `from` into the same-named parameter of `to` (same shapes). */
 function copyParameters(from: Module, to: Module): void {
-  const source = new Map(from.namedParameters());
-  for (const [name, v] of to.namedParameters()) {
-    const s = source.get(name);
-    if (!s) throw new Error(`copyParameters: source has no parameter '${name}'`);
-    v.assign(s);
-  }
+  to.loadStateDict(from.stateDict(['parameter']), { kinds: ['parameter'], where: 'copyParameters' });
 }
 
 const scalarScales = (layer: PadConv2d | PadMoE) =>
@@ -287,7 +281,14 @@ export class CompactPadMoE extends Module {
     });
   }
 
-  forward(x: tf.Tensor, ctx: ForwardContext): MoEOutput {
+  /** A block's FFN (BlockFfn): y at the experts' full width; the aux loss goes to ctx.aux. */
+  forward(x: tf.Tensor, hidden: number, ctx: ForwardContext): tf.Tensor {
+    checkFullWidth(this.shape.name, hidden, this.shape.hidden ?? this.shape.outFeatures);
+    return this.routed(x, ctx).y;
+  }
+
+  /** y with the routing (see MoE.routed). */
+  routed(x: tf.Tensor, ctx: ForwardContext): MoEOutput {
     const d = x.shape[x.rank - 1];
     if (x.rank < 2 || d !== this.shape.inFeatures) {
       throw new Error(
@@ -342,30 +343,18 @@ export class CompactPadMoE extends Module {
 export { moeShape };
 
 /**
- * Copies every parameter of `source` whose name and shape `target` shares, and the BatchNorm
- * statistics of same-named BatchNorm layers: moves the non-PAD state of a model into its
- * deployed copy. Returns the number of parameters copied.
+ * Moves the non-PAD state of a model into its deployed (or upcycled) copy: every parameter
+ * `target` shares by name and shape, and the 'full' BatchNorm statistics (a compact model serves
+ * its full width only). PAD layers and stacked experts are filled by their own `load`/`upcycle`.
  */
-export function copyMatchingState(source: Module, target: Module): number {
-  const params = new Map(source.namedParameters());
-  let copied = 0;
-  for (const [name, v] of target.namedParameters()) {
-    const s = params.get(name);
-    if (s && s.shape.length === v.shape.length && s.shape.every((d, i) => d === v.shape[i])) {
-      v.assign(s);
-      copied++;
-    }
-  }
-  const norms = new Map(
-    source.namedModules().filter(([, m]) => m instanceof BatchNorm2d) as [string, BatchNorm2d][],
-  );
-  for (const [name, m] of target.namedModules()) {
-    const s = norms.get(name);
-    if (!(m instanceof BatchNorm2d) || !s) continue;
-    m.resetStats();
-    for (const [key, st] of s.stats) {
-      m.stats.set(key, { mean: tf.clone(st.mean), variance: tf.clone(st.variance), count: st.count });
-    }
-  }
-  return copied;
+export function copyMatchingState(source: Module, target: Module): void {
+  const own = target.stateDict(['parameter']);
+  const fits = (name: string, t: tf.Tensor) => own.get(name)?.shape.join() === t.shape.join();
+  const state = [...source.stateDict(['parameter', 'stats'])].filter(([n, t]) => !own.has(n) || fits(n, t));
+  target.loadStateDict(new Map(state), {
+    kinds: ['parameter', 'stats'],
+    strict: false,
+    subModel: { from: 'full', to: 'full' },
+    where: 'copyMatchingState',
+  });
 }

@@ -20,7 +20,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { createRng } from '../data/random.js';
 import type { ForwardContext, Module } from '../nn/module.js';
 import { FULL, type SubModel } from '../sorted/submodel.js';
-import { calibrateBatchNorm, type LabelledBatch } from '../train/evaluate.js';
+import { calibrateBatchNorm, type LabelledBatch } from '../nn/calibrate.js';
 import { padLayers, setMask } from './partial.js';
 
 export type { LabelledBatch };

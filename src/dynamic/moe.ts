@@ -307,13 +307,21 @@ export function dispatchExperts(
   return y;
 }
 
+/** MoE experts have one width: a block asking for fewer hidden units is refused, not silently widened. */
+export function checkFullWidth(name: string, hidden: number, full: number): void {
+  if (hidden !== full)
+    throw new Error(
+      `${name}: experts have a fixed hidden width ${full}, asked for ${hidden} (MoE FFNs are not elastic)`,
+    );
+}
+
 /**
- * A MoE layer. `forward` returns `{ y, auxLoss, routerLogits }` so that every training path can
- * add the aux loss and observe the routing.
+ * A MoE layer. `routed` returns `{ y, auxLoss, routerLogits }` to observe the routing; `forward`
+ * returns y alone (a transformer block's FFN), the aux loss reaching the trainer through ctx.aux.
  *
  * ```ts
  * const moe = new MoE(64, 64, seedStream(1), { experts: 8, topK: 2, hidden: 128 });
- * const { y, auxLoss } = moe.forward(x, { mode: 'train', key: 'full', seed: seedStream(2) });
+ * const { y, auxLoss } = moe.routed(x, { mode: 'train', key: 'full', seed: seedStream(2) });
  * ```
  */
 export class MoE extends Module {
@@ -379,8 +387,14 @@ export class MoE extends Module {
     return like.rank === 2 ? y : tf.reshape(y, [...like.shape.slice(0, -1), this.outFeatures]);
   }
 
-  /** x [..., in] → y [..., out]; the aux loss goes to ctx.aux (and is returned). */
-  forward(x: tf.Tensor, ctx: ForwardContext): MoEOutput {
+  /** A block's FFN (BlockFfn): x [..., in] → y [..., out] at the experts' full width; aux loss to ctx.aux. */
+  forward(x: tf.Tensor, hidden: number, ctx: ForwardContext): tf.Tensor {
+    checkFullWidth(this.name, hidden, this.hidden ?? this.outFeatures);
+    return this.routed(x, ctx).y;
+  }
+
+  /** x [..., in] → y [..., out] with the routing; the aux loss goes to ctx.aux (and is returned). */
+  routed(x: tf.Tensor, ctx: ForwardContext): MoEOutput {
     const tokens = this.tokens(x);
     const { gates, auxLoss, routerLogits } = this.router.forward(tokens, ctx);
     ctx.aux?.add(auxLoss);

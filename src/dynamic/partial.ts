@@ -26,7 +26,14 @@ import {
   type ConvGeometry,
   type DynamicConvOptions,
 } from './dynamic_conv.js';
-import { MoE, dispatchExperts, type ExpertLayer, type MoEOptions, type MoEOutput } from './moe.js';
+import {
+  MoE,
+  checkFullWidth,
+  dispatchExperts,
+  type ExpertLayer,
+  type MoEOptions,
+  type MoEOutput,
+} from './moe.js';
 import type { Cost } from '../sorted/cost.js';
 
 /**
@@ -275,7 +282,14 @@ export class PadMoE extends Module implements PadLayer {
     return { dynamic, shared };
   }
 
-  forward(x: tf.Tensor, ctx: ForwardContext): MoEOutput {
+  /** A block's FFN (BlockFfn): y at the experts' full width; the aux loss goes to ctx.aux. */
+  forward(x: tf.Tensor, hidden: number, ctx: ForwardContext): tf.Tensor {
+    checkFullWidth(this.name, hidden, this.moe.hidden ?? this.outFeatures);
+    return this.routed(x, ctx).y;
+  }
+
+  /** y with the routing (see MoE.routed). */
+  routed(x: tf.Tensor, ctx: ForwardContext): MoEOutput {
     const tokens = this.moe.tokens(x);
     const { gates, auxLoss, routerLogits } = this.moe.router.forward(tokens, ctx);
     ctx.aux?.add(auxLoss);

@@ -8,7 +8,7 @@
 import { initEngine, type BackendName } from '../engine/backend.js';
 import { BYTE_VOCAB_SIZE, PAD_TOKEN } from '../data/text.js';
 import { spamAssassinSplits } from '../data/email.js';
-import { MOE_TRANSFORMER_DEFAULTS, type FfnMode } from '../models/moe_transformer.js';
+import { MOE_TRANSFORMER_DEFAULTS, moeTransformerConfig, type FfnMode } from '../models/moe_transformer.js';
 import { parsePartition, runStudy, writeStudy, type StudyRow, type StudyVariant } from './padnet_study.js';
 
 export interface SpamOptions {
@@ -52,7 +52,7 @@ export function spamVariant(text: string, o: SpamOptions): StudyVariant {
   if (!part && text !== 'dense' && text !== 'moe')
     throw new Error(`variant '${text}': use dense, moe, pad:<kappa> or random:<kappa>`);
   const ffnMode: FfnMode = part ? 'pad-moe' : (text as FfnMode);
-  const config = {
+  const config = moeTransformerConfig({
     ...MOE_TRANSFORMER_DEFAULTS,
     vocab: BYTE_VOCAB_SIZE,
     padId: PAD_TOKEN,
@@ -64,7 +64,7 @@ export function spamVariant(text: string, o: SpamOptions): StudyVariant {
     experts: o.experts,
     topK: o.topK,
     ffnMode,
-  };
+  });
   return { name: text, spec: { family: 'moe-transformer', config }, partition: part };
 }
 

@@ -24,7 +24,7 @@ export class KvCache {
   private readonly depth: number[] = [];
   readonly layers: number;
 
-  /** `widths` fixes heads / FFN / embed for every layer (a narrower model has different K/V). */
+  /** `widths` fixes heads / FFN / embed, per block where it says so (a narrower model has different K/V). */
   constructor(
     readonly model: Transformer,
     readonly widths: SubModel = {},

@@ -3,10 +3,12 @@
  * state) to named byte blobs and back. Node (src/io/checkpoint.ts) writes the blobs to a folder;
  * a browser fetches them. Every blob is checked against the sha256 that checkpoint.json records.
  *
- *   model.safetensors      the shared weights, by stable parameter name (readable by Python)
- *   bn_stats.safetensors   BatchNorm statistics per sub-model: `<subId>|<module>.mean/.variance`
- *   buffers.safetensors    module buffers by stable name (PAD masks, compact layers' index tables);
- *                          only written when the model has buffers
+ * Each file is one part of the model's state dict (Module.stateDict), by the same names:
+ *   model.safetensors      the parameters (readable by Python as a PyTorch state dict)
+ *   bn_stats.safetensors   BatchNorm statistics per sub-model: `<module>.stats.<subId>.mean`,
+ *                          `.variance`, `.count`
+ *   buffers.safetensors    module buffers (PAD masks, compact layers' index tables); only written
+ *                          when the model has buffers
  *   optimizer.safetensors  optimizer state (for --resume)
  *   checkpoint.json        architecture, grid, training config and state, sha256 of each file
  *
@@ -17,12 +19,15 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { buildModel, type ModelSpec, type SortedModel } from '../models/index.js';
 import { namedBatchNorms } from '../nn/batchnorm.js';
+import type { StateKind } from '../nn/module.js';
 import type { GridSpec } from '../sorted/grid.js';
 import type { TrainConfig } from '../train/config.js';
 import { decodeSafetensors, encodeSafetensors, type NamedArray } from './safetensors.js';
 import { sha256Hex } from './sha256.js';
 
-export const CHECKPOINT_FORMAT = 'sortednet-checkpoint/1';
+export const CHECKPOINT_FORMAT = 'sortednet-checkpoint/2';
+/** The previous format (BN statistics named `<subId>|<module>.mean`); still read, never written. */
+const FORMAT_1 = 'sortednet-checkpoint/1';
 
 /** What a raw input needs before the model sees it; travels with the weights. */
 export interface Preprocess {
@@ -40,7 +45,7 @@ export interface Preprocess {
 }
 
 export interface CheckpointMeta {
-  format: typeof CHECKPOINT_FORMAT;
+  format: typeof CHECKPOINT_FORMAT | typeof FORMAT_1;
   model: ModelSpec;
   grid: GridSpec;
   train?: TrainConfig;
@@ -56,12 +61,14 @@ export interface CheckpointMeta {
 }
 
 function toNamed(t: tf.Tensor): NamedArray {
+  if (t.dtype === 'int32') return { dtype: 'I32', shape: t.shape.slice(), data: t.dataSync() as Int32Array };
   return { dtype: 'F32', shape: t.shape.slice(), data: t.dataSync() as Float32Array };
 }
 
-function bufferToNamed(t: tf.Tensor): NamedArray {
-  if (t.dtype === 'int32') return { dtype: 'I32', shape: t.shape.slice(), data: t.dataSync() as Int32Array };
-  return toNamed(t);
+/** One kind of the model's state as safetensors, by state-dict name. */
+function encodeState(model: SortedModel, kind: StateKind, metadata: Record<string, string> = {}): Uint8Array {
+  const state = model.stateDict([kind]);
+  return encodeSafetensors(new Map([...state].map(([n, t]) => [n, toNamed(t)])), metadata);
 }
 
 export interface SaveInput {
@@ -83,7 +90,7 @@ export const WEIGHTS_LAYOUT = 'conv kh,kw,in,out (HWIO); depthwise kh,kw,channel
 
 /** model.safetensors: the shared weights by parameter name (Python reads it as a PyTorch state dict). */
 export function encodeWeights(model: SortedModel): Uint8Array {
-  return encodeSafetensors(new Map(model.namedParameters().map(([n, v]) => [n, toNamed(v)])), {
+  return encodeState(model, 'parameter', {
     format: 'pt',
     producer: 'sortednet',
     'sortednet.layout': WEIGHTS_LAYOUT,
@@ -94,14 +101,9 @@ export function encodeWeights(model: SortedModel): Uint8Array {
 export function encodeCheckpoint(input: SaveInput): { meta: CheckpointMeta; files: Map<string, Uint8Array> } {
   const files = new Map<string, Uint8Array>();
   files.set('model.safetensors', encodeWeights(input.model));
-  files.set('bn_stats.safetensors', encodeBnStats(input.model));
-  const buffers = input.model.namedBuffers();
-  if (buffers.length) {
-    files.set(
-      'buffers.safetensors',
-      encodeSafetensors(new Map(buffers.map(([n, b]) => [n, bufferToNamed(b)])), { producer: 'sortednet' }),
-    );
-  }
+  files.set('bn_stats.safetensors', encodeState(input.model, 'stats'));
+  if (input.model.namedBuffers().length)
+    files.set('buffers.safetensors', encodeState(input.model, 'buffer', { producer: 'sortednet' }));
   if (input.optimizerState) {
     files.set(
       'optimizer.safetensors',
@@ -141,8 +143,10 @@ export function parseCheckpointMeta(text: string, where: string): CheckpointMeta
   if (meta === null || typeof meta !== 'object' || Array.isArray(meta)) {
     throw new Error(`checkpoint ${where}: expected a JSON object, found ${JSON.stringify(meta)}`);
   }
-  if (meta.format !== CHECKPOINT_FORMAT) {
-    throw new Error(`checkpoint ${where}: format '${meta.format}' is not '${CHECKPOINT_FORMAT}'`);
+  if (meta.format !== CHECKPOINT_FORMAT && meta.format !== FORMAT_1) {
+    throw new Error(
+      `checkpoint ${where}: format '${meta.format}' is not '${CHECKPOINT_FORMAT}' (or the older '${FORMAT_1}'); a newer sortednet wrote it?`,
+    );
   }
   const isObject = (v: unknown) => v !== null && typeof v === 'object' && !Array.isArray(v);
   if (!isObject(meta.files) || !isObject(meta.model)) {
@@ -212,46 +216,56 @@ const CORE_FILES = new Set([
 /** The file evaluation writes beside a checkpoint's files (not listed in checkpoint.json). */
 export const CALIBRATION_FILE = 'bn_calibrated.safetensors';
 
-/** BN statistics per sub-model as safetensors: `<subId>|<module>.mean/.variance`, counts in the metadata. */
-function encodeBnStats(model: SortedModel, metadata: Record<string, string> = {}): Uint8Array {
-  const bn = new Map<string, NamedArray>();
-  const counts: Record<string, string> = { ...metadata };
-  for (const [name, m] of namedBatchNorms(model)) {
-    for (const [key, s] of m.stats) {
-      bn.set(`${key}|${name}.mean`, toNamed(s.mean));
-      bn.set(`${key}|${name}.variance`, toNamed(s.variance));
-      counts[`${key}|${name}`] = String(s.count);
-    }
-  }
-  return encodeSafetensors(bn, counts);
+/** A safetensors file's tensors as TensorFlow.js tensors (the caller disposes them). */
+function tensorsOf(file: { tensors: Map<string, NamedArray> }): Map<string, tf.Tensor> {
+  return new Map(
+    [...file.tensors].map(([n, t]) => [
+      n,
+      tf.tensor(t.data, t.shape, t.dtype === 'I32' ? 'int32' : 'float32'),
+    ]),
+  );
 }
 
-/** Sets (or replaces) the statistics the file holds; sub-models it does not mention keep theirs. */
-function setBnStats(model: SortedModel, bn: ReturnType<typeof decodeSafetensors>, where: string): void {
-  const mods = new Map(namedBatchNorms(model));
-  for (const [name, t] of bn.tensors) {
-    const m = /^(.*)\|(.*)\.(mean|variance)$/.exec(name);
-    if (!m || m[3] !== 'mean') continue;
-    const mod = mods.get(m[2]);
-    const variance = bn.tensors.get(`${m[1]}|${m[2]}.variance`);
-    if (t.dtype !== 'F32' || (variance && variance.dtype !== 'F32'))
-      throw new Error(`${where}: BN statistics '${name}' must be F32`);
-    if (!mod || !variance)
-      throw new Error(`${where}: BN statistics '${name}' match no BatchNorm of the model`);
-    // A narrower sub-model keeps statistics for a prefix of the channels.
-    if (t.shape.length !== 1 || !(t.shape[0] <= mod.channels) || variance.shape.join() !== t.shape.join()) {
-      throw new Error(
-        `${where}: BN statistics '${name}' have shape [${t.shape}], BatchNorm '${m[2]}' has ${mod.channels} channels`,
-      );
-    }
-    mod.resetStats(m[1]);
-    mod.stats.set(m[1], {
-      mean: tf.tensor1d(t.data as Float32Array),
-      variance: tf.tensor1d(variance.data as Float32Array),
-      count: Number(bn.metadata[`${m[1]}|${m[2]}`] ?? 1),
-    });
+/** Loads one kind of state from a decoded file into the model (strict: every name must match). */
+function loadState(
+  model: SortedModel,
+  file: { tensors: Map<string, NamedArray> },
+  kind: StateKind,
+  where: string,
+): void {
+  const state = tensorsOf(file);
+  try {
+    model.loadStateDict(state, { kinds: [kind], where });
+  } finally {
+    tf.dispose([...state.values()]);
   }
 }
+
+// ---- Migration from format 1 -------------------------------------------------------------------
+// Format 1 named BN statistics `<subId>|<module>.mean` / `.variance`, with the batch counts in the
+// metadata under `<subId>|<module>`. Files with such names (bn_stats.safetensors of a format-1
+// checkpoint; a bn_calibrated.safetensors written beside one) are renamed to the state-dict
+// names `<module>.stats.<subId>.<field>` on reading. Nothing writes format 1 any more.
+function fromFormat1Stats(
+  file: ReturnType<typeof decodeSafetensors>,
+  where: string,
+): ReturnType<typeof decodeSafetensors> {
+  if (![...file.tensors.keys()].some((n) => n.includes('|'))) return file;
+  const tensors = new Map<string, NamedArray>();
+  for (const [name, t] of file.tensors) {
+    const bar = name.indexOf('|');
+    const dot = name.lastIndexOf('.');
+    const field = name.slice(dot + 1);
+    if (bar < 0 || dot < bar || (field !== 'mean' && field !== 'variance'))
+      throw new Error(`${where}: '${name}' is not a BN statistic '<subId>|<module>.mean' or '.variance'`);
+    const [key, module] = [name.slice(0, bar), name.slice(bar + 1, dot)];
+    tensors.set(`${module}.stats.${key}.${field}`, t);
+    const count = Number(file.metadata[`${key}|${module}`] ?? 1);
+    tensors.set(`${module}.stats.${key}.count`, { dtype: 'I32', shape: [], data: Int32Array.of(count) });
+  }
+  return { tensors, metadata: file.metadata };
+}
+// ---- End of the migration ----------------------------------------------------------------------
 
 const dataOf = (bytes: Uint8Array): Uint8Array => {
   const n = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
@@ -263,8 +277,8 @@ const dataOf = (bytes: Uint8Array): Uint8Array => {
  * describes: the metadata binds it to those weights (their sha256) and to its own data bytes.
  */
 export function encodeCalibration(model: SortedModel, meta: CheckpointMeta): Uint8Array {
-  const unbound = encodeBnStats(model);
-  return encodeBnStats(model, {
+  const unbound = encodeState(model, 'stats');
+  return encodeState(model, 'stats', {
     'sortednet.weights_sha256': meta.files['model.safetensors'],
     'sortednet.data_sha256': sha256Hex(dataOf(unbound)),
     'sortednet.step': String(meta.step),
@@ -284,7 +298,7 @@ function decodeCalibration(bytes: Uint8Array, meta: CheckpointMeta, where: strin
       `${path} is corrupt (its data does not match its hash); delete it and run 'sortednet eval' again`,
     );
   }
-  return bn;
+  return fromFormat1Stats(bn, path);
 }
 
 /** Builds (or fills) the model from a checkpoint's blobs, verifying every hash. */
@@ -298,52 +312,28 @@ export async function decodeCheckpoint(
   if (into && JSON.stringify(into.config) !== JSON.stringify(meta.model.config)) {
     throw new Error(`checkpoint ${where}: its architecture differs from the model being loaded into`);
   }
-  const weights = decodeSafetensors(
-    await readVerified(read, where, 'model.safetensors', meta),
-    `${where}/model.safetensors`,
-  );
-  const bn = decodeSafetensors(
-    await readVerified(read, where, 'bn_stats.safetensors', meta),
-    `${where}/bn_stats.safetensors`,
-  );
+  const file = (f: string) => `${where}/${f}`;
+  const decode = async (f: string) => decodeSafetensors(await readVerified(read, where, f, meta), file(f));
+  const weights = await decode('model.safetensors');
+  const bn = fromFormat1Stats(await decode('bn_stats.safetensors'), file('bn_stats.safetensors'));
   const model = into ?? buildModel(meta.model, meta.seed);
-  const params = new Map(model.namedParameters());
-  for (const [name, v] of params) {
-    const t = weights.tensors.get(name);
-    const file = `${where}/model.safetensors`;
-    if (!t) throw new Error(`${file}: parameter '${name}' is missing`);
-    if (t.dtype !== 'F32') throw new Error(`${file}: parameter '${name}' is ${t.dtype}; weights must be F32`);
-    if (t.shape.join() !== v.shape.join()) {
-      throw new Error(`${file}: '${name}' has shape [${t.shape}], model expects [${v.shape}]`);
-    }
-    v.assign(tf.tensor(t.data, t.shape));
-  }
+  loadState(model, weights, 'parameter', file('model.safetensors'));
   const buffers = model.namedBuffers();
   if (buffers.length) {
     if (!meta.files['buffers.safetensors'])
       throw new Error(
         `checkpoint ${where}: the model has buffers (e.g. '${buffers[0][0]}') but buffers.safetensors is missing`,
       );
-    const saved = decodeSafetensors(
-      await readVerified(read, where, 'buffers.safetensors', meta),
-      `${where}/buffers.safetensors`,
-    );
-    for (const [name, b] of buffers) {
-      const t = saved.tensors.get(name);
-      if (!t) throw new Error(`checkpoint ${where}: buffer '${name}' is missing`);
-      if (t.shape.join() !== b.shape.join())
-        throw new Error(
-          `checkpoint ${where}: buffer '${name}' has shape [${t.shape}], model expects [${b.shape}]`,
-        );
-      b.assign(tf.tensor(t.data, t.shape, b.dtype));
-    }
+    loadState(model, await decode('buffers.safetensors'), 'buffer', file('buffers.safetensors'));
   }
+  // The saved statistics replace whatever the model held; calibrated ones replace those they name.
   for (const [, m] of namedBatchNorms(model)) m.resetStats();
-  setBnStats(model, bn, `${where}/bn_stats.safetensors`);
+  loadState(model, bn, 'stats', file('bn_stats.safetensors'));
   if (opts.calibrated ?? true) {
     const bytes = await read(CALIBRATION_FILE);
-    if (bytes) setBnStats(model, decodeCalibration(bytes, meta, where), `${where}/${CALIBRATION_FILE}`);
+    if (bytes) loadState(model, decodeCalibration(bytes, meta, where), 'stats', file(CALIBRATION_FILE));
   }
+  const params = new Map(model.namedParameters());
   const optimizerState = new Map<string, tf.Tensor>();
   if (meta.files['optimizer.safetensors'] && !opts.skipOptimizer) {
     const o = decodeSafetensors(

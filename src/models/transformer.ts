@@ -4,6 +4,10 @@
  * dim; the final norm and the head are shared by every depth (SortedNet / Sorted LLaMA).
  * Two architectures: 'gpt' (learned positions, LayerNorm, GELU, biases) and 'llama' (rotary
  * positions, RMSNorm, SwiGLU, no biases), whose context is bounded by maxLen only.
+ *
+ * Per-block widths (Mix'n'Match, MatFormer / Gemma 3n): a sub-model may give block i its own FFN
+ * hidden units (`blocks.i.ffn`) and heads (`blocks.i.attn`) in `sub.layers`; the standalone
+ * model of such a sub-model has per-block `ffn` / `heads` lists in its config.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, ModuleList, type ForwardContext } from '../nn/module.js';
@@ -11,20 +15,22 @@ import { Embedding } from '../nn/embedding.js';
 import { LayerNorm, RMSNorm } from '../nn/norm.js';
 import type { KeyValue } from '../nn/attention.js';
 import { Linear } from '../nn/linear.js';
-import { TransformerBlock } from '../nn/transformer_block.js';
+import { TransformerBlock, denseFfn, type BlockWidths, type FfnFactory } from '../nn/transformer_block.js';
 import { seedStream } from '../nn/init.js';
 import type { SubModel } from '../sorted/submodel.js';
 import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
-import { checkDepth, checkLayerNames, type SortedModel } from './model.js';
+import { checkDepth, checkLayerNames, layerUnits, type SortedModel } from './model.js';
 import { checkUnits, prefix, unitsFor } from '../sorted/slice.js';
 
 export interface TransformerConfig {
   task: 'lm' | 'classify';
   vocab: number;
   dim: number;
-  heads: number;
+  /** Attention heads of every block, or one count per block (a non-uniform extracted sub-model). */
+  heads: number | number[];
   headDim: number;
-  ffn: number;
+  /** FFN hidden units of every block, or one count per block (a non-uniform extracted sub-model). */
+  ffn: number | number[];
   layers: number;
   maxLen: number;
   /** Classes for 'classify'; ignored for 'lm'. */
@@ -38,15 +44,35 @@ export interface TransformerConfig {
   ropeBase?: number;
 }
 
-interface Plan {
-  depth: number;
-  heads: number;
-  ffn: number;
-  embed: number;
+/** A per-block setting as one value per block, checked: positive integers, one per layer. */
+export function perBlock(v: number | number[], layers: number, what: string): number[] {
+  const list = Array.isArray(v) ? v : new Array<number>(layers).fill(v);
+  if (list.length !== layers)
+    throw new Error(
+      `transformer: ${what} lists ${list.length} values for ${layers} layers; give one per layer`,
+    );
+  for (const [i, n] of list.entries()) {
+    if (!Number.isInteger(n) || n < 1)
+      throw new Error(`transformer: ${what} ${n} of block ${i} must be a positive integer`);
+  }
+  return list;
 }
 
-export class Transformer extends Module implements SortedModel<TransformerConfig> {
-  readonly family = 'transformer';
+/** Per-block values as the config stores them: one number when they are all equal. */
+const compactList = (v: number[]): number | number[] => (v.every((x) => x === v[0]) ? v[0] : v);
+
+interface Plan {
+  depth: number;
+  embed: number;
+  /** Active heads and FFN units of every block (the first `depth` run). */
+  blocks: BlockWidths[];
+}
+
+export class Transformer<C extends TransformerConfig = TransformerConfig>
+  extends Module
+  implements SortedModel<C>
+{
+  readonly family: string = 'transformer';
   readonly input = 'tokens';
   readonly tokens: Embedding;
   /** Learned positions ('gpt'); null for 'llama', whose attention rotates q and k instead. */
@@ -54,14 +80,24 @@ export class Transformer extends Module implements SortedModel<TransformerConfig
   readonly blocks: ModuleList<TransformerBlock>;
   readonly lnFinal: LayerNorm | RMSNorm;
   readonly head: Linear | null;
+  /** Full heads and FFN units per block. */
+  private readonly full: BlockWidths[];
+  /** Names a sub-model's `layers` may use: `blocks.i.attn` (heads), `blocks.i.ffn` (hidden units). */
+  readonly layerNames: readonly string[];
 
+  /** `makeFfn` makes the blocks' FFNs (dense by default: GELU for 'gpt', SwiGLU for 'llama'). */
   constructor(
-    readonly config: TransformerConfig,
+    readonly config: C,
     seed = 1,
+    makeFfn?: FfnFactory,
   ) {
     super();
     const s = seedStream(seed);
     const c = config;
+    const heads = perBlock(c.heads, c.layers, 'heads');
+    const ffn = perBlock(c.ffn, c.layers, 'ffn');
+    this.full = heads.map((h, i) => ({ heads: h, ffn: ffn[i] }));
+    this.layerNames = heads.flatMap((_, i) => [`blocks.${i}.attn`, `blocks.${i}.ffn`]);
     this.tokens = this.addChild('tokens', new Embedding(c.vocab, c.dim, s, 'tokens'));
     const llama = c.arch === 'llama';
     if (c.arch !== undefined && c.arch !== 'gpt' && !llama)
@@ -75,14 +111,20 @@ export class Transformer extends Module implements SortedModel<TransformerConfig
         Array.from(
           { length: c.layers },
           (_, i) =>
-            new TransformerBlock(c.dim, c.heads, c.headDim, c.ffn, s, {
-              causal: c.task === 'lm',
-              dropout: c.dropout,
-              name: `blocks.${i}`,
-              ...(llama
-                ? { norm: 'rms', activation: 'swiglu', ropeBase: c.ropeBase ?? 10000, bias: false }
-                : {}),
-            }),
+            new TransformerBlock(
+              c.dim,
+              heads[i],
+              c.headDim,
+              ffn[i],
+              s,
+              {
+                causal: c.task === 'lm',
+                dropout: c.dropout,
+                name: `blocks.${i}`,
+                ...(llama ? { norm: 'rms', ropeBase: c.ropeBase ?? 10000, bias: false } : {}),
+              },
+              makeFfn ?? (llama ? denseFfn('swiglu', false) : denseFfn('gelu')),
+            ),
         ),
       ),
     );
@@ -98,18 +140,24 @@ export class Transformer extends Module implements SortedModel<TransformerConfig
     }
   }
 
-  private plan(sub: SubModel): Plan {
+  /** Widths of `sub`: a per-block override (`blocks.i.attn` / `blocks.i.ffn`), else the uniform budget. */
+  protected plan(sub: SubModel): Plan {
     const c = this.config;
     return {
       depth: checkDepth(sub.depth, 1, c.layers, 'transformer'),
-      heads: checkUnits(sub.heads ?? c.heads, c.heads, 'transformer', 'heads'),
-      ffn: unitsFor(sub.ffn ?? 1, c.ffn, 1, 'transformer ffn'),
       embed: unitsFor(sub.embed ?? 1, c.dim, 1, 'transformer embed'),
+      blocks: this.full.map((f, i) => {
+        const attn = `blocks.${i}.attn`;
+        return {
+          heads: checkUnits(sub.layers?.[attn] ?? sub.heads ?? f.heads, f.heads, attn, 'heads'),
+          ffn: layerUnits(sub, `blocks.${i}.ffn`, f.ffn, sub.ffn ?? 1),
+        };
+      }),
     };
   }
 
   validate(sub: SubModel): void {
-    checkLayerNames(sub, [], 'transformer');
+    checkLayerNames(sub, this.layerNames, 'transformer');
     if (sub.width !== undefined)
       throw new Error("transformer: use 'heads', 'ffn' and 'embed' instead of 'width'");
     this.plan(sub);
@@ -132,7 +180,7 @@ export class Transformer extends Module implements SortedModel<TransformerConfig
 
   /** Block i applied to h at the sub-model's heads and FFN width. */
   block(i: number, h: tf.Tensor3D, sub: SubModel, ctx: ForwardContext): tf.Tensor3D {
-    return this.blocks.items[i].forward(h, this.plan(sub), ctx);
+    return this.blocks.items[i].forward(h, this.plan(sub).blocks[i], ctx);
   }
 
   /**
@@ -148,7 +196,7 @@ export class Transformer extends Module implements SortedModel<TransformerConfig
     start: number,
   ): { y: tf.Tensor3D; kv: KeyValue } {
     if (this.config.task !== 'lm') throw new Error('transformer: KV-cached decoding needs task lm');
-    return this.blocks.items[i].step(h, this.plan(sub), past, start);
+    return this.blocks.items[i].step(h, this.plan(sub).blocks[i], past, start);
   }
 
   /** LM logits through the SHARED final norm and tied head, from any depth's hidden states [..., e]. */
@@ -177,9 +225,10 @@ export class Transformer extends Module implements SortedModel<TransformerConfig
     }
     const ids = x as tf.Tensor2D;
     const exits: tf.Tensor[] = [];
+    const widths = this.plan(sub).blocks;
     let h = this.embed(ids, sub);
     for (let i = 0; i < last; i++) {
-      h = this.block(i, h, sub, ctx);
+      h = this.blocks.items[i].forward(h, widths[i], ctx);
       if (depths.includes(i + 1)) exits.push(this.output(ids, h));
     }
     return exits;
@@ -195,40 +244,32 @@ export class Transformer extends Module implements SortedModel<TransformerConfig
     return this.head.forward(pooled);
   }
 
+  /** Parameters, and FLOPs per sequence of maxLen tokens, block by block at each block's widths. */
   cost(sub: SubModel): Cost {
     const p = this.plan(sub);
     const c = this.config;
     const T = c.maxLen;
-    const inner = p.heads * c.headDim;
     const llama = c.arch === 'llama';
-    const bias = !llama;
-    const norm = { params: (llama ? 1 : 2) * p.embed, flops: 0 };
     const total = zeroCost();
     addCost(total, { params: (c.vocab + (llama ? 0 : c.maxLen)) * p.embed, flops: 0 });
-    for (let i = 0; i < p.depth; i++) {
-      addCost(
-        total,
-        norm,
-        norm,
-        Linear.cost(p.embed, inner, bias),
-        Linear.cost(p.embed, inner, bias),
-        Linear.cost(p.embed, inner, bias),
-        Linear.cost(inner, p.embed, bias),
-        { params: 0, flops: 4 * T * inner }, // scores and weighted sum, per token
-        Linear.cost(p.embed, p.ffn, bias),
-        Linear.cost(p.ffn, p.embed, bias),
-        llama ? Linear.cost(p.embed, p.ffn, false) : zeroCost(), // the SwiGLU gate
-      );
-    }
-    addCost(total, norm);
+    for (let i = 0; i < p.depth; i++) addCost(total, this.blocks.items[i].cost(p.embed, p.blocks[i], T));
+    addCost(total, { params: (llama ? 1 : 2) * p.embed, flops: 0 }); // the final norm
     if (c.task === 'classify') addCost(total, Linear.cost(p.embed, c.classes ?? 2));
     else addCost(total, { params: 0, flops: 2 * p.embed * c.vocab });
     // Everything above is per token; a sample is a sequence of maxLen tokens.
     return { params: total.params, flops: total.flops * T };
   }
 
-  shrink(sub: SubModel): TransformerConfig {
+  /** The config of the standalone model of `sub`: per-block lists where the blocks differ. */
+  shrink(sub: SubModel): C {
     const p = this.plan(sub);
-    return { ...this.config, layers: p.depth, heads: p.heads, ffn: p.ffn, dim: p.embed };
+    const blocks = p.blocks.slice(0, p.depth);
+    return {
+      ...this.config,
+      layers: p.depth,
+      heads: compactList(blocks.map((b) => b.heads)),
+      ffn: compactList(blocks.map((b) => b.ffn)),
+      dim: p.embed,
+    };
   }
 }

@@ -1,14 +1,18 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Module, type ForwardContext } from './module.js';
+import { Module, type ForwardContext, type SubModelStats } from './module.js';
 import { checkUnits, prefix } from '../sorted/slice.js';
 import { batchNormTrain } from '../engine/ops/batch_norm_train.js';
 
+/** One sub-model's BatchNorm statistics (a read-only view: `loadStateDict` and calibration set them). */
 export interface BnStats {
-  mean: tf.Tensor1D;
-  variance: tf.Tensor1D;
+  readonly mean: tf.Tensor1D;
+  readonly variance: tf.Tensor1D;
   /** Batches averaged so far (calibration is a cumulative average, as in US-Nets). */
-  count: number;
+  readonly count: number;
 }
+
+/** The fields of one sub-model's statistics in the state dict (`stats.<subId>.<field>`). */
+const FIELDS = ['mean', 'variance', 'count'] as const;
 
 /**
  * BatchNorm over NHWC channels with statistics PER SUB-MODEL (keyed by `ctx.key`): sliced
@@ -17,11 +21,13 @@ export interface BnStats {
  *  - train: normalise with batch statistics; no state changes.
  *  - calibrate: batch statistics, and accumulate their cumulative average under ctx.key.
  *  - eval: normalise with the statistics stored under ctx.key.
+ * The statistics are module state: `stateDict()` holds `stats.<subId>.mean`, `.variance` (F32 [c],
+ * c the channels that sub-model uses) and `.count` (I32 scalar) under the module's path.
  */
 export class BatchNorm2d extends Module {
   readonly gamma: tf.Variable;
   readonly beta: tf.Variable;
-  readonly stats = new Map<string, BnStats>();
+  private readonly stats = new Map<string, { mean: tf.Tensor1D; variance: tf.Tensor1D; count: tf.Scalar }>();
   constructor(
     readonly channels: number,
     readonly name = 'bn',
@@ -64,7 +70,7 @@ export class BatchNorm2d extends Module {
 
   private accumulate(key: string, mean: tf.Tensor1D, variance: tf.Tensor1D): void {
     const old = this.stats.get(key);
-    const n = old ? old.count : 0;
+    const n = old ? old.count.dataSync()[0] : 0;
     // Cumulative average: after k batches, each batch weighs 1/k.
     const next = tf.tidy(() => ({
       mean: old ? tf.add(tf.mul(old.mean, n / (n + 1)), tf.mul(mean, 1 / (n + 1))) : tf.clone(mean),
@@ -74,29 +80,80 @@ export class BatchNorm2d extends Module {
     }));
     tf.keep(next.mean);
     tf.keep(next.variance);
-    if (old) {
-      old.mean.dispose();
-      old.variance.dispose();
-    }
+    this.resetStats(key);
     this.stats.set(key, {
       mean: next.mean as tf.Tensor1D,
       variance: next.variance as tf.Tensor1D,
-      count: n + 1,
+      count: tf.keep(tf.scalar(n + 1, 'int32')),
     });
+  }
+
+  /** The statistics of one sub-model, or undefined when it has not been calibrated. */
+  statsFor(key: string): BnStats | undefined {
+    const s = this.stats.get(key);
+    return s && { mean: s.mean, variance: s.variance, count: s.count.dataSync()[0] };
+  }
+
+  /** The sub-models this layer holds statistics for, sorted. */
+  statsKeys(): string[] {
+    return [...this.stats.keys()].sort();
+  }
+
+  /** By sub-model id, sorted: the order does not depend on the order of calibration or loading. */
+  protected override ownStats(): ReadonlyMap<string, SubModelStats> {
+    const keys = [...this.stats.keys()].sort();
+    return new Map(keys.map((key) => [key, new Map(FIELDS.map((f) => [f, this.stats.get(key)![f]]))]));
+  }
+
+  protected override statsLoader(key: string, fields: SubModelStats, where: (field: string) => string) {
+    for (const f of fields.keys())
+      if (!(FIELDS as readonly string[]).includes(f))
+        throw new Error(`${where(f)}: BatchNorm statistics have the fields ${FIELDS.join(', ')}, not '${f}'`);
+    const [mean, variance, count] = FIELDS.map((f) => {
+      const t = fields.get(f);
+      if (!t) throw new Error(`${where(f)} is missing (BatchNorm statistics need ${FIELDS.join(', ')})`);
+      return t;
+    });
+    // A narrower sub-model keeps statistics for a prefix of the channels.
+    const c = mean.shape[0];
+    if (mean.rank !== 1 || !(c >= 1 && c <= this.channels) || mean.dtype !== 'float32')
+      throw new Error(
+        `${where('mean')} is ${mean.dtype} [${mean.shape}]; BatchNorm '${this.name}' has ${this.channels} channels (float32 [c], c ≤ ${this.channels})`,
+      );
+    if (variance.shape.join() !== mean.shape.join() || variance.dtype !== 'float32')
+      throw new Error(
+        `${where('variance')} is ${variance.dtype} [${variance.shape}], the mean float32 [${mean.shape}]`,
+      );
+    const n = count.rank === 0 && count.dtype === 'int32' ? count.dataSync()[0] : NaN;
+    if (!(n >= 1)) throw new Error(`${where('count')} must be an int32 scalar ≥ 1 (batches averaged)`);
+    return () => {
+      this.resetStats(key);
+      // Kept: loading may run inside a caller's tf.tidy.
+      this.stats.set(key, {
+        mean: tf.keep(tf.clone(mean)) as tf.Tensor1D,
+        variance: tf.keep(tf.clone(variance)) as tf.Tensor1D,
+        count: tf.keep(tf.scalar(n, 'int32')),
+      });
+    };
   }
 
   /** Forget the statistics of one sub-model (or all) before recalibrating. */
   resetStats(key?: string): void {
     for (const [k, s] of this.stats) {
       if (key !== undefined && k !== key) continue;
-      s.mean.dispose();
-      s.variance.dispose();
+      tf.dispose([s.mean, s.variance, s.count]);
       this.stats.delete(k);
     }
   }
 }
 
-/** Every BatchNorm2d of a model with its stable dotted name (checkpoints, calibration, extraction). */
+/** Drops every BatchNorm statistic of `model` but sub-model `key`'s (after masks or widths change). */
+export function keepStatsOnly(model: Module, key: string): void {
+  for (const [, bn] of namedBatchNorms(model))
+    for (const k of bn.statsKeys()) if (k !== key) bn.resetStats(k);
+}
+
+/** Every BatchNorm2d of a model with its stable dotted name (calibration, export). */
 export function namedBatchNorms(model: Module): [string, BatchNorm2d][] {
   return model.namedModules().filter((e): e is [string, BatchNorm2d] => e[1] instanceof BatchNorm2d);
 }

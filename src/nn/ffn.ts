@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Module } from './module.js';
 import { Linear } from './linear.js';
 import { activate, type Activation } from './functional.js';
+import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
 
 /**
  * Position-wise feed-forward network. Elastic hidden width (MatFormer): W_up[:m, :], W_down[:, :m].
@@ -26,6 +27,13 @@ export class FeedForward extends Module {
         ? this.addChild('gate', new Linear(dim, hidden, seed, { name: `${name}.gate`, bias }))
         : null;
     this.down = this.addChild('down', new Linear(hidden, dim, seed, { name: `${name}.down`, bias }));
+  }
+
+  /** Parameters and FLOPs per token with `embed` model units and `hidden` hidden units. */
+  cost(embed: number, hidden = this.hidden): Cost {
+    const bias = this.up.bias !== null;
+    const up = Linear.cost(embed, hidden, bias);
+    return addCost(zeroCost(), up, this.gate ? up : zeroCost(), Linear.cost(hidden, embed, bias));
   }
 
   /** x: [..., e] → [..., e] through the first `hidden` units. */

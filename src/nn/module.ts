@@ -1,8 +1,10 @@
 /**
- * Modules own named parameters and a `forward` (torch.nn style). Names are dotted paths
- * (`blocks.2.conv1.weight`) and stable: checkpoints are keyed by them.
+ * Modules own named parameters, buffers and a `forward` (torch.nn style). Names are dotted paths
+ * (`blocks.2.conv1.weight`) and stable: checkpoints are keyed by them. `stateDict()` and
+ * `loadStateDict()` are the one way model state is saved, loaded, extracted and copied.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { prefix } from '../sorted/slice.js';
 
 export type Mode = 'train' | 'eval' | 'calibrate';
 
@@ -40,6 +42,63 @@ export class AuxLosses {
 
 export const evalContext = (key: string): ForwardContext => ({ mode: 'eval', key });
 
+/**
+ * What a state entry is: a learned parameter, a buffer (register_buffer: PAD masks, index
+ * tables), or per-sub-model statistics (BatchNorm's mean, variance and batch count per sub-model,
+ * named `stats.<subId>.<field>` under the module's path).
+ */
+export type StateKind = 'parameter' | 'buffer' | 'stats';
+export const STATE_KINDS: readonly StateKind[] = ['parameter', 'buffer', 'stats'];
+
+/** One sub-model's statistics in one module, by field (BatchNorm: mean, variance, count). */
+export type SubModelStats = ReadonlyMap<string, tf.Tensor>;
+
+export interface LoadStateOptions {
+  /** The kinds of entries to load (default all); entries of other kinds are passed over. */
+  kinds?: readonly StateKind[];
+  /**
+   * Default true: parameters or buffers the state lacks, and entries the model cannot take, are
+   * an error naming them. When false they are returned (torch's missing / unexpected keys).
+   * Statistics are never missing: a sub-model without them is uncalibrated, not broken.
+   */
+  strict?: boolean;
+  /**
+   * Extraction: each parameter and buffer of this (smaller) model is the prefix box of the
+   * same-named source tensor (every sorted sub-model is a prefix box of the shared weights).
+   */
+  slice?: boolean;
+  /** Statistics: take only sub-model `from`'s and store them as `to`'s (others are passed over). */
+  subModel?: { from: string; to: string };
+  /** Names the source in errors (a file, or the operation). */
+  where?: string;
+}
+
+/** What a non-strict load left out: target names the state lacks, and state names the model cannot take. */
+export interface LoadStateResult {
+  missing: string[];
+  unexpected: string[];
+}
+
+const STATS = 'stats.';
+
+/** Splits a module-local `stats.<subId>.<field>` name; sub-model ids may contain dots, fields do not. */
+function parseStatsName(local: string): { key: string; field: string } | null {
+  const dot = local.lastIndexOf('.');
+  if (!local.startsWith(STATS) || dot <= STATS.length) return null;
+  return { key: local.slice(STATS.length, dot), field: local.slice(dot + 1) };
+}
+
+const shapeOf = (t: tf.Tensor) => `[${t.shape.join(', ')}]`;
+
+const listNames = (names: string[]) =>
+  names
+    .slice(0, 6)
+    .map((n) => `'${n}'`)
+    .join(', ') + (names.length > 6 ? ` and ${names.length - 6} more` : '');
+
+/** A state entry routed to the module that owns it: its full name and the tensor. */
+type Routed = Map<string, { name: string; t: tf.Tensor }>;
+
 export abstract class Module {
   private readonly params = new Map<string, tf.Variable>();
   private readonly buffers = new Map<string, tf.Variable>();
@@ -66,6 +125,8 @@ export abstract class Module {
   }
 
   protected addChild<M extends Module>(name: string, m: M): M {
+    // State names are routed to children by their first segment.
+    if (name.includes('.')) throw new Error(`child module '${name}': names must not contain '.'`);
     if (this.children.has(name)) throw new Error(`child module '${name}' registered twice`);
     this.children.set(name, m);
     return m;
@@ -93,6 +154,124 @@ export abstract class Module {
     return out;
   }
 
+  /**
+   * Per-sub-model statistics this module keeps itself (not its children's): sub-model id →
+   * fields. None by default; BatchNorm2d overrides this and `statsLoader`.
+   */
+  protected ownStats(): ReadonlyMap<string, SubModelStats> | null {
+    return null;
+  }
+
+  /**
+   * Checks one sub-model's statistics for this module (`where(field)` names an entry in errors)
+   * and returns what stores copies of them under `key`, replacing what `key` held. Only called
+   * on modules whose `ownStats()` is not null.
+   */
+  protected statsLoader(key: string, fields: SubModelStats, where: (field: string) => string): () => void {
+    void fields;
+    throw new Error(`${where('')}: ${this.constructor.name} keeps no statistics (for '${key}')`);
+  }
+
+  /**
+   * Every parameter, buffer and per-sub-model statistic of the model, by dotted path, in
+   * registration order (torch's state_dict). The tensors are the model's own: do not dispose
+   * them; copy what must outlive the next change.
+   */
+  stateDict(kinds: readonly StateKind[] = STATE_KINDS, prefix = ''): Map<string, tf.Tensor> {
+    const out = new Map<string, tf.Tensor>();
+    if (kinds.includes('parameter')) for (const [n, p] of this.params) out.set(prefix + n, p);
+    if (kinds.includes('buffer')) for (const [n, b] of this.buffers) out.set(prefix + n, b);
+    if (kinds.includes('stats'))
+      for (const [key, fields] of this.ownStats() ?? [])
+        for (const [field, t] of fields) out.set(`${prefix}${STATS}${key}.${field}`, t);
+    for (const [n, c] of this.children) for (const e of c.stateDict(kinds, `${prefix}${n}.`)) out.set(...e);
+    return out;
+  }
+
+  /**
+   * The one copier of model state (checkpoints, extraction, compaction): copies every entry of
+   * `state` into the same-named parameter, buffer or statistic of this model. Everything is
+   * checked (names, shapes, dtypes) before anything is written, so a failed load changes nothing.
+   * The caller keeps ownership of `state`.
+   */
+  loadStateDict(state: ReadonlyMap<string, tf.Tensor>, opts: LoadStateOptions = {}): LoadStateResult {
+    const routed: Routed = new Map([...state].map(([name, t]) => [name, { name, t }]));
+    const result: LoadStateResult = { missing: [], unexpected: [] };
+    const writes: (() => void)[] = [];
+    this.planLoad(routed, '', { ...opts, where: opts.where ?? 'loadStateDict' }, result, writes);
+    if (opts.strict ?? true) {
+      const where = opts.where ?? 'loadStateDict';
+      if (result.missing.length)
+        throw new Error(
+          `${where}: ${listNames(result.missing)} ${result.missing.length > 1 ? 'are' : 'is'} missing`,
+        );
+      if (result.unexpected.length)
+        throw new Error(
+          `${where}: ${listNames(result.unexpected)} ${result.unexpected.length > 1 ? 'match' : 'matches'} nothing in the model (another architecture?)`,
+        );
+    }
+    for (const w of writes) w();
+    return result;
+  }
+
+  /** Routes this module's entries (local names) to itself and its children; collects the writes. */
+  private planLoad(
+    entries: Routed,
+    prefix: string,
+    opts: LoadStateOptions & { where: string },
+    result: LoadStateResult,
+    writes: (() => void)[],
+  ): void {
+    const kinds = opts.kinds ?? STATE_KINDS;
+    const own: Routed = new Map();
+    const byChild = new Map<string, Routed>([...this.children.keys()].map((c) => [c, new Map()]));
+    for (const [local, e] of entries) {
+      const dot = local.indexOf('.');
+      const child =
+        dot > 0 && !this.params.has(local) && !this.buffers.has(local)
+          ? byChild.get(local.slice(0, dot))
+          : undefined;
+      if (child) child.set(local.slice(dot + 1), e);
+      else own.set(local, e);
+    }
+    for (const [kind, vars] of [
+      ['parameter', this.params],
+      ['buffer', this.buffers],
+    ] as const) {
+      for (const [n, v] of vars) {
+        const e = own.get(n);
+        own.delete(n);
+        if (!kinds.includes(kind)) continue;
+        if (!e) result.missing.push(prefix + n);
+        else writes.push(copyInto(v, e.t, `${opts.where}: ${kind} '${e.name}'`, opts.slice ?? false));
+      }
+    }
+    const stats = new Map<string, { fields: Map<string, tf.Tensor>; names: Map<string, string> }>();
+    const keepsStats = this.ownStats() !== null;
+    for (const [local, e] of own) {
+      const s = parseStatsName(local);
+      if (!s || !keepsStats) {
+        result.unexpected.push(e.name);
+        continue;
+      }
+      if (!kinds.includes('stats') || (opts.subModel && s.key !== opts.subModel.from)) continue;
+      const key = opts.subModel?.to ?? s.key;
+      const group = stats.get(key) ?? { fields: new Map(), names: new Map() };
+      group.fields.set(s.field, e.t);
+      group.names.set(s.field, e.name);
+      stats.set(key, group);
+    }
+    for (const [key, { fields, names }] of stats)
+      writes.push(
+        this.statsLoader(
+          key,
+          fields,
+          (f) => `${opts.where}: '${names.get(f) ?? `${prefix}${STATS}${key}.${f}`}'`,
+        ),
+      );
+    for (const [n, c] of this.children) c.planLoad(byChild.get(n)!, `${prefix}${n}.`, opts, result, writes);
+  }
+
   trainableVariables(): tf.Variable[] {
     return this.namedParameters()
       .map(([, v]) => v)
@@ -107,6 +286,28 @@ export abstract class Module {
     for (const [, v] of this.namedParameters()) v.dispose();
     for (const [, v] of this.namedBuffers()) v.dispose();
   }
+}
+
+/**
+ * Checks that `source` fits `target` (the same shape, or with `slice` a box that holds it; the
+ * same dtype) and returns the write.
+ */
+function copyInto(target: tf.Variable, source: tf.Tensor, where: string, slice: boolean): () => void {
+  if (source.dtype !== target.dtype)
+    throw new Error(`${where} is ${source.dtype}, the model's is ${target.dtype}`);
+  const fits = slice
+    ? source.rank === target.rank && target.shape.every((d, i) => d <= source.shape[i])
+    : source.shape.join() === target.shape.join();
+  if (!fits)
+    throw new Error(
+      `${where} has shape ${shapeOf(source)}, the model's is ${shapeOf(target)}` +
+        (slice ? ' (a prefix box of the source is taken: it must be at least as large on every axis)' : ''),
+    );
+  return () => {
+    const box = slice ? prefix(source, target.shape, where) : source;
+    target.assign(box);
+    if (box !== source) box.dispose(); // the variable holds its own reference to the data
+  };
 }
 
 /** An ordered list of modules named 0, 1, 2 … (torch.nn.ModuleList). */

@@ -1,37 +1,66 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import * as tfc from '@tensorflow/tfjs-core';
-import { Module, type ForwardContext } from './module.js';
+import { Module, evalContext, type ForwardContext } from './module.js';
 import { LayerNorm, RMSNorm } from './norm.js';
 import { MultiHeadAttention, type KeyValue } from './attention.js';
 import { FeedForward } from './ffn.js';
+import { Linear } from './linear.js';
 import { dropout, type Activation } from './functional.js';
+import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
+
+/**
+ * The FFN of a block, of any kind: a dense FeedForward, or a mixture of experts (MoE, PAD-MoE,
+ * compact PAD-MoE from src/dynamic). x [..., e] → [..., e] through the first `hidden` units where
+ * the layer is elastic (MoE layers accept only their full width); auxiliary losses go to ctx.aux.
+ */
+export interface BlockFfn extends Module {
+  forward(x: tf.Tensor, hidden: number, ctx: ForwardContext): tf.Tensor;
+  /** Parameters and FLOPs per token with `embed` model units and `hidden` hidden units. */
+  cost(embed: number, hidden: number): Cost;
+}
+
+/** Makes the FFN `name` (e.g. `blocks.1.ffn`) of a block: `dim` → `hidden` → `dim`. */
+export type FfnFactory = (dim: number, hidden: number, name: string, seed: () => number) => BlockFfn;
+
+/** Dense FFNs: GELU/ReLU with biases (GPT), or SwiGLU without (LLaMA). */
+export const denseFfn =
+  (activation: Activation | 'swiglu' = 'gelu', bias = true): FfnFactory =>
+  (dim, hidden, name, seed) =>
+    new FeedForward(dim, hidden, seed, activation, name, bias);
+
+/** Active heads and FFN hidden units of one block. */
+export interface BlockWidths {
+  heads: number;
+  ffn: number;
+}
 
 /**
  * Pre-norm transformer block: x + attn(norm1(x)), then x + ffn(norm2(x)). Elastic heads and FFN
  * width. GPT-style (LayerNorm, GELU, biases) or LLaMA-style (RMSNorm, SwiGLU, rotary, no biases).
+ * The FFN comes from `makeFfn` (dense by default; MoE or PAD-MoE for the MoE transformer).
  */
 export class TransformerBlock extends Module {
   readonly ln1: LayerNorm | RMSNorm;
   readonly attn: MultiHeadAttention;
   readonly ln2: LayerNorm | RMSNorm;
-  readonly ffn: FeedForward;
+  readonly ffn: BlockFfn;
 
   constructor(
     dim: number,
     heads: number,
     headDim: number,
-    ffnHidden: number,
+    readonly ffnHidden: number,
     seed: () => number,
     readonly opts: {
       causal?: boolean;
       dropout?: number;
-      activation?: Activation | 'swiglu';
       name?: string;
       norm?: 'layer' | 'rms';
       /** Rotary positions in attention with this base; none when absent. */
       ropeBase?: number;
       bias?: boolean;
     } = {},
+    makeFfn: FfnFactory = denseFfn('gelu', opts.bias ?? true),
   ) {
     super();
     const name = opts.name ?? 'block';
@@ -49,30 +78,47 @@ export class TransformerBlock extends Module {
       }),
     );
     this.ln2 = this.addChild('ln2', norm(`${name}.ln2`));
-    this.ffn = this.addChild(
-      'ffn',
-      new FeedForward(dim, ffnHidden, seed, opts.activation ?? 'gelu', `${name}.ffn`, opts.bias ?? true),
-    );
+    this.ffn = this.addChild('ffn', makeFfn(dim, ffnHidden, `${name}.ffn`, seed));
   }
 
   /** x: [B, T, e] → [B, T, e]. */
-  forward(x: tf.Tensor3D, widths: { heads: number; ffn: number }, ctx: ForwardContext): tf.Tensor3D {
+  forward(x: tf.Tensor3D, widths: BlockWidths, ctx: ForwardContext): tf.Tensor3D {
     const p = this.opts.dropout ?? 0;
     const a = dropout(this.attn.forward(this.ln1.forward(x) as tf.Tensor3D, ctx, widths.heads), p, ctx);
     const h = tfc.add(x, a) as tf.Tensor3D;
-    const f = dropout(this.ffn.forward(this.ln2.forward(h), widths.ffn), p, ctx);
+    const f = dropout(this.ffn.forward(this.ln2.forward(h), widths.ffn, ctx), p, ctx);
     return tfc.add(h, f) as tf.Tensor3D;
   }
 
   /** Decoding (eval): positions start..start+n−1 of x [B, n, e] over the cache `past` of this block. */
   step(
     x: tf.Tensor3D,
-    widths: { heads: number; ffn: number },
+    widths: BlockWidths,
     past: KeyValue | null,
     start: number,
   ): { y: tf.Tensor3D; kv: KeyValue } {
     const { y: a, kv } = this.attn.step(this.ln1.forward(x) as tf.Tensor3D, widths.heads, past, start);
     const h = tfc.add(x, a) as tf.Tensor3D;
-    return { y: tfc.add(h, this.ffn.forward(this.ln2.forward(h), widths.ffn)) as tf.Tensor3D, kv };
+    const f = this.ffn.forward(this.ln2.forward(h), widths.ffn, evalContext('decode'));
+    return { y: tfc.add(h, f) as tf.Tensor3D, kv };
+  }
+
+  /** Parameters and FLOPs per token with `embed` model units, over sequences of T tokens. */
+  cost(embed: number, widths: BlockWidths, T: number): Cost {
+    const inner = widths.heads * this.attn.headDim;
+    const bias = this.opts.bias ?? true;
+    const norm = { params: (this.opts.norm === 'rms' ? 1 : 2) * embed, flops: 0 };
+    const proj = Linear.cost(embed, inner, bias);
+    return addCost(
+      zeroCost(),
+      norm,
+      norm,
+      proj,
+      proj,
+      proj,
+      Linear.cost(inner, embed, bias),
+      { params: 0, flops: 4 * T * inner }, // scores and weighted sum, per token
+      this.ffn.cost(embed, widths.ffn),
+    );
   }
 }

@@ -17,13 +17,14 @@ export type Probabilities = Float32Array[];
 /** What a request's samples look like for `model` (image size from the config or the preprocessing). */
 export function inputSpecOf(model: SortedModel, preprocess?: Preprocess): InputSpec {
   const img = preprocess?.image;
+  if (model.input === 'tokens') {
+    // The transformer families (plain or MoE) share TransformerConfig.
+    const c = model.config as TransformerConfig;
+    if (c.task !== 'classify')
+      throw new Error('serve: /predict needs a classifier; this run is a language model');
+    return { kind: 'tokens', maxLen: c.maxLen, vocab: c.vocab, padId: c.padId ?? 0 };
+  }
   switch (model.family) {
-    case 'transformer': {
-      const c = model.config as TransformerConfig;
-      if (c.task !== 'classify')
-        throw new Error('serve: /predict needs a classifier; this run is a language model');
-      return { kind: 'tokens', maxLen: c.maxLen, vocab: c.vocab, padId: c.padId ?? 0 };
-    }
     case 'mlp': {
       const inputs = (model.config as { inputs: number }).inputs;
       if (img && img.height * img.width * img.channels === inputs)

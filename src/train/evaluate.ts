@@ -9,8 +9,10 @@ import type { SubModel } from '../sorted/submodel.js';
 import type { ImageDataset } from '../data/dataset.js';
 import { batches } from '../data/loader.js';
 import { isSequenceDataset, sequenceBatches, type SequenceDataset } from '../data/sequences.js';
+import { calibrateBatchNorm, type LabelledBatch } from '../nn/calibrate.js';
 import { namedBatchNorms } from '../nn/batchnorm.js';
-import type { Module } from '../nn/module.js';
+
+export type { LabelledBatch };
 
 export interface EvalRow {
   id: string;
@@ -50,38 +52,6 @@ function* inputBatches(
     for (const b of batches(ds, { batchSize }))
       yield { x: imageTensor(ds, b.x, b.size), y: b.y, size: b.size };
   }
-}
-
-/**
- * The one BatchNorm calibration (after training, after a PAD mask changes, per sub-model):
- * forgets the statistics under `key` and re-estimates them over ALL of `inputs`, each batch
- * weighing the same (a cumulative average, as US-Nets). A model without BatchNorm is left alone.
- * `temperature` is the dynamic-conv attention temperature of the passes (default 1).
- */
-export function calibrateBatchNorm(
-  model: Module & Pick<SortedModel, 'forward'>,
-  sub: SubModel,
-  key: string,
-  inputs: Iterable<tf.Tensor>,
-  opts: { temperature?: number } = {},
-): void {
-  const bns = namedBatchNorms(model);
-  if (bns.length === 0) return;
-  for (const [, m] of bns) m.resetStats(key);
-  let seen = 0;
-  for (const x of inputs) {
-    tf.tidy(() => {
-      model.forward(x, sub, { mode: 'calibrate', key, temperature: opts.temperature });
-    });
-    seen++;
-  }
-  if (seen === 0) throw new Error(`calibrateBatchNorm: no batches to calibrate '${key}' on`);
-}
-
-/** A batch of model inputs with their labels (int32 [B]). */
-export interface LabelledBatch {
-  x: tf.Tensor;
-  y: tf.Tensor1D;
 }
 
 /**

@@ -3,12 +3,12 @@
  * sub-models, accumulate the gradients of their (1/gAcc-scaled) losses, apply one update.
  * Read it top to bottom: data, plan, losses, guard, update, log, checkpoint.
  *
- * With a run folder the loop is crash-safe: it holds the folder's lock, clears what an
- * interrupted save left, checkpoints atomically every `checkpointEvery` steps, and a non-finite
- * loss or gradient stops it (or skips the step) before the weights or a checkpoint are touched.
+ * The loop owns no files. It starts from a `TrainState` (a resumed run's) and hands its state
+ * to `onCheckpoint` every `checkpointEvery` steps; the caller saves it (`trainRun` in
+ * src/run/ does so crash-safely in a run folder). A non-finite loss or gradient stops it (or
+ * skips the step) before the weights are touched, and non-finite weights are never handed out.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { readFileSync } from 'node:fs';
 import type { SortedModel } from '../models/model.js';
 import type { Grid, GridEntry } from '../sorted/grid.js';
 import { SubModelSampler } from '../sorted/sample.js';
@@ -19,17 +19,6 @@ import { isSequenceDataset, sequenceBatches, type SequenceDataset } from '../dat
 import { createRng, streamSeed } from '../data/random.js';
 import { Optimizer, cosineLr } from './optim.js';
 import type { TrainConfig } from './config.js';
-import {
-  checkpointDir,
-  hasCheckpoint,
-  loadCheckpoint,
-  removeStale,
-  saveCheckpoint,
-  type SaveOptions,
-} from '../io/checkpoint.js';
-import type { CheckpointMeta, Preprocess } from '../io/checkpoint_codec.js';
-import { acquireRunLock } from '../io/lock.js';
-import { writeFileAtomic } from '../io/atomic.js';
 import { Progress } from './progress.js';
 import { temperatureAt } from './temperature.js';
 import { AuxLosses } from '../nn/module.js';
@@ -47,22 +36,30 @@ export interface StepLog {
   elapsedSeconds: number;
 }
 
+/**
+ * Where a run stands after `step` optimizer steps: with the model's weights, all a later run
+ * needs to continue exactly (the data order and sub-model draws derive from the seed and step).
+ */
+export interface TrainState {
+  step: number;
+  /** The optimizer's own step count (bias correction); equals `step` unless steps were skipped. */
+  optimizerStep: number;
+  /** Moments / momentum per parameter: `<parameter>.m`, `.v` (AdamW) or `.buf` (SGD). */
+  optimizerState: Map<string, tf.Tensor>;
+}
+
 export interface TrainOptions {
-  /** Checkpoints go here (and log.jsonl); none when absent. */
-  runDir?: string;
-  /** Continue from the checkpoint in runDir. */
-  resume?: boolean;
-  datasetName?: string;
-  /** What a raw input needs before the model (normalisation, image size, class names): saved in checkpoints. */
-  preprocess?: Preprocess;
-  /** Further files saved in every checkpoint (an LM's tokenizer.json). */
-  extraFiles?: Record<string, Uint8Array>;
+  /** Continue from this state (the model holds the weights of the same step). */
+  start?: TrainState;
+  /**
+   * Called with the current state every `checkpointEvery` steps and after the last step, once
+   * the weights are checked finite. The tensors are the trainer's: read them, don't keep them.
+   */
+  onCheckpoint?: (state: TrainState) => void;
   onStep?: (log: StepLog) => void;
   progress?: boolean;
   /** Stop after this step (tests use it to simulate an interrupted run). */
   stopAfter?: number;
-  /** Passed to each checkpoint save (tests kill the process at each stage of a save). */
-  onSaveStage?: SaveOptions['onStage'];
 }
 
 /** Training stopped because the loss, the gradient or the weights stopped being finite. */
@@ -74,10 +71,13 @@ export class DivergenceError extends Error {
 export const MAX_CONSECUTIVE_SKIPS = 10;
 
 export interface TrainResult {
+  /** Steps run by this call (from the start state's step). */
   steps: number;
   seconds: number;
   samples: number;
   finalLoss: number;
+  /** The state after the last step run. */
+  state: TrainState;
 }
 
 /** What the trainer learns from: images or token sequences with a class each, or token windows for a language model. */
@@ -180,29 +180,16 @@ export async function train(
 ): Promise<TrainResult> {
   checkTrainData(data);
   const optimizer = new Optimizer(config.optimizer, model.namedParameters());
-  const runDir = options.runDir;
-  if (!runDir) {
-    if (options.resume) throw new Error('resume needs a run folder');
-    return trainSteps(model, grid, data, config, options, optimizer, 0);
-  }
-  const lock = acquireRunLock(runDir, 'train');
-  try {
-    for (const p of removeStale(runDir)) console.warn(`removed ${p} (left by an interrupted write)`);
-    let startStep = 0;
-    if (options.resume && hasCheckpoint(runDir)) {
-      const ck = await loadCheckpoint(runDir, model, { calibrated: false });
-      checkResumable(ck.meta, config, ck.dir);
-      optimizer.load(ck.meta.optimizerStep ?? ck.meta.step, ck.optimizerState);
-      startStep = ck.meta.step;
-    } else if (options.resume) {
-      console.warn(`${runDir} holds no checkpoint yet (killed before the first save); starting at step 0`);
-    } else if (hasCheckpoint(runDir)) {
-      throw new Error(`${runDir} already holds checkpoints; resume it, or train into another folder`);
+  const { start } = options;
+  if (start) {
+    if (start.step > config.steps) {
+      throw new Error(
+        `the run is at step ${start.step}, beyond the ${config.steps} steps asked for; give more steps`,
+      );
     }
-    return await trainSteps(model, grid, data, config, options, optimizer, startStep);
-  } finally {
-    lock.release();
+    optimizer.load(start.optimizerStep, start.optimizerState);
   }
+  return trainSteps(model, grid, data, config, options, optimizer, start?.step ?? 0);
 }
 
 /** The loop itself, from `startStep` (the optimizer holds the state of the steps before it). */
@@ -326,7 +313,7 @@ async function trainSteps(
       throw new DivergenceError(
         `step ${step + 1}: the loss is ${stepLoss} and the gradient norm ${gradNorm}` +
           (skippedInARow > 1 ? ` (${skippedInARow} such steps in a row)` : '') +
-          `; training stopped without applying the update. ${lastGood(options.runDir)} ` +
+          `; training stopped without applying the update. ` +
           `Lower the learning rate (now ${config.optimizer.lr}) or check the data` +
           (config.nonFinite === 'stop'
             ? `; nonFinite: 'skip' (--on-non-finite skip) skips such steps instead.`
@@ -351,35 +338,30 @@ async function trainSteps(
     progress?.update(step + 1 - startStep, end - startStep, stepLoss, samples / elapsed);
     const last = step + 1 === config.steps;
     if (
-      options.runDir &&
+      options.onCheckpoint &&
       (last || (config.checkpointEvery > 0 && (step + 1) % config.checkpointEvery === 0))
     ) {
       if (!allFinite(model)) {
         throw new DivergenceError(
-          `step ${step + 1}: the weights are no longer finite; not saving them. ${lastGood(options.runDir)} ` +
+          `step ${step + 1}: the weights are no longer finite; not saving them. ` +
             `Lower the learning rate (now ${config.optimizer.lr}).`,
         );
       }
-      saveCheckpoint(
-        options.runDir,
-        {
-          model,
-          grid: grid.spec,
-          step: step + 1,
-          optimizerStep: optimizer.step,
-          seed: config.seed,
-          train: config,
-          dataset: options.datasetName,
-          preprocess: options.preprocess,
-          extraFiles: options.extraFiles,
-          optimizerState: optimizer.state,
-        },
-        { keep: config.keepCheckpoints, onStage: options.onSaveStage },
-      );
+      options.onCheckpoint({
+        step: step + 1,
+        optimizerStep: optimizer.step,
+        optimizerState: optimizer.state,
+      });
     }
   }
   progress?.done();
-  return { steps: end - startStep, seconds: (performance.now() - t0) / 1000, samples, finalLoss: lastLoss };
+  return {
+    steps: end - startStep,
+    seconds: (performance.now() - t0) / 1000,
+    samples,
+    finalLoss: lastLoss,
+    state: { step: end, optimizerStep: optimizer.step, optimizerState: optimizer.state },
+  };
 }
 
 /** sqrt(Σ g²) over every gradient, read back as one number. */
@@ -398,16 +380,6 @@ function allFinite(model: SortedModel): boolean {
   const count = bad.dataSync()[0];
   bad.dispose();
   return count === 0;
-}
-
-/** Where the last good checkpoint is, for the divergence message. */
-function lastGood(runDir: string | undefined): string {
-  if (!runDir) return '';
-  try {
-    return `The last checkpoint, ${checkpointDir(runDir)}, is intact.`;
-  } catch {
-    return 'No checkpoint was written before it.';
-  }
 }
 
 /**
@@ -440,76 +412,4 @@ export function checkTrainData(data: TrainData): void {
       );
     }
   }
-}
-
-/** Fields that may differ when resuming: they change neither the steps done nor those to come. */
-const RESUME_MAY_CHANGE = new Set<keyof TrainConfig>([
-  'steps',
-  'checkpointEvery',
-  'keepCheckpoints',
-  'nonFinite',
-]);
-
-const canonical = (v: unknown): string =>
-  JSON.stringify(v, (_k, x) =>
-    x && typeof x === 'object' && !Array.isArray(x)
-      ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => a.localeCompare(b)))
-      : x,
-  ) ?? 'undefined';
-
-/** A resume continues the same run: other settings would make the result neither run. */
-function checkResumable(meta: CheckpointMeta, config: TrainConfig, dir: string): void {
-  if (meta.step > config.steps) {
-    throw new Error(
-      `${dir} is at step ${meta.step}, beyond the ${config.steps} steps asked for; give more steps`,
-    );
-  }
-  if (!meta.train) return;
-  const saved = meta.train as unknown as Record<string, unknown>;
-  const now = config as unknown as Record<string, unknown>;
-  const differ = [...new Set([...Object.keys(saved), ...Object.keys(now)])].filter(
-    (k) =>
-      !RESUME_MAY_CHANGE.has(k as keyof TrainConfig) &&
-      saved[k] !== undefined &&
-      canonical(saved[k]) !== canonical(now[k]),
-  );
-  if (differ.length) {
-    throw new Error(
-      `cannot resume ${dir} with different settings: ${differ
-        .map((k) => `${k} ${canonical(saved[k])} → ${canonical(now[k])}`)
-        .join(', ')}; only the step count and checkpointing may change (train into a new folder instead)`,
-    );
-  }
-}
-
-/**
- * Cuts a run's log (one JSON object per line, in order) back to where a resume starts: everything
- * from the first line past `step` goes, so that no step appears twice and no event of the abandoned
- * stretch remains; a torn line (the writer was killed mid-append) ends the log too.
- */
-export function truncateLog(path: string, step: number): void {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    return;
-  }
-  const lines = text.split('\n').filter((l) => l !== '');
-  const past = (line: string) => {
-    try {
-      const rec = JSON.parse(line) as { step?: unknown };
-      return typeof rec.step === 'number' && rec.step > step;
-    } catch {
-      return true;
-    }
-  };
-  const cut = lines.findIndex(past);
-  if (cut === -1) return;
-  writeFileAtomic(
-    path,
-    lines
-      .slice(0, cut)
-      .map((l) => l + '\n')
-      .join(''),
-  );
 }

@@ -8,7 +8,8 @@ import { FULL } from '../../sorted/submodel.js';
 import { hasCheckpoint, loadCheckpoint, saveCheckpoint } from '../../io/checkpoint.js';
 import { acquireRunLock } from '../../io/lock.js';
 import { writeFileAtomic } from '../../io/atomic.js';
-import { calibrateBatchNorm, labelledBatches } from '../../train/evaluate.js';
+import { labelledBatches } from '../../train/evaluate.js';
+import { calibrateBatchNorm } from '../../nn/calibrate.js';
 import { need } from '../args.js';
 import type { RegisterCommand } from '../command.js';
 import { loadRunData, readRunJson } from '../run_folder.js';
@@ -45,14 +46,12 @@ async function compactInto(runDir: string, out: string, f: { backend?: string })
   const probe = labelledBatches(data.test, 1, 64, 1)[0];
   // The deployed model is the full model (grid {}); it needs BN statistics under 'full'.
   const bns = namedBatchNorms(model);
-  if (bns.some(([, bn]) => !bn.stats.has('full'))) {
+  if (bns.some(([, bn]) => !bn.statsFor('full'))) {
     const inputs = labelledBatches(data.train, 20, 128).map((b) => (b.y.dispose(), b.x));
     calibrateBatchNorm(model, FULL, 'full', inputs);
     tf.dispose(inputs);
   }
-  const deployed = compactModel(model);
-  for (const [, bn] of namedBatchNorms(deployed))
-    for (const key of [...bn.stats.keys()]) if (key !== 'full') bn.resetStats(key);
+  const deployed = compactModel(model); // with the 'full' statistics only
   const error = tf.tidy(() => {
     const ctx = { mode: 'eval' as const, key: 'full' };
     const diff = tf.sub(model.forward(probe.x, FULL, ctx), deployed.forward(probe.x, FULL, ctx));

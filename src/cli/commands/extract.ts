@@ -5,7 +5,7 @@ import { initEngine } from '../../engine/backend.js';
 import { buildModel, specOf } from '../../models/index.js';
 import { parseSubModel, subModelId, type SubModel } from '../../sorted/submodel.js';
 import { acquireRunLock } from '../../io/lock.js';
-import { extractSubModel } from '../../sorted/extract.js';
+import { extractSubModel } from '../../models/extract.js';
 import { hasCheckpoint, loadCheckpoint, saveCheckpoint } from '../../io/checkpoint.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { need } from '../args.js';
@@ -39,7 +39,7 @@ export const registerExtract: RegisterCommand = (program, exit) => {
 
 async function extractInto(runDir: string, out: string, sub: SubModel): Promise<void> {
   await initEngine('cpu');
-  const { model, meta } = await loadCheckpoint(runDir);
+  const { model, meta, extraFiles } = await loadCheckpoint(runDir);
   const small = extractSubModel(model, sub, (cfg) => buildModel(specOf(model, cfg)));
   saveCheckpoint(out, {
     model: small,
@@ -48,6 +48,8 @@ async function extractInto(runDir: string, out: string, sub: SubModel): Promise<
     seed: meta.seed,
     dataset: meta.dataset,
     preprocess: meta.preprocess,
+    // The files the model needs beside its weights (an LM's tokenizer) go with it.
+    extraFiles: Object.fromEntries(extraFiles),
   });
   if (existsSync(join(runDir, 'run.json'))) {
     const c = readRunJson(runDir);

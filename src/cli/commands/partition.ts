@@ -5,7 +5,7 @@ import { initEngine, parseBackend } from '../../engine/backend.js';
 import { hasCheckpoint, loadCheckpoint, saveCheckpoint } from '../../io/checkpoint.js';
 import { acquireRunLock } from '../../io/lock.js';
 import { writeFileAtomic } from '../../io/atomic.js';
-import { namedBatchNorms } from '../../nn/batchnorm.js';
+import { keepStatsOnly } from '../../nn/batchnorm.js';
 import { checkKappa, partition } from '../../dynamic/imp.js';
 import { labelledBatches } from '../../train/evaluate.js';
 import { intArg, need, numArg } from '../args.js';
@@ -81,8 +81,7 @@ async function partitionInto(
   });
   batches.forEach((b) => tf.dispose([b.x, b.y]));
   // Statistics of other sub-models describe the old masks: drop them ('eval' recalibrates).
-  for (const [, bn] of namedBatchNorms(model))
-    for (const key of [...bn.stats.keys()]) if (key !== 'full') bn.resetStats(key);
+  keepStatsOnly(model, 'full');
   saveCheckpoint(out, {
     model,
     grid: meta.grid,

@@ -6,7 +6,8 @@ import { engineDescription, initEngine, parseBackend } from '../../engine/backen
 import { buildModel, type SortedModel } from '../../models/index.js';
 import { Grid } from '../../sorted/grid.js';
 import { resolveTrainConfig, type TrainConfig } from '../../train/config.js';
-import { DivergenceError, train, truncateLog } from '../../train/trainer.js';
+import { DivergenceError, train } from '../../train/trainer.js';
+import { trainRun, truncateLog } from '../../run/train_run.js';
 import { evaluateGrid, type EvalRow } from '../../train/evaluate.js';
 import { hasCheckpoint, readCheckpointMeta, removeStale, saveCalibration } from '../../io/checkpoint.js';
 import { acquireRunLock } from '../../io/lock.js';
@@ -250,8 +251,7 @@ async function trainInFolder(runDir: string, flags: TrainFlags, base: Partial<Ru
   console.log(
     `${grid.size} sub-models, ${model.parameterCount()} shared parameters; ${tc.steps} steps × gAcc ${tc.gAcc} × batch ${tc.batchSize}`,
   );
-  const r = await train(model, grid, data.train, tc, {
-    runDir,
+  const r = await trainRun(runDir, model, grid, data.train, tc, {
     resume: flags.resume === true,
     datasetName: c.data.name,
     // Token sequences carry no image preprocessing (a classifier's tokenizer is bytes).

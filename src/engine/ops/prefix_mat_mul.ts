@@ -1,5 +1,4 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { prefix } from '../../sorted/slice.js';
 import { PrefixMatMul, PrefixMatMulGradInput, PrefixMatMulGradWeight } from '../kernels/prefix_mat_mul.js';
 
 /**
@@ -22,7 +21,8 @@ export function prefixMatMul(x: tf.Tensor2D, w: tf.Tensor2D, rows: number, where
   }
   if (x.dtype === 'float32' && tf.getKernel(PrefixMatMul, tf.getBackend()))
     return tf.engine().runKernel(PrefixMatMul, { x, w }, { rows }) as tf.Tensor2D;
-  return tf.matMul(x, prefix(w, [rows, k], where), false, true);
+  const box = rows === w.shape[0] && k === w.shape[1] ? w : tf.slice(w, [0, 0], [rows, k]);
+  return tf.matMul(x, box, false, true);
 }
 
 tf.registerGradient({

@@ -9,7 +9,7 @@ import type { Mlp } from '../../models/mlp.js';
 import type { ResNet } from '../../models/resnet.js';
 import type { MobileNetV2 } from '../../models/mobilenetv2.js';
 import type { Transformer } from '../../models/transformer.js';
-import { extractSubModel } from '../../sorted/extract.js';
+import { extractSubModel } from '../../models/extract.js';
 import { namedBatchNorms } from '../../nn/batchnorm.js';
 import { subModelId, type SubModel } from '../../sorted/submodel.js';
 import { OnnxGraph, OPSET } from './graph.js';

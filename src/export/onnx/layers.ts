@@ -23,7 +23,7 @@ export function samePads(size: number, kernel: number, stride: number): number[]
 }
 
 function bnScaleShift(bn: BatchNorm2d, where: string): { scale: Float32Array; shift: Float32Array } {
-  const s = bn.stats.get(subModelId(FULL));
+  const s = bn.statsFor(subModelId(FULL));
   if (!s) {
     throw new Error(
       `onnx: BatchNorm '${where}' has no statistics for this sub-model; run 'sortednet eval --run DIR' (it calibrates every sub-model of the grid) first`,

@@ -2,9 +2,11 @@
  * The transformer as ONNX with dynamic batch and sequence axes: token + position embeddings,
  * pre-LN blocks (multi-head attention, GELU FFN), the final LayerNorm, then either the
  * classifier's masked mean pool + head or the LM's tied head (causal mask sliced to T×T).
+ * Each block is written at its own heads and FFN width, so per-block (Mix'n'Match) models export.
  */
 import type { Transformer } from '../../models/transformer.js';
 import type { TransformerBlock } from '../../nn/transformer_block.js';
+import { FeedForward } from '../../nn/ffn.js';
 import type { OnnxGraph } from './graph.js';
 import { gelu, layerNorm, linear } from './layers.js';
 
@@ -77,6 +79,8 @@ export function transformerGraph(g: OnnxGraph, model: Transformer, ids: string):
   for (const block of model.blocks.items) {
     h = g.op('Add', [h, attention(g, layerNorm(g, h, block.ln1), block, mask)]);
     const f = block.ffn;
+    if (!(f instanceof FeedForward))
+      throw new Error(`onnx: ${f.constructor.name} feed-forward layers are not exported; dense FFNs only`);
     if (f.gate) throw new Error('onnx: swiglu feed-forward layers are not exported');
     const up = gelu(g, linear(g, layerNorm(g, h, block.ln2), f.up, false));
     h = g.op('Add', [h, linear(g, up, f.down, false)]);
