@@ -229,6 +229,23 @@ test('a compact PAD conv on the native path equals the masked layer (stride 1 an
   }
 });
 
+test('a compact PAD conv reloaded with other weights uses them (its static kernel is not stale)', () => {
+  const ctx = { mode: 'eval', key: 'full' } as const;
+  const [a, b] = [1, 2].map((seed) => new PadConv2d(6, 8, 3, seedStream(seed)));
+  const mask = tf.tidy(() =>
+    tf.cast(tf.less(tf.randomUniform(a.mask.shape, 0, 1, 'float32', 3), 0.4), 'float32'),
+  );
+  a.mask.assign(mask);
+  b.mask.assign(mask);
+  const compact = CompactPadConv2d.from(a);
+  const x = tf.randomNormal([2, 7, 7, 6], 0, 1, 'float32', 4) as tf.Tensor4D;
+  tf.tidy(() => assertClose(compact.forward(x, 8, ctx), a.forward(x, 8, ctx), 1e-5, 'from a'));
+  compact.load(b);
+  tf.tidy(() => assertClose(compact.forward(x, 8, ctx), b.forward(x, 8, ctx), 1e-5, 'reloaded from b'));
+  [a, b, compact].forEach((m) => m.dispose());
+  tf.dispose([mask, x]);
+});
+
 test('a gradient through the op throws a clear error on both paths', async () => {
   const c = CASES[0];
   for (const native of blas ? [true, false] : [false]) {

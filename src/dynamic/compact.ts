@@ -77,6 +77,8 @@ export class CompactPadConv2d extends Module {
   readonly staticIndex: tf.Variable;
   readonly geometry: ConvGeometry;
   readonly kernelSize: number;
+  /** The static kernel and the data of the packed values it was scattered from (staticKernel). */
+  private cached: { source: object[]; kernel: tf.Tensor4D } | null = null;
 
   constructor(readonly shape: CompactConvShape) {
     super();
@@ -145,20 +147,15 @@ export class CompactPadConv2d extends Module {
 
   /** x [B, H, W, Cin] → [B, H', W', Cout]; a compact layer serves its full width only. */
   forward(x: tf.Tensor4D, out: number, ctx: ForwardContext): tf.Tensor4D {
-    const { inChannels: cin, outChannels: cout, kernel: k, dynamic } = this.shape;
+    const { inChannels: cin, outChannels: cout, dynamic } = this.shape;
     if (x.rank !== 4 || x.shape[3] !== cin || out !== cout) {
       throw new Error(
         `${this.shape.name}: a compact layer takes [B, H, W, ${cin}] → ${cout} channels, got ` +
           `[${x.shape.join(', ')}] → ${out}; extract the sub-model first, then compact it`,
       );
     }
-    // λ_s (1 − M) ⊙ W_s, scattered from the packed values once per batch; the dynamic part
-    // stays packed: α·V gives each sample's nnz values, the op applies only those.
-    const shared = (
-      this.shape.dynamic < this.kernelSize
-        ? tf.reshape(tf.scatterND(this.staticIndex, this.staticValues, [this.kernelSize]), [k, k, cin, cout])
-        : null
-    ) as tf.Tensor4D | null;
+    // The dynamic part stays packed: α·V gives each sample's nnz values, the op applies only those.
+    const shared = this.staticKernel();
     const values = (
       dynamic > 0
         ? tf.matMul(this.attention.forward(x, temperatureOf(ctx)), this.dynamicValues) // [B, K] × [K, nnz]
@@ -166,6 +163,31 @@ export class CompactPadConv2d extends Module {
     ) as tf.Tensor2D;
     const index = this.dynamicIndex as unknown as tf.Tensor2D;
     return sparsePerSampleConv2d(x, { values, index, shared, outChannels: cout }, this.geometry);
+  }
+
+  /**
+   * λ_s (1 − M) ⊙ W_s as a [k, k, Cin, Cout] kernel (null when every element is dynamic), scattered
+   * from the packed values once and kept while they stay the same tensors: a scatter of |W|
+   * elements costs about as much as the layer's whole forward pass on wasm (8 ms for 64 → 64).
+   */
+  private staticKernel(): tf.Tensor4D | null {
+    if (this.shape.dynamic === this.kernelSize) return null;
+    const { inChannels: cin, outChannels: cout, kernel: k } = this.shape;
+    const source = [this.staticValues.dataId, this.staticIndex.dataId];
+    if (!this.cached || this.cached.source.some((id, i) => id !== source[i])) {
+      this.cached?.kernel.dispose();
+      const kernel = tf.tidy(() =>
+        tf.reshape(tf.scatterND(this.staticIndex, this.staticValues, [this.kernelSize]), [k, k, cin, cout]),
+      ) as tf.Tensor4D;
+      this.cached = { source, kernel: tf.keep(kernel) };
+    }
+    return this.cached.kernel;
+  }
+
+  override dispose(): void {
+    this.cached?.kernel.dispose();
+    this.cached = null;
+    super.dispose();
   }
 
   cost(h: number, w: number): Cost {
