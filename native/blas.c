@@ -2,7 +2,7 @@
  * sortednet_blas: single-precision GEMM from OpenBLAS for Float32Arrays owned by JavaScript
  * (including views into the wasm backend's heap), plus what the engine builds on it: bias +
  * activation over a GEMM's output, 2-D convolutions as im2col + GEMM (direct AVX2 kernels for narrow layers),
- * and training-mode batch norm. Every call is synchronous
+ * the sparse per-sample convolution of compact PAD layers, and training-mode batch norm. Every call is synchronous
  * and works on the caller's memory; nothing is kept after it returns. Used by src/engine/native/.
  *
  * Row-major throughout, as TensorFlow.js stores tensors:
