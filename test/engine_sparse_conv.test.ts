@@ -20,6 +20,8 @@ import type { ConvGeometry } from '../src/engine/ops/per_sample_conv2d.js';
 import { PadConv2d } from '../src/dynamic/partial.js';
 import { CompactPadConv2d } from '../src/dynamic/compact.js';
 import { seedStream } from '../src/nn/init.js';
+import { kernelsUsed, missingKernels } from '../src/engine/kernels_used.js';
+import { SparsePerSampleConv2D } from '../src/engine/kernels/sparse_per_sample_conv2d.js';
 import { assertClose, rng } from './helpers.js';
 
 const blas = loadNativeBlas();
@@ -244,6 +246,18 @@ test('a compact PAD conv reloaded with other weights uses them (its static kerne
   tf.tidy(() => assertClose(compact.forward(x, 8, ctx), b.forward(x, 8, ctx), 1e-5, 'reloaded from b'));
   [a, b, compact].forEach((m) => m.dispose());
   tf.dispose([mask, x]);
+});
+
+test('the native kernel is optional: a backend without it is not missing a kernel', { skip }, async () => {
+  enableNativeKernels();
+  const c = CASES[0];
+  const { x, kernels } = operands(c, 11);
+  const names = await kernelsUsed(
+    () => void tf.tidy(() => sparsePerSampleConv2d(x, kernels, c.geometry).dataSync()),
+  );
+  assert.ok(names.includes(SparsePerSampleConv2D), `kernels used: ${names.join(', ')}`);
+  assert.deepEqual(missingKernels(names, 'cpu'), []);
+  tf.dispose([x, kernels.values, kernels.index, kernels.shared ?? []]);
 });
 
 test('a gradient through the op throws a clear error on both paths', async () => {

@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { BatchNormTrain, BatchNormTrainGrad } from './kernels/batch_norm_train.js';
 import { LayerNormFwd, LayerNormGrad } from './kernels/layer_norm.js';
 import { OPTIONAL_PREFIX_KERNELS } from './kernels/prefix_mat_mul.js';
+import { SparsePerSampleConv2D } from './kernels/sparse_per_sample_conv2d.js';
 
 /** The project's fused kernels: where a backend lacks one, its op composes stock kernels instead. */
 const OPTIONAL: readonly string[] = [
@@ -14,6 +15,7 @@ const OPTIONAL: readonly string[] = [
   LayerNormFwd,
   LayerNormGrad,
   ...OPTIONAL_PREFIX_KERNELS,
+  SparsePerSampleConv2D,
 ];
 
 /**
