@@ -260,20 +260,20 @@ test('the native kernel is optional: a backend without it is not missing a kerne
   tf.dispose([x, kernels.values, kernels.index, kernels.shared ?? []]);
 });
 
-test('a gradient through the op throws a clear error on both paths', async () => {
-  const c = CASES[0];
-  for (const native of blas ? [true, false] : [false]) {
-    if (native) enableNativeKernels();
-    else disableNativeKernels();
-    const { x, kernels } = operands(c, 7);
-    assert.throws(
-      () =>
-        tf.grad((xIn: tf.Tensor) => tf.sum(sparsePerSampleConv2d(xIn as tf.Tensor4D, kernels, c.geometry)))(
-          x,
-        ),
-      /has no gradient: train the masked PadConv2d, then compact it/,
-    );
-    tf.dispose([x, kernels.values, kernels.index, kernels.shared ?? []]);
+test('a gradient through the op throws a clear error on both paths, nnz = 0 included', () => {
+  for (const c of [CASES[0], CASES.find((k) => k.density === 0)!]) {
+    for (const native of blas ? [true, false] : [false]) {
+      if (native) enableNativeKernels();
+      else disableNativeKernels();
+      const { x, kernels } = operands(c, 7);
+      const loss = (xIn: tf.Tensor) => tf.sum(sparsePerSampleConv2d(xIn as tf.Tensor4D, kernels, c.geometry));
+      assert.throws(
+        () => tf.grad(loss)(x),
+        /has no gradient: train the masked PadConv2d, then compact it/,
+        `${c.name}, ${native ? 'native' : 'portable'}`,
+      );
+      tf.dispose([x, kernels.values, kernels.index, kernels.shared ?? []]);
+    }
   }
 });
 

@@ -35,7 +35,7 @@ export function nativeSparsePerSampleConv2d(blas: NativeBlas): KernelFunc {
     else outs[0].fill(0);
     // Read after floatKernelIO allocated the output: allocation can grow the heap and detach views.
     const flat = (args.backend as BackendWasm).typedArrayFromHeap(index) as Int32Array;
-    blas.sparsePerSampleConv2d(ins[0], ins[1], flat, outs[0], convGeometry(info));
+    if (flat.length > 0) blas.sparsePerSampleConv2d(ins[0], ins[1], flat, outs[0], convGeometry(info));
     return infos[0];
   };
 }

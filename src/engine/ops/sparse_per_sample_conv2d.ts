@@ -66,8 +66,8 @@ export function sparsePerSampleConv2d(x: tf.Tensor4D, s: SparseKernels, g: ConvG
 
   if (x.dtype === 'float32' && tf.getKernel(SparsePerSampleConv2D, tf.getBackend())) {
     return tf.tidy(() => {
+      // Through the kernel even when nnz = 0, so that a gradient throws on this path too.
       const base = s.shared ? tf.conv2d(x, s.shared, g.stride, g.padding) : null;
-      if (nnz === 0) return base ?? tf.zeros([B, ho, wo, s.outChannels]);
       const inputs = { x, values: s.values, index: s.index, ...(base ? { base } : {}) };
       const attrs = { kernel: k, stride: g.stride, padding: g.padding, outChannels: s.outChannels };
       return tf.engine().runKernel(SparsePerSampleConv2D, inputs, attrs) as tf.Tensor4D;
