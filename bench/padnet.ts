@@ -31,9 +31,15 @@ import { FULL } from '../src/sorted/submodel.js';
 import { labelledBatches } from '../src/train/evaluate.js';
 import { calibrateBatchNorm } from '../src/nn/calibrate.js';
 import type { Cost } from '../src/sorted/cost.js';
+import { positiveIntArg } from '../src/cli/args.js';
+import { benchCommand, parseBench } from './cli.js';
 
-const repsArg = process.argv.indexOf('--reps');
-const REPS = repsArg > 0 ? Number(process.argv[repsArg + 1]) : 9;
+const { reps: REPS } = parseBench<{ reps: number }>(
+  benchCommand(
+    'padnet',
+    'PAD-Net at run time: params, FLOPs and latency of static / DY-Conv / PAD masked / PAD compact, and MoE dispatch',
+  ).option('--reps <n>', 'timed repetitions per variant (medians are reported)', positiveIntArg, 9),
+);
 const ctx: ForwardContext = { mode: 'eval', key: 'full' };
 
 /**
