@@ -14,6 +14,7 @@ import {
   enableNativeKernels,
   loadNativeBlas,
   nativeBlasUnavailableReason,
+  addonMismatch,
 } from '../src/engine/native/index.js';
 import { prefixMatMul } from '../src/engine/ops/prefix_mat_mul.js';
 
@@ -82,6 +83,30 @@ async function assertNativeMatches(
   tf.dispose([actual, expected]);
   return calls;
 }
+
+test('an addon built from older sources is refused with the functions it lacks and how to rebuild', () => {
+  const fns = [
+    'sgemm',
+    'sgemmStridedBatched',
+    'biasActivation',
+    'conv2d',
+    'conv2dBackpropInput',
+    'conv2dBackpropFilter',
+    'sparsePerSampleConv2d',
+    'batchNormTrain',
+    'batchNormTrainGrad',
+    'convDirect',
+    'config',
+  ];
+  const full = Object.fromEntries(fns.map((f) => [f, () => undefined]));
+  assert.equal(addonMismatch(full, 'x.node'), null);
+  const { sparsePerSampleConv2d: _, ...stale } = full;
+  assert.equal(
+    addonMismatch(stale, 'x.node'),
+    'x.node was built from older sources (it lacks sparsePerSampleConv2d); rebuild it with npm rebuild',
+  );
+  if (blas) assert.equal(addonMismatch(blas, 'x.node'), null);
+});
 
 test('status: enabled with OpenBLAS, and disabling says so', { skip }, () => {
   const status = enableNativeKernels();

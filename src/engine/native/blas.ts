@@ -136,6 +136,33 @@ const NOT_BUILT = `${ADDON} is not built: apt-get install libopenblas-dev, then 
 
 let loaded: { blas: NativeBlas | null; reason: string | null } | null = null;
 
+/** Every function this code calls on the addon (the compiler checks the list is complete). */
+const FUNCTIONS: Record<keyof NativeBlas, true> = {
+  sgemm: true,
+  sgemmStridedBatched: true,
+  biasActivation: true,
+  conv2d: true,
+  conv2dBackpropInput: true,
+  conv2dBackpropFilter: true,
+  sparsePerSampleConv2d: true,
+  batchNormTrain: true,
+  batchNormTrainGrad: true,
+  convDirect: true,
+  config: true,
+};
+
+/**
+ * Why a loaded addon cannot serve this code, or null: an addon built from an older native/blas.c
+ * (the sources were updated without a rebuild) lacks functions, and would otherwise fail mid-run.
+ */
+export function addonMismatch(addon: object, path: string): string | null {
+  const lacking = Object.keys(FUNCTIONS).filter(
+    (f) => typeof (addon as Record<string, unknown>)[f] !== 'function',
+  );
+  if (lacking.length === 0) return null;
+  return `${path} was built from older sources (it lacks ${lacking.join(', ')}); rebuild it with npm rebuild`;
+}
+
 /** The package root: this file runs as src/engine/native/blas.ts or dist/src/engine/native/blas.js. */
 function addonCandidates(): string[] {
   return ['../../../', '../../../../'].map((up) => fileURLToPath(new URL(up + ADDON, import.meta.url)));
@@ -151,6 +178,11 @@ export function loadNativeBlas(): NativeBlas | null {
   }
   try {
     const blas = createRequire(import.meta.url)(path) as NativeBlas;
+    const mismatch = addonMismatch(blas, path);
+    if (mismatch) {
+      loaded = { blas: null, reason: mismatch };
+      return null;
+    }
     blas.config(); // proves OpenBLAS resolved at load time
     loaded = { blas, reason: null };
   } catch (err) {

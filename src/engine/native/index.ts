@@ -31,7 +31,7 @@ import { PrefixMatMul, PrefixMatMulGradInput, PrefixMatMulGradWeight } from '../
 import { nativeSparsePerSampleConv2d } from './sparse_per_sample_conv2d.js';
 import { SparsePerSampleConv2D } from '../kernels/sparse_per_sample_conv2d.js';
 
-export { loadNativeBlas, nativeBlasUnavailableReason, type NativeBlas } from './blas.js';
+export { loadNativeBlas, nativeBlasUnavailableReason, addonMismatch, type NativeBlas } from './blas.js';
 
 const BACKEND = 'wasm';
 type Override = (blas: NativeBlas, fallback: KernelFunc) => KernelFunc;
