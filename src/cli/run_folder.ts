@@ -2,14 +2,15 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelSpec } from '../models/index.js';
-import type { GridSpec } from '../sorted/grid.js';
+import type { SortedModel } from '../models/model.js';
+import type { Grid, GridSpec } from '../sorted/grid.js';
 import { loadDataset } from '../data/registry.js';
 import { subset, type TrainTest } from '../data/dataset.js';
 import { isSequenceDataset, type SequenceDataset } from '../data/sequences.js';
 import { spamAssassinSplits } from '../data/email.js';
-import type { EvalRow } from '../train/evaluate.js';
+import { evaluateGrid, type EvalRow } from '../train/evaluate.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { hasCheckpoint } from '../io/checkpoint.js';
+import { hasCheckpoint, saveCalibration } from '../io/checkpoint.js';
 import { accuracyFlopsSvg, toCsv } from '../io/report.js';
 import { getPreset } from './presets.js';
 import { parseRunConfig, type RunConfig } from './run_config.js';
@@ -83,6 +84,32 @@ export function writeEval(runDir: string, rows: EvalRow[], title: string): void 
     join(runDir, 'plot.svg'),
     accuracyFlopsSvg([{ name: title, rows }], `${title}: accuracy vs FLOPs`),
   );
+}
+
+/**
+ * Evaluates every sub-model of `grid` (BN recalibrated per sub-model), keeps the calibrated BN
+ * statistics beside the weights (which stay as they are) for extract/serving, and writes eval.json.
+ */
+export function evaluateInto(
+  runDir: string,
+  model: SortedModel,
+  grid: Grid,
+  data: RunData,
+  c: RunConfig,
+  title: string,
+): EvalRow[] {
+  const rows = evaluateGrid(model, grid, data.train, data.test, c.eval);
+  saveCalibration(runDir, model);
+  writeEval(runDir, rows, title);
+  return rows;
+}
+
+/** Adds a session's training seconds to the run's train_time.json (a resume adds to what was there). */
+export function addTrainTime(runDir: string, seconds: number, resume: boolean): void {
+  const path = join(runDir, 'train_time.json');
+  const prev =
+    resume && existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as { seconds: number }).seconds : 0;
+  writeFileAtomic(path, JSON.stringify({ seconds: prev + seconds }) + '\n');
 }
 
 export function readEvalRows(runDir: string): EvalRow[] {

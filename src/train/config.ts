@@ -11,7 +11,11 @@ export interface TrainConfig {
   /** Optimizer steps (each accumulates gAcc micro-batches). */
   steps: number;
   batchSize: number;
-  /** Sub-models (micro-batches) accumulated per optimizer step (SortedNet's gAcc). */
+  /**
+   * Sub-models (micro-batches) accumulated per optimizer step (SortedNet's gAcc). Default 4; 1 for
+   * `individual`, whose one sub-model per run then sees one batch a step, as each sorted sub-model
+   * does on average when gAcc equals the grid size.
+   */
   gAcc: number;
   /** Same batch for every sub-model of a step (true) or a fresh batch each (false, the default). */
   sameBatch: boolean;
@@ -64,6 +68,7 @@ export function resolveTrainConfig(partial: Partial<TrainConfig>, where = 'train
   const c: TrainConfig = {
     ...defaultTrainConfig,
     ...partial,
+    gAcc: partial.gAcc ?? (partial.strategy === 'individual' ? 1 : defaultTrainConfig.gAcc),
     optimizer: { ...defaultTrainConfig.optimizer, ...(partial.optimizer ?? {}) },
     augment: { ...defaultTrainConfig.augment, ...(partial.augment ?? {}) },
     sampler: { ...(partial.sampler ?? {}) },

@@ -9,6 +9,7 @@ import type { RegisterCommand } from '../command.js';
 import { loadRunData, readRunJson, runTitle } from '../run_folder.js';
 import { checkEvalConfig, evaluateRun } from './train.js';
 import { evalLmRun, isLmPreset } from '../lm_run.js';
+import { evaluateIndividualRun, isIndividualParent } from '../individual.js';
 
 export const registerEval: RegisterCommand = (program, exit) => {
   program
@@ -29,6 +30,7 @@ export const registerEval: RegisterCommand = (program, exit) => {
           await evalLmRun(runDir); // perplexity per exit on the corpus' validation split
           return exit(0);
         }
+        if (isIndividualParent(c)) return exit(await evaluateIndividualRun(runDir, c)); // one model per sub-run
         const { model, meta } = await loadCheckpoint(runDir);
         const data = loadRunData(c);
         const title = runTitle(c, meta.model.family, meta.train?.strategy);

@@ -11,6 +11,7 @@ import { writeFileAtomic } from '../../io/atomic.js';
 import { need } from '../args.js';
 import type { RegisterCommand } from '../command.js';
 import { readRunJson } from '../run_folder.js';
+import { resolveSubRun } from '../individual.js';
 
 export const registerExtract: RegisterCommand = (program, exit) => {
   program
@@ -20,9 +21,10 @@ export const registerExtract: RegisterCommand = (program, exit) => {
     .option('--sub <spec>', 'the sub-model, e.g. depth=4,width=0.5')
     .option('--out <dir>', 'an empty folder for the extracted model')
     .action(async (flags: { run?: string; sub?: string; out?: string }) => {
-      const runDir = need(flags.run, '--run DIR', 'extract');
       const out = need(flags.out, '--out DIR', 'extract');
       const sub = parseSubModel(need(flags.sub, '--sub SPEC', 'extract'), '--sub');
+      // An individual run stores each sub-model in a run of its own: extract from that one.
+      const runDir = resolveSubRun(need(flags.run, '--run DIR', 'extract'), flags.sub, 'extract');
       if (hasCheckpoint(out))
         throw new Error(`${out} already holds a checkpoint; choose an empty --out folder`);
       const existed = existsSync(out);

@@ -7,6 +7,7 @@ import { readImageFile } from '../../data/image_file.js';
 import { csvColumns, labelColumnIndex, readCsvTable, type CsvTable } from '../../data/user_data.js';
 import { need, numArg } from '../args.js';
 import type { RegisterCommand } from '../command.js';
+import { resolveSubRun } from '../individual.js';
 
 interface PredictFlags {
   run?: string;
@@ -98,7 +99,8 @@ export const registerPredict: RegisterCommand = (program, exit) => {
     .option('--json', 'print JSON (one object per input)')
     .option('--backend <name>', 'wasm (default), cpu or webgpu')
     .action(async (flags: PredictFlags) => {
-      const run = need(flags.run, '--run DIR', 'predict');
+      // An individual run stores each sub-model in a run of its own: --sub names which.
+      const run = resolveSubRun(need(flags.run, '--run DIR', 'predict'), flags.sub, 'predict');
       if (!flags.input === !flags.csv)
         throw new Error("predict needs either --input FILE… or --csv FILE; see 'sortednet predict --help'");
       const model = await loadModel(run, {

@@ -1,15 +1,14 @@
 /** `sortednet train` and `sortednet demo` (train with the README's defaults). */
 import { Command } from 'commander';
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { engineDescription, initEngine, parseBackend } from '../../engine/backend.js';
 import { buildModel, type SortedModel } from '../../models/index.js';
 import { Grid } from '../../sorted/grid.js';
 import { resolveTrainConfig, type TrainConfig } from '../../train/config.js';
-import { DivergenceError, train } from '../../train/trainer.js';
+import { DivergenceError } from '../../train/trainer.js';
 import { trainRun, truncateLog } from '../../run/train_run.js';
-import { evaluateGrid, type EvalRow } from '../../train/evaluate.js';
-import { hasCheckpoint, readCheckpointMeta, removeStale, saveCalibration } from '../../io/checkpoint.js';
+import { hasCheckpoint, readCheckpointMeta, removeStale } from '../../io/checkpoint.js';
 import { acquireRunLock } from '../../io/lock.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { formatTable } from '../../io/report.js';
@@ -25,9 +24,11 @@ import {
   modelSpecFor,
   readRunJson,
   runTitle,
-  writeEval,
+  addTrainTime,
+  evaluateInto,
   type RunData,
 } from '../run_folder.js';
+import { isIndividualParent, trainedSubRuns, trainIndividual } from '../individual.js';
 
 export interface TrainFlags {
   run?: string;
@@ -187,9 +188,10 @@ async function trainInFolder(runDir: string, flags: TrainFlags, base: Partial<Ru
     }
   } else {
     c = runConfigFrom(flags, base);
-    if (hasCheckpoint(runDir)) {
+    const taken = hasCheckpoint(runDir) ? runDir : trainedSubRuns(runDir)[0];
+    if (taken) {
       throw new Error(
-        `${runDir} already holds a checkpoint; use --resume to continue it, or another --run folder`,
+        `${taken} already holds a checkpoint; use --resume to continue ${runDir}, or another --run folder`,
       );
     }
   }
@@ -215,35 +217,13 @@ async function trainInFolder(runDir: string, flags: TrainFlags, base: Partial<Ru
   console.log(`run ${runDir}: ${title} on ${c.data.name} (${data.train.n} train / ${data.test.n} test)`);
   console.log(engineDescription());
 
-  if (tc.strategy === 'individual') {
-    // Every sub-model trained alone from scratch, same steps each: the quality ceiling (N× cost).
-    const probe = buildModel(spec, tc.seed);
-    const grid = new Grid(gridSpec, probe);
-    probe.dispose();
-    const rows: EvalRow[] = [];
-    let seconds = 0;
-    for (const entry of grid.entries) {
-      const model = buildModel(spec, tc.seed);
-      const weights = grid.entries.map((e) => (e.id === entry.id ? 1 : 0));
-      const r = await train(
-        model,
-        grid,
-        data.train,
-        { ...tc, sampler: { weights } },
-        { onStep: (s) => log({ sub: entry.id, ...s }) },
-      );
-      seconds += r.seconds;
-      rows.push(...evaluateGrid(model, grid, data.train, data.test, c.eval, [entry]));
-      console.log(
-        `  ${entry.id}: ${(100 * rows[rows.length - 1].accuracy).toFixed(2)}% (${r.seconds.toFixed(1)} s)`,
-      );
-      model.dispose();
-    }
-    log({ event: 'done', seconds });
-    writeFileAtomic(join(runDir, 'train_time.json'), JSON.stringify({ seconds }) + '\n');
-    writeEval(runDir, rows, title);
-    console.log(formatTable(rows));
-    return 0;
+  if (isIndividualParent(c)) {
+    // Every sub-model trained alone from scratch, each a run of its own: the quality ceiling (N× cost).
+    return trainIndividual(runDir, c, tc, data, spec, gridSpec, {
+      resume: flags.resume === true,
+      noEval: flags.eval === false,
+      log,
+    });
   }
 
   const model = buildModel(spec, tc.seed);
@@ -260,14 +240,7 @@ async function trainInFolder(runDir: string, flags: TrainFlags, base: Partial<Ru
     onStep: log,
   });
   log({ event: 'done', seconds: r.seconds });
-  const prevSeconds =
-    flags.resume && existsSync(join(runDir, 'train_time.json'))
-      ? JSON.parse(readFileSync(join(runDir, 'train_time.json'), 'utf8')).seconds
-      : 0;
-  writeFileAtomic(
-    join(runDir, 'train_time.json'),
-    JSON.stringify({ seconds: prevSeconds + r.seconds }) + '\n',
-  );
+  addTrainTime(runDir, r.seconds, flags.resume === true);
   console.log(
     `trained ${r.steps} steps in ${r.seconds.toFixed(1)} s (${(r.samples / r.seconds).toFixed(0)} samples/s), final loss ${r.finalLoss.toFixed(4)}`,
   );
@@ -286,10 +259,7 @@ export function evaluateRun(
   console.log(
     `evaluating ${grid.size} sub-models (BN recalibrated per sub-model) on ${data.test.n} test images…`,
   );
-  const rows = evaluateGrid(model, grid, data.train, data.test, c.eval);
-  // Keep the calibrated BN statistics beside the weights (which stay as they are), for extract/serving.
-  saveCalibration(runDir, model);
-  writeEval(runDir, rows, title);
+  const rows = evaluateInto(runDir, model, grid, data, c, title);
   console.log(formatTable(rows));
   console.log(`wrote ${join(runDir, 'eval.json')}, eval.csv, plot.svg`);
   return 0;
@@ -350,7 +320,7 @@ export const registerTrain: RegisterCommand = (program, exit) => {
         {
           model: 'resnet-small',
           data: { name: 'mnist', testSubset: 2000 },
-          train: { steps: 300, batchSize: 64, gAcc: 4 },
+          train: { steps: 300, batchSize: 64 },
           eval: { calibrationBatches: 10, latencyReps: 5 },
         },
         'runs/demo',
