@@ -146,5 +146,9 @@ test('individual: --resume skips finished sub-models and continues an interrupte
   );
   // More steps on --resume continue every sub-model.
   assert.equal((await cli(['train', '--run', b, '--resume', '--steps', '5', '--no-eval'])).code, 0);
-  for (const id of IDS) assert.equal(readCheckpointMeta(sub(b, id)).step, 5, id);
+  for (const id of IDS) {
+    assert.equal(readCheckpointMeta(sub(b, id)).step, 5, id);
+    // The 4-step evaluation is gone, so that no later resume reports it as the 5-step model's.
+    assert.ok(!existsSync(join(sub(b, id), 'eval.json')), id);
+  }
 });

@@ -5,7 +5,7 @@
  * eval.json, and a log of which sub-model finished. A resume skips finished sub-models and
  * continues an interrupted one from its checkpoint.
  */
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildModel, type ModelSpec } from '../models/index.js';
 import { Grid, type GridSpec } from '../sorted/grid.js';
@@ -41,14 +41,6 @@ export function singleEntryGrid(sub: SubModel): GridSpec {
   for (const d of DIMENSIONS) if (sub[d] !== undefined) g[d] = [sub[d]];
   if (sub.layers) g.layers = Object.fromEntries(Object.entries(sub.layers).map(([k, v]) => [k, [v]]));
   return g;
-}
-
-/** The sub-runs in `runDir` that hold a checkpoint (an individual run's trained sub-models). */
-export function trainedSubRuns(runDir: string): string[] {
-  if (!existsSync(runDir)) return [];
-  return readdirSync(runDir, { withFileTypes: true })
-    .filter((d) => d.isDirectory() && d.name.startsWith('sub-') && hasCheckpoint(join(runDir, d.name)))
-    .map((d) => join(runDir, d.name));
 }
 
 const gridSize = (g: GridSpec) =>
@@ -131,6 +123,7 @@ export async function trainIndividual(
       continue;
     }
     if (at > 0) console.log(`  ${entry.id}: resuming at step ${at} of ${tc.steps}`);
+    rmSync(join(dir, 'eval.json'), { force: true }); // of fewer steps: it would be taken as this one's
     const logPath = join(dir, 'log.jsonl');
     truncateLog(logPath, at);
     const model = buildModel(spec, tc.seed);

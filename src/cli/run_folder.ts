@@ -1,5 +1,5 @@
 /** A run folder as the commands read it: run.json (validated), its data, eval results. */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelSpec } from '../models/index.js';
 import type { SortedModel } from '../models/model.js';
@@ -69,11 +69,19 @@ export function modelSpecFor(c: RunConfig, data: RunData): { spec: ModelSpec; gr
   return { spec: c.model, grid: c.grid };
 }
 
+/** The sub-runs in `runDir` that hold a checkpoint (an individual run keeps each sub-model in DIR/sub-<id>). */
+export function trainedSubRuns(runDir: string): string[] {
+  if (!existsSync(runDir)) return [];
+  return readdirSync(runDir, { withFileTypes: true })
+    .filter((d) => d.isDirectory() && d.name.startsWith('sub-') && hasCheckpoint(join(runDir, d.name)))
+    .map((d) => join(runDir, d.name));
+}
+
 /** `base`, or `base-2`, `base-3`… : the first that holds no run, so earlier results are never overwritten. */
 export function freshFolder(base: string): string {
   for (let i = 1; ; i++) {
     const dir = i === 1 ? base : `${base}-${i}`;
-    if (!hasCheckpoint(dir)) return dir;
+    if (!hasCheckpoint(dir) && trainedSubRuns(dir).length === 0) return dir;
   }
 }
 

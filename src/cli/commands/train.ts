@@ -24,11 +24,12 @@ import {
   modelSpecFor,
   readRunJson,
   runTitle,
+  trainedSubRuns,
   addTrainTime,
   evaluateInto,
   type RunData,
 } from '../run_folder.js';
-import { isIndividualParent, trainedSubRuns, trainIndividual } from '../individual.js';
+import { isIndividualParent, trainIndividual } from '../individual.js';
 
 export interface TrainFlags {
   run?: string;
@@ -277,7 +278,11 @@ function trainOptions(cmd: Command): Command {
     .option('--strategy <s>', 'sorted, individual, full-only, sandwich, all-exits')
     .option('--steps <n>', 'optimizer steps', intArg)
     .option('--batch-size <n>', 'examples per micro-batch', intArg)
-    .option('--gacc <n>', 'sub-models (micro-batches) accumulated per step', intArg)
+    .option(
+      '--gacc <n>',
+      'sub-models (micro-batches) accumulated per step (default 4; 1 for individual)',
+      intArg,
+    )
     .option('--lr <x>', 'peak learning rate', numArg)
     .option('--optimizer <kind>', 'adamw or sgd')
     .option(
