@@ -20,6 +20,7 @@ import { isLmPreset, trainLmRun } from '../lm_run.js';
 import { clampBatchSize, csvConfigFrom, fitModelToData } from '../own_data.js';
 import { preprocessOf } from '../../deploy/preprocess.js';
 import {
+  evaluationHeadline,
   freshFolder,
   loadRunData,
   modelSpecFor,
@@ -283,9 +284,7 @@ export function evaluateRun(
   c: RunConfig,
   title: string,
 ): number {
-  console.log(
-    `evaluating ${grid.size} sub-models (BN recalibrated per sub-model) on ${data.test.n} test images…`,
-  );
+  console.log(evaluationHeadline(model, grid.size, data.test));
   const rows = evaluateGrid(model, grid, data.train, data.test, c.eval);
   // Keep the calibrated BN statistics beside the weights (which stay as they are), for extract/serving.
   saveCalibration(runDir, model);
