@@ -39,7 +39,8 @@ const VERSION = (
   JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }
 ).version;
 
-function buildProgram(exit: (code: number) => void): Command {
+/** The program with every command registered; commands report their exit code through `exit`. */
+export function buildProgram(exit: (code: number) => void): Command {
   const program = new Command('sortednet')
     .description('many-in-one networks (SortedNet, PAD-Net) on TensorFlow.js')
     .version(VERSION, '-v, --version')
