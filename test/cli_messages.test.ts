@@ -128,3 +128,40 @@ test('the PAD-Net study commands take the flag names of train (the old ones are 
     assert.doesNotMatch(help, /--(batch|train|test) </, `${c} help lists only the train-style names`);
   }
 });
+
+test('compare names its columns by strategy (the default one too), by folder when two runs share one', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sortednet-cmp-'));
+  try {
+    const small = [
+      '--data',
+      'spamassassin',
+      '--model',
+      'moe-transformer',
+      '--steps',
+      '1',
+      '--batch-size',
+      '8',
+    ];
+    const sizes = ['--train-subset', '32', '--test-subset', '16'];
+    for (const [name, extra] of [
+      ['a', []],
+      ['b', ['--strategy', 'full-only']],
+      ['c', []],
+    ] as const)
+      assert.equal(
+        (await capture(() => main(['train', '--run', join(dir, name), ...small, ...sizes, ...extra]))).result,
+        0,
+      );
+    const svg = join(dir, 'c.svg');
+    const two = await capture(() =>
+      main(['compare', '--runs', `${join(dir, 'a')},${join(dir, 'b')}`, '--out', svg]),
+    );
+    assert.match(two.out, /^\| sub-model \| MFLOPs \| sorted \| full-only \| sorted \/ full-only \|$/m);
+    const runs = [join(dir, 'a'), join(dir, 'b'), join(dir, 'c')].join(',');
+    const three = await capture(() => main(['compare', '--runs', runs, '--out', svg, '--force']));
+    const header = three.out.split('\n')[0];
+    assert.ok(header.includes(`| ${join(dir, 'a')} | full-only | ${join(dir, 'c')} |`), header);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
