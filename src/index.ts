@@ -32,6 +32,26 @@ export {
 } from './models/index.js';
 export { resnetConfig } from './models/resnet.js';
 export { mobilenetV2Config } from './models/mobilenetv2.js';
+
+// PAD-Net: partially dynamic models, Iterative Mode Partition, compaction for deployment.
+export { PadResNet, padResNetConfig, type PadResNetConfig, type ConvMode } from './models/pad_resnet.js';
+export {
+  MoETransformer,
+  moeTransformerConfig,
+  MOE_TRANSFORMER_DEFAULTS,
+  type MoETransformerConfig,
+  type FfnMode,
+} from './models/moe_transformer.js';
+export { compactModel } from './models/index.js';
+export {
+  partition,
+  checkKappa,
+  type PartitionOptions,
+  type PartitionResult,
+  type LabelledBatch,
+} from './dynamic/imp.js';
+export { padLayers, type LambdaMode } from './dynamic/partial.js';
+export type { TemperatureSchedule } from './train/temperature.js';
 export { PRESETS, getPreset, type Preset } from './cli/presets.js';
 export {
   FULL,
@@ -49,7 +69,14 @@ export type { ForwardContext, Mode, StateKind, LoadStateOptions, LoadStateResult
 
 // Evaluation and search-free selection.
 export { calibrateBatchNorm } from './nn/calibrate.js';
-export { evaluateGrid, accuracy, latencyMs, type EvalRow, type EvalOptions } from './train/evaluate.js';
+export {
+  evaluateGrid,
+  accuracy,
+  latencyMs,
+  labelledBatches,
+  type EvalRow,
+  type EvalOptions,
+} from './train/evaluate.js';
 export {
   resolveTrainConfig,
   defaultTrainConfig,

@@ -51,7 +51,9 @@ test('layering: every src/ folder imports only the folders below it', () => {
     if (!from) continue;
     folders.add(from);
     const text = readFileSync(file, 'utf8');
-    for (const m of text.matchAll(/(?:import|export)[^'"]*?from\s+'(\.[^']+)'/g)) {
+    // `import … from`, `export … from`, side-effect `import '…'` and dynamic `import('…')`.
+    const specifiers = /(?:(?:import|export)[^'"]*?from\s+|import\s*\(?\s*)'(\.[^']+)'/g;
+    for (const m of text.matchAll(specifiers)) {
       const to = folderOf(resolve(dirname(file), m[1]));
       if (!to || to === from) continue;
       if (!(from in RANK) || !(to in RANK) || RANK[to] >= RANK[from]) {

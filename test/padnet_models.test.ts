@@ -250,3 +250,36 @@ test('the trainer adds the aux loss from ctx.aux to the task loss (MoE transform
   assert.ok(Math.abs(logs[0].loss - expected) < 1e-4, `step loss ${logs[0].loss}, CE + aux ${expected}`);
   model.dispose();
 });
+
+test('sandwich with in-place distillation trains a noisy-gated MoE transformer (the teacher pass gets a seed)', async () => {
+  const config = {
+    ...MOE_TRANSFORMER_DEFAULTS,
+    vocab: 20,
+    dim: 8,
+    heads: 2,
+    ffn: 12,
+    layers: 2,
+    maxLen: 6,
+    experts: 4,
+    noisyGating: true,
+    ffnMode: 'moe' as const,
+  };
+  const n = 8;
+  const data: SequenceDataset = {
+    name: 'toy',
+    sequences: Int32Array.from({ length: n * 6 }, (_, j) => 1 + ((j * 5) % 19)),
+    labels: Int32Array.from({ length: n }, (_, i) => i % 2),
+    n,
+    seqLen: 6,
+    vocab: 20,
+    numClasses: 2,
+  };
+  const model = new MoETransformer(config, 3);
+  const grid = new Grid({ depth: [1, 2] }, model);
+  const cfg = resolveTrainConfig({ strategy: 'sandwich', distill: true, steps: 2, batchSize: n, gAcc: 2 });
+  const logs: StepLog[] = [];
+  await train(model, grid, data, cfg, { onStep: (s) => logs.push(s) });
+  assert.equal(logs.length, 2);
+  assert.ok(logs.every((l) => Number.isFinite(l.loss) && !l.skipped));
+  model.dispose();
+});

@@ -14,14 +14,19 @@ export function throwOnParseErrors(cmd: Command): Command {
   return cmd;
 }
 
-/** commander's error as one line; an unknown option lists the known options of `cmd`. */
+/**
+ * commander's error as one line; an unknown option lists the known options of `cmd`, an unknown
+ * command its commands.
+ */
 export function usageError(e: CommanderError, cmd: Command): UsageError {
   // commander puts its "(Did you mean --x?)" on a second line.
   const msg = e.message.replace(/^error: /, '').replace(/\n/g, ' ');
   const known =
     e.code === 'commander.unknownOption'
       ? `; known options of '${cmd.name()}': ${cmd.options.map((o) => o.long).join(' ')}`
-      : '';
+      : e.code === 'commander.unknownCommand'
+        ? `; commands: ${cmd.commands.map((c) => c.name()).join(', ')}`
+        : '';
   return new UsageError(`${msg}${known}`);
 }
 
@@ -29,11 +34,10 @@ export function usageError(e: CommanderError, cmd: Command): UsageError {
 export function reportError(program: string, e: unknown, debug: boolean): void {
   const err = e instanceof Error ? e : new Error(String(e));
   // Programming errors (TypeError, RangeError, ...) are ours, not the user's: say so.
-  const internal = !(err instanceof UsageError) && err.constructor !== Error && !debug;
-  console.error(
-    internal
-      ? `${program}: internal error (a bug; rerun with --debug and report it): ${err.message}`
-      : `${program}: ${err.message}`,
-  );
+  const internal = !(err instanceof UsageError) && err.constructor !== Error;
+  const label = debug
+    ? 'internal error (a bug; please report it with the stack below)'
+    : 'internal error (a bug; rerun with --debug and report it)';
+  console.error(internal ? `${program}: ${label}: ${err.message}` : `${program}: ${err.message}`);
   if (debug) console.error(err.stack);
 }

@@ -2,7 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import type { RegisterCommand } from './command.js';
-import { reportError, throwOnParseErrors, usageError, UsageError } from './errors.js';
+import { reportError, throwOnParseErrors, usageError } from './errors.js';
 import { registerTrain } from './commands/train.js';
 import { registerEval } from './commands/eval.js';
 import { registerPick } from './commands/pick.js';
@@ -39,11 +39,14 @@ const VERSION = (
   JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }
 ).version;
 
-function buildProgram(exit: (code: number) => void): Command {
+/** The program with every command registered; commands report their exit code through `exit`. */
+export function buildProgram(exit: (code: number) => void): Command {
   const program = new Command('sortednet')
     .description('many-in-one networks (SortedNet, PAD-Net) on TensorFlow.js')
     .version(VERSION, '-v, --version')
     .option('--debug', 'show stack traces of errors')
+    // Each command's help lists --debug (and --version) too; commands inherit this setting.
+    .configureHelp({ showGlobalOptions: true })
     .showSuggestionAfterError(true)
     .addHelpText(
       'after',
@@ -51,12 +54,8 @@ function buildProgram(exit: (code: number) => void): Command {
     );
   for (const register of COMMANDS) register(program, exit);
   // Every command (and the program) throws instead of exiting, so main() returns a code to its caller.
+  // An unknown command is commander's error with its "(Did you mean ...?)"; usageError adds the list.
   throwOnParseErrors(program);
-  program.on('command:*', (operands: string[]) => {
-    throw new UsageError(
-      `unknown command '${operands[0]}'; commands: ${program.commands.map((c) => c.name()).join(', ')}`,
-    );
-  });
   return program;
 }
 

@@ -10,6 +10,8 @@ import { isSequenceDataset, type SequenceDataset } from '../data/sequences.js';
 import { spamAssassinSplits } from '../data/email.js';
 import { evaluateGrid, type EvalRow } from '../train/evaluate.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import type { Module } from '../nn/module.js';
+import { namedBatchNorms } from '../nn/batchnorm.js';
 import { hasCheckpoint, saveCalibration } from '../io/checkpoint.js';
 import { accuracyFlopsSvg, toCsv } from '../io/report.js';
 import { getPreset } from './presets.js';
@@ -142,3 +144,14 @@ export function readEvalRows(runDir: string): EvalRow[] {
 
 export const runTitle = (c: RunConfig, family: string, strategy = c.train?.strategy ?? '') =>
   `${typeof c.model === 'string' ? c.model : family} ${strategy}`.trim();
+
+/**
+ * The line before an evaluation, worded by what the test examples are (images, rows of features,
+ * token sequences) and mentioning BN recalibration only for a model that has BatchNorm.
+ */
+export function evaluationHeadline(model: Module, subModels: number, test: RunData['test']): string {
+  const kind = isSequenceDataset(test) ? 'sequences' : test.height * test.width === 1 ? 'rows' : 'images';
+  const bn = namedBatchNorms(model).length > 0 ? ' (BN recalibrated per sub-model)' : '';
+  const s = subModels === 1 ? '' : 's';
+  return `evaluating ${subModels} sub-model${s}${bn} on ${test.n} test ${kind}…`;
+}

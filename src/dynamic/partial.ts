@@ -165,7 +165,8 @@ export class PadConv2d extends Module implements PadLayer {
 
   /**
    * Cost with the current mask of the first cin × cout channels, as the compact layer
-   * (compact.ts) runs it: |W|(1 + (K−1)κ) + attention parameters.
+   * (compact.ts) runs it: |W|(1 + (K−1)κ) + attention parameters. The deployed cost, not the
+   * masked layer's own (which computes all K kernels): evaluation and `pick` budget what ships.
    */
   cost(h: number, w: number, cin = this.inChannels, cout = this.outChannels): Cost {
     const nnz = tf.tidy(() => tf.sum(prefix(this.mask, [-1, -1, cin, cout], this.name)).dataSync()[0]);

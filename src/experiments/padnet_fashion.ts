@@ -3,7 +3,7 @@
  * (IMP, κ = 0.3 and 0.5) vs a random partition (κ = 0.3), the same small PAD ResNet for all;
  * accuracy, deployed parameters, FLOPs and measured latency side by side.
  *
- *   sortednet padnet --train 10000 --epochs 3      (options: sortednet padnet --help)
+ *   sortednet padnet --train-subset 10000 --epochs 3      (options: sortednet padnet --help)
  */
 import { initEngine, type BackendName } from '../engine/backend.js';
 import { loadDataset } from '../data/registry.js';

@@ -237,7 +237,9 @@ async function trainSteps(
           model.forward(toTensors(model, b, data).x, grid.largest.sub, {
             mode: 'train',
             key: grid.largest.id,
+            seed: () => stepRng.int(2 ** 31), // router noise, dropout
             temperature,
+            aux: new AuxLosses(), // the teacher's aux losses train nothing
           }),
         ),
       );

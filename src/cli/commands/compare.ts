@@ -6,6 +6,7 @@ import { accuracyFlopsSvg } from '../../io/report.js';
 import { need } from '../args.js';
 import type { RegisterCommand } from '../command.js';
 import { readEvalRows, readRunJson } from '../run_folder.js';
+import { defaultTrainConfig } from '../../train/config.js';
 
 export const registerCompare: RegisterCommand = (program, exit) => {
   program
@@ -19,10 +20,16 @@ export const registerCompare: RegisterCommand = (program, exit) => {
       if (runs.length === 0) throw new Error(`compare --runs '${flags.runs}' names no run folder`);
       if (existsSync(flags.out) && !flags.force)
         throw new Error(`${flags.out} exists; choose another --out, or add --force to overwrite it`);
-      const series = runs.map((r) => {
-        const c = existsSync(join(r, 'run.json')) ? readRunJson(r) : null;
-        return { name: c?.train?.strategy ?? r, rows: readEvalRows(r), dir: r };
-      });
+      // A run is named by its strategy (the default one when run.json leaves it out); by its folder
+      // when there is no run.json or two runs share a strategy.
+      const strategies = runs.map((r) =>
+        existsSync(join(r, 'run.json')) ? (readRunJson(r).train?.strategy ?? defaultTrainConfig.strategy) : r,
+      );
+      const series = runs.map((r, i) => ({
+        name: strategies.indexOf(strategies[i]) === strategies.lastIndexOf(strategies[i]) ? strategies[i] : r,
+        rows: readEvalRows(r),
+        dir: r,
+      }));
       // One table: accuracy of every sub-model under every run, then each run's training time.
       const ids = series[0].rows.map((r) => r.id);
       const acc = series.map((s) => new Map(s.rows.map((r) => [r.id, r.accuracy])));

@@ -1,4 +1,7 @@
-/** `sortednet eval`: every sub-model of a run, with BN recalibrated per sub-model. */
+/**
+ * `sortednet eval`: every sub-model of a run (BatchNorm recalibrated per sub-model where the model
+ * has it); for an LM run, perplexity per exit.
+ */
 import { initEngine, parseBackend } from '../../engine/backend.js';
 import { Grid } from '../../sorted/grid.js';
 import { join } from 'node:path';
@@ -14,7 +17,9 @@ import { evaluateIndividualRun, isIndividualParent } from '../individual.js';
 export const registerEval: RegisterCommand = (program, exit) => {
   program
     .command('eval')
-    .description('every sub-model: params, FLOPs, accuracy, latency (BN recalibrated)')
+    .description(
+      'every sub-model: params, FLOPs, accuracy, latency (BatchNorm recalibrated where present); LM runs: perplexity per exit',
+    )
     .option('--run <dir>', 'the run folder')
     .option('--backend <name>', "wasm (default: the run's), cpu or webgpu")
     .action(async (flags: { run?: string; backend?: string }) => {

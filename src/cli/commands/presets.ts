@@ -7,7 +7,8 @@ export const registerPresets: RegisterCommand = (program, exit) => {
     .command('presets')
     .description('list the model presets and their grids')
     .action(() => {
-      for (const [k, p] of Object.entries(PRESETS)) console.log(`${k.padEnd(14)} ${p.description}`);
+      const width = Math.max(...Object.keys(PRESETS).map((k) => k.length));
+      for (const [k, p] of Object.entries(PRESETS)) console.log(`${k.padEnd(width)}  ${p.description}`);
       exit(0);
     });
 };

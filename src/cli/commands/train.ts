@@ -19,6 +19,7 @@ import { isLmPreset, trainLmRun } from '../lm_run.js';
 import { clampBatchSize, csvConfigFrom, fitModelToData } from '../own_data.js';
 import { preprocessOf } from '../../deploy/preprocess.js';
 import {
+  evaluationHeadline,
   freshFolder,
   loadRunData,
   modelSpecFor,
@@ -257,9 +258,7 @@ export function evaluateRun(
   c: RunConfig,
   title: string,
 ): number {
-  console.log(
-    `evaluating ${grid.size} sub-models (BN recalibrated per sub-model) on ${data.test.n} test images…`,
-  );
+  console.log(evaluationHeadline(model, grid.size, data.test));
   const rows = evaluateInto(runDir, model, grid, data, c, title);
   console.log(formatTable(rows));
   console.log(`wrote ${join(runDir, 'eval.json')}, eval.csv, plot.svg`);
