@@ -13,7 +13,7 @@ import { LAMBDA_MODES } from '../dynamic/partial.js';
 import type { GridSpec } from '../sorted/grid.js';
 import { getPreset, type Preset } from './presets.js';
 
-const posInt = z.number().int().positive();
+export const posInt = z.number().int('must be a positive integer').positive('must be a positive integer');
 const posInts = z.array(posInt);
 const image = { inChannels: posInt, imageSize: posInt, classes: posInt, stem: posInt };
 const basicBlock = z.object({ mid: posInt, out: posInt, stride: posInt, projection: z.boolean() }).strict();

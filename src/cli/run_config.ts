@@ -6,7 +6,7 @@ import type { GridSpec } from '../sorted/grid.js';
 import type { ModelSpec } from '../models/index.js';
 import { STRATEGIES, type TrainConfig } from '../train/config.js';
 import { BACKENDS, type BackendName } from '../engine/backend.js';
-import { ModelSpecSchema, type ModelSpecInput } from './model_spec.js';
+import { ModelSpecSchema, posInt, type ModelSpecInput } from './model_spec.js';
 
 export interface RunConfig {
   /** A preset name (see `sortednet presets`) or a model spec: a family and the fields that differ from its preset. */
@@ -25,7 +25,10 @@ export interface RunConfig {
   eval?: { calibrationBatches?: number; latencyReps?: number };
 }
 
-const posInt = z.number().int().positive();
+const examples = z
+  .number()
+  .int('must be a positive number of examples (leave it out for all)')
+  .positive('must be a positive number of examples (leave it out for all)');
 const count = z.number().int().min(0);
 const budgets = z.array(z.number().positive());
 
@@ -35,8 +38,8 @@ const DataSchema = z.preprocess(
   z
     .object({
       name: z.string().min(1),
-      trainSubset: posInt,
-      testSubset: posInt,
+      trainSubset: examples,
+      testSubset: examples,
       csv: z
         .object({ labelColumn: z.union([z.string(), z.number().int()]), delimiter: z.string() })
         .partial()
@@ -128,30 +131,69 @@ export function parseRunConfig(text: string, where: string): Partial<RunConfig> 
     throw new Error(`config ${where}: ${(e as Error).message}`, { cause: e });
   }
   const r = RunConfigSchema.safeParse(json);
-  if (!r.success) throw new Error(`config ${where}: ${describeIssues(r.error)}`);
+  if (!r.success) throw new Error(`config ${where}: ${describeIssues(r.error, json)}`);
   return r.data as Partial<RunConfig>;
 }
 
-/** Zod's issues as `path: what is wrong, what is expected`, one per line. */
-export function describeIssues(e: z.ZodError): string {
+/** Zod's issues as `path: what is wrong, what is expected`; `json` is the checked value (for known fields). */
+export function describeIssues(
+  e: z.ZodError,
+  json?: unknown,
+  schema: z.ZodTypeAny = RunConfigSchema,
+): string {
   return e.issues
     .map((i) => {
       const at = (path: (string | number)[]) => (path.length ? path.join('.') : 'the top level');
-      if (i.code === 'unrecognized_keys') {
-        const keys = i.keys.map((k) => `'${k}'`).join(', ');
-        return `${at(i.path)}: unknown field ${keys}`;
+      switch (i.code) {
+        case 'unrecognized_keys': {
+          const known = fieldsAt(schema, i.path, json);
+          const keys = i.keys.map((k) => `'${k}'`).join(', ');
+          return `${at(i.path)}: unknown field ${keys}${known.length ? `; known: ${known.join(', ')}` : ''}`;
+        }
+        case 'invalid_union': {
+          // Neither a preset name nor a spec: the spec's own complaint when it came close, else what is expected.
+          const inner = i.unionErrors
+            .flatMap((u) => u.issues)
+            .find((u) => u.code !== 'invalid_type' || u.path.length > i.path.length);
+          if (inner) return describeIssues(new z.ZodError([inner]), json, schema);
+          return `${at(i.path)}: expected a preset name or { "family": ..., "config": {...} }`;
+        }
+        case 'invalid_union_discriminator':
+          return `${at(i.path)}: expected one of ${i.options.map((o) => `'${String(o)}'`).join(', ')}`;
+        case 'invalid_enum_value':
+          return `${at(i.path)}: '${String(i.received)}' is not one of ${i.options.map((o) => `'${o}'`).join(', ')}`;
+        case 'invalid_type':
+          return `${at(i.path)}: expected ${i.expected}, got ${i.received === 'undefined' ? 'nothing' : i.received}`;
+        default:
+          return `${at(i.path)}: ${i.message}, got ${JSON.stringify(valueAt(json, i.path))}`;
       }
-      if (i.code === 'invalid_union') {
-        // A model that is neither a preset name nor a spec: say what each would need.
-        const inner = i.unionErrors
-          .flatMap((u) => u.issues)
-          .find((u) => u.code !== 'invalid_type' || u.path.length > i.path.length);
-        if (inner) return describeIssues(new z.ZodError([inner]));
-        return `${at(i.path)}: expected a preset name or { "family": ..., "config": {...} }`;
-      }
-      if (i.code === 'invalid_type')
-        return `${at(i.path)}: expected ${i.expected}, got ${i.received === 'undefined' ? 'nothing' : i.received}`;
-      return `${at(i.path)}: ${i.message}`;
     })
     .join('; ');
+}
+
+function valueAt(json: unknown, path: (string | number)[]): unknown {
+  return path.reduce<unknown>((v, k) => (v as Record<string | number, unknown> | undefined)?.[k], json);
+}
+
+/** The field names the schema allows at `path` (an object's), following the checked value through unions. */
+function fieldsAt(schema: z.ZodTypeAny, path: (string | number)[], json: unknown): string[] {
+  let t: z.ZodTypeAny | undefined = schema;
+  let v = json;
+  for (let depth = 0; t;) {
+    if (t instanceof z.ZodOptional || t instanceof z.ZodNullable) t = t.unwrap() as z.ZodTypeAny;
+    else if (t instanceof z.ZodDefault) t = t.removeDefault() as z.ZodTypeAny;
+    else if (t instanceof z.ZodEffects) t = t.innerType() as z.ZodTypeAny;
+    else if (t instanceof z.ZodDiscriminatedUnion) {
+      const d = (v as Record<string, unknown> | undefined)?.[t.discriminator];
+      t = t.optionsMap.get(d as string) as z.ZodTypeAny | undefined;
+    } else if (t instanceof z.ZodUnion) {
+      t = (t.options as z.ZodTypeAny[]).find((o) => !(o instanceof z.ZodString));
+    } else if (t instanceof z.ZodObject) {
+      if (depth === path.length) return Object.keys(t.shape as object);
+      const k = path[depth++];
+      t = (t.shape as Record<string, z.ZodTypeAny>)[k];
+      v = (v as Record<string, unknown> | undefined)?.[k];
+    } else return [];
+  }
+  return [];
 }
