@@ -206,11 +206,9 @@ async function trainInFolder(runDir: string, flags: TrainFlags, base: Partial<Ru
   if (!flags.resume) c = fitModelToData(c, data, flags.model !== undefined || flags.config !== undefined);
   tc = clampBatchSize(tc, data.train.n);
   const { spec, grid: gridSpec } = modelSpecFor(c, data, flags.config);
+  c = resolvedRunConfig(c, spec, gridSpec); // run.json records the complete model spec
   mkdirSync(runDir, { recursive: true });
-  writeFileAtomic(
-    join(runDir, 'run.json'),
-    JSON.stringify(resolvedRunConfig(c, spec, gridSpec), null, 2) + '\n',
-  );
+  writeFileAtomic(join(runDir, 'run.json'), JSON.stringify(c, null, 2) + '\n');
   const logPath = join(runDir, 'log.jsonl');
   // A resumed run repeats the steps after its checkpoint: their first log lines go.
   if (flags.resume) truncateLog(logPath, resumeStep);
