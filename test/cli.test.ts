@@ -257,7 +257,7 @@ test('bad reliability input: subset 0, unrepresentable seed, latencyReps 0, --ou
   writeFileSync(cfg, JSON.stringify({ eval: { latencyReps: 0 } }));
   await assert.rejects(
     main(tiny(join(dir, 'q'), '--config', cfg)),
-    /reps\.json: eval\.latencyReps must be a positive integer, got 0/,
+    /reps\.json: eval\.latencyReps: must be a positive integer, got 0/,
   );
   assert.ok(!existsSync(join(dir, 'q')), 'a failed start leaves no folder');
   const svg = join(dir, 'cmp.svg');

@@ -16,6 +16,7 @@ import { hasCheckpoint, saveCalibration } from '../io/checkpoint.js';
 import { accuracyFlopsSvg, toCsv } from '../io/report.js';
 import { getPreset } from './presets.js';
 import { parseRunConfig, type RunConfig } from './run_config.js';
+import { resolveModelSpec, type ModelSpecInput } from './model_spec.js';
 
 /** run.json of a run folder; a missing or broken file says which and what to do. */
 export function readRunJson(runDir: string): RunConfig {
@@ -58,7 +59,11 @@ export function loadRunData(c: RunConfig): RunData {
   };
 }
 
-export function modelSpecFor(c: RunConfig, data: RunData): { spec: ModelSpec; grid: GridSpec } {
+export function modelSpecFor(
+  c: RunConfig,
+  data: RunData,
+  where = 'run config',
+): { spec: ModelSpec; grid: GridSpec } {
   const t = data.train;
   const shape = isSequenceDataset(t)
     ? { channels: 1, size: t.seqLen, classes: t.numClasses, vocab: t.vocab }
@@ -67,8 +72,12 @@ export function modelSpecFor(c: RunConfig, data: RunData): { spec: ModelSpec; gr
     const p = getPreset(c.model);
     return { spec: p.model(shape), grid: c.grid ?? p.grid };
   }
-  if (!c.grid) throw new Error('a config with an explicit model spec needs a grid');
-  return { spec: c.model, grid: c.grid };
+  return resolveModelSpec(c.model as ModelSpecInput, shape, c.grid, where);
+}
+
+/** The run config as run.json records it: an explicit model spec fully resolved, with its grid. */
+export function resolvedRunConfig(c: RunConfig, spec: ModelSpec, grid: GridSpec): RunConfig {
+  return typeof c.model === 'string' ? c : { ...c, model: spec, grid };
 }
 
 /** The sub-runs in `runDir` that hold a checkpoint (an individual run keeps each sub-model in DIR/sub-<id>). */

@@ -5,14 +5,15 @@ import { initEngine, parseBackend } from '../../engine/backend.js';
 import { compactModel, specOf } from '../../models/index.js';
 import { namedBatchNorms } from '../../nn/batchnorm.js';
 import { FULL } from '../../sorted/submodel.js';
-import { hasCheckpoint, loadCheckpoint, saveCheckpoint } from '../../io/checkpoint.js';
-import { acquireRunLock } from '../../io/lock.js';
+import { loadCheckpoint, saveCheckpoint } from '../../io/checkpoint.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { labelledBatches } from '../../train/evaluate.js';
 import { calibrateBatchNorm } from '../../nn/calibrate.js';
 import { need } from '../args.js';
 import type { RegisterCommand } from '../command.js';
-import { loadRunData, readRunJson } from '../run_folder.js';
+import { loadRunData } from '../run_folder.js';
+import { COMPACT_RECORD, intoNewFolder, sourceRun } from '../out_folder.js';
+import type { RunConfig } from '../run_config.js';
 
 export const registerCompact: RegisterCommand = (program, exit) => {
   program
@@ -26,20 +27,18 @@ export const registerCompact: RegisterCommand = (program, exit) => {
     .action(async (f: { run?: string; out?: string; backend?: string }) => {
       const runDir = need(f.run, '--run DIR', 'compact');
       const out = need(f.out, '--out DIR', 'compact');
-      if (hasCheckpoint(out))
-        throw new Error(`${out} already holds a checkpoint; choose an empty --out folder`);
-      const lock = acquireRunLock(out, 'compact');
-      try {
-        await compactInto(runDir, out, f);
-      } finally {
-        lock.release();
-      }
+      const c = sourceRun(runDir, 'compact', { deployed: false })!;
+      await intoNewFolder(out, 'compact', () => compactInto(runDir, c, out, f));
       exit(0);
     });
 };
 
-async function compactInto(runDir: string, out: string, f: { backend?: string }): Promise<void> {
-  const c = readRunJson(runDir);
+async function compactInto(
+  runDir: string,
+  c: RunConfig,
+  out: string,
+  f: { backend?: string },
+): Promise<void> {
   await initEngine(f.backend ? parseBackend(f.backend, '--backend') : (c.backend ?? 'wasm'));
   const { model, meta } = await loadCheckpoint(runDir);
   const data = loadRunData(c);
@@ -73,6 +72,7 @@ async function compactInto(runDir: string, out: string, f: { backend?: string })
     join(out, 'run.json'),
     JSON.stringify({ ...c, model: specOf(deployed), grid: {} }, null, 2) + '\n',
   );
+  writeFileAtomic(join(out, COMPACT_RECORD), JSON.stringify({ source: runDir }, null, 2) + '\n');
   const before = model.cost(FULL);
   const after = deployed.cost(FULL);
   console.log(

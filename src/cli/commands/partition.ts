@@ -2,15 +2,16 @@
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine, parseBackend } from '../../engine/backend.js';
-import { hasCheckpoint, loadCheckpoint, saveCheckpoint } from '../../io/checkpoint.js';
-import { acquireRunLock } from '../../io/lock.js';
+import { loadCheckpoint, saveCheckpoint } from '../../io/checkpoint.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { keepStatsOnly } from '../../nn/batchnorm.js';
 import { checkKappa, partition } from '../../dynamic/imp.js';
 import { labelledBatches } from '../../train/evaluate.js';
 import { intArg, need, numArg } from '../args.js';
 import type { RegisterCommand } from '../command.js';
-import { freshFolder, loadRunData, readRunJson } from '../run_folder.js';
+import { freshFolder, loadRunData } from '../run_folder.js';
+import { intoNewFolder, sourceRun } from '../out_folder.js';
+import type { RunConfig } from '../run_config.js';
 
 interface PartitionFlags {
   run?: string;
@@ -48,26 +49,20 @@ export const registerPartition: RegisterCommand = (program, exit) => {
         throw new Error(`--method: '${f.method}' is not imp or random`);
       if (f.threshold !== 'global' && f.threshold !== 'per-layer')
         throw new Error(`--threshold: '${f.threshold}' is not global or per-layer`);
+      const c = sourceRun(runDir, 'partition', { deployed: false })!;
       const out = f.out ?? freshFolder(`${runDir.replace(/\/+$/, '')}-kappa${kappa}`);
-      if (hasCheckpoint(out))
-        throw new Error(`${out} already holds a checkpoint; choose another --out folder`);
-      const lock = acquireRunLock(out, 'partition');
-      try {
-        await partitionInto(runDir, out, { ...f, kappa });
-      } finally {
-        lock.release();
-      }
+      await intoNewFolder(out, 'partition', () => partitionInto(runDir, c, out, { ...f, kappa }));
       exit(0);
     });
 };
 
 async function partitionInto(
   runDir: string,
+  c: RunConfig,
   out: string,
   f: PartitionFlags & { kappa: number },
 ): Promise<void> {
   const kappa = f.kappa;
-  const c = readRunJson(runDir);
   await initEngine(f.backend ? parseBackend(f.backend, '--backend') : (c.backend ?? 'wasm'));
   const { model, meta } = await loadCheckpoint(runDir);
   const data = loadRunData(c);

@@ -23,6 +23,7 @@ import {
   freshFolder,
   loadRunData,
   modelSpecFor,
+  resolvedRunConfig,
   readRunJson,
   runTitle,
   trainedSubRuns,
@@ -208,7 +209,8 @@ async function trainInFolder(runDir: string, flags: TrainFlags, base: Partial<Ru
   const data = loadRunData(c);
   if (!flags.resume) c = fitModelToData(c, data, flags.model !== undefined || flags.config !== undefined);
   tc = clampBatchSize(tc, data.train.n);
-  const { spec, grid: gridSpec } = modelSpecFor(c, data);
+  const { spec, grid: gridSpec } = modelSpecFor(c, data, flags.config);
+  c = resolvedRunConfig(c, spec, gridSpec); // run.json records the complete model spec
   mkdirSync(runDir, { recursive: true });
   writeFileAtomic(join(runDir, 'run.json'), JSON.stringify(c, null, 2) + '\n');
   const logPath = join(runDir, 'log.jsonl');
