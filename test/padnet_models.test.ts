@@ -209,29 +209,35 @@ test('a PAD ResNet with a depth × width grid: sub-models run, and an extracted 
   model.dispose();
 });
 
-test('the trainer adds the aux loss from ctx.aux to the task loss (MoE transformer on token sequences)', async () => {
+/** A tiny MoE transformer config and 8 toy token sequences of 6 tokens (two classes). */
+function toyMoE(o: { layers: number; noisyGating: boolean; stride: number }) {
   const config = {
     ...MOE_TRANSFORMER_DEFAULTS,
     vocab: 20,
     dim: 8,
     heads: 2,
     ffn: 12,
-    layers: 1,
+    layers: o.layers,
     maxLen: 6,
     experts: 4,
-    noisyGating: false,
+    noisyGating: o.noisyGating,
     ffnMode: 'moe' as const,
   };
   const n = 8;
   const data: SequenceDataset = {
     name: 'toy',
-    sequences: Int32Array.from({ length: n * 6 }, (_, j) => 1 + ((j * 7) % 19)),
+    sequences: Int32Array.from({ length: n * 6 }, (_, j) => 1 + ((j * o.stride) % 19)),
     labels: Int32Array.from({ length: n }, (_, i) => i % 2),
     n,
     seqLen: 6,
     vocab: 20,
     numClasses: 2,
   };
+  return { config, data, n };
+}
+
+test('the trainer adds the aux loss from ctx.aux to the task loss (MoE transformer on token sequences)', async () => {
+  const { config, data, n } = toyMoE({ layers: 1, noisyGating: false, stride: 7 });
   const model = new MoETransformer(config, 3);
   for (const l of model.blocks.items) (l.ffn as MoE).router.gate.assign(randn([8, 4], 7));
   // Expected first-step loss: cross-entropy + aux on the whole set (the one batch), before the update.
@@ -252,28 +258,7 @@ test('the trainer adds the aux loss from ctx.aux to the task loss (MoE transform
 });
 
 test('sandwich with in-place distillation trains a noisy-gated MoE transformer (the teacher pass gets a seed)', async () => {
-  const config = {
-    ...MOE_TRANSFORMER_DEFAULTS,
-    vocab: 20,
-    dim: 8,
-    heads: 2,
-    ffn: 12,
-    layers: 2,
-    maxLen: 6,
-    experts: 4,
-    noisyGating: true,
-    ffnMode: 'moe' as const,
-  };
-  const n = 8;
-  const data: SequenceDataset = {
-    name: 'toy',
-    sequences: Int32Array.from({ length: n * 6 }, (_, j) => 1 + ((j * 5) % 19)),
-    labels: Int32Array.from({ length: n }, (_, i) => i % 2),
-    n,
-    seqLen: 6,
-    vocab: 20,
-    numClasses: 2,
-  };
+  const { config, data, n } = toyMoE({ layers: 2, noisyGating: true, stride: 5 });
   const model = new MoETransformer(config, 3);
   const grid = new Grid({ depth: [1, 2] }, model);
   const cfg = resolveTrainConfig({ strategy: 'sandwich', distill: true, steps: 2, batchSize: n, gAcc: 2 });
