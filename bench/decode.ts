@@ -12,8 +12,8 @@
 import { Option } from 'commander';
 import { writeFileSync } from 'node:fs';
 import { initEngine } from '../src/engine/backend.js';
-import { loadLm } from '../src/cli/lm_run.js';
-import { readRunJson } from '../src/cli/run_folder.js';
+import { loadLm } from '../src/run/lm_run.js';
+import { readRunJson } from '../src/run/run_folder.js';
 import { loadTextCorpus } from '../src/data/text.js';
 import { generate, type GenerateOptions, type GenerateResult } from '../src/infer/generate.js';
 import { earlyExitArg } from '../src/cli/commands/generate.js';

@@ -31,9 +31,9 @@ import {
   saveCheckpoint,
 } from '../src/io/checkpoint.js';
 import { buildModel } from '../src/models/index.js';
-import { getPreset } from '../src/cli/presets.js';
+import { getPreset } from '../src/run/presets.js';
 import { sha256Hex } from '../src/io/sha256.js';
-import { CHILD_STEPS, runChild, type KillPlan } from '../test/fixtures/train_child.js';
+import { CHILD_STEPS, runChild, type KillPlan } from './train_child.js';
 import { nonNegativeIntArg } from '../src/cli/args.js';
 import { benchCommand, parseBench } from './cli.js';
 

@@ -1,6 +1,6 @@
 /** The training workloads the benchmarks share (bench/run.ts, bench/profile_step.ts), in one place. */
 import * as tf from '@tensorflow/tfjs-core';
-import { getPreset } from '../src/cli/presets.js';
+import { getPreset } from '../src/run/presets.js';
 import { ResNet } from '../src/models/resnet.js';
 import { Transformer } from '../src/models/transformer.js';
 

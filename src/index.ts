@@ -52,7 +52,7 @@ export {
 } from './dynamic/imp.js';
 export { padLayers, type LambdaMode } from './dynamic/partial.js';
 export type { TemperatureSchedule } from './train/temperature.js';
-export { PRESETS, getPreset, type Preset } from './cli/presets.js';
+export { PRESETS, getPreset, type Preset } from './run/presets.js';
 export {
   FULL,
   DIMENSIONS,

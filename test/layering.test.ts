@@ -19,12 +19,12 @@ const RANK: Record<string, number> = {
   models: 4,
   train: 5,
   io: 6,
-  run: 7,
   infer: 7,
   export: 7,
   experiments: 7,
   deploy: 8,
   serve: 9,
+  run: 9,
   cli: 10,
 };
 

@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../src/cli/main.js';
-import { parseRunConfig } from '../src/cli/run_config.js';
+import { parseRunConfig } from '../src/run/run_config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sortednet-specs-'));
 

@@ -23,7 +23,7 @@ import { loadDataset } from '../src/data/registry.js';
 import { loadMobyDick } from '../src/data/text.js';
 import { byteTokenSplit } from '../src/data/tokens.js';
 import { subset, type ImageDataset } from '../src/data/dataset.js';
-import type { RunConfig } from '../src/cli/run_config.js';
+import type { RunConfig } from '../src/run/run_config.js';
 import { runPython, scratch, smallResNet, torchSkip } from './torch_helpers.js';
 
 const CLI = fileURLToPath(new URL('../../bin/sortednet.js', import.meta.url));

@@ -11,9 +11,9 @@ import { labelledBatches } from '../../train/evaluate.js';
 import { calibrateBatchNorm } from '../../nn/calibrate.js';
 import { need } from '../args.js';
 import type { RegisterCommand } from '../command.js';
-import { loadRunData } from '../run_folder.js';
-import { COMPACT_RECORD, intoNewFolder, sourceRun } from '../out_folder.js';
-import type { RunConfig } from '../run_config.js';
+import { loadRunData } from '../../run/run_folder.js';
+import { COMPACT_RECORD, intoNewFolder, sourceRun } from '../../run/out_folder.js';
+import type { RunConfig } from '../../run/run_config.js';
 
 export const registerCompact: RegisterCommand = (program, exit) => {
   program

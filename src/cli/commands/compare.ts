@@ -5,7 +5,7 @@ import { writeFileAtomic } from '../../io/atomic.js';
 import { accuracyFlopsSvg } from '../../io/report.js';
 import { need } from '../args.js';
 import type { RegisterCommand } from '../command.js';
-import { readEvalRows, readRunJson } from '../run_folder.js';
+import { readEvalRows, readRunJson } from '../../run/run_folder.js';
 import { defaultTrainConfig } from '../../train/config.js';
 
 export const registerCompare: RegisterCommand = (program, exit) => {

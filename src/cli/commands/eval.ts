@@ -9,10 +9,10 @@ import { loadCheckpoint, removeStale } from '../../io/checkpoint.js';
 import { acquireRunLock } from '../../io/lock.js';
 import { need } from '../args.js';
 import type { RegisterCommand } from '../command.js';
-import { loadRunData, readRunJson, runTitle } from '../run_folder.js';
+import { loadRunData, readRunJson, runTitle } from '../../run/run_folder.js';
 import { checkEvalConfig, evaluateRun } from './train.js';
-import { evalLmRun, isLmPreset } from '../lm_run.js';
-import { evaluateIndividualRun, isIndividualParent } from '../individual.js';
+import { evalLmRun, isLmPreset } from '../../run/lm_run.js';
+import { evaluateIndividualRun, isIndividualParent } from '../../run/individual.js';
 
 export const registerEval: RegisterCommand = (program, exit) => {
   program

@@ -8,9 +8,9 @@ import { loadCheckpoint, saveCheckpoint } from '../../io/checkpoint.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { need } from '../args.js';
 import type { RegisterCommand } from '../command.js';
-import { resolveSubRun } from '../individual.js';
-import { intoNewFolder, sourceRun } from '../out_folder.js';
-import type { RunConfig } from '../run_config.js';
+import { resolveSubRun } from '../../run/individual.js';
+import { intoNewFolder, sourceRun } from '../../run/out_folder.js';
+import type { RunConfig } from '../../run/run_config.js';
 
 export const registerExtract: RegisterCommand = (program, exit) => {
   program

@@ -3,7 +3,7 @@ import { InvalidArgumentError } from 'commander';
 import { initEngine, parseBackend } from '../../engine/backend.js';
 import { intArg, need, numArg } from '../args.js';
 import type { RegisterCommand } from '../command.js';
-import { runGenerate, type GenerateFlags } from '../lm_run.js';
+import { runGenerate, type GenerateFlags } from '../../run/lm_run.js';
 
 /** "2:0.9,4:0.8" → exits [2, 4] with thresholds [0.9, 0.8]. */
 export function earlyExitArg(value: string): { exits: number[]; thresholds: number[] } {

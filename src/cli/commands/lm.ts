@@ -6,8 +6,8 @@
 import { hasCheckpoint } from '../../io/checkpoint.js';
 import { intArg } from '../args.js';
 import type { RegisterCommand } from '../command.js';
-import { freshFolder } from '../run_folder.js';
-import { runGenerate, trainLmRun } from '../lm_run.js';
+import { freshFolder } from '../../run/run_folder.js';
+import { runGenerate, trainLmRun } from '../../run/lm_run.js';
 import type { TrainConfig } from '../../train/config.js';
 import { parseBackend } from '../../engine/backend.js';
 

@@ -9,9 +9,9 @@ import { checkKappa, partition } from '../../dynamic/imp.js';
 import { labelledBatches } from '../../train/evaluate.js';
 import { intArg, need, numArg } from '../args.js';
 import type { RegisterCommand } from '../command.js';
-import { freshFolder, loadRunData } from '../run_folder.js';
-import { intoNewFolder, sourceRun } from '../out_folder.js';
-import type { RunConfig } from '../run_config.js';
+import { freshFolder, loadRunData } from '../../run/run_folder.js';
+import { intoNewFolder, sourceRun } from '../../run/out_folder.js';
+import type { RunConfig } from '../../run/run_config.js';
 
 interface PartitionFlags {
   run?: string;

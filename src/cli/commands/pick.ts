@@ -8,7 +8,7 @@ import { readCheckpointMeta } from '../../io/checkpoint.js';
 import { candidatesFrom, pickSubModel } from '../../infer/pick.js';
 import { need, numArg } from '../args.js';
 import type { RegisterCommand } from '../command.js';
-import { readEvalRows } from '../run_folder.js';
+import { readEvalRows } from '../../run/run_folder.js';
 
 interface PickFlags {
   run?: string;

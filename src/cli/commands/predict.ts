@@ -7,7 +7,7 @@ import { readImageFile } from '../../data/image_file.js';
 import { csvColumns, labelColumnIndex, readCsvTable, type CsvTable } from '../../data/user_data.js';
 import { need, numArg } from '../args.js';
 import type { RegisterCommand } from '../command.js';
-import { resolveSubRun } from '../individual.js';
+import { resolveSubRun } from '../../run/individual.js';
 
 interface PredictFlags {
   run?: string;

@@ -1,6 +1,6 @@
 /** `sortednet presets`: the built-in model presets and their grids. */
 import type { RegisterCommand } from '../command.js';
-import { PRESETS } from '../presets.js';
+import { PRESETS } from '../../run/presets.js';
 
 export const registerPresets: RegisterCommand = (program, exit) => {
   program

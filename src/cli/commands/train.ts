@@ -14,9 +14,9 @@ import { writeFileAtomic } from '../../io/atomic.js';
 import { formatTable } from '../../io/report.js';
 import { intArg, nonNegativeIntArg, numArg, positiveIntArg, seedArg } from '../args.js';
 import type { RegisterCommand } from '../command.js';
-import { readRunConfig, type RunConfig } from '../run_config.js';
-import { isLmPreset, trainLmRun } from '../lm_run.js';
-import { clampBatchSize, csvConfigFrom, fitModelToData } from '../own_data.js';
+import { readRunConfig, type RunConfig } from '../../run/run_config.js';
+import { isLmPreset, trainLmRun } from '../../run/lm_run.js';
+import { clampBatchSize, csvConfigFrom, fitModelToData } from '../../run/own_data.js';
 import { preprocessOf } from '../../deploy/preprocess.js';
 import {
   evaluationHeadline,
@@ -30,8 +30,8 @@ import {
   addTrainTime,
   evaluateInto,
   type RunData,
-} from '../run_folder.js';
-import { isIndividualParent, trainIndividual } from '../individual.js';
+} from '../../run/run_folder.js';
+import { isIndividualParent, trainIndividual } from '../../run/individual.js';
 
 export interface TrainFlags {
   run?: string;

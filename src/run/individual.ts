@@ -12,7 +12,7 @@ import { Grid, type GridSpec } from '../sorted/grid.js';
 import { DIMENSIONS, parseSubModel, subModelId, type SubModel } from '../sorted/submodel.js';
 import type { TrainConfig } from '../train/config.js';
 import type { EvalRow } from '../train/evaluate.js';
-import { trainRun, truncateLog } from '../run/train_run.js';
+import { trainRun, truncateLog } from './train_run.js';
 import { hasCheckpoint, loadCheckpoint, readCheckpointMeta } from '../io/checkpoint.js';
 import { acquireRunLock } from '../io/lock.js';
 import { writeFileAtomic } from '../io/atomic.js';

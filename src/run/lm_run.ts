@@ -17,7 +17,7 @@ import { bpeTokenSplit } from '../data/tokens.js';
 import { trainBpe } from '../tokenizer/train_bpe.js';
 import { BpeTokenizer, END_OF_TEXT, StreamDecoder } from '../tokenizer/bpe.js';
 import { generate } from '../infer/generate.js';
-import { trainRun } from '../run/train_run.js';
+import { trainRun } from './train_run.js';
 import { resolveTrainConfig } from '../train/config.js';
 import { evaluateLm, type LmEvalRow } from '../train/evaluate_lm.js';
 import { getPreset } from './presets.js';
