@@ -16,8 +16,7 @@ import { loadLm } from '../src/run/lm_run.js';
 import { readRunJson } from '../src/run/run_folder.js';
 import { loadTextCorpus } from '../src/data/text.js';
 import { generate, type GenerateOptions, type GenerateResult } from '../src/infer/generate.js';
-import { earlyExitArg } from '../src/cli/commands/generate.js';
-import { intArg, listArg, numArg, positiveIntArg } from '../src/cli/args.js';
+import { earlyExitArg, intArg, listArg, numArg, positiveIntArg } from '../src/cli/args.js';
 import { benchCommand, parseBench } from './cli.js';
 
 const a = parseBench<{

@@ -8,7 +8,7 @@ import { main } from '../src/cli/main.js';
 import { loadCheckpoint } from '../src/io/checkpoint.js';
 import { loadMobyDick, loadTextCorpus } from '../src/data/text.js';
 import { runGenerate, loadLm } from '../src/run/lm_run.js';
-import { earlyExitArg } from '../src/cli/commands/generate.js';
+import { earlyExitArg } from '../src/cli/args.js';
 import { generate } from '../src/infer/generate.js';
 import { parseSubModel } from '../src/sorted/submodel.js';
 import * as tf from '@tensorflow/tfjs-core';

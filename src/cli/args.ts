@@ -48,3 +48,21 @@ export function seedArg(value: string): number {
 export function listArg<T>(item: (value: string) => T): (value: string) => T[] {
   return (value) => value.split(',').map((v) => item(v.trim()));
 }
+
+/** "2:0.9,4:0.8" → exits [2, 4] with thresholds [0.9, 0.8]. */
+export function earlyExitArg(value: string): { exits: number[]; thresholds: number[] } {
+  const pairs = value.split(',').map((p) => p.trim().split(':'));
+  const exits: number[] = [];
+  const thresholds: number[] = [];
+  for (const p of pairs) {
+    const d = Number(p[0]);
+    const t = Number(p[1]);
+    if (p.length !== 2 || !Number.isInteger(d) || p[1].trim() === '' || !Number.isFinite(t))
+      throw new InvalidArgumentError(
+        `'${value}' is not a list of DEPTH:THRESHOLD pairs (e.g. 2:0.9,4:0.8: leave at depth 2 when the top probability ≥ 0.9, else at 4 when ≥ 0.8, else at full depth)`,
+      );
+    exits.push(d);
+    thresholds.push(t);
+  }
+  return { exits, thresholds };
+}

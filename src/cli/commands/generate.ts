@@ -1,27 +1,8 @@
 /** `sortednet generate`: text from a trained LM run, streamed to stdout as it is decoded. */
-import { InvalidArgumentError } from 'commander';
 import { initEngine, parseBackend } from '../../engine/backend.js';
-import { intArg, need, numArg } from '../args.js';
+import { earlyExitArg, intArg, need, numArg } from '../args.js';
 import type { RegisterCommand } from '../command.js';
 import { runGenerate, type GenerateFlags } from '../../run/lm_run.js';
-
-/** "2:0.9,4:0.8" → exits [2, 4] with thresholds [0.9, 0.8]. */
-export function earlyExitArg(value: string): { exits: number[]; thresholds: number[] } {
-  const pairs = value.split(',').map((p) => p.trim().split(':'));
-  const exits: number[] = [];
-  const thresholds: number[] = [];
-  for (const p of pairs) {
-    const d = Number(p[0]);
-    const t = Number(p[1]);
-    if (p.length !== 2 || !Number.isInteger(d) || p[1].trim() === '' || !Number.isFinite(t))
-      throw new InvalidArgumentError(
-        `'${value}' is not a list of DEPTH:THRESHOLD pairs (e.g. 2:0.9,4:0.8: leave at depth 2 when the top probability ≥ 0.9, else at 4 when ≥ 0.8, else at full depth)`,
-      );
-    exits.push(d);
-    thresholds.push(t);
-  }
-  return { exits, thresholds };
-}
 
 export const registerGenerate: RegisterCommand = (program, exit) => {
   program
