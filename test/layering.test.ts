@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 
 /** Bottom to top; a folder may import folders of a LOWER rank only (type imports included). */
 const RANK: Record<string, number> = {
+  schema: 0,
   engine: 0,
   tokenizer: 0,
   sorted: 1,

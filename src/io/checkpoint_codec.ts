@@ -17,11 +17,13 @@
  *                              the weights by their sha256 and checked by the hash of its own data
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { buildModel, type ModelSpec, type SortedModel } from '../models/index.js';
+import { z } from 'zod';
+import { buildModel, ModelSpecSchema, type ModelSpec, type SortedModel } from '../models/index.js';
 import { namedBatchNorms } from '../nn/batchnorm.js';
 import type { StateKind } from '../nn/module.js';
 import type { GridSpec } from '../sorted/grid.js';
-import type { TrainConfig } from '../train/config.js';
+import { TrainConfigInputSchema, type TrainConfig } from '../train/config.js';
+import { checked } from '../schema/describe.js';
 import { decodeSafetensors, encodeSafetensors, type NamedArray } from './safetensors.js';
 import { sha256Hex } from './sha256.js';
 
@@ -132,6 +134,10 @@ export function encodeCheckpoint(input: SaveInput): { meta: CheckpointMeta; file
   return { meta, files };
 }
 
+const CheckedFields = z
+  .object({ model: ModelSpecSchema, train: TrainConfigInputSchema.nullish() })
+  .passthrough();
+
 /** Parses and checks checkpoint.json's text; `where` names it in errors. */
 export function parseCheckpointMeta(text: string, where: string): CheckpointMeta {
   let meta: CheckpointMeta;
@@ -158,6 +164,9 @@ export function parseCheckpointMeta(text: string, where: string): CheckpointMeta
   if (!Number.isInteger(meta.step) || meta.step < 0) {
     throw new Error(`checkpoint ${where}: 'step' must be an integer ≥ 0, found ${JSON.stringify(meta.step)}`);
   }
+  // The model and its training fields get the checks a run config gets, by the same schemas. A
+  // training config is checked field by field, not for completeness (older checkpoints lack newer fields).
+  checked(CheckedFields, meta, `checkpoint ${where}`);
   for (const [file, hash] of Object.entries(meta.files)) {
     // Names are plain file names: a checkpoint must not make a reader open files outside its folder.
     if (!/^[\w][\w.-]*$/.test(file) || typeof hash !== 'string' || !/^[0-9a-f]{64}$/.test(hash)) {

@@ -1,19 +1,23 @@
 /** Builds any model family from its plain-data config (the form checkpoints store). */
-import { Mlp, type MlpConfig } from './mlp.js';
-import { ResNet, type ResNetConfig } from './resnet.js';
-import { MobileNetV2, type MobileNetV2Config } from './mobilenetv2.js';
-import { Transformer, type TransformerConfig } from './transformer.js';
-import { PadResNet, type PadResNetConfig } from './pad_resnet.js';
-import { MoETransformer, type MoETransformerConfig } from './moe_transformer.js';
+import { z } from 'zod';
+import { Mlp, MlpConfigSchema } from './mlp.js';
+import { ResNet, ResNetConfigSchema } from './resnet.js';
+import { MobileNetV2, MobileNetV2ConfigSchema } from './mobilenetv2.js';
+import { Transformer, TransformerConfigSchema } from './transformer.js';
+import { PadResNet, PadResNetConfigSchema } from './pad_resnet.js';
+import { MoETransformer, MoETransformerConfigSchema } from './moe_transformer.js';
 import type { SortedModel } from './model.js';
 
-export type ModelSpec =
-  | { family: 'mlp'; config: MlpConfig }
-  | { family: 'resnet'; config: ResNetConfig }
-  | { family: 'mobilenetv2'; config: MobileNetV2Config }
-  | { family: 'transformer'; config: TransformerConfig }
-  | { family: 'pad-resnet'; config: PadResNetConfig }
-  | { family: 'moe-transformer'; config: MoETransformerConfig };
+/** A model as plain data: its family and that family's full config (what checkpoints store), checked. */
+export const ModelSpecSchema = z.discriminatedUnion('family', [
+  z.object({ family: z.literal('mlp'), config: MlpConfigSchema }).strict(),
+  z.object({ family: z.literal('resnet'), config: ResNetConfigSchema }).strict(),
+  z.object({ family: z.literal('mobilenetv2'), config: MobileNetV2ConfigSchema }).strict(),
+  z.object({ family: z.literal('transformer'), config: TransformerConfigSchema }).strict(),
+  z.object({ family: z.literal('pad-resnet'), config: PadResNetConfigSchema }).strict(),
+  z.object({ family: z.literal('moe-transformer'), config: MoETransformerConfigSchema }).strict(),
+]);
+export type ModelSpec = z.infer<typeof ModelSpecSchema>;
 
 export type Family = ModelSpec['family'];
 export const FAMILIES: readonly Family[] = [
@@ -63,12 +67,10 @@ export function compactModel(model: SortedModel): SortedModel {
 }
 
 export { Mlp, ResNet, MobileNetV2, Transformer, PadResNet, MoETransformer };
-export type {
-  SortedModel,
-  MlpConfig,
-  ResNetConfig,
-  MobileNetV2Config,
-  TransformerConfig,
-  PadResNetConfig,
-  MoETransformerConfig,
-};
+export type { SortedModel };
+export type { MlpConfig } from './mlp.js';
+export type { ResNetConfig } from './resnet.js';
+export type { MobileNetV2Config } from './mobilenetv2.js';
+export type { TransformerConfig } from './transformer.js';
+export type { PadResNetConfig } from './pad_resnet.js';
+export type { MoETransformerConfig } from './moe_transformer.js';

@@ -1,5 +1,7 @@
 /** A sorted multi-layer perceptron: elastic depth (hidden layers run) and width (per layer). */
 import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import { posInt, posInts } from '../schema/fields.js';
 import { Module, ModuleList } from '../nn/module.js';
 import { Linear } from '../nn/linear.js';
 import { activate, type Activation } from '../nn/functional.js';
@@ -8,13 +10,18 @@ import type { SubModel } from '../sorted/submodel.js';
 import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
 import { checkDepth, checkLayerNames, layerUnits, type SortedModel } from './model.js';
 
-export interface MlpConfig {
-  inputs: number;
-  /** Hidden widths, one per layer. */
-  hidden: number[];
-  classes: number;
-  activation?: Activation;
-}
+const ACTIVATIONS = ['relu', 'relu6', 'gelu', 'silu', 'none'] as const satisfies readonly Activation[];
+
+export const MlpConfigSchema = z
+  .object({
+    inputs: posInt,
+    /** Hidden widths, one per layer. */
+    hidden: posInts,
+    classes: posInt,
+    activation: z.enum(ACTIVATIONS).optional(),
+  })
+  .strict();
+export type MlpConfig = z.infer<typeof MlpConfigSchema>;
 
 export class Mlp extends Module implements SortedModel<MlpConfig> {
   readonly family = 'mlp';

@@ -3,10 +3,12 @@
  * channels) and expansion (hidden channels of each inverted residual).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import { posInt } from '../schema/fields.js';
 import { Module, ModuleList, type ForwardContext } from '../nn/module.js';
 import { Conv2d, convOutSize, DepthwiseConv2d } from '../nn/conv2d.js';
 import { BatchNorm2d } from '../nn/batchnorm.js';
-import { InvertedResidual, type InvertedResidualSpec } from '../nn/inverted_residual.js';
+import { InvertedResidual, InvertedResidualSpecSchema, type InvertedResidualSpec } from '../nn/inverted_residual.js';
 import { Linear } from '../nn/linear.js';
 import { globalAvgPool } from '../nn/functional.js';
 import { seedStream } from '../nn/init.js';
@@ -15,15 +17,21 @@ import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
 import { checkDepth, checkImageInput, checkLayerNames, layerUnits, type SortedModel } from './model.js';
 import { blocksPerStage } from './depth_order.js';
 
-export interface MobileNetV2Config {
-  inChannels: number;
-  imageSize: number;
-  classes: number;
-  stem: number;
-  stages: InvertedResidualSpec[][];
-  /** Channels of the last 1×1 conv before pooling. */
-  last: number;
-}
+export const MobileNetV2ConfigSchema = z
+  .object({
+    inChannels: posInt,
+    imageSize: posInt,
+    classes: posInt,
+    stem: posInt,
+    stages: z.array(z.array(InvertedResidualSpecSchema)),
+    /** Channels of the last 1×1 conv before pooling. */
+    last: posInt,
+  })
+  .strict();
+export type MobileNetV2Config = z.infer<typeof MobileNetV2ConfigSchema>;
+
+/** mobilenetV2Config's shorthand for `stages`: [expansion, channels, blocks, stride] rows. */
+export const MOBILENETV2_SHORTHAND = { rows: z.array(z.tuple([posInt, posInt, posInt, posInt])) };
 
 /** Stages from (expansion t, channels c, blocks n, stride s) rows, as in the paper's Table 2. */
 export function mobilenetV2Config(o: {

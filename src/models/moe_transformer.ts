@@ -13,37 +13,40 @@
  * ```
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import { count, oneOf, posInt, positive, unitInterval } from '../schema/fields.js';
 import { FeedForward } from '../nn/ffn.js';
 import { denseFfn, type FfnFactory } from '../nn/transformer_block.js';
 import { MoE } from '../dynamic/moe.js';
 import { PadMoE, LAMBDA_MODES, type LambdaMode } from '../dynamic/partial.js';
 import { CompactPadMoE, copyMatchingState } from '../dynamic/compact.js';
 import type { SubModel } from '../sorted/submodel.js';
-import { Transformer, type TransformerConfig } from './transformer.js';
+import { Transformer, TransformerConfigSchema } from './transformer.js';
 
 export type FfnMode = 'dense' | 'moe' | 'pad-moe';
 export const FFN_MODES: readonly FfnMode[] = ['dense', 'moe', 'pad-moe'];
 
-export interface MoETransformerConfig extends TransformerConfig {
-  task: 'classify';
-  classes: number;
+export const MoETransformerConfigSchema = TransformerConfigSchema.extend({
+  task: z.literal('classify'),
+  classes: posInt,
   /** Token id that pads sequences (excluded from pooling). */
-  padId: number;
-  dropout: number;
-  ffnMode: FfnMode;
+  padId: count,
+  dropout: unitInterval,
+  ffnMode: oneOf(FFN_MODES),
   /** E. */
-  experts: number;
+  experts: posInt,
   /** k. */
-  topK: number;
+  topK: posInt,
   /** Shazeer's noisy gating in training. */
-  noisyGating: boolean;
+  noisyGating: z.boolean(),
   /** Optional per-expert capacity factor. */
-  capacityFactor?: number;
+  capacityFactor: positive.optional(),
   /** Which PAD scale factors are learned (ffn 'pad-moe' only). */
-  lambdaMode: LambdaMode;
+  lambdaMode: oneOf(LAMBDA_MODES),
   /** Deployed models only: per PAD-MoE layer name, the dynamic element count of each expert layer. */
-  compact?: Record<string, number[]>;
-}
+  compact: z.record(z.array(count)).optional(),
+});
+export type MoETransformerConfig = z.infer<typeof MoETransformerConfigSchema>;
 
 /** What a MoE transformer config may leave out: the task (always 'classify') and headDim (dim / heads). */
 export type MoETransformerOptions = Omit<MoETransformerConfig, 'task' | 'headDim' | 'arch'> &

@@ -10,28 +10,31 @@
  * const logits = model.forward(x, { width: 0.5 }, { mode: 'train', key: 'width=0.5', temperature: 30 });
  * ```
  */
+import { z } from 'zod';
+import { count, oneOf, posInt } from '../schema/fields.js';
 import { DynamicConv2d } from '../dynamic/dynamic_conv.js';
 import { PadConv2d, LAMBDA_MODES, maskLayout, type LambdaMode } from '../dynamic/partial.js';
 import { CompactPadConv2d, copyMatchingState } from '../dynamic/compact.js';
 import { Conv2d } from '../nn/conv2d.js';
 import type { ConvFactory } from '../nn/basic_block.js';
-import { ResNet, resnetConfig, type ResNetConfig } from './resnet.js';
+import { ResNet, resnetConfig, ResNetConfigSchema } from './resnet.js';
 
 export type ConvMode = 'static' | 'dynamic' | 'pad';
 export const CONV_MODES: readonly ConvMode[] = ['static', 'dynamic', 'pad'];
 
-export interface PadResNetConfig extends ResNetConfig {
+export const PadResNetConfigSchema = ResNetConfigSchema.extend({
   /** What the 3×3 block convolutions are. */
-  conv: ConvMode;
+  conv: oneOf(CONV_MODES),
   /** K, kernels per dynamic conv. */
-  kernels: number;
+  kernels: posInt,
   /** r, the attention's reduction ratio. */
-  reduction: number;
+  reduction: posInt,
   /** Which PAD scale factors are learned (conv 'pad' only). */
-  lambdaMode: LambdaMode;
+  lambdaMode: oneOf(LAMBDA_MODES),
   /** Deployed models only: per PAD conv name, its dynamic element count (see compact.ts). */
-  compact?: Record<string, number>;
-}
+  compact: z.record(count).optional(),
+});
+export type PadResNetConfig = z.infer<typeof PadResNetConfigSchema>;
 
 export const PAD_DEFAULTS = { conv: 'pad', kernels: 4, reduction: 4, lambdaMode: 'both' } as const;
 

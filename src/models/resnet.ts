@@ -3,10 +3,18 @@
  * width per layer; one shared global-pool + linear head.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import { posInt, posInts } from '../schema/fields.js';
 import { Module, ModuleList, type ForwardContext } from '../nn/module.js';
 import { Conv2d } from '../nn/conv2d.js';
 import { BatchNorm2d } from '../nn/batchnorm.js';
-import { BasicBlock, staticConv, type BasicBlockSpec, type ConvFactory } from '../nn/basic_block.js';
+import {
+  BasicBlock,
+  BasicBlockSpecSchema,
+  staticConv,
+  type BasicBlockSpec,
+  type ConvFactory,
+} from '../nn/basic_block.js';
 import { Linear } from '../nn/linear.js';
 import { globalAvgPool } from '../nn/functional.js';
 import { seedStream } from '../nn/init.js';
@@ -15,13 +23,19 @@ import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
 import { checkDepth, checkImageInput, checkLayerNames, layerUnits, type SortedModel } from './model.js';
 import { blocksPerStage } from './depth_order.js';
 
-export interface ResNetConfig {
-  inChannels: number;
-  imageSize: number;
-  classes: number;
-  stem: number;
-  stages: BasicBlockSpec[][];
-}
+export const ResNetConfigSchema = z
+  .object({
+    inChannels: posInt,
+    imageSize: posInt,
+    classes: posInt,
+    stem: posInt,
+    stages: z.array(z.array(BasicBlockSpecSchema)),
+  })
+  .strict();
+export type ResNetConfig = z.infer<typeof ResNetConfigSchema>;
+
+/** resnetConfig's shorthand for `stages`: the width and the number of blocks of each stage. */
+export const RESNET_SHORTHAND = { widths: posInts, blocks: posInts };
 
 /** A ResNet config from stage widths: `blocks` per stage, stride 2 at the start of every stage but the first. */
 export function resnetConfig(o: {

@@ -10,6 +10,8 @@
  * model of such a sub-model has per-block `ffn` / `heads` lists in its config.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import { count, posInt, posInts, positive, unitInterval } from '../schema/fields.js';
 import { Module, ModuleList, type ForwardContext } from '../nn/module.js';
 import { Embedding } from '../nn/embedding.js';
 import { LayerNorm, RMSNorm } from '../nn/norm.js';
@@ -22,27 +24,30 @@ import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
 import { checkDepth, checkLayerNames, layerUnits, type SortedModel } from './model.js';
 import { checkUnits, prefix, unitsFor } from '../sorted/slice.js';
 
-export interface TransformerConfig {
-  task: 'lm' | 'classify';
-  vocab: number;
-  dim: number;
-  /** Attention heads of every block, or one count per block (a non-uniform extracted sub-model). */
-  heads: number | number[];
-  headDim: number;
-  /** FFN hidden units of every block, or one count per block (a non-uniform extracted sub-model). */
-  ffn: number | number[];
-  layers: number;
-  maxLen: number;
-  /** Classes for 'classify'; ignored for 'lm'. */
-  classes?: number;
-  dropout?: number;
-  /** Token id that pads sequences (excluded from pooling); 'classify' only. */
-  padId?: number;
-  /** 'gpt' (default) or 'llama' (RMSNorm, rotary positions, SwiGLU FFN, no biases). */
-  arch?: 'gpt' | 'llama';
-  /** Rotary base for 'llama' (default 10000). */
-  ropeBase?: number;
-}
+export const TransformerConfigSchema = z
+  .object({
+    task: z.enum(['lm', 'classify']),
+    vocab: posInt,
+    dim: posInt,
+    /** Attention heads of every block, or one count per block (a non-uniform extracted sub-model). */
+    heads: z.union([posInt, posInts]),
+    headDim: posInt,
+    /** FFN hidden units of every block, or one count per block (a non-uniform extracted sub-model). */
+    ffn: z.union([posInt, posInts]),
+    layers: posInt,
+    maxLen: posInt,
+    /** Classes for 'classify'; ignored for 'lm'. */
+    classes: posInt.optional(),
+    dropout: unitInterval.optional(),
+    /** Token id that pads sequences (excluded from pooling); 'classify' only. */
+    padId: count.optional(),
+    /** 'gpt' (default) or 'llama' (RMSNorm, rotary positions, SwiGLU FFN, no biases). */
+    arch: z.enum(['gpt', 'llama']).optional(),
+    /** Rotary base for 'llama' (default 10000). */
+    ropeBase: positive.optional(),
+  })
+  .strict();
+export type TransformerConfig = z.infer<typeof TransformerConfigSchema>;
 
 /** A per-block setting as one value per block, checked: positive integers, one per layer. */
 export function perBlock(v: number | number[], layers: number, what: string): number[] {

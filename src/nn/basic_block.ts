@@ -1,4 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import { posInt } from '../schema/fields.js';
 import { Module, type ForwardContext } from './module.js';
 import { Conv2d, convOutSize } from './conv2d.js';
 import { BatchNorm2d } from './batchnorm.js';
@@ -52,13 +54,16 @@ export function matchChannels(x: tf.Tensor4D, c: number): tf.Tensor4D {
   ]);
 }
 
-export interface BasicBlockSpec {
-  mid: number;
-  out: number;
-  stride: number;
-  /** 1×1 conv + BN shortcut (when the stride or width changes in the full model). */
-  projection: boolean;
-}
+export const BasicBlockSpecSchema = z
+  .object({
+    mid: posInt,
+    out: posInt,
+    stride: posInt,
+    /** 1×1 conv + BN shortcut (when the stride or width changes in the full model). */
+    projection: z.boolean(),
+  })
+  .strict();
+export type BasicBlockSpec = z.infer<typeof BasicBlockSpecSchema>;
 
 /**
  * ResNet basic block (He et al. 2016): conv3×3-BN-ReLU-conv3×3-BN + shortcut, ReLU. The two 3×3

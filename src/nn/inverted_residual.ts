@@ -1,17 +1,22 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import { posInt } from '../schema/fields.js';
 import { Module, type ForwardContext } from './module.js';
 import { Conv2d, DepthwiseConv2d } from './conv2d.js';
 import { BatchNorm2d } from './batchnorm.js';
 import { matchChannels } from './basic_block.js';
 
-export interface InvertedResidualSpec {
-  /** Expanded (hidden) channels: in · expansion ratio. */
-  hidden: number;
-  out: number;
-  stride: number;
-  /** Residual connection; fixed by the FULL model (stride 1 and in = out there), so sub-models agree. */
-  residual: boolean;
-}
+export const InvertedResidualSpecSchema = z
+  .object({
+    /** Expanded (hidden) channels: in · expansion ratio. */
+    hidden: posInt,
+    out: posInt,
+    stride: posInt,
+    /** Residual connection; fixed by the FULL model (stride 1 and in = out there), so sub-models agree. */
+    residual: z.boolean(),
+  })
+  .strict();
+export type InvertedResidualSpec = z.infer<typeof InvertedResidualSpecSchema>;
 
 /**
  * MobileNetV2 inverted residual (Sandler et al. 2018): 1×1 expand-BN-ReLU6, 3×3 depthwise-BN-ReLU6,

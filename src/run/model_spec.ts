@@ -5,83 +5,48 @@
  */
 import { z } from 'zod';
 import type { Family, ModelSpec } from '../models/index.js';
-import { resnetConfig, type ResNetConfig } from '../models/resnet.js';
-import { mobilenetV2Config, type MobileNetV2Config } from '../models/mobilenetv2.js';
-import { CONV_MODES } from '../models/pad_resnet.js';
-import { FFN_MODES, moeTransformerConfig, type MoETransformerOptions } from '../models/moe_transformer.js';
-import { LAMBDA_MODES } from '../dynamic/partial.js';
+import { MlpConfigSchema } from '../models/mlp.js';
+import { RESNET_SHORTHAND, ResNetConfigSchema, resnetConfig, type ResNetConfig } from '../models/resnet.js';
+import {
+  MOBILENETV2_SHORTHAND,
+  MobileNetV2ConfigSchema,
+  mobilenetV2Config,
+  type MobileNetV2Config,
+} from '../models/mobilenetv2.js';
+import { TransformerConfigSchema } from '../models/transformer.js';
+import { PadResNetConfigSchema } from '../models/pad_resnet.js';
+import {
+  MoETransformerConfigSchema,
+  moeTransformerConfig,
+  type MoETransformerOptions,
+} from '../models/moe_transformer.js';
 import type { GridSpec } from '../sorted/grid.js';
 import { getPreset, type Preset } from './presets.js';
 
-export const posInt = z.number().int('must be a positive integer').positive('must be a positive integer');
-const posInts = z.array(posInt);
-const image = { inChannels: posInt, imageSize: posInt, classes: posInt, stem: posInt };
-const basicBlock = z.object({ mid: posInt, out: posInt, stride: posInt, projection: z.boolean() }).strict();
-/** ResNet fields; `widths` and `blocks` are resnetConfig's shorthand for `stages`. */
-const resnet = { ...image, stages: z.array(z.array(basicBlock)), widths: posInts, blocks: posInts };
-const transformer = {
-  task: z.enum(['lm', 'classify']),
-  vocab: posInt,
-  dim: posInt,
-  heads: z.union([posInt, posInts]),
-  headDim: posInt,
-  ffn: z.union([posInt, posInts]),
-  layers: posInt,
-  maxLen: posInt,
-  classes: posInt,
-  dropout: z.number().min(0).lt(1),
-  padId: z.number().int().min(0),
-  arch: z.enum(['gpt', 'llama']),
-  ropeBase: z.number().positive(),
-};
-const lambdaMode = z.enum(LAMBDA_MODES as [string, ...string[]]);
-
-/** Per family, the fields its config may hold (each optional: missing ones come from the preset). */
+/**
+ * Per family, the fields its config may hold: the family's own schema (next to the model), plus
+ * the shorthand its config helper reads (ResNet `widths`/`blocks`, MobileNetV2 `rows`).
+ */
 const CONFIGS = {
-  mlp: {
-    inputs: posInt,
-    hidden: posInts,
-    classes: posInt,
-    activation: z.enum(['relu', 'relu6', 'gelu', 'silu', 'none']),
-  },
-  resnet,
-  mobilenetv2: {
-    ...image,
-    stages: z.array(
-      z.array(z.object({ hidden: posInt, out: posInt, stride: posInt, residual: z.boolean() }).strict()),
-    ),
-    last: posInt,
-    /** mobilenetV2Config's shorthand for `stages`: [expansion, channels, blocks, stride] rows. */
-    rows: z.array(z.tuple([posInt, posInt, posInt, posInt])),
-  },
-  transformer,
-  'pad-resnet': {
-    ...resnet,
-    conv: z.enum(CONV_MODES as [string, ...string[]]),
-    kernels: posInt,
-    reduction: posInt,
-    lambdaMode,
-    compact: z.record(z.number().int().min(0)),
-  },
-  'moe-transformer': {
-    ...transformer,
-    ffnMode: z.enum(FFN_MODES as [string, ...string[]]),
-    experts: posInt,
-    topK: posInt,
-    noisyGating: z.boolean(),
-    capacityFactor: z.number().positive(),
-    lambdaMode,
-    compact: z.record(z.array(z.number().int().min(0))),
-  },
-} satisfies Record<Family, z.ZodRawShape>;
+  mlp: MlpConfigSchema,
+  resnet: ResNetConfigSchema.extend(RESNET_SHORTHAND),
+  mobilenetv2: MobileNetV2ConfigSchema.extend(MOBILENETV2_SHORTHAND),
+  transformer: TransformerConfigSchema,
+  'pad-resnet': PadResNetConfigSchema.extend(RESNET_SHORTHAND),
+  'moe-transformer': MoETransformerConfigSchema,
+} satisfies Record<Family, z.AnyZodObject>;
 
+/** A family and any of its fields (each optional: missing ones come from the preset). */
 const familySpec = <F extends Family>(family: F) =>
   z
-    .object({ family: z.literal(family), config: z.object(CONFIGS[family]).partial().strict().optional() })
+    .object({
+      family: z.literal(family),
+      config: (CONFIGS[family] as (typeof CONFIGS)[F]).partial().strict().optional(),
+    })
     .strict();
 
 /** A model spec in a run config: checked field by field, unknown fields refused. */
-export const ModelSpecSchema = z.discriminatedUnion('family', [
+export const ModelSpecInputSchema = z.discriminatedUnion('family', [
   familySpec('mlp'),
   familySpec('resnet'),
   familySpec('mobilenetv2'),
@@ -89,7 +54,7 @@ export const ModelSpecSchema = z.discriminatedUnion('family', [
   familySpec('pad-resnet'),
   familySpec('moe-transformer'),
 ]);
-export type ModelSpecInput = z.infer<typeof ModelSpecSchema>;
+export type ModelSpecInput = z.infer<typeof ModelSpecInputSchema>;
 
 /** The preset whose model a family's partial spec starts from. */
 const BASE_PRESET: Record<Exclude<Family, 'transformer'>, string> = {

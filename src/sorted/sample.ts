@@ -2,14 +2,19 @@
  * P_B, the sampling distribution over the grid (SortedNet §2): uniform by default, or custom
  * weights; optionally the largest and/or smallest sub-model joins every step.
  */
+import { z } from 'zod';
 import type { Grid, GridEntry } from './grid.js';
 
-export interface SamplerOptions {
-  /** Unnormalised weight per grid entry (by index or id); default uniform. */
-  weights?: number[] | Record<string, number>;
-  alwaysIncludeLargest?: boolean;
-  alwaysIncludeSmallest?: boolean;
-}
+export const SamplerOptionsSchema = z
+  .object({
+    /** Unnormalised weight per grid entry (by index or id); default uniform. */
+    weights: z.union([z.array(z.number().min(0)), z.record(z.number().min(0))]),
+    alwaysIncludeLargest: z.boolean(),
+    alwaysIncludeSmallest: z.boolean(),
+  })
+  .partial()
+  .strict();
+export type SamplerOptions = z.infer<typeof SamplerOptionsSchema>;
 
 export class SubModelSampler {
   private readonly cdf: Float64Array;

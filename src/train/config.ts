@@ -1,44 +1,69 @@
-/** Training configuration: plain data with defaults, validated once where it enters. */
-import type { OptimizerConfig } from './optim.js';
-import type { SamplerOptions } from '../sorted/sample.js';
-import { checkTemperatureSchedule, type TemperatureSchedule } from './temperature.js';
+/**
+ * Training configuration: plain data with defaults, validated once where it enters. One schema
+ * (TrainConfigSchema) checks it wherever it comes from: code, a run config, a checkpoint.
+ */
+import { z } from 'zod';
+import { OptimizerConfigSchema } from './optim.js';
+import { SamplerOptionsSchema } from '../sorted/sample.js';
+import { checkTemperatureSchedule, TemperatureScheduleSchema } from './temperature.js';
+import { count, posInt, seed, unitInterval } from '../schema/fields.js';
+import { checked } from '../schema/describe.js';
 
 export const STRATEGIES = ['sorted', 'individual', 'full-only', 'sandwich', 'all-exits'] as const;
 export type Strategy = (typeof STRATEGIES)[number];
 
-export interface TrainConfig {
-  strategy: Strategy;
+const AugmentSchema = z.object({ cropPadding: count, flip: z.boolean() }).strict();
+
+const trainFields = {
+  strategy: z.enum(STRATEGIES),
   /** Optimizer steps (each accumulates gAcc micro-batches). */
-  steps: number;
-  batchSize: number;
+  steps: posInt,
+  batchSize: posInt,
   /**
    * Sub-models (micro-batches) accumulated per optimizer step (SortedNet's gAcc). Default 4; 1 for
    * `individual`, whose one sub-model per run then sees one batch a step, as each sorted sub-model
    * does on average when gAcc equals the grid size.
    */
-  gAcc: number;
+  gAcc: posInt,
   /** Same batch for every sub-model of a step (true) or a fresh batch each (false, the default). */
-  sameBatch: boolean;
-  sampler: SamplerOptions;
+  sameBatch: z.boolean(),
+  sampler: SamplerOptionsSchema,
   /** Loss weight per sub-model id (default 1). */
-  lossWeights?: Record<string, number>;
+  lossWeights: z.record(z.number()).optional(),
   /** In-place distillation from the largest sub-model (sandwich baseline; off for SortedNet). */
-  distill: boolean;
-  optimizer: OptimizerConfig;
-  warmupSteps: number;
-  labelSmoothing: number;
+  distill: z.boolean(),
+  optimizer: OptimizerConfigSchema,
+  warmupSteps: count,
+  labelSmoothing: unitInterval,
   /** Random crop padding (0 = off) and horizontal flips. */
-  augment: { cropPadding: number; flip: boolean };
-  seed: number;
+  augment: AugmentSchema,
+  seed,
   /** Write a checkpoint every this many steps, and at the end (0 = only at the end). */
-  checkpointEvery: number;
+  checkpointEvery: z
+    .number()
+    .int('must be an integer ≥ 0 (0: only at the end)')
+    .min(0, 'must be an integer ≥ 0 (0: only at the end)'),
   /** Step folders kept in the run's checkpoints/ (the newest ones; at least 1). */
-  keepCheckpoints: number;
+  keepCheckpoints: posInt,
   /** A non-finite loss or gradient: stop with an error (default), or skip that step's update. */
-  nonFinite: 'stop' | 'skip';
+  nonFinite: z.enum(['stop', 'skip']),
   /** Dynamic-conv attention temperature, annealed per step (DY-Conv: 30 → 1); default 1 throughout. */
-  temperature?: TemperatureSchedule;
-}
+  temperature: TemperatureScheduleSchema.optional(),
+};
+
+/** A complete training config (what `resolveTrainConfig` returns and a checkpoint records). */
+export const TrainConfigSchema = z.object(trainFields).strict();
+export type TrainConfig = z.infer<typeof TrainConfigSchema>;
+
+/**
+ * The fields a user gives (a run config's `train`, `resolveTrainConfig`'s argument): any of them,
+ * and any fields of the optimizer and augmentation; the defaults fill in the rest.
+ */
+export const TrainConfigInputSchema = z
+  .object({ ...trainFields, optimizer: OptimizerConfigSchema.partial(), augment: AugmentSchema.partial() })
+  .partial()
+  .strict();
+export type TrainConfigInput = z.infer<typeof TrainConfigInputSchema>;
 
 export const defaultTrainConfig: TrainConfig = {
   strategy: 'sorted',
@@ -59,13 +84,9 @@ export const defaultTrainConfig: TrainConfig = {
   nonFinite: 'stop',
 };
 
-export function resolveTrainConfig(partial: Partial<TrainConfig>, where = 'train config'): TrainConfig {
-  const known = new Set(Object.keys(defaultTrainConfig).concat(['lossWeights', 'temperature']));
-  for (const k of Object.keys(partial)) {
-    if (!known.has(k))
-      throw new Error(`${where}: unknown field '${k}'; known fields: ${[...known].join(', ')}`);
-  }
-  const c: TrainConfig = {
+export function resolveTrainConfig(partial: TrainConfigInput, where = 'train config'): TrainConfig {
+  checked(TrainConfigInputSchema, partial, where, true);
+  const merged = {
     ...defaultTrainConfig,
     ...partial,
     gAcc: partial.gAcc ?? (partial.strategy === 'individual' ? 1 : defaultTrainConfig.gAcc),
@@ -73,33 +94,8 @@ export function resolveTrainConfig(partial: Partial<TrainConfig>, where = 'train
     augment: { ...defaultTrainConfig.augment, ...(partial.augment ?? {}) },
     sampler: { ...(partial.sampler ?? {}) },
   };
-  if (!(STRATEGIES as readonly string[]).includes(c.strategy)) {
-    throw new Error(`${where}: strategy '${c.strategy}' is not one of ${STRATEGIES.join(', ')}`);
-  }
-  const posInt = (k: 'steps' | 'batchSize' | 'gAcc' | 'keepCheckpoints') => {
-    if (!Number.isInteger(c[k]) || c[k] < 1)
-      throw new Error(`${where}: ${k} must be a positive integer, got ${c[k]}`);
-  };
-  posInt('steps');
-  posInt('batchSize');
-  posInt('gAcc');
-  posInt('keepCheckpoints');
-  if (!Number.isInteger(c.checkpointEvery) || c.checkpointEvery < 0)
-    throw new Error(
-      `${where}: checkpointEvery must be an integer ≥ 0 (0: only at the end), got ${c.checkpointEvery}`,
-    );
-  if (c.nonFinite !== 'stop' && c.nonFinite !== 'skip')
-    throw new Error(`${where}: nonFinite must be 'stop' or 'skip', got '${c.nonFinite}'`);
-  // Any integer the JSON or the command line can hold exactly is a seed (src/data/random.ts hashes it).
-  if (!Number.isSafeInteger(c.seed))
-    throw new Error(
-      `${where}: seed ${c.seed} cannot be represented exactly; give an integer of at most ±${Number.MAX_SAFE_INTEGER}`,
-    );
-  if (!['sgd', 'adamw'].includes(c.optimizer.kind))
-    throw new Error(`${where}: optimizer.kind must be 'sgd' or 'adamw', got '${c.optimizer.kind}'`);
-  if (!(c.optimizer.lr > 0)) throw new Error(`${where}: optimizer.lr must be > 0, got ${c.optimizer.lr}`);
-  if (!(c.labelSmoothing >= 0 && c.labelSmoothing < 1))
-    throw new Error(`${where}: labelSmoothing must be in [0, 1), got ${c.labelSmoothing}`);
+  checked(TrainConfigSchema, merged, where, true);
+  const c: TrainConfig = merged; // as given (zod's parse would copy it)
   if (c.temperature) checkTemperatureSchedule(c.temperature, `${where}: temperature`);
   if (c.strategy === 'sandwich' && c.gAcc < 2)
     throw new Error(`${where}: sandwich needs gAcc ≥ 2 (largest + smallest + random)`);

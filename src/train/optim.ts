@@ -4,18 +4,23 @@
  * for SGD it is the classic L2 term added to the gradient.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import { positive, unitInterval } from '../schema/fields.js';
 
-export interface OptimizerConfig {
-  kind: 'sgd' | 'adamw';
-  /** Peak learning rate (the schedule scales it). */
-  lr: number;
-  /** SGD momentum (default 0.9). */
-  momentum?: number;
-  weightDecay?: number;
-  beta1?: number;
-  beta2?: number;
-  epsilon?: number;
-}
+export const OptimizerConfigSchema = z
+  .object({
+    kind: z.enum(['sgd', 'adamw']),
+    /** Peak learning rate (the schedule scales it). */
+    lr: positive,
+    /** SGD momentum (default 0.9). */
+    momentum: z.number().min(0, 'must be ≥ 0').optional(),
+    weightDecay: z.number().min(0, 'must be ≥ 0').optional(),
+    beta1: unitInterval.optional(),
+    beta2: unitInterval.optional(),
+    epsilon: positive.optional(),
+  })
+  .strict();
+export type OptimizerConfig = z.infer<typeof OptimizerConfigSchema>;
 
 export class Optimizer {
   /** Named state tensors: `<param>.m`, `<param>.v` (AdamW) or `<param>.buf` (SGD). */

@@ -4,15 +4,20 @@
  * then it anneals linearly to 1. The trainer reads `temperatureAt(schedule, step)` each step and
  * passes it to the forward pass in the context (ForwardContext.temperature).
  */
+import { z } from 'zod';
+import { count, positive } from '../schema/fields.js';
 
-export interface TemperatureSchedule {
-  /** Temperature at step 0. Chen et al.: 30. */
-  readonly start: number;
-  /** Temperature from `steps` on. Chen et al.: 1. */
-  readonly end: number;
-  /** Optimizer steps over which it falls linearly from `start` to `end` (Chen et al.: 10 epochs). */
-  readonly steps: number;
-}
+export const TemperatureScheduleSchema = z
+  .object({
+    /** Temperature at step 0. Chen et al.: 30. */
+    start: positive,
+    /** Temperature from `steps` on. Chen et al.: 1. */
+    end: positive,
+    /** Optimizer steps over which it falls linearly from `start` to `end` (Chen et al.: 10 epochs). */
+    steps: count,
+  })
+  .strict();
+export type TemperatureSchedule = Readonly<z.infer<typeof TemperatureScheduleSchema>>;
 
 export function checkTemperatureSchedule(s: TemperatureSchedule, where = 'temperature'): TemperatureSchedule {
   if (!(s.start > 0 && s.end > 0)) throw new Error(`${where}: start ${s.start} and end ${s.end} must be > 0`);

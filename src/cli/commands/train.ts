@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { engineDescription, initEngine, parseBackend } from '../../engine/backend.js';
 import { buildModel, type SortedModel } from '../../models/index.js';
 import { Grid } from '../../sorted/grid.js';
-import { resolveTrainConfig, type TrainConfig } from '../../train/config.js';
+import { resolveTrainConfig, type TrainConfig, type TrainConfigInput } from '../../train/config.js';
 import { DivergenceError } from '../../train/trainer.js';
 import { trainRun, truncateLog } from '../../run/train_run.js';
 import { hasCheckpoint, readCheckpointMeta, removeStale } from '../../io/checkpoint.js';
@@ -79,7 +79,7 @@ const flagName = (k: string) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowe
 export const EXIT_DIVERGED = 3;
 
 /** The flags that only decide how a run survives crashes; they may change on --resume. */
-function setRecovery(t: Partial<TrainConfig>, flags: TrainFlags): void {
+function setRecovery(t: TrainConfigInput, flags: TrainFlags): void {
   if (flags.checkpointEvery !== undefined) t.checkpointEvery = flags.checkpointEvery;
   if (flags.keepCheckpoints !== undefined) t.keepCheckpoints = flags.keepCheckpoints;
   if (flags.onNonFinite !== undefined) t.nonFinite = flags.onNonFinite as TrainConfig['nonFinite'];
