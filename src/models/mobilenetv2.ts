@@ -8,7 +8,11 @@ import { posInt } from '../schema/fields.js';
 import { Module, ModuleList, type ForwardContext } from '../nn/module.js';
 import { Conv2d, convOutSize, DepthwiseConv2d } from '../nn/conv2d.js';
 import { BatchNorm2d } from '../nn/batchnorm.js';
-import { InvertedResidual, InvertedResidualSpecSchema, type InvertedResidualSpec } from '../nn/inverted_residual.js';
+import {
+  InvertedResidual,
+  InvertedResidualSpecSchema,
+  type InvertedResidualSpec,
+} from '../nn/inverted_residual.js';
 import { Linear } from '../nn/linear.js';
 import { globalAvgPool } from '../nn/functional.js';
 import { seedStream } from '../nn/init.js';

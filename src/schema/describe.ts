@@ -18,7 +18,8 @@ export function describeIssues(e: z.ZodError, o: DescribeOptions = {}): string {
   const { json, schema, inline = false } = o;
   const at = (path: (string | number)[]) => (path.length ? path.join('.') : 'the top level');
   // Where a message follows the field: `steps: must be …`, or inline `steps must be …`.
-  const field = (path: (string | number)[]) => (inline && path.length ? `${path.join('.')} ` : `${at(path)}: `);
+  const field = (path: (string | number)[]) =>
+    inline && path.length ? `${path.join('.')} ` : `${at(path)}: `;
   return e.issues
     .map((i) => {
       switch (i.code) {
@@ -42,9 +43,13 @@ export function describeIssues(e: z.ZodError, o: DescribeOptions = {}): string {
         case 'invalid_enum_value':
           return `${field(i.path)}'${String(i.received)}' is not one of ${i.options.map((v) => `'${v}'`).join(', ')}`;
         case 'invalid_type':
+          // A number that is not an integer, where the schema says what it must be instead.
+          if (i.expected === 'integer' && i.received === 'float' && !i.message.startsWith('Expected'))
+            return `${field(i.path)}${i.message}, got ${JSON.stringify(valueAt(json, i.path))}`;
           return `${at(i.path)}: expected ${i.expected}, got ${i.received === 'undefined' ? 'nothing' : i.received}`;
         default: {
-          const showsValue = i.code === 'custom' && (i.params as { showsValue?: boolean } | undefined)?.showsValue;
+          const showsValue =
+            i.code === 'custom' && (i.params as { showsValue?: boolean } | undefined)?.showsValue;
           return `${field(i.path)}${i.message}${showsValue ? '' : `, got ${JSON.stringify(valueAt(json, i.path))}`}`;
         }
       }
@@ -60,7 +65,7 @@ function valueAt(json: unknown, path: (string | number)[]): unknown {
 function fieldsAt(schema: z.ZodTypeAny, path: (string | number)[], json: unknown): string[] {
   let t: z.ZodTypeAny | undefined = schema;
   let v = json;
-  for (let depth = 0; t; ) {
+  for (let depth = 0; t;) {
     if (t instanceof z.ZodOptional || t instanceof z.ZodNullable) t = t.unwrap() as z.ZodTypeAny;
     else if (t instanceof z.ZodDefault) t = t.removeDefault() as z.ZodTypeAny;
     else if (t instanceof z.ZodEffects) t = t.innerType() as z.ZodTypeAny;

@@ -19,10 +19,14 @@ export const unitInterval = z.number().min(0, 'must be in [0, 1)').lt(1, 'must b
 export const seed = z
   .number()
   .int('must be an integer')
-  .refine(Number.isSafeInteger, (v) => ({
-    message: `${v} cannot be represented exactly; give an integer of at most ±${Number.MAX_SAFE_INTEGER}`,
-    params: { showsValue: true },
-  }));
+  // (a fraction is told it must be an integer, above: the refinement runs on regardless)
+  .refine(
+    (v) => !Number.isInteger(v) || Number.isSafeInteger(v),
+    (v) => ({
+      message: `${v} cannot be represented exactly; give an integer of at most ±${Number.MAX_SAFE_INTEGER}`,
+      params: { showsValue: true },
+    }),
+  );
 
 /** `z.enum` of a readonly list of names (the lists the modules export). */
 export const oneOf = <T extends string>(names: readonly T[]) => z.enum(names as [T, ...T[]]);
