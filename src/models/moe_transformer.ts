@@ -18,7 +18,7 @@ import { count, oneOf, posInt, positive, unitInterval } from '../schema/fields.j
 import { FeedForward } from '../nn/ffn.js';
 import { denseFfn, type FfnFactory } from '../nn/transformer_block.js';
 import { MoE } from '../dynamic/moe.js';
-import { PadMoE, LAMBDA_MODES, type LambdaMode } from '../dynamic/partial.js';
+import { PadMoE, LAMBDA_MODES } from '../dynamic/partial.js';
 import { CompactPadMoE, copyMatchingState } from '../dynamic/compact.js';
 import type { SubModel } from '../sorted/submodel.js';
 import { Transformer, TransformerConfigSchema } from './transformer.js';

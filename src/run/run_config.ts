@@ -12,7 +12,6 @@ const examples = z
   .number()
   .int('must be a positive number of examples (leave it out for all)')
   .positive('must be a positive number of examples (leave it out for all)');
-const count = z.number().int().min(0);
 const budgets = z.array(z.number().positive());
 
 const DataSchema = z.preprocess(
@@ -81,4 +80,24 @@ export function parseRunConfig(text: string, where: string): RunConfigInput {
   if (!r.success)
     throw new Error(`config ${where}: ${describeIssues(r.error, { json, schema: RunConfigSchema })}`);
   return r.data;
+}
+
+/** Values a run config may hold that the code below would otherwise misread (0 taken as "all"). */
+export function checkRunConfig(c: RunConfig, where: string): void {
+  for (const k of ['trainSubset', 'testSubset'] as const) {
+    const v = c.data[k];
+    if (v !== undefined && !(Number.isInteger(v) && v >= 1))
+      throw new Error(
+        `${where}: data.${k} must be a positive number of examples, got ${v} (leave it out for all)`,
+      );
+  }
+  checkEvalConfig(c, where);
+}
+
+export function checkEvalConfig(c: RunConfig, where: string): void {
+  for (const k of ['calibrationBatches', 'latencyReps'] as const) {
+    const v = c.eval?.[k];
+    if (v !== undefined && !(Number.isInteger(v) && v >= 1))
+      throw new Error(`${where}: eval.${k} must be a positive integer, got ${JSON.stringify(v)}`);
+  }
 }

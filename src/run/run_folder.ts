@@ -13,7 +13,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import type { Module } from '../nn/module.js';
 import { namedBatchNorms } from '../nn/batchnorm.js';
 import { hasCheckpoint, saveCalibration } from '../io/checkpoint.js';
-import { accuracyFlopsSvg, toCsv } from '../io/report.js';
+import { accuracyFlopsSvg, formatTable, toCsv } from '../io/report.js';
 import { getPreset } from './presets.js';
 import { parseRunConfig, type RunConfig } from './run_config.js';
 import { resolveModelSpec, type ModelSpecInput } from './model_spec.js';
@@ -163,4 +163,20 @@ export function evaluationHeadline(model: Module, subModels: number, test: RunDa
   const bn = namedBatchNorms(model).length > 0 ? ' (BN recalibrated per sub-model)' : '';
   const s = subModels === 1 ? '' : 's';
   return `evaluating ${subModels} sub-model${s}${bn} on ${test.n} test ${kind}…`;
+}
+
+/** Evaluates every sub-model into the run folder and prints the table. */
+export function evaluateRun(
+  runDir: string,
+  model: SortedModel,
+  grid: Grid,
+  data: RunData,
+  c: RunConfig,
+  title: string,
+): number {
+  console.log(evaluationHeadline(model, grid.size, data.test));
+  const rows = evaluateInto(runDir, model, grid, data, c, title);
+  console.log(formatTable(rows));
+  console.log(`wrote ${join(runDir, 'eval.json')}, eval.csv, plot.svg`);
+  return 0;
 }

@@ -9,8 +9,8 @@ import { loadCheckpoint, removeStale } from '../../io/checkpoint.js';
 import { acquireRunLock } from '../../io/lock.js';
 import { need } from '../args.js';
 import type { RegisterCommand } from '../command.js';
-import { loadRunData, readRunJson, runTitle } from '../../run/run_folder.js';
-import { checkEvalConfig, evaluateRun } from './train.js';
+import { evaluateRun, loadRunData, readRunJson, runTitle } from '../../run/run_folder.js';
+import { checkEvalConfig } from '../../run/run_config.js';
 import { evalLmRun, isLmPreset } from '../../run/lm_run.js';
 import { evaluateIndividualRun, isIndividualParent } from '../../run/individual.js';
 

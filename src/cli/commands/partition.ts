@@ -1,17 +1,11 @@
 /** `sortednet partition`: Iterative Mode Partition of a run's PAD layers, written as a new run. */
-import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
-import { initEngine, parseBackend } from '../../engine/backend.js';
-import { loadCheckpoint, saveCheckpoint } from '../../io/checkpoint.js';
-import { writeFileAtomic } from '../../io/atomic.js';
-import { keepStatsOnly } from '../../nn/batchnorm.js';
-import { checkKappa, partition } from '../../dynamic/imp.js';
-import { labelledBatches } from '../../train/evaluate.js';
+import { parseBackend } from '../../engine/backend.js';
+import { checkKappa } from '../../dynamic/imp.js';
 import { intArg, need, numArg } from '../args.js';
 import type { RegisterCommand } from '../command.js';
-import { freshFolder, loadRunData } from '../../run/run_folder.js';
+import { freshFolder } from '../../run/run_folder.js';
 import { intoNewFolder, sourceRun } from '../../run/out_folder.js';
-import type { RunConfig } from '../../run/run_config.js';
+import { partitionInto } from '../../run/partition.js';
 
 interface PartitionFlags {
   run?: string;
@@ -51,48 +45,8 @@ export const registerPartition: RegisterCommand = (program, exit) => {
         throw new Error(`--threshold: '${f.threshold}' is not global or per-layer`);
       const c = sourceRun(runDir, 'partition', { deployed: false })!;
       const out = f.out ?? freshFolder(`${runDir.replace(/\/+$/, '')}-kappa${kappa}`);
-      await intoNewFolder(out, 'partition', () => partitionInto(runDir, c, out, { ...f, kappa }));
+      const backend = f.backend ? parseBackend(f.backend, '--backend') : undefined;
+      await intoNewFolder(out, 'partition', () => partitionInto(runDir, c, out, { ...f, kappa, backend }));
       exit(0);
     });
 };
-
-async function partitionInto(
-  runDir: string,
-  c: RunConfig,
-  out: string,
-  f: PartitionFlags & { kappa: number },
-): Promise<void> {
-  const kappa = f.kappa;
-  await initEngine(f.backend ? parseBackend(f.backend, '--backend') : (c.backend ?? 'wasm'));
-  const { model, meta } = await loadCheckpoint(runDir);
-  const data = loadRunData(c);
-  const batches = labelledBatches(data.train, f.calibration, f.batchSize, f.seed + 777);
-  const stats = partition(model, batches, {
-    kappa,
-    rounds: f.rounds,
-    method: f.method,
-    threshold: f.threshold,
-    seed: f.seed,
-  });
-  batches.forEach((b) => tf.dispose([b.x, b.y]));
-  // Statistics of other sub-models describe the old masks: drop them ('eval' recalibrates).
-  keepStatsOnly(model, 'full');
-  saveCheckpoint(out, {
-    model,
-    grid: meta.grid,
-    step: meta.step,
-    seed: meta.seed,
-    train: meta.train,
-    dataset: meta.dataset,
-    preprocess: meta.preprocess,
-  });
-  writeFileAtomic(join(out, 'run.json'), JSON.stringify(c, null, 2) + '\n');
-  const record = { source: runDir, kappa, method: f.method, T: f.rounds, threshold: f.threshold, ...stats };
-  writeFileAtomic(join(out, 'partition.json'), JSON.stringify(record, null, 2) + '\n');
-  console.log(
-    `partition (${f.method}, T = ${f.rounds}): kept ${stats.kept}/${stats.total} = ${stats.fraction.toFixed(4)} dynamic`,
-  );
-  for (const m of stats.masks)
-    console.log(`  ${m.name}: ${m.kept}/${m.size} (${(100 * m.fraction).toFixed(1)}%)`);
-  console.log(`wrote ${out} (evaluate with 'sortednet eval --run ${out}', deploy with 'sortednet compact')`);
-}

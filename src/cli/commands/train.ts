@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { engineDescription, initEngine, parseBackend } from '../../engine/backend.js';
-import { buildModel, type SortedModel } from '../../models/index.js';
+import { buildModel } from '../../models/index.js';
 import { Grid } from '../../sorted/grid.js';
 import { resolveTrainConfig, type TrainConfig, type TrainConfigInput } from '../../train/config.js';
 import { DivergenceError } from '../../train/trainer.js';
@@ -11,15 +11,13 @@ import { trainRun, truncateLog } from '../../run/train_run.js';
 import { hasCheckpoint, readCheckpointMeta, removeStale } from '../../io/checkpoint.js';
 import { acquireRunLock } from '../../io/lock.js';
 import { writeFileAtomic } from '../../io/atomic.js';
-import { formatTable } from '../../io/report.js';
 import { intArg, nonNegativeIntArg, numArg, positiveIntArg, seedArg } from '../args.js';
 import type { RegisterCommand } from '../command.js';
-import { readRunConfig, type RunConfig } from '../../run/run_config.js';
+import { checkRunConfig, readRunConfig, type RunConfig } from '../../run/run_config.js';
 import { isLmPreset, trainLmRun } from '../../run/lm_run.js';
 import { clampBatchSize, csvConfigFrom, fitModelToData } from '../../run/own_data.js';
 import { preprocessOf } from '../../deploy/preprocess.js';
 import {
-  evaluationHeadline,
   freshFolder,
   loadRunData,
   modelSpecFor,
@@ -28,8 +26,7 @@ import {
   runTitle,
   trainedSubRuns,
   addTrainTime,
-  evaluateInto,
-  type RunData,
+  evaluateRun,
 } from '../../run/run_folder.js';
 import { isIndividualParent, trainIndividual } from '../../run/individual.js';
 
@@ -83,26 +80,6 @@ function setRecovery(t: TrainConfigInput, flags: TrainFlags): void {
   if (flags.checkpointEvery !== undefined) t.checkpointEvery = flags.checkpointEvery;
   if (flags.keepCheckpoints !== undefined) t.keepCheckpoints = flags.keepCheckpoints;
   if (flags.onNonFinite !== undefined) t.nonFinite = flags.onNonFinite as TrainConfig['nonFinite'];
-}
-
-/** Values a run config may hold that the code below would otherwise misread (0 taken as "all"). */
-function checkRunConfig(c: RunConfig, where: string): void {
-  for (const k of ['trainSubset', 'testSubset'] as const) {
-    const v = c.data[k];
-    if (v !== undefined && !(Number.isInteger(v) && v >= 1))
-      throw new Error(
-        `${where}: data.${k} must be a positive number of examples, got ${v} (leave it out for all)`,
-      );
-  }
-  checkEvalConfig(c, where);
-}
-
-export function checkEvalConfig(c: RunConfig, where: string): void {
-  for (const k of ['calibrationBatches', 'latencyReps'] as const) {
-    const v = c.eval?.[k];
-    if (v !== undefined && !(Number.isInteger(v) && v >= 1))
-      throw new Error(`${where}: eval.${k} must be a positive integer, got ${JSON.stringify(v)}`);
-  }
 }
 
 /** The run config from defaults < --config file < flags. */
@@ -250,21 +227,6 @@ async function trainInFolder(runDir: string, flags: TrainFlags, base: Partial<Ru
   );
   if (flags.eval === false) return 0;
   return evaluateRun(runDir, model, grid, data, c, title);
-}
-
-export function evaluateRun(
-  runDir: string,
-  model: SortedModel,
-  grid: Grid,
-  data: RunData,
-  c: RunConfig,
-  title: string,
-): number {
-  console.log(evaluationHeadline(model, grid.size, data.test));
-  const rows = evaluateInto(runDir, model, grid, data, c, title);
-  console.log(formatTable(rows));
-  console.log(`wrote ${join(runDir, 'eval.json')}, eval.csv, plot.svg`);
-  return 0;
 }
 
 function trainOptions(cmd: Command): Command {
