@@ -22,6 +22,7 @@ export {
   MobileNetV2,
   Transformer,
   FAMILIES,
+  ModelSpecSchema,
   type ModelSpec,
   type Family,
   type SortedModel,
@@ -81,7 +82,10 @@ export {
   resolveTrainConfig,
   defaultTrainConfig,
   STRATEGIES,
+  TrainConfigSchema,
+  TrainConfigInputSchema,
   type TrainConfig,
+  type TrainConfigInput,
   type Strategy,
 } from './train/config.js';
 export { pickSubModel, candidatesFrom, type Budget, type Candidate } from './infer/pick.js';
