@@ -1,7 +1,7 @@
 /**
  * The crash matrix of docs/reliability.md: kills at random moments and at each stage of a
  * checkpoint save, damaged files, two writers at once, a diverging run. Each case runs the training
- * process of bench/train_child.ts (a tiny MLP on 256 MNIST images, 20 steps, a checkpoint
+ * process of bench/harness/train_child.ts (a tiny MLP on 256 MNIST images, 20 steps, a checkpoint
  * every step) and checks the run against an uninterrupted one, byte for byte.
  *
  *   npm run build && node dist/bench/reliability.js [--random N] [--pairs N] [--only kills|damage|pairs|nan]
@@ -33,7 +33,7 @@ import {
 import { buildModel } from '../src/models/index.js';
 import { getPreset } from '../src/run/presets.js';
 import { sha256Hex } from '../src/io/sha256.js';
-import { CHILD_STEPS, runChild, type KillPlan } from './train_child.js';
+import { CHILD_STEPS, runChild, type KillPlan } from './harness/train_child.js';
 import { nonNegativeIntArg } from '../src/cli/args.js';
 import { benchCommand, parseBench } from './cli.js';
 

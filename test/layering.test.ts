@@ -135,11 +135,10 @@ const BENCH_MAY_USE_FROM_CLI = ['cli/args.ts', 'cli/errors.ts'];
 test('layering: bench/ imports src/ but not test/, and from src/cli/ only the shared argument helpers', () => {
   const bench = join(repo, 'bench');
   const violations: string[] = [];
-  for (const name of readdirSync(bench).filter((n) => n.endsWith('.ts'))) {
-    for (const spec of relativeImports(join(bench, name))) {
-      const to = relative(repo, sourceOf(join(bench, name), spec))
-        .split(sep)
-        .join('/');
+  for (const file of sources(bench)) {
+    const name = relative(bench, file).split(sep).join('/');
+    for (const spec of relativeImports(file)) {
+      const to = relative(repo, sourceOf(file, spec)).split(sep).join('/');
       const inSrc = to.startsWith('src/') ? to.slice('src/'.length) : undefined;
       if (to.startsWith('bench/')) continue;
       if (inSrc === undefined) violations.push(`bench/${name} imports ${spec} (outside src/ and bench/)`);

@@ -20,7 +20,7 @@ import {
   saveCheckpoint,
 } from '../src/io/checkpoint.js';
 import { acquireRunLock, LOCK_FILE, lockTmpName } from '../src/io/lock.js';
-import { CHILD_STEPS, runChild, type ChildRun } from '../bench/train_child.js';
+import { CHILD_STEPS, runChild, type ChildRun } from '../bench/harness/train_child.js';
 import { Mlp } from '../src/models/mlp.js';
 import { ResNet, resnetConfig } from '../src/models/resnet.js';
 import { Grid } from '../src/sorted/grid.js';
