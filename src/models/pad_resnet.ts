@@ -7,7 +7,7 @@
  *
  * ```ts
  * const model = new PadResNet(padResNetConfig({ ...shape, widths: [16, 32, 64], blocks: [1, 1, 1], conv: 'pad' }));
- * const logits = model.forward(x, { width: 0.5 }, { mode: 'train', key: 'width=0.5', temperature: 30 });
+ * const logits = model.forward(x, { width: 0.5 }, subModelContext({ width: 0.5 }, 'train', { temperature: 30 }));
  * ```
  */
 import { DynamicConv2d } from '../dynamic/dynamic_conv.js';

@@ -3,7 +3,7 @@
  * width per layer; one shared global-pool + linear head.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { Module, ModuleList, type ForwardContext } from '../nn/module.js';
+import { Module, type ForwardContext } from '../nn/module.js';
 import { Conv2d } from '../nn/conv2d.js';
 import { BatchNorm2d } from '../nn/batchnorm.js';
 import { BasicBlock, staticConv, type BasicBlockSpec, type ConvFactory } from '../nn/basic_block.js';
@@ -12,8 +12,8 @@ import { globalAvgPool } from '../nn/functional.js';
 import { seedStream } from '../nn/init.js';
 import type { SubModel } from '../sorted/submodel.js';
 import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
-import { checkDepth, checkImageInput, checkLayerNames, layerUnits, type SortedModel } from './model.js';
-import { blocksPerStage } from './depth_order.js';
+import { checkImageInput, checkLayerNames, layerUnits, type SortedModel } from './model.js';
+import { Stages, type ActiveBlock } from './staged.js';
 
 export interface ResNetConfig {
   inChannels: number;
@@ -44,9 +44,11 @@ export function resnetConfig(o: {
   return { inChannels: o.inChannels, imageSize: o.imageSize, classes: o.classes, stem: o.stem, stages };
 }
 
+type BlockWidthsOf = { mid: number; out: number };
+
 interface Plan {
   stem: number;
-  blocks: { s: number; b: number; mid: number; out: number }[];
+  blocks: ActiveBlock<BlockWidthsOf>[];
 }
 
 export class ResNet<C extends ResNetConfig = ResNetConfig> extends Module implements SortedModel<C> {
@@ -54,7 +56,7 @@ export class ResNet<C extends ResNetConfig = ResNetConfig> extends Module implem
   readonly input = 'image';
   readonly stem: Conv2d;
   readonly stemBn: BatchNorm2d;
-  readonly stages: ModuleList<ModuleList<BasicBlock>>;
+  readonly stages: Stages<BasicBlockSpec, BlockWidthsOf, BasicBlock>;
   readonly head: Linear;
 
   /** `makeConv` makes the blocks' 3×3 convolutions (static by default; see PadResNet). */
@@ -70,60 +72,37 @@ export class ResNet<C extends ResNetConfig = ResNetConfig> extends Module implem
     }
     this.stem = this.addChild('stem', new Conv2d(config.inChannels, config.stem, 3, s, { name: 'stem' }));
     this.stemBn = this.addChild('stemBn', new BatchNorm2d(config.stem, 'stemBn'));
-    let cin = config.stem;
     this.stages = this.addChild(
       'stages',
-      new ModuleList(
-        config.stages.map(
-          (stage, si) =>
-            new ModuleList(
-              stage.map((spec, bi) => {
-                const block = new BasicBlock(cin, spec, s, `stages.${si}.${bi}`, makeConv);
-                cin = spec.out;
-                return block;
-              }),
-            ),
-        ),
+      new Stages(
+        'resnet',
+        config.stem,
+        config.stages,
+        (cin, spec, name) => new BasicBlock(cin, spec, s, name, makeConv),
       ),
     );
-    const last = config.stages[config.stages.length - 1];
     this.head = this.addChild(
       'head',
-      new Linear(Math.max(...last.map((b) => b.out)), config.classes, s, { name: 'head' }),
+      new Linear(this.stages.outChannels, config.classes, s, { name: 'head' }),
     );
   }
 
   get maxDepth(): number {
-    return this.config.stages.reduce((a, st) => a + st.length, 0);
+    return this.stages.maxDepth;
   }
 
   elasticLayers(): string[] {
-    const names = ['stem'];
-    this.config.stages.forEach((st, si) =>
-      st.forEach((_, bi) => names.push(`stages.${si}.${bi}.conv1`, `stages.${si}.${bi}.conv2`)),
-    );
-    return names;
+    return ['stem', ...this.stages.elasticLayers((n) => [`${n}.conv1`, `${n}.conv2`])];
   }
 
   private plan(sub: SubModel): Plan {
-    const depth = checkDepth(sub.depth, this.config.stages.length, this.maxDepth, 'resnet');
-    const perStage = blocksPerStage(
-      this.config.stages.map((st) => st.length),
-      depth,
-    );
-    const blocks: Plan['blocks'] = [];
-    perStage.forEach((n, s) => {
-      for (let b = 0; b < n; b++) {
-        const spec = this.config.stages[s][b];
-        blocks.push({
-          s,
-          b,
-          mid: layerUnits(sub, `stages.${s}.${b}.conv1`, spec.mid),
-          out: layerUnits(sub, `stages.${s}.${b}.conv2`, spec.out),
-        });
-      }
-    });
-    return { stem: layerUnits(sub, 'stem', this.config.stem), blocks };
+    return {
+      stem: layerUnits(sub, 'stem', this.config.stem),
+      blocks: this.stages.plan(sub, (spec, n) => ({
+        mid: layerUnits(sub, `${n}.conv1`, spec.mid),
+        out: layerUnits(sub, `${n}.conv2`, spec.out),
+      })),
+    };
   }
 
   validate(sub: SubModel): void {
@@ -133,37 +112,34 @@ export class ResNet<C extends ResNetConfig = ResNetConfig> extends Module implem
 
   forward(x: tf.Tensor, sub: SubModel, ctx: ForwardContext): tf.Tensor2D {
     const p = this.plan(sub);
-    let h = tf.relu(
+    const h = tf.relu(
       this.stemBn.forward(
         this.stem.forward(checkImageInput(x, this.config.inChannels, 'resnet'), p.stem),
         ctx,
       ),
     );
-    for (const blk of p.blocks) h = this.stages.items[blk.s].items[blk.b].forward(h, blk, ctx);
-    return this.head.forward(globalAvgPool(h)) as tf.Tensor2D;
+    return this.head.forward(globalAvgPool(this.stages.forward(h, p.blocks, ctx))) as tf.Tensor2D;
   }
 
   cost(sub: SubModel): Cost {
     const p = this.plan(sub);
     const c = zeroCost();
-    let size = this.config.imageSize;
-    let cin = p.stem;
+    const size = this.config.imageSize;
     const bn = (ch: number): Cost => ({ params: 2 * ch, flops: 4 * ch * size * size });
     addCost(c, Conv2d.cost(this.config.inChannels, p.stem, 3, size, size), bn(p.stem));
-    for (const blk of p.blocks) {
-      const r = this.stages.items[blk.s].items[blk.b].cost(cin, blk, size);
-      addCost(c, r.cost);
-      size = r.size;
-      cin = blk.out;
-    }
-    return addCost(c, { params: 0, flops: cin * size * size }, Linear.cost(cin, this.config.classes));
+    const body = this.stages.cost(p.stem, p.blocks, size);
+    const [cin, out] = [body.channels, body.size];
+    return addCost(
+      c,
+      body.cost,
+      { params: 0, flops: cin * out * out },
+      Linear.cost(cin, this.config.classes),
+    );
   }
 
   shrink(sub: SubModel): C {
     const p = this.plan(sub);
-    const stages: BasicBlockSpec[][] = this.config.stages.map(() => []);
-    for (const blk of p.blocks)
-      stages[blk.s].push({ ...this.config.stages[blk.s][blk.b], mid: blk.mid, out: blk.out });
+    const stages = this.stages.shrink(p.blocks, (spec, w) => ({ ...spec, mid: w.mid, out: w.out }));
     return { ...this.config, stem: p.stem, stages };
   }
 }

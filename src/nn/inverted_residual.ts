@@ -1,8 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, type ForwardContext } from './module.js';
-import { Conv2d, DepthwiseConv2d } from './conv2d.js';
+import { Conv2d, convOutSize, DepthwiseConv2d } from './conv2d.js';
 import { BatchNorm2d } from './batchnorm.js';
 import { matchChannels } from './basic_block.js';
+import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
 
 export interface InvertedResidualSpec {
   /** Expanded (hidden) channels: in · expansion ratio. */
@@ -56,5 +57,21 @@ export class InvertedResidual extends Module {
     h = tf.relu6(this.bn2.forward(this.depthwise.forward(h), ctx));
     h = this.bn3.forward(this.project.forward(h, widths.out), ctx);
     return this.residual ? tf.add(h, matchChannels(x, widths.out)) : h;
+  }
+
+  /** Parameters and FLOPs per sample with `cin` input channels on a size×size input; the output size too. */
+  cost(cin: number, widths: { hidden: number; out: number }, size: number): { cost: Cost; size: number } {
+    const bn = (ch: number, at: number): Cost => ({ params: 2 * ch, flops: 4 * ch * at * at });
+    const out = convOutSize(size, 3, this.spec.stride, 'same');
+    const c = addCost(
+      zeroCost(),
+      Conv2d.cost(cin, widths.hidden, 1, size, size),
+      bn(widths.hidden, size),
+      DepthwiseConv2d.cost(widths.hidden, 3, out, out),
+      bn(widths.hidden, out),
+      Conv2d.cost(widths.hidden, widths.out, 1, out, out),
+      bn(widths.out, out),
+    );
+    return { cost: c, size: out };
   }
 }

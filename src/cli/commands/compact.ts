@@ -9,6 +9,7 @@ import { loadCheckpoint, saveCheckpoint } from '../../io/checkpoint.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { labelledBatches } from '../../train/evaluate.js';
 import { calibrateBatchNorm } from '../../nn/calibrate.js';
+import { subModelContext } from '../../nn/module.js';
 import { need } from '../args.js';
 import type { RegisterCommand } from '../command.js';
 import { loadRunData } from '../run_folder.js';
@@ -52,7 +53,7 @@ async function compactInto(
   }
   const deployed = compactModel(model); // with the 'full' statistics only
   const error = tf.tidy(() => {
-    const ctx = { mode: 'eval' as const, key: 'full' };
+    const ctx = subModelContext(FULL, 'eval');
     const diff = tf.sub(model.forward(probe.x, FULL, ctx), deployed.forward(probe.x, FULL, ctx));
     return tf.max(tf.abs(diff)).dataSync()[0];
   });
