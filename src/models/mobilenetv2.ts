@@ -1,10 +1,12 @@
 /**
  * A small sorted MobileNetV2: elastic depth (blocks, round-robin over stages), width (output
- * channels) and expansion (hidden channels of each inverted residual).
+ * channels) and expansion (hidden channels of each inverted residual). With `stemStride: 2`,
+ * `padding: 'symmetric'` and blocks of expansion 1 without an expand conv (`unitExpansion:
+ * false` in mobilenetV2Config) it is torchvision's mobilenet_v2 layer for layer (torchvision.ts).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, type ForwardContext } from '../nn/module.js';
-import { Conv2d } from '../nn/conv2d.js';
+import { Conv2d, convOutSize, convPadding, PADDING_MODES, type PaddingMode } from '../nn/conv2d.js';
 import { BatchNorm2d } from '../nn/batchnorm.js';
 import { InvertedResidual, type InvertedResidualSpec } from '../nn/inverted_residual.js';
 import { Linear } from '../nn/linear.js';
@@ -23,9 +25,16 @@ export interface MobileNetV2Config {
   stages: InvertedResidualSpec[][];
   /** Channels of the last 1×1 conv before pooling. */
   last: number;
+  /** Stride of the 3×3 stem conv (default 1; 2 in torchvision's ImageNet layout). */
+  stemStride?: number;
+  /** 'same' (default, TensorFlow's) or 'symmetric' (PyTorch's (k − 1) / 2 per side). */
+  padding?: PaddingMode;
 }
 
-/** Stages from (expansion t, channels c, blocks n, stride s) rows, as in the paper's Table 2. */
+/**
+ * Stages from (expansion t, channels c, blocks n, stride s) rows, as in the paper's Table 2.
+ * `unitExpansion: false` leaves out the 1×1 expand conv of blocks with t = 1 (as torchvision does).
+ */
 export function mobilenetV2Config(o: {
   inChannels: number;
   imageSize: number;
@@ -33,12 +42,21 @@ export function mobilenetV2Config(o: {
   stem: number;
   rows: [t: number, c: number, n: number, s: number][];
   last: number;
+  stemStride?: number;
+  padding?: PaddingMode;
+  unitExpansion?: boolean;
 }): MobileNetV2Config {
   let cin = o.stem;
   const stages = o.rows.map(([t, c, n, s]) =>
     Array.from({ length: n }, (_, b) => {
       const stride = b === 0 ? s : 1;
-      const spec = { hidden: cin * t, out: c, stride, residual: stride === 1 && cin === c };
+      const spec: InvertedResidualSpec = {
+        hidden: cin * t,
+        out: c,
+        stride,
+        residual: stride === 1 && cin === c,
+      };
+      if (t === 1 && o.unitExpansion === false) spec.expand = false;
       cin = c;
       return spec;
     }),
@@ -50,6 +68,9 @@ export function mobilenetV2Config(o: {
     stem: o.stem,
     stages,
     last: o.last,
+    // Only when given: configs (and checkpoints) of the default layout stay as they were.
+    ...(o.stemStride !== undefined && { stemStride: o.stemStride }),
+    ...(o.padding !== undefined && { padding: o.padding }),
   };
 }
 
@@ -77,7 +98,20 @@ export class MobileNetV2 extends Module implements SortedModel<MobileNetV2Config
   ) {
     super();
     const s = seedStream(seed);
-    this.stem = this.addChild('stem', new Conv2d(config.inChannels, config.stem, 3, s, { name: 'stem' }));
+    const padding = config.padding ?? 'same';
+    if (!PADDING_MODES.includes(padding))
+      throw new Error(`mobilenetv2: padding '${padding}' is not one of ${PADDING_MODES.join(', ')}`);
+    const stride = config.stemStride ?? 1;
+    if (!Number.isInteger(stride) || stride < 1)
+      throw new Error(`mobilenetv2: stemStride ${stride} must be a positive integer`);
+    this.stem = this.addChild(
+      'stem',
+      new Conv2d(config.inChannels, config.stem, 3, s, {
+        name: 'stem',
+        stride,
+        padding: convPadding(padding, 3),
+      }),
+    );
     this.stemBn = this.addChild('stemBn', new BatchNorm2d(config.stem, 'stemBn'));
     this.stages = this.addChild(
       'stages',
@@ -85,7 +119,7 @@ export class MobileNetV2 extends Module implements SortedModel<MobileNetV2Config
         'mobilenetv2',
         config.stem,
         config.stages,
-        (cin, spec, name) => new InvertedResidual(cin, spec, s, name),
+        (cin, spec, name) => new InvertedResidual(cin, spec, s, name, padding),
       ),
     );
     this.lastConv = this.addChild(
@@ -101,19 +135,28 @@ export class MobileNetV2 extends Module implements SortedModel<MobileNetV2Config
   }
 
   elasticLayers(): string[] {
-    return ['stem', 'lastConv', ...this.stages.elasticLayers((n) => [`${n}.expand`, `${n}.project`])];
+    return [
+      'stem',
+      'lastConv',
+      ...this.stages.elasticLayers((n, spec) =>
+        spec.expand === false ? [`${n}.project`] : [`${n}.expand`, `${n}.project`],
+      ),
+    ];
   }
 
   private plan(sub: SubModel): Plan {
     const width = sub.width ?? 1;
-    return {
-      stem: layerUnits(sub, 'stem', this.config.stem),
-      last: layerUnits(sub, 'lastConv', this.config.last),
-      blocks: this.stages.plan(sub, (spec, n) => ({
-        hidden: layerUnits(sub, `${n}.expand`, spec.hidden, width * (sub.expand ?? 1)),
-        out: layerUnits(sub, `${n}.project`, spec.out, width),
-      })),
-    };
+    const stem = layerUnits(sub, 'stem', this.config.stem);
+    const blocks = this.stages.plan(sub, (spec, n) => ({
+      hidden:
+        spec.expand === false ? 0 : layerUnits(sub, `${n}.expand`, spec.hidden, width * (sub.expand ?? 1)),
+      out: layerUnits(sub, `${n}.project`, spec.out, width),
+    }));
+    // A block without expansion runs its depthwise conv on its input: hidden = the width before it.
+    blocks.forEach((blk, i) => {
+      if (this.config.stages[blk.s][blk.b].expand === false) blk.hidden = i === 0 ? stem : blocks[i - 1].out;
+    });
+    return { stem, last: layerUnits(sub, 'lastConv', this.config.last), blocks };
   }
 
   validate(sub: SubModel): void {
@@ -137,7 +180,7 @@ export class MobileNetV2 extends Module implements SortedModel<MobileNetV2Config
   cost(sub: SubModel): Cost {
     const p = this.plan(sub);
     const c = zeroCost();
-    const size = this.config.imageSize;
+    const size = convOutSize(this.config.imageSize, 3, this.config.stemStride ?? 1, 'same');
     const bn = (ch: number, at: number): Cost => ({ params: 2 * ch, flops: 4 * ch * at * at });
     addCost(c, Conv2d.cost(this.config.inChannels, p.stem, 3, size, size), bn(p.stem, size));
     const body = this.stages.cost(p.stem, p.blocks, size);

@@ -58,6 +58,9 @@ export function padResNetConfig(o: {
 }
 
 export function checkPadResNetConfig(c: PadResNetConfig): PadResNetConfig {
+  // Dynamic and PAD convolutions pad as TensorFlow does; a PyTorch-padded stem would not match them.
+  if (c.padding !== undefined && c.padding !== 'same')
+    throw new Error(`pad-resnet: padding '${c.padding}' is not supported; its convolutions pad 'same'`);
   if (!CONV_MODES.includes(c.conv))
     throw new Error(`pad-resnet: conv '${c.conv}' is not one of ${CONV_MODES.join(', ')}`);
   if (!LAMBDA_MODES.includes(c.lambdaMode)) {

@@ -70,9 +70,9 @@ export class Stages<
     return this.specs.reduce((a, st) => a + st.length, 0);
   }
 
-  /** Every block's elastic layer names (`layers(name)` for block `stages.{s}.{b}`), in order. */
-  elasticLayers(layers: (name: string) => string[]): string[] {
-    return this.specs.flatMap((st, si) => st.flatMap((_, bi) => layers(`stages.${si}.${bi}`)));
+  /** Every block's elastic layer names (`layers(name, spec)` for block `stages.{s}.{b}`), in order. */
+  elasticLayers(layers: (name: string, spec: S) => string[]): string[] {
+    return this.specs.flatMap((st, si) => st.flatMap((spec, bi) => layers(`stages.${si}.${bi}`, spec)));
   }
 
   /**
