@@ -242,17 +242,8 @@ async function trainSteps(
     } else skippedInARow++;
     accum.dispose();
     teacher?.probs.dispose();
-    if (!finite && (config.nonFinite === 'stop' || skippedInARow > MAX_CONSECUTIVE_SKIPS)) {
-      throw new DivergenceError(
-        `step ${step + 1}: the loss is ${stepLoss} and the gradient norm ${gradNorm}` +
-          (skippedInARow > 1 ? ` (${skippedInARow} such steps in a row)` : '') +
-          `; training stopped without applying the update. ` +
-          `Lower the learning rate (now ${config.optimizer.lr}) or check the data` +
-          (config.nonFinite === 'stop'
-            ? `; nonFinite: 'skip' (--on-non-finite skip) skips such steps instead.`
-            : '.'),
-      );
-    }
+    if (!finite && (config.nonFinite === 'stop' || skippedInARow > MAX_CONSECUTIVE_SKIPS))
+      throw diverged(step, stepLoss, gradNorm, skippedInARow, config);
     if (finite) lastLoss = stepLoss;
     const elapsed = (performance.now() - t0) / 1000;
     const log: StepLog = {
@@ -269,11 +260,7 @@ async function trainSteps(
       console.warn(`step ${step + 1}: loss ${stepLoss}, gradient norm ${gradNorm}; update skipped`);
     options.onStep?.(log);
     progress?.update(step + 1 - startStep, end - startStep, stepLoss, samples / elapsed);
-    const last = step + 1 === config.steps;
-    if (
-      options.onCheckpoint &&
-      (last || (config.checkpointEvery > 0 && (step + 1) % config.checkpointEvery === 0))
-    ) {
+    if (options.onCheckpoint && checkpointDue(step + 1, config)) {
       if (!allFinite(model)) {
         throw new DivergenceError(
           `step ${step + 1}: the weights are no longer finite; not saving them. ` +
@@ -295,6 +282,30 @@ async function trainSteps(
     finalLoss: lastLoss,
     state: { step: end, optimizerStep: optimizer.step, optimizerState: optimizer.state },
   };
+}
+
+/** The guard's error for step `step` (0-based), whose loss or gradient is not finite. */
+function diverged(
+  step: number,
+  loss: number,
+  gradNorm: number,
+  skippedInARow: number,
+  config: TrainConfig,
+): DivergenceError {
+  return new DivergenceError(
+    `step ${step + 1}: the loss is ${loss} and the gradient norm ${gradNorm}` +
+      (skippedInARow > 1 ? ` (${skippedInARow} such steps in a row)` : '') +
+      `; training stopped without applying the update. ` +
+      `Lower the learning rate (now ${config.optimizer.lr}) or check the data` +
+      (config.nonFinite === 'stop'
+        ? `; nonFinite: 'skip' (--on-non-finite skip) skips such steps instead.`
+        : '.'),
+  );
+}
+
+/** Whether the state after `done` steps is handed out: every `checkpointEvery` steps, and after the last. */
+function checkpointDue(done: number, config: TrainConfig): boolean {
+  return done === config.steps || (config.checkpointEvery > 0 && done % config.checkpointEvery === 0);
 }
 
 /** The step's gradients, summed over its micro-batches, by parameter name. */
