@@ -17,7 +17,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { engineDescription, initEngine } from '../src/engine/backend.js';
 import { loadDataset } from '../src/data/registry.js';
 import { seedStream } from '../src/nn/init.js';
-import type { ForwardContext, Module } from '../src/nn/module.js';
+import { subModelContext, type ForwardContext, type Module } from '../src/nn/module.js';
 import { Conv2d, convOutSize } from '../src/nn/conv2d.js';
 import { DynamicConv2d } from '../src/dynamic/dynamic_conv.js';
 import { PadConv2d, padLayers } from '../src/dynamic/partial.js';
@@ -40,7 +40,7 @@ const { reps: REPS } = parseBench<{ reps: number }>(
     'PAD-Net at run time: params, FLOPs and latency of static / DY-Conv / PAD masked / PAD compact, and MoE dispatch',
   ).option('--reps <n>', 'timed repetitions per variant (medians are reported)', positiveIntArg, 9),
 );
-const ctx: ForwardContext = { mode: 'eval', key: 'full' };
+const ctx: ForwardContext = subModelContext(FULL, 'eval');
 
 /**
  * Median wall time (ms) of each of `runs`, after 3 warm-up calls each; each call reads its result

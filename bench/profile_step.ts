@@ -6,6 +6,7 @@
  *   node dist/bench/profile_step.js resnet [width]          (the bench's sorted ResNet, batch 64; default 1)
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { subModelContext } from '../src/nn/module.js';
 import { Argument } from 'commander';
 import { initEngine, engineDescription } from '../src/engine/backend.js';
 import { numArg } from '../src/cli/args.js';
@@ -45,7 +46,7 @@ if (what === 'transformer') {
   loss = () =>
     tf.losses.softmaxCrossEntropy(
       labels,
-      net.forward(img, { width: size }, { mode: 'train', key: 'w' }),
+      net.forward(img, { width: size }, subModelContext({ width: size }, 'train')),
     ) as tf.Scalar;
 }
 

@@ -16,7 +16,7 @@ import {
   disableNativeKernels,
   describeNativeKernels,
 } from '../src/engine/native/index.js';
-import { Module } from '../src/nn/module.js';
+import { Module, subModelContext } from '../src/nn/module.js';
 import { Conv2d } from '../src/nn/conv2d.js';
 import { Linear } from '../src/nn/linear.js';
 import { globalAvgPool } from '../src/nn/functional.js';
@@ -156,16 +156,16 @@ for (const path of paths) {
         () =>
           tf.losses.softmaxCrossEntropy(
             labels,
-            net.forward(img, sub, { mode: 'train', key: e.id }),
+            net.forward(img, sub, subModelContext(sub, 'train')),
           ) as tf.Scalar,
       );
     measure(`sorted step width ${e.sub.width}`, step, undefined, quick ? 2 : 4);
-    tf.tidy(() => net.forward(one, sub, { mode: 'calibrate', key: e.id }));
+    tf.tidy(() => net.forward(one, sub, subModelContext(sub, 'calibrate')));
     measure(
       `latency b1 width ${e.sub.width}`,
       () =>
         tf.tidy(() => {
-          net.forward(one, sub, { mode: 'eval', key: e.id }).dataSync();
+          net.forward(one, sub, subModelContext(sub, 'eval')).dataSync();
         }),
       undefined,
       15,

@@ -5,6 +5,7 @@
  *   npm run build && node dist/bench/width_latency.js [--backend wasm|cpu] [--batch 64]
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { subModelContext } from '../src/nn/module.js';
 import { Option } from 'commander';
 import { BACKENDS, initEngine, type BackendName } from '../src/engine/backend.js';
 import { positiveIntArg } from '../src/cli/args.js';
@@ -30,7 +31,7 @@ function median(xs: number[]): number {
 function time(model: SortedModel, x: tf.Tensor, width: number): number {
   const run = () =>
     tf.tidy(() => {
-      model.forward(x, { width }, { mode: 'train', key: 'bench' }).dataSync();
+      model.forward(x, { width }, subModelContext({ width }, 'train')).dataSync();
     });
   for (let i = 0; i < 3; i++) run();
   const ts: number[] = [];

@@ -1,5 +1,7 @@
 /** The training workloads the benchmarks share (bench/run.ts, bench/profile_step.ts), in one place. */
 import * as tf from '@tensorflow/tfjs-core';
+import { subModelContext } from '../src/nn/module.js';
+import { FULL } from '../src/sorted/submodel.js';
 import { getPreset } from '../src/run/presets.js';
 import { ResNet } from '../src/models/resnet.js';
 import { Transformer } from '../src/models/transformer.js';
@@ -57,7 +59,7 @@ export function byteLm(batch: number): { lm: Transformer; loss: () => tf.Scalar;
   const loss = () =>
     tf.losses.softmaxCrossEntropy(
       target,
-      tf.reshape(lm.forward(ids, {}, { mode: 'train', key: 'full' }), [-1, 256]),
+      tf.reshape(lm.forward(ids, FULL, subModelContext(FULL, 'train')), [-1, 256]),
     ) as tf.Scalar;
   return { lm, loss, dispose: () => (lm.dispose(), tf.dispose([ids, target])) };
 }

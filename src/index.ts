@@ -118,3 +118,15 @@ export { loadModel, type ModelSource, type LoadModelOptions } from './deploy/loa
 export { DeployedModel, type SubModelInfo, type PredictOptions, type Prediction } from './deploy/model.js';
 export type { RawImage, RawInput, InputShape } from './deploy/preprocess.js';
 export { readTar } from './deploy/tar.js';
+// Pre-trained torchvision classifiers as sorted models.
+export {
+  torchvisionSpec,
+  TORCHVISION_ARCHS,
+  type TorchvisionArch,
+  type TorchvisionShape,
+} from './models/torchvision.js';
+export {
+  torchvisionFromSafetensors,
+  type TorchvisionImport,
+  type TorchvisionImportOptions,
+} from './io/torchvision.js';

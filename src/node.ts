@@ -27,3 +27,4 @@ export { loadDataset, DATASET_NAMES, type DatasetName, type LoadOptions } from '
 export { loadCsv, loadImageFolder, loadIdxPair, loadIdxFolder, type CsvOptions } from './data/user_data.js';
 export { readImageFile, type DecodedImage } from './data/image_file.js';
 export { loadMnist, loadFashionMnist, loadDigits, FASHION_MNIST_CLASSES } from './data/mnist.js';
+export { importTorchvision } from './io/torchvision_node.js';

@@ -16,6 +16,7 @@ from .nn import (
     RMSNorm,
     activate,
     apply_rotary,
+    conv_padding,
     match_channels,
 )
 from .submodel import (
@@ -85,11 +86,12 @@ class Mlp(SortedModel):
 class BasicBlock(nn.Module):
     """conv3×3-BN-ReLU-conv3×3-BN + shortcut (1×1 conv + BN, or identity with channel matching), ReLU."""
 
-    def __init__(self, cin, spec, name):
+    def __init__(self, cin, spec, name, padding="same"):
         super().__init__()
-        self.conv1 = Conv2d(cin, spec["mid"], 3, stride=spec["stride"], name=f"{name}.conv1")
+        pad = conv_padding(padding, 3)
+        self.conv1 = Conv2d(cin, spec["mid"], 3, stride=spec["stride"], padding=pad, name=f"{name}.conv1")
         self.bn1 = BatchNorm2d(spec["mid"], f"{name}.bn1")
-        self.conv2 = Conv2d(spec["mid"], spec["out"], 3, name=f"{name}.conv2")
+        self.conv2 = Conv2d(spec["mid"], spec["out"], 3, padding=pad, name=f"{name}.conv2")
         self.bn2 = BatchNorm2d(spec["out"], f"{name}.bn2")
         if spec["projection"]:
             self.shortcut = Conv2d(cin, spec["out"], 1, stride=spec["stride"], name=f"{name}.shortcut")
@@ -106,22 +108,59 @@ class BasicBlock(nn.Module):
         return F.relu(h + s)
 
 
+class Bottleneck(nn.Module):
+    """conv1×1-BN-ReLU, conv3×3-BN-ReLU (the stride here, as torchvision's ResNet-50), conv1×1-BN +
+    shortcut, ReLU; `mid` is the inner width, `out` the block's output."""
+
+    def __init__(self, cin, spec, name, padding="same"):
+        super().__init__()
+        mid, out, stride = spec["mid"], spec["out"], spec["stride"]
+        self.conv1 = Conv2d(cin, mid, 1, name=f"{name}.conv1")
+        self.bn1 = BatchNorm2d(mid, f"{name}.bn1")
+        self.conv2 = Conv2d(mid, mid, 3, stride=stride, padding=conv_padding(padding, 3), name=f"{name}.conv2")
+        self.bn2 = BatchNorm2d(mid, f"{name}.bn2")
+        self.conv3 = Conv2d(mid, out, 1, name=f"{name}.conv3")
+        self.bn3 = BatchNorm2d(out, f"{name}.bn3")
+        if spec["projection"]:
+            self.shortcut = Conv2d(cin, out, 1, stride=stride, name=f"{name}.shortcut")
+            self.shortcutBn = BatchNorm2d(out, f"{name}.shortcutBn")
+        else:
+            if stride != 1:
+                raise ValueError(f"{name}: an identity shortcut needs stride 1, got {stride}")
+            self.shortcut = None
+
+    def forward(self, x, mid, out, ctx):
+        h = F.relu(self.bn1(self.conv1(x, mid), ctx))
+        h = F.relu(self.bn2(self.conv2(h, mid), ctx))
+        h = self.bn3(self.conv3(h, out), ctx)
+        s = self.shortcutBn(self.shortcut(x, out), ctx) if self.shortcut is not None else match_channels(x, out)
+        return F.relu(h + s)
+
+
 class StagedModel(SortedModel):
-    """A 3×3 stem conv + BN, then stages of blocks (`stages.{s}.{b}`), run to a depth budget in the
-    round-robin order of blocks_per_stage."""
+    """A stem conv + BN (3×3 stride `stem_stride`, or 7×7 stride 2 and a max-pool for ResNet's
+    ImageNet layout), then stages of blocks (`stages.{s}.{b}`), run to a depth budget in the
+    round-robin order of blocks_per_stage. `padding`: 'same' (TF) or 'symmetric' (PyTorch)."""
+
+    stem_kernel, stem_stride = 3, 1
 
     def __init__(self, config, block):
         super().__init__()
         if not config["stages"] or any(not st for st in config["stages"]):
             raise ValueError(f"{self.family}: every stage needs at least one block")
         self.config = config
-        self.stem = Conv2d(config["inChannels"], config["stem"], 3, name="stem")
+        self.padding = config.get("padding", "same")
+        if self.padding not in ("same", "symmetric"):
+            raise ValueError(f"{self.family}: padding '{self.padding}' is not one of same, symmetric")
+        k = self.stem_kernel
+        self.stem = Conv2d(config["inChannels"], config["stem"], k, stride=self.stem_stride,
+                           padding=conv_padding(self.padding, k), name="stem")
         self.stemBn = BatchNorm2d(config["stem"], "stemBn")
         cin, stages = config["stem"], []
         for si, stage in enumerate(config["stages"]):
             blocks = []
             for bi, spec in enumerate(stage):
-                blocks.append(block(cin, spec, f"stages.{si}.{bi}"))
+                blocks.append(block(cin, spec, f"stages.{si}.{bi}", self.padding))
                 cin = spec["out"]
             stages.append(nn.ModuleList(blocks))
         self.stages = nn.ModuleList(stages)
@@ -140,17 +179,30 @@ class StagedModel(SortedModel):
 
 
 class ResNet(StagedModel):
+    """Basic blocks and a 3×3 stem by default; `block: bottleneck`, `stemLayout: imagenet` (7×7
+    stride 2 + 3×3 stride-2 max-pool) and `padding: symmetric` give torchvision's ResNets."""
+
     family = "resnet"
 
     def __init__(self, config):
-        super().__init__(config, BasicBlock)
+        for key, known in (("block", ("basic", "bottleneck")), ("stemLayout", ("cifar", "imagenet"))):
+            if config.get(key, known[0]) not in known:
+                raise ValueError(f"resnet: {key} '{config[key]}' is not one of {', '.join(known)}")
+        self.imagenet = config.get("stemLayout") == "imagenet"
+        self.stem_kernel, self.stem_stride = (7, 2) if self.imagenet else (3, 1)
+        self.bottleneck = config.get("block") == "bottleneck"
+        super().__init__(config, Bottleneck if self.bottleneck else BasicBlock)
         self.head = Linear(max(b["out"] for b in config["stages"][-1]), config["classes"], name="head")
+
+    @property
+    def out_layer(self):
+        return "conv3" if self.bottleneck else "conv2"
 
     def elastic_layers(self):
         names = ["stem"]
         for si, st in enumerate(self.config["stages"]):
             for bi in range(len(st)):
-                names += [f"stages.{si}.{bi}.conv1", f"stages.{si}.{bi}.conv2"]
+                names += [f"stages.{si}.{bi}.conv1", f"stages.{si}.{bi}.{self.out_layer}"]
         return names
 
     def plan(self, sub):
@@ -159,7 +211,7 @@ class ResNet(StagedModel):
                 s,
                 b,
                 layer_units(sub, f"stages.{s}.{b}.conv1", spec["mid"]),
-                layer_units(sub, f"stages.{s}.{b}.conv2", spec["out"]),
+                layer_units(sub, f"stages.{s}.{b}.{self.out_layer}", spec["out"]),
             )
             for s, b, spec in self.active_blocks(sub)
         ]
@@ -171,13 +223,21 @@ class ResNet(StagedModel):
 
     def flops(self, sub):
         stem, blocks = self.plan(sub)
-        size = self.config["imageSize"]
-        f = 2 * 9 * self.config["inChannels"] * stem * size**2 + 4 * stem * size**2
+        size = -(-self.config["imageSize"] // self.stem_stride)
+        f = 2 * self.stem_kernel**2 * self.config["inChannels"] * stem * size**2 + 4 * stem * size**2
+        if self.imagenet:
+            size = -(-size // 2)
+            f += 9 * stem * size**2  # the max-pool's comparisons
         cin = stem
         for s, b, mid, out in blocks:
             spec = self.config["stages"][s][b]
-            size = -(-size // spec["stride"])  # 'same': ceil(size / stride)
-            f += 2 * 9 * cin * mid * size**2 + 4 * mid * size**2 + 2 * 9 * mid * out * size**2 + 4 * out * size**2
+            if self.bottleneck:
+                f += 2 * cin * mid * size**2 + 4 * mid * size**2  # 1×1 at the input size
+                size = -(-size // spec["stride"])
+                f += 2 * 9 * mid * mid * size**2 + 4 * mid * size**2 + 2 * mid * out * size**2 + 4 * out * size**2
+            else:
+                size = -(-size // spec["stride"])  # 'same': ceil(size / stride)
+                f += 2 * 9 * cin * mid * size**2 + 4 * mid * size**2 + 2 * 9 * mid * out * size**2 + 4 * out * size**2
             if spec["projection"]:
                 f += 2 * cin * out * size**2 + 4 * out * size**2
             cin = out
@@ -186,19 +246,29 @@ class ResNet(StagedModel):
     def forward(self, x, sub, ctx):
         stem, blocks = self.plan(sub)
         h = F.relu(self.stemBn(self.stem(x, stem), ctx))
+        if self.imagenet:
+            h = F.max_pool2d(h, 3, 2, 1) if self.padding == "symmetric" else F.max_pool2d(
+                F.pad(h, _same_pads(h, 3, 2), value=float("-inf")), 3, 2)
         for s, b, mid, out in blocks:
             h = self.stages[s][b](h, mid, out, ctx)
         return self.head(h.mean((2, 3)))
 
 
 class InvertedResidual(nn.Module):
-    """1×1 expand-BN-ReLU6, 3×3 depthwise-BN-ReLU6, 1×1 project-BN; residual as fixed by the full model."""
+    """1×1 expand-BN-ReLU6, 3×3 depthwise-BN-ReLU6, 1×1 project-BN; residual as fixed by the full model.
+    `expand: false` in the spec: no expand conv, the depthwise conv runs on the input (torchvision, t = 1)."""
 
-    def __init__(self, cin, spec, name):
+    def __init__(self, cin, spec, name, padding="same"):
         super().__init__()
-        self.expand = Conv2d(cin, spec["hidden"], 1, name=f"{name}.expand")
-        self.bn1 = BatchNorm2d(spec["hidden"], f"{name}.bn1")
-        self.depthwise = DepthwiseConv2d(spec["hidden"], 3, stride=spec["stride"], name=f"{name}.depthwise")
+        if spec.get("expand", True):
+            self.expand = Conv2d(cin, spec["hidden"], 1, name=f"{name}.expand")
+            self.bn1 = BatchNorm2d(spec["hidden"], f"{name}.bn1")
+        else:
+            if spec["hidden"] != cin:
+                raise ValueError(f"{name}: without expansion, hidden ({spec['hidden']}) must equal the input channels ({cin})")
+            self.expand = None
+        self.depthwise = DepthwiseConv2d(spec["hidden"], 3, stride=spec["stride"],
+                                         padding=conv_padding(padding, 3), name=f"{name}.depthwise")
         self.bn2 = BatchNorm2d(spec["hidden"], f"{name}.bn2")
         self.project = Conv2d(spec["hidden"], spec["out"], 1, name=f"{name}.project")
         self.bn3 = BatchNorm2d(spec["out"], f"{name}.bn3")
@@ -207,7 +277,7 @@ class InvertedResidual(nn.Module):
             raise ValueError(f"{name}: a residual block needs stride 1, got {spec['stride']}")
 
     def forward(self, x, hidden, out, ctx):
-        h = F.relu6(self.bn1(self.expand(x, hidden), ctx))
+        h = F.relu6(self.bn1(self.expand(x, hidden), ctx)) if self.expand is not None else x
         h = F.relu6(self.bn2(self.depthwise(h), ctx))
         h = self.bn3(self.project(h, out), ctx)
         return h + match_channels(x, out) if self.residual else h
@@ -217,6 +287,7 @@ class MobileNetV2(StagedModel):
     family = "mobilenetv2"
 
     def __init__(self, config):
+        self.stem_stride = config.get("stemStride", 1)
         super().__init__(config, InvertedResidual)
         last_in = max(b["out"] for b in config["stages"][-1])
         self.lastConv = Conv2d(last_in, config["last"], 1, name="lastConv")
@@ -226,17 +297,23 @@ class MobileNetV2(StagedModel):
     def elastic_layers(self):
         names = ["stem", "lastConv"]
         for si, st in enumerate(self.config["stages"]):
-            for bi in range(len(st)):
-                names += [f"stages.{si}.{bi}.expand", f"stages.{si}.{bi}.project"]
+            for bi, spec in enumerate(st):
+                if spec.get("expand", True):
+                    names.append(f"stages.{si}.{bi}.expand")
+                names.append(f"stages.{si}.{bi}.project")
         return names
 
     def plan(self, sub):
         width = sub.get("width", 1)
-        blocks = []
+        stem = layer_units(sub, "stem", self.config["stem"])
+        blocks, cin = [], stem
         for s, b, spec in self.active_blocks(sub):
-            hidden = layer_units(sub, f"stages.{s}.{b}.expand", spec["hidden"], width * sub.get("expand", 1))
+            # Without expansion the depthwise conv runs on the block's input: hidden = the width before it.
+            hidden = (layer_units(sub, f"stages.{s}.{b}.expand", spec["hidden"], width * sub.get("expand", 1))
+                      if spec.get("expand", True) else cin)
             blocks.append((s, b, hidden, layer_units(sub, f"stages.{s}.{b}.project", spec["out"], width)))
-        return layer_units(sub, "stem", self.config["stem"]), layer_units(sub, "lastConv", self.config["last"]), blocks
+            cin = blocks[-1][3]
+        return stem, layer_units(sub, "lastConv", self.config["last"]), blocks
 
     def validate(self, sub):
         check_layer_names(sub, self.elastic_layers(), "mobilenetv2")
@@ -244,11 +321,12 @@ class MobileNetV2(StagedModel):
 
     def flops(self, sub):
         stem, last, blocks = self.plan(sub)
-        size = self.config["imageSize"]
+        size = -(-self.config["imageSize"] // self.stem_stride)
         f = 2 * 9 * self.config["inChannels"] * stem * size**2 + 4 * stem * size**2
         cin = stem
         for s, b, hidden, out in blocks:
-            f += 2 * cin * hidden * size**2 + 4 * hidden * size**2
+            if self.config["stages"][s][b].get("expand", True):
+                f += 2 * cin * hidden * size**2 + 4 * hidden * size**2
             size = -(-size // self.config["stages"][s][b]["stride"])
             f += 2 * 9 * hidden * size**2 + 4 * hidden * size**2 + 2 * hidden * out * size**2 + 4 * out * size**2
             cin = out
@@ -313,6 +391,14 @@ class FeedForward(nn.Module):
         u = self.up(x, hidden)
         h = F.silu(self.gate(x, hidden)) * u if self.gate is not None else activate(u, self.activation)
         return self.down(h, x.shape[-1])
+
+
+def _same_pads(x, kernel, stride):
+    """F.pad's (left, right, top, bottom) for TensorFlow's 'same' on x's spatial size."""
+    h, w = x.shape[-2:]
+    ph = max((-(-h // stride) - 1) * stride + kernel - h, 0)
+    pw = max((-(-w // stride) - 1) * stride + kernel - w, 0)
+    return (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
 
 
 def per_block(v, layers, what):

@@ -56,8 +56,14 @@ class Linear(nn.Module):
         return F.linear(x, self.weight[:out, :cin], None if self.bias is None else self.bias[:out])
 
 
+def conv_padding(mode, kernel):
+    """A model's padding mode for a k×k conv: TF 'same', or PyTorch's symmetric (k - 1) // 2 per side."""
+    return (kernel - 1) // 2 if mode == "symmetric" else "same"
+
+
 class Conv2d(nn.Module):
-    """Convolution with TF 'same' (or 'valid') padding; weight [out, in, k, k], sliced to [:out, :in']."""
+    """Convolution with TF 'same' (or 'valid') padding, or p zeros per side (an int, PyTorch's
+    symmetric padding); weight [out, in, k, k], sliced to [:out, :in']."""
 
     def __init__(self, in_channels, out_channels, kernel, stride=1, padding="same", bias=False, name="conv"):
         super().__init__()
@@ -74,20 +80,24 @@ class Conv2d(nn.Module):
         if self.padding == "same":
             x = same_pad(x, self.kernel, self.stride)
         b = None if self.bias is None else self.bias[:out]
-        return F.conv2d(x, self.weight[:out, :cin], b, self.stride)
+        pad = self.padding if isinstance(self.padding, int) else 0
+        return F.conv2d(x, self.weight[:out, :cin], b, self.stride, pad)
 
 
 class DepthwiseConv2d(nn.Module):
-    """Depthwise convolution (multiplier 1), 'same' padding; weight [C, 1, k, k]; channels follow x."""
+    """Depthwise convolution (multiplier 1), 'same' padding (or p zeros per side); weight [C, 1, k, k];
+    channels follow x."""
 
-    def __init__(self, channels, kernel, stride=1, name="dwconv"):
+    def __init__(self, channels, kernel, stride=1, padding="same", name="dwconv"):
         super().__init__()
-        self.channels, self.kernel, self.stride, self.name = channels, kernel, stride, name
+        self.channels, self.kernel, self.stride, self.padding, self.name = channels, kernel, stride, padding, name
         self.weight = nn.Parameter(torch.randn(channels, 1, kernel, kernel) * math.sqrt(2 / (kernel * kernel)))
 
     def forward(self, x):
         c = check_units(x.shape[1], self.channels, self.name, "channels")
-        return F.conv2d(same_pad(x, self.kernel, self.stride), self.weight[:c], None, self.stride, groups=c)
+        if self.padding == "same":
+            return F.conv2d(same_pad(x, self.kernel, self.stride), self.weight[:c], None, self.stride, groups=c)
+        return F.conv2d(x, self.weight[:c], None, self.stride, self.padding, groups=c)
 
 
 def _moments(x, group):

@@ -1,5 +1,7 @@
-"""The TypeScript CLI's model presets (`sortednet presets`), so a run.json naming one can be
-started here too. Sized for 28×28 images."""
+"""The TypeScript CLI's image model presets (`sortednet presets`), so a run.json naming one can be
+started here too. Sized for 28×28 images. test/torch_presets.test.ts holds them equal to the
+TypeScript ones, for every preset of a family this package builds."""
+import math
 
 
 def resnet_config(in_channels, image_size, classes, stem, widths, blocks):
@@ -27,6 +29,12 @@ def mobilenet_v2_config(in_channels, image_size, classes, stem, rows, last):
             "stages": stages, "last": last}
 
 
+def _tabular(ch, size, k):
+    inputs = ch * size**2
+    hidden = min(256, max(32, 2 ** math.ceil(math.log2(4 * inputs))))
+    return {"family": "mlp", "config": {"inputs": inputs, "hidden": [hidden] * 4, "classes": k}}
+
+
 def _sixteenths():
     return [(i + 1) / 16 for i in range(16)]
 
@@ -44,6 +52,7 @@ PRESETS = {
         lambda ch, size, k: {"family": "mlp", "config": {"inputs": ch * size**2, "hidden": [256] * 4, "classes": k}},
         {"depth": [1, 2, 3, 4], "width": [0.25, 0.5, 0.75, 1]},
     ),
+    "tabular": (_tabular, {"depth": [1, 2, 3, 4], "width": [0.25, 0.5, 0.75, 1]}),
     "mlp-160": (
         lambda ch, size, k: {"family": "mlp", "config": {"inputs": ch * size**2, "hidden": [256] * 10, "classes": k}},
         {"depth": list(range(1, 11)), "width": _sixteenths()},

@@ -2,15 +2,16 @@
 
 Layout (huggingface/safetensors): u64 little-endian header length, a JSON header
 `{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}}`, then the raw
-little-endian bytes. Only F32 and I32 occur in sortednet checkpoints.
+little-endian bytes. Only F32 and I32 occur in sortednet checkpoints; I64 is how PyTorch stores
+integer counters (BatchNorm's num_batches_tracked) in a state dict.
 """
 import json
 import struct
 
 import numpy as np
 
-_DTYPES = {"F32": np.float32, "I32": np.int32}
-_NAMES = {np.dtype(np.float32): "F32", np.dtype(np.int32): "I32"}
+_DTYPES = {"F32": np.float32, "I32": np.int32, "I64": np.int64}
+_NAMES = {np.dtype(np.float32): "F32", np.dtype(np.int32): "I32", np.dtype(np.int64): "I64"}
 
 
 def encode(tensors, metadata=None):
@@ -24,7 +25,7 @@ def encode(tensors, metadata=None):
     for name in names:
         a = np.asarray(tensors[name], order="C")  # not ascontiguousarray: it makes scalars 1-d
         if a.dtype not in _NAMES:
-            raise ValueError(f"safetensors: '{name}' has dtype {a.dtype}; only float32 and int32 are written")
+            raise ValueError(f"safetensors: '{name}' has dtype {a.dtype}; only float32, int32 and int64 are written")
         a = a.astype(a.dtype.newbyteorder("<"), copy=False)
         header[name] = {"dtype": _NAMES[a.dtype], "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
         offset += a.nbytes
@@ -53,7 +54,7 @@ def decode(data, source="safetensors data"):
         if begin is None or not (0 <= begin <= end and base + end <= len(data)):
             raise ValueError(f"{source}: tensor '{name}' offsets [{begin}, {end}] lie outside the file (truncated?)")
         if h["dtype"] not in _DTYPES:
-            raise ValueError(f"{source}: tensor '{name}' has dtype {h['dtype']}; only F32 and I32 are supported")
+            raise ValueError(f"{source}: tensor '{name}' has dtype {h['dtype']}; only F32, I32 and I64 are supported")
         dt = np.dtype(_DTYPES[h["dtype"]]).newbyteorder("<")
         size = int(np.prod(h["shape"], dtype=np.int64))
         if end - begin != size * dt.itemsize:

@@ -10,6 +10,7 @@ import { Grid } from '../sorted/grid.js';
 import { parseSubModel, subModelId, type SubModel } from '../sorted/submodel.js';
 import { pickSubModel, type Budget } from '../infer/pick.js';
 import { namedBatchNorms } from '../nn/batchnorm.js';
+import { subModelContext } from '../nn/module.js';
 import { inputShapeOf, prepareInput, type InputShape, type RawInput } from './preprocess.js';
 
 /** One sub-model as a deployment sees it. */
@@ -198,7 +199,7 @@ export class DeployedModel {
   private logits(x: Float32Array, n: number, id: string, sub: SubModel): tf.Tensor {
     const { height, width, channels } = this.inputShape;
     const input = tf.tensor4d(x, [n, height, width, channels]);
-    return this.model.forward(input, sub, { mode: 'eval', key: id });
+    return this.model.forward(input, sub, subModelContext(sub, 'eval'));
   }
 
   dispose(): void {

@@ -98,7 +98,7 @@ export interface DynamicConvOptions {
  *
  * ```ts
  * const conv = new DynamicConv2d(16, 32, 3, seedStream(1), { kernels: 4 });
- * const y = conv.forward(x, 32, { mode: 'train', key: 'full', temperature: 30 }); // [B, H, W, 32]
+ * const y = conv.forward(x, 32, subModelContext(FULL, 'train', { temperature: 30 })); // [B, H, W, 32]
  * ```
  */
 export class DynamicConv2d extends Module {

@@ -321,7 +321,7 @@ export function checkFullWidth(name: string, hidden: number, full: number): void
  *
  * ```ts
  * const moe = new MoE(64, 64, seedStream(1), { experts: 8, topK: 2, hidden: 128 });
- * const { y, auxLoss } = moe.routed(x, { mode: 'train', key: 'full', seed: seedStream(2) });
+ * const { y, auxLoss } = moe.routed(x, subModelContext(FULL, 'train', { seed: seedStream(2) }));
  * ```
  */
 export class MoE extends Module {

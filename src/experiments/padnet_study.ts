@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { buildModel, compactModel, type ModelSpec, type SortedModel } from '../models/index.js';
 import { Grid } from '../sorted/grid.js';
 import { FULL } from '../sorted/submodel.js';
+import { subModelContext } from '../nn/module.js';
 import { checkKappa, partition } from '../dynamic/imp.js';
 import { padLayers, scaleValues } from '../dynamic/partial.js';
 import { train } from '../train/trainer.js';
@@ -122,7 +123,7 @@ export async function runStudy(
     if (pads.length) {
       deployed = compactModel(model);
       compactError = tf.tidy(() => {
-        const ctx = { mode: 'eval' as const, key: 'full' };
+        const ctx = subModelContext(FULL, 'eval');
         const a = model.forward(probe.x, FULL, ctx);
         const b = deployed.forward(probe.x, FULL, ctx);
         return tf.max(tf.abs(tf.sub(a, b))).dataSync()[0];

@@ -86,8 +86,13 @@ export function decodeSafetensors(
         `${source}: tensor '${name}' offsets [${begin}, ${end}] lie outside the file (truncated?)`,
       );
     }
+    if (h.dtype !== 'F32' && h.dtype !== 'I32' && h.dtype !== 'I64')
+      throw new Error(
+        `${source}: tensor '${name}' has dtype ${h.dtype}; only F32, I32 and I64 are supported`,
+      );
     const size = h.shape.reduce((a, b) => a * b, 1);
-    if (end - begin !== size * 4)
+    const width = h.dtype === 'I64' ? 8 : 4;
+    if (end - begin !== size * width)
       throw new Error(`${source}: tensor '${name}' has ${end - begin} bytes for shape [${h.shape}]`);
     // Copy into an aligned buffer: the file's offsets need not be 4-byte aligned.
     const raw = new Uint8Array(end - begin);
@@ -96,7 +101,17 @@ export function decodeSafetensors(
       tensors.set(name, { dtype: 'F32', shape: h.shape, data: new Float32Array(raw.buffer) });
     else if (h.dtype === 'I32')
       tensors.set(name, { dtype: 'I32', shape: h.shape, data: new Int32Array(raw.buffer) });
-    else throw new Error(`${source}: tensor '${name}' has dtype ${h.dtype}; only F32 and I32 are supported`);
+    else {
+      // PyTorch writes integer counters (BatchNorm's num_batches_tracked) as int64: read as int32 when they fit.
+      const wide = new BigInt64Array(raw.buffer);
+      const data = new Int32Array(size);
+      for (let i = 0; i < size; i++) {
+        if (wide[i] < -(2n ** 31n) || wide[i] >= 2n ** 31n)
+          throw new Error(`${source}: tensor '${name}' (I64) holds ${wide[i]}, beyond the int32 range`);
+        data[i] = Number(wide[i]);
+      }
+      tensors.set(name, { dtype: 'I32', shape: h.shape, data });
+    }
   }
   return { tensors, metadata };
 }

@@ -9,7 +9,7 @@
  * ```ts
  * const model = new MoETransformer({ ...MOE_TRANSFORMER_DEFAULTS, vocab: 257, ffnMode: 'moe' });
  * const aux = new AuxLosses();
- * const logits = model.forward(ids, FULL, { mode: 'train', key: 'full', seed, aux }); // + aux.total()
+ * const logits = model.forward(ids, FULL, subModelContext(FULL, 'train', { seed, aux })); // + aux.total()
  * ```
  */
 import * as tf from '@tensorflow/tfjs-core';

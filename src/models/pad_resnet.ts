@@ -7,7 +7,7 @@
  *
  * ```ts
  * const model = new PadResNet(padResNetConfig({ ...shape, widths: [16, 32, 64], blocks: [1, 1, 1], conv: 'pad' }));
- * const logits = model.forward(x, { width: 0.5 }, { mode: 'train', key: 'width=0.5', temperature: 30 });
+ * const logits = model.forward(x, { width: 0.5 }, subModelContext({ width: 0.5 }, 'train', { temperature: 30 }));
  * ```
  */
 import { z } from 'zod';
@@ -61,6 +61,9 @@ export function padResNetConfig(o: {
 }
 
 export function checkPadResNetConfig(c: PadResNetConfig): PadResNetConfig {
+  // Dynamic and PAD convolutions pad as TensorFlow does; a PyTorch-padded stem would not match them.
+  if (c.padding !== undefined && c.padding !== 'same')
+    throw new Error(`pad-resnet: padding '${c.padding}' is not supported; its convolutions pad 'same'`);
   if (!CONV_MODES.includes(c.conv))
     throw new Error(`pad-resnet: conv '${c.conv}' is not one of ${CONV_MODES.join(', ')}`);
   if (!LAMBDA_MODES.includes(c.lambdaMode)) {

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { posInt } from '../schema/fields.js';
 import { Module, type ForwardContext } from './module.js';
-import { Conv2d, convOutSize } from './conv2d.js';
+import { Conv2d, convOutSize, convPadding, type ConvPadding, type PaddingMode } from './conv2d.js';
 import { BatchNorm2d } from './batchnorm.js';
 import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
 
@@ -21,14 +21,15 @@ export type ConvFactory = (
   stride: number,
   name: string,
   seed: () => number,
+  padding?: ConvPadding,
 ) => BlockConv;
 
 /** Plain 3×3 convolutions (the default). */
-export const staticConv: ConvFactory = (cin, cout, stride, name, seed) =>
-  new Conv2d(cin, cout, 3, seed, { stride, name });
+export const staticConv: ConvFactory = (cin, cout, stride, name, seed, padding) =>
+  new Conv2d(cin, cout, 3, seed, { stride, name, padding });
 
 /** Parameters and FLOPs per sample of a block conv with cin × cout active channels on an h×w input. */
-function blockConvCost(conv: BlockConv, cin: number, cout: number, h: number, w: number): Cost {
+export function blockConvCost(conv: BlockConv, cin: number, cout: number, h: number, w: number): Cost {
   if (conv instanceof Conv2d) {
     const ho = convOutSize(h, conv.kernel, conv.stride, conv.padding);
     return Conv2d.cost(cin, cout, conv.kernel, ho, convOutSize(w, conv.kernel, conv.stride, conv.padding));
@@ -84,12 +85,14 @@ export class BasicBlock extends Module {
     seed: () => number,
     readonly name: string,
     makeConv: ConvFactory = staticConv,
+    padding: PaddingMode = 'same',
   ) {
     super();
     const { mid, out, stride } = spec;
-    this.conv1 = this.addChild('conv1', makeConv(inChannels, mid, stride, `${name}.conv1`, seed));
+    const pad = convPadding(padding, 3);
+    this.conv1 = this.addChild('conv1', makeConv(inChannels, mid, stride, `${name}.conv1`, seed, pad));
     this.bn1 = this.addChild('bn1', new BatchNorm2d(mid, `${name}.bn1`));
-    this.conv2 = this.addChild('conv2', makeConv(mid, out, 1, `${name}.conv2`, seed));
+    this.conv2 = this.addChild('conv2', makeConv(mid, out, 1, `${name}.conv2`, seed, pad));
     this.bn2 = this.addChild('bn2', new BatchNorm2d(out, `${name}.bn2`));
     if (spec.projection) {
       this.shortcut = this.addChild(

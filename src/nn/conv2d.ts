@@ -5,8 +5,25 @@ import { checkUnits, prefix } from '../sorted/slice.js';
 
 export type Padding = 'same' | 'valid';
 
-/** Output spatial size of a conv/pool with tfjs's 'same'/'valid' rules. */
-export function convOutSize(size: number, kernel: number, stride: number, padding: Padding): number {
+/** A static convolution's padding: TensorFlow's 'same' / 'valid', or p zeros on every side (PyTorch's `padding=p`). */
+export type ConvPadding = Padding | number;
+
+/**
+ * How a model pads its odd-kernel convolutions: TensorFlow's 'same' (an odd pad total puts the
+ * extra zero at the bottom/right), or PyTorch's symmetric (k − 1) / 2 on every side. Both give
+ * the same output size; a stride-2 layer samples different pixels.
+ */
+export type PaddingMode = 'same' | 'symmetric';
+export const PADDING_MODES: readonly PaddingMode[] = ['same', 'symmetric'];
+
+/** The padding a k×k convolution gets under `mode`. */
+export function convPadding(mode: PaddingMode, kernel: number): ConvPadding {
+  return mode === 'symmetric' ? (kernel - 1) / 2 : 'same';
+}
+
+/** Output spatial size of a conv/pool with tfjs's 'same'/'valid' rules, or p zeros per side. */
+export function convOutSize(size: number, kernel: number, stride: number, padding: ConvPadding): number {
+  if (typeof padding === 'number') return Math.floor((size + 2 * padding - kernel) / stride) + 1;
   return padding === 'same' ? Math.ceil(size / stride) : Math.floor((size - kernel) / stride) + 1;
 }
 
@@ -18,13 +35,13 @@ export class Conv2d extends Module {
   readonly weight: tf.Variable;
   readonly bias: tf.Variable | null;
   readonly stride: number;
-  readonly padding: Padding;
+  readonly padding: ConvPadding;
   constructor(
     readonly inChannels: number,
     readonly outChannels: number,
     readonly kernel: number,
     seed: () => number,
-    opts: { stride?: number; padding?: Padding; bias?: boolean; name?: string } = {},
+    opts: { stride?: number; padding?: ConvPadding; bias?: boolean; name?: string } = {},
   ) {
     super();
     this.name = opts.name ?? 'conv';
@@ -58,15 +75,17 @@ export class Conv2d extends Module {
 export class DepthwiseConv2d extends Module {
   readonly weight: tf.Variable;
   readonly stride: number;
+  readonly padding: ConvPadding;
   constructor(
     readonly channels: number,
     readonly kernel: number,
     seed: () => number,
-    opts: { stride?: number; name?: string } = {},
+    opts: { stride?: number; padding?: ConvPadding; name?: string } = {},
   ) {
     super();
     this.name = opts.name ?? 'dwconv';
     this.stride = opts.stride ?? 1;
+    this.padding = opts.padding ?? 'same';
     this.weight = this.addParam(
       'weight',
       kaimingNormal([kernel, kernel, channels, 1], kernel * kernel, seed()),
@@ -78,7 +97,7 @@ export class DepthwiseConv2d extends Module {
     const c = x.shape[3];
     checkUnits(c, this.channels, this.name, 'channels');
     const w = prefix(this.weight, [-1, -1, c, -1], this.name) as tf.Tensor4D;
-    return tf.depthwiseConv2d(x, w, this.stride, 'same');
+    return tf.depthwiseConv2d(x, w, this.stride, this.padding);
   }
 
   static cost(c: number, k: number, hOut: number, wOut: number) {

@@ -27,8 +27,14 @@ export function globalAvgPool(x: tf.Tensor4D): tf.Tensor2D {
   return tf.mean(x, [1, 2]) as tf.Tensor2D;
 }
 
-export function maxPool(x: tf.Tensor4D, size: number, stride = size): tf.Tensor4D {
-  return tf.maxPool(x, size, stride, 'same');
+/** Max pooling; `padding` p > 0 pads p per side with −∞ (PyTorch's MaxPool2d(padding=p)). */
+export function maxPool(
+  x: tf.Tensor4D,
+  size: number,
+  stride = size,
+  padding: 'same' | 'valid' | number = 'same',
+): tf.Tensor4D {
+  return tf.maxPool(x, size, stride, padding);
 }
 
 export function avgPool(x: tf.Tensor4D, size: number, stride = size): tf.Tensor4D {

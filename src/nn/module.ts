@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { prefix } from '../sorted/slice.js';
+import { subModelId, type SubModel } from '../sorted/submodel.js';
 
 export type Mode = 'train' | 'eval' | 'calibrate';
 
@@ -41,6 +42,19 @@ export class AuxLosses {
 }
 
 export const evalContext = (key: string): ForwardContext => ({ mode: 'eval', key });
+
+/**
+ * The context of a forward pass of `sub`: its key is the sub-model's id (`subModelId`), the one
+ * name per-sub-model state goes by (BatchNorm statistics are stored as `stats.<id>.*`), so no
+ * caller spells a key by hand.
+ */
+export function subModelContext(
+  sub: SubModel,
+  mode: Mode,
+  more: Omit<ForwardContext, 'mode' | 'key'> = {},
+): ForwardContext {
+  return { ...more, mode, key: subModelId(sub) };
+}
 
 /**
  * What a state entry is: a learned parameter, a buffer (register_buffer: PAD masks, index

@@ -12,6 +12,7 @@ import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { labelledBatches } from '../train/evaluate.js';
 import { calibrateBatchNorm } from '../nn/calibrate.js';
+import { subModelContext } from '../nn/module.js';
 import { loadRunData } from './run_folder.js';
 import { COMPACT_RECORD } from './out_folder.js';
 import type { RunConfig } from './run_config.js';
@@ -35,7 +36,7 @@ export async function compactInto(
   }
   const deployed = compactModel(model); // with the 'full' statistics only
   const error = tf.tidy(() => {
-    const ctx = { mode: 'eval' as const, key: 'full' };
+    const ctx = subModelContext(FULL, 'eval');
     const diff = tf.sub(model.forward(probe.x, FULL, ctx), deployed.forward(probe.x, FULL, ctx));
     return tf.max(tf.abs(diff)).dataSync()[0];
   });

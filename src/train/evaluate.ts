@@ -11,6 +11,7 @@ import { batches } from '../data/loader.js';
 import { isSequenceDataset, sequenceBatches, type SequenceDataset } from '../data/sequences.js';
 import { calibrateBatchNorm, type LabelledBatch } from '../nn/calibrate.js';
 import { namedBatchNorms } from '../nn/batchnorm.js';
+import { subModelContext } from '../nn/module.js';
 
 export type { LabelledBatch };
 
@@ -90,7 +91,9 @@ export function predictions(
   const out = new Int32Array(test.n);
   let offset = 0;
   for (const b of inputBatches(test, batchSize)) {
-    const pred = tf.tidy(() => tf.argMax(model.forward(b.x, entry.sub, { mode: 'eval', key: entry.id }), -1));
+    const pred = tf.tidy(() =>
+      tf.argMax(model.forward(b.x, entry.sub, subModelContext(entry.sub, 'eval')), -1),
+    );
     out.set(pred.dataSync(), offset);
     offset += b.size;
     tf.dispose([pred, b.x]);
@@ -138,7 +141,7 @@ export function latencyMs(
   // The block body matters: a tidy that returns the read-back array walks every element of it.
   const run = () =>
     tf.tidy(() => {
-      model.forward(sample, entry.sub, { mode: 'eval', key: entry.id }).dataSync();
+      model.forward(sample, entry.sub, subModelContext(entry.sub, 'eval')).dataSync();
     });
   run(); // warm-up: first calls compile/allocate
   const times: number[] = [];

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { SortedModel } from '../models/model.js';
 import type { GridEntry } from '../sorted/grid.js';
 import { tokenBatches, type TokenDataset } from '../data/tokens.js';
+import { subModelContext } from '../nn/module.js';
 
 export interface LmEvalRow {
   id: string;
@@ -27,7 +28,11 @@ export function evaluateLm(
       if (count >= maxWindows * test.seqLen) break;
       const [loss, hits] = tf.tidy(() => {
         const logits = tf.reshape(
-          model.forward(tf.tensor2d(b.x, [b.size, test.seqLen], 'int32'), e.sub, { mode: 'eval', key: e.id }),
+          model.forward(
+            tf.tensor2d(b.x, [b.size, test.seqLen], 'int32'),
+            e.sub,
+            subModelContext(e.sub, 'eval'),
+          ),
           [-1, test.vocab],
         );
         const y = tf.tensor1d(b.y, 'int32');

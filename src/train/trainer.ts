@@ -1,7 +1,8 @@
 /**
  * One training loop for every strategy (SortedNet §2): per optimizer step, draw the step's
  * sub-models, accumulate the gradients of their (1/gAcc-scaled) losses, apply one update.
- * Read it top to bottom: data, plan, losses, guard, update, log, checkpoint.
+ * Read it top to bottom: data, plan, losses, guard, update, log, checkpoint. What differs between
+ * the strategies (the plan, the shared batch, the loss) lives in strategies.ts.
  *
  * The loop owns no files. It starts from a `TrainState` (a resumed run's) and hands its state
  * to `onCheckpoint` every `checkpointEvery` steps; the caller saves it (`trainRun` in
@@ -10,7 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { SortedModel } from '../models/model.js';
-import type { Grid, GridEntry } from '../sorted/grid.js';
+import type { Grid } from '../sorted/grid.js';
 import { SubModelSampler } from '../sorted/sample.js';
 import type { ImageDataset } from '../data/dataset.js';
 import { batches } from '../data/loader.js';
@@ -21,7 +22,8 @@ import { Optimizer, cosineLr } from './optim.js';
 import type { TrainConfig } from './config.js';
 import { Progress } from './progress.js';
 import { temperatureAt } from './temperature.js';
-import { AuxLosses } from '../nn/module.js';
+import { AuxLosses, subModelContext } from '../nn/module.js';
+import { STRATEGY_LOSSES, planStep, sharesBatch, teach, type Teacher } from './strategies.js';
 
 export interface StepLog {
   step: number;
@@ -130,24 +132,7 @@ class BatchStream {
   }
 }
 
-/** Which sub-models a step trains, and whether smaller ones distil from the largest. */
-export function planStep(config: TrainConfig, grid: Grid, sampler: SubModelSampler): GridEntry[] {
-  switch (config.strategy) {
-    case 'sorted':
-    case 'individual': // the caller passes a sampler that always draws the one sub-model
-      return sampler.draw(config.gAcc);
-    case 'full-only':
-      return Array.from({ length: config.gAcc }, () => grid.largest);
-    case 'sandwich': {
-      const out = [grid.largest, grid.smallest];
-      while (out.length < config.gAcc) out.push(sampler.drawOne());
-      return out;
-    }
-    case 'all-exits':
-      // One micro-batch per step entry; the loss averages every depth exit (see exitLoss).
-      return Array.from({ length: config.gAcc }, () => grid.largest);
-  }
-}
+export { planStep } from './strategies.js';
 
 function toTensors(model: SortedModel, b: AnyBatch, ds: TrainData): { x: tf.Tensor; y: tf.Tensor1D } {
   if (isSequenceDataset(ds)) {
@@ -163,12 +148,6 @@ function toTensors(model: SortedModel, b: AnyBatch, ds: TrainData): { x: tf.Tens
   if (model.input !== 'image')
     throw new Error(`a ${model.family} model cannot learn from image data ${ds.name}`);
   return { x: tf.tensor4d(b.x, [b.size, ds.height, ds.width, ds.channels]), y: tf.tensor1d(b.y, 'int32') };
-}
-
-/** Mean cross-entropy; language-model logits [B, T, V] are scored per token against y [B·T]. */
-function crossEntropy(logits: tf.Tensor, y: tf.Tensor1D, classes: number, smoothing: number): tf.Scalar {
-  const flat = logits.rank === 2 ? logits : tf.reshape(logits, [-1, classes]);
-  return tf.losses.softmaxCrossEntropy(tf.oneHot(y, classes), flat, undefined, smoothing) as tf.Scalar;
 }
 
 export async function train(
@@ -205,12 +184,13 @@ async function trainSteps(
   const nameOf = new Map(model.namedParameters().map(([n, v]) => [v.name, n]));
   // Every random choice derives from (seed, step): a resumed run replays the same draws.
   const stream = new BatchStream(data, config.batchSize, config.seed, config.augment);
-  const batchesPerStep =
-    config.sameBatch || config.distill || config.strategy === 'sandwich' ? 1 : config.gAcc;
+  const shareBatch = sharesBatch(config);
+  const batchesPerStep = shareBatch ? 1 : config.gAcc;
   for (let i = 0; i < startStep * batchesPerStep; i++) stream.next();
   const depths = (
     [...new Set(grid.entries.map((e) => e.sub.depth).filter((d) => d !== undefined))] as number[]
   ).sort((a, b) => a - b);
+  const lossOf = STRATEGY_LOSSES[config.strategy];
 
   const progress = options.progress ? new Progress(config.steps) : null;
   const t0 = performance.now();
@@ -220,108 +200,50 @@ async function trainSteps(
   const end = Math.min(config.steps, options.stopAfter ?? config.steps);
   for (let step = startStep; step < end; step++) {
     const stepRng = createRng(streamSeed(config.seed, 7919, step));
+    const seed = () => stepRng.int(2 ** 31); // router noise, dropout
     const sampler = new SubModelSampler(grid, config.sampler, () => stepRng.next());
     const entries = planStep(config, grid, sampler);
     const lr = cosineLr(step, config.steps, config.optimizer.lr, config.warmupSteps);
     const temperature = config.temperature && temperatureAt(config.temperature, step);
-    const accum = new Map<string, tf.Tensor>();
-    let stepLoss = 0;
     let shared: AnyBatch | null = null;
-    let softTargets: tf.Tensor | null = null;
+    let teacher: Teacher | undefined;
     if (config.distill) {
-      // Soft targets of the largest sub-model on the step's shared batch, detached (no gradient).
       shared = stream.next();
       const b = shared;
-      softTargets = tf.tidy(() =>
-        tf.softmax(
-          model.forward(toTensors(model, b, data).x, grid.largest.sub, {
-            mode: 'train',
-            key: grid.largest.id,
-            seed: () => stepRng.int(2 ** 31), // router noise, dropout
-            temperature,
-            aux: new AuxLosses(), // the teacher's aux losses train nothing
-          }),
-        ),
-      );
+      teacher = teach(model, grid.largest, () => toTensors(model, b, data).x, { seed, temperature });
     }
+    const accum = new GradientSum(nameOf);
+    let stepLoss = 0;
     for (const entry of entries) {
-      const b =
-        config.sameBatch || config.distill || config.strategy === 'sandwich'
-          ? (shared ??= stream.next())
-          : stream.next();
+      const b = shareBatch ? (shared ??= stream.next()) : stream.next();
       samples += b.size;
       const weight = (config.lossWeights?.[entry.id] ?? 1) / entries.length;
       // Auxiliary losses (MoE load balancing) arrive through ctx.aux and join the task loss.
       const aux = new AuxLosses();
-      const ctx = {
-        mode: 'train' as const,
-        key: entry.id,
-        seed: () => stepRng.int(2 ** 31),
-        temperature,
-        aux,
-      };
+      const ctx = subModelContext(entry.sub, 'train', { seed, temperature, aux });
       const { value, grads } = tf.tidy(() => {
         const { x, y } = toTensors(model, b, data);
-        return tf.variableGrads(() => {
-          let loss: tf.Scalar;
-          if (config.strategy === 'all-exits' && depths.length > 1) {
-            // Loss averaged over every depth exit through the shared head (Sorted Fine-Tuning); in
-            // one pass through the blocks where the model can, else one forward per exit.
-            const exits = model.forwardExits
-              ? model.forwardExits(x, entry.sub, depths, ctx)
-              : depths.map((d) =>
-                  model.forward(x, { ...entry.sub, depth: d }, { ...ctx, key: `${entry.id}@${d}` }),
-                );
-            const losses = exits.map((logits) =>
-              crossEntropy(logits, y, logits.shape[logits.rank - 1] as number, config.labelSmoothing),
-            );
-            loss = tf.div(tf.addN(losses), losses.length) as tf.Scalar;
-          } else {
-            const logits = model.forward(x, entry.sub, ctx);
-            loss =
-              softTargets && entry.id !== grid.largest.id
-                ? // In-place distillation (US-Nets): smaller sub-models match the largest's soft targets.
-                  (tf.losses.softmaxCrossEntropy(softTargets, logits) as tf.Scalar)
-                : crossEntropy(logits, y, logits.shape[logits.rank - 1] as number, config.labelSmoothing);
-          }
-          return tf.mul(tf.add(loss, aux.total()), weight) as tf.Scalar;
-        }, model.trainableVariables());
+        const input = { model, entry, x, y, ctx, labelSmoothing: config.labelSmoothing, depths, teacher };
+        return tf.variableGrads(
+          () => tf.mul(tf.add(lossOf(input), aux.total()), weight) as tf.Scalar,
+          model.trainableVariables(),
+        );
       });
       stepLoss += (await value.data())[0];
       value.dispose();
-      for (const [vname, g] of Object.entries(grads)) {
-        const n = nameOf.get(vname)!;
-        const old = accum.get(n);
-        if (old) {
-          accum.set(
-            n,
-            tf.tidy(() => tf.add(old, g)),
-          );
-          old.dispose();
-          g.dispose();
-        } else accum.set(n, g);
-      }
+      accum.add(grads);
     }
     // The guard: a non-finite loss or gradient never reaches the weights (nor, so, a checkpoint).
-    const gradNorm = globalNorm(accum);
+    const gradNorm = accum.norm();
     const finite = Number.isFinite(stepLoss) && Number.isFinite(gradNorm);
     if (finite) {
-      optimizer.apply(accum, lr);
+      optimizer.apply(accum.grads, lr);
       skippedInARow = 0;
     } else skippedInARow++;
-    for (const g of accum.values()) g.dispose();
-    (softTargets as tf.Tensor | null)?.dispose();
-    if (!finite && (config.nonFinite === 'stop' || skippedInARow > MAX_CONSECUTIVE_SKIPS)) {
-      throw new DivergenceError(
-        `step ${step + 1}: the loss is ${stepLoss} and the gradient norm ${gradNorm}` +
-          (skippedInARow > 1 ? ` (${skippedInARow} such steps in a row)` : '') +
-          `; training stopped without applying the update. ` +
-          `Lower the learning rate (now ${config.optimizer.lr}) or check the data` +
-          (config.nonFinite === 'stop'
-            ? `; nonFinite: 'skip' (--on-non-finite skip) skips such steps instead.`
-            : '.'),
-      );
-    }
+    accum.dispose();
+    teacher?.probs.dispose();
+    if (!finite && (config.nonFinite === 'stop' || skippedInARow > MAX_CONSECUTIVE_SKIPS))
+      throw diverged(step, stepLoss, gradNorm, skippedInARow, config);
     if (finite) lastLoss = stepLoss;
     const elapsed = (performance.now() - t0) / 1000;
     const log: StepLog = {
@@ -338,11 +260,7 @@ async function trainSteps(
       console.warn(`step ${step + 1}: loss ${stepLoss}, gradient norm ${gradNorm}; update skipped`);
     options.onStep?.(log);
     progress?.update(step + 1 - startStep, end - startStep, stepLoss, samples / elapsed);
-    const last = step + 1 === config.steps;
-    if (
-      options.onCheckpoint &&
-      (last || (config.checkpointEvery > 0 && (step + 1) % config.checkpointEvery === 0))
-    ) {
+    if (options.onCheckpoint && checkpointDue(step + 1, config)) {
       if (!allFinite(model)) {
         throw new DivergenceError(
           `step ${step + 1}: the weights are no longer finite; not saving them. ` +
@@ -364,6 +282,62 @@ async function trainSteps(
     finalLoss: lastLoss,
     state: { step: end, optimizerStep: optimizer.step, optimizerState: optimizer.state },
   };
+}
+
+/** The guard's error for step `step` (0-based), whose loss or gradient is not finite. */
+function diverged(
+  step: number,
+  loss: number,
+  gradNorm: number,
+  skippedInARow: number,
+  config: TrainConfig,
+): DivergenceError {
+  return new DivergenceError(
+    `step ${step + 1}: the loss is ${loss} and the gradient norm ${gradNorm}` +
+      (skippedInARow > 1 ? ` (${skippedInARow} such steps in a row)` : '') +
+      `; training stopped without applying the update. ` +
+      `Lower the learning rate (now ${config.optimizer.lr}) or check the data` +
+      (config.nonFinite === 'stop'
+        ? `; nonFinite: 'skip' (--on-non-finite skip) skips such steps instead.`
+        : '.'),
+  );
+}
+
+/** Whether the state after `done` steps is handed out: every `checkpointEvery` steps, and after the last. */
+function checkpointDue(done: number, config: TrainConfig): boolean {
+  return done === config.steps || (config.checkpointEvery > 0 && done % config.checkpointEvery === 0);
+}
+
+/** The step's gradients, summed over its micro-batches, by parameter name. */
+class GradientSum {
+  readonly grads = new Map<string, tf.Tensor>();
+  /** `nameOf`: TF.js variable name → the parameter's dotted name. */
+  constructor(private readonly nameOf: ReadonlyMap<string, string>) {}
+
+  /** Adds (and takes ownership of) one micro-batch's gradients, keyed by variable name. */
+  add(grads: tf.NamedTensorMap): void {
+    for (const [vname, g] of Object.entries(grads)) {
+      const n = this.nameOf.get(vname)!;
+      const old = this.grads.get(n);
+      if (old) {
+        this.grads.set(
+          n,
+          tf.tidy(() => tf.add(old, g)),
+        );
+        old.dispose();
+        g.dispose();
+      } else this.grads.set(n, g);
+    }
+  }
+
+  /** sqrt(Σ g²) over every gradient, read back as one number. */
+  norm(): number {
+    return globalNorm(this.grads);
+  }
+
+  dispose(): void {
+    for (const g of this.grads.values()) g.dispose();
+  }
 }
 
 /** sqrt(Σ g²) over every gradient, read back as one number. */

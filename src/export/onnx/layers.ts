@@ -4,7 +4,7 @@
  *   s = γ / √(var + ε),  W' = W · s (per output channel),  b' = β + (b − mean) · s.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { Conv2d, DepthwiseConv2d } from '../../nn/conv2d.js';
+import { convOutSize, type Conv2d, type DepthwiseConv2d } from '../../nn/conv2d.js';
 import type { BatchNorm2d } from '../../nn/batchnorm.js';
 import type { Linear } from '../../nn/linear.js';
 import { LayerNorm, type RMSNorm } from '../../nn/norm.js';
@@ -62,16 +62,20 @@ export function convBn(
     for (let o = 0; o < cout; o++) for (let i = 0; i < per; i++) w[o * per + i] *= scale[o];
     b = bias.map((v, o) => shift[o] + v * scale[o]);
   }
-  const padding = 'padding' in conv ? conv.padding : 'same';
-  const pads = padding === 'same' ? samePads(size, k, conv.stride) : [0, 0, 0, 0];
+  const padding = conv.padding;
+  const pads =
+    typeof padding === 'number'
+      ? [padding, padding, padding, padding]
+      : padding === 'same'
+        ? samePads(size, k, conv.stride)
+        : [0, 0, 0, 0];
   const y = g.op(
     'Conv',
     [x, g.weight(`${conv.name}.weight`, w, [cout, cin, k, k]), g.weight(`${conv.name}.bias`, b, [cout])],
     { kernel_shape: [k, k], strides: [conv.stride, conv.stride], pads, group: depthwise ? cout : 1 },
     conv.name,
   );
-  const out = padding === 'same' ? Math.ceil(size / conv.stride) : Math.floor((size - k) / conv.stride) + 1;
-  return { y, size: out };
+  return { y, size: convOutSize(size, k, conv.stride, padding) };
 }
 
 /**

@@ -11,8 +11,11 @@ export function mobilenetV2Graph(g: OnnxGraph, model: MobileNetV2, x: string): s
   let cin = model.config.stem;
   for (const stage of model.stages.items) {
     for (const block of stage.items) {
-      const e = convBn(g, h, size, block.expand, block.bn1);
-      const d = convBn(g, relu6(g, e.y), e.size, block.depthwise, block.bn2);
+      // Blocks without expansion start at the depthwise conv.
+      const e = block.expand ? convBn(g, h, size, block.expand, block.bn1) : null;
+      const d = e
+        ? convBn(g, relu6(g, e.y), e.size, block.depthwise, block.bn2)
+        : convBn(g, h, size, block.depthwise, block.bn2);
       const p = convBn(g, relu6(g, d.y), d.size, block.project, block.bn3);
       const out = block.spec.out;
       h = block.residual ? g.op('Add', [p.y, matchChannels(g, h, cin, out)], {}, `${block.name}.out`) : p.y;
