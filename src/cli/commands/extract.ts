@@ -4,8 +4,7 @@ import { initEngine } from '../../engine/backend.js';
 import { buildModel, specOf } from '../../models/index.js';
 import { parseSubModel, subModelId, type SubModel } from '../../sorted/submodel.js';
 import { extractSubModel } from '../../models/extract.js';
-import { loadCheckpoint, saveCheckpoint } from '../../io/checkpoint.js';
-import { writeFileAtomic } from '../../io/atomic.js';
+import { loadCheckpoint, saveCheckpoint, writeRunConfig } from '../../io/checkpoint.js';
 import { need } from '../args.js';
 import type { RegisterCommand } from '../command.js';
 import { resolveSubRun } from '../individual.js';
@@ -45,9 +44,7 @@ async function extractInto(runDir: string, c: RunConfig | null, out: string, sub
     extraFiles: Object.fromEntries(extraFiles),
   });
   if (c) {
-    writeFileAtomic(
-      join(out, 'run.json'),
-      JSON.stringify({ ...c, model: specOf(small), grid: {} }, null, 2) + '\n',
+    writeRunConfig(out, JSON.stringify({ ...c, model: specOf(small), grid: {} }, null, 2) + '\n',
     );
   }
   console.log(
