@@ -2,9 +2,11 @@
  * The crash matrix of docs/reliability.md: kills at random moments and at each stage of a
  * checkpoint save, damaged files, two writers at once, a diverging run. Each case runs the training
  * process of test/fixtures/train_child.ts (a tiny MLP on 256 MNIST images, 20 steps, a checkpoint
- * every step) and checks the run against an uninterrupted one, byte for byte.
+ * every step) and checks the run against an uninterrupted one, byte for byte. `flips` changes every
+ * byte of a CLI run's JSON files (both checkpoint.json, run.json, latest) to each of its 255 other
+ * values and loads the run after each change: every one must be refused.
  *
- *   npm run build && node dist/bench/reliability.js [--random N] [--pairs N] [--only kills|damage|pairs|nan]
+ *   npm run build && node dist/bench/reliability.js [--random N] [--pairs N] [--only kills|damage|pairs|nan|flips]
  *   node dist/bench/reliability.js --save-cost     only: what one checkpoint of resnet-small costs
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -36,6 +38,8 @@ import { sha256Hex } from '../src/io/sha256.js';
 import { CHILD_STEPS, runChild, type KillPlan } from '../test/fixtures/train_child.js';
 import { nonNegativeIntArg } from '../src/cli/args.js';
 import { benchCommand, parseBench } from './cli.js';
+import { main } from '../src/cli/main.js';
+import { verifyRunConfig } from '../src/io/checkpoint.js';
 
 const {
   random: RANDOM_KILLS,
@@ -52,6 +56,7 @@ const {
         'damage',
         'pairs',
         'nan',
+        'flips',
       ]),
     )
     .option('--save-cost', 'only: what one checkpoint of resnet-small costs'),
@@ -217,6 +222,66 @@ for (const [name, damage] of section('damage') ? damages : []) {
       ? `refused: ${result.message.split('\n')[0].replaceAll(runDir, 'RUN')}`
       : `loaded step ${result.meta.step}; said: ${said.join(' ').replaceAll(runDir, 'RUN')}`;
   console.log(`| ${name} | ${outcome} |`);
+  rmSync(runDir, { recursive: true, force: true });
+}
+
+// 3b. Every one-byte change of the JSON files of a run made by the CLI (two checkpoints kept).
+if (section('flips')) {
+  const runDir = fresh('flips');
+  const log = console.log;
+  console.log = () => {};
+  const code = await main(
+    ['train', '--run', runDir, '--model', 'mlp', '--data', 'mnist', '--steps', '2', '--batch-size', '8']
+      .concat(['--gacc', '1', '--train-subset', '64', '--test-subset', '32', '--checkpoint-every', '1'])
+      .concat(['--no-eval']),
+  );
+  console.log = log;
+  if (code !== 0) throw new Error(`the flip test's run failed (exit ${code})`);
+  const root = join(runDir, 'checkpoints');
+  const current = join(root, 'step-000002');
+  const files: [string, string, string][] = [
+    ['checkpoint.json (current)', join(current, 'checkpoint.json'), runDir],
+    [
+      'checkpoint.json (kept, step 1)',
+      join(root, 'step-000001', 'checkpoint.json'),
+      join(root, 'step-000001'),
+    ],
+    ['run.json', join(runDir, 'run.json'), runDir],
+    ['checkpoints/latest', join(root, 'latest'), runDir],
+  ];
+  // What a command does before it uses a run: resolve the checkpoint (checking checkpoint.json
+  // against latest) and read run.json (checking it too).
+  const load = (dir: string) => {
+    checkpointDir(dir);
+    verifyRunConfig(runDir, readFileSync(join(runDir, 'run.json')));
+  };
+  console.log(
+    '\n| file | bytes | changes tried | refused | unnoticed | seconds |\n|---|---:|---:|---:|---:|---:|',
+  );
+  for (const [name, path, dir] of files) {
+    const original = readFileSync(path);
+    const t = performance.now();
+    let tried = 0;
+    const unnoticed: string[] = [];
+    for (let i = 0; i < original.length; i++) {
+      for (let v = 0; v < 256; v++) {
+        if (v === original[i]) continue;
+        const bytes = Buffer.from(original);
+        bytes[i] = v;
+        writeFileSync(path, bytes);
+        tried++;
+        const [result] = await quietly(async () => load(dir));
+        if (!(result instanceof Error)) unnoticed.push(`byte ${i}: ${original[i]} → ${v}`);
+      }
+    }
+    writeFileSync(path, original);
+    load(dir);
+    const s = ((performance.now() - t) / 1000).toFixed(0);
+    console.log(
+      `| ${name} | ${original.length} | ${tried} | ${tried - unnoticed.length} | ${unnoticed.length} | ${s} |`,
+    );
+    for (const u of unnoticed.slice(0, 5)) console.log(`UNNOTICED: ${name} ${u}`);
+  }
   rmSync(runDir, { recursive: true, force: true });
 }
 

@@ -101,7 +101,10 @@ test('checkpoint.json is sealed by latest: an edit of step or of the normalisati
   );
   writeFileSync(meta, original);
   edit(meta, '0.1306604762738429', '0.9306604762738429');
-  await assert.rejects(loadCheckpoint(runDir), /checkpoint\.json does not match its seal .*field 'preprocess\.mean' \(now \[0\.93/);
+  await assert.rejects(
+    loadCheckpoint(runDir),
+    /checkpoint\.json does not match its seal .*field 'preprocess\.mean' \(now \[0\.93/,
+  );
   // The older kept folder is sealed too (evaluating it with --run .../step-000020).
   writeFileSync(meta, original);
   edit(join(runDir, 'checkpoints', 'step-000020', 'checkpoint.json'), '"seed": 1', '"seed": 2');
@@ -156,7 +159,10 @@ test('latest: damaged is refused; empty or missing falls back; a one-line latest
   const path = join(runDir, 'checkpoints', 'latest');
   const text = readFileSync(path, 'utf8');
   writeFileSync(path, text.replace('step-000030/checkpoint.json', 'step-000020/checkpoint.json'));
-  assert.throws(() => checkpointDir(runDir), /latest is damaged \(its last line is not the hash of the lines above it\)/);
+  assert.throws(
+    () => checkpointDir(runDir),
+    /latest is damaged \(its last line is not the hash of the lines above it\)/,
+  );
   writeFileSync(path, text.slice(0, -1));
   assert.throws(() => checkpointDir(runDir), /latest is damaged \(it does not end with a newline\)/);
   writeFileSync(path, '');
@@ -247,7 +253,8 @@ test('a full disk while logging: the error names the file and the checkpoint kep
 
 /** Whether this machine lets an unprivileged user mount a tmpfs (a user and mount namespace). */
 const canMountTmpfs = () =>
-  spawnSync('unshare', ['-rm', 'sh', '-c', 'mount -t tmpfs -o size=64k none "$1"', 'sh', tmpdir()]).status === 0;
+  spawnSync('unshare', ['-rm', 'sh', '-c', 'mount -t tmpfs -o size=64k none "$1"', 'sh', tmpdir()]).status ===
+  0;
 
 test('a full disk during a save (a real 300 KiB tmpfs): the save names the file and the last good checkpoint, leaves nothing half-written, and the run resumes once space is freed', async (t) => {
   if (!canMountTmpfs()) {
@@ -322,12 +329,19 @@ test('CLI: a hand-edited step or trainSubset stops --resume naming file and fiel
   } finally {
     console.log = log;
   }
-  assert.match(printed.join('\n'), /accepted .*run\.json: field 'data\.trainSubset' \(now 65\) changed since it was sealed/);
+  assert.match(
+    printed.join('\n'),
+    /accepted .*run\.json: field 'data\.trainSubset' \(now 65\) changed since it was sealed/,
+  );
   // A run killed in its first seconds (loading data, before any step) leaves a folder that resumes.
   const early = join(dir, 'early');
-  const child = spawn(process.execPath, ['bin/sortednet.js', ...base.slice(0, 2), early, ...base.slice(3), '--no-eval'], {
-    stdio: 'ignore',
-  });
+  const child = spawn(
+    process.execPath,
+    ['bin/sortednet.js', ...base.slice(0, 2), early, ...base.slice(3), '--no-eval'],
+    {
+      stdio: 'ignore',
+    },
+  );
   const t0 = performance.now();
   while (!existsSync(join(early, 'run.json')) && performance.now() - t0 < 60_000) await sleep(5);
   child.kill('SIGKILL');
@@ -335,8 +349,9 @@ test('CLI: a hand-edited step or trainSubset stops --resume naming file and fiel
   assert.ok(!existsSync(join(early, 'checkpoints')), 'killed before its first save');
   assert.equal(await quiet(['train', '--run', early, '--resume', '--no-eval']), 0);
   assert.equal(readCheckpointMeta(early).step, 4);
-  assert.deepEqual(
-    JSON.parse(readFileSync(join(early, 'run.json'), 'utf8')).data,
-    { name: 'mnist', testSubset: 32, trainSubset: 64 },
-  );
+  assert.deepEqual(JSON.parse(readFileSync(join(early, 'run.json'), 'utf8')).data, {
+    name: 'mnist',
+    testSubset: 32,
+    trainSubset: 64,
+  });
 });

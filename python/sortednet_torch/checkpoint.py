@@ -210,6 +210,10 @@ def _read_latest(root):
 
 
 def _describe_change(text, seal):
+    try:
+        json.loads(text)
+    except ValueError as e:
+        return f"it is not valid JSON any more ({e})"
     spans = field_spans(text)
     if len(spans) != len(seal["fields"]):
         if not seal["fields"]:

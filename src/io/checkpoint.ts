@@ -261,7 +261,8 @@ export function sealRun(runDir: string): AcceptedEdit[] {
   }
   const current = complete.find((c) => c.name === prev?.name) ?? complete[complete.length - 1];
   const accepted: AcceptedEdit[] = [];
-  if (damaged || !prev) accepted.push({ file: join(root, LATEST), change: `rewritten, naming ${current.name}` });
+  if (damaged || !prev)
+    accepted.push({ file: join(root, LATEST), change: `rewritten, naming ${current.name}` });
   const seals: Seal[] = [];
   const consider = (path: string, sealPath: string, bytes: Uint8Array) => {
     const old = prev?.seals.filter((s) => s.path === sealPath) ?? [];

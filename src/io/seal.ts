@@ -129,7 +129,11 @@ export function fieldSpans(text: string): FieldSpan[] {
     if (depth === 1) parent = key;
     const indent = 2 * depth;
     let j = i + 1;
-    while (j < lines.length && (indentOf(lines[j]) > indent || (indentOf(lines[j]) === indent && !/^ *"/.test(lines[j]) && lines[j].trim() !== '')))
+    while (
+      j < lines.length &&
+      (indentOf(lines[j]) > indent ||
+        (indentOf(lines[j]) === indent && !/^ *"/.test(lines[j]) && lines[j].trim() !== ''))
+    )
       j++;
     // A closing bracket at the key's own indent ends its value; include it.
     const joined = lines.slice(i, j).join('\n');
@@ -177,6 +181,11 @@ function shown(text: string, name: string): string {
  * deepest that do), or why fields cannot be told apart.
  */
 export function describeChange(text: string, seal: Seal): string {
+  try {
+    JSON.parse(text);
+  } catch (e) {
+    return `it is not valid JSON any more (${(e as Error).message})`;
+  }
   const spans = fieldSpans(text);
   if (spans.length !== seal.fields.length) {
     return seal.fields.length === 0
@@ -187,7 +196,8 @@ export function describeChange(text: string, seal: Seal): string {
   const named = spans.filter(
     (s, i) =>
       changed[i] &&
-      (s.depth === 2 || !spans.some((c, k) => changed[k] && c.depth === 2 && c.name.startsWith(s.name + '.'))),
+      (s.depth === 2 ||
+        !spans.some((c, k) => changed[k] && c.depth === 2 && c.name.startsWith(s.name + '.'))),
   );
   if (named.length === 0) return 'changed outside its fields (brackets or spacing)';
   const list = named.map((s) => `'${s.name}'${shown(text, s.name)}`);
@@ -205,7 +215,13 @@ export function matchesSeal(bytes: Uint8Array, seal: Seal): boolean {
  * Throws unless `bytes` match `seal`. `file` names the file, `latestPath` the seal's home and
  * `accept` how to accept a deliberate edit.
  */
-export function checkSeal(bytes: Uint8Array, seal: Seal, file: string, latestPath: string, accept: string): void {
+export function checkSeal(
+  bytes: Uint8Array,
+  seal: Seal,
+  file: string,
+  latestPath: string,
+  accept: string,
+): void {
   if (sha256Hex(bytes) !== seal.sha256) {
     throw new Error(
       `${file} does not match its seal in ${latestPath}: ${describeChange(new TextDecoder().decode(bytes), seal)}; not loading. If you edited it on purpose, ${accept}; otherwise restore it`,

@@ -44,8 +44,7 @@ async function extractInto(runDir: string, c: RunConfig | null, out: string, sub
     extraFiles: Object.fromEntries(extraFiles),
   });
   if (c) {
-    writeRunConfig(out, JSON.stringify({ ...c, model: specOf(small), grid: {} }, null, 2) + '\n',
-    );
+    writeRunConfig(out, JSON.stringify({ ...c, model: specOf(small), grid: {} }, null, 2) + '\n');
   }
   console.log(
     `extracted ${subModelId(sub)}: ${small.parameterCount()} parameters (shared model: ${model.parameterCount()}) → ${out}`,
