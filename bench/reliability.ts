@@ -46,7 +46,8 @@ const {
   pairs: PAIRS,
   only,
   saveCost,
-} = parseBench<{ random: number; pairs: number; only?: string; saveCost?: boolean }>(
+  flipValues,
+} = parseBench<{ random: number; pairs: number; only?: string; saveCost?: boolean; flipValues: number }>(
   benchCommand('reliability', 'the crash matrix: kills, damaged files, two writers, divergence')
     .option('--random <n>', 'kills at random moments', nonNegativeIntArg, 40)
     .option('--pairs <n>', 'pairs of writers started at once on one folder', nonNegativeIntArg, 10)
@@ -59,7 +60,13 @@ const {
         'flips',
       ]),
     )
-    .option('--save-cost', 'only: what one checkpoint of resnet-small costs'),
+    .option('--save-cost', 'only: what one checkpoint of resnet-small costs')
+    .option(
+      '--flip-values <n>',
+      'flips: the values tried at each byte, spread over the 255 others (default 255: all)',
+      nonNegativeIntArg,
+      255,
+    ),
 );
 const section = (name: string) => only === undefined || only === name;
 
@@ -263,9 +270,11 @@ if (section('flips')) {
     const t = performance.now();
     let tried = 0;
     const unnoticed: string[] = [];
+    const step = 255 / Math.max(1, Math.min(255, flipValues));
     for (let i = 0; i < original.length; i++) {
-      for (let v = 0; v < 256; v++) {
-        if (v === original[i]) continue;
+      for (let k = 0; k < 255; k += step) {
+        // Offsets 1..255 from the original value (all of them by default), rotated by position.
+        const v = (original[i] + 1 + ((Math.floor(k) + i) % 255)) % 256;
         const bytes = Buffer.from(original);
         bytes[i] = v;
         writeFileSync(path, bytes);

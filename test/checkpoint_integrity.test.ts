@@ -6,13 +6,10 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  cpSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
-  readdirSync,
   readFileSync,
   rmSync,
   symlinkSync,
@@ -333,19 +330,37 @@ test('CLI: a hand-edited step or trainSubset stops --resume naming file and fiel
     printed.join('\n'),
     /accepted .*run\.json: field 'data\.trainSubset' \(now 65\) changed since it was sealed/,
   );
-  // A run killed in its first seconds (loading data, before any step) leaves a folder that resumes.
+  // A run killed in its first seconds (while it loads its data) leaves a folder that resumes. The
+  // child's data loading is held (a preload blocks reading the MNIST files) so the kill lands there.
   const early = join(dir, 'early');
+  const hold = join(dir, 'hold.mjs');
+  writeFileSync(
+    hold,
+    [
+      "import fs from 'node:fs';",
+      "import { syncBuiltinESMExports } from 'node:module';",
+      'const read = fs.readFileSync;',
+      'fs.readFileSync = function (p, ...rest) {',
+      "  if (String(p).includes('-idx')) {",
+      "    fs.writeSync(1, 'loading data\\n');",
+      '    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);',
+      '  }',
+      '  return read.call(this, p, ...rest);',
+      '};',
+      'syncBuiltinESMExports();',
+    ].join('\n'),
+  );
   const child = spawn(
     process.execPath,
-    ['bin/sortednet.js', ...base.slice(0, 2), early, ...base.slice(3), '--no-eval'],
-    {
-      stdio: 'ignore',
-    },
+    ['--import', hold, 'bin/sortednet.js', ...base.slice(0, 2), early, ...base.slice(3), '--no-eval'],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
   );
-  const t0 = performance.now();
-  while (!existsSync(join(early, 'run.json')) && performance.now() - t0 < 60_000) await sleep(5);
+  await new Promise<void>((resolve) =>
+    child.stdout.on('data', (b: Buffer) => b.toString().includes('loading data') && resolve()),
+  );
   child.kill('SIGKILL');
   await new Promise((r) => child.on('exit', r));
+  assert.ok(existsSync(join(early, 'run.json')), 'run.json is written before the data is loaded');
   assert.ok(!existsSync(join(early, 'checkpoints')), 'killed before its first save');
   assert.equal(await quiet(['train', '--run', early, '--resume', '--no-eval']), 0);
   assert.equal(readCheckpointMeta(early).step, 4);

@@ -1,7 +1,9 @@
 """sortednet checkpoints (docs/checkpoint-format.md) to and from PyTorch models.
 
 A run folder holds `checkpoints/step-NNNNNN/` folders and `checkpoints/latest` (the name of the
-current one); older runs hold the files directly in the run folder (read only). A checkpoint is
+current one, then the seals: the sha256 of each kept checkpoint.json and of run.json, so that an edit
+of either is refused naming the field); older runs hold the files directly in the run folder (read
+only), and a one-line `latest` (written before seals) is read unchecked. A checkpoint is
 checkpoint.json + model.safetensors + bn_stats.safetensors [+ optimizer.safetensors]
 [+ extra files], every file's sha256 recorded in checkpoint.json, and, once evaluated,
 bn_calibrated.safetensors (BN statistics bound to the weights by their sha256). BN statistics are
@@ -136,8 +138,8 @@ def _seal_of(path, data):
 
 
 def _matches(data, seal):
-    return sha256_hex(data) == seal["sha256"] and [
-        d for _, _, d in field_spans(data.decode("utf-8", errors="replace"))] == seal["fields"]
+    """The sha256 decides (the field digests only name what changed; `latest` checks itself)."""
+    return sha256_hex(data) == seal["sha256"]
 
 
 def _end_line(body):
@@ -244,8 +246,6 @@ def _verify_sealed(folder, data):
     if _matches(data, seal):
         return
     where, latest_path = os.path.join(folder, "checkpoint.json"), os.path.join(root, LATEST)
-    if sha256_hex(data) == seal["sha256"]:
-        raise ValueError(f"{latest_path} is damaged (the field digests of {path} do not match the file its hash matches)")
     raise ValueError(
         f"{where} does not match its seal in {latest_path}: {_describe_change(data.decode('utf-8', errors='replace'), seal)}; "
         f"not loading. If you edited it on purpose, run 'sortednet seal --run {os.path.dirname(root)}' to accept the edit; otherwise restore it")

@@ -183,14 +183,7 @@ export function verifyRunConfig(runDir: string, bytes: Uint8Array): void {
   const root = join(runDir, CHECKPOINTS);
   const seals = readLatest(root)?.seals.filter((s) => s.path === RUN_CONFIG_SEAL) ?? [];
   if (seals.length === 0 || seals.some((s) => matchesSeal(bytes, s))) return;
-  const sameHash = seals.find((s) => s.sha256 === sha256Hex(bytes));
-  checkSeal(
-    bytes,
-    sameHash ?? seals[seals.length - 1],
-    join(runDir, RUN_CONFIG),
-    join(root, LATEST),
-    acceptHint(runDir),
-  );
+  checkSeal(bytes, seals[seals.length - 1], join(runDir, RUN_CONFIG), join(root, LATEST), acceptHint(runDir));
 }
 
 /**

@@ -1,5 +1,4 @@
 /** `sortednet extract`: one sub-model as a standalone, smaller checkpoint. */
-import { join } from 'node:path';
 import { initEngine } from '../../engine/backend.js';
 import { buildModel, specOf } from '../../models/index.js';
 import { parseSubModel, subModelId, type SubModel } from '../../sorted/submodel.js';
