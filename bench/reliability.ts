@@ -2,9 +2,11 @@
  * The crash matrix of docs/reliability.md: kills at random moments and at each stage of a
  * checkpoint save, damaged files, two writers at once, a diverging run. Each case runs the training
  * process of bench/harness/train_child.ts (a tiny MLP on 256 MNIST images, 20 steps, a checkpoint
- * every step) and checks the run against an uninterrupted one, byte for byte.
+ * every step) and checks the run against an uninterrupted one, byte for byte. `flips` changes every
+ * byte of a CLI run's JSON files (both checkpoint.json, run.json, latest) to each of its 255 other
+ * values and loads the run after each change: every one must be refused.
  *
- *   npm run build && node dist/bench/reliability.js [--random N] [--pairs N] [--only kills|damage|pairs|nan]
+ *   npm run build && node dist/bench/reliability.js [--random N] [--pairs N] [--only kills|damage|pairs|nan|flips]
  *   node dist/bench/reliability.js --save-cost     only: what one checkpoint of resnet-small costs
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -36,13 +38,16 @@ import { sha256Hex } from '../src/io/sha256.js';
 import { CHILD_STEPS, runChild, type KillPlan } from './harness/train_child.js';
 import { nonNegativeIntArg } from '../src/cli/args.js';
 import { benchCommand, parseBench } from './cli.js';
+import { main } from '../src/cli/main.js';
+import { verifyRunConfig } from '../src/io/checkpoint.js';
 
 const {
   random: RANDOM_KILLS,
   pairs: PAIRS,
   only,
   saveCost,
-} = parseBench<{ random: number; pairs: number; only?: string; saveCost?: boolean }>(
+  flipValues,
+} = parseBench<{ random: number; pairs: number; only?: string; saveCost?: boolean; flipValues: number }>(
   benchCommand('reliability', 'the crash matrix: kills, damaged files, two writers, divergence')
     .option('--random <n>', 'kills at random moments', nonNegativeIntArg, 40)
     .option('--pairs <n>', 'pairs of writers started at once on one folder', nonNegativeIntArg, 10)
@@ -52,9 +57,16 @@ const {
         'damage',
         'pairs',
         'nan',
+        'flips',
       ]),
     )
-    .option('--save-cost', 'only: what one checkpoint of resnet-small costs'),
+    .option('--save-cost', 'only: what one checkpoint of resnet-small costs')
+    .option(
+      '--flip-values <n>',
+      'flips: the values tried at each byte, spread over the 255 others (default 255: all)',
+      nonNegativeIntArg,
+      255,
+    ),
 );
 const section = (name: string) => only === undefined || only === name;
 
@@ -217,6 +229,75 @@ for (const [name, damage] of section('damage') ? damages : []) {
       ? `refused: ${result.message.split('\n')[0].replaceAll(runDir, 'RUN')}`
       : `loaded step ${result.meta.step}; said: ${said.join(' ').replaceAll(runDir, 'RUN')}`;
   console.log(`| ${name} | ${outcome} |`);
+  rmSync(runDir, { recursive: true, force: true });
+}
+
+// 3b. Every one-byte change of the JSON files of a run made by the CLI (two checkpoints kept).
+if (section('flips')) {
+  const runDir = fresh('flips');
+  const log = console.log;
+  console.log = () => {};
+  const code = await main(
+    ['train', '--run', runDir, '--model', 'mlp', '--data', 'mnist', '--steps', '2', '--batch-size', '8']
+      .concat(['--gacc', '1', '--train-subset', '64', '--test-subset', '32', '--checkpoint-every', '1'])
+      .concat(['--no-eval']),
+  );
+  console.log = log;
+  if (code !== 0) throw new Error(`the flip test's run failed (exit ${code})`);
+  const root = join(runDir, 'checkpoints');
+  const current = join(root, 'step-000002');
+  const files: [string, string, string][] = [
+    ['checkpoint.json (current)', join(current, 'checkpoint.json'), runDir],
+    [
+      'checkpoint.json (kept, step 1)',
+      join(root, 'step-000001', 'checkpoint.json'),
+      join(root, 'step-000001'),
+    ],
+    ['run.json', join(runDir, 'run.json'), runDir],
+    ['checkpoints/latest', join(root, 'latest'), runDir],
+  ];
+  // What a command does before it uses a run: resolve the checkpoint (checking checkpoint.json
+  // against latest) and read run.json (checking it too).
+  const load = (dir: string) => {
+    checkpointDir(dir);
+    verifyRunConfig(runDir, readFileSync(join(runDir, 'run.json')));
+  };
+  console.log(
+    '\n| file | bytes | changes tried | refused | unnoticed | seconds |\n|---|---:|---:|---:|---:|---:|',
+  );
+  const warn = console.warn;
+  console.warn = () => {}; // the notices of each refusal
+  for (const [name, path, dir] of files) {
+    const original = readFileSync(path);
+    const t = performance.now();
+    let tried = 0;
+    const unnoticed: string[] = [];
+    const step = 255 / Math.max(1, Math.min(255, flipValues));
+    for (let i = 0; i < original.length; i++) {
+      for (let k = 0; k < 255; k += step) {
+        // Offsets 1..255 from the original value (all of them by default), rotated by position.
+        const v = (original[i] + 1 + ((Math.floor(k) + i) % 255)) % 256;
+        const bytes = Buffer.from(original);
+        bytes[i] = v;
+        writeFileSync(path, bytes);
+        tried++;
+        try {
+          load(dir);
+          unnoticed.push(`byte ${i}: ${original[i]} → ${v}`);
+        } catch {
+          // refused, as it must be
+        }
+      }
+    }
+    writeFileSync(path, original);
+    load(dir);
+    const s = ((performance.now() - t) / 1000).toFixed(0);
+    console.log(
+      `| ${name} | ${original.length} | ${tried} | ${tried - unnoticed.length} | ${unnoticed.length} | ${s} |`,
+    );
+    for (const u of unnoticed.slice(0, 5)) console.log(`UNNOTICED: ${name} ${u}`);
+  }
+  console.warn = warn;
   rmSync(runDir, { recursive: true, force: true });
 }
 

@@ -6,7 +6,8 @@ import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initEngine } from '../src/engine/backend.js';
 import { acquireRunLock } from '../src/io/lock.js';
-import { checkpointDir, listCheckpoints, loadCheckpoint } from '../src/io/checkpoint.js';
+import { checkpointDir, listCheckpoints, loadCheckpoint, verifyRunConfig } from '../src/io/checkpoint.js';
+import { parseLatest } from '../src/io/seal.js';
 import { PYTHON_PACKAGE, runPython, scratch, torchSkip } from './torch_helpers.js';
 
 before(() => initEngine('wasm'));
@@ -24,6 +25,24 @@ test(
     assert.deepEqual(out.folders, ['step-000002', 'step-000003']); // the newest two are kept
     assert.equal(basename(out.resolved as string), 'step-000003');
     assert.match(out.overwrite as string, /already holds the current checkpoint \(step 3\)/);
+    // PyTorch seals as TypeScript does: the kept checkpoint.json files and run.json, readable here;
+    // and it refuses an edited checkpoint.json, naming the field.
+    assert.deepEqual(
+      parseLatest(out.latest as string, 'latest').seals.map((s) => s.path),
+      ['step-000003/checkpoint.json', 'step-000002/checkpoint.json', '../run.json'],
+    );
+    assert.match(
+      out.edited as string,
+      /step-000003\/checkpoint\.json does not match its seal in .*latest: field 'step' changed since it was sealed/,
+    );
+    const edited = `${run}-edited`;
+    assert.throws(() => checkpointDir(edited), /field 'step' \(now 2\) changed since it was sealed/);
+    verifyRunConfig(edited, readFileSync(join(edited, 'run.json')));
+    const runJson = readFileSync(join(edited, 'run.json'), 'utf8').replace('2000', '2001');
+    assert.throws(
+      () => verifyRunConfig(edited, Buffer.from(runJson)),
+      /field 'data\.trainSubset' \(now 2001\)/,
+    );
     assert.equal(basename(out.fallback as string), 'step-000003'); // `latest` removed: newest complete
     assert.equal(out.flat, 3);
     lock.release();

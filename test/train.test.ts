@@ -127,7 +127,11 @@ test('checkpoint: step folders + latest, safetensors layout, round trip, corrupt
   const dir = mkdtempSync(join(tmpdir(), 'sortednet-ck-'));
   const m = mlp();
   saveCheckpoint(dir, { model: m, grid: { depth: [1, 3] }, step: 0, seed: 4 });
-  assert.equal(readFileSync(join(dir, 'checkpoints', 'latest'), 'utf8'), 'step-000000\n');
+  // The name first, then the seal of checkpoint.json (docs/checkpoint-format.md).
+  assert.match(
+    readFileSync(join(dir, 'checkpoints', 'latest'), 'utf8'),
+    /^step-000000\n[0-9a-f]{64} {2}step-000000\/checkpoint\.json\n/,
+  );
   const stepDir = join(dir, 'checkpoints', 'step-000000');
   assert.equal(checkpointDir(dir), stepDir);
   const { tensors, metadata } = decodeSafetensors(readFileSync(join(stepDir, 'model.safetensors')));

@@ -1,7 +1,9 @@
 """sortednet checkpoints (docs/checkpoint-format.md) to and from PyTorch models.
 
 A run folder holds `checkpoints/step-NNNNNN/` folders and `checkpoints/latest` (the name of the
-current one); older runs hold the files directly in the run folder (read only). A checkpoint is
+current one, then the seals: the sha256 of each kept checkpoint.json and of run.json, so that an edit
+of either is refused naming the field); older runs hold the files directly in the run folder (read
+only), and a one-line `latest` (written before seals) is read unchecked. A checkpoint is
 checkpoint.json + model.safetensors + bn_stats.safetensors [+ optimizer.safetensors]
 [+ extra files], every file's sha256 recorded in checkpoint.json, and, once evaluated,
 bn_calibrated.safetensors (BN statistics bound to the weights by their sha256). BN statistics are
@@ -83,13 +85,185 @@ def list_checkpoints(run_dir):
     return sorted(out)
 
 
-def _read_latest(root):
-    try:
-        with open(os.path.join(root, LATEST), encoding="utf-8") as f:
-            name = f.read().strip()
-    except OSError:
+# ---- Seals (src/io/seal.ts): `latest` names the current step folder and records the sha256 of the
+# JSON files (checkpoint.json of each kept step folder, ../run.json), each with a short digest per
+# field, so that an edit of one is refused naming the field. Both implementations write it alike.
+RUN_CONFIG_SEAL = "../run.json"
+_SEAL_LINE = re.compile(r"^([0-9a-f]{64})  (step-\d+/checkpoint\.json|\.\./run\.json)$")
+_FIELDS_LINE = re.compile(r"^fields (\S+) (-|[0-9a-f]{8}(?:,[0-9a-f]{8})*)$")
+_KEY = re.compile(r'^( *)("(?:[^"\\]|\\.)*"): ')
+
+
+def _key_at(line, depth):
+    m = _KEY.match(line)
+    if not m or len(m.group(1)) != 2 * depth:
         return None
-    return name if STEP_FOLDER.match(name) else None
+    try:
+        return json.loads(m.group(2))
+    except ValueError:
+        return None
+
+
+def _indent(line):
+    return len(line) - len(line.lstrip())
+
+
+def field_spans(text):
+    """[(name, depth, digest)]: every key at depth 1 and 2 of a JSON file written with 2-space
+    indentation, each with the first 8 hex digits of the sha256 of its lines (trailing comma dropped)."""
+    lines = text.split("\n")
+    out, parent = [], ""
+    for i, line in enumerate(lines):
+        depth = 1 if _key_at(line, 1) is not None else 2 if _key_at(line, 2) is not None else 0
+        if not depth:
+            continue
+        key = _key_at(line, depth)
+        if depth == 1:
+            parent = key
+        indent, j = 2 * depth, i + 1
+        while j < len(lines) and (
+            _indent(lines[j]) > indent
+            or (_indent(lines[j]) == indent and not re.match(r'^ *"', lines[j]) and lines[j].strip() != "")
+        ):
+            j += 1
+        span = "\n".join(lines[i:j])
+        span = span[:-1] if span.endswith(",") else span
+        out.append((key if depth == 1 else f"{parent}.{key}", depth, sha256_hex(span.encode("utf-8"))[:8]))
+    return out
+
+
+def _seal_of(path, data):
+    return {"path": path, "sha256": sha256_hex(data),
+            "fields": [d for _, _, d in field_spans(data.decode("utf-8", errors="replace"))]}
+
+
+def _matches(data, seal):
+    """The sha256 decides (the field digests only name what changed; `latest` checks itself)."""
+    return sha256_hex(data) == seal["sha256"]
+
+
+def _end_line(body):
+    return f"end {sha256_hex(body.encode('utf-8'))[:16]}\n"
+
+
+def _format_latest(name, seals):
+    if not seals:
+        return name + "\n"
+    lines = [name] + [f"{s['sha256']}  {s['path']}" for s in seals]
+    lines += [f"fields {s['path']} {','.join(s['fields']) or '-'}" for s in seals]
+    body = "\n".join(lines) + "\n"
+    return body + _end_line(body)  # `latest` seals itself too
+
+
+def _parse_latest(text, where):
+    """(name, seals) of `latest`'s text; strict, as the TypeScript reader (a damaged one is refused)."""
+    def bad(why):
+        return ValueError(f"{where} is damaged ({why}); it seals the current checkpoint, so nothing was loaded. "
+                          "Restore it, or delete it to fall back to the newest complete checkpoint unchecked")
+    if STEP_FOLDER.match(text.strip()):  # before seals: the name alone
+        return text.strip(), []
+    lines = text.split("\n")
+    if len(lines) < 2 or lines[-1] != "":
+        raise bad("it does not end with a newline")
+    lines.pop()
+    name = lines[0]
+    if not STEP_FOLDER.match(name):
+        raise bad(f"line 1 is {json.dumps(name)}, not a step folder's name")
+    body = text[: len(text) - (len(lines[-1]) + 1)]
+    if len(lines) < 2 or lines[-1] + "\n" != _end_line(body):
+        raise bad("its last line is not the hash of the lines above it")
+    lines.pop()
+    seals, i = [], 1
+    while i < len(lines) and not lines[i].startswith("fields "):
+        m = _SEAL_LINE.match(lines[i])
+        if not m:
+            raise bad(f"line {i + 1} is not '<sha256>  <file>'")
+        seals.append({"sha256": m.group(1), "path": m.group(2), "fields": []})
+        i += 1
+    if len(lines) - i != len(seals):
+        raise bad("it has not one fields line per sealed file")
+    for k, s in enumerate(seals):
+        m = _FIELDS_LINE.match(lines[i + k])
+        if not m or m.group(1) != s["path"]:
+            raise bad(f"line {i + k + 1} is not 'fields {s['path']} <digests>'")
+        s["fields"] = [] if m.group(2) == "-" else m.group(2).split(",")
+    if not seals or seals[0]["path"] != f"{name}/checkpoint.json":
+        raise bad(f"it names {name} but seals {seals[0]['path'] if seals else 'nothing'}")
+    if _format_latest(name, seals) != text:
+        raise bad("its lines are not in the form sortednet writes")
+    return name, seals
+
+
+def _read_latest_full(root):
+    """(name, seals), or None when `latest` is missing or empty; raises when it is damaged."""
+    try:
+        with open(os.path.join(root, LATEST), encoding="utf-8", newline="") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text.strip():
+        return None
+    return _parse_latest(text, os.path.join(root, LATEST))
+
+
+def _read_latest(root):
+    latest = _read_latest_full(root)
+    return latest[0] if latest else None
+
+
+def _describe_change(text, seal):
+    try:
+        json.loads(text)
+    except ValueError as e:
+        return f"it is not valid JSON any more ({e})"
+    spans = field_spans(text)
+    if len(spans) != len(seal["fields"]):
+        if not seal["fields"]:
+            return "changed since it was sealed"
+        return f"fields were added, removed or re-indented ({len(spans)} found, {len(seal['fields'])} sealed)"
+    changed = [s[2] != d for s, d in zip(spans, seal["fields"])]
+    named = [s[0] for k, s in enumerate(spans) if changed[k] and (s[1] == 2 or not any(
+        changed[c] and spans[c][1] == 2 and spans[c][0].startswith(s[0] + ".") for c in range(len(spans))))]
+    if not named:
+        return "changed outside its fields (brackets or spacing)"
+    return ("field " if len(named) == 1 else "fields ") + ", ".join(f"'{n}'" for n in named) + " changed since it was sealed"
+
+
+def _verify_sealed(folder, data):
+    """Checks a step folder's checkpoint.json bytes against its seal in ../latest (if sealed)."""
+    root = os.path.dirname(os.path.abspath(folder))
+    if os.path.basename(root) != CHECKPOINTS or not STEP_FOLDER.match(os.path.basename(os.path.abspath(folder))):
+        return
+    latest = _read_latest_full(root)
+    if not latest or not latest[1]:
+        return
+    path = f"{os.path.basename(os.path.abspath(folder))}/checkpoint.json"
+    seal = next((s for s in latest[1] if s["path"] == path), None)
+    if seal is None:
+        print(f"{os.path.join(folder, 'checkpoint.json')} is not sealed by {os.path.join(root, LATEST)}; "
+              "its content is not checked", file=sys.stderr)
+        return
+    if _matches(data, seal):
+        return
+    where, latest_path = os.path.join(folder, "checkpoint.json"), os.path.join(root, LATEST)
+    raise ValueError(
+        f"{where} does not match its seal in {latest_path}: {_describe_change(data.decode('utf-8', errors='replace'), seal)}; "
+        f"not loading. If you edited it on purpose, run 'sortednet seal --run {os.path.dirname(root)}' to accept the edit; otherwise restore it")
+
+
+def _run_config_seals(run_dir, prev_seals):
+    """run.json's seals for a new `latest` (as the TypeScript runConfigSeals): its current content,
+    unless it was edited since it was last sealed (the edit stays noticeable)."""
+    sealed = [s for s in prev_seals if s["path"] == RUN_CONFIG_SEAL]
+    path = os.path.join(run_dir, "run.json")
+    if not os.path.isfile(path):
+        return sealed
+    with open(path, "rb") as f:
+        data = f.read()
+    if sealed and not any(_matches(data, s) for s in sealed):
+        return sealed
+    return [_seal_of(RUN_CONFIG_SEAL, data)]
+# ---- End of seals
 
 
 def resolve(path):
@@ -121,8 +295,10 @@ def read_meta(path):
     """checkpoint.json of a run or checkpoint folder, checked; returns (meta, folder)."""
     folder = resolve(path)
     where = os.path.join(folder, "checkpoint.json")
-    with open(where, encoding="utf-8") as f:
-        text = f.read()
+    with open(where, "rb") as f:
+        data = f.read()
+    _verify_sealed(folder, data)
+    text = data.decode("utf-8")
     try:
         meta = json.loads(text)
     except ValueError as e:
@@ -365,7 +541,9 @@ def save_checkpoint(run_dir, model, grid, step, seed, keep=DEFAULT_KEEP, **kw):
     os.makedirs(root, exist_ok=True)
     name = step_folder_name(step)
     final = os.path.join(root, name)
-    if os.path.exists(final) and _read_latest(root) == name:
+    prev = _read_latest_full(root)
+    prev_name, prev_seals = prev if prev else (None, [])
+    if os.path.exists(final) and prev_name == name:
         raise FileExistsError(f"{final} already holds the current checkpoint (step {step}); not overwriting it")
     _, files = encode_checkpoint(model, grid, step, seed, **kw)
     tmp = _tmp_name(final)
@@ -377,9 +555,15 @@ def save_checkpoint(run_dir, model, grid, step, seed, keep=DEFAULT_KEEP, **kw):
         _remove_tree(final)
     os.replace(tmp, final)
     _fsync_dir(root)
-    _write_atomic(os.path.join(root, LATEST), (name + "\n").encode())
     complete = list_checkpoints(run_dir)
     older = [f for s, f in complete if s < step]
+    kept = older[max(0, len(older) - (keep - 1)):]
+    # `latest` seals the new checkpoint.json, those of the kept folders as they were sealed, and run.json.
+    seals = [_seal_of(f"{name}/checkpoint.json", files["checkpoint.json"])]
+    for f in reversed(kept):
+        seals += [s for s in prev_seals if s["path"] == f"{os.path.basename(f)}/checkpoint.json"]
+    seals += _run_config_seals(run_dir, prev_seals)
+    _write_atomic(os.path.join(root, LATEST), _format_latest(name, seals).encode())
     for f in older[: max(0, len(older) - (keep - 1))] + [f for s, f in complete if s > step]:
         _remove_tree(f)
     return final

@@ -19,12 +19,28 @@ def main(run, locked):
     model = build_model(spec)
     out = {}
     extra = {"preprocess": {"classes": ["a", "b"]}, "extra_files": {"tokenizer.json": b'{"model": {}}'}}
+    os.makedirs(run, exist_ok=True)
+    with open(os.path.join(run, "run.json"), "w") as f:  # sealed in `latest` by the saves
+        f.write(json.dumps({"model": "mlp", "data": {"name": "mnist", "trainSubset": 2000}}, indent=2) + "\n")
     for step in (1, 2, 3):
         out[f"saved{step}"] = save_checkpoint(run, model, {"depth": [1, 2]}, step, 7, **extra)
     back = load_checkpoint(run)
     out["extra"] = [back.meta["preprocess"], back.extra_files["tokenizer.json"].decode()]
     out["folders"] = [os.path.basename(f) for _, f in list_checkpoints(run)]
     out["resolved"] = resolve(run)
+    with open(os.path.join(run, "checkpoints", "latest")) as f:
+        out["latest"] = f.read()
+    edited = run + "-edited"  # checkpoint.json edited by hand: refused, naming the field
+    shutil.copytree(run, edited)
+    meta_path = os.path.join(edited, "checkpoints", "step-000003", "checkpoint.json")
+    with open(meta_path) as f:
+        text = f.read()
+    with open(meta_path, "w") as f:
+        f.write(text.replace('"step": 3', '"step": 2'))
+    try:
+        load_checkpoint(edited)
+    except ValueError as e:
+        out["edited"] = str(e)
     try:
         save_checkpoint(run, model, {"depth": [1, 2]}, 3, 7)
     except FileExistsError as e:

@@ -10,6 +10,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine, type BackendName } from '../engine/backend.js';
 import { decodeCheckpoint, parseCheckpointMeta } from '../io/checkpoint_codec.js';
+import { checkSeal, parseLatest, type Seal } from '../io/seal.js';
 import { DeployedModel, type EvalSummary } from './model.js';
 import { readTar } from './tar.js';
 
@@ -41,11 +42,23 @@ export async function ensureEngine(backend?: BackendName): Promise<void> {
 /** Builds the model from a reader rooted at a checkpoint or run folder. */
 export async function loadFromReader(read: FileReader, where: string): Promise<DeployedModel> {
   const bytes = await read('checkpoints/latest');
-  const latest = bytes && new TextDecoder().decode(bytes).trim();
+  const text = bytes ? new TextDecoder().decode(bytes) : '';
+  let latest = text.trim();
+  let seal: Seal | undefined;
+  // A sealed `latest` (the name, then hashes): checkpoint.json must match its seal.
+  if (/^step-\d+\n[0-9a-f]{64} /.test(text)) {
+    const l = parseLatest(text, `${where}/checkpoints/latest`);
+    [latest, seal] = [l.name, l.seals[0]];
+  }
   // A server that answers missing files with a page (a single-page-app fallback) is no pointer.
   if (!latest || !/^[\w.-]+$/.test(latest)) return loadCheckpointFolder(read, where);
   const folder = `checkpoints/${latest}`;
-  return loadCheckpointFolder((f) => read(`${folder}/${f}`), `${where}/${folder}`, await read('eval.json'));
+  return loadCheckpointFolder(
+    (f) => read(`${folder}/${f}`),
+    `${where}/${folder}`,
+    await read('eval.json'),
+    seal && { seal, latest: `${where}/checkpoints/latest` },
+  );
 }
 
 /**
@@ -56,12 +69,17 @@ export async function loadCheckpointFolder(
   read: FileReader,
   where: string,
   runEval?: Uint8Array,
+  sealed?: { seal: Seal; latest: string },
 ): Promise<DeployedModel> {
   const metaBytes = await read('checkpoint.json');
   if (!metaBytes) {
     throw new Error(
       `no checkpoint at ${where}: neither checkpoints/latest nor checkpoint.json found (is it a run or checkpoint folder?)`,
     );
+  }
+  if (sealed) {
+    const hint = "run 'sortednet seal --run RUN' on the run folder to accept the edit";
+    checkSeal(metaBytes, sealed.seal, `${where}/checkpoint.json`, sealed.latest, hint);
   }
   const meta = parseCheckpointMeta(new TextDecoder().decode(metaBytes), `${where}/checkpoint.json`);
   const { model } = await decodeCheckpoint(meta, read, where, { skipOptimizer: true });

@@ -14,7 +14,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { SortedModel } from '../models/index.js';
 import { fsyncDir, isTmpName, removeTree, tmpName, writeFileAtomic, writeFileDurable } from './atomic.js';
 import {
@@ -28,11 +28,26 @@ import {
   type SaveInput,
 } from './checkpoint_codec.js';
 import { sha256Hex } from './sha256.js';
+import {
+  checkpointSealPath,
+  checkSeal,
+  describeChange,
+  formatLatest,
+  LATEST,
+  matchesSeal,
+  parseLatest,
+  RUN_CONFIG_SEAL,
+  sealOf,
+  type Latest,
+  type Seal,
+} from './seal.js';
 
+export { LATEST } from './seal.js';
 export { CHECKPOINT_FORMAT, type CheckpointMeta, type SaveInput } from './checkpoint_codec.js';
 
 export const CHECKPOINTS = 'checkpoints';
-export const LATEST = 'latest';
+/** The run's configuration, in the run folder; sealed in `latest` with the checkpoint. */
+export const RUN_CONFIG = 'run.json';
 /** Step folders kept by default: the newest and the one before it. */
 export const DEFAULT_KEEP = 2;
 
@@ -58,15 +73,25 @@ export function listCheckpoints(runDir: string): StepFolder[] {
     .sort((a, b) => a.step - b.step);
 }
 
-/** The name `latest` holds, if it is readable and well-formed. */
-function readLatest(root: string): string | undefined {
+/**
+ * `latest` as written (src/io/seal.ts): undefined when missing or empty (a first save that never
+ * finished, or removed by hand to fall back); throws naming the fault when it is damaged.
+ */
+function readLatest(root: string): Latest | undefined {
+  let text: string;
   try {
-    const name = readFileSync(join(root, LATEST), 'utf8').trim();
-    return STEP_FOLDER.test(name) ? name : undefined;
+    text = readFileSync(join(root, LATEST), 'utf8');
   } catch {
     return undefined;
   }
+  // A `latest` from before seals (or written by hand): the name alone.
+  if (/^step-\d+$/.test(text.trim())) return { name: text.trim(), seals: [] };
+  if (text.trim() === '') return undefined;
+  return parseLatest(text, join(root, LATEST));
 }
+
+/** How an error tells the user to accept a deliberate edit of the run in `runDir`. */
+const acceptHint = (runDir: string) => `run 'sortednet seal --run ${runDir}' to accept the edit`;
 
 const told = new Set<string>();
 /** Fallbacks are announced once per process (several readers resolve the same folder). */
@@ -83,9 +108,16 @@ export function hasCheckpoint(runDir: string): boolean {
 
 /**
  * The folder holding the current checkpoint's files: the step folder `latest` names, else (with a
- * message) the newest complete step folder; a step folder or a flat-layout folder as itself.
+ * message) the newest complete step folder; a step folder or a flat-layout folder as itself. Its
+ * checkpoint.json is checked against the seal in `latest` (throws naming the changed fields).
  */
 export function checkpointDir(runDir: string): string {
+  const dir = resolveCheckpointDir(runDir);
+  verifyCheckpointJson(dir);
+  return dir;
+}
+
+function resolveCheckpointDir(runDir: string): string {
   const root = join(runDir, CHECKPOINTS);
   const complete = listCheckpoints(runDir);
   if (complete.length === 0) {
@@ -96,7 +128,7 @@ export function checkpointDir(runDir: string): string {
         : `no checkpoint in ${runDir}: neither ${root}/ nor ${join(runDir, 'checkpoint.json')} found (train first, or check --run)`,
     );
   }
-  const latest = readLatest(root);
+  const latest = readLatest(root)?.name;
   const current = complete.find((c) => c.name === latest);
   if (current) {
     const newer = complete.filter((c) => c.step > current.step).map((c) => c.name);
@@ -115,6 +147,141 @@ export function checkpointDir(runDir: string): string {
   );
   return newest.dir;
 }
+
+/**
+ * Checks a step folder's checkpoint.json against its seal in `checkpoints/latest`. A folder `latest`
+ * does not seal (a flat layout, a run saved by an older sortednet) is read as it is, with a notice.
+ */
+function verifyCheckpointJson(dir: string): void {
+  const root = dirname(dir);
+  if (basename(root) !== CHECKPOINTS || !STEP_FOLDER.test(basename(dir))) return;
+  const latestPath = join(root, LATEST);
+  const latest = readLatest(root);
+  if (!latest) return; // resolveCheckpointDir said which folder it fell back to
+  const runDir = dirname(root);
+  if (latest.seals.length === 0) {
+    tell(
+      `${latestPath} seals nothing (an older sortednet wrote it): edits of checkpoint.json or run.json are not detected; 'sortednet seal --run ${runDir}' adds the seals`,
+    );
+    return;
+  }
+  const path = join(dir, 'checkpoint.json');
+  const seal = latest.seals.find((s) => s.path === checkpointSealPath(basename(dir)));
+  if (!seal) {
+    tell(`${path} is not sealed by ${latestPath} (left by an interrupted save?); its content is not checked`);
+    return;
+  }
+  checkSeal(readFileSync(path), seal, path, latestPath, acceptHint(runDir));
+}
+
+/**
+ * Checks the bytes of `runDir`/run.json against its seal in `checkpoints/latest`; throws naming the
+ * changed fields. Nothing to check in a run without a sealed checkpoint (none saved yet, or saved
+ * by an older sortednet).
+ */
+export function verifyRunConfig(runDir: string, bytes: Uint8Array): void {
+  const root = join(runDir, CHECKPOINTS);
+  const seals = readLatest(root)?.seals.filter((s) => s.path === RUN_CONFIG_SEAL) ?? [];
+  if (seals.length === 0 || seals.some((s) => matchesSeal(bytes, s))) return;
+  checkSeal(bytes, seals[seals.length - 1], join(runDir, RUN_CONFIG), join(root, LATEST), acceptHint(runDir));
+}
+
+/**
+ * Writes `runDir`/run.json atomically and keeps it sealed: while it changes, `latest` seals both
+ * the old and the new content, so a kill between the writes leaves a file one of them matches.
+ */
+export function writeRunConfig(runDir: string, text: string): void {
+  const path = join(runDir, RUN_CONFIG);
+  const bytes = new TextEncoder().encode(text);
+  const root = join(runDir, CHECKPOINTS);
+  let latest: Latest | undefined;
+  try {
+    latest = readLatest(root);
+  } catch {
+    latest = undefined; // a damaged `latest` is reported where it is read; it seals nothing here
+  }
+  if (!latest || latest.seals.length === 0) {
+    writeFileAtomic(path, bytes);
+    return;
+  }
+  const next = sealOf(RUN_CONFIG_SEAL, bytes);
+  const others = latest.seals.filter((s) => s.path !== RUN_CONFIG_SEAL);
+  const old = latest.seals.filter((s) => s.path === RUN_CONFIG_SEAL);
+  const seal = (run: Seal[]) =>
+    writeFileAtomic(join(root, LATEST), formatLatest({ name: latest.name, seals: [...others, ...run] }));
+  if (old.length === 1 && old[0].sha256 === next.sha256) {
+    writeFileAtomic(path, bytes);
+    return;
+  }
+  seal([...old.filter((s) => s.sha256 !== next.sha256), next]);
+  writeFileAtomic(path, bytes);
+  seal([next]);
+}
+
+/** The seals of run.json for a new `latest`: its current content, unless it was edited unsealed. */
+function runConfigSeals(runDir: string, prev: Latest | undefined): Seal[] {
+  const sealed = prev?.seals.filter((s) => s.path === RUN_CONFIG_SEAL) ?? [];
+  const path = join(runDir, RUN_CONFIG);
+  if (!existsSync(path)) return sealed;
+  const bytes = readFileSync(path);
+  // An edit made since the last seal stays noticeable: the save does not bless it.
+  if (sealed.length && !sealed.some((s) => matchesSeal(bytes, s))) return sealed;
+  return [sealOf(RUN_CONFIG_SEAL, bytes)];
+}
+
+/** A file that was accepted by `sealRun`, and what had changed in it. */
+export interface AcceptedEdit {
+  file: string;
+  change: string;
+}
+
+/**
+ * Accepts deliberate edits: re-seals the checkpoint.json of every complete step folder (each must
+ * still be a valid checkpoint.json) and run.json as they are now. The caller checks run.json's
+ * schema first. Returns the files whose seal changed.
+ */
+export function sealRun(runDir: string): AcceptedEdit[] {
+  const root = join(runDir, CHECKPOINTS);
+  const complete = listCheckpoints(runDir);
+  if (complete.length === 0)
+    throw new Error(`${root} holds no complete step folder: there is no checkpoint to seal`);
+  let prev: Latest | undefined;
+  let damaged = false;
+  try {
+    prev = readLatest(root);
+  } catch {
+    damaged = true;
+  }
+  const current = complete.find((c) => c.name === prev?.name) ?? complete[complete.length - 1];
+  const accepted: AcceptedEdit[] = [];
+  if (damaged || !prev)
+    accepted.push({ file: join(root, LATEST), change: `rewritten, naming ${current.name}` });
+  const seals: Seal[] = [];
+  const consider = (path: string, sealPath: string, bytes: Uint8Array) => {
+    const old = prev?.seals.filter((s) => s.path === sealPath) ?? [];
+    if (!old.some((s) => matchesSeal(bytes, s))) {
+      const text = new TextDecoder().decode(bytes);
+      accepted.push({
+        file: path,
+        change: old.length ? describeChange(text, old[old.length - 1]) : 'sealed (it was not before)',
+      });
+    }
+    seals.push(sealOf(sealPath, bytes));
+  };
+  for (const c of [current, ...complete.filter((c) => c !== current).reverse()]) {
+    const path = join(c.dir, 'checkpoint.json');
+    const bytes = readFileSync(path);
+    parseCheckpointMeta(new TextDecoder().decode(bytes), path); // never seal a broken one
+    consider(path, checkpointSealPath(c.name), bytes);
+  }
+  const runPath = join(runDir, RUN_CONFIG);
+  if (existsSync(runPath)) consider(runPath, RUN_CONFIG_SEAL, readFileSync(runPath));
+  writeFileAtomic(join(root, LATEST), formatLatest({ name: current.name, seals }));
+  return accepted;
+}
+
+/** A checkpoint save that failed; what was kept is in the message. */
+export class SaveError extends Error {}
 
 export interface SaveOptions {
   /** Step folders to keep, the new one included (default 2; at least 1). */
@@ -135,33 +302,65 @@ export function saveCheckpoint(runDir: string, input: SaveInput, opts: SaveOptio
   mkdirSync(root, { recursive: true });
   const name = stepFolderName(input.step);
   const dir = join(root, name);
-  if (existsSync(dir) && readLatest(root) === name) {
+  const prev = readLatest(root);
+  if (existsSync(dir) && prev?.name === name) {
     throw new Error(`${dir} already holds the current checkpoint (step ${input.step}); not overwriting it`);
   }
   const { files } = encodeCheckpoint(input);
   const tmp = tmpName(dir);
-  mkdirSync(tmp);
-  for (const [f, bytes] of files) if (f !== 'checkpoint.json') writeFileDurable(join(tmp, f), bytes);
-  writeFileDurable(join(tmp, 'checkpoint.json'), files.get('checkpoint.json')!);
-  fsyncDir(tmp);
-  opts.onStage?.('written');
-  // A folder of this step that `latest` does not name is a leftover of an interrupted save.
-  if (existsSync(dir)) removeTree(dir);
-  renameSync(tmp, dir);
-  fsyncDir(root);
-  opts.onStage?.('renamed');
-  writeFileAtomic(join(root, LATEST), name + '\n');
-  opts.onStage?.('latest');
+  try {
+    mkdirSync(tmp);
+    for (const [f, bytes] of files) if (f !== 'checkpoint.json') writeFileDurable(join(tmp, f), bytes);
+    writeFileDurable(join(tmp, 'checkpoint.json'), files.get('checkpoint.json')!);
+    fsyncDir(tmp);
+    opts.onStage?.('written');
+    // A folder of this step that `latest` does not name is a leftover of an interrupted save.
+    if (existsSync(dir)) removeTree(dir);
+    renameSync(tmp, dir);
+    fsyncDir(root);
+    opts.onStage?.('renamed');
+  } catch (e) {
+    // The partial folder goes at once: on a full disk it holds the space the next save needs.
+    rmSync(tmp, { recursive: true, force: true });
+    throw saveFailed(e, runDir, input.step, prev);
+  }
   // Keep the newest `keep` folders up to this one; later ones belong to a history that was abandoned.
   const all = listCheckpoints(runDir);
   const older = all.filter((c) => c.step < input.step);
+  const kept = older.slice(Math.max(0, older.length - (keep - 1)));
   const drop = [
     ...older.slice(0, Math.max(0, older.length - (keep - 1))),
     ...all.filter((c) => c.step > input.step),
   ];
+  // `latest` seals the new checkpoint.json, those of the kept folders as they were sealed, and run.json.
+  const seals = [sealOf(checkpointSealPath(name), files.get('checkpoint.json')!)];
+  for (const c of kept.reverse()) {
+    const s = prev?.seals.find((x) => x.path === checkpointSealPath(c.name));
+    if (s) seals.push(s);
+  }
+  seals.push(...runConfigSeals(runDir, prev));
+  try {
+    writeFileAtomic(join(root, LATEST), formatLatest({ name, seals }));
+  } catch (e) {
+    throw saveFailed(e, runDir, input.step, prev);
+  }
+  opts.onStage?.('latest');
   for (const c of drop) removeTree(c.dir);
   opts.onStage?.('pruned');
   return dir;
+}
+
+/** The error of a save that did not complete: what failed, and what is kept. */
+function saveFailed(e: unknown, runDir: string, step: number, prev: Latest | undefined): SaveError {
+  const last = prev && existsSync(join(runDir, CHECKPOINTS, prev.name, 'checkpoint.json'));
+  const kept = last
+    ? `the last good checkpoint, ${join(runDir, CHECKPOINTS, prev.name)}, is intact`
+    : 'no checkpoint was saved before it';
+  const err = new SaveError(
+    `could not save the checkpoint of step ${step} in ${join(runDir, CHECKPOINTS)}: ${(e as Error).message}. Nothing of it was kept; ${kept}. Free some space (or fix the cause), then resume the run (sortednet train --run ${runDir} --resume)`,
+    { cause: e },
+  );
+  return err;
 }
 
 /**

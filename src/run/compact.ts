@@ -8,7 +8,7 @@ import { initEngine, type BackendName } from '../engine/backend.js';
 import { compactModel, specOf } from '../models/index.js';
 import { namedBatchNorms } from '../nn/batchnorm.js';
 import { FULL } from '../sorted/submodel.js';
-import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
+import { loadCheckpoint, saveCheckpoint, writeRunConfig } from '../io/checkpoint.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { labelledBatches } from '../train/evaluate.js';
 import { calibrateBatchNorm } from '../nn/calibrate.js';
@@ -52,9 +52,7 @@ export async function compactInto(
     dataset: meta.dataset,
     preprocess: meta.preprocess,
   });
-  writeFileAtomic(
-    join(out, 'run.json'),
-    JSON.stringify({ ...c, model: specOf(deployed), grid: {} }, null, 2) + '\n',
+  writeRunConfig(out, JSON.stringify({ ...c, model: specOf(deployed), grid: {} }, null, 2) + '\n',
   );
   writeFileAtomic(join(out, COMPACT_RECORD), JSON.stringify({ source: runDir }, null, 2) + '\n');
   const before = model.cost(FULL);

@@ -4,7 +4,7 @@ import { initEngine } from '../engine/backend.js';
 import { buildModel, specOf } from '../models/index.js';
 import { subModelId, type SubModel } from '../sorted/submodel.js';
 import { extractSubModel } from '../models/extract.js';
-import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
+import { loadCheckpoint, saveCheckpoint, writeRunConfig } from '../io/checkpoint.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import type { RunConfig } from './run_config.js';
 
@@ -28,9 +28,7 @@ export async function extractInto(
     extraFiles: Object.fromEntries(extraFiles),
   });
   if (c) {
-    writeFileAtomic(
-      join(out, 'run.json'),
-      JSON.stringify({ ...c, model: specOf(small), grid: {} }, null, 2) + '\n',
+    writeRunConfig(out, JSON.stringify({ ...c, model: specOf(small), grid: {} }, null, 2) + '\n',
     );
   }
   console.log(

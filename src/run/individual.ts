@@ -13,7 +13,7 @@ import { DIMENSIONS, parseSubModel, subModelId, type SubModel } from '../sorted/
 import type { TrainConfig } from '../train/config.js';
 import type { EvalRow } from '../train/evaluate.js';
 import { trainRun, truncateLog } from './train_run.js';
-import { hasCheckpoint, loadCheckpoint, readCheckpointMeta } from '../io/checkpoint.js';
+import { hasCheckpoint, loadCheckpoint, readCheckpointMeta, writeRunConfig } from '../io/checkpoint.js';
 import { acquireRunLock } from '../io/lock.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { formatTable } from '../io/report.js';
@@ -113,7 +113,7 @@ export async function trainIndividual(
     const sc: RunConfig = { ...c, grid: singleEntryGrid(entry.sub) };
     const at = resume && hasCheckpoint(dir) ? readCheckpointMeta(dir).step : 0;
     mkdirSync(dir, { recursive: true });
-    writeFileAtomic(join(dir, 'run.json'), JSON.stringify(sc, null, 2) + '\n');
+    writeRunConfig(dir, JSON.stringify(sc, null, 2) + '\n');
     if (at >= tc.steps) {
       console.log(`  ${entry.id}: already trained (step ${at} of ${tc.steps}), skipped`);
       if (noEval) continue;

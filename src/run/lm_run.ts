@@ -10,6 +10,7 @@ import { loadLm, TOKENIZER_FILE } from '../infer/load_lm.js';
 export { loadLm, TOKENIZER_FILE };
 import { readRunJson } from './run_folder.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { hasCheckpoint, writeRunConfig } from '../io/checkpoint.js';
 import { buildModel, Transformer } from '../models/index.js';
 import { Grid } from '../sorted/grid.js';
 import { loadTextCorpus } from '../data/text.js';
@@ -59,7 +60,8 @@ export async function trainLmRun(
   await initEngine(c.backend ?? 'wasm');
   say(engineDescription());
   let tokenizer: BpeTokenizer | undefined;
-  if (o.resume) tokenizer = (await loadLm(runDir)).tokenizer;
+  // A run killed before its first save has no tokenizer yet: it starts again.
+  if (o.resume && hasCheckpoint(runDir)) tokenizer = (await loadLm(runDir)).tokenizer;
   const t0 = performance.now();
   const { tok, data, seqLen } = prepare(c, tokenizer);
   if (!tokenizer)
@@ -69,7 +71,7 @@ export async function trainLmRun(
   const model = buildModel(p.model({ channels: 1, size: seqLen, classes: tok.vocabSize }), tc.seed);
   const grid = new Grid(p.grid, model);
   mkdirSync(runDir, { recursive: true });
-  writeFileAtomic(join(runDir, 'run.json'), JSON.stringify(c, null, 2) + '\n');
+  writeRunConfig(runDir, JSON.stringify(c, null, 2) + '\n');
   say(
     `run ${runDir}: ${c.model as string} ${tc.strategy} on ${c.data.name}: ${data.train.tokens.length} train / ${data.test.tokens.length} validation tokens, windows of ${seqLen}`,
   );

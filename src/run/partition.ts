@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine, type BackendName } from '../engine/backend.js';
-import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
+import { loadCheckpoint, saveCheckpoint, writeRunConfig } from '../io/checkpoint.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { keepStatsOnly } from '../nn/batchnorm.js';
 import { partition } from '../dynamic/imp.js';
@@ -59,7 +59,7 @@ export async function partitionInto(
     dataset: meta.dataset,
     preprocess: meta.preprocess,
   });
-  writeFileAtomic(join(out, 'run.json'), JSON.stringify(c, null, 2) + '\n');
+  writeRunConfig(out, JSON.stringify(c, null, 2) + '\n');
   const record = { source: runDir, kappa, method: f.method, T: f.rounds, threshold: f.threshold, ...stats };
   writeFileAtomic(join(out, 'partition.json'), JSON.stringify(record, null, 2) + '\n');
   console.log(

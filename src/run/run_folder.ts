@@ -12,7 +12,7 @@ import { evaluateGrid, type EvalRow } from '../train/evaluate.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import type { Module } from '../nn/module.js';
 import { namedBatchNorms } from '../nn/batchnorm.js';
-import { hasCheckpoint, saveCalibration } from '../io/checkpoint.js';
+import { hasCheckpoint, saveCalibration, verifyRunConfig } from '../io/checkpoint.js';
 import { accuracyFlopsSvg, formatTable, toCsv } from '../io/report.js';
 import { getPreset } from './presets.js';
 import { parseRunConfig, type RunConfig } from './run_config.js';
@@ -26,7 +26,9 @@ export function readRunJson(runDir: string): RunConfig {
       `${path} not found: is ${runDir} a run folder? ('sortednet train --run ${runDir}' makes one)`,
     );
   }
-  const c = parseRunConfig(readFileSync(path, 'utf8'), path);
+  const bytes = readFileSync(path);
+  verifyRunConfig(runDir, bytes); // an edit since the checkpoint was saved is refused, naming the field
+  const c = parseRunConfig(bytes.toString('utf8'), path);
   if (c.model === undefined || c.data === undefined) throw new Error(`${path}: 'model' or 'data' is missing`);
   return { train: {}, ...c } as RunConfig;
 }

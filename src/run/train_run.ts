@@ -22,6 +22,7 @@ import {
   loadCheckpoint,
   removeStale,
   saveCheckpoint,
+  SaveError,
   type SaveOptions,
 } from '../io/checkpoint.js';
 import type { CheckpointMeta, Preprocess } from '../io/checkpoint_codec.js';
@@ -88,6 +89,13 @@ export async function trainRun(
       return await train(model, grid, data, config, { ...trainOptions, start, onCheckpoint: save });
     } catch (e) {
       if (e instanceof DivergenceError) throw new DivergenceError(`${e.message} ${lastGood(runDir)}`);
+      // A file the step's callbacks write (the log) failed, e.g. a full disk: say what is kept.
+      if (!(e instanceof SaveError) && typeof (e as NodeJS.ErrnoException).code === 'string') {
+        throw new Error(
+          `${(e as Error).message}. Training stopped. ${lastGood(runDir)} Free some space (or fix the cause), then resume the run (sortednet train --run ${runDir} --resume)`,
+          { cause: e },
+        );
+      }
       throw e;
     }
   } finally {

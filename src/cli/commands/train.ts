@@ -1,6 +1,6 @@
 /** `sortednet train` and `sortednet demo` (train with the README's defaults). */
 import { Command } from 'commander';
-import { appendFileSync, existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { engineDescription, initEngine, parseBackend } from '../../engine/backend.js';
 import { buildModel } from '../../models/index.js';
@@ -8,9 +8,11 @@ import { Grid } from '../../sorted/grid.js';
 import { resolveTrainConfig, type TrainConfig, type TrainConfigInput } from '../../train/config.js';
 import { DivergenceError } from '../../train/trainer.js';
 import { trainRun, truncateLog } from '../../run/train_run.js';
-import { hasCheckpoint, readCheckpointMeta, removeStale } from '../../io/checkpoint.js';
+import { hasCheckpoint, readCheckpointMeta, removeStale, writeRunConfig } from '../../io/checkpoint.js';
 import { acquireRunLock } from '../../io/lock.js';
 import { writeFileAtomic } from '../../io/atomic.js';
+import { appendText } from '../../io/atomic.js';
+import { formatTable } from '../../io/report.js';
 import { intArg, nonNegativeIntArg, numArg, positiveIntArg, seedArg } from '../args.js';
 import type { RegisterCommand } from '../command.js';
 import { checkRunConfig, readRunConfig, type RunConfig } from '../../run/run_config.js';
@@ -29,6 +31,8 @@ import {
   evaluateRun,
 } from '../../run/run_folder.js';
 import { isIndividualParent, trainIndividual } from '../../run/individual.js';
+
+const DEFAULT_MODEL = 'resnet-small';
 
 export interface TrainFlags {
   run?: string;
@@ -86,7 +90,7 @@ function setRecovery(t: TrainConfigInput, flags: TrainFlags): void {
 function runConfigFrom(flags: TrainFlags, base: Partial<RunConfig> = {}): RunConfig {
   const file = flags.config !== undefined ? readRunConfig(flags.config) : {};
   const c: RunConfig = {
-    model: 'resnet-small',
+    model: DEFAULT_MODEL,
     data: { name: 'mnist' },
     train: {},
     ...base,
@@ -126,23 +130,29 @@ export async function commandTrain(
   if (!runDir) throw new Error('train needs --run DIR (the folder for checkpoints, logs and results)');
   const existed = existsSync(runDir);
   const lock = acquireRunLock(runDir, flags.resume ? 'train --resume' : 'train');
+  let failed = true;
   try {
     for (const p of removeStale(runDir)) console.warn(`removed ${p} (left by an interrupted write)`);
-    return await trainInFolder(runDir, flags, base);
+    const code = await trainInFolder(runDir, flags, base);
+    failed = false;
+    return code;
   } catch (e) {
     if (!(e instanceof DivergenceError)) throw e;
     console.error(`sortednet: ${e.message}`);
+    failed = false;
     return EXIT_DIVERGED;
   } finally {
     lock.release();
-    // A run that failed before writing anything leaves no empty folder behind.
-    if (!existed && readdirSync(runDir).length === 0) rmdirSync(runDir);
+    // A run that failed before training leaves no folder behind (a killed one keeps its run.json).
+    const left = existsSync(runDir) ? readdirSync(runDir) : [];
+    if (!existed && failed && left.every((f) => f === 'run.json')) rmSync(runDir, { recursive: true });
   }
 }
 
 async function trainInFolder(runDir: string, flags: TrainFlags, base: Partial<RunConfig>): Promise<number> {
   let c: RunConfig;
   let resumeStep = 0;
+  let started = false;
   if (flags.resume) {
     if (!existsSync(join(runDir, 'run.json'))) {
       throw new Error(`--resume: ${join(runDir, 'run.json')} not found; nothing to resume`);
@@ -162,7 +172,8 @@ async function trainInFolder(runDir: string, flags: TrainFlags, base: Partial<Ru
     }
     setRecovery(c.train, flags);
     if (flags.backend !== undefined) c.backend = parseBackend(flags.backend, '--backend');
-    if (hasCheckpoint(runDir)) {
+    started = hasCheckpoint(runDir);
+    if (started) {
       resumeStep = readCheckpointMeta(runDir).step;
       console.log(`resuming ${runDir} at step ${resumeStep}`);
     }
@@ -174,6 +185,9 @@ async function trainInFolder(runDir: string, flags: TrainFlags, base: Partial<Ru
         `${taken} already holds a checkpoint; use --resume to continue ${runDir}, or another --run folder`,
       );
     }
+    // The run's configuration is its first file, so that a run killed at any moment resumes (it is
+    // written again below, resolved against the data).
+    writeRunConfig(runDir, JSON.stringify(c, null, 2) + '\n');
   }
   if (isLmPreset(c.model)) {
     // Language models: the tokenizer is trained first and the metric is perplexity (lm_run.ts).
@@ -184,16 +198,22 @@ async function trainInFolder(runDir: string, flags: TrainFlags, base: Partial<Ru
   let tc = resolveTrainConfig(c.train);
   await initEngine(c.backend ?? 'wasm');
   const data = loadRunData(c);
-  if (!flags.resume) c = fitModelToData(c, data, flags.model !== undefined || flags.config !== undefined);
+  // A resumed run that never saved a checkpoint may hold the configuration as first written.
+  if (!flags.resume || !started)
+    c = fitModelToData(
+      c,
+      data,
+      flags.resume ? c.model !== DEFAULT_MODEL : flags.model !== undefined || flags.config !== undefined,
+    );
   tc = clampBatchSize(tc, data.train.n);
   const { spec, grid: gridSpec } = modelSpecFor(c, data, flags.config);
   c = resolvedRunConfig(c, spec, gridSpec); // run.json records the complete model spec
   mkdirSync(runDir, { recursive: true });
-  writeFileAtomic(join(runDir, 'run.json'), JSON.stringify(c, null, 2) + '\n');
+  writeRunConfig(runDir, JSON.stringify(c, null, 2) + '\n');
   const logPath = join(runDir, 'log.jsonl');
   // A resumed run repeats the steps after its checkpoint: their first log lines go.
   if (flags.resume) truncateLog(logPath, resumeStep);
-  const log = (rec: object) => appendFileSync(logPath, JSON.stringify(rec) + '\n');
+  const log = (rec: object) => appendText(logPath, JSON.stringify(rec) + '\n');
   const title = runTitle(c, spec.family, tc.strategy);
   console.log(`run ${runDir}: ${title} on ${c.data.name} (${data.train.n} train / ${data.test.n} test)`);
   console.log(engineDescription());
