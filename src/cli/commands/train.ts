@@ -346,12 +346,12 @@ export const registerTrain: RegisterCommand = (program, exit) => {
   trainOptions(
     program
       .command('demo')
-      .description('the main job: a sorted ResNet on MNIST, 16 sub-models, table + plot (runs/demo)')
-      .addHelpText(
-        'after',
-        "\nThe demo is 'train' with these defaults: a sorted resnet-small on MNIST (2000 test images), 300 steps,\n" +
-          'evaluated at the end (accuracy, FLOPs and latency of every sub-model, eval.json and plot.svg).\n' +
-          'Each run goes to a fresh folder (runs/demo, runs/demo-2, …) unless --run names one.',
+      .summary('the main job: a sorted ResNet on MNIST, 16 sub-models, table + plot (runs/demo)')
+      .description(
+        'the main job: a sorted ResNet on MNIST, 16 sub-models, table + plot (runs/demo)\n\n' +
+          "The demo is 'train' with these defaults: a sorted resnet-small on MNIST (2000 test images), " +
+          '300 steps, evaluated at the end (accuracy, FLOPs and latency of every sub-model: eval.json, ' +
+          'plot.svg). Each run goes to a fresh folder (runs/demo, runs/demo-2, …) unless --run names one.',
       ),
     {
       run: 'runs/demo, or runs/demo-2… when taken',
