@@ -200,12 +200,13 @@ test('eval between a kill and --resume: the resumed run equals the uninterrupted
     .map((l) => JSON.parse(l).step)
     .filter((s) => s !== undefined);
   assert.deepEqual(steps, [1, 2, 3, 4, 5, 6]);
-  // More steps on --resume are honoured; settings of the run itself are refused.
+  // Changed settings of the run itself are refused, naming the old and the new value.
   await assert.rejects(
-    quiet(['train', '--run', b, '--resume', '--lr', '0.1', '--seed', '2']),
-    /--resume continues the run as it was set up; --lr, --seed cannot change/,
+    quiet(['train', '--run', b, '--resume', '--lr', '0.1', '--seed', '2', '--batch-size', '16']),
+    /--resume continues the run as it was set up; --lr 0\.1 \(the run has 0\.003\), --seed 2 \(the run has 1\) cannot change/,
   );
-  assert.equal(await quiet(['train', '--run', b, '--resume', '--steps', '7', '--no-eval']), 0);
+  // The command the run was started with, --resume appended, is the same run: accepted (and more steps honoured).
+  assert.equal(await quiet([...tiny(b, '--steps', '7', '--no-eval'), '--resume']), 0);
   assert.equal(readCheckpointMeta(b).step, 7);
 });
 

@@ -1,7 +1,7 @@
 /** What the command line says: unknown commands, help, error labels, the presets table, eval's headline, study flags. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -161,6 +161,59 @@ test('compare names its columns by strategy (the default one too), by folder whe
     const three = await capture(() => main(['compare', '--runs', runs, '--out', svg, '--force']));
     const header = three.out.split('\n')[0];
     assert.ok(header.includes(`| ${join(dir, 'a')} | full-only | ${join(dir, 'c')} |`), header);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("train --help shows each default; demo --help is the demo's own text", () => {
+  const program = buildProgram(() => {});
+  const help = (name: string) => program.commands.find((c) => c.name() === name)!.helpInformation();
+  /** Each option's text, unwrapped, by its flag. */
+  const options = (text: string) => {
+    const byFlag = new Map<string, string>();
+    // An option's line starts with its flag; a flag named inside a description does not start one.
+    const list = text.slice(text.indexOf('Options:'));
+    for (const entry of list.replace(/\s+/g, ' ').split(/ (?=--[a-z])/)) {
+      const flag = entry.split(' ')[0];
+      if (!byFlag.has(flag)) byFlag.set(flag, entry);
+    }
+    return byFlag;
+  };
+  const train = options(help('train'));
+  for (const [flag, value] of [
+    ['--model', 'resnet-small'],
+    ['--data', 'mnist'],
+    ['--strategy', 'sorted'],
+    ['--steps', '300'],
+    ['--batch-size', '64'],
+    ['--gacc', '4'],
+    ['--lr', '0.003'],
+    ['--optimizer', 'adamw'],
+    ['--seed', '1'],
+    ['--checkpoint-every', '100'],
+  ]) {
+    assert.ok(train.get(flag)?.includes(`(default: ${value}`), `train ${flag}: ${train.get(flag)}`);
+  }
+  const demoText = help('demo');
+  const demo = options(demoText);
+  assert.notEqual(demoText, help('train'));
+  assert.ok(demo.get('--run')?.includes('(default: runs/demo'), String(demo.get('--run')));
+  assert.ok(demo.get('--test-subset')?.includes('(default: 2000)'), String(demo.get('--test-subset')));
+  assert.match(demoText, /The demo is 'train' with these defaults/);
+});
+
+test("pick: no sub-model within the budget is an error like every command's: 'sortednet: …', exit code 1", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sortednet-pick-'));
+  try {
+    const rows = [{ id: 'depth=1', sub: { depth: 1 }, params: 10, flops: 100, accuracy: 0.5 }];
+    writeFileSync(join(dir, 'eval.json'), JSON.stringify(rows));
+    const { result, err } = await capture(() => cli(['pick', '--run', dir, '--max-flops', '10']));
+    assert.equal(result, 1);
+    assert.match(
+      err,
+      /^sortednet: pick: no sub-model fits; the smallest is depth=1 \(100 FLOPs, 10 params\)\n$/,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -22,7 +22,7 @@ import {
   type DeployedModel,
 } from '../src/node.js';
 import { checkpointDir } from '../src/io/checkpoint.js';
-import { cli, trainMnistMlp, writePlantCsv } from './deploy_fixture.js';
+import { cli, cliErr, trainMnistMlp, writePlantCsv } from './deploy_fixture.js';
 
 let scratch: string;
 let run: string;
@@ -111,6 +111,81 @@ test('`sortednet predict --input` on an image file prints its class and probabil
   );
 });
 
+/** An MNIST test image as a PNG a person would have: `style` of the digit's strokes and background. */
+function digitPng(i: number, style: 'white-on-black' | 'black-on-white' | 'black-on-transparent'): Buffer {
+  const png = new PNG({ width: 28, height: 28 });
+  for (let p = 0; p < 784; p++) {
+    const v = Math.round(raw.images[i * 784 + p] * 255);
+    const rgba =
+      style === 'white-on-black'
+        ? [v, v, v, 255]
+        : style === 'black-on-white'
+          ? [255 - v, 255 - v, 255 - v, 255]
+          : [0, 0, 0, v];
+    png.data.set(rgba, p * 4);
+  }
+  return PNG.sync.write(png);
+}
+
+test('ordinary images: dark strokes on white are inverted (with a note), transparency composited, as the training images', async () => {
+  // MNIST test images the model gets right as they are: the same answer from every style of file.
+  const right = [...Array(40).keys()];
+  let checked = 0;
+  for (const i of right) {
+    const plain = await model.predict(image(i));
+    if (plain.index !== raw.labels[i]) continue;
+    const files = (['black-on-white', 'black-on-transparent'] as const).map((style) => {
+      const f = join(scratch, `digit-${i}-${style}.png`);
+      writeFileSync(f, digitPng(i, style));
+      return f;
+    });
+    const [onWhite, transparent] = await Promise.all(files.map((f) => model.predict(readImageFile(f))));
+    assert.equal(onWhite.label, plain.label, `image ${i}, black on white`);
+    assert.match(onWhite.notes?.join() ?? '', /inverted: the image has a light background/);
+    assert.equal(transparent.label, plain.label, `image ${i}, black on transparent`);
+    assert.match(transparent.notes?.join() ?? '', /transparency composited/);
+    // The same pixels as the MNIST image itself, to float precision.
+    assert.ok(onWhite.probabilities.every((p, k) => Math.abs(p - plain.probabilities[k]) < 1e-4));
+    assert.ok(transparent.probabilities.every((p, k) => Math.abs(p - plain.probabilities[k]) < 1e-4));
+    // The flag keeps the image as it is.
+    const kept = await model.predict(readImageFile(files[0]), { matchPolarity: false });
+    assert.equal(kept.notes, undefined);
+    assert.notDeepEqual(kept.probabilities, onWhite.probabilities);
+    if (++checked === 3) break;
+  }
+  assert.equal(checked, 3, 'the model gets fewer than 3 of the first 40 test images right');
+  // The command line: the same answer, the note on stderr, --no-match-polarity to turn it off.
+  const f = join(scratch, 'seven.png');
+  writeFileSync(f, digitPng(0, 'black-on-white'));
+  const want = await model.predict(image(0));
+  const r = await cliErr(['predict', '--run', run, '--input', f]);
+  assert.match(r.out, new RegExp(`seven\\.png: ${want.label} `));
+  assert.match(
+    r.err,
+    /notice: .*seven\.png: inverted: the image has a light background, the model was trained on dark ones/,
+  );
+  const off = await cliErr(['predict', '--run', run, '--input', f, '--no-match-polarity']);
+  assert.equal(off.err, '');
+});
+
+test('image files: read by their content; a missing, broken or foreign file says so', async () => {
+  const asJpg = join(scratch, 'digit-really-a-png.jpg');
+  writeFileSync(asJpg, readFileSync(pngPath));
+  assert.deepEqual(readImageFile(asJpg).pixels, readImageFile(pngPath).pixels);
+  const html = join(scratch, 'page.png');
+  writeFileSync(html, '<!doctype html><html><body>not an image</body></html>');
+  assert.throws(() => readImageFile(html), /page\.png is not a PNG\/JPEG image \(it is an HTML page\)/);
+  const broken = join(scratch, 'broken.png');
+  writeFileSync(broken, readFileSync(pngPath).subarray(0, 60));
+  assert.throws(() => readImageFile(broken), /broken\.png is not a PNG\/JPEG image \(broken PNG data/);
+  const missing = join(scratch, 'nowhere.png');
+  assert.throws(
+    () => readImageFile(missing),
+    (e: Error) => e.message === `${missing}: no such file` && !e.message.includes('ENOENT'),
+  );
+  await assert.rejects(cli(['predict', '--run', run, '--input', missing]), /nowhere\.png: no such file$/);
+});
+
 test('one model, sub-model per call: budgets pick as pick does, switching allocates nothing', async () => {
   const subs = model.subModels();
   assert.equal(subs.length, 16);
@@ -186,6 +261,46 @@ test('loadModel: run folder, step-folder layout, .tar, URL (run and checkpoint f
   await assert.rejects(loadModel(join(scratch, 'nothing')), /does not exist/);
 });
 
+test('loadModel(URL) over a static host that answers missing files with its page (HTML, status 200)', async () => {
+  // As `vite preview` and single-page-app hosts do: every unknown path is index.html.
+  const server: Server = createServer((req, res) => {
+    try {
+      const body = readFileSync(join(scratch, decodeURIComponent(new URL(req.url!, 'http://x').pathname)));
+      res.setHeader('Content-Type', 'application/octet-stream');
+      res.end(body);
+    } catch {
+      res.setHeader('Content-Type', 'text/html');
+      res.end('<!doctype html><html><body>the app</body></html>');
+    }
+  });
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    // The run folder: eval.json lies beside checkpoints/, not in the step folder (whose probe gets HTML).
+    const m = await loadModel(`${base}/run/`);
+    assert.deepEqual(
+      m.subModels().map((s) => s.accuracy),
+      model.subModels().map((s) => s.accuracy),
+    );
+    assert.ok(m.subModels().every((s) => typeof s.accuracy === 'number'));
+    m.dispose();
+    // Without eval.json anywhere: no accuracies, and still a model.
+    const bare = join(scratch, 'bare');
+    cpSync(checkpointDir(run), bare, { recursive: true });
+    const b = await loadModel(`${base}/bare/`);
+    assert.ok(b.subModels().every((s) => s.accuracy === undefined));
+    assert.equal((await b.predict(image(0))).label, (await model.predict(image(0))).label);
+    b.dispose();
+    // No checkpoint at all: the page is not taken for one.
+    await assert.rejects(
+      loadModel(`${base}/nothing/`),
+      /no checkpoint at .*nothing: neither checkpoints\/latest nor checkpoint\.json/,
+    );
+  } finally {
+    server.close();
+  }
+});
+
 test('own data: train on a CSV whose label column is called Grade (5 features), then `sortednet predict` it', async () => {
   const csv = join(scratch, 'plant.csv');
   writePlantCsv(csv);
@@ -211,6 +326,30 @@ test('own data: train on a CSV whose label column is called Grade (5 features), 
   assert.equal(predicted.code, 0);
   const accuracy = Number(/accuracy ([\d.]+)% on 600 labelled rows/.exec(predicted.out)?.[1]);
   assert.ok(accuracy > 70, predicted.out.slice(-300));
+  // Without --label-column the training label column is used when the file has it, and said so.
+  const said = await cliErr(['predict', '--run', plantRun, '--csv', csv]);
+  assert.equal(said.code, 0);
+  assert.match(said.err, /reporting against its column 'Grade', the run's training label column/);
+  assert.match(said.out, new RegExp(`accuracy ${accuracy.toFixed(2)}% on 600 labelled rows`));
+  // A label value the model never saw counts as wrong, with a warning naming it.
+  const odd = join(scratch, 'odd.csv');
+  writeFileSync(odd, readFileSync(csv, 'utf8').replace(/,mid\n/, ',medium\n'));
+  const warned = await cliErr(['predict', '--run', plantRun, '--csv', odd]);
+  assert.match(
+    warned.err,
+    /warning: .*odd\.csv: label value\(s\) medium are no class of the model \(high, low, mid\)/,
+  );
+  // A header and no rows: said so, for train and predict alike (an error: exit code 1).
+  const empty = join(scratch, 'empty.csv');
+  writeFileSync(empty, '"Temp (C)",pressure,noise,"flow, l/s",rand,Grade\n');
+  await assert.rejects(
+    cli(['predict', '--run', plantRun, '--csv', empty]),
+    /empty\.csv' has a header .* but no data rows/,
+  );
+  await assert.rejects(
+    cli(['train', '--run', join(scratch, 'e'), '--data', empty, '--label-column', 'Grade']),
+    /no data rows/,
+  );
 
   // New rows without labels, columns in another order: matched by name; JSON out.
   const fresh = join(scratch, 'fresh.csv');

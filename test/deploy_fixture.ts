@@ -16,6 +16,18 @@ export async function cli(args: string[]): Promise<{ code: number; out: string }
   }
 }
 
+/** Runs the CLI with console.log and console.error captured. */
+export async function cliErr(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const error = console.error;
+  const lines: string[] = [];
+  console.error = (...a: unknown[]) => lines.push(a.join(' '));
+  try {
+    return { ...(await cli(args)), err: lines.join('\n') };
+  } finally {
+    console.error = error;
+  }
+}
+
 /** A sorted MLP on MNIST (16 sub-models), 60 steps on 6000 images, evaluated on 500. */
 export async function trainMnistMlp(runDir: string): Promise<void> {
   const args = ['train', '--run', runDir, '--model', 'mlp', '--data', 'mnist', '--steps', '60'];

@@ -1,7 +1,8 @@
 /**
  * The browser app: `npm run web` serves it with the model of a run folder at /model/
  * (SORTEDNET_RUN, default runs/demo); `npm run web:build` writes a minified static site to
- * web/dist (copy a checkpoint folder and its samples.json to dist/model/ to deploy it).
+ * web/dist, and `sortednet web-export --run DIR --out SITE` puts it together with the run's model,
+ * eval.json and samples.json into one folder for any static host.
  */
 import { defineConfig, type Plugin } from 'vite';
 import { existsSync, readFileSync, statSync } from 'node:fs';

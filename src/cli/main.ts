@@ -18,6 +18,7 @@ import { registerPredict } from './commands/predict.js';
 import { registerServe } from './commands/serve.js';
 import { registerExportOnnx } from './commands/export_onnx.js';
 import { registerSeal } from './commands/seal.js';
+import { registerWebExport } from './commands/web_export.js';
 
 const COMMANDS: RegisterCommand[] = [
   registerTrain,
@@ -35,6 +36,7 @@ const COMMANDS: RegisterCommand[] = [
   registerServe,
   registerExportOnnx,
   registerSeal,
+  registerWebExport,
 ];
 
 const VERSION = (

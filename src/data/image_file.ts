@@ -14,21 +14,56 @@ export interface DecodedImage {
   channels: 1 | 3;
   /** [height, width, channels] row-major, scaled to [0, 1]. */
   pixels: Float32Array;
+  /** Opacity per pixel in [0, 1], when the file has transparency (a PNG with an alpha channel). */
+  alpha?: Float32Array;
 }
 
 const latin1 = new TextDecoder('latin1');
 
 export const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg', '.pgm', '.ppm'];
 
+/** The format the bytes say they are (a PNG named .jpg is a PNG), by their magic numbers. */
+function sniff(bytes: Uint8Array): 'png' | 'jpeg' | 'netpbm' | undefined {
+  if (bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47) return 'png';
+  if (bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return 'jpeg';
+  if (bytes[0] === 0x50 && [0x32, 0x33, 0x35, 0x36].includes(bytes[1])) return 'netpbm';
+  return undefined;
+}
+
+/** What the first bytes of a file that is no image look like, for the message. */
+function describe(bytes: Uint8Array, extension: string): string {
+  if (bytes.length === 0) return 'the file is empty';
+  const head = latin1.decode(bytes.subarray(0, 64)).trimStart().toLowerCase();
+  if (head.startsWith('<!doctype html') || head.startsWith('<html')) return 'it is an HTML page';
+  if (head.startsWith('gif8')) return 'it is a GIF; convert it to PNG';
+  if (head.startsWith('riff') && head.slice(8, 12) === 'webp') return 'it is a WebP image; convert it to PNG';
+  if (head.startsWith('<svg') || head.startsWith('<?xml')) return 'it is SVG/XML text; render it to PNG';
+  const hex = [...bytes.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join(' ');
+  return `it starts with bytes ${hex}${extension ? `, not the ${extension} signature` : ''}`;
+}
+
+/**
+ * Decodes an image file by its content (the extension is only a hint): PNG, JPEG, PGM or PPM. A
+ * PNG's transparency is kept as `alpha` (predict composites it onto the training background).
+ */
 export function readImageFile(path: string): DecodedImage {
   const extension = extname(path).toLowerCase();
-  if (!IMAGE_EXTENSIONS.includes(extension)) {
-    throw new Error(`'${path}': unsupported image type '${extension}'; use ${IMAGE_EXTENSIONS.join(', ')}`);
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new Error(`${path}: no such file`, { cause: error });
+    if (code === 'EISDIR') throw new Error(`${path} is a folder, not an image file`, { cause: error });
+    throw new Error(`${path} cannot be read: ${(error as Error).message}`, { cause: error });
   }
-  const bytes = readFileSync(path);
-  if (extension === '.png') return decodePng(bytes, path);
-  if (extension === '.jpg' || extension === '.jpeg') return decodeJpeg(bytes, path);
-  return parseNetpbm(bytes, path);
+  const format = sniff(bytes);
+  if (format === 'png') return decodePng(bytes, path);
+  if (format === 'jpeg') return decodeJpeg(bytes, path);
+  if (format === 'netpbm') return parseNetpbm(bytes, path);
+  throw new Error(
+    `${path} is not a PNG/JPEG image (${describe(bytes, extension)}); PGM and PPM are read too`,
+  );
 }
 
 /** Baseline and progressive JPEG; jpeg-js gives 8-bit RGBA. Grey when every pixel has R = G = B. */
@@ -38,7 +73,9 @@ export function decodeJpeg(bytes: Uint8Array, source = 'JPEG data'): DecodedImag
     // A cap on the decoded size keeps a hostile file from exhausting memory (jpeg-js's own guard).
     image = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 1024 });
   } catch (error) {
-    throw new Error(`'${source}' is not a readable JPEG: ${(error as Error).message}`, { cause: error });
+    throw new Error(`${source} is not a PNG/JPEG image (broken JPEG data: ${(error as Error).message})`, {
+      cause: error,
+    });
   }
   const { width, height, data } = image;
   let grey = true;
@@ -53,21 +90,27 @@ export function decodeJpeg(bytes: Uint8Array, source = 'JPEG data'): DecodedImag
   return { width, height, channels, pixels };
 }
 
-/** PNG of any colour type and depth; pngjs gives 8-bit RGBA. Alpha is dropped. */
+/** PNG of any colour type and depth; pngjs gives 8-bit RGBA. Transparency is kept as `alpha`. */
 export function decodePng(bytes: Buffer, source = 'PNG data'): DecodedImage {
   let png;
   try {
     png = PNG.sync.read(bytes);
   } catch (error) {
-    throw new Error(`'${source}' is not a readable PNG: ${(error as Error).message}`, { cause: error });
+    throw new Error(`${source} is not a PNG/JPEG image (broken PNG data: ${(error as Error).message})`, {
+      cause: error,
+    });
   }
   const { width, height, data } = png;
   const channels = png.color ? 3 : 1;
   const pixels = new Float32Array(width * height * channels);
+  let transparent = false;
   for (let p = 0; p < width * height; p++) {
     for (let k = 0; k < channels; k++) pixels[p * channels + k] = data[p * 4 + k] / 255;
+    if (data[p * 4 + 3] !== 255) transparent = true;
   }
-  return { width, height, channels, pixels };
+  if (!transparent) return { width, height, channels, pixels };
+  const alpha = Float32Array.from({ length: width * height }, (_, p) => data[p * 4 + 3] / 255);
+  return { width, height, channels, pixels, alpha };
 }
 
 /**

@@ -180,6 +180,9 @@ export function readCsvTable(path: string, options: Pick<CsvOptions, 'delimiter'
   const second = records[1]?.record;
   const hasHeader = first.some((field, j) => !isNumber(field) && (!second || isNumber(second[j] ?? '')));
   const body = hasHeader ? records.slice(1) : records;
+  if (body.length === 0) {
+    throw new Error(`CSV file '${path}' has a header (${first.join(', ')}) but no data rows`);
+  }
   for (const { record, info } of body) {
     if (record.length !== first.length) {
       throw new Error(

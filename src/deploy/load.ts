@@ -97,7 +97,11 @@ function parseEvalRows(bytes: Uint8Array | undefined): EvalSummary[] {
   }
 }
 
-/** A reader over files fetched from `base` (a folder URL); a 404 is a missing file. */
+/**
+ * A reader over files fetched from `base` (a folder URL). A 404 is a missing file, and so is an
+ * HTML page where a checkpoint file was asked for: static hosts and `vite preview` answer every
+ * missing path with the app's index.html and status 200 (a single-page-app fallback).
+ */
 export function urlReader(base: string, fetchFn: typeof fetch = globalThis.fetch): FileReader {
   const root = base.endsWith('/') ? base : `${base}/`;
   return async (path) => {
@@ -108,10 +112,18 @@ export function urlReader(base: string, fetchFn: typeof fetch = globalThis.fetch
     } catch (e) {
       throw new Error(`cannot fetch ${url}: ${(e as Error).message}`, { cause: e });
     }
-    if (res.status === 404) return undefined;
+    if (res.status === 404 || res.status === 410) return undefined;
     if (!res.ok) throw new Error(`fetching ${url}: HTTP ${res.status} ${res.statusText}`);
-    return new Uint8Array(await res.arrayBuffer());
+    const html = /^\s*text\/html/i.test(res.headers.get('content-type') ?? '');
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    return html || looksLikeHtml(bytes) ? undefined : bytes;
   };
+}
+
+/** No checkpoint file starts with an HTML tag; a page served without a content type does. */
+export function looksLikeHtml(bytes: Uint8Array): boolean {
+  const head = new TextDecoder().decode(bytes.subarray(0, 64)).trimStart().toLowerCase();
+  return head.startsWith('<!doctype html') || head.startsWith('<html');
 }
 
 /** A reader over files in memory, rooted at the folder holding the checkpoint (or checkpoints/). */

@@ -11,7 +11,13 @@ import { parseSubModel, subModelId, type SubModel } from '../sorted/submodel.js'
 import { pickSubModel, type Budget } from '../infer/pick.js';
 import { namedBatchNorms } from '../nn/batchnorm.js';
 import { subModelContext } from '../nn/module.js';
-import { inputShapeOf, prepareInput, type InputShape, type RawInput } from './preprocess.js';
+import {
+  inputShapeOf,
+  prepareInput,
+  type ImageOptions,
+  type InputShape,
+  type RawInput,
+} from './preprocess.js';
 
 /** One sub-model as a deployment sees it. */
 export interface SubModelInfo {
@@ -29,7 +35,7 @@ export interface SubModelInfo {
 }
 
 /** What `predict` runs: a sub-model by spec or id, or the best one within a budget; default the largest. */
-export interface PredictOptions extends Budget {
+export interface PredictOptions extends Budget, ImageOptions {
   sub?: SubModel | string;
 }
 
@@ -43,6 +49,8 @@ export interface Prediction {
   probabilities: number[];
   /** The sub-model that ran. */
   subModel: string;
+  /** What was done to fit an image to the training images (inverted, transparency composited), if anything. */
+  notes?: string[];
 }
 
 /** Rows of eval.json that a deployment reads (the rest is ignored). */
@@ -100,15 +108,15 @@ export class DeployedModel {
 
   /** The sub-model `options` ask for: an explicit one, the best within a budget, or the largest. */
   select(options: PredictOptions = {}): { id: string; sub: SubModel } {
-    const { sub, ...budget } = options;
+    const { sub, matchPolarity: _, ...budget } = options;
     const limits = Object.values(budget).some((v) => v !== undefined);
     if (sub !== undefined && limits) throw new Error('predict: give either sub or a budget, not both');
     if (sub !== undefined) {
       const spec = typeof sub === 'string' ? parseSubModel(sub, 'sub') : sub;
-      const id = subModelId(spec);
-      const entry = this.grid.entries.find((e) => e.id === id);
+      this.model.validate(spec);
+      const entry = this.grid.find(spec, this.model); // 'full' is the grid's largest when it is the whole model
+      const id = entry?.id ?? subModelId(spec);
       if (!entry) {
-        this.model.validate(spec);
         if (this.hasBatchNorm) {
           throw new Error(
             `sub-model '${id}' is not in the grid of ${this.source}, so it has no BatchNorm statistics; ` +
@@ -146,8 +154,15 @@ export class DeployedModel {
     const { id, sub } = this.select(options);
     const size = this.inputShape.height * this.inputShape.width * this.inputShape.channels;
     const x = new Float32Array(inputs.length * size);
+    const notes = inputs.map(() => [] as string[]);
     inputs.forEach((input, i) =>
-      x.set(prepareInput(input, this.inputShape, this.meta.preprocess, `input ${i}`), i * size),
+      x.set(
+        prepareInput(input, this.inputShape, this.meta.preprocess, `input ${i}`, {
+          matchPolarity: options.matchPolarity,
+          notes: notes[i],
+        }),
+        i * size,
+      ),
     );
     const probs = tf.tidy(() => tf.softmax(this.logits(x, inputs.length, id, sub)));
     const values = (await probs.data()) as Float32Array;
@@ -162,6 +177,7 @@ export class DeployedModel {
         probability: p[index],
         probabilities: p,
         subModel: id,
+        ...(notes[i].length ? { notes: notes[i] } : {}),
       };
     });
   }

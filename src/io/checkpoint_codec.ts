@@ -38,6 +38,11 @@ export interface Preprocess {
   std?: number[];
   /** Images: the model's input size and channels. */
   image?: { height: number; width: number; channels: number };
+  /**
+   * Images: the training images' background per channel in [0, 1] (the median of their border
+   * pixels): transparency is composited onto it and polarity matched to it.
+   */
+  background?: number[];
   /** Tabular: the feature names, in order. */
   features?: string[];
   /** Class names by class index. */

@@ -83,6 +83,20 @@ export class Grid {
     return this.entries[0];
   }
 
+  /**
+   * The entry that builds the same network as `sub`: by id, else by the shape `model.shrink` gives
+   * (so 'full' is the entry with every dimension at its maximum, e.g. depth=6,width=1). Only specs
+   * naming the grid's own dimensions match: a ResNet ignores 'heads', a request naming it is a mistake.
+   */
+  find(sub: SubModel, model: { shrink(sub: SubModel): unknown }): GridEntry | undefined {
+    const hit = this.byId.get(subModelId(sub));
+    if (hit) return hit;
+    const dims = new Set(this.entries.flatMap((e) => Object.keys(e.sub)));
+    if (Object.keys(sub).some((k) => !dims.has(k))) return undefined;
+    const shape = JSON.stringify(model.shrink(sub));
+    return this.entries.find((e) => JSON.stringify(model.shrink(e.sub)) === shape);
+  }
+
   get(id: string): GridEntry {
     const e = this.byId.get(id);
     if (!e)

@@ -4,6 +4,7 @@ import { initEngine } from '../../engine/backend.js';
 import { loadCheckpoint } from '../../io/checkpoint.js';
 import { exportOnnx } from '../../export/onnx/index.js';
 import { FULL, parseSubModel } from '../../sorted/submodel.js';
+import { Grid } from '../../sorted/grid.js';
 import { need } from '../args.js';
 import type { RegisterCommand } from '../command.js';
 
@@ -22,8 +23,11 @@ export const registerExportOnnx: RegisterCommand = (program, exit) => {
       const sub = flags.sub === undefined ? FULL : parseSubModel(flags.sub, '--sub');
       await initEngine('cpu');
       const { model, meta } = await loadCheckpoint(runDir);
+      // The grid's entry for the same network carries the BatchNorm statistics ('full' is its largest).
+      model.validate(sub);
+      const entry = new Grid(meta.grid ?? {}, model).find(sub, model);
       const img = meta.preprocess?.image;
-      const e = exportOnnx(model, sub, {
+      const e = exportOnnx(model, entry?.sub ?? sub, {
         sampleShape: img ? [img.height, img.width, img.channels] : undefined,
         metadata: meta.preprocess ? { preprocess: JSON.stringify(meta.preprocess) } : {},
       });

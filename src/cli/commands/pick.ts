@@ -42,10 +42,10 @@ export const registerPick: RegisterCommand = (program, exit) => {
       const best = pickSubModel(candidates, budget);
       if (!best) {
         const min = candidates.reduce((a, b) => (a.flops < b.flops ? a : b));
-        console.error(
-          `no sub-model fits; the smallest is ${min.id} (${min.flops} FLOPs, ${min.params} params${min.latencyMs !== undefined ? `, ${min.latencyMs.toFixed(3)} ms` : ''})`,
+        // Thrown like every command's error: 'sortednet: …' on stderr, exit code 1.
+        throw new Error(
+          `pick: no sub-model fits; the smallest is ${min.id} (${min.flops} FLOPs, ${min.params} params${min.latencyMs !== undefined ? `, ${min.latencyMs.toFixed(3)} ms` : ''})`,
         );
-        return exit(2);
       }
       console.log(JSON.stringify(best));
       exit(0);

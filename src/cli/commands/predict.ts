@@ -5,7 +5,10 @@ import type { DeployedModel, PredictOptions, Prediction } from '../../deploy/mod
 import type { RawInput } from '../../deploy/preprocess.js';
 import { readImageFile } from '../../data/image_file.js';
 import { csvColumns, labelColumnIndex, readCsvTable, type CsvTable } from '../../data/user_data.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { need, numArg } from '../args.js';
+import { readRunJson } from '../run_folder.js';
 import type { RegisterCommand } from '../command.js';
 import { resolveSubRun } from '../../run/individual.js';
 
@@ -21,6 +24,7 @@ interface PredictFlags {
   maxLatencyMs?: number;
   json?: boolean;
   backend?: string;
+  matchPolarity?: boolean;
 }
 
 interface Item {
@@ -71,12 +75,45 @@ function csvItems(table: CsvTable, model: DeployedModel, labelFlag: string | und
   }));
 }
 
+/**
+ * The label column to report accuracy against: --label-column, else the column the run was trained
+ * with when the file has it (said on stderr), else one named 'label'.
+ */
+function labelColumnFor(run: string, table: CsvTable, flag: string | undefined): string | undefined {
+  if (flag !== undefined || !table.header || !existsSync(join(run, 'run.json'))) return flag;
+  const trained = readRunJson(run).data.csv?.labelColumn;
+  if (typeof trained !== 'string' || trained.toLowerCase() === 'label' || !table.header.includes(trained))
+    return flag;
+  console.error(
+    `${table.path}: reporting against its column '${trained}', the run's training label column (--label-column overrides)`,
+  );
+  return trained;
+}
+
+/** Truth values that are no class of the model count as wrong; say which, once. */
+function warnUnknownLabels(items: Item[], model: DeployedModel, path: string): void {
+  const known = new Set([...model.classes, ...model.classes.map((_, i) => String(i))]);
+  const unknown = [...new Set(items.map((it) => it.truth).filter((t) => t !== undefined && !known.has(t)))];
+  if (unknown.length === 0) return;
+  const shown =
+    unknown.slice(0, 5).join(', ') + (unknown.length > 5 ? ` and ${unknown.length - 5} more` : '');
+  console.error(
+    `warning: ${path}: label value(s) ${shown} are no class of the model (${model.classes.join(', ')}); those rows count as wrong`,
+  );
+}
+
 function imageItems(files: string[]): Item[] {
   return files.map((path) => {
     const img = readImageFile(path);
     return {
       source: path,
-      input: { width: img.width, height: img.height, channels: img.channels, data: img.pixels },
+      input: {
+        width: img.width,
+        height: img.height,
+        channels: img.channels,
+        data: img.pixels,
+        ...(img.alpha ? { alpha: img.alpha } : {}),
+      },
     };
   });
 }
@@ -97,6 +134,10 @@ export const registerPredict: RegisterCommand = (program, exit) => {
     .option('--max-params <n>', 'the best sub-model within this many parameters', numArg)
     .option('--max-latency-ms <t>', 'the best sub-model within this latency (from eval)', numArg)
     .option('--json', 'print JSON (one object per input)')
+    .option(
+      '--no-match-polarity',
+      'keep images as they are: by default one whose background has the opposite tone of the training images (dark on white for MNIST) is inverted, with a notice',
+    )
     .option('--backend <name>', 'wasm (default), cpu or webgpu')
     .action(async (flags: PredictFlags) => {
       // An individual run stores each sub-model in a run of its own: --sub names which.
@@ -111,10 +152,14 @@ export const registerPredict: RegisterCommand = (program, exit) => {
         maxFlops: flags.maxFlops,
         maxParams: flags.maxParams,
         maxLatencyMs: flags.maxLatencyMs,
+        matchPolarity: flags.matchPolarity,
       };
-      const items = flags.csv
-        ? csvItems(readCsvTable(flags.csv, { delimiter: flags.delimiter }), model, flags.labelColumn)
-        : imageItems(flags.input!);
+      let items: Item[];
+      if (flags.csv) {
+        const table = readCsvTable(flags.csv, { delimiter: flags.delimiter });
+        items = csvItems(table, model, labelColumnFor(run, table, flags.labelColumn));
+        warnUnknownLabels(items, model, flags.csv);
+      } else items = imageItems(flags.input!);
       const predictions: Prediction[] = [];
       for (let i = 0; i < items.length; i += 256) {
         predictions.push(
@@ -124,6 +169,9 @@ export const registerPredict: RegisterCommand = (program, exit) => {
           )),
         );
       }
+      items.forEach((it, i) => {
+        for (const note of predictions[i].notes ?? []) console.error(`notice: ${it.source}: ${note}`);
+      });
       if (flags.json) {
         const rows = items.map((it, i) => ({
           input: it.source,
@@ -133,6 +181,7 @@ export const registerPredict: RegisterCommand = (program, exit) => {
             model.classes.map((c, k) => [c, predictions[i].probabilities[k]]),
           ),
           subModel: predictions[i].subModel,
+          ...(predictions[i].notes ? { notes: predictions[i].notes } : {}),
           ...(it.truth !== undefined ? { truth: it.truth } : {}),
         }));
         console.log(JSON.stringify(rows, null, 2));

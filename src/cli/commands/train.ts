@@ -5,7 +5,12 @@ import { join } from 'node:path';
 import { engineDescription, initEngine, parseBackend } from '../../engine/backend.js';
 import { buildModel } from '../../models/index.js';
 import { Grid } from '../../sorted/grid.js';
-import { resolveTrainConfig, type TrainConfig, type TrainConfigInput } from '../../train/config.js';
+import {
+  defaultTrainConfig,
+  resolveTrainConfig,
+  type TrainConfig,
+  type TrainConfigInput,
+} from '../../train/config.js';
 import { DivergenceError } from '../../train/trainer.js';
 import { trainRun, truncateLog } from '../../run/train_run.js';
 import { hasCheckpoint, readCheckpointMeta, removeStale, writeRunConfig } from '../../io/checkpoint.js';
@@ -30,6 +35,7 @@ import {
   addTrainTime,
   evaluateRun,
 } from '../../run/run_folder.js';
+import { FIXED_ON_RESUME, resumeChanges } from '../resume_flags.js';
 import { isIndividualParent, trainIndividual } from '../../run/individual.js';
 
 const DEFAULT_MODEL = 'resnet-small';
@@ -57,24 +63,6 @@ export interface TrainFlags {
   keepCheckpoints?: number;
   onNonFinite?: string;
 }
-
-/** Flags that describe the run itself: on --resume they would make it a different run. */
-const FIXED_ON_RESUME: (keyof TrainFlags)[] = [
-  'config',
-  'model',
-  'data',
-  'strategy',
-  'batchSize',
-  'gacc',
-  'lr',
-  'optimizer',
-  'seed',
-  'trainSubset',
-  'testSubset',
-  'labelColumn',
-  'delimiter',
-];
-const flagName = (k: string) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
 
 /** Exit code of a run stopped by a non-finite loss, gradient or weights. */
 export const EXIT_DIVERGED = 3;
@@ -157,13 +145,21 @@ async function trainInFolder(runDir: string, flags: TrainFlags, base: Partial<Ru
     if (!existsSync(join(runDir, 'run.json'))) {
       throw new Error(`--resume: ${join(runDir, 'run.json')} not found; nothing to resume`);
     }
-    const fixed = FIXED_ON_RESUME.filter((k) => flags[k] !== undefined).map(flagName);
-    if (fixed.length) {
+    c = readRunJson(runDir);
+    // The command the run was started with may be given again: only values that differ are refused.
+    const given = Object.fromEntries(FIXED_ON_RESUME.map((k) => [k, flags[k as keyof TrainFlags]]));
+    const file = flags.config !== undefined ? readRunConfig(flags.config) : undefined;
+    const changes = resumeChanges(
+      given,
+      runConfigFrom({ ...given, config: undefined } as TrainFlags),
+      c,
+      file,
+    );
+    if (changes.length) {
       throw new Error(
-        `--resume continues the run as it was set up; ${fixed.join(', ')} cannot change (only --steps, --checkpoint-every, --keep-checkpoints, --on-non-finite, --backend); start a new --run instead`,
+        `--resume continues the run as it was set up; ${changes.join(', ')} cannot change (only --steps, --checkpoint-every, --keep-checkpoints, --on-non-finite, --backend); start a new --run instead`,
       );
     }
-    c = readRunJson(runDir);
     if (flags.steps !== undefined && flags.steps !== c.train.steps) {
       console.log(
         `continuing to ${flags.steps} steps (was ${c.train.steps ?? 'the default'}): the learning-rate schedule is recomputed for the new length`,
@@ -249,70 +245,108 @@ async function trainInFolder(runDir: string, flags: TrainFlags, base: Partial<Ru
   return evaluateRun(runDir, model, grid, data, c, title);
 }
 
-function trainOptions(cmd: Command): Command {
-  return cmd
-    .option('--run <dir>', 'the run folder: checkpoints, log.jsonl, eval results')
-    .option('--config <file>', 'a JSON run config (fields model, data, grid, train, backend, eval)')
-    .option('--model <preset>', "a model preset (see 'sortednet presets')")
-    .option(
-      '--data <name|path>',
-      'mnist, fashion-mnist, digits, spamassassin (token sequences), or a path to your own data; LM presets: sotu, moby-dick, text:PATH',
-    )
-    .option('--strategy <s>', 'sorted, individual, full-only, sandwich, all-exits')
-    .option('--steps <n>', 'optimizer steps', intArg)
-    .option('--batch-size <n>', 'examples per micro-batch', intArg)
-    .option(
-      '--gacc <n>',
-      'sub-models (micro-batches) accumulated per step (default 4; 1 for individual)',
-      intArg,
-    )
-    .option('--lr <x>', 'peak learning rate', numArg)
-    .option('--optimizer <kind>', 'adamw or sgd')
-    .option(
-      '--seed <n>',
-      'random seed (weights, data order, sub-model draws); any integer up to ±2^53',
-      seedArg,
-    )
-    .option('--train-subset <n>', 'use N training examples (drawn at random)', positiveIntArg)
-    .option('--test-subset <n>', 'use N test examples', positiveIntArg)
-    .option('--resume', 'continue the run in --run exactly where it stopped')
-    .option(
-      '--checkpoint-every <n>',
-      'save a checkpoint every N steps, and at the end (default 100; 0: only at the end)',
-      nonNegativeIntArg,
-    )
-    .option('--keep-checkpoints <n>', 'step folders to keep in checkpoints/ (default 2)', positiveIntArg)
-    .option(
-      '--on-non-finite <what>',
-      "a NaN/Inf loss or gradient: 'stop' (default, exit code 3) or 'skip' the step",
-    )
-    .option('--no-eval', 'skip the evaluation after training')
-    .option('--backend <name>', 'wasm (default), cpu or webgpu')
-    .option('--label-column <name|index>', "your CSV's label column: a header name or a 0-based index")
-    .option('--delimiter <char>', "your CSV's field delimiter (default: sniffed from , ; or tab)");
+/** What a command trains when a flag is left out, as its help shows it. */
+interface HelpDefaults {
+  run?: string;
+  model: string;
+  data: string;
+  steps: number;
+  batchSize: number;
+  testSubset?: number;
 }
 
+const d = (value: unknown) => ` (default: ${value})`;
+
+function trainOptions(cmd: Command, defaults: HelpDefaults): Command {
+  const t = defaultTrainConfig;
+  return cmd
+    .option(
+      '--run <dir>',
+      'the run folder: checkpoints, log.jsonl, eval results' + (defaults.run ? d(defaults.run) : ''),
+    )
+    .option('--config <file>', 'a JSON run config (fields model, data, grid, train, backend, eval)')
+    .option('--model <preset>', "a model preset (see 'sortednet presets')" + d(defaults.model))
+    .option(
+      '--data <name|path>',
+      'mnist, fashion-mnist, digits, spamassassin (token sequences), or a path to your own data; LM presets: sotu, moby-dick, text:PATH' +
+        d(defaults.data),
+    )
+    .option('--strategy <s>', 'sorted, individual, full-only, sandwich, all-exits' + d(t.strategy))
+    .option('--steps <n>', 'optimizer steps' + d(defaults.steps), intArg)
+    .option('--batch-size <n>', 'examples per micro-batch' + d(defaults.batchSize), intArg)
+    .option(
+      '--gacc <n>',
+      `sub-models (micro-batches) accumulated per step (default: ${t.gAcc}; 1 for individual)`,
+      intArg,
+    )
+    .option('--lr <x>', 'peak learning rate' + d(t.optimizer.lr), numArg)
+    .option('--optimizer <kind>', 'adamw or sgd' + d(t.optimizer.kind))
+    .option(
+      '--seed <n>',
+      'random seed (weights, data order, sub-model draws); any integer up to ±2^53' + d(t.seed),
+      seedArg,
+    )
+    .option('--train-subset <n>', 'use N training examples (drawn at random)' + d('all'), positiveIntArg)
+    .option('--test-subset <n>', 'use N test examples' + d(defaults.testSubset ?? 'all'), positiveIntArg)
+    .option(
+      '--resume',
+      'continue the run in --run exactly where it stopped (the flags it was started with may be repeated)',
+    )
+    .option(
+      '--checkpoint-every <n>',
+      `save a checkpoint every N steps, and at the end; 0: only at the end${d(t.checkpointEvery)}`,
+      nonNegativeIntArg,
+    )
+    .option(
+      '--keep-checkpoints <n>',
+      'step folders to keep in checkpoints/' + d(t.keepCheckpoints),
+      positiveIntArg,
+    )
+    .option(
+      '--on-non-finite <what>',
+      `a NaN/Inf loss or gradient: 'stop' (exit code 3) or 'skip' the step${d(t.nonFinite)}`,
+    )
+    .option('--no-eval', 'skip the evaluation after training')
+    .option('--backend <name>', 'wasm, cpu or webgpu' + d('wasm'))
+    .option(
+      '--label-column <name|index>',
+      "your CSV's label column: a header name or a 0-based index" + d("'label'"),
+    )
+    .option('--delimiter <char>', "your CSV's field delimiter" + d('sniffed from , ; or tab'));
+}
+
+/** The demo: train with the README's defaults. */
+const DEMO: Partial<RunConfig> = {
+  model: 'resnet-small',
+  data: { name: 'mnist', testSubset: 2000 },
+  train: { steps: 300, batchSize: 64 },
+  eval: { calibrationBatches: 10, latencyReps: 5 },
+};
+
 export const registerTrain: RegisterCommand = (program, exit) => {
+  const t = defaultTrainConfig;
   trainOptions(
     program.command('train').description('train a sorted network: every sub-model of the grid in one run'),
+    { model: 'resnet-small', data: 'mnist', steps: t.steps, batchSize: t.batchSize },
   ).action(async (flags: TrainFlags) => exit(await commandTrain(flags)));
 
   trainOptions(
     program
       .command('demo')
-      .description('the main job: a sorted ResNet on MNIST, 16 sub-models, table + plot (runs/demo)'),
-  ).action(async (flags: TrainFlags) =>
-    exit(
-      await commandTrain(
-        flags,
-        {
-          model: 'resnet-small',
-          data: { name: 'mnist', testSubset: 2000 },
-          train: { steps: 300, batchSize: 64 },
-          eval: { calibrationBatches: 10, latencyReps: 5 },
-        },
-        'runs/demo',
+      .summary('the main job: a sorted ResNet on MNIST, 16 sub-models, table + plot (runs/demo)')
+      .description(
+        'the main job: a sorted ResNet on MNIST, 16 sub-models, table + plot (runs/demo)\n\n' +
+          "The demo is 'train' with these defaults: a sorted resnet-small on MNIST (2000 test images), " +
+          '300 steps, evaluated at the end (accuracy, FLOPs and latency of every sub-model: eval.json, ' +
+          'plot.svg). Each run goes to a fresh folder (runs/demo, runs/demo-2, …) unless --run names one.',
       ),
-    ),
-  );
+    {
+      run: 'runs/demo, or runs/demo-2… when taken',
+      model: DEMO.model as string,
+      data: DEMO.data!.name,
+      steps: DEMO.train!.steps!,
+      batchSize: DEMO.train!.batchSize!,
+      testSubset: DEMO.data!.testSubset,
+    },
+  ).action(async (flags: TrainFlags) => exit(await commandTrain(flags, DEMO, 'runs/demo')));
 };
