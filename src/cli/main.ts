@@ -17,6 +17,7 @@ import { registerPresets } from './commands/presets.js';
 import { registerPredict } from './commands/predict.js';
 import { registerServe } from './commands/serve.js';
 import { registerExportOnnx } from './commands/export_onnx.js';
+import { registerImport } from './commands/import.js';
 
 const COMMANDS: RegisterCommand[] = [
   registerTrain,
@@ -33,6 +34,7 @@ const COMMANDS: RegisterCommand[] = [
   registerPredict,
   registerServe,
   registerExportOnnx,
+  registerImport,
 ];
 
 const VERSION = (

@@ -42,9 +42,14 @@ export function encodeSafetensors(
   return out;
 }
 
+/**
+ * `widen`: F16 and BF16 tensors (how Hugging Face checkpoints are usually stored) are read as F32,
+ * exactly (every half value is a float32 value).
+ */
 export function decodeSafetensors(
   bytes: Uint8Array,
   source = 'safetensors data',
+  opts: { widen?: boolean } = {},
 ): { tensors: Map<string, NamedArray>; metadata: Record<string, string> } {
   if (bytes.length < 8)
     throw new Error(`${source}: file too short (${bytes.length} bytes) to be safetensors`);
@@ -87,7 +92,8 @@ export function decodeSafetensors(
       );
     }
     const size = h.shape.reduce((a, b) => a * b, 1);
-    if (end - begin !== size * 4)
+    const width = h.dtype === 'F16' || h.dtype === 'BF16' ? 2 : 4;
+    if (end - begin !== size * width)
       throw new Error(`${source}: tensor '${name}' has ${end - begin} bytes for shape [${h.shape}]`);
     // Copy into an aligned buffer: the file's offsets need not be 4-byte aligned.
     const raw = new Uint8Array(end - begin);
@@ -96,7 +102,42 @@ export function decodeSafetensors(
       tensors.set(name, { dtype: 'F32', shape: h.shape, data: new Float32Array(raw.buffer) });
     else if (h.dtype === 'I32')
       tensors.set(name, { dtype: 'I32', shape: h.shape, data: new Int32Array(raw.buffer) });
-    else throw new Error(`${source}: tensor '${name}' has dtype ${h.dtype}; only F32 and I32 are supported`);
+    else if (width === 2 && opts.widen)
+      tensors.set(name, {
+        dtype: 'F32',
+        shape: h.shape,
+        data: widen(new Uint16Array(raw.buffer), h.dtype as 'F16' | 'BF16'),
+      });
+    else
+      throw new Error(
+        `${source}: tensor '${name}' has dtype ${h.dtype}; only F32 and I32 are supported${opts.widen ? ' (and F16, BF16)' : ''}`,
+      );
   }
   return { tensors, metadata };
+}
+
+/** IEEE half or bfloat16 bit patterns → float32 values. */
+function widen(bits: Uint16Array, dtype: 'F16' | 'BF16'): Float32Array {
+  const out = new Float32Array(bits.length);
+  if (dtype === 'BF16') {
+    // bfloat16 is the top half of a float32.
+    const u = new Uint32Array(out.buffer);
+    for (let i = 0; i < bits.length; i++) u[i] = bits[i] << 16;
+    return out;
+  }
+  for (let i = 0; i < bits.length; i++) {
+    const b = bits[i];
+    const sign = b & 0x8000 ? -1 : 1;
+    const exp = (b >> 10) & 0x1f;
+    const frac = b & 0x3ff;
+    out[i] =
+      exp === 0
+        ? sign * frac * 2 ** -24 // subnormal
+        : exp === 31
+          ? frac
+            ? NaN
+            : sign * Infinity
+          : sign * (1 + frac / 1024) * 2 ** (exp - 15);
+  }
+  return out;
 }
