@@ -453,7 +453,8 @@ def randomize(model, seed):
         for name, p in model.named_parameters():
             if p.dim() == 2:
                 fan_in = p.shape[0] if isinstance(dict(model.named_modules()).get(name.rsplit(".", 1)[0]), Conv1D) else p.shape[1]
-                scale = 1.0 if "embed" in name or "wte" in name or "wpe" in name else 1.5 / math.sqrt(fan_in)
+                # GPT-2's tied head: large embeddings make every token predict itself.
+                scale = 1.0 if "embed" in name else 0.3 if "wte" in name or "wpe" in name else 1.5 / math.sqrt(fan_in)
                 p.copy_(torch.randn(p.shape, generator=g) * scale)
             elif name.endswith("weight"):  # a norm's gain
                 p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))

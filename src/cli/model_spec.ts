@@ -33,6 +33,19 @@ const transformer = {
   padId: z.number().int().min(0),
   arch: z.enum(['gpt', 'llama']),
   ropeBase: z.number().positive(),
+  ropeScaling: z
+    .object({
+      type: z.literal('llama3'),
+      factor: z.number().positive(),
+      lowFreqFactor: z.number().positive(),
+      highFreqFactor: z.number().positive(),
+      originalMaxPositions: z.number().positive(),
+    })
+    .strict(),
+  kvHeads: z.union([posInt, posInts]),
+  tiedHead: z.boolean(),
+  normEps: z.number().positive(),
+  attnBias: z.enum(['none', 'qkv', 'all']),
 };
 const lambdaMode = z.enum(LAMBDA_MODES as [string, ...string[]]);
 
