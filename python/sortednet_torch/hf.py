@@ -416,11 +416,12 @@ VOCAB = 256 + 8 + 1
 
 KINDS = {
     # Llama 3 style: grouped-query attention (4 heads share 2 key/value heads), untied head,
-    # rms_norm_eps 1e-5, rope_theta 50000 with llama3 rope_scaling; sharded in two files.
+    # rope_theta 50000 with llama3 rope_scaling; sharded in two files. The norms' epsilons are
+    # larger than real models' so that an epsilon dropped on the way shows in the logits.
     "llama-gqa": {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": VOCAB, "hidden_size": 64,
         "intermediate_size": 96, "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2,
-        "hidden_act": "silu", "max_position_embeddings": 128, "rms_norm_eps": 1e-5, "rope_theta": 50000.0,
+        "hidden_act": "silu", "max_position_embeddings": 128, "rms_norm_eps": 1e-2, "rope_theta": 50000.0,
         "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                          "original_max_position_embeddings": 64},
         "attention_bias": False, "mlp_bias": False, "tie_word_embeddings": False, "torch_dtype": "float32",
@@ -438,7 +439,7 @@ KINDS = {
     "gpt2": {
         "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": VOCAB, "n_embd": 64, "n_head": 4,
         "n_layer": 3, "n_positions": 128, "n_ctx": 128, "n_inner": None, "activation_function": "gelu_new",
-        "layer_norm_epsilon": 1e-5, "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
+        "layer_norm_epsilon": 1e-3, "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
         "reorder_and_upcast_attn": False, "tie_word_embeddings": True, "torch_dtype": "float32",
         "bos_token_id": VOCAB - 1, "eos_token_id": VOCAB - 1,
     },
