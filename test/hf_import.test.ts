@@ -22,7 +22,7 @@ import { loadLm } from '../src/infer/load_lm.js';
 import { generate } from '../src/infer/generate.js';
 import { readRunJson } from '../src/cli/run_folder.js';
 import { main } from '../src/cli/main.js';
-import { runPython, scratch, torchSkip } from './torch_helpers.js';
+import { PYTHON_PACKAGE, runPython, scratch, torchSkip } from './torch_helpers.js';
 
 const dir = scratch('hf-import-');
 const PROMPT = [5, 70, 120, 3, 200, 17, 9, 42];
@@ -49,9 +49,12 @@ for (const kind of ['llama-gqa', 'qwen2', 'gpt2']) {
     { skip: torchSkip },
     async () => {
       const folder = join(dir, `hf-${kind}`);
-      runPython(['-m', 'sortednet_torch.hf', 'write', '--kind', kind, '--out', folder, '--seed', '3']);
+      // Written and run by the reference in one process: logits of PROMPT, 50 greedy tokens.
       const ref = JSON.parse(
-        runPython(['-m', 'sortednet_torch.hf', 'run', folder, '--ids', PROMPT.join(','), '--greedy', '50']),
+        runPython([
+          ...['-m', 'sortednet_torch.hf', 'write', '--kind', kind, '--out', folder, '--seed', '3'],
+          ...['--ids', PROMPT.join(','), '--greedy', '50'],
+        ]),
       ) as { logits: number[][]; greedy: number[] };
       const run = join(dir, `run-${kind}`);
       importHuggingFace(folder, run);
@@ -63,6 +66,22 @@ for (const kind of ['llama-gqa', 'qwen2', 'gpt2']) {
       const g = generate(model, PROMPT, { maxNewTokens: 50, temperature: 0 });
       assert.deepEqual(g.tokens, ref.greedy);
       assert.ok(new Set(ref.greedy).size > 1, 'the reference continuation should not be one token repeated');
+      // The PyTorch package: its own import, and this run loaded there, give the reference's logits;
+      // the run it writes loads here with the same logits.
+      const pyRun = join(dir, `py-run-${kind}`);
+      const check = JSON.parse(
+        runPython([
+          join(PYTHON_PACKAGE, 'tests', 'hf_import_check.py'),
+          folder,
+          run,
+          pyRun,
+          PROMPT.join(','),
+        ]),
+      ) as { pytorch_import: number; typescript_run: number };
+      assert.ok(check.pytorch_import < 1e-4 && check.typescript_run < 1e-4, JSON.stringify(check));
+      const fromPy = await loadLm(pyRun);
+      assert.ok(maxDiff(logitsOf(fromPy.model, PROMPT), ref.logits) < 1e-4);
+      fromPy.model.dispose();
       model.dispose();
     },
   );

@@ -25,7 +25,8 @@ v4.4x, `src/transformers/models/...`):
 `python -m sortednet_torch.hf write --kind llama-gqa|qwen2|gpt2 --out DIR` writes a tiny random
 model folder (config.json, safetensors (sharded with an index for llama-gqa), tokenizer.json);
 `python -m sortednet_torch.hf run DIR --ids 1,2,3 --greedy 50` prints its logits for the ids and
-its greedy continuation (recomputing the whole sequence each step, no cache) as JSON.
+its greedy continuation (recomputing the whole sequence each step, no cache) as JSON (`write`
+takes --ids and --greedy too, to do both in one process).
 """
 import argparse
 import json
@@ -524,6 +525,8 @@ def main(argv):
     w.add_argument("--seed", type=int, default=0)
     w.add_argument("--shards", type=int)
     w.add_argument("--dtype", choices=sorted(_ST))
+    w.add_argument("--ids", help="also print `run`'s JSON for these comma-separated token ids")
+    w.add_argument("--greedy", type=int, default=0)
     r = sub.add_parser("run", help="logits and greedy decoding of a Hugging Face folder (JSON on stdout)")
     r.add_argument("folder")
     r.add_argument("--ids", required=True, help="comma-separated token ids")
@@ -531,7 +534,8 @@ def main(argv):
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     if a.cmd == "write":
-        print(write_folder(a.out, a.kind, a.seed, a.shards, a.dtype))
+        folder = write_folder(a.out, a.kind, a.seed, a.shards, a.dtype)
+        print(json.dumps(run(folder, [int(t) for t in a.ids.split(",")], a.greedy)) if a.ids else folder)
     else:
         print(json.dumps(run(a.folder, [int(t) for t in a.ids.split(",")], a.greedy)))
 
