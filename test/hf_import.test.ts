@@ -236,6 +236,22 @@ test('hf import: missing and extra tensors are refused with their names', () => 
   );
 });
 
+test(
+  'hf import (PyTorch package): missing and extra tensors are refused with their names',
+  { skip: torchSkip },
+  () => {
+    const t = gpt2Tensors();
+    t.delete('ln_f.bias');
+    t.set('score.weight', { dtype: 'F32', shape: [2, 8], data: new Float32Array(16) });
+    const f = writeFolder('gpt2-bad-names-py', GPT2, t);
+    assert.throws(
+      () => runPython(['-m', 'sortednet_torch.hf_import', '--hf', f, '--out', join(dir, 'py-bad')]),
+      /1 tensor\(s\) nothing in the model maps: score\.weight; 1 tensor\(s\) the model needs are missing: ln_f\.bias/,
+    );
+    assert.ok(!existsSync(join(dir, 'py-bad')));
+  },
+);
+
 test('hf import: a shape mismatch names the tensor, the expected and the found shape', () => {
   const t = gpt2Tensors();
   t.set('h.0.attn.c_attn.weight', { dtype: 'F32', shape: [24, 8], data: new Float32Array(192) }); // Linear layout
