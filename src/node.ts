@@ -18,6 +18,15 @@ export {
 } from './train/trainer.js';
 export { trainRun, type RunOptions } from './run/train_run.js';
 export {
+  importHuggingFace,
+  loadHfModel,
+  hfToTransformerConfig,
+  HfImportError,
+  HF_ARCHITECTURES,
+  type HfImportOptions,
+  type HfImported,
+} from './run/hf_import.js';
+export {
   saveCheckpoint,
   loadCheckpoint,
   readCheckpointMeta,

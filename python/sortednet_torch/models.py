@@ -344,29 +344,47 @@ class MobileNetV2(StagedModel):
 
 class MultiHeadAttention(nn.Module):
     """Head-blocked projections: head i owns columns [i·hd, (i+1)·hd) of q, k, v and rows of o,
-    so the first h heads are a prefix slice."""
+    so the first h heads are a prefix slice. Grouped-query attention: k and v have `kv_heads`
+    heads, each shared by heads/kv_heads consecutive query heads (sub-models keep whole groups)."""
 
-    def __init__(self, dim, heads, head_dim, causal, dropout, name, bias=True, rope_base=None):
+    def __init__(self, dim, heads, head_dim, causal, dropout, name, bias=True, rope_base=None,
+                 kv_heads=None, out_bias=None, rope_scaling=None):
         super().__init__()
         self.heads, self.head_dim, self.causal, self.dropout, self.name = heads, head_dim, causal, dropout, name
-        self.rope_base = rope_base
+        self.rope_base, self.rope_scaling = rope_base, rope_scaling
+        self.kv_heads = kv_heads or heads
+        if heads % self.kv_heads:
+            raise ValueError(f"{name}: {heads} heads cannot share {self.kv_heads} key/value heads; kvHeads must divide heads")
+        self.group = heads // self.kv_heads
         inner = heads * head_dim
         self.q = Linear(dim, inner, bias, name=f"{name}.q")
-        self.k = Linear(dim, inner, bias, name=f"{name}.k")
-        self.v = Linear(dim, inner, bias, name=f"{name}.v")
-        self.o = Linear(inner, dim, bias, name=f"{name}.o")
+        self.k = Linear(dim, self.kv_heads * head_dim, bias, name=f"{name}.k")
+        self.v = Linear(dim, self.kv_heads * head_dim, bias, name=f"{name}.v")
+        self.o = Linear(inner, dim, bias if out_bias is None else out_bias, name=f"{name}.o")
+
+    def active_kv_heads(self, heads):
+        check_units(heads, self.heads, self.name, "heads")
+        if heads % self.group:
+            raise ValueError(
+                f"heads {heads} in '{self.name}' is not a whole number of key/value groups: {self.group} query heads "
+                f"share each key/value head; use a multiple of {self.group}"
+            )
+        return heads // self.group
 
     def forward(self, x, heads, ctx):
-        check_units(heads, self.heads, self.name, "heads")
+        kv = self.active_kv_heads(heads)
         B, T, e = x.shape
         hd, width = self.head_dim, heads * self.head_dim
 
-        def split(t):
-            return t.reshape(B, T, heads, hd).transpose(1, 2)  # [B, h, T, hd]
+        def split(t, h):
+            return t.reshape(B, T, h, hd).transpose(1, 2)  # [B, h, T, hd]
 
-        q, k, v = split(self.q(x, width)), split(self.k(x, width)), split(self.v(x, width))
+        q, k, v = split(self.q(x, width), heads), split(self.k(x, kv * hd), kv), split(self.v(x, kv * hd), kv)
         if self.rope_base is not None:
-            q, k = apply_rotary(q, self.rope_base), apply_rotary(k, self.rope_base)
+            q = apply_rotary(q, self.rope_base, scaling=self.rope_scaling)
+            k = apply_rotary(k, self.rope_base, scaling=self.rope_scaling)
+        if self.group > 1:  # query head i reads key/value head i // group
+            k, v = k.repeat_interleave(self.group, 1), v.repeat_interleave(self.group, 1)
         att = q @ k.transpose(-1, -2) * (1 / hd**0.5)
         if self.causal:
             att = att + torch.triu(torch.full((T, T), -1e9, device=x.device), 1)  # the TypeScript side's additive mask
@@ -413,17 +431,20 @@ class TransformerBlock(nn.Module):
     """Pre-norm: x + attn(norm1(x)), then x + ffn(norm2(x)); GPT-style (LayerNorm, GELU, biases)
     or LLaMA-style (RMSNorm, SwiGLU, rotary positions, no biases)."""
 
-    def __init__(self, c, name, heads, ffn):
+    def __init__(self, c, name, heads, ffn, kv_heads=None):
         super().__init__()
         llama = c.get("arch") == "llama"
         self.dropout = c.get("dropout", 0) or 0
+        eps = c.get("normEps", 1e-6 if llama else 1e-5)
         norm = RMSNorm if llama else LayerNorm
-        self.ln1 = norm(c["dim"], f"{name}.ln1")
+        self.ln1 = norm(c["dim"], f"{name}.ln1", eps)
+        attn_bias = c.get("attnBias", "none") if llama else "all"
         self.attn = MultiHeadAttention(
             c["dim"], heads, c["headDim"], c["task"] == "lm", self.dropout, f"{name}.attn",
-            bias=not llama, rope_base=c.get("ropeBase", 10000) if llama else None,
+            bias=attn_bias != "none", rope_base=c.get("ropeBase", 10000) if llama else None,
+            kv_heads=kv_heads, out_bias=attn_bias == "all", rope_scaling=c.get("ropeScaling") if llama else None,
         )
-        self.ln2 = norm(c["dim"], f"{name}.ln2")
+        self.ln2 = norm(c["dim"], f"{name}.ln2", eps)
         self.ffn = FeedForward(c["dim"], ffn, "swiglu" if llama else "gelu", f"{name}.ffn", bias=not llama)
 
     def forward(self, x, heads, ffn, ctx):
@@ -451,9 +472,15 @@ class Transformer(SortedModel):
         # Learned positions ('gpt'); 'llama' rotates q and k instead.
         self.positions = None if llama else Embedding(c["maxLen"], c["dim"], "positions")
         self.full = list(zip(per_block(c["heads"], c["layers"], "heads"), per_block(c["ffn"], c["layers"], "ffn")))
+        kv = per_block(c.get("kvHeads", [h for h, _ in self.full]), c["layers"], "kvHeads")
         self.layer_names = [f"blocks.{i}.{k}" for i in range(c["layers"]) for k in ("attn", "ffn")]
-        self.blocks = nn.ModuleList(TransformerBlock(c, f"blocks.{i}", h, f) for i, (h, f) in enumerate(self.full))
-        self.lnFinal = RMSNorm(c["dim"], "lnFinal") if llama else LayerNorm(c["dim"], "lnFinal")
+        self.blocks = nn.ModuleList(
+            TransformerBlock(c, f"blocks.{i}", h, f, kv[i]) for i, (h, f) in enumerate(self.full)
+        )
+        eps = c.get("normEps", 1e-6 if llama else 1e-5)
+        self.lnFinal = RMSNorm(c["dim"], "lnFinal", eps) if llama else LayerNorm(c["dim"], "lnFinal", eps)
+        # An untied LM head (Hugging Face models with tie_word_embeddings false).
+        self.lmHead = Linear(c["dim"], c["vocab"], False, name="lmHead") if c["task"] == "lm" and c.get("tiedHead", True) is False else None
         if c["task"] == "classify":
             if not c.get("classes") or c["classes"] < 2:
                 raise ValueError("transformer: task classify needs classes >= 2")
@@ -471,7 +498,9 @@ class Transformer(SortedModel):
         layers = sub.get("layers") or {}
         blocks = [
             (
-                check_units(layers.get(f"blocks.{i}.attn", sub.get("heads", h)), h, f"blocks.{i}.attn", "heads"),
+                self._whole_groups(
+                    i, check_units(layers.get(f"blocks.{i}.attn", sub.get("heads", h)), h, f"blocks.{i}.attn", "heads")
+                ),
                 layer_units(sub, f"blocks.{i}.ffn", f, sub.get("ffn", 1)),
             )
             for i, (h, f) in enumerate(self.full)
@@ -481,6 +510,11 @@ class Transformer(SortedModel):
             units_for(sub.get("embed", 1), c["dim"], 1, "transformer embed"),
             blocks,
         )
+
+    def _whole_groups(self, i, heads):
+        """`heads` of block i, checked to be whole key/value groups."""
+        self.blocks[i].attn.active_kv_heads(heads)
+        return heads
 
     def validate(self, sub):
         check_layer_names(sub, self.layer_names, "transformer")
@@ -493,9 +527,10 @@ class Transformer(SortedModel):
         depth, e, blocks = self.plan(sub)
         T, gate = c["maxLen"], c.get("arch") == "llama"
         f = 0
-        for heads, ffn in blocks[:depth]:
+        for i, (heads, ffn) in enumerate(blocks[:depth]):
             inner = heads * c["headDim"]
-            f += 8 * e * inner + 4 * T * inner + (6 if gate else 4) * e * ffn
+            kv_inner = self.blocks[i].attn.active_kv_heads(heads) * c["headDim"]
+            f += 4 * e * inner + 4 * e * kv_inner + 4 * T * inner + (6 if gate else 4) * e * ffn
         f += 2 * e * (c["classes"] if c["task"] == "classify" else c["vocab"])
         return f * T
 
@@ -514,7 +549,7 @@ class Transformer(SortedModel):
             h = self.blocks[i](h, *blocks[i], ctx)
         hn = self.lnFinal(h)
         if self.head is None:
-            return hn @ self.tokens.weight[:, :e].t()
+            return hn @ (self.lmHead if self.lmHead is not None else self.tokens).weight[:, :e].t()
         mask = (ids != self.config.get("padId", -1)).to(hn.dtype).unsqueeze(-1)
         pooled = (hn * mask).sum(1) / mask.sum(1).clamp(min=1)
         return self.head(pooled)

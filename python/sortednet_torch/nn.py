@@ -214,17 +214,30 @@ def activate(x, act):
     raise ValueError(f"unknown activation '{act}'; known: relu, relu6, gelu, silu, none")
 
 
-def apply_rotary(x, base, start=0):
+def inverse_frequencies(d, base, scaling=None):
+    """base^(−2i/d), i < d/2, in double precision; Llama-3-scaled when `scaling` (the config's
+    ropeScaling: factor, lowFreqFactor, highFreqFactor, originalMaxPositions) is given."""
+    exponent = -2 * torch.arange(d // 2, dtype=torch.float64) / d
+    inv = torch.pow(torch.tensor(float(base), dtype=torch.float64), exponent)
+    if not scaling:
+        return inv
+    factor, low, high, old = (scaling[k] for k in ("factor", "lowFreqFactor", "highFreqFactor", "originalMaxPositions"))
+    wavelen = 2 * math.pi / inv
+    smooth = (old / wavelen - low) / (high - low)
+    mid = (1 - smooth) * inv / factor + smooth * inv
+    return torch.where(wavelen < old / high, inv, torch.where(wavelen > old / low, inv / factor, mid))
+
+
+def apply_rotary(x, base, start=0, scaling=None):
     """Rotary positions (rotate-half form, as Hugging Face LLaMA): x [B, h, T, d] at positions
-    start.., the pair (x_i, x_{i+d/2}) rotated by pos·base^(−2i/d). Angles in double precision, as
-    the TypeScript tables."""
+    start.., the pair (x_i, x_{i+d/2}) rotated by pos·inv_freq_i (base^(−2i/d), Llama-3-scaled
+    when asked). Angles in double precision, as the TypeScript tables."""
     T, d = x.shape[-2], x.shape[-1]
     if d % 2:
         raise ValueError(f"rotary: head size {d} must be even")
     half = d // 2
     pos = torch.arange(start, start + T, dtype=torch.float64)[:, None]
-    exponent = -2 * torch.arange(half, dtype=torch.float64) / d
-    angle = pos * torch.pow(torch.tensor(float(base), dtype=torch.float64), exponent)  # [T, d/2]
+    angle = pos * inverse_frequencies(d, base, scaling)  # [T, d/2]
     cos = torch.cat([angle.cos(), angle.cos()], -1).to(x.dtype).to(x.device)
     sin = torch.cat([angle.sin(), angle.sin()], -1).to(x.dtype).to(x.device)
     rotated = torch.cat([-x[..., half:], x[..., :half]], -1)

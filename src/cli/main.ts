@@ -19,6 +19,7 @@ import { registerServe } from './commands/serve.js';
 import { registerExportOnnx } from './commands/export_onnx.js';
 import { registerSeal } from './commands/seal.js';
 import { registerWebExport } from './commands/web_export.js';
+import { registerImport } from './commands/import.js';
 
 const COMMANDS: RegisterCommand[] = [
   registerTrain,
@@ -37,6 +38,7 @@ const COMMANDS: RegisterCommand[] = [
   registerExportOnnx,
   registerSeal,
   registerWebExport,
+  registerImport,
 ];
 
 const VERSION = (

@@ -42,9 +42,14 @@ export function encodeSafetensors(
   return out;
 }
 
+/**
+ * `widen`: F16 and BF16 tensors (how Hugging Face checkpoints are usually stored) are read as F32,
+ * exactly (every half value is a float32 value).
+ */
 export function decodeSafetensors(
   bytes: Uint8Array,
   source = 'safetensors data',
+  opts: { widen?: boolean } = {},
 ): { tensors: Map<string, NamedArray>; metadata: Record<string, string> } {
   if (bytes.length < 8)
     throw new Error(`${source}: file too short (${bytes.length} bytes) to be safetensors`);
@@ -86,12 +91,13 @@ export function decodeSafetensors(
         `${source}: tensor '${name}' offsets [${begin}, ${end}] lie outside the file (truncated?)`,
       );
     }
-    if (h.dtype !== 'F32' && h.dtype !== 'I32' && h.dtype !== 'I64')
+    const half = h.dtype === 'F16' || h.dtype === 'BF16';
+    if (!(h.dtype === 'F32' || h.dtype === 'I32' || h.dtype === 'I64' || (half && opts.widen)))
       throw new Error(
-        `${source}: tensor '${name}' has dtype ${h.dtype}; only F32, I32 and I64 are supported`,
+        `${source}: tensor '${name}' has dtype ${h.dtype}; only F32, I32 and I64 are supported${opts.widen ? ' (and F16, BF16)' : ''}`,
       );
     const size = h.shape.reduce((a, b) => a * b, 1);
-    const width = h.dtype === 'I64' ? 8 : 4;
+    const width = h.dtype === 'I64' ? 8 : h.dtype === 'F16' || h.dtype === 'BF16' ? 2 : 4;
     if (end - begin !== size * width)
       throw new Error(`${source}: tensor '${name}' has ${end - begin} bytes for shape [${h.shape}]`);
     // Copy into an aligned buffer: the file's offsets need not be 4-byte aligned.
@@ -101,7 +107,7 @@ export function decodeSafetensors(
       tensors.set(name, { dtype: 'F32', shape: h.shape, data: new Float32Array(raw.buffer) });
     else if (h.dtype === 'I32')
       tensors.set(name, { dtype: 'I32', shape: h.shape, data: new Int32Array(raw.buffer) });
-    else {
+    else if (h.dtype === 'I64') {
       // PyTorch writes integer counters (BatchNorm's num_batches_tracked) as int64: read as int32 when they fit.
       const wide = new BigInt64Array(raw.buffer);
       const data = new Int32Array(size);
@@ -111,7 +117,38 @@ export function decodeSafetensors(
         data[i] = Number(wide[i]);
       }
       tensors.set(name, { dtype: 'I32', shape: h.shape, data });
-    }
+    } else
+      tensors.set(name, {
+        dtype: 'F32',
+        shape: h.shape,
+        data: widen(new Uint16Array(raw.buffer), h.dtype as 'F16' | 'BF16'),
+      });
   }
   return { tensors, metadata };
+}
+
+/** IEEE half or bfloat16 bit patterns → float32 values. */
+function widen(bits: Uint16Array, dtype: 'F16' | 'BF16'): Float32Array {
+  const out = new Float32Array(bits.length);
+  if (dtype === 'BF16') {
+    // bfloat16 is the top half of a float32.
+    const u = new Uint32Array(out.buffer);
+    for (let i = 0; i < bits.length; i++) u[i] = bits[i] << 16;
+    return out;
+  }
+  for (let i = 0; i < bits.length; i++) {
+    const b = bits[i];
+    const sign = b & 0x8000 ? -1 : 1;
+    const exp = (b >> 10) & 0x1f;
+    const frac = b & 0x3ff;
+    out[i] =
+      exp === 0
+        ? sign * frac * 2 ** -24 // subnormal
+        : exp === 31
+          ? frac
+            ? NaN
+            : sign * Infinity
+          : sign * (1 + frac / 1024) * 2 ** (exp - 15);
+  }
+  return out;
 }

@@ -1,9 +1,11 @@
 /**
- * A sorted transformer: a causal language model (tied embedding head) or an encoder classifier
+ * A sorted transformer: a causal language model (tied or untied head) or an encoder classifier
  * (mean-pooled over non-padding tokens). Elastic depth (layers), heads, FFN width and embedding
  * dim; the final norm and the head are shared by every depth (SortedNet / Sorted LLaMA).
  * Two architectures: 'gpt' (learned positions, LayerNorm, GELU, biases) and 'llama' (rotary
- * positions, RMSNorm, SwiGLU, no biases), whose context is bounded by maxLen only.
+ * positions, RMSNorm, SwiGLU, no biases), whose context is bounded by maxLen only. The options
+ * a Hugging Face checkpoint needs (src/run/hf_import.ts): grouped-query attention (`kvHeads`),
+ * an untied head, the norms' epsilon, Qwen2's q/k/v biases and Llama 3's rotary scaling.
  *
  * Per-block widths (Mix'n'Match, MatFormer / Gemma 3n): a sub-model may give block i its own FFN
  * hidden units (`blocks.i.ffn`) and heads (`blocks.i.attn`) in `sub.layers`; the standalone
@@ -19,6 +21,7 @@ import type { KeyValue } from '../nn/attention.js';
 import { Linear } from '../nn/linear.js';
 import { TransformerBlock, denseFfn, type BlockWidths, type FfnFactory } from '../nn/transformer_block.js';
 import { seedStream } from '../nn/init.js';
+import type { RopeScaling } from '../nn/rotary.js';
 import type { SubModel } from '../sorted/submodel.js';
 import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
 import { checkDepth, checkLayerNames, layerUnits, type SortedModel } from './model.js';
@@ -43,11 +46,38 @@ export const TransformerConfigSchema = z
     padId: count.optional(),
     /** 'gpt' (default) or 'llama' (RMSNorm, rotary positions, SwiGLU FFN, no biases). */
     arch: z.enum(['gpt', 'llama']).optional(),
-    /** Rotary base for 'llama' (default 10000). */
+    /** Rotary base for 'llama' (default 10000; Hugging Face `rope_theta`). */
     ropeBase: positive.optional(),
+    /** Llama 3 scaling of the rotary frequencies (Hugging Face `rope_scaling`, rope_type llama3). */
+    ropeScaling: z
+      .object({
+        type: z.literal('llama3'),
+        factor: positive,
+        lowFreqFactor: positive,
+        highFreqFactor: positive,
+        originalMaxPositions: positive,
+      })
+      .strict()
+      .optional(),
+    /**
+     * Key/value heads of every block (grouped-query attention), or one count per block; each must
+     * divide the block's heads. Default: as many as heads (multi-head attention).
+     */
+    kvHeads: z.union([posInt, posInts]).optional(),
+    /** LM head tied to the token embedding (default true); false: a separate `lmHead` [vocab, dim]. */
+    tiedHead: z.boolean().optional(),
+    /** Epsilon of every norm (default 1e-5 for LayerNorm ('gpt'), 1e-6 for RMSNorm ('llama')). */
+    normEps: positive.optional(),
+    /**
+     * Attention biases of 'llama' (its FFN has none): 'none' (default), 'qkv' (Qwen2) or 'all'
+     * (Llama's `attention_bias`). 'gpt' always has every bias.
+     */
+    attnBias: z.enum(['none', 'qkv', 'all']).optional(),
   })
   .strict();
 export type TransformerConfig = z.infer<typeof TransformerConfigSchema>;
+
+export const ATTN_BIAS = ['none', 'qkv', 'all'] as const;
 
 /** A per-block setting as one value per block, checked: positive integers, one per layer. */
 export function perBlock(v: number | number[], layers: number, what: string): number[] {
@@ -84,7 +114,10 @@ export class Transformer<C extends TransformerConfig = TransformerConfig>
   readonly positions: Embedding | null;
   readonly blocks: ModuleList<TransformerBlock>;
   readonly lnFinal: LayerNorm | RMSNorm;
+  /** The classifier's head ('classify'); null for an LM. */
   readonly head: Linear | null;
+  /** An LM's untied output matrix [vocab, dim] (tiedHead false); null when tied to the embedding. */
+  readonly lmHead: Linear | null;
   /** Full heads and FFN units per block. */
   private readonly full: BlockWidths[];
   /** Names a sub-model's `layers` may use: `blocks.i.attn` (heads), `blocks.i.ffn` (hidden units). */
@@ -101,12 +134,23 @@ export class Transformer<C extends TransformerConfig = TransformerConfig>
     const c = config;
     const heads = perBlock(c.heads, c.layers, 'heads');
     const ffn = perBlock(c.ffn, c.layers, 'ffn');
+    const kvHeads = perBlock(c.kvHeads ?? heads, c.layers, 'kvHeads');
     this.full = heads.map((h, i) => ({ heads: h, ffn: ffn[i] }));
     this.layerNames = heads.flatMap((_, i) => [`blocks.${i}.attn`, `blocks.${i}.ffn`]);
     this.tokens = this.addChild('tokens', new Embedding(c.vocab, c.dim, s, 'tokens'));
     const llama = c.arch === 'llama';
     if (c.arch !== undefined && c.arch !== 'gpt' && !llama)
       throw new Error(`transformer: arch '${c.arch as string}' is not 'gpt' or 'llama'`);
+    const attnBias = c.attnBias ?? 'none';
+    if (!ATTN_BIAS.includes(attnBias))
+      throw new Error(`transformer: attnBias '${attnBias as string}' is not one of ${ATTN_BIAS.join(', ')}`);
+    if (!llama && c.attnBias !== undefined && c.attnBias !== 'all')
+      throw new Error("transformer: arch 'gpt' has every bias; attnBias applies to arch 'llama'");
+    if (!llama && c.ropeScaling) throw new Error("transformer: ropeScaling needs arch 'llama'");
+    if (c.normEps !== undefined && !(c.normEps > 0))
+      throw new Error(`transformer: normEps ${c.normEps} must be positive`);
+    if (c.tiedHead === false && c.task !== 'lm')
+      throw new Error('transformer: tiedHead applies to task lm only');
     this.positions = llama
       ? null
       : this.addChild('positions', new Embedding(c.maxLen, c.dim, s, 'positions'));
@@ -126,7 +170,17 @@ export class Transformer<C extends TransformerConfig = TransformerConfig>
                 causal: c.task === 'lm',
                 dropout: c.dropout,
                 name: `blocks.${i}`,
-                ...(llama ? { norm: 'rms', ropeBase: c.ropeBase ?? 10000, bias: false } : {}),
+                kvHeads: kvHeads[i],
+                normEps: c.normEps,
+                ...(llama
+                  ? {
+                      norm: 'rms',
+                      ropeBase: c.ropeBase ?? 10000,
+                      ropeScaling: c.ropeScaling,
+                      bias: attnBias !== 'none',
+                      outBias: attnBias === 'all',
+                    }
+                  : {}),
               },
               makeFfn ?? (llama ? denseFfn('swiglu', false) : denseFfn('gelu')),
             ),
@@ -135,8 +189,12 @@ export class Transformer<C extends TransformerConfig = TransformerConfig>
     );
     this.lnFinal = this.addChild(
       'lnFinal',
-      llama ? new RMSNorm(c.dim, 'lnFinal') : new LayerNorm(c.dim, 'lnFinal'),
+      llama ? new RMSNorm(c.dim, 'lnFinal', c.normEps) : new LayerNorm(c.dim, 'lnFinal', c.normEps),
     );
+    this.lmHead =
+      c.task === 'lm' && c.tiedHead === false
+        ? this.addChild('lmHead', new Linear(c.dim, c.vocab, s, { name: 'lmHead', bias: false }))
+        : null;
     if (c.task === 'classify') {
       if (!c.classes || c.classes < 2) throw new Error('transformer: task classify needs classes ≥ 2');
       this.head = this.addChild('head', new Linear(c.dim, c.classes, s, { name: 'head' }));
@@ -153,8 +211,10 @@ export class Transformer<C extends TransformerConfig = TransformerConfig>
       embed: unitsFor(sub.embed ?? 1, c.dim, 1, 'transformer embed'),
       blocks: this.full.map((f, i) => {
         const attn = `blocks.${i}.attn`;
+        const heads = checkUnits(sub.layers?.[attn] ?? sub.heads ?? f.heads, f.heads, attn, 'heads');
+        this.blocks.items[i].attn.activeKvHeads(heads); // whole key/value groups only
         return {
-          heads: checkUnits(sub.layers?.[attn] ?? sub.heads ?? f.heads, f.heads, attn, 'heads'),
+          heads,
           ffn: layerUnits(sub, `blocks.${i}.ffn`, f.ffn, sub.ffn ?? 1),
         };
       }),
@@ -204,11 +264,11 @@ export class Transformer<C extends TransformerConfig = TransformerConfig>
     return this.blocks.items[i].step(h, this.plan(sub).blocks[i], past, start);
   }
 
-  /** LM logits through the SHARED final norm and tied head, from any depth's hidden states [..., e]. */
+  /** LM logits through the SHARED final norm and head (tied or not), from any depth's hidden states [..., e]. */
   lmLogits(h: tf.Tensor): tf.Tensor {
     if (this.head) throw new Error('transformer: lmLogits needs task lm');
     const e = h.shape[h.rank - 1];
-    const table = prefix(this.tokens.weight, [-1, e], 'tokens'); // [vocab, e]
+    const table = prefix((this.lmHead ?? this.tokens).weight, [-1, e], 'lm head'); // [vocab, e]
     const flat = tf.reshape(this.lnFinal.forward(h), [-1, e]);
     return tf.reshape(tf.matMul(flat, table, false, true), [...h.shape.slice(0, -1), this.config.vocab]);
   }
@@ -256,7 +316,8 @@ export class Transformer<C extends TransformerConfig = TransformerConfig>
     const T = c.maxLen;
     const llama = c.arch === 'llama';
     const total = zeroCost();
-    addCost(total, { params: (c.vocab + (llama ? 0 : c.maxLen)) * p.embed, flops: 0 });
+    const tables = 1 + (this.lmHead ? 1 : 0);
+    addCost(total, { params: (tables * c.vocab + (llama ? 0 : c.maxLen)) * p.embed, flops: 0 });
     for (let i = 0; i < p.depth; i++) addCost(total, this.blocks.items[i].cost(p.embed, p.blocks[i], T));
     addCost(total, { params: (llama ? 1 : 2) * p.embed, flops: 0 }); // the final norm
     if (c.task === 'classify') addCost(total, Linear.cost(p.embed, c.classes ?? 2));
@@ -273,6 +334,11 @@ export class Transformer<C extends TransformerConfig = TransformerConfig>
       ...this.config,
       layers: p.depth,
       heads: compactList(blocks.map((b) => b.heads)),
+      ...(this.config.kvHeads === undefined
+        ? {}
+        : {
+            kvHeads: compactList(blocks.map((b, i) => this.blocks.items[i].attn.activeKvHeads(b.heads))),
+          }),
       ffn: compactList(blocks.map((b) => b.ffn)),
       dim: p.embed,
     };

@@ -4,11 +4,11 @@ import { Linear } from './linear.js';
 import { dropout } from './functional.js';
 import { checkUnits } from '../sorted/slice.js';
 import { causalMask, scaledDotProductAttention } from '../engine/ops/scaled_dot_product_attention.js';
-import { applyRotary } from './rotary.js';
+import { applyRotary, type RopeOptions } from './rotary.js';
 
 export { causalMask };
 
-/** Keys and values of the positions decoded so far: [B, heads, T, headDim] each. */
+/** Keys and values of the positions decoded so far: [B, kvHeads, T, headDim] each (one per key/value head). */
 export interface KeyValue {
   k: tf.Tensor4D;
   v: tf.Tensor4D;
@@ -25,9 +25,27 @@ function stepMask(n: number, past: number): tf.Tensor2D {
 }
 
 /**
+ * Key/value heads [B, kv, T, hd] repeated for their query heads: [B, kv·g, T, hd], query head i
+ * reading key/value head ⌊i/g⌋ (Hugging Face's `repeat_kv`, i.e. repeat_interleave on axis 1).
+ */
+function repeatKv(t: tf.Tensor4D, group: number): tf.Tensor4D {
+  if (group === 1) return t;
+  const kv = t.shape[1];
+  const idx = tf.tensor1d(
+    Array.from({ length: kv * group }, (_, i) => Math.floor(i / group)),
+    'int32',
+  );
+  return tf.gather(t, idx, 1) as tf.Tensor4D;
+}
+
+/**
  * Multi-head self-attention with head-blocked projections: head i owns columns
  * [i·hd, (i+1)·hd) of Q, K, V and the matching rows of O, so the first h heads are a prefix
  * slice (sorted heads). The model dim is read from x (sorted embedding).
+ *
+ * Grouped-query attention (`kvHeads` < heads): K and V have kvHeads heads, each shared by
+ * g = heads/kvHeads consecutive query heads; a sub-model keeps whole groups (h a multiple of g,
+ * h/g key/value heads), so its K and V are prefix slices too.
  */
 export class MultiHeadAttention extends Module {
   readonly q: Linear;
@@ -35,6 +53,9 @@ export class MultiHeadAttention extends Module {
   readonly v: Linear;
   readonly o: Linear;
   readonly headDim: number;
+  /** Key/value heads, and query heads per key/value head. */
+  readonly kvHeads: number;
+  readonly group: number;
   constructor(
     readonly dim: number,
     readonly heads: number,
@@ -46,7 +67,14 @@ export class MultiHeadAttention extends Module {
       headDim?: number;
       /** Rotary positions with this base (LLaMA: 10000); none when absent. */
       ropeBase?: number;
+      /** Llama 3 scaling of the rotary frequencies. */
+      ropeScaling?: RopeOptions['scaling'];
+      /** Biases of q, k and v (default true). */
       bias?: boolean;
+      /** Bias of the output projection (default: as `bias`; Qwen2 has q/k/v biases only). */
+      outBias?: boolean;
+      /** Key/value heads (grouped-query attention; default `heads`): must divide `heads`. */
+      kvHeads?: number;
     } = {},
   ) {
     super();
@@ -54,28 +82,48 @@ export class MultiHeadAttention extends Module {
     if (opts.headDim === undefined && dim % heads !== 0) {
       throw new Error(`${name}: dim ${dim} is not divisible by ${heads} heads; pass headDim or change heads`);
     }
+    this.kvHeads = opts.kvHeads ?? heads;
+    if (!Number.isInteger(this.kvHeads) || this.kvHeads < 1 || heads % this.kvHeads !== 0)
+      throw new Error(
+        `${name}: ${heads} heads cannot share ${this.kvHeads} key/value heads; kvHeads must divide heads`,
+      );
+    this.group = heads / this.kvHeads;
     this.headDim = opts.headDim ?? dim / heads;
     const inner = heads * this.headDim;
+    const kvInner = this.kvHeads * this.headDim;
     const bias = opts.bias;
+    const outBias = opts.outBias ?? bias;
     this.q = this.addChild('q', new Linear(dim, inner, seed, { name: `${name}.q`, bias }));
-    this.k = this.addChild('k', new Linear(dim, inner, seed, { name: `${name}.k`, bias }));
-    this.v = this.addChild('v', new Linear(dim, inner, seed, { name: `${name}.v`, bias }));
-    this.o = this.addChild('o', new Linear(inner, dim, seed, { name: `${name}.o`, bias }));
+    this.k = this.addChild('k', new Linear(dim, kvInner, seed, { name: `${name}.k`, bias }));
+    this.v = this.addChild('v', new Linear(dim, kvInner, seed, { name: `${name}.v`, bias }));
+    this.o = this.addChild('o', new Linear(inner, dim, seed, { name: `${name}.o`, bias: outBias }));
   }
 
-  /** q, k, v of x: [B, h, T, hd] each, rotated to positions start.. when rotary. */
+  /** Key/value heads of `heads` active query heads (whole groups only). */
+  activeKvHeads(heads: number): number {
+    const name = this.opts.name ?? 'attn';
+    checkUnits(heads, this.heads, name, 'heads');
+    if (heads % this.group !== 0)
+      throw new Error(
+        `heads ${heads} in '${name}' is not a whole number of key/value groups: ${this.group} query heads share each key/value head; use a multiple of ${this.group}`,
+      );
+    return heads / this.group;
+  }
+
+  /** q [B, h, T, hd] and k, v [B, h/g, T, hd] of x, rotated to positions start.. when rotary. */
   private project(x: tf.Tensor3D, heads: number, start: number): [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D] {
     const [B, T] = x.shape;
     const hd = this.headDim;
-    const width = heads * hd;
-    const split = (t: tf.Tensor) =>
-      tf.transpose(tf.reshape(t, [B, T, heads, hd]), [0, 2, 1, 3]) as tf.Tensor4D; // [B, h, T, hd]
-    let q = split(this.q.forward(x, width));
-    let k = split(this.k.forward(x, width));
-    const v = split(this.v.forward(x, width));
+    const kvHeads = this.activeKvHeads(heads);
+    const split = (t: tf.Tensor, h: number) =>
+      tf.transpose(tf.reshape(t, [B, T, h, hd]), [0, 2, 1, 3]) as tf.Tensor4D; // [B, h, T, hd]
+    let q = split(this.q.forward(x, heads * hd), heads);
+    let k = split(this.k.forward(x, kvHeads * hd), kvHeads);
+    const v = split(this.v.forward(x, kvHeads * hd), kvHeads);
     if (this.opts.ropeBase !== undefined) {
-      q = applyRotary(q, start, this.opts.ropeBase);
-      k = applyRotary(k, start, this.opts.ropeBase);
+      const rope: RopeOptions = { base: this.opts.ropeBase, scaling: this.opts.ropeScaling };
+      q = applyRotary(q, start, rope);
+      k = applyRotary(k, start, rope);
     }
     return [q, k, v];
   }
@@ -91,7 +139,7 @@ export class MultiHeadAttention extends Module {
     past: KeyValue | null,
     start: number,
   ): { y: tf.Tensor3D; kv: KeyValue } {
-    checkUnits(heads, this.heads, this.opts.name ?? 'attn', 'heads');
+    this.activeKvHeads(heads);
     const [B, n, e] = x.shape;
     const P = past ? past.k.shape[2] : 0;
     if (P !== start)
@@ -99,20 +147,24 @@ export class MultiHeadAttention extends Module {
     const [q, kNew, vNew] = this.project(x, heads, start);
     const k = past ? (tf.concat([past.k, kNew], 2) as tf.Tensor4D) : kNew;
     const v = past ? (tf.concat([past.v, vNew], 2) as tf.Tensor4D) : vNew;
-    let s = tf.matMul(tf.mul(q, 1 / Math.sqrt(this.headDim)), k, false, true); // [B, h, n, P + n]
+    // The cache keeps the key/value heads; they are repeated for their query heads per step.
+    const kq = repeatKv(k, this.group);
+    const vq = repeatKv(v, this.group);
+    let s = tf.matMul(tf.mul(q, 1 / Math.sqrt(this.headDim)), kq, false, true); // [B, h, n, P + n]
     if (n > 1) s = tf.add(s, stepMask(n, P));
-    const out = tf.matMul(tf.softmax(s), v);
+    const out = tf.matMul(tf.softmax(s), vq);
     const y = tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [B, n, heads * this.headDim]);
     return { y: this.o.forward(y, e) as tf.Tensor3D, kv: { k, v } };
   }
 
   /** x: [B, T, e] → [B, T, e], using the first `heads` heads. */
   forward(x: tf.Tensor3D, ctx: ForwardContext, heads = this.heads): tf.Tensor3D {
-    checkUnits(heads, this.heads, this.opts.name ?? 'attn', 'heads');
     const [B, T, e] = x.shape;
     const hd = this.headDim;
     const width = heads * hd;
-    const [q, k, v] = this.project(x, heads, 0);
+    const [q, kv, vv] = this.project(x, heads, 0);
+    const k = repeatKv(kv, this.group);
+    const v = repeatKv(vv, this.group);
     const rate = ctx.mode === 'train' ? (this.opts.dropout ?? 0) : 0;
     let out: tf.Tensor;
     if (rate === 0) {

@@ -4,6 +4,7 @@ import { Module, evalContext, type ForwardContext } from './module.js';
 import { LayerNorm, RMSNorm } from './norm.js';
 import { MultiHeadAttention, type KeyValue } from './attention.js';
 import { FeedForward } from './ffn.js';
+import type { RopeScaling } from './rotary.js';
 import { Linear } from './linear.js';
 import { dropout, type Activation } from './functional.js';
 import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
@@ -58,13 +59,22 @@ export class TransformerBlock extends Module {
       norm?: 'layer' | 'rms';
       /** Rotary positions in attention with this base; none when absent. */
       ropeBase?: number;
+      ropeScaling?: RopeScaling;
+      /** Biases of the attention's q/k/v and of the FFN (default true). */
       bias?: boolean;
+      /** Bias of the attention's output projection (default: as `bias`). */
+      outBias?: boolean;
+      /** Key/value heads (grouped-query attention; default: one per head). */
+      kvHeads?: number;
+      /** Epsilon of both norms (default: the norm's own, 1e-5 LayerNorm, 1e-6 RMSNorm). */
+      normEps?: number;
     } = {},
     makeFfn: FfnFactory = denseFfn('gelu', opts.bias ?? true),
   ) {
     super();
     const name = opts.name ?? 'block';
-    const norm = (n: string) => (opts.norm === 'rms' ? new RMSNorm(dim, n) : new LayerNorm(dim, n));
+    const norm = (n: string) =>
+      opts.norm === 'rms' ? new RMSNorm(dim, n, opts.normEps) : new LayerNorm(dim, n, opts.normEps);
     this.ln1 = this.addChild('ln1', norm(`${name}.ln1`));
     this.attn = this.addChild(
       'attn',
@@ -74,7 +84,10 @@ export class TransformerBlock extends Module {
         name: `${name}.attn`,
         headDim,
         ropeBase: opts.ropeBase,
+        ropeScaling: opts.ropeScaling,
         bias: opts.bias,
+        outBias: opts.outBias,
+        kvHeads: opts.kvHeads,
       }),
     );
     this.ln2 = this.addChild('ln2', norm(`${name}.ln2`));
@@ -106,17 +119,18 @@ export class TransformerBlock extends Module {
   /** Parameters and FLOPs per token with `embed` model units, over sequences of T tokens. */
   cost(embed: number, widths: BlockWidths, T: number): Cost {
     const inner = widths.heads * this.attn.headDim;
+    const kvInner = this.attn.activeKvHeads(widths.heads) * this.attn.headDim;
     const bias = this.opts.bias ?? true;
     const norm = { params: (this.opts.norm === 'rms' ? 1 : 2) * embed, flops: 0 };
-    const proj = Linear.cost(embed, inner, bias);
+    const kv = Linear.cost(embed, kvInner, bias);
     return addCost(
       zeroCost(),
       norm,
       norm,
-      proj,
-      proj,
-      proj,
-      Linear.cost(inner, embed, bias),
+      Linear.cost(embed, inner, bias),
+      kv,
+      kv,
+      Linear.cost(inner, embed, this.opts.outBias ?? bias),
       { params: 0, flops: 4 * T * inner }, // scores and weighted sum, per token
       this.ffn.cost(embed, widths.ffn),
     );

@@ -8,7 +8,7 @@ import { csvColumns, labelColumnIndex, readCsvTable, type CsvTable } from '../..
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { need, numArg } from '../args.js';
-import { readRunJson } from '../run_folder.js';
+import { readRunJson } from '../../run/run_folder.js';
 import type { RegisterCommand } from '../command.js';
 import { resolveSubRun } from '../../run/individual.js';
 

@@ -48,6 +48,11 @@ export function transformerGraph(g: OnnxGraph, model: Transformer, ids: string):
     throw new Error(
       "onnx: LLaMA-style transformers (rotary positions, RMSNorm, SwiGLU) are not exported; use arch 'gpt'",
     );
+  // Options of imported Hugging Face models that this graph does not write (yet): refused, not dropped.
+  if (c.kvHeads !== undefined || model.lmHead)
+    throw new Error(
+      'onnx: grouped-query attention (kvHeads) and untied LM heads are not exported; GPT-2-style models are',
+    );
   const T = g.op('Shape', [ids], { start: 1, end: 2 }, 'T'); // [T]
   const positions = g.op('Slice', [
     g.weight('positions.weight', data(model.positions.weight), [c.maxLen, e]),
