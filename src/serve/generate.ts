@@ -13,8 +13,9 @@ import { StreamDecoder, type BpeTokenizer } from '../tokenizer/bpe.js';
 import { createApp, type AppOptions } from './app.js';
 import { HttpError } from './inputs.js';
 import { ServeMetrics } from './metrics.js';
-import { errorResponse, healthResponse } from './schemas.js';
-import type { Server } from './server.js';
+import { errorResponse } from './schemas.js';
+import { statusRoutes } from './routes/status.js';
+import type { Server } from './types.js';
 
 interface GenerateBody {
   prompt?: string;
@@ -106,7 +107,6 @@ export function createLmServer(
   const { app, isClosing } = createApp(opts, 'POST /generate, GET /models, GET /health, GET /metrics');
   const metrics = new ServeMetrics([], 'full');
   const text = (tokens: number[]) => tokenizer?.decode(tokens);
-  const started = performance.now();
   let active = 0;
 
   app.addHook('onResponse', async (req, reply) => {
@@ -180,16 +180,7 @@ export function createLmServer(
     tokenizer: tokenizer !== undefined,
     exits: Array.from({ length: model.config.layers }, (_, i) => i + 1),
   }));
-  app.get('/health', { schema: { response: { 200: healthResponse } } }, async () => ({
-    status: 'ok',
-    active: 'full',
-    queue: active,
-    uptimeSeconds: (performance.now() - started) / 1000,
-  }));
-  app.get('/metrics', async (_req, reply) => {
-    reply.header('content-type', metrics.registry.contentType);
-    return metrics.registry.metrics();
-  });
+  statusRoutes(app, { metrics, active: () => 'full', queue: () => active });
 
   return {
     app,

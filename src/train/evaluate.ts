@@ -11,6 +11,7 @@ import { batches } from '../data/loader.js';
 import { isSequenceDataset, sequenceBatches, type SequenceDataset } from '../data/sequences.js';
 import { calibrateBatchNorm, type LabelledBatch } from '../nn/calibrate.js';
 import { namedBatchNorms } from '../nn/batchnorm.js';
+import { medianMs } from './timing.js';
 
 export type { LabelledBatch };
 
@@ -136,19 +137,13 @@ export function latencyMs(
   reps = 7,
 ): number {
   // The block body matters: a tidy that returns the read-back array walks every element of it.
-  const run = () =>
-    tf.tidy(() => {
-      model.forward(sample, entry.sub, { mode: 'eval', key: entry.id }).dataSync();
-    });
-  run(); // warm-up: first calls compile/allocate
-  const times: number[] = [];
-  for (let r = 0; r < reps; r++) {
-    const t0 = performance.now();
-    run();
-    times.push(performance.now() - t0);
-  }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)];
+  return medianMs(
+    () =>
+      tf.tidy(() => {
+        model.forward(sample, entry.sub, { mode: 'eval', key: entry.id }).dataSync();
+      }),
+    reps,
+  );
 }
 
 export function evaluateGrid(
