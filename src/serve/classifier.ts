@@ -10,7 +10,7 @@ import { createApp } from './app.js';
 import { MicroBatcher } from './batcher.js';
 import { SubModelChooser } from './choose.js';
 import { AdaptiveController, BatchTimes, type Switch } from './controller.js';
-import type { Samples } from './inputs.js';
+import { bodyLimitFor, type Samples } from './inputs.js';
 import { paretoLadder, type ServedSubModel } from './ladder.js';
 import { ServeMetrics } from './metrics.js';
 import { runJobs, timeBatch, type Probabilities } from './runner.js';
@@ -30,7 +30,11 @@ export function createClassifierServer(served: ServedModel, opts: ServeOptions =
   );
   const spec = deployed.inputSpec;
   deployed.checkNormalisation();
-  const { app, isClosing } = createApp(opts, 'POST /predict, GET /models, GET /health, GET /metrics');
+  const { app, lifecycle } = createApp(
+    opts,
+    'POST /predict, GET /models, GET /health, GET /metrics',
+    bodyLimitFor(spec, maxBatch),
+  );
   const log: FastifyBaseLogger = app.log;
 
   // Which sub-models run at all: a forward pass each (BatchNorm statistics present, shapes fit),
@@ -145,6 +149,6 @@ export function createClassifierServer(served: ServedModel, opts: ServeOptions =
     active,
     switches,
     listen: (port, host = '127.0.0.1') => app.listen({ port, host }),
-    shutdown: () => isClosing.close(),
+    shutdown: (graceMs) => lifecycle.shutdown(graceMs),
   };
 }

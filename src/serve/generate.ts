@@ -104,7 +104,14 @@ export function createLmServer(
   tokenizer: BpeTokenizer | undefined,
   opts: AppOptions = {},
 ): Server {
-  const { app, isClosing } = createApp(opts, 'POST /generate, GET /models, GET /health, GET /metrics');
+  // A prompt of up to 4·maxLen characters (6 bytes each when JSON-escaped) or maxLen token ids,
+  // and the options beside it.
+  const maxLen = model.config.maxLen;
+  const { app, lifecycle } = createApp(
+    opts,
+    'POST /generate, GET /models, GET /health, GET /metrics',
+    16384 + 24 * maxLen + 12 * maxLen,
+  );
   const metrics = new ServeMetrics([], 'full');
   const text = (tokens: number[]) => tokenizer?.decode(tokens);
   let active = 0;
@@ -151,19 +158,28 @@ export function createLmServer(
         reply.raw.writeHead(200, {
           'content-type': 'text/event-stream',
           'cache-control': 'no-cache',
-          connection: 'keep-alive',
+          connection: lifecycle.draining ? 'close' : 'keep-alive',
         });
         let gone = false;
         reply.raw.on('close', () => (gone = true));
+        // A shutdown whose grace period ends before this stream does ends it with a final event.
+        const cut: { reason: string | null } = { reason: null };
+        const closeStream = lifecycle.openStream((reason) => (cut.reason = reason));
         const pieces = tokenizer ? new StreamDecoder(tokenizer) : null;
-        for await (const t of rest()) {
-          if (gone) break; // the client left: stop decoding (the stream's finally releases the cache)
-          tokens.push(t);
-          reply.raw.write(`data: ${JSON.stringify({ token: t, text: pieces?.push(t) })}\n\n`);
+        try {
+          for await (const t of rest()) {
+            if (gone || cut.reason !== null) break; // the client left, or the server stops: stop decoding
+            tokens.push(t);
+            reply.raw.write(`data: ${JSON.stringify({ token: t, text: pieces?.push(t) })}\n\n`);
+          }
+        } finally {
+          closeStream();
         }
         metrics.samples.inc({ sub }, tokens.length);
         metrics.requests.inc({ route: '/generate', status: '200' });
-        if (!gone) reply.raw.end(`event: done\ndata: ${JSON.stringify(summary())}\n\n`);
+        if (!gone && cut.reason !== null)
+          reply.raw.end(`event: shutdown\ndata: ${JSON.stringify({ reason: cut.reason, ...summary() })}\n\n`);
+        else if (!gone) reply.raw.end(`event: done\ndata: ${JSON.stringify(summary())}\n\n`);
       } finally {
         active--;
         await stream.return(undefined as never);
@@ -187,6 +203,6 @@ export function createLmServer(
     active: () => 'full',
     switches: [],
     listen: (port, host = '127.0.0.1') => app.listen({ port, host }),
-    shutdown: () => isClosing.close(),
+    shutdown: (graceMs) => lifecycle.shutdown(graceMs),
   };
 }

@@ -27,6 +27,15 @@ export interface Samples {
   data: Float32Array | Int32Array;
 }
 
+/**
+ * The largest body a request of `maxBatch` samples needs: JSON at up to 64 bytes a value (17
+ * digits, sign, exponent, separator, and the nesting and indentation of [H][W][C]) or up to 12 a
+ * token id, plus room for the other fields. A float32 body (`x-shape`) needs 4 bytes a value.
+ */
+export function bodyLimitFor(spec: InputSpec, maxBatch: number): number {
+  return 8192 + sampleSize(spec) * maxBatch * (spec.kind === 'tokens' ? 12 : 64);
+}
+
 export function describeInput(spec: InputSpec): string {
   return spec.kind === 'image'
     ? `float32 [${spec.shape.join(', ')}] per sample (or ${sampleSize(spec)} flat values)`

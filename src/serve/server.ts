@@ -23,18 +23,34 @@ export function createServer(served: ServedModel, opts: ServeOptions = {}): Serv
   return createClassifierServer(served, opts);
 }
 
-/** SIGTERM/SIGINT: drain (every request already in is answered), then exit. */
+/**
+ * SIGTERM/SIGINT: stop accepting, finish every accepted request and stream (up to the grace
+ * period), then resolve with the exit code: 0 when nothing was dropped or cut short, 1 otherwise.
+ */
+export function drainOnSignals(server: Server, log: (line: string) => void = console.log): Promise<number> {
+  return new Promise((resolve) => {
+    const stop = (signal: string) => {
+      log(`${signal}: draining in-flight requests, then exiting`);
+      server.shutdown().then(
+        (r) => {
+          log(
+            `drained: ${r.finished} finished, ${r.refused} refused while draining (503), ` +
+              `${r.cutStreams} streams cut at the grace period, ${r.dropped} requests dropped`,
+          );
+          resolve(r.dropped === 0 && r.cutStreams === 0 ? 0 : 1);
+        },
+        (e) => {
+          log(`shutdown failed: ${(e as Error).message}`);
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+/** `drainOnSignals`, then exit the process with its code. */
 export function exitOnSignals(server: Server, log: (line: string) => void = console.log): void {
-  const stop = (signal: string) => {
-    log(`${signal}: draining in-flight requests, then exiting`);
-    server.shutdown().then(
-      () => process.exit(0),
-      (e) => {
-        log(`shutdown failed: ${(e as Error).message}`);
-        process.exit(1);
-      },
-    );
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  void drainOnSignals(server, log).then((code) => process.exit(code));
 }

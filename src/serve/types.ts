@@ -1,6 +1,6 @@
 /** What every server of this folder takes and gives: options, the served run, the handle. */
 import type { FastifyInstance } from 'fastify';
-import type { AppOptions } from './app.js';
+import type { AppOptions, ShutdownReport } from './app.js';
 import type { SortedModel } from '../models/model.js';
 import type { CheckpointMeta, Preprocess } from '../io/checkpoint_codec.js';
 import type { BpeTokenizer } from '../tokenizer/bpe.js';
@@ -38,6 +38,9 @@ export interface Server {
   switches: Switch[];
   /** Listens on `host` (default 127.0.0.1: loopback only unless told otherwise); resolves to the URL. */
   listen(port: number, host?: string): Promise<string>;
-  /** Stop accepting, answer every request already in, release timers. */
-  shutdown(): Promise<void>;
+  /**
+   * Stop accepting; finish every accepted request and stream, up to `graceMs` (default the
+   * `graceMs` option, else 10 s), then end what is left; release timers. Says what was dropped.
+   */
+  shutdown(graceMs?: number): Promise<ShutdownReport>;
 }
