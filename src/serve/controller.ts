@@ -80,7 +80,9 @@ export class BatchTimes {
   estimate(id: string, n: number): number {
     const own = this.scale.get(id);
     const fresh = own !== undefined && this.lastAt - own.at <= BatchTimes.FRESH_MS;
-    return this.modelled(id, n) * (fresh ? own.value : this.machine);
+    // Stale or never measured: the machine's slowdown now, and never less than the sub-model
+    // last showed (a busy machine comes and goes; moving up on a lull is what oscillates).
+    return this.modelled(id, n) * (fresh ? own.value : Math.max(own?.value ?? 0, this.machine));
   }
 
   /** Folds in a batch that ran (exponential averages of measured / modelled). */
@@ -89,8 +91,8 @@ export class BatchTimes {
     const ratio = Math.min(50, Math.max(0.1, ms / Math.max(this.modelled(id, n), 1e-3)));
     const old = this.scale.get(id);
     const fresh = old !== undefined && now - old.at <= BatchTimes.FRESH_MS;
-    // A stale own scale restarts from the machine's: the machine may have changed meanwhile.
-    const from = fresh ? old.value : this.machine;
+    // A stale own scale restarts from the estimate above.
+    const from = fresh ? old.value : Math.max(old?.value ?? 0, this.machine);
     this.scale.set(id, { value: 0.8 * from + 0.2 * ratio, at: now });
     this.machine = 0.8 * this.machine + 0.2 * ratio;
     this.lastAt = Math.max(this.lastAt, now);
