@@ -128,6 +128,8 @@ export function createApp(
       .header('retry-after', '1')
       .send({ statusCode: 503, error: 'Service Unavailable', message });
 
+  // New connections count as arrivals too: the port stays open until they stop (see drain).
+  app.server.on('connection', () => (lastArrival = performance.now()));
   app.addHook('onRequest', async (req, reply) => {
     lastArrival = performance.now();
     if (draining) {
@@ -166,8 +168,10 @@ export function createApp(
 
   // While draining, answers close their connection: an idle keep-alive socket would otherwise
   // hold close() open until its timeout.
-  app.addHook('onSend', async (_req, reply) => {
-    if (draining) reply.header('connection', 'close');
+  // A refusal keeps its connection: the client's next requests get their 503s at once on it
+  // instead of each opening a connection, and the port closes sooner.
+  app.addHook('onSend', async (req, reply) => {
+    if (draining && !refuseLater.has(req)) reply.header('connection', 'close');
   });
 
   const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -199,7 +203,7 @@ export function createApp(
     // 3. Refuse (503, connection: close) what still arrives until the clients fall silent, then
     //    close the port (net.Server's close: http's would also close the idle sockets at once)
     //    and the idle kept-alive sockets.
-    const until = performance.now() + Math.min(2000, Math.max(LINGER_MS, graceMs));
+    const until = performance.now() + Math.max(LINGER_MS, graceMs);
     while (wasListening && performance.now() - lastArrival < LINGER_MS && performance.now() < until)
       await sleep(25);
     if (wasListening) NetServer.prototype.close.call(app.server);
