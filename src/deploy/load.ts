@@ -13,6 +13,7 @@ import { decodeCheckpoint, parseCheckpointMeta } from '../io/checkpoint_codec.js
 import { checkSeal, parseLatest, type Seal } from '../io/seal.js';
 import { DeployedModel, type EvalSummary } from './model.js';
 import { readTar } from './tar.js';
+import { parseEvalJson } from '../train/eval_json.js';
 
 /** A URL, or bytes: a tar of a checkpoint (or run) folder, or the folder's files by name. */
 export type ModelSource =
@@ -90,8 +91,7 @@ export async function loadCheckpointFolder(
 function parseEvalRows(bytes: Uint8Array | undefined): EvalSummary[] {
   if (!bytes) return [];
   try {
-    const rows = JSON.parse(new TextDecoder().decode(bytes));
-    return Array.isArray(rows) ? rows.filter((r) => r && typeof r.id === 'string') : [];
+    return parseEvalJson(new TextDecoder().decode(bytes), 'eval.json');
   } catch {
     return [];
   }

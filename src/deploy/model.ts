@@ -6,18 +6,37 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { CheckpointMeta } from '../io/checkpoint_codec.js';
 import type { SortedModel } from '../models/model.js';
+import type { TransformerConfig } from '../models/transformer.js';
 import { Grid } from '../sorted/grid.js';
 import { parseSubModel, subModelId, type SubModel } from '../sorted/submodel.js';
 import { pickSubModel, type Budget } from '../infer/pick.js';
 import { namedBatchNorms } from '../nn/batchnorm.js';
 import { subModelContext } from '../nn/module.js';
+import { medianMsAsync } from '../train/timing.js';
 import {
   inputShapeOf,
   prepareInput,
+  standardise,
   type ImageOptions,
   type InputShape,
   type RawInput,
 } from './preprocess.js';
+
+/**
+ * What a DeployedModel needs of a checkpoint's metadata. A loaded checkpoint brings all of
+ * CheckpointMeta; a model built in memory (the server's tests, a freshly trained model) these three.
+ */
+export type DeployedMeta = Pick<CheckpointMeta, 'model' | 'grid' | 'preprocess'> & Partial<CheckpointMeta>;
+
+/** A sample in the model's own layout: float32 values of `shape`, or up to `maxLen` token ids. */
+export type InputSpec =
+  | { kind: 'image'; shape: readonly number[] }
+  | { kind: 'tokens'; maxLen: number; vocab: number; padId: number };
+
+/** Values per sample of `spec` (token samples are padded to maxLen). */
+export function sampleSize(spec: InputSpec): number {
+  return spec.kind === 'image' ? spec.shape.reduce((a, b) => a * b, 1) : spec.maxLen;
+}
 
 /** One sub-model as a deployment sees it. */
 export interface SubModelInfo {
@@ -69,7 +88,7 @@ export class DeployedModel {
   private readonly hasBatchNorm: boolean;
 
   constructor(
-    readonly meta: CheckpointMeta,
+    readonly meta: DeployedMeta,
     readonly model: SortedModel,
     evalRows: readonly EvalSummary[] = [],
     /** Names the checkpoint in errors. */
@@ -85,6 +104,65 @@ export class DeployedModel {
   /** The model's input, [H, W, C]; a language model has none (it takes tokens: use generate()). */
   get inputShape(): InputShape {
     return inputShapeOf(this.meta);
+  }
+
+  /**
+   * A sample as the model takes it, for callers that send values in the model's layout (the
+   * server): images at the architecture's size, feature rows flat, token ids for transformers.
+   * Throws for a language model (it generates; it does not classify).
+   */
+  get inputSpec(): InputSpec {
+    const model = this.model;
+    const img = this.meta.preprocess?.image;
+    if (model.input === 'tokens') {
+      // The transformer families (plain or MoE) share TransformerConfig.
+      const c = model.config as TransformerConfig;
+      if (c.task !== 'classify') throw new Error('a language model generates text; it does not classify');
+      return { kind: 'tokens', maxLen: c.maxLen, vocab: c.vocab, padId: c.padId ?? 0 };
+    }
+    if (model.family === 'mlp') {
+      const inputs = (model.config as { inputs: number }).inputs;
+      if (img && img.height * img.width * img.channels === inputs)
+        return { kind: 'image', shape: [img.height, img.width, img.channels] };
+      return { kind: 'image', shape: [inputs] };
+    }
+    const c = model.config as { imageSize: number; inChannels: number };
+    return { kind: 'image', shape: [c.imageSize, c.imageSize, c.inChannels] };
+  }
+
+  /**
+   * Checks the checkpoint's normalisation against `inputSpec`: statistics per channel or per
+   * feature, std positive. Throws naming what does not fit.
+   */
+  checkNormalisation(): void {
+    const spec = this.inputSpec;
+    const pre = this.meta.preprocess;
+    if (spec.kind !== 'image' || !pre?.mean || !pre.std) return;
+    const size = sampleSize(spec);
+    const channels = spec.shape[spec.shape.length - 1];
+    const n = pre.mean.length;
+    if (n !== channels && n !== size)
+      throw new Error(
+        `preprocess.mean has ${n} values; expected ${channels} (per channel) or ${size} (per feature)`,
+      );
+    if (pre.std.length !== n || pre.std.some((s) => !(s > 0)))
+      throw new Error('preprocess.std must match mean in length and be positive');
+  }
+
+  /**
+   * Class probabilities [n × classes] of n samples given in `inputSpec`'s layout, as sent before
+   * normalisation (float values are normalised in place), read back synchronously: the batch
+   * path the server runs. `predictBatch` is the same forward and softmax for raw examples.
+   */
+  classify(x: Float32Array | Int32Array, n: number, id: string, sub: SubModel): Float32Array {
+    const spec = this.inputSpec;
+    const pre = this.meta.preprocess;
+    if (x instanceof Float32Array && pre?.mean && pre.std) standardise(x, pre.mean, pre.std);
+    const shape = spec.kind === 'image' ? [n, ...spec.shape] : [n, spec.maxLen];
+    const probs = this.probabilities(x, shape, id, sub);
+    const values = probs.dataSync() as Float32Array;
+    probs.dispose();
+    return values;
   }
 
   /** Every sub-model of the grid, smallest first: cost, and accuracy/latency where known. */
@@ -164,7 +242,8 @@ export class DeployedModel {
         i * size,
       ),
     );
-    const probs = tf.tidy(() => tf.softmax(this.logits(x, inputs.length, id, sub)));
+    const { height, width, channels } = this.inputShape;
+    const probs = this.probabilities(x, [inputs.length, height, width, channels], id, sub);
     const values = (await probs.data()) as Float32Array;
     probs.dispose();
     const classes = values.length / inputs.length;
@@ -196,25 +275,21 @@ export class DeployedModel {
 
   /** Median milliseconds of `reps` batch-1 forward passes of one sub-model, read back included. */
   async timeOne(x: Float32Array, id: string, sub: SubModel, reps = 5): Promise<number> {
-    const run = async () => {
-      const y = tf.tidy(() => this.logits(x, 1, id, sub));
+    const { height, width, channels } = this.inputShape;
+    return medianMsAsync(async () => {
+      const y = tf.tidy(() => this.logits(x, [1, height, width, channels], id, sub));
       await y.data();
       y.dispose();
-    };
-    await run(); // warm-up: first calls compile and allocate
-    const times: number[] = [];
-    for (let r = 0; r < reps; r++) {
-      const t0 = performance.now();
-      await run();
-      times.push(performance.now() - t0);
-    }
-    times.sort((a, b) => a - b);
-    return times[Math.floor(times.length / 2)];
+    }, reps);
   }
 
-  private logits(x: Float32Array, n: number, id: string, sub: SubModel): tf.Tensor {
-    const { height, width, channels } = this.inputShape;
-    const input = tf.tensor4d(x, [n, height, width, channels]);
+  /** Softmax over the logits of sub-model `id` (ctx.key = id: BatchNorm uses its statistics). */
+  private probabilities(x: Float32Array | Int32Array, shape: number[], id: string, sub: SubModel): tf.Tensor {
+    return tf.tidy(() => tf.softmax(this.logits(x, shape, id, sub)));
+  }
+
+  private logits(x: Float32Array | Int32Array, shape: number[], id: string, sub: SubModel): tf.Tensor {
+    const input = tf.tensor(x, shape, x instanceof Int32Array ? 'int32' : 'float32');
     return this.model.forward(input, sub, subModelContext(sub, 'eval'));
   }
 

@@ -9,6 +9,7 @@ import { subset, type TrainTest } from '../data/dataset.js';
 import { isSequenceDataset, type SequenceDataset } from '../data/sequences.js';
 import { spamAssassinSplits } from '../data/email.js';
 import { evaluateGrid, type EvalRow } from '../train/evaluate.js';
+import { parseEvalJson } from '../train/eval_json.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import type { Module } from '../nn/module.js';
 import { namedBatchNorms } from '../nn/batchnorm.js';
@@ -136,21 +137,11 @@ export function addTrainTime(runDir: string, seconds: number, resume: boolean): 
 export function readEvalRows(runDir: string): EvalRow[] {
   const path = join(runDir, 'eval.json');
   if (!existsSync(path)) throw new Error(`${path} not found; run 'sortednet eval --run ${runDir}' first`);
-  let rows: unknown;
-  try {
-    rows = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new Error(
-      `${path} is not valid JSON (${(e as Error).message}); run 'sortednet eval --run ${runDir}' again`,
-      {
-        cause: e,
-      },
-    );
-  }
-  if (!Array.isArray(rows) || rows.length === 0) {
-    throw new Error(`${path} holds no evaluated sub-models; run 'sortednet eval --run ${runDir}' again`);
-  }
-  return rows as EvalRow[];
+  const again = `run 'sortednet eval --run ${runDir}' again`;
+  const rows = parseEvalJson(readFileSync(path, 'utf8'), path, again);
+  if (rows.length === 0) throw new Error(`${path} holds no evaluated sub-models; ${again}`);
+  // Classifier runs write whole EvalRows; the parser checked the fields readers rely on.
+  return rows as unknown as EvalRow[];
 }
 
 export const runTitle = (c: RunConfig, family: string, strategy = c.train?.strategy ?? '') =>

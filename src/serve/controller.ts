@@ -27,6 +27,12 @@ export interface ControllerOptions {
   upFraction?: number;
   /** …held this long, ms. */
   holdMs?: number;
+  /**
+   * Longest hold after failed moves up, ms: a move up followed by a move down within 3 holds
+   * doubles the hold before the next move up (a busy machine's bursts); a move up that lasts
+   * resets it.
+   */
+  maxHoldMs?: number;
 }
 
 export interface Switch {
@@ -38,32 +44,58 @@ export interface Switch {
   queue: number;
 }
 
-/** Per sub-model batch time: a line through measured (1, t1) and (B, tB), scaled by what batches really took. */
+/**
+ * Per sub-model batch time: a line through measured (1, t1) and (B, tB), scaled by what batches
+ * take now. A sub-model that ran recently has its own scale; one that has not (the rung above, on
+ * a machine that has since become busy) takes the machine's current slowdown, measured on
+ * whatever ran, so the controller steers on the service time it sees now, not on start-up figures.
+ */
 export class BatchTimes {
   private readonly base = new Map<string, { t1: number; tB: number }>();
-  private readonly scale = new Map<string, number>();
+  private readonly scale = new Map<string, { value: number; at: number }>();
+  /** measured / modelled over every batch, whichever sub-model ran it. */
+  private machine = 1;
+  private lastAt = -Infinity;
+  /** A sub-model's own scale counts while it ran within this many ms of the latest batch. */
+  static readonly FRESH_MS = 2000;
+
   constructor(readonly maxBatch: number) {}
 
   set(id: string, t1: number, tB: number): void {
     this.base.set(id, { t1, tB: Math.max(tB, t1) });
   }
 
-  /** Expected ms for a batch of n samples. */
-  estimate(id: string, n: number): number {
+  private modelled(id: string, n: number): number {
     const b = this.base.get(id);
     if (!b) throw new Error(`controller: no batch time measured for sub-model '${id}'`);
-    const lin = this.maxBatch > 1 ? b.t1 + ((b.tB - b.t1) * (n - 1)) / (this.maxBatch - 1) : b.t1;
-    return lin * (this.scale.get(id) ?? 1);
+    return this.maxBatch > 1 ? b.t1 + ((b.tB - b.t1) * (n - 1)) / (this.maxBatch - 1) : b.t1;
   }
 
-  /** Folds in a batch that ran (exponential average of measured / modelled). */
-  observe(id: string, n: number, ms: number): void {
-    const b = this.base.get(id);
-    if (!b || n < 1) return;
-    const modelled = this.maxBatch > 1 ? b.t1 + ((b.tB - b.t1) * (n - 1)) / (this.maxBatch - 1) : b.t1;
-    const ratio = Math.min(10, Math.max(0.1, ms / Math.max(modelled, 1e-3)));
-    const old = this.scale.get(id) ?? 1;
-    this.scale.set(id, 0.8 * old + 0.2 * ratio);
+  /** The slowdown (measured / start-up) that batches show now, over every sub-model. */
+  get slowdown(): number {
+    return this.machine;
+  }
+
+  /** Expected ms for a batch of n samples. */
+  estimate(id: string, n: number): number {
+    const own = this.scale.get(id);
+    const fresh = own !== undefined && this.lastAt - own.at <= BatchTimes.FRESH_MS;
+    // Stale or never measured: the machine's slowdown now, and never less than the sub-model
+    // last showed (a busy machine comes and goes; moving up on a lull is what oscillates).
+    return this.modelled(id, n) * (fresh ? own.value : Math.max(own?.value ?? 0, this.machine));
+  }
+
+  /** Folds in a batch that ran (exponential averages of measured / modelled). */
+  observe(id: string, n: number, ms: number, now = performance.now()): void {
+    if (!this.base.has(id) || n < 1) return;
+    const ratio = Math.min(50, Math.max(0.1, ms / Math.max(this.modelled(id, n), 1e-3)));
+    const old = this.scale.get(id);
+    const fresh = old !== undefined && now - old.at <= BatchTimes.FRESH_MS;
+    // A stale own scale restarts from the estimate above.
+    const from = fresh ? old.value : Math.max(old?.value ?? 0, this.machine);
+    this.scale.set(id, { value: 0.8 * from + 0.2 * ratio, at: now });
+    this.machine = 0.8 * this.machine + 0.2 * ratio;
+    this.lastAt = Math.max(this.lastAt, now);
   }
 }
 
@@ -83,6 +115,9 @@ export function quantile(xs: readonly number[], q: number): number {
 export class AdaptiveController {
   private level: number;
   private lastSwitchAt = -Infinity;
+  private lastUpAt = -Infinity;
+  /** The hold before the next move up: holdMs, doubled after each failed move up. */
+  private upHoldMs: number;
   private calmSince: number | null = null;
   private latencies: { at: number; ms: number; samples: number }[] = [];
   private queues: { at: number; queue: number }[] = [];
@@ -97,8 +132,16 @@ export class AdaptiveController {
   ) {
     if (ladder.length === 0) throw new Error('controller: the ladder is empty');
     if (!(opts.targetP99Ms > 0)) throw new Error(`controller: target p99 ${opts.targetP99Ms} must be > 0 ms`);
-    this.opts = { p99WindowMs: 1000, minSamples: 20, upFraction: 0.7, holdMs: 1000, ...opts };
+    this.opts = {
+      p99WindowMs: 1000,
+      minSamples: 20,
+      upFraction: 0.7,
+      holdMs: 1000,
+      maxHoldMs: 30_000,
+      ...opts,
+    };
     this.level = ladder.length - 1;
+    this.upHoldMs = this.opts.holdMs;
   }
 
   get active(): string {
@@ -149,9 +192,19 @@ export class AdaptiveController {
     return this.queues.reduce((a, q) => Math.max(a, q.queue), 0);
   }
 
+  /** The hold before the next move up, ms (grows after failed moves up). */
+  get holdMs(): number {
+    return this.upHoldMs;
+  }
+
   /** Decides, given the queue now; returns the switch made, if any. */
   tick(now: number, queue: number): Switch | null {
     const target = this.opts.targetP99Ms;
+    // A move up that held for 3 holds was right: later moves up wait the base hold again.
+    if (this.lastUpAt > -Infinity && now - this.lastUpAt > 3 * this.upHoldMs) {
+      this.upHoldMs = this.opts.holdMs;
+      this.lastUpAt = -Infinity;
+    }
     const peak = this.peakQueue(now, queue);
     const p99 = this.p99(now);
     const pred = this.predict(this.active, queue);
@@ -182,8 +235,8 @@ export class AdaptiveController {
       return null;
     }
     this.calmSince ??= now;
-    if (now - this.calmSince < this.opts.holdMs || now - this.lastSwitchAt < this.opts.holdMs) return null;
-    const why = `p99 ${p99 === null ? 'idle' : `${p99.toFixed(1)} ms`} and predicted ${next.toFixed(1)} ms < ${calmAt.toFixed(1)} ms for ${this.opts.holdMs} ms`;
+    if (now - this.calmSince < this.upHoldMs || now - this.lastSwitchAt < this.upHoldMs) return null;
+    const why = `p99 ${p99 === null ? 'idle' : `${p99.toFixed(1)} ms`} and predicted ${next.toFixed(1)} ms < ${calmAt.toFixed(1)} ms for ${this.upHoldMs} ms`;
     return this.switchTo(this.level + 1, now, why, p99, queue);
   }
 
@@ -196,6 +249,12 @@ export class AdaptiveController {
       p99Ms: p99,
       queue,
     };
+    if (s.direction === 'up') this.lastUpAt = now;
+    else if (now - this.lastUpAt <= 3 * this.upHoldMs) {
+      // The last move up did not hold: wait longer before the next one (hysteresis that grows).
+      this.upHoldMs = Math.min(2 * this.upHoldMs, this.opts.maxHoldMs);
+      this.lastUpAt = -Infinity;
+    }
     this.level = level;
     this.lastSwitchAt = now;
     this.calmSince = null;

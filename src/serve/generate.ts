@@ -13,8 +13,9 @@ import { StreamDecoder, type BpeTokenizer } from '../tokenizer/bpe.js';
 import { createApp, type AppOptions } from './app.js';
 import { HttpError } from './inputs.js';
 import { ServeMetrics } from './metrics.js';
-import { errorResponse, healthResponse } from './schemas.js';
-import type { Server } from './server.js';
+import { errorResponse } from './schemas.js';
+import { statusRoutes } from './routes/status.js';
+import type { Server } from './types.js';
 
 interface GenerateBody {
   prompt?: string;
@@ -103,10 +104,16 @@ export function createLmServer(
   tokenizer: BpeTokenizer | undefined,
   opts: AppOptions = {},
 ): Server {
-  const { app, isClosing } = createApp(opts, 'POST /generate, GET /models, GET /health, GET /metrics');
+  // A prompt of up to 4·maxLen characters (6 bytes each when JSON-escaped) or maxLen token ids,
+  // and the options beside it.
+  const maxLen = model.config.maxLen;
+  const { app, lifecycle } = createApp(
+    opts,
+    'POST /generate, GET /models, GET /health, GET /metrics',
+    16384 + 24 * maxLen + 12 * maxLen,
+  );
   const metrics = new ServeMetrics([], 'full');
   const text = (tokens: number[]) => tokenizer?.decode(tokens);
-  const started = performance.now();
   let active = 0;
 
   app.addHook('onResponse', async (req, reply) => {
@@ -151,19 +158,28 @@ export function createLmServer(
         reply.raw.writeHead(200, {
           'content-type': 'text/event-stream',
           'cache-control': 'no-cache',
-          connection: 'keep-alive',
+          connection: lifecycle.draining ? 'close' : 'keep-alive',
         });
         let gone = false;
         reply.raw.on('close', () => (gone = true));
+        // A shutdown whose grace period ends before this stream does ends it with a final event.
+        const cut: { reason: string | null } = { reason: null };
+        const closeStream = lifecycle.openStream((reason) => (cut.reason = reason));
         const pieces = tokenizer ? new StreamDecoder(tokenizer) : null;
-        for await (const t of rest()) {
-          if (gone) break; // the client left: stop decoding (the stream's finally releases the cache)
-          tokens.push(t);
-          reply.raw.write(`data: ${JSON.stringify({ token: t, text: pieces?.push(t) })}\n\n`);
+        try {
+          for await (const t of rest()) {
+            if (gone || cut.reason !== null) break; // the client left, or the server stops: stop decoding
+            tokens.push(t);
+            reply.raw.write(`data: ${JSON.stringify({ token: t, text: pieces?.push(t) })}\n\n`);
+          }
+        } finally {
+          closeStream();
         }
         metrics.samples.inc({ sub }, tokens.length);
         metrics.requests.inc({ route: '/generate', status: '200' });
-        if (!gone) reply.raw.end(`event: done\ndata: ${JSON.stringify(summary())}\n\n`);
+        if (!gone && cut.reason !== null)
+          reply.raw.end(`event: shutdown\ndata: ${JSON.stringify({ reason: cut.reason, ...summary() })}\n\n`);
+        else if (!gone) reply.raw.end(`event: done\ndata: ${JSON.stringify(summary())}\n\n`);
       } finally {
         active--;
         await stream.return(undefined as never);
@@ -180,22 +196,13 @@ export function createLmServer(
     tokenizer: tokenizer !== undefined,
     exits: Array.from({ length: model.config.layers }, (_, i) => i + 1),
   }));
-  app.get('/health', { schema: { response: { 200: healthResponse } } }, async () => ({
-    status: 'ok',
-    active: 'full',
-    queue: active,
-    uptimeSeconds: (performance.now() - started) / 1000,
-  }));
-  app.get('/metrics', async (_req, reply) => {
-    reply.header('content-type', metrics.registry.contentType);
-    return metrics.registry.metrics();
-  });
+  statusRoutes(app, { metrics, active: () => 'full', queue: () => active });
 
   return {
     app,
     active: () => 'full',
     switches: [],
     listen: (port, host = '127.0.0.1') => app.listen({ port, host }),
-    shutdown: () => isClosing.close(),
+    shutdown: (graceMs) => lifecycle.shutdown(graceMs),
   };
 }

@@ -4,6 +4,7 @@
  *    [H][W][C] (or [H][W] for one channel); token models take arrays of integer token ids.
  *  - binary: raw little-endian float32, the shape in the `x-shape` header (`N,H,W,C` or `N,H·W·C`).
  */
+import { sampleSize, type InputSpec } from '../deploy/model.js';
 
 export class HttpError extends Error {
   constructor(
@@ -16,9 +17,9 @@ export class HttpError extends Error {
 
 export const SHAPE_HEADER = 'x-shape';
 
-export type InputSpec =
-  | { kind: 'image'; shape: readonly number[] }
-  | { kind: 'tokens'; maxLen: number; vocab: number; padId: number };
+const FLOAT32_RANGE = 'expected a finite float32 value (|x| ≤ 3.4e38); inputs are float32';
+
+export { sampleSize, type InputSpec };
 
 /** A batch of samples in the model's layout: [n, ...sample] flattened. */
 export interface Samples {
@@ -26,8 +27,13 @@ export interface Samples {
   data: Float32Array | Int32Array;
 }
 
-export function sampleSize(spec: InputSpec): number {
-  return spec.kind === 'image' ? spec.shape.reduce((a, b) => a * b, 1) : spec.maxLen;
+/**
+ * The largest body a request of `maxBatch` samples needs: JSON at up to 64 bytes a value (17
+ * digits, sign, exponent, separator, and the nesting and indentation of [H][W][C]) or up to 12 a
+ * token id, plus room for the other fields. A float32 body (`x-shape`) needs 4 bytes a value.
+ */
+export function bodyLimitFor(spec: InputSpec, maxBatch: number): number {
+  return 8192 + sampleSize(spec) * maxBatch * (spec.kind === 'tokens' ? 12 : 64);
 }
 
 export function describeInput(spec: InputSpec): string {
@@ -54,6 +60,8 @@ function fillNested(
       throw bad(
         `${where} is ${typeof v === 'number' ? v : (JSON.stringify(v) ?? typeof v)}; expected a finite number`,
       );
+    // JSON numbers are float64; the model computes in float32, where 1e39 would be Infinity.
+    if (!Number.isFinite(Math.fround(v))) throw bad(`${where} is ${v}; ${FLOAT32_RANGE}`);
     out[at] = v;
     return at + 1;
   }
@@ -107,6 +115,28 @@ function tokenSample(
         `${where}[${i}] is ${JSON.stringify(t)}; expected an integer token id in 0..${spec.vocab - 1}`,
       );
     out[at + i] = t;
+  });
+}
+
+/**
+ * Throws a 400 for the first sample whose class probabilities are not finite: values that are
+ * finite float32 but so large that the forward pass overflows (3e38 → NaN logits). `field(i)`
+ * names sample i as the request gave it (`inputs[i]`, or `sample i` of a binary body).
+ */
+export function checkFiniteOutput(
+  rows: readonly Float32Array[],
+  samples: Samples,
+  field: (i: number) => string,
+): void {
+  const size = samples.data.length / Math.max(samples.n, 1);
+  rows.forEach((p, i) => {
+    if (p.every(Number.isFinite)) return;
+    let largest = 0;
+    for (let k = i * size; k < (i + 1) * size; k++) largest = Math.max(largest, Math.abs(samples.data[k]));
+    throw bad(
+      `${field(i)} makes the model's output non-finite (its largest value is ${largest.toPrecision(3)}); ` +
+        'send values in the scale the model was trained on',
+    );
   });
 }
 

@@ -5,8 +5,8 @@
  */
 import type { GridEntry } from '../sorted/grid.js';
 import type { SubModel } from '../sorted/submodel.js';
-import type { EvalRow } from '../train/evaluate.js';
-import { pickSubModel, type Candidate } from '../infer/pick.js';
+import type { EvalJsonRow } from '../train/eval_json.js';
+import { pickSubModel, type Budget, type Candidate } from '../infer/pick.js';
 
 export interface ServedSubModel {
   readonly id: string;
@@ -22,7 +22,7 @@ export interface ServedSubModel {
 /** Grid entries joined with the run's evaluation rows (by id). */
 export function servedSubModels(
   entries: readonly GridEntry[],
-  rows: readonly EvalRow[] = [],
+  rows: readonly Pick<EvalJsonRow, 'id' | 'accuracy' | 'latencyMs'>[] = [],
 ): ServedSubModel[] {
   const byId = new Map(rows.map((r) => [r.id, r]));
   return entries.map((e) => ({
@@ -52,18 +52,13 @@ export function paretoLadder(subs: readonly ServedSubModel[]): ServedSubModel[] 
   return ladder;
 }
 
-export interface Budget {
-  maxFlops?: number;
-  maxLatencyMs?: number;
-}
-
 /**
  * The most accurate sub-model within a request's budget; `predictMs` gives each sub-model's
  * expected latency now (queue included). Null when none fits.
  */
 export function chooseForBudget(
   subs: readonly ServedSubModel[],
-  budget: Budget,
+  budget: Pick<Budget, 'maxFlops' | 'maxLatencyMs'>,
   predictMs: (s: ServedSubModel) => number,
 ): ServedSubModel | null {
   const candidates: Candidate[] = subs.map((s) => ({

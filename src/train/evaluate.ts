@@ -12,6 +12,7 @@ import { isSequenceDataset, sequenceBatches, type SequenceDataset } from '../dat
 import { calibrateBatchNorm, type LabelledBatch } from '../nn/calibrate.js';
 import { namedBatchNorms } from '../nn/batchnorm.js';
 import { subModelContext } from '../nn/module.js';
+import { medianMs } from './timing.js';
 
 export type { LabelledBatch };
 
@@ -139,19 +140,13 @@ export function latencyMs(
   reps = 7,
 ): number {
   // The block body matters: a tidy that returns the read-back array walks every element of it.
-  const run = () =>
-    tf.tidy(() => {
-      model.forward(sample, entry.sub, subModelContext(entry.sub, 'eval')).dataSync();
-    });
-  run(); // warm-up: first calls compile/allocate
-  const times: number[] = [];
-  for (let r = 0; r < reps; r++) {
-    const t0 = performance.now();
-    run();
-    times.push(performance.now() - t0);
-  }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)];
+  return medianMs(
+    () =>
+      tf.tidy(() => {
+        model.forward(sample, entry.sub, subModelContext(entry.sub, 'eval')).dataSync();
+      }),
+    reps,
+  );
 }
 
 export function evaluateGrid(

@@ -1,7 +1,7 @@
 /** `sortednet serve`: the adaptive HTTP inference server for a trained run (src/serve/). */
 import { initEngine, parseBackend } from '../../engine/backend.js';
 import { loadServedModel } from '../../serve/load.js';
-import { createServer, exitOnSignals } from '../../serve/server.js';
+import { createServer, drainOnSignals } from '../../serve/server.js';
 import { intArg, need, numArg, positiveIntArg } from '../args.js';
 import type { RegisterCommand } from '../command.js';
 
@@ -14,6 +14,7 @@ interface ServeFlags {
   windowMs: number;
   maxBatch: number;
   maxQueue?: number;
+  graceMs: number;
   backend: string;
 }
 
@@ -35,6 +36,7 @@ export const registerServe: RegisterCommand = (program, exit) => {
     .option('--window-ms <ms>', 'micro-batching window', numArg, 2)
     .option('--max-batch <n>', 'most samples per batch (and per request)', positiveIntArg, 32)
     .option('--max-queue <n>', 'most samples waiting before 503 (default 64 batches)', positiveIntArg)
+    .option('--grace-ms <ms>', 'on SIGTERM, how long accepted requests and streams may take', numArg, 10_000)
     .option('--backend <name>', 'wasm | cpu | webgpu', 'wasm')
     .action(async (flags: ServeFlags) => {
       const runDir = need(flags.run, '--run DIR', 'serve');
@@ -50,17 +52,16 @@ export const registerServe: RegisterCommand = (program, exit) => {
         windowMs: flags.windowMs,
         maxBatch: flags.maxBatch,
         maxQueue: flags.maxQueue,
+        graceMs: flags.graceMs,
         logger: { level: 'info' },
       });
-      const closed = new Promise<void>((resolve) => server.app.addHook('onClose', async () => resolve()));
       const url = await server.listen(flags.port, flags.host);
       const mode =
         flags.targetP99Ms !== undefined
           ? `adaptive, target p99 ${flags.targetP99Ms} ms`
           : `fixed sub-model ${server.active()}`;
       console.log(`sortednet serve: listening on ${url} (${served.model.family}, ${mode})`);
-      exitOnSignals(server);
-      await closed;
-      exit(0);
+      // 0 only when every accepted request and stream was finished (see docs/deploy.md, Shutdown).
+      exit(await drainOnSignals(server));
     });
 };

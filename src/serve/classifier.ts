@@ -1,0 +1,154 @@
+/**
+ * The classifier server: the run's DeployedModel behind a micro-batcher, each sub-model timed at
+ * batch 1 and at the full batch, and (with a p99 target) the adaptive controller choosing the
+ * default sub-model. Routes live in ./routes.
+ */
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
+import { DeployedModel } from '../deploy/model.js';
+import { specOf } from '../models/index.js';
+import { createApp } from './app.js';
+import { MicroBatcher } from './batcher.js';
+import { SubModelChooser } from './choose.js';
+import { AdaptiveController, BatchTimes, type Switch } from './controller.js';
+import { bodyLimitFor, type Samples } from './inputs.js';
+import { paretoLadder, type ServedSubModel } from './ladder.js';
+import { ServeMetrics } from './metrics.js';
+import { runJobs, timeBatch, type Probabilities } from './runner.js';
+import { modelsRoute } from './routes/models.js';
+import { predictRoute } from './routes/predict.js';
+import { statusRoutes } from './routes/status.js';
+import type { ServedModel, ServeOptions, Server } from './types.js';
+
+export function createClassifierServer(served: ServedModel, opts: ServeOptions = {}): Server {
+  const windowMs = opts.windowMs ?? 2;
+  const maxBatch = opts.maxBatch ?? 32;
+  const deployed = new DeployedModel(
+    served.meta ?? { model: specOf(served.model), grid: {}, preprocess: served.preprocess },
+    served.model,
+    [],
+    'the served run',
+  );
+  const spec = deployed.inputSpec;
+  deployed.checkNormalisation();
+  const { app, lifecycle } = createApp(
+    opts,
+    'POST /predict, GET /models, GET /health, GET /metrics',
+    bodyLimitFor(spec, maxBatch),
+  );
+  const log: FastifyBaseLogger = app.log;
+
+  // Which sub-models run at all: a forward pass each (BatchNorm statistics present, shapes fit),
+  // timed at batch 1 and at the full batch for the controller's predictions.
+  const times = new BatchTimes(maxBatch);
+  const batchMs = new Map<string, { one: number; full: number }>();
+  const subs: ServedSubModel[] = [];
+  for (const s of served.subs) {
+    try {
+      const one = timeBatch(deployed, s.id, s.sub, 1);
+      const full = timeBatch(deployed, s.id, s.sub, maxBatch);
+      times.set(s.id, one, full);
+      batchMs.set(s.id, { one, full });
+      subs.push(s);
+    } catch (e) {
+      log.warn(`sub-model ${s.id} is not served: ${(e as Error).message}`);
+    }
+  }
+  if (subs.length === 0) throw new Error('serve: no sub-model of this run can run (see the warnings)');
+  const ladder = paretoLadder(subs);
+  const chooser: SubModelChooser = new SubModelChooser(
+    served.model,
+    subs,
+    ladder,
+    times,
+    windowMs,
+    () => batcher.queuedSamples,
+  );
+  let fixed = ladder[ladder.length - 1].id;
+  if (opts.fixedSub !== undefined) {
+    const hit = chooser.lookup(opts.fixedSub, '--sub');
+    if (!hit) throw new Error(`serve: sub-model '${opts.fixedSub}' is not in this run's grid`);
+    fixed = hit.id;
+  }
+
+  const metrics = new ServeMetrics(
+    subs.map((s) => s.id),
+    fixed,
+  );
+  const switches: Switch[] = [];
+  const controller =
+    opts.targetP99Ms !== undefined
+      ? new AdaptiveController(
+          ladder.map((s) => s.id),
+          times,
+          { targetP99Ms: opts.targetP99Ms, windowMs, maxBatch, ...opts.controller },
+          (s) => {
+            switches.push(s);
+            metrics.switches.inc({ direction: s.direction });
+            metrics.setActive(s.from, s.to);
+            log.info({ switch: s }, `sub-model ${s.from} → ${s.to} (${s.direction}): ${s.reason}`);
+          },
+        )
+      : null;
+  const active = () => controller?.active ?? fixed;
+
+  const tick = () => {
+    metrics.queue.set(batcher.queuedSamples);
+    controller?.tick(performance.now(), batcher.queuedSamples);
+  };
+  const batcher: MicroBatcher<Samples, Probabilities> = new MicroBatcher<Samples, Probabilities>(
+    { windowMs, maxBatch, maxQueue: opts.maxQueue ?? 64 * maxBatch },
+    (id, jobs) => runJobs(deployed, id, chooser.get(id)!.sub, jobs),
+    active,
+    (r) => {
+      metrics.samples.inc({ sub: r.sub }, r.samples);
+      metrics.batchSize.observe(r.samples);
+      times.observe(r.sub, r.samples, r.ms);
+      tick();
+    },
+  );
+  const ticker = setInterval(tick, 50);
+  ticker.unref();
+
+  const samplesOf = new WeakMap<FastifyRequest, number>();
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    metrics.requests.inc({ route, status: String(reply.statusCode) });
+    metrics.latency.observe({ route }, reply.elapsedTime / 1000);
+    if (route === '/predict' && reply.statusCode === 200)
+      controller?.observe(reply.elapsedTime, performance.now(), samplesOf.get(req) ?? 1);
+  });
+
+  predictRoute(app, {
+    spec,
+    maxBatch,
+    classes: served.preprocess?.classes,
+    chooser,
+    batcher,
+    metrics,
+    samplesOf,
+  });
+  modelsRoute(app, {
+    model: served.model,
+    spec,
+    subs,
+    ladder,
+    batchMs,
+    targetP99Ms: opts.targetP99Ms,
+    active,
+  });
+  statusRoutes(app, { metrics, active, queue: () => batcher.queuedSamples });
+
+  app.addHook('onClose', async () => {
+    await batcher.drain();
+    batcher.close();
+    clearInterval(ticker);
+  });
+
+  return {
+    app,
+    active,
+    switches,
+    listen: (port, host = '127.0.0.1') => app.listen({ port, host }),
+    shutdown: (graceMs) => lifecycle.shutdown(graceMs),
+  };
+}
