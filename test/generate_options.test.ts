@@ -13,7 +13,7 @@ import { initEngine } from '../src/engine/backend.js';
 import { Transformer, type TransformerConfig } from '../src/models/transformer.js';
 import { generate } from '../src/infer/generate.js';
 import { generateBatch } from '../src/infer/batch.js';
-import { generateText, TextStreamer } from '../src/infer/generate_text.js';
+import { contextWarning, generateText, TextStreamer } from '../src/infer/generate_text.js';
 import { applyRepetitionPenalty, bannedNgramTokens, makeProcessor } from '../src/infer/logits_process.js';
 import { checkGenerateConfig } from '../src/infer/options.js';
 import { createRng } from '../src/data/random.js';
@@ -181,6 +181,14 @@ test('speculative greedy stays identical with a confidence threshold and with wi
       assert.deepEqual(got.tokens, want, `prompt [${prompt}] ${JSON.stringify(speculative)}`);
     }
   }
+  // A narrower draft is really the narrower model: it is sometimes wrong; at full width, never.
+  const narrow = generate(model, [1, 2], {
+    maxNewTokens: 30,
+    speculative: { draft: { heads: 1, ffn: 0.5 } },
+  });
+  assert.ok(narrow.accepted < narrow.proposed, `${narrow.accepted}/${narrow.proposed}`);
+  const same = generate(model, [1, 2], { maxNewTokens: 30, speculative: { draft: { ffn: 1 } } });
+  assert.equal(same.accepted, same.proposed);
   // The threshold ends drafts early: fewer proposals per verification.
   const long = generate(model, [1], {
     maxNewTokens: 30,
@@ -238,6 +246,21 @@ test('stop strings cut the text exactly, streamed or not, even across token boun
     stopStrings: [stop],
   });
   assert.equal(batch.sequences[0].text, cut.text);
+  m.dispose();
+});
+
+test('generate says when a request runs past the window the model was trained on', () => {
+  assert.equal(contextWarning(10, 20, 32), null);
+  assert.equal(contextWarning(10, 20, undefined), null);
+  assert.match(
+    contextWarning(10, 30, 32)!,
+    /the prompt \(10 tokens\) \+ up to 30 new tokens run past the 32-token window/,
+  );
+  assert.match(contextWarning(40, 5, 32)!, /the prompt \(40 tokens\) is longer than the 32-token window/);
+  const m = new Transformer({ ...llama, vocab: tokenizer.vocabSize }, 6);
+  const r = generateText({ model: m, tokenizer, trainedContext: 8 }, 'the cat sat', { maxNewTokens: 10 });
+  assert.equal(r.warnings.length, 1);
+  assert.match(r.warnings[0], /8-token window the model was trained on/);
   m.dispose();
 });
 

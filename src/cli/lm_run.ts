@@ -36,9 +36,13 @@ export function isLmPreset(model: unknown): boolean {
 }
 
 function lmPreset(name: RunConfig['model']) {
-  if (typeof name !== 'string') throw new Error('an LM run needs a model preset name (lm-tiny, lm-small)');
+  if (typeof name !== 'string')
+    throw new Error('an LM run needs a model preset name (lm-tiny, lm-small, lm-gpt-tiny, lm-gpt-small)');
   const p = getPreset(name);
-  if (!p.lm) throw new Error(`preset '${name}' is not a language model; LM presets: lm-tiny, lm-small`);
+  if (!p.lm)
+    throw new Error(
+      `preset '${name}' is not a language model; LM presets: lm-tiny, lm-small (LLaMA-style), lm-gpt-tiny, lm-gpt-small (GPT-style, ONNX-exportable)`,
+    );
   return { ...p, lm: p.lm };
 }
 
@@ -70,6 +74,11 @@ export async function trainLmRun(
       `trained a byte-level BPE tokenizer: ${tok.vocabSize} tokens in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
   const model = buildModel(p.model({ channels: 1, size: seqLen, classes: tok.vocabSize }), tc.seed);
+  const declared = (model.config as { maxLen?: number }).maxLen;
+  if (declared !== undefined && seqLen > declared)
+    throw new Error(
+      `${c.model as string}: training windows of ${seqLen} tokens exceed the context ${declared}`,
+    );
   const grid = new Grid(p.grid, model);
   mkdirSync(runDir, { recursive: true });
   writeFileAtomic(join(runDir, 'run.json'), JSON.stringify(c, null, 2) + '\n');
