@@ -44,7 +44,7 @@ const a = parseBench<{
     .requiredOption('--run <dir>', 'an LM run folder (required)')
     .option(
       '--prompts <n>',
-      'prompts (windows of the validation text); also the batch size',
+      'prompts (validation windows; the batch size)',
       positiveIntArg,
       8,
     )
