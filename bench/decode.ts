@@ -42,7 +42,7 @@ const a = parseBench<{
 }>(
   benchCommand('decode', 'decoding speed of a trained sorted LM, every mode in one harness')
     .requiredOption('--run <dir>', 'an LM run folder (required)')
-    .option('--prompts <n>', 'prompts (validation windows; the batch size)', positiveIntArg, 8)
+    .option('--prompts <n>', 'prompts; also the batch size', positiveIntArg, 8)
     .option('--prompt-tokens <n>', 'tokens per prompt', positiveIntArg, 32)
     .option('--tokens <n>', 'new tokens per prompt', positiveIntArg, 64)
     .option('--repeats <n>', 'timed repeats (the median is reported)', positiveIntArg, 3)
