@@ -3,19 +3,24 @@
  * the run's validation text), the same number of new tokens, a warm-up run of every mode first,
  * modes interleaved within each repeat, and the median over repeats of new tokens per second of
  * decoding (prefill excluded, identical for all modes). The baseline is KV-cached greedy (and
- * KV-cached sampling for the sampling modes) of the full model.
+ * KV-cached sampling for the sampling modes) of the full model. Batched greedy decodes all the
+ * prompts as one batch (one forward per step) against greedy one prompt at a time. The table
+ * gives the median and the spread (min–max over repeats) and the machine's load average.
  *
- *   node dist/bench/decode.js --run DIR [--prompts 4] [--prompt-tokens 32] [--tokens 64] [--repeats 3]
- *        [--draft-depths 1,2] [--k 4] [--early-exit '1:0.9,3:0.8;2:0.8'] [--temperature 1 --top-k 50]
- *        [--out FILE.json]
+ *   node dist/bench/decode.js --run DIR [--prompts 8] [--prompt-tokens 32] [--tokens 64] [--repeats 3]
+ *        [--draft-depths 1,2] [--k 4] [--confidence 0.5] [--width-draft ffn=0.5]
+ *        [--early-exit '1:0.9,3:0.8;2:0.8'] [--temperature 1 --top-k 50] [--out FILE.json]
  */
 import { Option } from 'commander';
 import { writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { initEngine } from '../src/engine/backend.js';
 import { loadLm } from '../src/run/lm_run.js';
 import { readRunJson } from '../src/run/run_folder.js';
 import { loadTextCorpus } from '../src/data/text.js';
 import { generate, type GenerateOptions, type GenerateResult } from '../src/infer/generate.js';
+import { generateBatch } from '../src/infer/batch.js';
+import { parseSubModel, type SubModel } from '../src/sorted/submodel.js';
 import { earlyExitArg, intArg, listArg, numArg, positiveIntArg } from '../src/cli/args.js';
 import { benchCommand, parseBench } from './cli.js';
 
@@ -27,6 +32,8 @@ const a = parseBench<{
   repeats: number;
   draftDepths: number[];
   k: number;
+  confidence?: number;
+  widthDraft?: SubModel;
   earlyExit?: ReturnType<typeof earlyExitArg>[];
   temperature: number;
   topK: number;
@@ -34,7 +41,7 @@ const a = parseBench<{
 }>(
   benchCommand('decode', 'decoding speed of a trained sorted LM, every mode in one harness')
     .requiredOption('--run <dir>', 'an LM run folder (required)')
-    .option('--prompts <n>', 'prompts (windows of the validation text)', positiveIntArg, 4)
+    .option('--prompts <n>', 'prompts; also the batch size', positiveIntArg, 8)
     .option('--prompt-tokens <n>', 'tokens per prompt', positiveIntArg, 32)
     .option('--tokens <n>', 'new tokens per prompt', positiveIntArg, 64)
     .option('--repeats <n>', 'timed repeats (the median is reported)', positiveIntArg, 3)
@@ -44,6 +51,16 @@ const a = parseBench<{
         .default([1, 2], '1,2'),
     )
     .option('--k <n>', 'draft tokens per round', positiveIntArg, 4)
+    .option(
+      '--confidence <p>',
+      'also: speculative greedy whose drafts end below this top probability',
+      numArg,
+    )
+    .option(
+      '--width-draft <spec>',
+      'also: speculative greedy with this narrower draft, e.g. ffn=0.5',
+      (v: string) => parseSubModel(v, '--width-draft'),
+    )
     .option(
       '--early-exit <modes>',
       "early-exit modes, ';' between modes, DEPTH:THRESHOLD,… each (default: H:0.9;H:0.7;1:0.9,H:0.8, H = half the layers)",
@@ -62,7 +79,8 @@ const earlyExits = a.earlyExit ?? defaultEarlyExits(L).split(';').map(earlyExitA
 
 function defaultEarlyExits(layers: number): string {
   const half = Math.max(1, Math.floor(layers / 2));
-  return [`${half}:0.9`, `${half}:0.7`, `1:0.9,${half}:0.8`].join(';');
+  // Two exits only when there is a depth between 1 and half.
+  return [`${half}:0.9`, `${half}:0.7`, ...(half > 1 ? [`1:0.9,${half}:0.8`] : [])].join(';');
 }
 
 // Prompts: windows spread over the validation text, so every mode continues the same real text.
@@ -76,7 +94,9 @@ const prompts = Array.from({ length: nPrompts }, (_, i) =>
 interface Mode {
   name: string;
   group: 'greedy' | 'sampling';
-  options: Omit<GenerateOptions, 'maxNewTokens'>;
+  options: Omit<GenerateOptions, 'maxNewTokens' | 'onToken' | 'stopWhen'>;
+  /** All prompts as one batch (one forward per step). */
+  batched?: boolean;
 }
 const sampling = { temperature, topK };
 const modes: Mode[] = [
@@ -91,6 +111,23 @@ const modes: Mode[] = [
     group: 'greedy',
     options: { temperature: 0, speculative: { draftDepth: d, k } },
   })),
+  ...(a.confidence === undefined
+    ? []
+    : draftDepths.map((d): Mode => ({
+        name: `speculative greedy, draft depth ${d}, k ${k}, confidence ${a.confidence}`,
+        group: 'greedy',
+        options: { temperature: 0, speculative: { draftDepth: d, k, confidenceThreshold: a.confidence } },
+      }))),
+  ...(a.widthDraft === undefined
+    ? []
+    : [
+        {
+          name: `speculative greedy, draft ${JSON.stringify(a.widthDraft)}, k ${k}`,
+          group: 'greedy',
+          options: { temperature: 0, speculative: { draft: { ...a.widthDraft }, k } },
+        } as Mode,
+      ]),
+  { name: `batched greedy (${nPrompts} prompts in one batch)`, group: 'greedy', options: {}, batched: true },
   {
     name: `sampling (T ${temperature}, top-k ${topK}, KV cache, full depth)`,
     group: 'sampling',
@@ -106,24 +143,43 @@ const modes: Mode[] = [
 const run = (m: Mode, prompt: number[], seed: number): GenerateResult =>
   generate(model, prompt, { ...m.options, maxNewTokens: newTokens, seed });
 
+/** One repeat of a mode: new tokens per second of decoding over all prompts, and the tokens. */
+function repeat(
+  m: Mode,
+  seedBase: number,
+): { tps: number; results: Pick<GenerateResult, 'tokens' | 'proposed' | 'accepted' | 'meanExitDepth'>[] } {
+  if (m.batched) {
+    const b = generateBatch(model, prompts, { ...m.options, maxNewTokens: newTokens, seed: seedBase });
+    return {
+      tps: b.tokensPerSecond,
+      results: b.sequences.map((s) => ({ tokens: s.tokens, proposed: 0, accepted: 0, meanExitDepth: L })),
+    };
+  }
+  const results = prompts.map((p, i) => run(m, p, seedBase + i));
+  const tokens = results.reduce((s, x) => s + x.tokens.length, 0);
+  const ms = results.reduce((s, x) => s + x.decodeMs, 0);
+  return { tps: (1000 * tokens) / ms, results };
+}
+
+const loadBefore = loadavg();
 console.log(
-  `${a.run}: ${L} layers, vocab ${model.config.vocab}; ${nPrompts} prompts × ${promptTokens} tokens, ${newTokens} new tokens each, ${repeats} repeats (median), warm-up first`,
+  `${a.run}: ${L} layers, vocab ${model.config.vocab}; ${nPrompts} prompts × ${promptTokens} tokens, ${newTokens} new tokens each, ${repeats} repeats (median), warm-up first; load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')}`,
 );
 // Warm-up: every mode over every prompt once, untimed (kernels compiled, tables built, JIT warm).
-for (const m of modes) for (const p of prompts) run(m, p, 0);
+for (const m of modes) repeat(m, 0);
 
+type Result = ReturnType<typeof repeat>['results'];
 const perRepeat = new Map<string, number[]>(modes.map((m) => [m.name, []]));
-const last = new Map<string, GenerateResult[]>();
+const last = new Map<string, Result>();
 for (let r = 0; r < repeats; r++) {
   // Interleaved: a slow moment of the machine hits every mode, not one.
   for (const m of r % 2 === 0 ? modes : [...modes].reverse()) {
-    const results = prompts.map((p, i) => run(m, p, 1000 * r + i));
-    const tokens = results.reduce((s, x) => s + x.tokens.length, 0);
-    const ms = results.reduce((s, x) => s + x.decodeMs, 0);
-    perRepeat.get(m.name)!.push((1000 * tokens) / ms);
+    const { tps, results } = repeat(m, 1000 * r);
+    perRepeat.get(m.name)!.push(tps);
     last.set(m.name, results);
   }
 }
+const loadAfter = loadavg();
 
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[xs.length >> 1];
 const greedyRuns = last.get(modes[0].name)!;
@@ -151,20 +207,32 @@ const rows = modes.map((m) => {
 });
 
 console.log(
-  '\n| mode | tokens/s (median) | × baseline | mean exit depth | draft acceptance | same tokens as greedy |',
+  '\n| mode | tokens/s (median) | spread (min–max) | × baseline | mean exit depth | draft acceptance | same tokens as greedy |',
 );
-console.log('|---|---:|---:|---:|---:|---:|');
+console.log('|---|---:|---:|---:|---:|---:|---:|');
 for (const r of rows)
   console.log(
-    `| ${r.mode} | ${r.tokensPerSecond.toFixed(1)} | ${r.speedup.toFixed(2)}× (${r.baseline}) | ${r.meanExitDepth.toFixed(2)} | ${r.acceptance === null ? '—' : `${(100 * r.acceptance).toFixed(0)}%`} | ${r.agreementWithGreedy === null ? '—' : `${(100 * r.agreementWithGreedy).toFixed(0)}%${r.identicalToGreedy ? ' (identical)' : ''}`} |`,
+    `| ${r.mode} | ${r.tokensPerSecond.toFixed(1)} | ${Math.min(...r.repeats).toFixed(0)}–${Math.max(...r.repeats).toFixed(0)} | ${r.speedup.toFixed(2)}× (${r.baseline}) | ${r.meanExitDepth.toFixed(2)} | ${r.acceptance === null ? '—' : `${(100 * r.acceptance).toFixed(0)}%`} | ${r.agreementWithGreedy === null ? '—' : `${(100 * r.agreementWithGreedy).toFixed(0)}%${r.identicalToGreedy ? ' (identical)' : ''}`} |`,
   );
+console.log(
+  `\nload average (1, 5, 15 min) before ${loadBefore.map((x) => x.toFixed(2)).join(' ')}, after ${loadAfter.map((x) => x.toFixed(2)).join(' ')}`,
+);
 const sample = tokenizer.decode([...prompts[0], ...greedyRuns[0].tokens]);
 console.log(`\ngreedy sample: ${JSON.stringify(sample)}`);
 if (a.out) {
   writeFileSync(
     a.out,
     JSON.stringify(
-      { run: a.run, prompts: nPrompts, promptTokens, newTokens, repeats, rows, sample },
+      {
+        run: a.run,
+        prompts: nPrompts,
+        promptTokens,
+        newTokens,
+        repeats,
+        load: { before: loadBefore, after: loadAfter },
+        rows,
+        sample,
+      },
       null,
       2,
     ) + '\n',

@@ -29,7 +29,7 @@ test('--help lists the options with their defaults and exits 0', () => {
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^Usage: node dist\/bench\/decode\.js \[options\]/);
   assert.match(r.stdout, /--run <dir>/);
-  assert.match(r.stdout, /--prompts <n>.*\(default: 4\)/);
+  assert.match(r.stdout, /--prompts <n>.*\(default: 8\)/);
   assert.match(r.stdout, /--draft-depths <list>.*\(default: 1,2\)/);
   const g = bench('gemm.js', '--help');
   assert.equal(g.code, 0, g.stderr);

@@ -12,6 +12,7 @@ import { earlyExitArg } from '../src/cli/args.js';
 import { generate } from '../src/infer/generate.js';
 import { parseSubModel } from '../src/sorted/submodel.js';
 import * as tf from '@tensorflow/tfjs-core';
+import * as ort from 'onnxruntime-node';
 
 let dir: string;
 let run: string;
@@ -125,6 +126,43 @@ test("an extracted Mix'n'Match LM (per-block widths) keeps its tokenizer and gen
   assert.deepEqual(out.tokens, tokens.slice(prompt.length));
   model.dispose();
   got.model.dispose();
+});
+
+test('a GPT-style LM trains from the CLI and exports to ONNX with a KV cache that decodes as generate does', async () => {
+  const gptRun = join(dir, 'gpt');
+  const onnx = join(dir, 'gpt.onnx');
+  const log = console.log;
+  console.log = () => {};
+  try {
+    const args = ['--model', 'lm-gpt-tiny', '--data', `text:${join(dir, 'book.txt')}`, '--run', gptRun];
+    assert.equal(await main(['train', ...args, '--steps', '3']), 0);
+    assert.equal(await main(['export-onnx', '--run', gptRun, '--out', onnx, '--kv-cache']), 0);
+  } finally {
+    console.log = log;
+  }
+  const { model, tokenizer, trainedContext } = await loadLm(gptRun);
+  assert.equal(trainedContext, model.config.maxLen, 'trained on the context it declares');
+  const prompt = tokenizer.encode('Call me Ishmael');
+  const want = generate(model, prompt, { maxNewTokens: 20 }).tokens;
+  const session = await ort.InferenceSession.create(readFileSync(onnx));
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const name of session.inputNames.slice(1))
+    feeds[name] = new ort.Tensor('float32', new Float32Array(0), [1, 2, 0, 16]);
+  let ids = prompt;
+  const got: number[] = [];
+  for (let i = 0; i < 20; i++) {
+    feeds.input_ids = new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [1, ids.length]);
+    const r = await session.run(feeds);
+    const V = model.config.vocab;
+    const last = (r.logits.data as Float32Array).subarray((ids.length - 1) * V, ids.length * V);
+    ids = [last.indexOf(Math.max(...last))];
+    got.push(ids[0]);
+    for (const name of session.inputNames.slice(1))
+      feeds[name] = r[name.replace('past_key_values', 'present')];
+  }
+  assert.deepEqual(got, want);
+  await session.release();
+  model.dispose();
 });
 
 test('LM inputs are checked with clear messages', async () => {

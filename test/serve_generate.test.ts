@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { initEngine } from '../src/engine/backend.js';
 import { Transformer } from '../src/models/transformer.js';
 import { generate } from '../src/infer/generate.js';
+import { generateText } from '../src/infer/generate_text.js';
 import { trainBpe } from '../src/tokenizer/train_bpe.js';
 import { createServer } from '../src/serve/server.js';
 
@@ -71,19 +72,65 @@ test('generate: sampling is the library’s, repeatable for a seed', async () =>
   await server.shutdown();
 });
 
+test('generate: the same options as the library — stop at <|endoftext|> by default, stop strings, batches', async () => {
+  const { model, server } = lmServer();
+  const eot = tokenizer.specials.get('<|endoftext|>')!;
+  const ids = tokenizer.encode('the sorted');
+  const lm = { model, tokenizer };
+  const ask = async (o: object) => {
+    const r = await server.app.inject(post({ maxNewTokens: 12, stream: false, ...o }));
+    assert.equal(r.statusCode, 200, r.body);
+    return r.json();
+  };
+  // Greedy and stopping at <|endoftext|> by default, as the CLI and the library's generateText.
+  const want = generateText(lm, 'the sorted', { maxNewTokens: 12 }).sequences[0];
+  const got = await ask({ prompt: 'the sorted' });
+  assert.deepEqual(got.tokens, want.tokens);
+  assert.equal(got.text, want.text);
+  const forced = generate(model, ids, { maxNewTokens: 12, stopTokens: [eot] });
+  assert.deepEqual(got.tokens, forced.tokens);
+  const options = { repetitionPenalty: 1.5, noRepeatNgramSize: 2, logprobs: true };
+  const pen = await ask({ tokens: ids, ...options });
+  const lib = generate(model, ids, { maxNewTokens: 12, stopTokens: [eot], ...options });
+  assert.deepEqual(pen.tokens, lib.tokens);
+  assert.deepEqual(pen.logprobs, lib.logprobs);
+  // A batch answers every prompt as the library decodes it alone.
+  const batch = await ask({ prompt: ['the sorted', 'a network of'], stopAtEndOfText: false });
+  const alone = generateText(lm, ['the sorted', 'a network of'], {
+    maxNewTokens: 12,
+    stopAtEndOfText: false,
+  });
+  assert.deepEqual(
+    batch.sequences.map((s: { text: string }) => s.text),
+    alone.sequences.map((s) => s.text),
+  );
+  const stop = alone.sequences[0].text.slice(2, 4);
+  const cut = await ask({ prompt: 'the sorted', stopStrings: [stop], stopAtEndOfText: false });
+  assert.equal(cut.text, alone.sequences[0].text.slice(0, alone.sequences[0].text.indexOf(stop)));
+  assert.equal(cut.stoppedBy, 'stop-string');
+  await server.shutdown();
+});
+
 test('generate: bad requests are 400s naming the problem', async () => {
   const { server } = lmServer();
   const cases: [object, RegExp][] = [
     [{ prompt: 'a', tokens: [1] }, /exactly one/],
     [{ maxNewTokens: 3 }, /exactly one/],
     [{ tokens: [300] }, /prompt token 300 at position 0 is outside the vocabulary/],
-    [{ tokens: [1.5] }, /must be integer/],
+    [{ tokens: [1.5] }, /tokens\.0: expected integer, got float/],
     [{ tokens: [1], exit: 4 }, /exit/],
     [{ tokens: [1], speculative: { draftDepth: 3 } }, /draft/],
     [{ tokens: [1], maxNewTokens: 40 }, /exceed the context length 32/],
-    [{ tokens: [1], temperature: -1 }, /temperature must be >= 0/],
-    [{ tokens: [1], topP: 0 }, /topP must be > 0/],
-    [{ tokens: [1], maxNewTokens: 0 }, /maxNewTokens must be >= 1/],
+    [{ tokens: [1], temperature: -1 }, /temperature: must be greater than or equal to 0, got -1/],
+    [{ tokens: [1], topP: 0 }, /topP: must be greater than 0, got 0/],
+    [{ tokens: [1], maxNewTokens: 0 }, /maxNewTokens: must be greater than or equal to 1, got 0/],
+    [{ tokens: [1], maxNewTokens: 2000 }, /maxNewTokens: at most 1024/],
+    [{ tokens: [1], repetitionPenalty: -1 }, /repetitionPenalty: must be greater than 0/],
+    [{ tokens: [1], numReturnSequences: 2 }, /needs sampling/],
+    [
+      { tokens: [1], speculative: { draftDepth: 1, confidence: 0.5 } },
+      /speculative: unknown field 'confidence'/,
+    ],
     [{ tokens: [1], beams: 4 }, /unknown field 'beams'/],
   ];
   for (const [body, message] of cases) {

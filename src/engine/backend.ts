@@ -43,6 +43,13 @@ export interface EngineOptions {
   native?: boolean;
 }
 
+let initialised = false;
+
+/** Has `initEngine` run (loading weights before it fails for reasons unrelated to the files)? */
+export function engineInitialised(): boolean {
+  return initialised;
+}
+
 const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 let nativeLine = 'native BLAS: not used';
 
@@ -78,6 +85,7 @@ export async function initEngine(
   if (!ok)
     throw new Error(`backend '${name}' failed to initialise on this machine; try --backend wasm or cpu`);
   await tf.ready();
+  initialised = true;
   return name;
 }
 

@@ -49,6 +49,8 @@ export interface Preprocess {
   classes?: string[];
   /** LMs: the tokenizer file name inside the checkpoint (a Hugging Face tokenizer.json). */
   tokenizer?: string;
+  /** LMs: the window length (tokens) the model was trained on; generation past it is less reliable. */
+  trainedContext?: number;
 }
 
 export interface CheckpointMeta {

@@ -251,7 +251,8 @@ export class Transformer<C extends TransformerConfig = TransformerConfig>
   /**
    * Block i for decoding with a KV cache: h [B, n, e] holds positions start..start+n−1, `past`
    * is block i's cache of positions 0..start−1 (at the sub-model's widths). Returns the block's
-   * output and its cache extended by the n positions.
+   * output and its cache extended by the n positions. `keyMask` (additive, [B, 1, 1, start + n])
+   * hides padded keys of a left-padded batch.
    */
   blockStep(
     i: number,
@@ -259,9 +260,10 @@ export class Transformer<C extends TransformerConfig = TransformerConfig>
     sub: SubModel,
     past: KeyValue | null,
     start: number,
+    keyMask?: tf.Tensor,
   ): { y: tf.Tensor3D; kv: KeyValue } {
     if (this.config.task !== 'lm') throw new Error('transformer: KV-cached decoding needs task lm');
-    return this.blocks.items[i].step(h, this.plan(sub).blocks[i], past, start);
+    return this.blocks.items[i].step(h, this.plan(sub).blocks[i], past, start, keyMask);
   }
 
   /** LM logits through the SHARED final norm and head (tied or not), from any depth's hidden states [..., e]. */

@@ -131,13 +131,15 @@ export class MultiHeadAttention extends Module {
   /**
    * Decoding with a KV cache (causal, eval): x [B, n, e] holds positions start..start+n−1; they
    * attend to `past` (the cache of positions 0..start−1) and causally to each other. Returns the
-   * output and the cache extended by these n positions.
+   * output and the cache extended by these n positions. `keyMask` (additive, broadcast to
+   * [B, h, n, P + n]) hides keys per sequence: the left padding of a batch of prompts.
    */
   step(
     x: tf.Tensor3D,
     heads: number,
     past: KeyValue | null,
     start: number,
+    keyMask?: tf.Tensor,
   ): { y: tf.Tensor3D; kv: KeyValue } {
     this.activeKvHeads(heads);
     const [B, n, e] = x.shape;
@@ -152,6 +154,7 @@ export class MultiHeadAttention extends Module {
     const vq = repeatKv(v, this.group);
     let s = tf.matMul(tf.mul(q, 1 / Math.sqrt(this.headDim)), kq, false, true); // [B, h, n, P + n]
     if (n > 1) s = tf.add(s, stepMask(n, P));
+    if (keyMask) s = tf.add(s, keyMask);
     const out = tf.matMul(tf.softmax(s), vq);
     const y = tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [B, n, heads * this.headDim]);
     return { y: this.o.forward(y, e) as tf.Tensor3D, kv: { k, v } };

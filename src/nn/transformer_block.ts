@@ -109,8 +109,15 @@ export class TransformerBlock extends Module {
     widths: BlockWidths,
     past: KeyValue | null,
     start: number,
+    keyMask?: tfc.Tensor,
   ): { y: tf.Tensor3D; kv: KeyValue } {
-    const { y: a, kv } = this.attn.step(this.ln1.forward(x) as tf.Tensor3D, widths.heads, past, start);
+    const { y: a, kv } = this.attn.step(
+      this.ln1.forward(x) as tf.Tensor3D,
+      widths.heads,
+      past,
+      start,
+      keyMask,
+    );
     const h = tfc.add(x, a) as tf.Tensor3D;
     const f = this.ffn.forward(this.ln2.forward(h), widths.ffn, evalContext('decode'));
     return { y: tfc.add(h, f) as tf.Tensor3D, kv };

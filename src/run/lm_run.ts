@@ -16,8 +16,11 @@ import { Grid } from '../sorted/grid.js';
 import { loadTextCorpus } from '../data/text.js';
 import { bpeTokenSplit } from '../data/tokens.js';
 import { trainBpe } from '../tokenizer/train_bpe.js';
-import { BpeTokenizer, END_OF_TEXT, StreamDecoder } from '../tokenizer/bpe.js';
-import { generate } from '../infer/generate.js';
+import { BpeTokenizer } from '../tokenizer/bpe.js';
+import { draftOf } from '../infer/generate.js';
+import { generateText } from '../infer/generate_text.js';
+import { checkGenerateConfig, isSampling, type GenerateConfig } from '../infer/options.js';
+import type { SubModel } from '../sorted/submodel.js';
 import { trainRun } from './train_run.js';
 import { resolveTrainConfig } from '../train/config.js';
 import { evaluateLm, type LmEvalRow } from '../train/evaluate_lm.js';
@@ -34,9 +37,13 @@ export function isLmPreset(model: unknown): boolean {
 }
 
 function lmPreset(name: RunConfig['model']) {
-  if (typeof name !== 'string') throw new Error('an LM run needs a model preset name (lm-tiny, lm-small)');
+  if (typeof name !== 'string')
+    throw new Error('an LM run needs a model preset name (lm-tiny, lm-small, lm-gpt-tiny, lm-gpt-small)');
   const p = getPreset(name);
-  if (!p.lm) throw new Error(`preset '${name}' is not a language model; LM presets: lm-tiny, lm-small`);
+  if (!p.lm)
+    throw new Error(
+      `preset '${name}' is not a language model; LM presets: lm-tiny, lm-small (LLaMA-style), lm-gpt-tiny, lm-gpt-small (GPT-style, ONNX-exportable)`,
+    );
   return { ...p, lm: p.lm };
 }
 
@@ -69,6 +76,11 @@ export async function trainLmRun(
       `trained a byte-level BPE tokenizer: ${tok.vocabSize} tokens in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
   const model = buildModel(p.model({ channels: 1, size: seqLen, classes: tok.vocabSize }), tc.seed);
+  const declared = (model.config as { maxLen?: number }).maxLen;
+  if (declared !== undefined && seqLen > declared)
+    throw new Error(
+      `${c.model as string}: training windows of ${seqLen} tokens exceed the context ${declared}`,
+    );
   const grid = new Grid(p.grid, model);
   mkdirSync(runDir, { recursive: true });
   writeRunConfig(runDir, JSON.stringify(c, null, 2) + '\n');
@@ -84,7 +96,7 @@ export async function trainLmRun(
     datasetName: c.data.name,
     progress: true,
     onStep: (s) => appendFileSync(logPath, JSON.stringify(s) + '\n'),
-    preprocess: { tokenizer: TOKENIZER_FILE },
+    preprocess: { tokenizer: TOKENIZER_FILE, trainedContext: seqLen },
     extraFiles: { [TOKENIZER_FILE]: new TextEncoder().encode(tok.toHuggingFaceJson()) },
   });
   const prev =
@@ -144,57 +156,134 @@ export async function evalLmRun(
 
 export interface GenerateFlags {
   run?: string;
-  prompt?: string;
+  /** One prompt, or several decoded as one batch. */
+  prompt?: string | string[];
   maxTokens?: number;
+  minTokens?: number;
   exit?: number;
+  sample?: boolean;
   temperature?: number;
   topK?: number;
   topP?: number;
   seed?: number;
+  repetitionPenalty?: number;
+  noRepeatNgram?: number;
+  stopString?: string[];
+  numSequences?: number;
+  logprobs?: boolean;
   earlyExit?: { exits: number[]; thresholds: number[] };
   speculative?: boolean;
   draftDepth?: number;
+  draft?: SubModel;
   k?: number;
+  confidence?: number;
   stop?: boolean;
 }
 
-/** Streams the continuation of --prompt to stdout; speed and decoding statistics go to stderr. */
+/** The flags as the options every entry point shares (checked by the same schema as the library's). */
+export function generateConfigOf(f: GenerateFlags): GenerateConfig {
+  if (
+    (f.draftDepth !== undefined ||
+      f.draft !== undefined ||
+      f.k !== undefined ||
+      f.confidence !== undefined) &&
+    !f.speculative
+  )
+    throw new Error('generate: --draft-depth, --draft, --k and --confidence need --speculative');
+  const draft = f.draft ?? (f.draftDepth === undefined ? { depth: 2 } : undefined);
+  return checkGenerateConfig({
+    maxNewTokens: f.maxTokens,
+    minNewTokens: f.minTokens,
+    doSample: f.sample,
+    temperature: f.temperature,
+    topK: f.topK,
+    topP: f.topP,
+    seed: f.seed,
+    repetitionPenalty: f.repetitionPenalty,
+    noRepeatNgramSize: f.noRepeatNgram,
+    stopStrings: f.stopString,
+    stopAtEndOfText: f.stop,
+    numReturnSequences: f.numSequences,
+    logprobs: f.logprobs,
+    exit: f.exit,
+    earlyExit: f.earlyExit,
+    speculative: f.speculative
+      ? {
+          ...(f.draftDepth !== undefined ? { draftDepth: f.draftDepth } : {}),
+          ...(draft ? { draft: { ...draft, layers: draft.layers ? { ...draft.layers } : undefined } } : {}),
+          k: f.k,
+          confidenceThreshold: f.confidence,
+        }
+      : undefined,
+  });
+}
+
+/** The window an LM run was trained on: recorded in its checkpoint, or its preset's for older runs. */
+function trainedContextOf(runDir: string, recorded?: number): number | undefined {
+  if (recorded !== undefined) return recorded;
+  try {
+    const model = readRunJson(runDir).model;
+    return isLmPreset(model) ? lmPreset(model).lm.seqLen : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Streams the continuation of each --prompt to stdout; speed and decoding statistics go to stderr. */
 export async function runGenerate(
   f: GenerateFlags,
   out: (s: string) => void = (s) => process.stdout.write(s),
   err: (s: string) => void = (s) => process.stderr.write(s),
 ): Promise<number> {
   const runDir = f.run!;
-  const { model, tokenizer } = await loadLm(runDir);
-  if (f.prompt === undefined || f.prompt === '')
+  const prompts = typeof f.prompt === 'string' ? [f.prompt] : (f.prompt ?? []);
+  // Everything that can be wrong with the request is found before anything is printed.
+  if (prompts.length === 0 || prompts.some((p) => p === ''))
     throw new Error('generate: --prompt is empty; give some text to continue');
-  if ((f.draftDepth !== undefined || f.k !== undefined) && !f.speculative)
-    throw new Error('generate: --draft-depth and --k need --speculative');
-  const prompt = tokenizer.encode(f.prompt);
-  const eot = tokenizer.specials.get(END_OF_TEXT);
-  const stream = new StreamDecoder(tokenizer);
-  out(f.prompt);
-  const r = generate(model, prompt, {
-    // Without --max-tokens: 100, or what the context has left.
-    maxNewTokens: f.maxTokens ?? Math.max(1, Math.min(100, model.config.maxLen - prompt.length)),
-    temperature: f.temperature ?? 0,
-    topK: f.topK,
-    topP: f.topP,
-    seed: f.seed,
-    exit: f.exit,
-    earlyExit: f.earlyExit,
-    speculative: f.speculative ? { draftDepth: f.draftDepth ?? 2, k: f.k } : undefined,
-    stopTokens: f.stop === false || eot === undefined ? [] : [eot],
-    onToken: (t) => out(t === eot ? '' : stream.push(t)),
+  const config = generateConfigOf(f);
+  const lm = await loadLm(runDir);
+  const trainedContext = trainedContextOf(runDir, lm.trainedContext);
+  const { model } = lm;
+  const one = prompts.length === 1 && (config.numReturnSequences ?? 1) === 1;
+  const tStart = performance.now();
+  // One sequence streams as it is decoded; several print one after the other at the end.
+  // The prompt is printed with the first piece of text, once decoding has accepted the request.
+  let shown = false;
+  const show = () => {
+    if (!shown) out(prompts[0]);
+    shown = true;
+  };
+  const r = generateText({ ...lm, trainedContext }, prompts, {
+    ...config,
+    onText: one
+      ? (_row, piece) => {
+          show();
+          out(piece);
+        }
+      : undefined,
   });
-  out(stream.flush() + '\n');
-  const mode = f.speculative
-    ? `speculative (draft depth ${f.draftDepth ?? 2}): ${r.accepted}/${r.proposed} draft tokens accepted (${((100 * r.accepted) / Math.max(1, r.proposed)).toFixed(0)}%)`
-    : f.earlyExit
-      ? `early exit: mean exit depth ${r.meanExitDepth.toFixed(2)} of ${model.config.layers} (${JSON.stringify(r.exitCounts)})`
-      : `depth ${f.exit ?? model.config.layers} of ${model.config.layers}`;
+  for (const w of r.warnings) err(`warning: ${w}\n`);
+  if (one) {
+    show();
+    out('\n');
+  } else
+    for (const [i, s] of r.sequences.entries())
+      out(
+        `${i > 0 ? '\n' : ''}--- prompt ${s.prompt + 1}${(config.numReturnSequences ?? 1) > 1 ? `, sequence ${(i % (config.numReturnSequences ?? 1)) + 1}` : ''}\n${prompts[s.prompt]}${s.text}\n`,
+      );
+  if (config.logprobs)
+    for (const s of r.sequences)
+      err(`logprobs (prompt ${s.prompt + 1}): ${s.logprobs!.map((x) => x.toFixed(3)).join(' ')}\n`);
+  const newTokens = r.sequences.reduce((n, s) => n + s.tokens.length, 0);
+  const sampling = isSampling(config);
+  const stats = r.stats;
+  const mode = config.speculative
+    ? `speculative (draft ${JSON.stringify(draftOf(config))}): ${stats!.accepted}/${stats!.proposed} draft tokens accepted (${((100 * stats!.accepted) / Math.max(1, stats!.proposed)).toFixed(0)}%)`
+    : config.earlyExit
+      ? `early exit: mean exit depth ${stats!.meanExitDepth.toFixed(2)} of ${model.config.layers} (${JSON.stringify(stats!.exitCounts)})`
+      : `depth ${config.exit ?? model.config.layers} of ${model.config.layers}${one ? '' : `, batch of ${r.sequences.length}`}`;
   err(
-    `${r.tokens.length} tokens in ${(r.decodeMs / 1000).toFixed(2)} s: ${r.tokensPerSecond.toFixed(1)} tokens/s (prompt ${r.promptTokens} tokens, prefill ${r.prefillMs.toFixed(0)} ms; ${(f.temperature ?? 0) === 0 ? 'greedy' : 'sampling'}, ${mode})\n`,
+    `${newTokens} tokens: ${r.tokensPerSecond.toFixed(1)} tokens/s decoding${one ? ` after the first token; first token after ${r.firstTokenMs!.toFixed(0)} ms` : ''} (prompt ${r.promptTokens.join(', ')} tokens, prefill ${r.prefillMs.toFixed(0)} ms, ${((performance.now() - tStart) / 1000).toFixed(2)} s in all; ${sampling ? 'sampling' : 'greedy'}, ${mode})\n`,
   );
   return 0;
 }

@@ -13,7 +13,11 @@ export interface Preset {
   model: (input: { channels: number; size: number; classes: number; vocab?: number }) => ModelSpec;
   grid: GridSpec;
   description: string;
-  /** Language models: `classes` is the tokenizer's vocabulary, trained at the start of a run. */
+  /**
+   * Language models: `classes` is the tokenizer's vocabulary, trained at the start of a run;
+   * `seqLen` (the training window) equals the context the model declares, so generation never
+   * runs past what the model was trained on.
+   */
   lm?: { vocabSize: number; seqLen: number; train: Partial<TrainConfig> };
 }
 
@@ -21,6 +25,11 @@ export interface Preset {
 const llama =
   (c: Pick<TransformerConfig, 'dim' | 'heads' | 'headDim' | 'ffn' | 'layers' | 'maxLen'>): Preset['model'] =>
   ({ classes }) => ({ family: 'transformer', config: { task: 'lm', arch: 'llama', vocab: classes, ...c } });
+
+/** A GPT-style LM preset (learned positions, LayerNorm, GELU, biases): the LMs ONNX export takes. */
+const gpt =
+  (c: Pick<TransformerConfig, 'dim' | 'heads' | 'headDim' | 'ffn' | 'layers' | 'maxLen'>): Preset['model'] =>
+  ({ classes }) => ({ family: 'transformer', config: { task: 'lm', arch: 'gpt', vocab: classes, ...c } });
 
 export const PRESETS: Record<string, Preset> = {
   'resnet-small': {
@@ -109,17 +118,35 @@ export const PRESETS: Record<string, Preset> = {
     description: 'LLaMA-style LM, 3 layers × d 32, BPE vocab 320, context 64: trains in seconds (tests)',
     model: llama({ dim: 32, heads: 2, headDim: 16, ffn: 64, layers: 3, maxLen: 64 }),
     grid: { depth: [1, 2, 3] },
-    lm: { vocabSize: 320, seqLen: 32, train: { steps: 20, batchSize: 8, gAcc: 2, warmupSteps: 2 } },
+    lm: { vocabSize: 320, seqLen: 64, train: { steps: 20, batchSize: 8, gAcc: 2, warmupSteps: 2 } },
   },
   'lm-small': {
     description:
-      'LLaMA-style LM, 6 layers × d 192 (6 heads, SwiGLU 512), BPE vocab 2048, context 512; exits at every depth',
-    model: llama({ dim: 192, heads: 6, headDim: 32, ffn: 512, layers: 6, maxLen: 512 }),
+      'LLaMA-style LM, 6 layers × d 192 (6 heads, SwiGLU 512), BPE vocab 2048, context 128 (the window it trains on); exits at every depth',
+    model: llama({ dim: 192, heads: 6, headDim: 32, ffn: 512, layers: 6, maxLen: 128 }),
     grid: { depth: [1, 2, 3, 4, 5, 6] },
     lm: {
       vocabSize: 2048,
       seqLen: 128,
       train: { steps: 300, batchSize: 8, gAcc: 2, warmupSteps: 30, optimizer: { kind: 'adamw', lr: 2e-3 } },
+    },
+  },
+  'lm-gpt-tiny': {
+    description:
+      'GPT-style LM (learned positions, LayerNorm, GELU), 3 layers × d 32, BPE vocab 320, context 64: exports to ONNX with a KV cache',
+    model: gpt({ dim: 32, heads: 2, headDim: 16, ffn: 64, layers: 3, maxLen: 64 }),
+    grid: { depth: [1, 2, 3] },
+    lm: { vocabSize: 320, seqLen: 64, train: { steps: 20, batchSize: 8, gAcc: 2, warmupSteps: 2 } },
+  },
+  'lm-gpt-small': {
+    description:
+      'GPT-style LM, 6 layers × d 192 (6 heads, GELU 768), BPE vocab 2048, context 128; exits at every depth; exports to ONNX',
+    model: gpt({ dim: 192, heads: 6, headDim: 32, ffn: 768, layers: 6, maxLen: 128 }),
+    grid: { depth: [1, 2, 3, 4, 5, 6] },
+    lm: {
+      vocabSize: 2048,
+      seqLen: 128,
+      train: { steps: 300, batchSize: 8, gAcc: 2, warmupSteps: 30, optimizer: { kind: 'adamw', lr: 1e-3 } },
     },
   },
   'pad-resnet': {

@@ -2,14 +2,19 @@
  * The server of a language-model run: POST /generate streams tokens as server-sent events
  * (`data: {"token", "text"}` per token, then `event: done` with the totals), or answers in one
  * JSON when `stream` is false. Decoding is the library's KV-cached `generateStream`
- * (src/infer/generate.ts); the options follow Hugging Face `generate` (maxNewTokens,
- * temperature, topK, topP, seed), plus `exit` (a shallower sub-model through the shared head),
- * `earlyExit` and `speculative` (a shallow draft verified by the full model).
+ * (src/infer/generate.ts), and the body is checked with the library's own option schema
+ * (src/infer/options.ts): Hugging Face `generate` options in camelCase, greedy and stopping at
+ * <|endoftext|> by default. Several prompts (or numReturnSequences > 1) decode as one batch and
+ * answer in one JSON.
  */
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReply } from 'fastify';
+import { z } from 'zod';
 import type { Transformer } from '../models/transformer.js';
-import { generateStream, type GenerateOptions } from '../infer/generate.js';
-import { StreamDecoder, type BpeTokenizer } from '../tokenizer/bpe.js';
+import { generateStream, type GenerateResult } from '../infer/generate.js';
+import { generateBatch, type BatchResult } from '../infer/batch.js';
+import { stopTokensFor, TextStreamer } from '../infer/generate_text.js';
+import { describeOptionIssues, GenerateOptionsSchema, type GenerateConfig } from '../infer/options.js';
+import type { BpeTokenizer } from '../tokenizer/bpe.js';
 import { createApp, type AppOptions } from './app.js';
 import { HttpError } from './inputs.js';
 import { ServeMetrics } from './metrics.js';
@@ -17,86 +22,59 @@ import { errorResponse } from './schemas.js';
 import { statusRoutes } from './routes/status.js';
 import type { Server } from './types.js';
 
-interface GenerateBody {
-  prompt?: string;
-  tokens?: number[];
-  maxNewTokens?: number;
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  seed?: number;
-  exit?: number;
-  earlyExit?: { exits: number[]; thresholds: number[] };
-  speculative?: { draftDepth: number; k?: number; maxK?: number; adaptive?: boolean };
-  stopTokens?: number[];
-  stream?: boolean;
-}
-
 const MAX_NEW_TOKENS = 1024;
 
-function generateBody(maxLen: number) {
-  return {
-    type: 'object',
-    additionalProperties: false,
-    properties: {
-      prompt: { type: 'string', minLength: 1, maxLength: 4 * maxLen },
-      tokens: { type: 'array', minItems: 1, maxItems: maxLen, items: { type: 'integer', minimum: 0 } },
-      maxNewTokens: { type: 'integer', minimum: 1, maximum: MAX_NEW_TOKENS },
-      temperature: { type: 'number', minimum: 0, maximum: 100 },
-      topK: { type: 'integer', minimum: 0 },
-      topP: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
-      seed: { type: 'integer', minimum: 0, maximum: 4294967295 },
-      exit: { type: 'integer', minimum: 1 },
-      earlyExit: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['exits', 'thresholds'],
-        properties: {
-          exits: { type: 'array', minItems: 1, maxItems: 64, items: { type: 'integer', minimum: 1 } },
-          thresholds: { type: 'array', minItems: 1, maxItems: 64, items: { type: 'number' } },
-        },
-      },
-      speculative: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['draftDepth'],
-        properties: {
-          draftDepth: { type: 'integer', minimum: 1 },
-          k: { type: 'integer', minimum: 1, maximum: 16 },
-          maxK: { type: 'integer', minimum: 1, maximum: 16 },
-          adaptive: { type: 'boolean' },
-        },
-      },
-      stopTokens: { type: 'array', maxItems: 64, items: { type: 'integer', minimum: 0 } },
-      stream: { type: 'boolean' },
-    },
-  } as const;
+/**
+ * The body of POST /generate: the library's options (one schema, src/infer/options.ts) plus the
+ * prompt, as text or token ids (one prompt, or a list decoded as one batch), and `stream`.
+ */
+const GenerateBodySchema = GenerateOptionsSchema.extend({
+  prompt: z
+    .union([z.string().min(1).max(65536), z.array(z.string().min(1).max(65536)).min(1).max(64)])
+    .optional(),
+  tokens: z
+    .union([
+      z.array(z.number().int().min(0)).min(1),
+      z
+        .array(z.array(z.number().int().min(0)).min(1))
+        .min(1)
+        .max(64),
+    ])
+    .optional(),
+  stream: z.boolean().optional(),
+}).strict();
+type GenerateBody = z.infer<typeof GenerateBodySchema>;
+
+function parseBody(body: unknown): GenerateBody {
+  const r = GenerateBodySchema.safeParse(body ?? {});
+  if (!r.success) throw new HttpError(400, describeOptionIssues(r.error, body));
+  if ((r.data.maxNewTokens ?? 0) > MAX_NEW_TOKENS)
+    throw new HttpError(
+      400,
+      `maxNewTokens: at most ${MAX_NEW_TOKENS} per request, got ${r.data.maxNewTokens}`,
+    );
+  return r.data;
 }
 
-function promptTokens(model: Transformer, tokenizer: BpeTokenizer | undefined, b: GenerateBody): number[] {
+/** The prompts as token ids (text through the run's tokenizer). */
+function promptTokens(tokenizer: BpeTokenizer | undefined, b: GenerateBody): number[][] {
   if ((b.prompt === undefined) === (b.tokens === undefined))
     throw new HttpError(400, "give the prompt as 'prompt' (text) or as 'tokens' (ids), exactly one");
   if (b.prompt !== undefined) {
     if (!tokenizer) throw new HttpError(400, "this run has no tokenizer: send the prompt as 'tokens'");
-    return tokenizer.encode(b.prompt);
+    return (typeof b.prompt === 'string' ? [b.prompt] : b.prompt).map((p) => tokenizer.encode(p));
   }
-  return b.tokens!;
+  const t = b.tokens!;
+  return typeof t[0] === 'number' ? [t as number[]] : (t as number[][]);
 }
 
-function generateOptions(model: Transformer, b: GenerateBody, promptLength: number): GenerateOptions {
-  return {
-    // Default: 32 new tokens, or what the context has room for.
-    maxNewTokens: b.maxNewTokens ?? Math.max(1, Math.min(32, model.config.maxLen - promptLength)),
-    // Greedy unless asked to sample, as Hugging Face's generate (do_sample=False).
-    temperature: b.temperature ?? 0,
-    topK: b.topK,
-    topP: b.topP,
-    seed: b.seed,
-    exit: b.exit,
-    earlyExit: b.earlyExit,
-    speculative: b.speculative,
-    stopTokens: b.stopTokens,
-  };
+/** The decoding options of a request: the shared ones, stop at <|endoftext|> by default. */
+function generateOptions(tokenizer: BpeTokenizer | undefined, b: GenerateBody): GenerateConfig {
+  const { prompt, tokens, stream, ...options } = b;
+  void prompt;
+  void tokens;
+  void stream;
+  return { ...options, stopTokens: stopTokensFor(tokenizer, options), stopStrings: undefined };
 }
 
 export function createLmServer(
@@ -114,6 +92,7 @@ export function createLmServer(
   );
   const metrics = new ServeMetrics([], 'full');
   const text = (tokens: number[]) => tokenizer?.decode(tokens);
+  const started = performance.now();
   let active = 0;
 
   app.addHook('onResponse', async (req, reply) => {
@@ -122,35 +101,101 @@ export function createLmServer(
     metrics.latency.observe({ route }, reply.elapsedTime / 1000);
   });
 
-  app.post<{ Body: GenerateBody }>(
+  app.post(
     '/generate',
-    { schema: { body: generateBody(model.config.maxLen), response: { '4xx': errorResponse } } },
-    async (req: FastifyRequest<{ Body: GenerateBody }>, reply: FastifyReply) => {
-      const prompt = promptTokens(model, tokenizer, req.body);
+    { schema: { response: { '4xx': errorResponse } } },
+    async (req, reply: FastifyReply) => {
+      const body = parseBody(req.body);
+      const prompts = promptTokens(tokenizer, body);
+      const options = generateOptions(tokenizer, body);
+      const stopStrings = body.stopStrings ?? [];
+      if (stopStrings.length && !tokenizer)
+        throw new HttpError(400, "stopStrings need the run's tokenizer; this run has none");
+      const silent = new Set(tokenizer?.specials.values() ?? []);
       const t0 = performance.now();
+      const sub = body.exit ? `depth=${body.exit}` : 'full';
+      if (prompts.length > 1 || (body.numReturnSequences ?? 1) > 1) {
+        // Several sequences: one batch, answered in one JSON.
+        if (body.stream === true)
+          throw new HttpError(
+            400,
+            'several prompts or numReturnSequences > 1 answer in one JSON; leave out stream',
+          );
+        const streamers = new Map<number, TextStreamer>();
+        const at = (row: number) => {
+          let s = streamers.get(row);
+          if (!s && tokenizer) streamers.set(row, (s = new TextStreamer(tokenizer, stopStrings, silent)));
+          return s;
+        };
+        let r: BatchResult;
+        try {
+          r = generateBatch(model, prompts, {
+            ...options,
+            onToken: (row, t) => at(row)?.push(t),
+            stopWhen: (row) => at(row)?.stopped ?? false,
+          });
+        } catch (e) {
+          throw new HttpError(400, (e as Error).message);
+        }
+        const count = r.sequences.reduce((n, q) => n + q.tokens.length, 0);
+        metrics.samples.inc({ sub }, count);
+        const ms = performance.now() - t0;
+        return {
+          sequences: r.sequences.map((q, row) => {
+            const s = at(row);
+            s?.flush();
+            return { ...q, text: s?.text };
+          }),
+          ms,
+          tokensPerSecond: (1000 * count) / ms,
+        };
+      }
+      const prompt = prompts[0];
       const tokens: number[] = [];
-      const stream = generateStream(model, prompt, generateOptions(model, req.body, prompt.length));
+      const logprobs: number[] = [];
+      const pieces = tokenizer ? new TextStreamer(tokenizer, stopStrings, silent) : null;
+      const stream = generateStream(model, prompt, { ...options, stopWhen: () => pieces?.stopped ?? false });
       // The options are checked when decoding starts: a mistake there is the request's (400).
-      let first: IteratorResult<number, unknown>;
+      let first: IteratorResult<number, GenerateResult>;
       try {
         first = await stream.next();
       } catch (e) {
         throw new HttpError(400, (e as Error).message);
       }
+      let result: GenerateResult | undefined = first.done ? first.value : undefined;
       const rest = async function* () {
         if (first.done) return;
         yield first.value;
-        for await (const t of { [Symbol.asyncIterator]: () => stream }) yield t;
+        for (;;) {
+          const s = await stream.next();
+          if (s.done) {
+            result = s.value;
+            return;
+          }
+          yield s.value;
+        }
       };
-      const sub = req.body.exit ? `depth=${req.body.exit}` : 'full';
       const summary = () => {
         const ms = performance.now() - t0;
-        return { tokens, text: text(tokens), ms, tokensPerSecond: (1000 * tokens.length) / ms };
+        pieces?.flush();
+        if (result?.logprobs) logprobs.push(...result.logprobs);
+        return {
+          tokens,
+          text: pieces?.text,
+          ...(body.logprobs ? { logprobs } : {}),
+          stoppedBy: result?.stoppedBy ?? 'length',
+          ms,
+          firstTokenMs: result?.firstTokenMs,
+          tokensPerSecond: result?.tokensPerSecond ?? (1000 * tokens.length) / ms,
+        };
       };
       active++;
       try {
-        if (req.body.stream === false) {
-          for await (const t of rest()) tokens.push(t);
+        if (body.stream === false) {
+          for await (const t of rest()) {
+            tokens.push(t);
+            pieces?.push(t);
+          }
           metrics.samples.inc({ sub }, tokens.length);
           return summary();
         }
@@ -165,7 +210,6 @@ export function createLmServer(
         // A shutdown whose grace period ends before this stream does ends it with a final event.
         const cut: { reason: string | null } = { reason: null };
         const closeStream = lifecycle.openStream((reason) => (cut.reason = reason));
-        const pieces = tokenizer ? new StreamDecoder(tokenizer) : null;
         try {
           for await (const t of rest()) {
             if (gone || cut.reason !== null) break; // the client left, or the server stops: stop decoding
@@ -179,6 +223,7 @@ export function createLmServer(
         metrics.requests.inc({ route: '/generate', status: '200' });
         if (!gone && cut.reason !== null)
           reply.raw.end(`event: shutdown\ndata: ${JSON.stringify({ reason: cut.reason, ...summary() })}\n\n`);
+        // The done event carries the whole text (a tail held back for a stop string included).
         else if (!gone) reply.raw.end(`event: done\ndata: ${JSON.stringify(summary())}\n\n`);
       } finally {
         active--;

@@ -17,7 +17,11 @@ export const registerExportOnnx: RegisterCommand = (program, exit) => {
     .option('--run <dir>', 'the run folder (evaluated: BatchNorm statistics per sub-model)')
     .option('--sub <spec>', 'the sub-model, e.g. depth=4,width=0.5 (default: full)')
     .option('--out <file>', 'the .onnx file to write')
-    .action(async (flags: { run?: string; sub?: string; out?: string }) => {
+    .option(
+      '--kv-cache',
+      'LMs: a decoder with past_key_values.N.key/value inputs and present.N.key/value outputs (incremental decoding, as transformers.js exports)',
+    )
+    .action(async (flags: { run?: string; sub?: string; out?: string; kvCache?: boolean }) => {
       const runDir = need(flags.run, '--run DIR', 'export-onnx');
       const out = need(flags.out, '--out FILE.onnx', 'export-onnx');
       const sub = flags.sub === undefined ? FULL : parseSubModel(flags.sub, '--sub');
@@ -30,11 +34,15 @@ export const registerExportOnnx: RegisterCommand = (program, exit) => {
       const e = exportOnnx(model, entry?.sub ?? sub, {
         sampleShape: img ? [img.height, img.width, img.channels] : undefined,
         metadata: meta.preprocess ? { preprocess: JSON.stringify(meta.preprocess) } : {},
+        kvCache: flags.kvCache,
       });
       writeFileAtomic(out, e.bytes);
       console.log(
         `wrote ${out} (${(e.bytes.length / 1024).toFixed(1)} KiB): ${model.family} sub-model ${e.sub}, opset ${e.opset}; ` +
-          `input '${e.input.name}' ${e.input.type} [${e.input.shape.join(', ')}] → '${e.output.name}' [${e.output.shape.join(', ')}]`,
+          `input '${e.input.name}' ${e.input.type} [${e.input.shape.join(', ')}] → '${e.output.name}' [${e.output.shape.join(', ')}]` +
+          (e.cache
+            ? `; KV cache: ${e.cache.inputs.length} past_key_values.* inputs → present.* outputs`
+            : ''),
       );
       exit(0);
     });

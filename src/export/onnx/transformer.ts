@@ -12,7 +12,22 @@ import { gelu, layerNorm, linear } from './layers.js';
 
 const data = (t: { dataSync(): unknown }) => t.dataSync() as Float32Array;
 
-function attention(g: OnnxGraph, x: string, block: TransformerBlock, mask: string | null): string {
+/** A block's cache in the graph: past keys/values in, present (past + new) out. */
+export interface BlockCache {
+  pastKey: string;
+  pastValue: string;
+  /** Filled by the exporter: the graph values to name as present.N.key / .value. */
+  presentKey?: string;
+  presentValue?: string;
+}
+
+function attention(
+  g: OnnxGraph,
+  x: string,
+  block: TransformerBlock,
+  mask: string | null,
+  cache?: BlockCache,
+): string {
   const a = block.attn;
   const heads = a.heads;
   const hd = a.headDim;
@@ -22,8 +37,13 @@ function attention(g: OnnxGraph, x: string, block: TransformerBlock, mask: strin
       perm: [0, 2, 1, 3],
     });
   const q = split(linear(g, x, a.q, false));
-  const k = split(linear(g, x, a.k, false));
-  const v = split(linear(g, x, a.v, false));
+  let k = split(linear(g, x, a.k, false));
+  let v = split(linear(g, x, a.v, false));
+  if (cache) {
+    // The new positions' keys and values after the cached ones (axis 2: positions).
+    k = cache.presentKey = g.op('Concat', [cache.pastKey, k], { axis: 2 }, 'present_key');
+    v = cache.presentValue = g.op('Concat', [cache.pastValue, v], { axis: 2 }, 'present_value');
+  }
   const kT = g.op('Transpose', [k], { perm: [0, 1, 3, 2] });
   let scores = g.op(
     'MatMul',
@@ -40,8 +60,17 @@ function attention(g: OnnxGraph, x: string, block: TransformerBlock, mask: strin
   return linear(g, merged, a.o, false);
 }
 
-/** `ids`: int64 [N, T]; returns logits [N, classes] (classify) or [N, T, vocab] (lm). */
-export function transformerGraph(g: OnnxGraph, model: Transformer, ids: string): string {
+/**
+ * `ids`: int64 [N, T]; returns logits [N, classes] (classify) or [N, T, vocab] (lm). With
+ * `caches` (LMs, one per block), the T tokens are positions P..P+T−1 after the P cached ones
+ * (P read from the first past key): positions, causal mask and attention all account for them.
+ */
+export function transformerGraph(
+  g: OnnxGraph,
+  model: Transformer,
+  ids: string,
+  caches?: BlockCache[],
+): string {
   const c = model.config;
   const e = c.dim;
   if (!model.positions || c.arch === 'llama')
@@ -53,11 +82,16 @@ export function transformerGraph(g: OnnxGraph, model: Transformer, ids: string):
     throw new Error(
       'onnx: grouped-query attention (kvHeads) and untied LM heads are not exported; GPT-2-style models are',
     );
+  if (caches && (c.task !== 'lm' || caches.length !== c.layers))
+    throw new Error('onnx: a KV cache is exported for language models, one per block');
   const T = g.op('Shape', [ids], { start: 1, end: 2 }, 'T'); // [T]
+  // P: positions already cached (0 without a cache); the new ones are P..P+T−1.
+  const P = caches ? g.op('Shape', [caches[0].pastKey], { start: 2, end: 3 }, 'P') : g.ints('zero', [0]);
+  const end = caches ? g.op('Add', [P, T], {}, 'P_plus_T') : T;
   const positions = g.op('Slice', [
     g.weight('positions.weight', data(model.positions.weight), [c.maxLen, e]),
-    g.ints('zero', [0]),
-    T,
+    P,
+    end,
     g.ints('axis0', [0]),
   ]);
   let h = g.op('Add', [
@@ -68,21 +102,19 @@ export function transformerGraph(g: OnnxGraph, model: Transformer, ids: string):
   if (c.task === 'lm') {
     const full = new Float32Array(c.maxLen * c.maxLen);
     for (let i = 0; i < c.maxLen; i++) for (let j = i + 1; j < c.maxLen; j++) full[i * c.maxLen + j] = -1e9;
-    const TT = g.op('Concat', [T, T], { axis: 0 });
+    // Rows P..P+T−1 (the new queries), columns 0..P+T−1 (every key): key j is hidden from
+    // query i when j > i, in absolute positions.
+    const starts = caches ? g.op('Concat', [P, g.ints('zero1', [0])], { axis: 0 }) : g.ints('zeros2', [0, 0]);
+    const ends = g.op('Concat', [end, end], { axis: 0 });
     mask = g.op(
       'Slice',
-      [
-        g.weight('causal_mask', full, [c.maxLen, c.maxLen]),
-        g.ints('zeros2', [0, 0]),
-        TT,
-        g.ints('axes01', [0, 1]),
-      ],
+      [g.weight('causal_mask', full, [c.maxLen, c.maxLen]), starts, ends, g.ints('axes01', [0, 1])],
       {},
       'mask',
     );
   }
-  for (const block of model.blocks.items) {
-    h = g.op('Add', [h, attention(g, layerNorm(g, h, block.ln1), block, mask)]);
+  for (const [i, block] of model.blocks.items.entries()) {
+    h = g.op('Add', [h, attention(g, layerNorm(g, h, block.ln1), block, mask, caches?.[i])]);
     const f = block.ffn;
     if (!(f instanceof FeedForward))
       throw new Error(`onnx: ${f.constructor.name} feed-forward layers are not exported; dense FFNs only`);
