@@ -1,9 +1,11 @@
 /**
  * The benchmark suite, side by side in one run: GEMM, a CNN training step, a transformer training
  * step, a sorted training step at each width, and inference latency per sub-model — for this
- * project (the portable wasm path: tfjs's kernels plus the project's own in src/engine/kernels; and the same
- * with the native addon's kernels, src/engine/native) and PyTorch CPU on the same shapes when it is
- * installed (bench/torch_anchor.py; apt-get install python3-torch libopenblas0-pthread).
+ * project (the portable wasm path: tfjs's kernels plus the project's own in src/engine/kernels; the same
+ * with the OpenBLAS addon's kernels; and with oneDNN's convolutions on top, src/engine/native) and PyTorch
+ * CPU on the same shapes when it is installed (bench/torch_anchor.py; apt-get install python3-torch
+ * libopenblas0-pthread), including the sorted step of the project's own PyTorch package (python/).
+ * Each cell is the median of its repetitions with their interquartile range (noise) beside it.
  *
  *   npm run bench            (add -- --quick for fewer repetitions)
  */
@@ -16,12 +18,8 @@ import {
   disableNativeKernels,
   describeNativeKernels,
 } from '../src/engine/native/index.js';
-import { Module, subModelContext } from '../src/nn/module.js';
-import { Conv2d } from '../src/nn/conv2d.js';
-import { Linear } from '../src/nn/linear.js';
-import { globalAvgPool } from '../src/nn/functional.js';
-import { seedStream } from '../src/nn/init.js';
-import { byteLm, cyclicLabels, mnistResNet, sgdStep } from './workloads.js';
+import { subModelContext } from '../src/nn/module.js';
+import { FourConv, byteLm, cyclicLabels, mnistResNet, sgdStep } from './workloads.js';
 import { Grid } from '../src/sorted/grid.js';
 import type { SubModel } from '../src/sorted/submodel.js';
 import { benchCommand, parseBench } from './cli.js';
@@ -34,7 +32,8 @@ const { quick } = parseBench<{ quick?: boolean }>(
 );
 const REPS = quick ? 3 : 7;
 
-function medianMs(fn: () => void, reps = REPS, warmup = 2): number {
+/** Median and interquartile range (as a share of the median) of `reps` timed runs after `warmup`. */
+function timed(fn: () => void, reps = REPS, warmup = 2): { ms: number; iqr: number } {
   for (let i = 0; i < warmup; i++) fn();
   const ts: number[] = [];
   for (let i = 0; i < reps; i++) {
@@ -43,43 +42,28 @@ function medianMs(fn: () => void, reps = REPS, warmup = 2): number {
     ts.push(performance.now() - t0);
   }
   ts.sort((a, b) => a - b);
-  return ts[Math.floor(ts.length / 2)];
+  const q = (f: number) => ts[Math.min(ts.length - 1, Math.floor(f * ts.length))];
+  return { ms: q(0.5), iqr: (q(0.75) - q(0.25)) / q(0.5) };
 }
 
-/** engine.md's anchor CNN: 4 convs (3→32, 32→64 s2, 64→128 s2, 128→128), ReLU, global pool, linear. */
-class FourConv extends Module {
-  readonly convs: Conv2d[];
-  readonly head: Linear;
-  constructor() {
-    super();
-    const s = seedStream(1);
-    const spec: [number, number, number][] = [
-      [3, 32, 1],
-      [32, 64, 2],
-      [64, 128, 2],
-      [128, 128, 1],
-    ];
-    this.convs = spec.map(([i, o, st], k) =>
-      this.addChild(`c${k}`, new Conv2d(i, o, 3, s, { stride: st, bias: true })),
-    );
-    this.head = this.addChild('head', new Linear(128, 10, s));
-  }
-  forward(x: tf.Tensor4D): tf.Tensor {
-    let h = x;
-    for (const c of this.convs) h = tf.relu(c.forward(h));
-    return this.head.forward(globalAvgPool(h));
-  }
-}
-
-type Row = { work: string; ms: Record<string, number>; unit?: 'ms' | 'GFLOP/s'; flops?: number };
+type Row = {
+  work: string;
+  ms: Record<string, number>;
+  iqr: Record<string, number>;
+  unit?: 'ms' | 'GFLOP/s';
+  flops?: number;
+};
 const rows: Row[] = [];
-const paths = ['wasm', 'wasm + native'] as const;
+const paths = ['wasm', 'wasm + OpenBLAS', 'wasm + OpenBLAS + oneDNN'] as const;
+const BEST = paths[paths.length - 1];
 
 /** `reps` bounds the slow stock column; the native column, like the PyTorch anchor, takes more for a steady median. */
 function measure(work: string, fn: () => void, flops?: number, reps = REPS): void {
-  const row: Row = rows.find((r) => r.work === work) ?? { work, ms: {}, flops };
+  const row: Row = rows.find((r) => r.work === work) ?? { work, ms: {}, iqr: {}, flops };
   if (!rows.includes(row)) rows.push(row);
-  row.ms[current] = medianMs(fn, current === 'wasm' ? reps : Math.max(reps, quick ? 5 : 15));
+  const t = timed(fn, current === 'wasm' ? reps : Math.max(reps, quick ? 5 : 15));
+  row.ms[current] = t.ms;
+  row.iqr[current] = t.iqr;
 }
 
 /**
@@ -96,6 +80,7 @@ function torchAnchor(): Record<string, number> {
   console.error(`PyTorch anchor skipped: ${(py.stderr || py.error?.message || '').trim().split('\n').pop()}`);
   return {};
 }
+const loadBefore = os.loadavg()[0];
 const torchBefore = torchAnchor();
 
 let current: string = paths[0];
@@ -103,7 +88,7 @@ await initEngine('wasm');
 for (const path of paths) {
   current = path;
   if (path === 'wasm') disableNativeKernels();
-  else enableNativeKernels();
+  else enableNativeKernels({ dnnl: path === 'wasm + OpenBLAS + oneDNN' });
 
   for (const n of [256, 512, 1024]) {
     const a = tf.randomNormal([n, n]);
@@ -179,22 +164,25 @@ const torch: Record<string, number> = {};
 for (const [k, v] of Object.entries(torchBefore)) torch[k] = Math.min(v, torchAfter[k] ?? v);
 
 console.log(
-  `\n${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, Node ${process.version}; ${describeNativeKernels()}\n`,
+  `\n${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, Node ${process.version}; ${describeNativeKernels()}` +
+    `\n1-min load average ${loadBefore.toFixed(1)} at the start, ${os.loadavg()[0].toFixed(1)} at the end` +
+    ` (± is the interquartile range of the repetitions, as a share of the median)\n`,
 );
 console.log(
-  '| work | wasm, portable | wasm + native addon | PyTorch CPU (best of 2 runs) | native / PyTorch |',
+  `| work | ${paths.join(' | ')} | PyTorch CPU (best of 2 runs) | ${BEST} / PyTorch | … / PyTorch package sorted step |`,
 );
-console.log('|---|---:|---:|---:|---:|');
-const fmt = (ms: number | undefined, flops?: number) =>
+console.log(`|---|${paths.map(() => '---:|').join('')}---:|---:|---:|`);
+const fmt = (ms: number | undefined, iqr?: number, flops?: number) =>
   ms === undefined
     ? '—'
-    : flops
-      ? `${ms.toFixed(2)} ms (${(flops / ms / 1e6).toFixed(1)} GFLOP/s)`
-      : `${ms.toFixed(2)} ms`;
+    : `${ms.toFixed(2)} ms${iqr === undefined ? '' : ` ±${(iqr * 100).toFixed(0)}%`}` +
+      (flops ? ` (${(flops / ms / 1e6).toFixed(1)} GFLOP/s)` : '');
+const ratio = (a: number | undefined, b: number | undefined) =>
+  a !== undefined && b !== undefined ? `${(a / b).toFixed(2)}×` : '—';
 for (const r of rows) {
-  const t = torch[r.work];
-  const ratio = t !== undefined ? `${(r.ms['wasm + native'] / t).toFixed(2)}×` : '—';
+  const cells = paths.map((p) => fmt(r.ms[p], r.iqr[p], r.flops));
+  const pkg = torch[`package ${r.work}`];
   console.log(
-    `| ${r.work} | ${fmt(r.ms.wasm, r.flops)} | ${fmt(r.ms['wasm + native'], r.flops)} | ${fmt(t, r.flops)} | ${ratio} |`,
+    `| ${r.work} | ${cells.join(' | ')} | ${fmt(torch[r.work], undefined, r.flops)} | ${ratio(r.ms[BEST], torch[r.work])} | ${ratio(r.ms[BEST], pkg)} |`,
   );
 }

@@ -5,6 +5,11 @@ import { FULL } from '../src/sorted/submodel.js';
 import { getPreset } from '../src/run/presets.js';
 import { ResNet } from '../src/models/resnet.js';
 import { Transformer } from '../src/models/transformer.js';
+import { Module } from '../src/nn/module.js';
+import { Conv2d } from '../src/nn/conv2d.js';
+import { Linear } from '../src/nn/linear.js';
+import { globalAvgPool } from '../src/nn/functional.js';
+import { seedStream } from '../src/nn/init.js';
 
 /** One plain-SGD step: loss, gradients, update. */
 export function sgdStep(vars: tf.Variable[], loss: () => tf.Scalar): void {
@@ -62,4 +67,29 @@ export function byteLm(batch: number): { lm: Transformer; loss: () => tf.Scalar;
       tf.reshape(lm.forward(ids, FULL, subModelContext(FULL, 'train')), [-1, 256]),
     ) as tf.Scalar;
   return { lm, loss, dispose: () => (lm.dispose(), tf.dispose([ids, target])) };
+}
+
+/** engine.md's anchor CNN: 4 convs (3→32, 32→64 s2, 64→128 s2, 128→128), ReLU, global pool, linear. */
+export class FourConv extends Module {
+  readonly convs: Conv2d[];
+  readonly head: Linear;
+  constructor() {
+    super();
+    const s = seedStream(1);
+    const spec: [number, number, number][] = [
+      [3, 32, 1],
+      [32, 64, 2],
+      [64, 128, 2],
+      [128, 128, 1],
+    ];
+    this.convs = spec.map(([i, o, st], k) =>
+      this.addChild(`c${k}`, new Conv2d(i, o, 3, s, { stride: st, bias: true })),
+    );
+    this.head = this.addChild('head', new Linear(128, 10, s));
+  }
+  forward(x: tf.Tensor4D): tf.Tensor {
+    let h = x;
+    for (const c of this.convs) h = tf.relu(c.forward(h));
+    return this.head.forward(globalAvgPool(h));
+  }
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
- * `npm install` hook: builds the optional OpenBLAS addon (native/binding.gyp) with node-gyp.
- * It never fails the install: without a compiler, node-gyp or OpenBLAS the project runs on the portable
- * wasm path, and this prints one line saying why and how to enable the fast path.
+ * `npm install` hook: builds the optional OpenBLAS addon (native/binding.gyp) and, beside it, the optional
+ * oneDNN addon (native/dnnl/binding.gyp) with node-gyp. Each is built on its own, so OpenBLAS works without
+ * oneDNN. It never fails the install: without a compiler, node-gyp or a library the project runs on what it
+ * has (down to the portable wasm path), and this prints one line per addon saying why and how to enable it.
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -11,7 +12,6 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const nativeDir = path.dirname(fileURLToPath(import.meta.url));
-const hint = 'To enable: apt-get install libopenblas-dev and npm rebuild';
 
 /** npm exports its bundled node-gyp to lifecycle scripts; outside npm, look where npm keeps it. */
 function findNodeGyp() {
@@ -34,6 +34,8 @@ function findNodeGyp() {
 function reasonFrom(output) {
   if (/cblas\.h: No such file/.test(output)) return 'OpenBLAS headers (cblas.h) not found';
   if (/cannot find -lopenblas/.test(output)) return 'OpenBLAS library (libopenblas.so) not found';
+  if (/dnnl\.h: No such file/.test(output)) return 'oneDNN headers (dnnl.h) not found';
+  if (/cannot find -ldnnl/.test(output)) return 'oneDNN library (libdnnl.so) not found';
   if (/not found: (make|cc|gcc|g\+\+)|No such file or directory.*\b(cc|gcc|make)\b/.test(output))
     return 'no C compiler or make';
   if (/Could not find any Python/.test(output)) return 'node-gyp needs Python 3, which was not found';
@@ -41,10 +43,11 @@ function reasonFrom(output) {
   return line ? `node-gyp failed: ${line.trim().slice(0, 160)}` : 'node-gyp failed';
 }
 
-function build() {
+/** Builds the addon in `dir` (a folder with a binding.gyp); null on success, else why not. */
+function build(dir, name, probe) {
   const nodeGyp = findNodeGyp();
   if (!nodeGyp) return 'node-gyp not found';
-  const args = [nodeGyp, 'rebuild', '-C', nativeDir];
+  const args = [nodeGyp, 'rebuild', '-C', dir];
   // Offline machines: build against the headers installed with Node (e.g. /usr/include/node) rather than
   // letting node-gyp download them. npm passes its `nodedir` setting as npm_config_nodedir.
   const prefix = path.resolve(path.dirname(process.execPath), '..');
@@ -53,9 +56,9 @@ function build() {
   const run = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 5 * 60_000 });
   if (run.error) return `could not run node-gyp (${run.error.message})`;
   if (run.status !== 0) return reasonFrom(`${run.stdout}\n${run.stderr}`);
-  const addon = path.join(nativeDir, 'build/Release/sortednet_blas.node');
+  const addon = path.join(dir, `build/Release/${name}.node`);
   // Loading it catches a library that links but is missing at run time.
-  const load = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(addon)}).config()`], {
+  const load = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(addon)}).${probe}`], {
     encoding: 'utf8',
   });
   if (load.status !== 0)
@@ -63,16 +66,27 @@ function build() {
   return null;
 }
 
-let reason;
-try {
-  reason = build();
-} catch (err) {
-  reason = err instanceof Error ? err.message : String(err);
+function attempt(dir, name, probe) {
+  try {
+    return build(dir, name, probe);
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  }
 }
-if (reason)
-  console.log(`sortednet: native BLAS kernels not built (${reason}); using the portable wasm path. ${hint}`);
+
+const blas = attempt(nativeDir, 'sortednet_blas', 'config()');
+if (blas)
+  console.log(
+    `sortednet: native BLAS kernels not built (${blas}); using the portable wasm path. To enable: apt-get install libopenblas-dev and npm rebuild`,
+  );
 else
   console.log(
     'sortednet: native BLAS kernels built (OpenBLAS); the wasm backend uses them for large matmuls and convolutions',
   );
+const dnnl = attempt(path.join(nativeDir, 'dnnl'), 'sortednet_dnnl', 'config()');
+if (dnnl)
+  console.log(
+    `sortednet: oneDNN convolutions not built (${dnnl}); convolutions stay on ${blas ? 'the portable wasm path' : 'OpenBLAS'}. To enable: apt-get install libdnnl-dev and npm rebuild`,
+  );
+else console.log('sortednet: oneDNN convolutions built; the wasm backend runs convolutions on them');
 process.exit(0);

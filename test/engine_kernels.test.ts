@@ -84,18 +84,50 @@ const convCases: { x: Shape4; filter: Shape4; strides: number | [number, number]
   },
 ];
 
-test('Conv2DBackpropFilter (wasm) matches cpu through the conv2d gradient', async () => {
-  for (const [n, c] of convCases.entries()) {
-    await assertSameOnBackends(`conv2d ${JSON.stringify(c)}`, () => {
-      const x = tf.tensor4d(random(c.x, n), c.x);
-      const filter = tf.tensor4d(random(c.filter, n + 100), c.filter);
-      const y = tf.conv2d(x, filter, c.strides, c.pad);
-      const upstream = tf.tensor(random(y.shape, n + 200), y.shape); // a non-uniform dy
-      const loss = (a: tf.Tensor, b: tf.Tensor) =>
-        tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.strides, c.pad), upstream));
-      return tf.grads(loss)([x, filter]);
-    });
+/**
+ * One parity case: the gradient of Σ op(x, filter)·upstream (a non-uniform dy) on wasm against cpu, for
+ * both operands or for x alone (Conv2DBackpropInput's own cases).
+ */
+interface GradientCase {
+  op: 'conv2d' | 'depthwiseConv2d';
+  wrt: 'x and filter' | 'x';
+  x: Shape4;
+  filter: Shape4;
+  strides: number | [number, number];
+  pad: Pad;
+}
+
+function gradientParity(c: GradientCase, seed: number): () => tf.Tensor[] {
+  return () => {
+    const conv = (a: tf.Tensor, b: tf.Tensor) =>
+      c.op === 'conv2d'
+        ? tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.strides, c.pad)
+        : tf.depthwiseConv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.strides, c.pad as 'same' | 'valid');
+    const x = tf.tensor4d(random(c.x, seed), c.x);
+    const filter = tf.tensor4d(random(c.filter, seed + 100), c.filter);
+    const y = conv(x, filter);
+    const upstream = tf.tensor(random(y.shape, seed + 200), y.shape);
+    const loss = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(conv(a, b), upstream));
+    return c.wrt === 'x' ? [tf.grad((a: tf.Tensor) => loss(a, filter))(x)] : tf.grads(loss)([x, filter]);
+  };
+}
+
+/** Registers one test per case (the table is filled below, where each kernel's cases are). */
+function gradientTests(kernels: string, cases: GradientCase[], seed: number): void {
+  for (const [n, c] of cases.entries()) {
+    const what = `${c.op} x [${c.x}] filter [${c.filter}] strides ${JSON.stringify(c.strides)} pad ${JSON.stringify(c.pad)}`;
+    test(`${kernels} (wasm) matches cpu through the ${c.op} gradient wrt ${c.wrt}: ${what}`, () =>
+      assertSameOnBackends(what, gradientParity(c, seed + n)));
   }
+}
+
+gradientTests(
+  'Conv2DBackpropFilter',
+  convCases.map((c) => ({ op: 'conv2d', wrt: 'x and filter', ...c })),
+  0,
+);
+
+test('Conv2DBackpropFilter (wasm) is the kernel the conv2d gradient calls', async () => {
   const names = await kernelsUsed(() => {
     tf.tidy(() => {
       tf.grad((w: tf.Tensor) =>
@@ -148,19 +180,11 @@ const depthwiseCases: { x: Shape4; filter: Shape4; strides: number; pad: 'same' 
   { x: [1, 9, 8, 3], filter: [3, 3, 3, 2], strides: 2, pad: 'valid' },
 ];
 
-test('DepthwiseConv2dNativeBackpropInput/Filter (wasm) match cpu through the gradient', async () => {
-  for (const [n, c] of depthwiseCases.entries()) {
-    await assertSameOnBackends(`depthwiseConv2d ${JSON.stringify(c)}`, () => {
-      const x = tf.tensor4d(random(c.x, n), c.x);
-      const filter = tf.tensor4d(random(c.filter, n + 100), c.filter);
-      const y = tf.depthwiseConv2d(x, filter, c.strides, c.pad);
-      const upstream = tf.tensor(random(y.shape, n + 200), y.shape);
-      const loss = (a: tf.Tensor, b: tf.Tensor) =>
-        tf.sum(tf.mul(tf.depthwiseConv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.strides, c.pad), upstream));
-      return tf.grads(loss)([x, filter]);
-    });
-  }
-});
+gradientTests(
+  'DepthwiseConv2dNativeBackpropInput/Filter',
+  depthwiseCases.map((c) => ({ op: 'depthwiseConv2d', wrt: 'x and filter', ...c })),
+  0,
+);
 
 test('depthwise backprops (wasm) with dilation 2 equal the undilated ones of the zero-filled filter', () => {
   // tfjs's gradient refuses dilations > 1 and the cpu kernels ignore them, so the reference is
@@ -345,18 +369,13 @@ const inputGradientCases: { x: Shape4; filter: Shape4; strides: number | [number
   },
 ];
 
-test('Conv2DBackpropInput (wasm) matches cpu through the conv2d gradient wrt x', async () => {
-  for (const [n, c] of inputGradientCases.entries()) {
-    await assertSameOnBackends(`conv2d dx ${JSON.stringify(c)}`, () => {
-      const x = tf.tensor4d(random(c.x, n + 300), c.x);
-      const filter = tf.tensor4d(random(c.filter, n + 400), c.filter);
-      const y = tf.conv2d(x, filter, c.strides, c.pad);
-      const upstream = tf.tensor(random(y.shape, n + 500), y.shape);
-      const loss = (a: tf.Tensor) =>
-        tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, filter, c.strides, c.pad), upstream));
-      return [tf.grad(loss)(x)];
-    });
-  }
+gradientTests(
+  'Conv2DBackpropInput',
+  inputGradientCases.map((c) => ({ op: 'conv2d', wrt: 'x', ...c })),
+  300,
+);
+
+test('Conv2DBackpropInput (wasm) is the project kernel, not the stock one', () => {
   const kernel = tf.getKernel('Conv2DBackpropInput', 'wasm');
   assert.ok(kernel !== undefined && kernel.kernelFunc !== stockConv2DBackpropInputWasm()?.kernelFunc);
 });

@@ -19,6 +19,8 @@ import {
 import { prefixMatMul } from '../src/engine/ops/prefix_mat_mul.js';
 
 const TOLERANCE = 1e-4;
+/** These tests are about the OpenBLAS kernels: convolutions stay off oneDNN (test/engine_dnnl.test.ts). */
+const BLAS_ONLY = { dnnl: false };
 const blas = loadNativeBlas();
 const skip = blas ? false : `native BLAS kernels unavailable: ${nativeBlasUnavailableReason()}`;
 /** Native GEMM and convolution calls since the last reset, counted by wrapping the addon's functions. */
@@ -75,7 +77,7 @@ async function assertNativeMatches(
   else disableNativeKernels();
   const expected = tf.tidy(compute);
   await tf.setBackend('wasm');
-  assert.equal(enableNativeKernels().enabled, true);
+  assert.equal(enableNativeKernels(BLAS_ONLY).enabled, true);
   nativeCalls = 0;
   const actual = tf.tidy(compute);
   const calls = nativeCalls;
@@ -109,7 +111,7 @@ test('an addon built from older sources is refused with the functions it lacks a
 });
 
 test('status: enabled with OpenBLAS, and disabling says so', { skip }, () => {
-  const status = enableNativeKernels();
+  const status = enableNativeKernels(BLAS_ONLY);
   assert.equal(status.enabled, true);
   assert.deepEqual(status.kernels, [
     'BatchMatMul',
@@ -178,7 +180,7 @@ test('matMul: what the native path leaves to the stock kernel', { skip }, async 
     0,
   );
   assert.equal(await assertNativeMatches('tiny', () => tf.matMul(random([4, 4], 9), random([4, 4], 10))), 0);
-  enableNativeKernels();
+  enableNativeKernels(BLAS_ONLY);
   assert.throws(() => tf.matMul(tf.zeros([40, 30]), tf.zeros([31, 40])), /inner shapes \(30\) and \(31\)/);
 });
 
@@ -253,7 +255,7 @@ test(
       await tf.setBackend('wasm');
       disableNativeKernels();
       const stock = tf.tidy(compute);
-      enableNativeKernels();
+      enableNativeKernels(BLAS_ONLY);
       nativeCalls = 0;
       const actual = tf.tidy(compute);
       assert.equal(nativeCalls, 1, `${what}: native calls`);
@@ -282,7 +284,7 @@ test('gradients through native matMul equal the cpu backend', { skip }, async ()
   await tf.setBackend('cpu');
   const expected = gradients();
   await tf.setBackend('wasm');
-  enableNativeKernels();
+  enableNativeKernels(BLAS_ONLY);
   nativeCalls = 0;
   const actual = gradients();
   assert.ok(nativeCalls >= 4, `native GEMMs in forward and backward: ${nativeCalls}`);
@@ -418,7 +420,7 @@ test('conv2d: gradients for input and filter equal the cpu backend', { skip }, a
     await tf.setBackend('cpu');
     const expected = gradients();
     await tf.setBackend('wasm');
-    enableNativeKernels();
+    enableNativeKernels(BLAS_ONLY);
     nativeCalls = 0;
     const actual = gradients();
     assert.equal(nativeCalls, 3, `${c.what}: forward, input and filter gradients on the native path`);
@@ -498,7 +500,7 @@ test(
   'prefixMatMul: the native in-place prefix equals slice + matMul, value and both gradients',
   { skip },
   () => {
-    enableNativeKernels();
+    enableNativeKernels(BLAS_ONLY);
     const x = random([5, 6], 50) as tf.Tensor2D;
     const w = random([9, 8], 51) as tf.Tensor2D;
     const dy = random([5, 4], 52);

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Module } from './module.js';
 import { kaimingNormal } from './init.js';
 import { checkUnits, prefix } from '../sorted/slice.js';
+import { prefixConv2d } from '../engine/ops/prefix_conv2d.js';
 
 export type Padding = 'same' | 'valid';
 
@@ -61,8 +62,17 @@ export class Conv2d extends Module {
     const cin = x.shape[3];
     checkUnits(cin, this.inChannels, this.name, 'input channels');
     checkUnits(out, this.outChannels, this.name, 'channels');
-    const w = prefix(this.weight, [-1, -1, cin, out], this.name) as tf.Tensor4D;
-    const y = tf.conv2d(x, w, this.stride, this.padding);
+    // The weight prefix is read in place where the engine can (oneDNN), else sliced; explicit
+    // (PyTorch-style) padding goes through the sliced path.
+    const y =
+      typeof this.padding === 'number'
+        ? tf.conv2d(
+            x,
+            prefix(this.weight, [-1, -1, cin, out], this.name) as tf.Tensor4D,
+            this.stride,
+            this.padding,
+          )
+        : prefixConv2d(x, this.weight as tf.Tensor4D, out, this.stride, this.padding, this.name);
     return this.bias ? tf.add(y, prefix(this.bias, [out], this.name)) : y;
   }
 

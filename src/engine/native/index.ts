@@ -1,7 +1,8 @@
 /**
- * Native kernels for the wasm backend: OpenBLAS behind TensorFlow.js's kernel registry. Enabling replaces
- * the wasm backend's matmul and convolution kernels with versions that send large float32 work to the
- * addon and everything else to the kernels they wrap; disabling puts those back. Either works before or
+ * Native kernels for the wasm backend: OpenBLAS and oneDNN behind TensorFlow.js's kernel registry. Enabling
+ * replaces the wasm backend's matmul and convolution kernels with versions that send large float32 work to
+ * the addons (convolutions to oneDNN where it is built, else OpenBLAS) and everything else to the kernels
+ * they wrap; disabling puts those back. Either works before or
  * after `tf.setBackend('wasm')`: the wrappers keep the wrapped kernels' setup functions.
  */
 import {
@@ -31,7 +32,25 @@ import { PrefixMatMul, PrefixMatMulGradInput, PrefixMatMulGradWeight } from '../
 import { nativeSparsePerSampleConv2d } from './sparse_per_sample_conv2d.js';
 import { SparsePerSampleConv2D } from '../kernels/sparse_per_sample_conv2d.js';
 
+import { loadNativeDnnl, nativeDnnlUnavailableReason, type NativeDnnl } from './dnnl.js';
+import {
+  dnnlConv2D,
+  dnnlConv2DBackpropFilter,
+  dnnlConv2DBackpropInput,
+  dnnlDepthwiseConv2D,
+  dnnlDepthwiseConv2DBackpropFilter,
+  dnnlDepthwiseConv2DBackpropInput,
+  dnnlFusedConv2D,
+} from './dnnl_conv2d.js';
+import {
+  dnnlPrefixConv2D,
+  dnnlPrefixConv2DGradFilter,
+  dnnlPrefixConv2DGradInput,
+} from './dnnl_prefix_conv2d.js';
+import { PrefixConv2D, PrefixConv2DGradFilter, PrefixConv2DGradInput } from '../kernels/prefix_conv2d.js';
+
 export { loadNativeBlas, nativeBlasUnavailableReason, addonMismatch, type NativeBlas } from './blas.js';
+export { loadNativeDnnl, nativeDnnlUnavailableReason, type NativeDnnl } from './dnnl.js';
 
 const BACKEND = 'wasm';
 type Override = (blas: NativeBlas, fallback: KernelFunc) => KernelFunc;
@@ -56,6 +75,23 @@ const OVERRIDES: Record<string, Override> = {
   [SparsePerSampleConv2D]: nativeSparsePerSampleConv2d,
 };
 
+type DnnlOverride = (dnnl: NativeDnnl, under: KernelFunc) => KernelFunc;
+/** Registered over the OpenBLAS ones (which stay underneath for what oneDNN declines). */
+const DNNL_OVERRIDES: Record<string, DnnlOverride> = {
+  Conv2D: dnnlConv2D,
+  FusedConv2D: dnnlFusedConv2D,
+  Conv2DBackpropInput: dnnlConv2DBackpropInput,
+  Conv2DBackpropFilter: dnnlConv2DBackpropFilter,
+  DepthwiseConv2dNative: dnnlDepthwiseConv2D,
+  DepthwiseConv2dNativeBackpropInput: dnnlDepthwiseConv2DBackpropInput,
+  DepthwiseConv2dNativeBackpropFilter: dnnlDepthwiseConv2DBackpropFilter,
+  // A sub-network's convolution on the weight prefix in place (src/engine/ops/prefix_conv2d.ts); oneDNN
+  // only: without it the op slices and calls conv2d.
+  [PrefixConv2D]: dnnlPrefixConv2D,
+  [PrefixConv2DGradInput]: dnnlPrefixConv2DGradInput,
+  [PrefixConv2DGradFilter]: dnnlPrefixConv2DGradFilter,
+};
+
 /** What enabling replaced: the wrapped config (null where the backend had none) and the wrapper. */
 interface Replaced {
   kernelName: string;
@@ -63,6 +99,12 @@ interface Replaced {
   kernelFunc: KernelFunc;
 }
 let replaced: Replaced[] | null = null;
+let withDnnl = true;
+
+export interface NativeKernelOptions {
+  /** Convolutions on oneDNN where its addon is built (default true); false keeps them on OpenBLAS. */
+  dnnl?: boolean;
+}
 
 export interface NativeKernelStatus {
   enabled: boolean;
@@ -70,6 +112,8 @@ export interface NativeKernelStatus {
   reason?: string;
   /** OpenBLAS's build and thread count when the addon is loaded. */
   blas?: string;
+  /** oneDNN's version and thread count when its addon is loaded. */
+  dnnl?: string;
   /** wasm kernels currently served by the native path. */
   kernels: string[];
 }
@@ -94,23 +138,39 @@ function missing(kernelName: string): KernelFunc {
  * changes nothing and says why. Idempotent. Call it after the project's own kernels are registered
  * (initEngine does both) so that those are the ones wrapped.
  */
-export function enableNativeKernels(): NativeKernelStatus {
-  if (replaced) return nativeKernelStatus();
+export function enableNativeKernels(options: NativeKernelOptions = {}): NativeKernelStatus {
+  const useDnnl = options.dnnl ?? true;
+  if (replaced && withDnnl === useDnnl) return nativeKernelStatus();
+  disableNativeKernels();
+  withDnnl = useDnnl;
   const blas = loadNativeBlas();
-  if (!blas) return nativeKernelStatus();
-  replaced = Object.entries(OVERRIDES).map(([kernelName, override]) => {
+  const dnnl = useDnnl ? loadNativeDnnl() : null;
+  if (!blas && !dnnl) return nativeKernelStatus();
+  const wrap = (kernelName: string, make: (under: KernelFunc) => KernelFunc): Replaced => {
     const wrapped = getKernel(kernelName, BACKEND) ?? null;
-    const kernelFunc = override(blas, wrapped?.kernelFunc ?? missing(kernelName));
+    const kernelFunc = make(wrapped?.kernelFunc ?? missing(kernelName));
     register({ ...(wrapped ?? { kernelName, backendName: BACKEND }), kernelFunc });
     return { kernelName, wrapped, kernelFunc };
-  });
+  };
+  replaced = [];
+  if (blas)
+    for (const [kernelName, override] of Object.entries(OVERRIDES))
+      replaced.push(wrap(kernelName, (under) => override(blas, under)));
+  if (dnnl) {
+    // The same threads as OpenBLAS, so that neither library oversubscribes the cores the other uses.
+    const threads = /; (\d+) threads/.exec(blas?.config() ?? '')?.[1];
+    if (threads) dnnl.setThreads(Number(threads));
+    for (const [kernelName, override] of Object.entries(DNNL_OVERRIDES))
+      replaced.push(wrap(kernelName, (under) => override(dnnl, under)));
+  }
   return nativeKernelStatus();
 }
 
 /** Puts the wrapped kernels back (a kernel registered over a wrapper since stays as it is). */
 export function disableNativeKernels(): void {
   if (!replaced) return;
-  for (const { kernelName, wrapped, kernelFunc } of replaced) {
+  // Last wrapped first: oneDNN's wrappers sit over OpenBLAS's.
+  for (const { kernelName, wrapped, kernelFunc } of [...replaced].reverse()) {
     if (getKernel(kernelName, BACKEND)?.kernelFunc !== kernelFunc) continue;
     if (wrapped) register(wrapped);
     else unregisterKernel(kernelName, BACKEND);
@@ -121,20 +181,29 @@ export function disableNativeKernels(): void {
 /** For the CLI and logs: whether the native kernels are on, and if not, why. */
 export function nativeKernelStatus(): NativeKernelStatus {
   const blas = loadNativeBlas();
-  if (replaced) return { enabled: true, blas: blas?.config(), kernels: replaced.map((r) => r.kernelName) };
-  return {
-    enabled: false,
-    reason:
-      nativeBlasUnavailableReason() ?? 'native kernels are disabled (enableNativeKernels() turns them on)',
-    blas: blas?.config(),
-    kernels: [],
-  };
+  const dnnl = replaced && !withDnnl ? null : loadNativeDnnl();
+  const libraries = { blas: blas?.config(), dnnl: dnnl?.config() };
+  if (replaced)
+    return { enabled: true, ...libraries, kernels: [...new Set(replaced.map((r) => r.kernelName))] };
+  const reason =
+    blas || dnnl
+      ? 'native kernels are disabled (enableNativeKernels() turns them on)'
+      : `${nativeBlasUnavailableReason()}; ${nativeDnnlUnavailableReason()}`;
+  return { enabled: false, reason, ...libraries, kernels: [] };
 }
 
-/** One line for the CLI, e.g. "native BLAS: on (OpenBLAS 0.3.21 …; 2 threads) for BatchMatMul, …". */
+/**
+ * One line for the CLI, e.g. "native BLAS: on (OpenBLAS 0.3.21 …; 2 threads) for BatchMatMul, …; oneDNN:
+ * on (oneDNN 2.6.3; 2 threads) for convolutions".
+ */
 export function describeNativeKernels(): string {
   const s = nativeKernelStatus();
-  return s.enabled
-    ? `native BLAS: on (${s.blas}) for ${s.kernels.join(', ')}`
-    : `native BLAS: off (${s.reason})`;
+  if (!s.enabled) return `native BLAS: off (${s.reason})`;
+  const blas = s.blas
+    ? `native BLAS: on (${s.blas}) for ${s.kernels.filter((k) => k in OVERRIDES).join(', ')}`
+    : `native BLAS: off (${nativeBlasUnavailableReason()})`;
+  const dnnl = s.dnnl
+    ? `oneDNN: on (${s.dnnl}) for convolutions`
+    : `oneDNN: off (${nativeDnnlUnavailableReason() ?? 'disabled'})`;
+  return `${blas}; ${dnnl}`;
 }

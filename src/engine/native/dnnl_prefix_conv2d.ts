@@ -1,0 +1,61 @@
+/**
+ * The prefix convolution kernels (src/engine/ops/prefix_conv2d.ts) on oneDNN: the weight prefix
+ * W[:, :, :in, :out] of an HWIO tensor is read in place through its strides, and the filter gradient is
+ * written into the [fH, fW, in, out] corner of a full-shape gradient whose rest is zeroed.
+ */
+import { backend_util, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
+import { floatKernelIO } from '../kernels/float_io.js';
+import {
+  PrefixConv2D,
+  PrefixConv2DGradFilter,
+  PrefixConv2DGradInput,
+  type PrefixConv2DAttrs,
+} from '../kernels/prefix_conv2d.js';
+import { DnnlPass, dnnlGeometry, hwioStrides, type NativeDnnl } from './dnnl.js';
+import { dnnlConv, runDnnl } from './dnnl_conv2d.js';
+
+type Shape4 = [number, number, number, number];
+
+/** The convolution of x [B, H, W, in] with the [fH, fW, in, out] prefix of a `full`-shaped weight. */
+function prefixConv(xShape: number[], full: number[], out: number, attrs: PrefixConv2DAttrs) {
+  const [fH, fW, IN, OUT] = full;
+  const info = backend_util.computeConv2DInfo(
+    xShape as Shape4,
+    [fH, fW, xShape[3], out],
+    attrs.strides,
+    1,
+    attrs.pad,
+  );
+  return { info, conv: dnnlConv(info, 1, hwioStrides(fW, IN, OUT)) };
+}
+
+export function dnnlPrefixConv2D(dnnl: NativeDnnl): KernelFunc {
+  return (args) => {
+    const { x, w } = args.inputs as { x: TensorInfo; w: TensorInfo };
+    const attrs = args.attrs as unknown as PrefixConv2DAttrs & { out: number };
+    const { info, conv } = prefixConv(x.shape, w.shape, attrs.out, attrs);
+    return runDnnl(dnnl, args.backend, PrefixConv2D, DnnlPass.forward, conv, [x, w], info.outShape);
+  };
+}
+
+export function dnnlPrefixConv2DGradInput(dnnl: NativeDnnl): KernelFunc {
+  return (args) => {
+    const { dy, w } = args.inputs as { dy: TensorInfo; w: TensorInfo };
+    const attrs = args.attrs as unknown as PrefixConv2DAttrs & { inputShape: number[] };
+    const { info, conv } = prefixConv(attrs.inputShape, w.shape, dy.shape[3], attrs);
+    return runDnnl(dnnl, args.backend, PrefixConv2DGradInput, DnnlPass.input, conv, [dy, w], info.inShape);
+  };
+}
+
+export function dnnlPrefixConv2DGradFilter(dnnl: NativeDnnl): KernelFunc {
+  return (args) => {
+    const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
+    const attrs = args.attrs as unknown as PrefixConv2DAttrs & { filterShape: number[] };
+    const full = attrs.filterShape;
+    const { conv } = prefixConv(x.shape, full, dy.shape[3], attrs);
+    const { ins, outs, infos } = floatKernelIO(args.backend, PrefixConv2DGradFilter, [x, dy], [full]);
+    if (x.shape[3] < full[2] || dy.shape[3] < full[3]) outs[0].fill(0);
+    dnnl.conv(DnnlPass.filter, dnnlGeometry(conv), ins[0], ins[1], outs[0]);
+    return infos[0];
+  };
+}

@@ -1,0 +1,444 @@
+/**
+ * The oneDNN convolutions for the wasm backend (native/dnnl/, src/engine/native/dnnl*.ts): every case of the
+ * table runs forward, input gradient and filter gradient on oneDNN and on the portable kernels and must
+ * agree to 1e-4 relative; the prefix convolution's gradients are also checked by finite differences, and a
+ * sorted network's weights after 3 SGD steps must equal the portable path's. Skipped, with the reason, when
+ * the addon is not built.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import { initEngine } from '../src/engine/backend.js';
+import {
+  describeNativeKernels,
+  disableNativeKernels,
+  enableNativeKernels,
+  loadNativeDnnl,
+  nativeDnnlUnavailableReason,
+} from '../src/engine/native/index.js';
+import { DnnlPass, dnnlGeometry, hwioStrides } from '../src/engine/native/dnnl.js';
+import { dnnlLimits } from '../src/engine/native/dnnl_conv2d.js';
+import { prefixConv2d } from '../src/engine/ops/prefix_conv2d.js';
+import { Conv2d } from '../src/nn/conv2d.js';
+
+const TOLERANCE = 1e-4;
+const dnnl = loadNativeDnnl();
+const skip = dnnl ? false : `oneDNN kernels unavailable: ${nativeDnnlUnavailableReason()}`;
+/** oneDNN calls since the last reset, counted by wrapping the addon's `conv`. */
+let dnnlCalls = 0;
+const minMacs = dnnlLimits.minMacs;
+
+before(async () => {
+  await initEngine('wasm');
+  // Every size through oneDNN: the table's shapes are small so that the portable reference stays quick.
+  dnnlLimits.minMacs = 0;
+  if (!dnnl) return;
+  const conv = dnnl.conv.bind(dnnl);
+  dnnl.conv = (...args) => {
+    dnnlCalls++;
+    conv(...args);
+  };
+});
+
+after(() => {
+  dnnlLimits.minMacs = minMacs;
+  disableNativeKernels();
+});
+
+/** Deterministic uniform values in [-1, 1). */
+function random(shape: number[], seed: number): tf.Tensor {
+  let state = seed * 2654435761 + 1;
+  const values = new Float32Array(shape.reduce((a, b) => a * b, 1));
+  for (let i = 0; i < values.length; ++i) {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    values[i] = state / 2 ** 31 - 1;
+  }
+  return tf.tensor(values, shape);
+}
+
+function assertClose(actual: tf.Tensor, expected: tf.Tensor, what: string): void {
+  assert.deepEqual(actual.shape, expected.shape, `${what}: shape`);
+  const a = actual.dataSync();
+  const e = expected.dataSync();
+  for (let i = 0; i < e.length; i++) {
+    const tol = TOLERANCE * Math.max(1, Math.abs(e[i]));
+    if (!(Math.abs(a[i] - e[i]) <= tol)) assert.fail(`${what}: element ${i} is ${a[i]}, expected ${e[i]}`);
+  }
+}
+
+/** Runs `compute` on the portable kernels and on oneDNN; each returned tensor must agree. Returns oneDNN calls. */
+function assertDnnlMatches(what: string, compute: () => tf.Tensor[]): number {
+  disableNativeKernels();
+  const expected = tf.tidy(compute);
+  assert.ok(enableNativeKernels().dnnl, 'oneDNN is on');
+  dnnlCalls = 0;
+  const actual = tf.tidy(compute);
+  const calls = dnnlCalls;
+  actual.forEach((a, i) => assertClose(a, expected[i], `${what}, output ${i}`));
+  tf.dispose([...actual, ...expected]);
+  return calls;
+}
+
+type Pad = 'same' | 'valid' | tf.backend_util.ExplicitPadding;
+interface Case {
+  what: string;
+  kind: 'conv' | 'depthwise' | 'fused relu + bias' | 'fused relu6' | 'prefix';
+  x: number[]; // [batch, height, width, inChannels]
+  filter: number[]; // conv, prefix: [fH, fW, in, out] (prefix: the full weight); depthwise: [fH, fW, C, multiplier]
+  strides: number;
+  pad: Pad;
+  /** prefix: output channels used (the input channels are x's). */
+  out?: number;
+  /** 2 and more: forward only (tfjs has no gradient for dilated convolutions). */
+  dilations?: number;
+}
+
+const CASES: Case[] = [
+  { what: '3×3 same', kind: 'conv', x: [2, 8, 8, 4], filter: [3, 3, 4, 8], strides: 1, pad: 'same' },
+  {
+    what: 'odd sizes, stride 2 same',
+    kind: 'conv',
+    x: [2, 9, 7, 3],
+    filter: [3, 3, 3, 5],
+    strides: 2,
+    pad: 'same',
+  },
+  {
+    what: 'stride 2 valid, rows left over',
+    kind: 'conv',
+    x: [1, 10, 11, 6],
+    filter: [3, 3, 6, 4],
+    strides: 2,
+    pad: 'valid',
+  },
+  { what: '1×1 stride 2', kind: 'conv', x: [2, 8, 8, 16], filter: [1, 1, 16, 8], strides: 2, pad: 'valid' },
+  {
+    what: '5×3 filter, batch 1',
+    kind: 'conv',
+    x: [1, 7, 9, 2],
+    filter: [5, 3, 2, 3],
+    strides: 1,
+    pad: 'same',
+  },
+  {
+    what: 'explicit padding',
+    kind: 'conv',
+    x: [2, 6, 7, 3],
+    filter: [3, 3, 3, 4],
+    strides: 1,
+    pad: [
+      [0, 0],
+      [1, 2],
+      [2, 0],
+      [0, 0],
+    ],
+  },
+  {
+    what: 'dilation 2',
+    kind: 'conv',
+    x: [2, 9, 9, 3],
+    filter: [3, 3, 3, 4],
+    strides: 1,
+    pad: 'same',
+    dilations: 2,
+  },
+  { what: 'wide channels', kind: 'conv', x: [2, 6, 6, 40], filter: [3, 3, 40, 36], strides: 1, pad: 'same' },
+  {
+    what: 'depthwise 3×3 same',
+    kind: 'depthwise',
+    x: [2, 8, 8, 6],
+    filter: [3, 3, 6, 1],
+    strides: 1,
+    pad: 'same',
+  },
+  {
+    what: 'depthwise multiplier 2, stride 2 valid',
+    kind: 'depthwise',
+    x: [1, 9, 9, 4],
+    filter: [3, 3, 4, 2],
+    strides: 2,
+    pad: 'valid',
+  },
+  {
+    what: 'bias + relu',
+    kind: 'fused relu + bias',
+    x: [2, 8, 8, 4],
+    filter: [3, 3, 4, 8],
+    strides: 1,
+    pad: 'same',
+  },
+  {
+    what: 'relu6, stride 2',
+    kind: 'fused relu6',
+    x: [2, 9, 9, 5],
+    filter: [3, 3, 5, 6],
+    strides: 2,
+    pad: 'same',
+  },
+  {
+    what: 'prefix in and out',
+    kind: 'prefix',
+    x: [2, 8, 8, 5],
+    filter: [3, 3, 8, 12],
+    out: 7,
+    strides: 1,
+    pad: 'same',
+  },
+  {
+    what: 'prefix, stride 2 valid, batch 1',
+    kind: 'prefix',
+    x: [1, 9, 9, 3],
+    filter: [3, 3, 6, 4],
+    out: 2,
+    strides: 2,
+    pad: 'valid',
+  },
+  {
+    what: 'prefix of outputs only',
+    kind: 'prefix',
+    x: [2, 6, 6, 4],
+    filter: [1, 1, 4, 9],
+    out: 5,
+    strides: 1,
+    pad: 'same',
+  },
+  {
+    what: 'prefix = whole weight',
+    kind: 'prefix',
+    x: [2, 6, 6, 4],
+    filter: [3, 3, 4, 6],
+    out: 6,
+    strides: 1,
+    pad: 'same',
+  },
+];
+
+/** y = the case's convolution of (x, w); `bias` for the fused kinds. */
+function forward(c: Case, x: tf.Tensor, w: tf.Tensor, bias: tf.Tensor): tf.Tensor {
+  const [x4, w4] = [x as tf.Tensor4D, w as tf.Tensor4D];
+  const dilations = c.dilations ?? 1;
+  switch (c.kind) {
+    case 'conv':
+      return tf.conv2d(x4, w4, c.strides, c.pad, 'NHWC', dilations);
+    case 'depthwise':
+      return tf.depthwiseConv2d(x4, w4, c.strides, c.pad as 'same' | 'valid', 'NHWC', dilations);
+    case 'fused relu + bias':
+      return tf.fused.conv2d({ x: x4, filter: w4, strides: c.strides, pad: c.pad, bias, activation: 'relu' });
+    case 'fused relu6':
+      return tf.fused.conv2d({ x: x4, filter: w4, strides: c.strides, pad: c.pad, activation: 'relu6' });
+    case 'prefix':
+      return prefixConv2d(x4, w4, c.out!, c.strides, c.pad as 'same' | 'valid');
+  }
+}
+
+for (const c of CASES) {
+  test(`oneDNN ${c.kind}: ${c.what} equals the portable kernels (value, dx, dW)`, { skip }, () => {
+    const backward = (c.dilations ?? 1) === 1;
+    const compute = () => {
+      const x = random(c.x, 1);
+      const w = random(c.filter, 2);
+      const bias = random([c.filter[3]], 3);
+      const y = forward(c, x, w, bias);
+      if (!backward) return [y];
+      // Σ y·r gives each output its own gradient.
+      const r = random(y.shape, 4);
+      const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(forward(c, a, b, bias), r)))([
+        x,
+        w,
+      ]);
+      return [y, dx, dw];
+    };
+    const calls = assertDnnlMatches(c.what, compute);
+    assert.equal(
+      calls,
+      backward ? 4 : 1,
+      `${c.what}: forward (twice with the gradients), dx and dW on oneDNN`,
+    );
+  });
+}
+
+test('oneDNN grouped convolution (2 groups) equals two convolutions on the channel halves', { skip }, () => {
+  // tfjs has no grouped conv2d op, so this calls the addon directly: [fH, fW, in/G, out] weights, out channels
+  // of group g contiguous, as TensorFlow lays them out.
+  const [B, H, W, IN, OUT, G] = [2, 6, 6, 4, 6, 2];
+  const x = random([B, H, W, IN], 5) as tf.Tensor4D;
+  const w = random([3, 3, IN / G, OUT], 6) as tf.Tensor4D;
+  const expected = tf.concat(
+    [0, 1].map((g) =>
+      tf.conv2d(
+        tf.slice(x, [0, 0, 0, (g * IN) / G], [-1, -1, -1, IN / G]),
+        tf.slice(w, [0, 0, 0, (g * OUT) / G], [-1, -1, -1, OUT / G]),
+        1,
+        'same',
+      ),
+    ),
+    3,
+  );
+  const geometry = dnnlGeometry({
+    ...{ batch: B, inH: H, inW: W, inC: IN, outH: H, outW: W, outC: OUT, fH: 3, fW: 3 },
+    ...{
+      strideH: 1,
+      strideW: 1,
+      dilationH: 1,
+      dilationW: 1,
+      padTop: 1,
+      padLeft: 1,
+      padBottom: 1,
+      padRight: 1,
+    },
+    groups: G,
+    // (group, out, in, fH, fW) in [fH, fW, in/G, out]
+    weightStrides: [OUT / G, 1, OUT, 3 * (IN / G) * OUT, (IN / G) * OUT],
+  });
+  const y = new Float32Array(B * H * W * OUT);
+  dnnl!.conv(DnnlPass.forward, geometry, x.dataSync() as Float32Array, w.dataSync() as Float32Array, y);
+  assertClose(tf.tensor(y, expected.shape), expected, 'grouped');
+});
+
+test('oneDNN addon: arrays shorter than the geometry needs are refused', { skip }, () => {
+  const geometry = dnnlGeometry({
+    ...{ batch: 1, inH: 4, inW: 4, inC: 2, outH: 4, outW: 4, outC: 3, fH: 3, fW: 3 },
+    ...{
+      strideH: 1,
+      strideW: 1,
+      dilationH: 1,
+      dilationW: 1,
+      padTop: 1,
+      padLeft: 1,
+      padBottom: 1,
+      padRight: 1,
+    },
+    groups: 1,
+    weightStrides: hwioStrides(3, 2, 3),
+  });
+  const [x, w, y] = [new Float32Array(32), new Float32Array(54), new Float32Array(48)];
+  assert.doesNotThrow(() => dnnl!.conv(DnnlPass.forward, geometry, x, w, y));
+  assert.throws(
+    () => dnnl!.conv(DnnlPass.forward, geometry, x, w.subarray(1), y),
+    /weights holds 53 floats, the geometry needs 54/,
+  );
+  assert.throws(() => dnnl!.conv(DnnlPass.filter, geometry, x, y, w.subarray(2)), /dW holds 52 floats/);
+  assert.throws(() => dnnl!.conv(3, geometry, x, w, y), /pass must be 0/);
+});
+
+test(
+  'prefixConv2d: gradients agree with finite differences, and dW is zero outside the prefix',
+  { skip },
+  () => {
+    enableNativeKernels();
+    const x = random([2, 5, 5, 3], 7) as tf.Tensor4D;
+    const w = random([3, 3, 5, 6], 8) as tf.Tensor4D;
+    const r = random([2, 3, 3, 4], 9);
+    const loss = (xi: tf.Tensor, wi: tf.Tensor) =>
+      tf.sum(tf.mul(prefixConv2d(xi as tf.Tensor4D, wi as tf.Tensor4D, 4, 2, 'same'), r));
+    dnnlCalls = 0;
+    const [dx, dw] = tf.grads(loss)([x, w]);
+    assert.equal(dnnlCalls, 3, 'forward, dx and dW on oneDNN');
+    assert.deepEqual(dw.shape, [3, 3, 5, 6], 'the filter gradient has the full weight shape');
+    const eps = 1e-2;
+    const probe = (t: tf.Tensor, grad: tf.Tensor, which: 0 | 1, indices: number[]) => {
+      const g = grad.dataSync();
+      for (const i of indices) {
+        const values = t.dataSync().slice();
+        const at = (delta: number) => {
+          const v = values.slice();
+          v[i] += delta;
+          const moved = tf.tensor(v, t.shape);
+          return tf.tidy(() => (which === 0 ? loss(moved, w) : loss(x, moved)).dataSync()[0]);
+        };
+        const numeric = (at(eps) - at(-eps)) / (2 * eps);
+        assert.ok(
+          Math.abs(numeric - g[i]) <= 1e-2 * Math.max(1, Math.abs(numeric)),
+          `${which === 0 ? 'dx' : 'dW'}[${i}]: analytic ${g[i]}, numeric ${numeric}`,
+        );
+      }
+    };
+    probe(x, dx, 0, [0, 17, 44, 100, 149]);
+    // dW [3, 3, 5, 6]: index (kh, kw, i, o) = ((kh·3 + kw)·5 + i)·6 + o; inside the prefix i < 3, o < 4.
+    const inside = [0, 1 * 6 + 3, (4 * 5 + 2) * 6 + 1, (8 * 5 + 2) * 6 + 3];
+    const outside = [4, (1 * 5 + 3) * 6, (8 * 5 + 4) * 6 + 5];
+    probe(w, dw, 1, [...inside, ...outside]);
+    for (const i of outside) assert.equal(dw.dataSync()[i], 0, `dW[${i}] outside the prefix`);
+    assert.throws(
+      () => prefixConv2d(x, w, 7, 1, 'same', 'stem'),
+      /stem: conv2d\(x \[2,5,5,3\], W\[:, :, :3, :7\]\) does not fit a weight of shape \[3,3,5,6\]/,
+    );
+  },
+);
+
+test('a sorted network after 3 SGD steps at 3 widths has the portable path weights', { skip }, () => {
+  const train = () =>
+    tf.tidy(() => {
+      let seed = 11;
+      const next = () => seed++;
+      const conv1 = new Conv2d(3, 8, 3, next, { name: 'conv1' });
+      const conv2 = new Conv2d(8, 6, 3, next, { stride: 2, name: 'conv2' });
+      const x = random([4, 8, 8, 3], 12) as tf.Tensor4D;
+      const target = random([4, 4, 4, 6], 13);
+      const params = [conv1.weight, conv2.weight];
+      // Each step trains one sub-network: widths 4/3, 8/6 (the whole network) and 2/2.
+      for (const [w1, w2] of [
+        [4, 3],
+        [8, 6],
+        [2, 2],
+      ]) {
+        const { grads } = tf.variableGrads(() => {
+          const y = conv2.forward(tf.relu(conv1.forward(x, w1)), w2);
+          const t = tf.slice(target, [0, 0, 0, 0], [-1, -1, -1, w2]);
+          return tf.mean(tf.square(tf.sub(y, t)));
+        }, params);
+        for (const p of params) p.assign(tf.sub(p, tf.mul(grads[p.name], 0.1)));
+      }
+      return params.map((p) => tf.clone(p));
+    });
+  disableNativeKernels();
+  const expected = train();
+  enableNativeKernels();
+  dnnlCalls = 0;
+  const actual = train();
+  assert.ok(dnnlCalls >= 3 * 5, `the prefix convolutions ran on oneDNN (${dnnlCalls} calls)`);
+  actual.forEach((a, i) => assertClose(a, expected[i], `weight ${i}`));
+  tf.dispose([...actual, ...expected]);
+});
+
+test('without oneDNN the prefix convolution slices and runs the portable conv2d', () => {
+  disableNativeKernels();
+  assert.equal(tf.getKernel('SortedNetPrefixConv2D', 'wasm'), undefined);
+  const x = random([1, 4, 4, 2], 14) as tf.Tensor4D;
+  const w = random([3, 3, 3, 5], 15) as tf.Tensor4D;
+  assertClose(
+    prefixConv2d(x, w, 4, 1, 'same'),
+    tf.conv2d(x, tf.slice(w, [0, 0, 0, 0], [-1, -1, 2, 4]), 1, 'same'),
+    'slice + conv2d',
+  );
+});
+
+test(
+  'status: with oneDNN its kernels are registered and named; without, convolutions stay on OpenBLAS',
+  { skip },
+  () => {
+    const on = enableNativeKernels();
+    assert.ok(on.dnnl?.startsWith('oneDNN 2.'), String(on.dnnl));
+    for (const k of ['DepthwiseConv2dNative', 'SortedNetPrefixConv2D', 'SortedNetPrefixConv2DGradFilter'])
+      assert.ok(on.kernels.includes(k), `${k} in ${on.kernels.join(', ')}`);
+    assert.match(describeNativeKernels(), /oneDNN: on \(oneDNN 2\.\d+\.\d+; \d+ threads/);
+    const off = enableNativeKernels({ dnnl: false });
+    assert.ok(!off.kernels.includes('SortedNetPrefixConv2D'));
+    assert.equal(tf.getKernel('SortedNetPrefixConv2D', 'wasm'), undefined);
+    assert.match(describeNativeKernels(), /oneDNN: off \(disabled\)/);
+  },
+);
+
+test('below the size limit a prefix convolution slices onto the kernels underneath', { skip }, () => {
+  enableNativeKernels();
+  const x = random([1, 6, 6, 3], 16) as tf.Tensor4D;
+  const w = random([3, 3, 4, 5], 17) as tf.Tensor4D;
+  dnnlLimits.minMacs = 1 << 22;
+  dnnlCalls = 0;
+  const small = prefixConv2d(x, w, 4, 1, 'same');
+  assert.equal(dnnlCalls, 0, '6·6·9·3·4 multiply-adds stay off oneDNN');
+  dnnlLimits.minMacs = 0;
+  const forced = prefixConv2d(x, w, 4, 1, 'same');
+  assert.equal(dnnlCalls, 1);
+  assertClose(forced, small, 'the same value either way');
+});
