@@ -21,7 +21,6 @@ import type { KeyValue } from '../nn/attention.js';
 import { Linear } from '../nn/linear.js';
 import { TransformerBlock, denseFfn, type BlockWidths, type FfnFactory } from '../nn/transformer_block.js';
 import { seedStream } from '../nn/init.js';
-import type { RopeScaling } from '../nn/rotary.js';
 import type { SubModel } from '../sorted/submodel.js';
 import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
 import { checkDepth, checkLayerNames, layerUnits, type SortedModel } from './model.js';

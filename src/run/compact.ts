@@ -52,8 +52,7 @@ export async function compactInto(
     dataset: meta.dataset,
     preprocess: meta.preprocess,
   });
-  writeRunConfig(out, JSON.stringify({ ...c, model: specOf(deployed), grid: {} }, null, 2) + '\n',
-  );
+  writeRunConfig(out, JSON.stringify({ ...c, model: specOf(deployed), grid: {} }, null, 2) + '\n');
   writeFileAtomic(join(out, COMPACT_RECORD), JSON.stringify({ source: runDir }, null, 2) + '\n');
   const before = model.cost(FULL);
   const after = deployed.cost(FULL);

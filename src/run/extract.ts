@@ -1,11 +1,9 @@
 /** One sub-model as a standalone, smaller run (`sortednet extract` calls it inside `intoNewFolder`). */
-import { join } from 'node:path';
 import { initEngine } from '../engine/backend.js';
 import { buildModel, specOf } from '../models/index.js';
 import { subModelId, type SubModel } from '../sorted/submodel.js';
 import { extractSubModel } from '../models/extract.js';
 import { loadCheckpoint, saveCheckpoint, writeRunConfig } from '../io/checkpoint.js';
-import { writeFileAtomic } from '../io/atomic.js';
 import type { RunConfig } from './run_config.js';
 
 export async function extractInto(
@@ -28,8 +26,7 @@ export async function extractInto(
     extraFiles: Object.fromEntries(extraFiles),
   });
   if (c) {
-    writeRunConfig(out, JSON.stringify({ ...c, model: specOf(small), grid: {} }, null, 2) + '\n',
-    );
+    writeRunConfig(out, JSON.stringify({ ...c, model: specOf(small), grid: {} }, null, 2) + '\n');
   }
   console.log(
     `extracted ${subModelId(sub)}: ${small.parameterCount()} parameters (shared model: ${model.parameterCount()}) → ${out}`,

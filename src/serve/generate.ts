@@ -91,8 +91,6 @@ export function createLmServer(
     16384 + 24 * maxLen + 12 * maxLen,
   );
   const metrics = new ServeMetrics([], 'full');
-  const text = (tokens: number[]) => tokenizer?.decode(tokens);
-  const started = performance.now();
   let active = 0;
 
   app.addHook('onResponse', async (req, reply) => {
