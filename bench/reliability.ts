@@ -38,7 +38,8 @@ import { sha256Hex } from '../src/io/sha256.js';
 import { CHILD_STEPS, runChild, type KillPlan } from './harness/train_child.js';
 import { nonNegativeIntArg } from '../src/cli/args.js';
 import { benchCommand, parseBench } from './cli.js';
-import { main } from '../src/cli/main.js';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { verifyRunConfig } from '../src/io/checkpoint.js';
 
 const {
@@ -235,15 +236,16 @@ for (const [name, damage] of section('damage') ? damages : []) {
 // 3b. Every one-byte change of the JSON files of a run made by the CLI (two checkpoints kept).
 if (section('flips')) {
   const runDir = fresh('flips');
-  const log = console.log;
-  console.log = () => {};
-  const code = await main(
-    ['train', '--run', runDir, '--model', 'mlp', '--data', 'mnist', '--steps', '2', '--batch-size', '8']
+  // The run is made by the command itself, as a user makes it (dist/bench → bin/sortednet.js).
+  const cli = fileURLToPath(new URL('../../bin/sortednet.js', import.meta.url));
+  const made = spawnSync(
+    process.execPath,
+    [cli, 'train', '--run', runDir, '--model', 'mlp', '--data', 'mnist', '--steps', '2', '--batch-size', '8']
       .concat(['--gacc', '1', '--train-subset', '64', '--test-subset', '32', '--checkpoint-every', '1'])
       .concat(['--no-eval']),
+    { encoding: 'utf8' },
   );
-  console.log = log;
-  if (code !== 0) throw new Error(`the flip test's run failed (exit ${code})`);
+  if (made.status !== 0) throw new Error(`the flip test's run failed (exit ${made.status}): ${made.stderr}`);
   const root = join(runDir, 'checkpoints');
   const current = join(root, 'step-000002');
   const files: [string, string, string][] = [

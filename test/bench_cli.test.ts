@@ -62,7 +62,7 @@ test('a bad value names the flag and the value', () => {
   );
   refused(
     bench('reliability.js', '--only', 'crash'),
-    /option '--only <section>' argument 'crash' is invalid\. Allowed choices are kills, damage, pairs, nan\.$/,
+    /option '--only <section>' argument 'crash' is invalid\. Allowed choices are kills, damage, pairs, nan, flips\.$/,
   );
   refused(bench('decode.js'), /^bench\/decode: required option '--run <dir>' not specified$/);
   refused(bench('gemm.js', '5'), /^bench\/gemm: too many arguments/);

@@ -365,7 +365,7 @@ test('safetensors: F16 and BF16 tensors are read as float32 when asked', () => {
   bytes.set(h, 8);
   const body = new DataView(bytes.buffer, 8 + h.length);
   [0x3e00, 0xc000, 0x0001, 0x3fc0].forEach((v, i) => body.setUint16(2 * i, v, true));
-  assert.throws(() => decodeSafetensors(bytes, 'x'), /dtype F16; only F32 and I32 are supported/);
+  assert.throws(() => decodeSafetensors(bytes, 'x'), /dtype F16; only F32, I32 and I64 are supported/);
   const { tensors } = decodeSafetensors(bytes, 'x', { widen: true });
   assert.deepEqual([...tensors.get('a')!.data], [1.5, -2, 2 ** -24]);
   assert.deepEqual([...tensors.get('b')!.data], [1.5]);

