@@ -101,6 +101,9 @@ test('individual: extract and predict take --sub on the run and find its stored 
   writeFileSync(pngPath, PNG.sync.write(png));
   const p = await cli(['predict', '--run', run, '--sub', 'width=1', '--input', pngPath, '--json']);
   assert.equal(JSON.parse(p.out)[0].subModel, 'width=1');
+  // 'full' is the grid's largest model here too, as in a sorted run.
+  const full = await cli(['predict', '--run', run, '--sub', 'full', '--input', pngPath, '--json']);
+  assert.equal(JSON.parse(full.out)[0].subModel, 'width=1');
   await assert.rejects(
     cli(['predict', '--run', run, '--input', pngPath]),
     /is an individual run: each sub-model is a model of its own.*--sub ID/,

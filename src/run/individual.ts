@@ -50,8 +50,20 @@ const gridSize = (g: GridSpec) =>
 /** An individual run over several sub-models (stored in sub-folders); a one-entry grid is a plain run. */
 export function isIndividualParent(c: RunConfig): boolean {
   if (c.train?.strategy !== 'individual') return false;
-  const grid = c.grid ?? (typeof c.model === 'string' ? getPreset(c.model).grid : undefined);
+  const grid = runGrid(c);
   return grid !== undefined && gridSize(grid) > 1;
+}
+
+const runGrid = (c: RunConfig): GridSpec | undefined =>
+  c.grid ?? (typeof c.model === 'string' ? getPreset(c.model).grid : undefined);
+
+/** The grid's largest sub-model (every dimension at its largest value): what 'full' names in an individual run. */
+function largestOf(grid: GridSpec): SubModel {
+  const sub: Record<string, unknown> = {};
+  for (const d of DIMENSIONS) if (grid[d]?.length) sub[d] = Math.max(...grid[d]);
+  if (grid.layers)
+    sub.layers = Object.fromEntries(Object.entries(grid.layers).map(([k, v]) => [k, Math.max(...v)]));
+  return sub as SubModel;
 }
 
 /**
@@ -59,13 +71,18 @@ export function isIndividualParent(c: RunConfig): boolean {
  * sub-run; `sub` undefined on an individual run is an error, since no one model holds them all.
  */
 export function resolveSubRun(runDir: string, sub: string | undefined, command: string): string {
-  if (!existsSync(join(runDir, 'run.json')) || !isIndividualParent(readRunJson(runDir))) return runDir;
+  if (!existsSync(join(runDir, 'run.json'))) return runDir;
+  const config = readRunJson(runDir);
+  if (!isIndividualParent(config)) return runDir;
   if (sub === undefined) {
     throw new Error(
       `${runDir} is an individual run: each sub-model is a model of its own, in ${join(runDir, 'sub-<id>')}; give ${command} --sub ID (see 'sortednet pick --run ${runDir}'), or --run ${join(runDir, 'sub-<id>')}`,
     );
   }
-  const dir = subRunDir(runDir, subModelId(parseSubModel(sub, '--sub')));
+  const parsed = parseSubModel(sub, '--sub');
+  // 'full' names the largest model the individual run trained, as it does in a sorted run's grid.
+  const wanted = Object.keys(parsed).length === 0 ? largestOf(runGrid(config) ?? {}) : parsed;
+  const dir = subRunDir(runDir, subModelId(wanted));
   if (!hasCheckpoint(dir)) {
     throw new Error(
       `${dir} holds no checkpoint: sub-model ${sub} of the individual run ${runDir} is not trained (not in its grid, or the run stopped before it; continue it with 'sortednet train --run ${runDir} --resume')`,
