@@ -95,11 +95,16 @@ export function createApp(
       const internal = status >= 500 && status !== 503;
       if (internal) req.log.error(err, 'request failed');
       let message = internal ? `internal error: ${err.message}` : (validationMessage(err) ?? err.message);
-      if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
+      if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+        // Refused from its content-length, unread: closing the connection after the answer spares
+        // reading (and discarding) the rest of the body, which a kept-alive connection would need,
+        // and which a flood of large bodies would make the event loop's main work.
+        reply.header('connection', 'close');
         message =
           `the body is too large: more than ${bodyLimit} bytes` +
           (opts.bodyLimit === undefined ? ", what this model's input × the batch limit needs" : '') +
           "; send fewer samples, or float32 with an 'x-shape' header";
+      }
       if (status === 503) reply.header('retry-after', '1');
       return reply.code(status).send({ statusCode: status, error: httpReason(status), message });
     },
