@@ -255,22 +255,28 @@ const get = (path) => new Promise((resolve) => {
 });
 const health = [];
 let peakRss = 0;
+const cpu = [];
 for (const until = performance.now() + ms; performance.now() < until; ) {
   const h = await get('/health');
   health.push(h.ok ? h.ms : 1e9);
-  const m = /^sortednet_process_resident_memory_bytes (\\S+)/m.exec((await get('/metrics')).body);
+  const text = (await get('/metrics')).body;
+  const m = /^sortednet_process_resident_memory_bytes (\\S+)/m.exec(text);
   if (m) peakRss = Math.max(peakRss, Number(m[1]));
+  const c = /^sortednet_process_cpu_seconds_total (\\S+)/m.exec(text);
+  if (c) cpu.push([performance.now(), Number(c[1])]);
   await new Promise((r) => setTimeout(r, 20));
 }
 agent.destroy();
-console.log(JSON.stringify({ health, peakRss }));
+// The server's CPU time per second of wall time: how much of a core it used (the flood's cost to it).
+const cores = cpu.length > 1 ? (cpu.at(-1)[1] - cpu[0][1]) / ((cpu.at(-1)[0] - cpu[0][0]) / 1000) : NaN;
+console.log(JSON.stringify({ health, peakRss, cores }));
 `;
 
 /**
  * /health latencies over `seconds`, from a process of its own: this one is busy writing 4 MB
  * bodies, and its event loop would add its own delays to the figures.
  */
-function poll(port: number, seconds: number): Promise<{ health: number[]; peakRss: number }> {
+function poll(port: number, seconds: number): Promise<{ health: number[]; peakRss: number; cores: number }> {
   return new Promise((resolve, reject) => {
     const child = spawn(
       process.execPath,
@@ -283,7 +289,7 @@ function poll(port: number, seconds: number): Promise<{ health: number[]; peakRs
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     child.on('exit', (code) =>
       code === 0
-        ? resolve(JSON.parse(out) as { health: number[]; peakRss: number })
+        ? resolve(JSON.parse(out) as { health: number[]; peakRss: number; cores: number })
         : reject(new Error(`health poller exited ${code}`)),
     );
   });
@@ -297,6 +303,7 @@ if (section('flood')) {
   const health: number[] = [];
   const statuses: Record<string, number> = {};
   let peakRss = 0;
+  let cores = NaN;
   const until = performance.now() + values.seconds * 1000;
   const flooders = Array.from({ length: values.flood }, async () => {
     while (performance.now() < until) {
@@ -308,6 +315,7 @@ if (section('flood')) {
   const poller = poll(s.port, values.seconds).then((r) => {
     health.push(...r.health);
     peakRss = r.peakRss;
+    cores = r.cores;
   });
   await Promise.all([...flooders, poller]);
   await stop(s);
@@ -323,6 +331,11 @@ if (section('flood')) {
     '-',
   );
   row('flood: server peak RSS', `${(peakRss / 2 ** 20).toFixed(0)} MB`, 'bounded');
+  row(
+    "flood: the server's CPU (cores busy, from its /metrics)",
+    `${cores.toFixed(2)} during the flood, ${idle.cores.toFixed(2)} before`,
+    '-',
+  );
 }
 
 /** Closed-loop capacity of the fixed full model, requests per second, over `seconds`. */

@@ -148,3 +148,46 @@ test('generate: bad requests are 400s naming the problem', async () => {
   await server.shutdown();
   await bare.shutdown();
 });
+
+test('generate: past the window the model was trained on, the answer says so (header, JSON, final event), as `generate` does', async () => {
+  const model = new Transformer(
+    { task: 'lm', vocab: tokenizer.vocabSize, dim: 16, heads: 2, headDim: 8, ffn: 32, layers: 3, maxLen: 32 },
+    3,
+  );
+  const server = createServer({ model, subs: [], tokenizer, trainedContext: 8 });
+  const ids = [1, 2, 3, 4, 5];
+  const within = await server.app.inject(post({ tokens: ids, maxNewTokens: 3, stream: false }));
+  assert.equal(within.statusCode, 200, within.body);
+  assert.equal(within.headers['x-sortednet-warning'], undefined);
+  assert.equal(within.json().warnings, undefined);
+
+  const past = await server.app.inject(post({ tokens: ids, maxNewTokens: 4, stream: false }));
+  assert.equal(past.statusCode, 200, past.body);
+  const want =
+    'the prompt (5 tokens) + up to 4 new tokens run past the 8-token window the model was trained on; text beyond it is less reliable (perplexity rises)';
+  assert.deepEqual(past.json().warnings, [want]);
+  assert.equal(past.headers['x-sortednet-warning'], want);
+  // The same words as the library's generateText (what the CLI prints).
+  assert.deepEqual(
+    generateText({ model, tokenizer, trainedContext: 8 }, tokenizer.decode(ids), { maxNewTokens: 4 }).warnings
+      .length,
+    1,
+  );
+
+  const batch = await server.app.inject(
+    post({ tokens: [ids, [1, 2, 3, 4, 5, 6, 7, 8, 9]], maxNewTokens: 2 }),
+  );
+  assert.equal(batch.statusCode, 200, batch.body);
+  assert.match(batch.json().warnings.join('\n'), /the prompt \(9 tokens\) is longer than the 8-token window/);
+
+  const url = await server.listen(0);
+  const res = await fetch(`${url}/generate`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ tokens: ids, maxNewTokens: 4 }),
+  });
+  assert.equal(res.headers.get('x-sortednet-warning'), want);
+  const done = (await res.text()).split('\n\n').find((e) => e.startsWith('event: done'))!;
+  assert.deepEqual(JSON.parse(done.split('data: ')[1]).warnings, [want]);
+  await server.shutdown();
+});

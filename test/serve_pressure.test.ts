@@ -8,6 +8,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpRequest, Agent } from 'node:http';
+import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import { initEngine } from '../src/engine/backend.js';
 import { Transformer } from '../src/models/transformer.js';
@@ -199,6 +200,88 @@ test('shutdown: every request on open keep-alive sockets is answered (200, or 50
   assert.equal(outcomes.reset, 0, `requests reset: ${JSON.stringify(outcomes)}`);
   assert.deepEqual(outcomes.other, []);
   assert.equal(report.dropped, 0);
+});
+
+/**
+ * Clients in a process of their own: `n` kept-alive connections each answered once, then (on a
+ * line on stdin) one more request on each and `n` requests on new connections, all at once.
+ * Prints every outcome: a status, or the error the client saw.
+ */
+const BURST_CLIENT = `
+import { Agent, request } from 'node:http';
+const [port, n] = process.argv.slice(-2).map(Number);
+const agent = new Agent({ keepAlive: true, maxSockets: n });
+const post = (a) => new Promise((resolve) => {
+  const req = request({ host: '127.0.0.1', port, path: '/health', agent: a }, (res) => {
+    res.resume();
+    res.on('end', () => resolve(String(res.statusCode)));
+  });
+  req.on('error', (e) => resolve(e.code ?? e.message));
+  req.end();
+});
+const first = await Promise.all(Array.from({ length: n }, () => post(agent)));
+console.log(JSON.stringify({ ready: first }));
+process.stdin.once('data', async () => {
+  const fresh = new Agent({ keepAlive: false });
+  const burst = await Promise.all([
+    ...Array.from({ length: n }, () => post(agent)),
+    ...Array.from({ length: n }, () => post(fresh)),
+  ]);
+  console.log(JSON.stringify({ burst }));
+  agent.destroy();
+  process.exit(0);
+});
+`;
+
+test('shutdown: a burst on kept-alive and new connections while the server is stalled is answered, none reset', async () => {
+  const s = tinyServer();
+  await s.listen(0);
+  const port = (s.app.server.address() as { port: number }).port;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', BURST_CLIENT, String(port), '32'], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const lines: string[] = [];
+  let text = '';
+  const line = () =>
+    new Promise<string>((resolve) => {
+      const take = () => {
+        const nl = text.indexOf('\n');
+        if (nl < 0) return false;
+        resolve(text.slice(0, nl));
+        text = text.slice(nl + 1);
+        return true;
+      };
+      if (take()) return;
+      const on = (d: Buffer) => {
+        text += d.toString();
+        if (take()) child.stdout!.off('data', on);
+      };
+      child.stdout!.on('data', on);
+    });
+  const ready = JSON.parse(await line()) as { ready: string[] };
+  lines.push(...ready.ready);
+  assert.ok(
+    ready.ready.every((x) => x === '200'),
+    ready.ready.join(' '),
+  );
+  // The drain starts; the clients send at once while this process does not run (a long batch,
+  // or a busy machine that gives it no core): their requests wait in the kernel, in sockets
+  // already accepted and in the accept queue.
+  child.stdin!.write('go\n');
+  const report = s.shutdown(5000);
+  const t = performance.now();
+  while (performance.now() - t < 600); // stalled: the drain's timers fall due meanwhile
+  const { burst } = JSON.parse(await line()) as { burst: string[] };
+  const r = await report;
+  const counts: Record<string, number> = {};
+  for (const b of burst) counts[b] = (counts[b] ?? 0) + 1;
+  assert.deepEqual(
+    counts,
+    { 503: 64 },
+    `every request of the burst is refused with an answer: ${JSON.stringify(counts)}`,
+  );
+  assert.equal(r.refused, 64);
+  assert.equal(r.dropped, 0);
 });
 
 test('shutdown: /generate streams finish within the grace period, and past it end with a final event saying why', async () => {

@@ -219,7 +219,7 @@ export function generateConfigOf(f: GenerateFlags): GenerateConfig {
 }
 
 /** The window an LM run was trained on: recorded in its checkpoint, or its preset's for older runs. */
-function trainedContextOf(runDir: string, recorded?: number): number | undefined {
+export function trainedContextOf(runDir: string, recorded?: number): number | undefined {
   if (recorded !== undefined) return recorded;
   try {
     const model = readRunJson(runDir).model;

@@ -11,6 +11,7 @@ import Fastify, {
   type FastifyReply,
   type FastifyRequest,
 } from 'fastify';
+import type { ServerResponse } from 'node:http';
 import { Server as NetServer } from 'node:net';
 import { OverloadedError } from './batcher.js';
 import { HttpError } from './inputs.js';
@@ -94,11 +95,16 @@ export function createApp(
       const internal = status >= 500 && status !== 503;
       if (internal) req.log.error(err, 'request failed');
       let message = internal ? `internal error: ${err.message}` : (validationMessage(err) ?? err.message);
-      if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
+      if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+        // Refused from its content-length, unread: closing the connection after the answer spares
+        // reading (and discarding) the rest of the body, which a kept-alive connection would need,
+        // and which a flood of large bodies would make the event loop's main work.
+        reply.header('connection', 'close');
         message =
           `the body is too large: more than ${bodyLimit} bytes` +
           (opts.bodyLimit === undefined ? ", what this model's input × the batch limit needs" : '') +
           "; send fewer samples, or float32 with an 'x-shape' header";
+      }
       if (status === 503) reply.header('retry-after', '1');
       return reply.code(status).send({ statusCode: status, error: httpReason(status), message });
     },
@@ -128,10 +134,19 @@ export function createApp(
       .header('retry-after', '1')
       .send({ statusCode: 503, error: 'Service Unavailable', message });
 
-  // New connections count as arrivals too: the port stays open until they stop (see drain).
+  // The drain needs to know when the clients have gone quiet: the last moment a connection opened
+  // or a request began, and the requests being received or answered (refusals included).
+  let receiving = 0;
   app.server.on('connection', () => (lastArrival = performance.now()));
-  app.addHook('onRequest', async (req, reply) => {
+  app.server.on('request', (_req, res: ServerResponse) => {
     lastArrival = performance.now();
+    receiving++;
+    res.once('close', () => {
+      receiving--;
+      lastArrival = performance.now();
+    });
+  });
+  app.addHook('onRequest', async (req, reply) => {
     if (draining) {
       // Refused once its body is read (preValidation): closing a socket with unread bytes would
       // reset it, and the client would lose the 503 too.
@@ -166,17 +181,25 @@ export function createApp(
     return refuse(reply, 'the server is shutting down; retry on another instance');
   });
 
-  // While draining, answers close their connection: an idle keep-alive socket would otherwise
-  // hold close() open until its timeout.
-  // A refusal keeps its connection: the client's next requests get their 503s at once on it
-  // instead of each opening a connection, and the port closes sooner.
-  app.addHook('onSend', async (req, reply) => {
-    if (draining && !refuseLater.has(req)) reply.header('connection', 'close');
+  // While draining, every answer (a refusal too) closes its connection after it is sent, and says
+  // so: a client told `connection: close` never sends another request on that socket, so no
+  // request can cross the server's close of it (the reset a kept-alive socket would risk).
+  app.addHook('onSend', async (_req, reply) => {
+    if (draining) reply.header('connection', 'close');
   });
 
   const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+  // One turn of the event loop's I/O phase: connections and bytes that arrived while the loop was
+  // busy (a long batch, a busy machine) are seen before the drain decides the clients are quiet.
+  const ioTurn = () => new Promise<void>((r) => setImmediate(r));
+  const quiet = async () => {
+    await ioTurn();
+    await ioTurn();
+    return receiving === 0 && performance.now() - lastArrival >= LINGER_MS;
+  };
 
   async function drain(graceMs: number): Promise<ShutdownReport> {
+    const deadline = performance.now() + graceMs;
     // 1. No new work: from now on every request is answered 503 (connection: close). The port
     //    stays open until the clients have gone quiet: closing it at once would reset the
     //    connections still in the kernel's accept queue, requests already sent on them included.
@@ -197,16 +220,17 @@ export function createApp(
           cut(reason);
         }
         await Promise.race([allDone, sleep(100)]);
-        report.dropped = accepted.size;
       }
     }
-    // 3. Refuse (503, connection: close) what still arrives until the clients fall silent, then
-    //    close the port (net.Server's close: http's would also close the idle sockets at once)
-    //    and the idle kept-alive sockets.
-    const until = performance.now() + Math.max(LINGER_MS, graceMs);
-    while (wasListening && performance.now() - lastArrival < LINGER_MS && performance.now() < until)
-      await sleep(25);
+    // 3. Answer (503, connection: close) what still arrives until no request is being received or
+    //    answered and none began for LINGER_MS (at most the rest of the grace period, at least
+    //    LINGER_MS), then close the port (net.Server's close: http's would also close the idle
+    //    sockets at once) and the idle kept-alive sockets.
+    const until = Math.max(deadline, performance.now() + LINGER_MS);
+    while (wasListening && !(await quiet()) && performance.now() < until) await sleep(25);
     if (wasListening) NetServer.prototype.close.call(app.server);
+    // A request still being received or answered when the port closes is one this server dropped.
+    report.dropped = receiving;
     app.server.closeIdleConnections?.();
     if (report.dropped > 0) app.server.closeAllConnections?.();
     await app.close();

@@ -10,9 +10,9 @@
 import type { FastifyReply } from 'fastify';
 import { z } from 'zod';
 import type { Transformer } from '../models/transformer.js';
-import { generateStream, type GenerateResult } from '../infer/generate.js';
+import { generateStream, maxNewTokensFor, type GenerateResult } from '../infer/generate.js';
 import { generateBatch, type BatchResult } from '../infer/batch.js';
-import { stopTokensFor, TextStreamer } from '../infer/generate_text.js';
+import { contextWarning, stopTokensFor, TextStreamer } from '../infer/generate_text.js';
 import { describeOptionIssues, GenerateOptionsSchema, type GenerateConfig } from '../infer/options.js';
 import type { BpeTokenizer } from '../tokenizer/bpe.js';
 import { createApp, type AppOptions } from './app.js';
@@ -23,6 +23,8 @@ import { statusRoutes } from './routes/status.js';
 import type { Server } from './types.js';
 
 const MAX_NEW_TOKENS = 1024;
+/** The header that carries a request's warnings (also in the JSON answer and the final event). */
+export const WARNING_HEADER = 'x-sortednet-warning';
 
 /**
  * The body of POST /generate: the library's options (one schema, src/infer/options.ts) plus the
@@ -81,6 +83,8 @@ export function createLmServer(
   model: Transformer,
   tokenizer: BpeTokenizer | undefined,
   opts: AppOptions = {},
+  /** The window the model was trained on (tokens): a longer request is answered with a warning, as `generate` prints. */
+  trainedContext?: number,
 ): Server {
   // A prompt of up to 4·maxLen characters (6 bytes each when JSON-escaped) or maxLen token ids,
   // and the options beside it.
@@ -112,6 +116,16 @@ export function createLmServer(
       const silent = new Set(tokenizer?.specials.values() ?? []);
       const t0 = performance.now();
       const sub = body.exit ? `depth=${body.exit}` : 'full';
+      // Past the trained window the text is less reliable: said in a header and in the answer.
+      const warnings = [
+        ...new Set(
+          prompts
+            .map((p) => contextWarning(p.length, maxNewTokensFor(model, p.length, options), trainedContext))
+            .filter((w): w is string => w !== null),
+        ),
+      ];
+      if (warnings.length) reply.header(WARNING_HEADER, warnings.join('; '));
+      const withWarnings = warnings.length ? { warnings } : {};
       if (prompts.length > 1 || (body.numReturnSequences ?? 1) > 1) {
         // Several sequences: one batch, answered in one JSON.
         if (body.stream === true)
@@ -146,6 +160,7 @@ export function createLmServer(
           }),
           ms,
           tokensPerSecond: (1000 * count) / ms,
+          ...withWarnings,
         };
       }
       const prompt = prompts[0];
@@ -185,6 +200,7 @@ export function createLmServer(
           ms,
           firstTokenMs: result?.firstTokenMs,
           tokensPerSecond: result?.tokensPerSecond ?? (1000 * tokens.length) / ms,
+          ...withWarnings,
         };
       };
       active++;
@@ -202,6 +218,7 @@ export function createLmServer(
           'content-type': 'text/event-stream',
           'cache-control': 'no-cache',
           connection: lifecycle.draining ? 'close' : 'keep-alive',
+          ...(warnings.length ? { [WARNING_HEADER]: warnings.join('; ') } : {}),
         });
         let gone = false;
         reply.raw.on('close', () => (gone = true));

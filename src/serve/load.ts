@@ -25,5 +25,8 @@ export async function loadServedModel(runDir: string): Promise<ServedModel> {
     tokenizer: tokenizerFile
       ? BpeTokenizer.fromHuggingFaceJson(new TextDecoder().decode(tokenizerFile), `${runDir}/tokenizer`)
       : undefined,
+    ...(meta.preprocess?.trainedContext !== undefined
+      ? { trainedContext: meta.preprocess.trainedContext }
+      : {}),
   };
 }

@@ -19,7 +19,7 @@ export type { ServedModel, ServeOptions, Server } from './types.js';
 /** Builds the server for `served` (not listening yet: `app.listen`, or `app.inject` in tests). */
 export function createServer(served: ServedModel, opts: ServeOptions = {}): Server {
   if (served.model instanceof Transformer && served.model.config.task === 'lm')
-    return createLmServer(served.model, served.tokenizer, opts);
+    return createLmServer(served.model, served.tokenizer, opts, served.trainedContext);
   return createClassifierServer(served, opts);
 }
 

@@ -28,6 +28,8 @@ export interface ServedModel {
   meta?: CheckpointMeta;
   /** Language models: the run's tokenizer, for text prompts. */
   tokenizer?: BpeTokenizer;
+  /** Language models: the window the model was trained on (tokens), when known; longer requests get a warning. */
+  trainedContext?: number;
 }
 
 export interface Server {

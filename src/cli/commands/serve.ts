@@ -1,5 +1,6 @@
 /** `sortednet serve`: the adaptive HTTP inference server for a trained run (src/serve/). */
 import { initEngine, parseBackend } from '../../engine/backend.js';
+import { trainedContextOf } from '../../run/lm_run.js';
 import { loadServedModel } from '../../serve/load.js';
 import { createServer, drainOnSignals } from '../../serve/server.js';
 import { intArg, need, numArg, positiveIntArg } from '../args.js';
@@ -46,6 +47,8 @@ export const registerServe: RegisterCommand = (program, exit) => {
         throw new Error(`serve: --target-p99-ms ${flags.targetP99Ms} must be a positive number of ms`);
       await initEngine(parseBackend(flags.backend, '--backend'));
       const served = await loadServedModel(runDir);
+      // Older LM runs record no window in the checkpoint: their preset's, as `generate` uses.
+      if (served.tokenizer) served.trainedContext = trainedContextOf(runDir, served.trainedContext);
       const server = createServer(served, {
         targetP99Ms: flags.targetP99Ms,
         fixedSub: flags.sub,
