@@ -61,10 +61,11 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate (cosine decay, 20 warm-up steps)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--mkldnn", action="store_true", help="keep oneDNN on (faster; has crashed in backward on some AMD machines)")
     p.add_argument("--out", required=True, help="the .safetensors file to write")
     a = p.parse_args(argv)
 
-    torch.backends.mkldnn.enabled = False  # see the module comment
+    torch.backends.mkldnn.enabled = a.mkldnn  # off by default: see the module comment
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     spec = {"name": a.data}

@@ -16,7 +16,7 @@ import { hasCheckpoint, readCheckpointMeta, removeStale, writeRunConfig } from '
 import { acquireRunLock } from '../io/lock.js';
 import { appendText } from '../io/atomic.js';
 import { checkRunConfig, readRunConfig, type RunConfig } from './run_config.js';
-import { isLmPreset, trainLmRun } from './lm_run.js';
+import { isLmRun, trainLmRun } from './lm_run.js';
 import { clampBatchSize, csvConfigFrom, fitModelToData } from './own_data.js';
 import { preprocessOf } from '../deploy/preprocess.js';
 import {
@@ -32,6 +32,9 @@ import {
 } from './run_folder.js';
 import { FIXED_ON_RESUME, resumeChanges } from './resume_flags.js';
 import { isIndividualParent, trainIndividual } from './individual.js';
+import { initRecord, readInitSource } from './init_from.js';
+import type { ModelSpec } from '../models/index.js';
+import type { GridSpec } from '../sorted/grid.js';
 
 export const DEFAULT_MODEL = 'resnet-small';
 
@@ -58,6 +61,13 @@ export interface TrainFolderOptions {
   checkpointEvery?: number;
   keepCheckpoints?: number;
   onNonFinite?: string;
+  /** The sub-models (overrides the preset's, the --config file's and an --init-from source's grid). */
+  grid?: GridSpec;
+  /**
+   * A run or checkpoint folder whose weights the new run starts from (its model spec comes along;
+   * the full model keeps its BatchNorm statistics, sub-models calibrate their own).
+   */
+  initFrom?: string;
 }
 
 /** The flags that only decide how a run survives crashes; they may change on --resume. */
@@ -99,7 +109,69 @@ export function runConfigFrom(flags: TrainFolderOptions, base: Partial<RunConfig
     if (flags.optimizer !== undefined) t.optimizer.kind = flags.optimizer as 'sgd' | 'adamw';
   }
   if (flags.backend !== undefined) c.backend = parseBackend(flags.backend, '--backend');
+  if (flags.grid !== undefined) c.grid = flags.grid;
   return c;
+}
+
+const canonical = (v: unknown): string =>
+  JSON.stringify(v, (_k, x: unknown) =>
+    x && typeof x === 'object' && !Array.isArray(x)
+      ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => a.localeCompare(b)))
+      : x,
+  ) ?? 'undefined';
+const shown = (m: unknown) => (typeof m === 'string' ? m : canonical(m));
+
+/** Whether a --model (or --config model) asks for what the source holds: the same preset, or fields it has. */
+function sameModel(given: unknown, preset: string | undefined, spec: ModelSpec): boolean {
+  if (typeof given === 'string') return given === preset;
+  const g = given as { family?: string; config?: Record<string, unknown> };
+  const have = spec.config as unknown as Record<string, unknown>;
+  return (
+    g.family === spec.family &&
+    Object.entries(g.config ?? {}).every(([k, v]) => canonical(v) === canonical(have[k]))
+  );
+}
+
+/**
+ * The run config of a run started from `options.initFrom`: the source's model (its preset name or
+ * its spec), data and grid serve as the defaults that a --config file and the flags override,
+ * except the model: one that differs from the source's is refused, naming both.
+ */
+async function initFromConfig(
+  options: TrainFolderOptions,
+  base: Partial<RunConfig>,
+): Promise<{ c: RunConfig; spec: ModelSpec }> {
+  const from = options.initFrom!;
+  await initEngine(options.backend !== undefined ? parseBackend(options.backend, '--backend') : 'wasm');
+  const source = await readInitSource(from);
+  source.model.dispose(); // only its description is needed here; trainRun copies the weights
+  const run = existsSync(join(from, 'run.json')) ? readRunJson(from) : undefined;
+  const preset = typeof run?.model === 'string' ? run.model : undefined;
+  const model = preset ?? source.meta.model;
+  const file = options.config !== undefined ? readRunConfig(options.config) : {};
+  const given = options.model ?? file.model;
+  if (given !== undefined && !sameModel(given, preset, source.meta.model))
+    throw new Error(
+      `--model ${shown(given)} conflicts with the model of --init-from ${from} (${shown(model)}); leave --model out: a run started from trained weights has their model`,
+    );
+  const data = run?.data ?? { name: source.meta.dataset ?? 'mnist' };
+  const c = runConfigFrom(
+    { ...options, model: undefined },
+    { ...base, model, data, grid: run?.grid ?? source.meta.grid },
+  );
+  c.model = model;
+  c.initFrom = initRecord(from, source);
+  return { c, spec: source.meta.model };
+}
+
+/** The config fields in which `spec` (built for the data) differs from the source's, as "classes 2 (source 10)". */
+function specChanges(spec: ModelSpec, source: ModelSpec): string[] {
+  if (spec.family !== source.family) return [`family ${spec.family} (source ${source.family})`];
+  const a = spec.config as unknown as Record<string, unknown>;
+  const b = source.config as unknown as Record<string, unknown>;
+  return [...new Set([...Object.keys(a), ...Object.keys(b)])]
+    .filter((k) => canonical(a[k]) !== canonical(b[k]))
+    .map((k) => `${k} ${shown(a[k])} (source ${shown(b[k])})`);
 }
 
 /**
@@ -141,6 +213,11 @@ async function trainInFolder(
   let c: RunConfig;
   let resumeStep = 0;
   let started = false;
+  let sourceSpec: ModelSpec | undefined;
+  if (flags.resume && flags.initFrom !== undefined)
+    throw new Error(
+      '--init-from starts a new run from trained weights; --resume continues a run from its own checkpoint: give one of them',
+    );
   if (flags.resume) {
     if (!existsSync(join(runDir, 'run.json'))) {
       throw new Error(`--resume: ${join(runDir, 'run.json')} not found; nothing to resume`);
@@ -174,7 +251,8 @@ async function trainInFolder(
       console.log(`resuming ${runDir} at step ${resumeStep}`);
     }
   } else {
-    c = runConfigFrom(flags, base);
+    if (flags.initFrom !== undefined) ({ c, spec: sourceSpec } = await initFromConfig(flags, base));
+    else c = runConfigFrom(flags, base);
     const taken = hasCheckpoint(runDir) ? runDir : trainedSubRuns(runDir)[0];
     if (taken) {
       throw new Error(
@@ -185,9 +263,16 @@ async function trainInFolder(
     // written again below, resolved against the data).
     writeRunConfig(runDir, JSON.stringify(c, null, 2) + '\n');
   }
-  if (isLmPreset(c.model)) {
-    // Language models: the tokenizer is trained first and the metric is perplexity (lm_run.ts).
-    await trainLmRun(runDir, c, { resume: flags.resume, noEval: flags.eval === false });
+  if (isLmRun(c.model)) {
+    // Language models: the tokenizer is trained first (or comes with the weights) and the metric is
+    // perplexity (lm_run.ts).
+    if (c.initFrom)
+      console.log(`starting from the weights of ${c.initFrom.from} (step ${c.initFrom.step ?? '?'})`);
+    await trainLmRun(runDir, c, {
+      resume: flags.resume,
+      noEval: flags.eval === false,
+      initFrom: c.initFrom?.from,
+    });
     return 0;
   }
   checkRunConfig(c, flags.resume ? join(runDir, 'run.json') : (flags.config ?? 'train'));
@@ -195,7 +280,7 @@ async function trainInFolder(
   await initEngine(c.backend ?? 'wasm');
   const data = loadRunData(c);
   // A resumed run that never saved a checkpoint may hold the configuration as first written.
-  if (!flags.resume || !started)
+  if ((!flags.resume || !started) && !c.initFrom)
     c = fitModelToData(
       c,
       data,
@@ -203,6 +288,13 @@ async function trainInFolder(
     );
   tc = clampBatchSize(tc, data.train.n);
   const { spec, grid: gridSpec } = modelSpecFor(c, data, flags.config);
+  if (sourceSpec) {
+    const changes = specChanges(spec, sourceSpec);
+    if (changes.length)
+      throw new Error(
+        `--init-from ${flags.initFrom}: the data ${c.data.name} needs a model that differs from the source's in ${changes.join(', ')}; train on data of the source's shape`,
+      );
+  }
   c = resolvedRunConfig(c, spec, gridSpec); // run.json records the complete model spec
   mkdirSync(runDir, { recursive: true });
   writeRunConfig(runDir, JSON.stringify(c, null, 2) + '\n');
@@ -214,6 +306,13 @@ async function trainInFolder(
   console.log(`run ${runDir}: ${title} on ${c.data.name} (${data.train.n} train / ${data.test.n} test)`);
   console.log(engineDescription());
 
+  if (c.initFrom) {
+    if (isIndividualParent(c))
+      throw new Error(
+        '--init-from with --strategy individual: individual runs train each sub-model from scratch; choose sorted, all-exits, sandwich or full-only',
+      );
+    console.log(`starting from the weights of ${c.initFrom.from} (step ${c.initFrom.step ?? '?'})`);
+  }
   if (isIndividualParent(c)) {
     // Every sub-model trained alone from scratch, each a run of its own: the quality ceiling (N× cost).
     return trainIndividual(runDir, c, tc, data, spec, gridSpec, {
@@ -235,6 +334,7 @@ async function trainInFolder(
     preprocess: 'images' in data.train ? preprocessOf(data.train) : undefined,
     progress: true,
     onStep: log,
+    initFrom: c.initFrom?.from,
   });
   log({ event: 'done', seconds: r.seconds });
   addTrainTime(runDir, r.seconds, flags.resume === true);

@@ -6,6 +6,7 @@ import { intArg, nonNegativeIntArg, numArg, positiveIntArg, seedArg } from '../a
 import type { RegisterCommand } from '../command.js';
 import type { RunConfig } from '../../run/run_config.js';
 import { trainFolder, type TrainFolderOptions } from '../../run/train_folder.js';
+import { gridArg } from './import.js';
 
 /** The command's flags, as commander hands them over. */
 export type TrainFlags = TrainFolderOptions;
@@ -87,6 +88,15 @@ function trainOptions(cmd: Command, defaults: HelpDefaults): Command {
     .option(
       '--on-non-finite <what>',
       `a NaN/Inf loss or gradient: 'stop' (exit code 3) or 'skip' the step${d(t.nonFinite)}`,
+    )
+    .option(
+      '--init-from <dir>',
+      "start from the weights of a run or checkpoint folder (e.g. one 'sortednet import' wrote): its model, data and grid are the defaults; sorted fine-tuning of a pre-trained model",
+    )
+    .option(
+      '--grid <grid>',
+      'the sub-models, e.g. depth=4,6,8;width=0.5,1 or {"depth":[4,6,8]}' + d("the preset's or source's"),
+      gridArg,
     )
     .option('--no-eval', 'skip the evaluation after training')
     .option('--backend <name>', 'wasm, cpu or webgpu' + d('wasm'))
