@@ -154,7 +154,11 @@ export function torchvisionFromSafetensors(
     throw new Error(
       `${source}: no '${headName}' to read the classes from; is it a torchvision ${a} state dict?`,
     );
-  const spec = torchvisionSpec(a, { classes, imageSize: options.imageSize });
+  // Grey-image models replace the first conv by a 1-channel one: its input channels say which.
+  const stemName = a === 'mobilenet_v2' ? 'features.0.0.weight' : 'conv1.weight';
+  const stem = file.get(stemName);
+  const inChannels = stem?.shape.length === 4 ? stem.shape[1] : undefined;
+  const spec = torchvisionSpec(a, { classes, imageSize: options.imageSize, inChannels });
   const model = buildModel(spec);
   try {
     loadTorchvisionState(model, file, a, source);

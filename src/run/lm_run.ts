@@ -11,8 +11,8 @@ export { loadLm, TOKENIZER_FILE };
 import { readRunJson } from './run_folder.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { hasCheckpoint, writeRunConfig } from '../io/checkpoint.js';
-import { buildModel, Transformer } from '../models/index.js';
-import { Grid } from '../sorted/grid.js';
+import { buildModel, Transformer, type ModelSpec } from '../models/index.js';
+import { Grid, type GridSpec } from '../sorted/grid.js';
 import { loadTextCorpus } from '../data/text.js';
 import { bpeTokenSplit } from '../data/tokens.js';
 import { trainBpe } from '../tokenizer/train_bpe.js';
@@ -29,11 +29,37 @@ import type { RunConfig } from './run_config.js';
 import { engineDescription, initEngine } from '../engine/backend.js';
 
 /** An LM run's run.json: a preset name, a corpus (sotu, moby-dick, text:PATH) and training fields. */
-export type LmRunConfig = Pick<RunConfig, 'model' | 'data' | 'train' | 'backend'>;
+export type LmRunConfig = Pick<RunConfig, 'model' | 'data' | 'train' | 'backend' | 'grid' | 'initFrom'>;
 
 /** Is this preset a language model (its runs go through this file)? */
 export function isLmPreset(model: unknown): boolean {
   return typeof model === 'string' && getPreset(model).lm !== undefined;
+}
+
+/** Is this run config's model a language model: an LM preset, or a decoder spec (an imported LM)? */
+export function isLmRun(model: unknown): boolean {
+  if (isLmPreset(model)) return true;
+  const m = model as { family?: unknown; config?: { task?: unknown } } | null;
+  return typeof m === 'object' && m !== null && m.family === 'transformer' && m.config?.task === 'lm';
+}
+
+/** Training defaults of an LM run whose model is a spec (an imported LM), not a preset. */
+const SPEC_LM_TRAIN = { steps: 100, batchSize: 8, gAcc: 2, warmupSteps: 10 } as const;
+/** Windows an imported LM trains on when its checkpoint records none (short: CPU training). */
+const SPEC_LM_WINDOW = 128;
+
+/** Window and training defaults of an LM run: its preset's, or for a spec its checkpoint's window. */
+function lmSettings(c: Pick<RunConfig, 'model'>, trainedContext?: number) {
+  if (typeof c.model === 'string') {
+    const p = lmPreset(c.model);
+    return { seqLen: p.lm.seqLen, vocabSize: p.lm.vocabSize, train: p.lm.train };
+  }
+  const maxLen = (c.model as { config?: { maxLen?: number } }).config?.maxLen ?? SPEC_LM_WINDOW;
+  return {
+    seqLen: trainedContext ?? Math.min(maxLen, SPEC_LM_WINDOW),
+    vocabSize: undefined,
+    train: SPEC_LM_TRAIN,
+  };
 }
 
 function lmPreset(name: RunConfig['model']) {
@@ -47,45 +73,66 @@ function lmPreset(name: RunConfig['model']) {
   return { ...p, lm: p.lm };
 }
 
-function prepare(c: LmRunConfig, tokenizer?: BpeTokenizer) {
-  const p = lmPreset(c.model);
-  const seqLen = p.lm.seqLen;
+function prepare(c: LmRunConfig, tokenizer?: BpeTokenizer, trainedContext?: number) {
+  const { seqLen, vocabSize } = lmSettings(c, trainedContext);
   const corpus = loadTextCorpus(c.data.name);
-  const tok = tokenizer ?? trainBpe(corpus.train, { vocabSize: p.lm.vocabSize });
+  if (!tokenizer && vocabSize === undefined)
+    throw new Error(`${JSON.stringify(c.data.name)}: an LM run of an imported model needs its tokenizer`);
+  const tok = tokenizer ?? trainBpe(corpus.train, { vocabSize: vocabSize! });
   const data = bpeTokenSplit(corpus, tok, seqLen);
-  return { preset: p, tok, data, seqLen };
+  return { tok, data, seqLen };
 }
 
 export async function trainLmRun(
   runDir: string,
   c: LmRunConfig,
-  o: { resume?: boolean; noEval?: boolean; log?: (s: string) => void } = {},
+  o: { resume?: boolean; noEval?: boolean; log?: (s: string) => void; initFrom?: string } = {},
 ): Promise<LmEvalRow[] | null> {
   const say = o.log ?? console.log;
-  const p = lmPreset(c.model);
-  const tc = resolveTrainConfig({ ...p.lm.train, ...c.train });
   await initEngine(c.backend ?? 'wasm');
   say(engineDescription());
   let tokenizer: BpeTokenizer | undefined;
+  let trainedContext: number | undefined;
+  let spec: ModelSpec | undefined;
+  let sourceGrid: GridSpec | undefined;
   // A run killed before its first save has no tokenizer yet: it starts again.
-  if (o.resume && hasCheckpoint(runDir)) tokenizer = (await loadLm(runDir)).tokenizer;
+  if (o.resume && hasCheckpoint(runDir)) {
+    const own = await loadLm(runDir);
+    ({ tokenizer, trainedContext } = own);
+    own.model.dispose();
+  } else if (o.initFrom !== undefined) {
+    // SoFT: the source's model, tokenizer and window; its exits are trained through the shared head.
+    const source = await loadLm(o.initFrom);
+    ({ tokenizer, trainedContext } = source);
+    spec = source.meta.model;
+    sourceGrid = source.meta.grid;
+    source.model.dispose();
+  }
+  const settings = lmSettings(c, trainedContext);
+  const tc = resolveTrainConfig({ ...settings.train, ...c.train });
   const t0 = performance.now();
-  const { tok, data, seqLen } = prepare(c, tokenizer);
+  const { tok, data, seqLen } = prepare(c, tokenizer, trainedContext);
   if (!tokenizer)
     say(
       `trained a byte-level BPE tokenizer: ${tok.vocabSize} tokens in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
-  const model = buildModel(p.model({ channels: 1, size: seqLen, classes: tok.vocabSize }), tc.seed);
+  spec ??=
+    typeof c.model === 'string'
+      ? lmPreset(c.model).model({ channels: 1, size: seqLen, classes: tok.vocabSize })
+      : (c.model as ModelSpec);
+  const model = buildModel(spec, tc.seed);
   const declared = (model.config as { maxLen?: number }).maxLen;
   if (declared !== undefined && seqLen > declared)
     throw new Error(
-      `${c.model as string}: training windows of ${seqLen} tokens exceed the context ${declared}`,
+      `${typeof c.model === 'string' ? c.model : 'the model'}: training windows of ${seqLen} tokens exceed the context ${declared}`,
     );
-  const grid = new Grid(p.grid, model);
+  const gridSpec = c.grid ?? sourceGrid ?? (typeof c.model === 'string' ? lmPreset(c.model).grid : undefined);
+  if (!gridSpec) throw new Error('an LM run of a model spec needs a grid (run.json "grid")');
+  const grid = new Grid(gridSpec, model);
   mkdirSync(runDir, { recursive: true });
   writeRunConfig(runDir, JSON.stringify(c, null, 2) + '\n');
   say(
-    `run ${runDir}: ${c.model as string} ${tc.strategy} on ${c.data.name}: ${data.train.tokens.length} train / ${data.test.tokens.length} validation tokens, windows of ${seqLen}`,
+    `run ${runDir}: ${typeof c.model === 'string' ? c.model : `${spec.family} (${(model as Transformer).config.layers} layers)`} ${tc.strategy} on ${c.data.name}: ${data.train.tokens.length} train / ${data.test.tokens.length} validation tokens, windows of ${seqLen}`,
   );
   say(
     `${grid.size} exits (${grid.entries.map((e) => e.id).join(', ')}), ${model.parameterCount()} parameters; ${tc.steps} steps × gAcc ${tc.gAcc} × batch ${tc.batchSize}`,
@@ -98,6 +145,7 @@ export async function trainLmRun(
     onStep: (s) => appendFileSync(logPath, JSON.stringify(s) + '\n'),
     preprocess: { tokenizer: TOKENIZER_FILE, trainedContext: seqLen },
     extraFiles: { [TOKENIZER_FILE]: new TextEncoder().encode(tok.toHuggingFaceJson()) },
+    initFrom: o.initFrom,
   });
   const prev =
     o.resume && existsSync(join(runDir, 'train_time.json'))
@@ -142,8 +190,8 @@ export async function evalLmRun(
   o: { maxWindows?: number; log?: (s: string) => void } = {},
 ): Promise<LmEvalRow[]> {
   const c = readRunJson(runDir);
-  const { model, tokenizer, meta } = await loadLm(runDir);
-  const { data } = prepare(c, tokenizer);
+  const { model, tokenizer, meta, trainedContext } = await loadLm(runDir);
+  const { data } = prepare(c, tokenizer, trainedContext);
   return writeLmEval(
     runDir,
     model,
@@ -223,7 +271,11 @@ export function trainedContextOf(runDir: string, recorded?: number): number | un
   if (recorded !== undefined) return recorded;
   try {
     const model = readRunJson(runDir).model;
-    return isLmPreset(model) ? lmPreset(model).lm.seqLen : undefined;
+    return isLmPreset(model)
+      ? lmPreset(model).lm.seqLen
+      : isLmRun(model)
+        ? lmSettings({ model }).seqLen
+        : undefined;
   } catch {
     return undefined;
   }

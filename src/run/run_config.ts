@@ -49,6 +49,11 @@ export const RunConfigSchema = z
     train: TrainConfigInputSchema,
     backend: z.enum(BACKENDS as [BackendName, ...BackendName[]]),
     eval: z.object({ calibrationBatches: posInt, latencyReps: posInt }).partial().strict(),
+    /** The run started from these weights (`--init-from`): the folder given, the checkpoint read and its step. */
+    initFrom: z
+      .object({ from: z.string().min(1), checkpoint: z.string(), step: z.number().int().nonnegative() })
+      .partial({ checkpoint: true, step: true })
+      .strict(),
   })
   .partial()
   .strict();

@@ -28,6 +28,7 @@ import {
 import type { CheckpointMeta, Preprocess } from '../io/checkpoint_codec.js';
 import { acquireRunLock } from '../io/lock.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { copyInitWeights, readInitSource } from './init_from.js';
 
 export interface RunOptions extends Omit<TrainOptions, 'start' | 'onCheckpoint'> {
   /** Continue from the folder's last checkpoint (a folder without one starts at step 0). */
@@ -39,6 +40,12 @@ export interface RunOptions extends Omit<TrainOptions, 'start' | 'onCheckpoint'>
   extraFiles?: Record<string, Uint8Array>;
   /** Passed to each checkpoint save (tests kill the process at each stage of a save). */
   onSaveStage?: SaveOptions['onStage'];
+  /**
+   * Start from the weights of this run or checkpoint folder instead of `model`'s initialisation
+   * (sorted fine-tuning of a pre-trained model; init_from.ts). Used when the run starts at step 0
+   * (also when a resume finds no checkpoint yet); a resumed run continues from its own.
+   */
+  initFrom?: string;
 }
 
 /** Trains `model` with its checkpoints in `runDir`; see the module comment. */
@@ -50,7 +57,7 @@ export async function trainRun(
   config: TrainConfig,
   options: RunOptions = {},
 ): Promise<TrainResult> {
-  const { resume, datasetName, preprocess, extraFiles, onSaveStage, ...trainOptions } = options;
+  const { resume, datasetName, preprocess, extraFiles, onSaveStage, initFrom, ...trainOptions } = options;
   const lock = acquireRunLock(runDir, 'train');
   try {
     for (const p of removeStale(runDir)) console.warn(`removed ${p} (left by an interrupted write)`);
@@ -67,6 +74,14 @@ export async function trainRun(
       console.warn(`${runDir} holds no checkpoint yet (killed before the first save); starting at step 0`);
     } else if (hasCheckpoint(runDir)) {
       throw new Error(`${runDir} already holds checkpoints; resume it, or train into another folder`);
+    }
+    if (!start && initFrom !== undefined) {
+      const source = await readInitSource(initFrom);
+      try {
+        copyInitWeights(model, source.model, initFrom);
+      } finally {
+        source.model.dispose();
+      }
     }
     const save = (state: TrainState) =>
       saveCheckpoint(

@@ -11,7 +11,7 @@ import { need } from '../args.js';
 import type { RegisterCommand } from '../command.js';
 import { evaluateRun, loadRunData, readRunJson, runTitle } from '../../run/run_folder.js';
 import { checkEvalConfig } from '../../run/run_config.js';
-import { evalLmRun, isLmPreset } from '../../run/lm_run.js';
+import { evalLmRun, isLmRun } from '../../run/lm_run.js';
 import { evaluateIndividualRun, isIndividualParent } from '../../run/individual.js';
 
 export const registerEval: RegisterCommand = (program, exit) => {
@@ -31,7 +31,7 @@ export const registerEval: RegisterCommand = (program, exit) => {
       try {
         for (const p of removeStale(runDir)) console.warn(`removed ${p} (left by an interrupted write)`);
         await initEngine(flags.backend ? parseBackend(flags.backend, '--backend') : (c.backend ?? 'wasm'));
-        if (isLmPreset(c.model)) {
+        if (isLmRun(c.model)) {
           await evalLmRun(runDir); // perplexity per exit on the corpus' validation split
           return exit(0);
         }

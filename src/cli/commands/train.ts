@@ -1,246 +1,31 @@
-/** `sortednet train` and `sortednet demo` (train with the README's defaults). */
+/** `sortednet train` and `sortednet demo` (train with the README's defaults); the logic: src/run/train_folder.ts. */
 import { Command } from 'commander';
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { engineDescription, initEngine, parseBackend } from '../../engine/backend.js';
-import { buildModel } from '../../models/index.js';
-import { Grid } from '../../sorted/grid.js';
-import {
-  defaultTrainConfig,
-  resolveTrainConfig,
-  type TrainConfig,
-  type TrainConfigInput,
-} from '../../train/config.js';
+import { defaultTrainConfig } from '../../train/config.js';
 import { DivergenceError } from '../../train/trainer.js';
-import { trainRun, truncateLog } from '../../run/train_run.js';
-import { hasCheckpoint, readCheckpointMeta, removeStale, writeRunConfig } from '../../io/checkpoint.js';
-import { acquireRunLock } from '../../io/lock.js';
-import { appendText } from '../../io/atomic.js';
 import { intArg, nonNegativeIntArg, numArg, positiveIntArg, seedArg } from '../args.js';
 import type { RegisterCommand } from '../command.js';
-import { checkRunConfig, readRunConfig, type RunConfig } from '../../run/run_config.js';
-import { isLmPreset, trainLmRun } from '../../run/lm_run.js';
-import { clampBatchSize, csvConfigFrom, fitModelToData } from '../../run/own_data.js';
-import { preprocessOf } from '../../deploy/preprocess.js';
-import {
-  freshFolder,
-  loadRunData,
-  modelSpecFor,
-  resolvedRunConfig,
-  readRunJson,
-  runTitle,
-  trainedSubRuns,
-  addTrainTime,
-  evaluateRun,
-} from '../../run/run_folder.js';
-import { FIXED_ON_RESUME, resumeChanges } from '../resume_flags.js';
-import { isIndividualParent, trainIndividual } from '../../run/individual.js';
+import type { RunConfig } from '../../run/run_config.js';
+import { trainFolder, type TrainFolderOptions } from '../../run/train_folder.js';
+import { gridArg } from './import.js';
 
-const DEFAULT_MODEL = 'resnet-small';
-
-export interface TrainFlags {
-  run?: string;
-  config?: string;
-  model?: string;
-  data?: string;
-  strategy?: string;
-  steps?: number;
-  batchSize?: number;
-  gacc?: number;
-  lr?: number;
-  optimizer?: string;
-  seed?: number;
-  trainSubset?: number;
-  testSubset?: number;
-  resume?: boolean;
-  eval?: boolean;
-  backend?: string;
-  labelColumn?: string;
-  delimiter?: string;
-  checkpointEvery?: number;
-  keepCheckpoints?: number;
-  onNonFinite?: string;
-}
+/** The command's flags, as commander hands them over. */
+export type TrainFlags = TrainFolderOptions;
 
 /** Exit code of a run stopped by a non-finite loss, gradient or weights. */
 export const EXIT_DIVERGED = 3;
-
-/** The flags that only decide how a run survives crashes; they may change on --resume. */
-function setRecovery(t: TrainConfigInput, flags: TrainFlags): void {
-  if (flags.checkpointEvery !== undefined) t.checkpointEvery = flags.checkpointEvery;
-  if (flags.keepCheckpoints !== undefined) t.keepCheckpoints = flags.keepCheckpoints;
-  if (flags.onNonFinite !== undefined) t.nonFinite = flags.onNonFinite as TrainConfig['nonFinite'];
-}
-
-/** The run config from defaults < --config file < flags. */
-function runConfigFrom(flags: TrainFlags, base: Partial<RunConfig> = {}): RunConfig {
-  const file = flags.config !== undefined ? readRunConfig(flags.config) : {};
-  const c: RunConfig = {
-    model: DEFAULT_MODEL,
-    data: { name: 'mnist' },
-    train: {},
-    ...base,
-    ...file,
-  };
-  c.train = { ...(base.train ?? {}), ...(file.train ?? {}) };
-  if (flags.model !== undefined) c.model = flags.model;
-  if (flags.data !== undefined) c.data = { ...c.data, name: flags.data };
-  const csv = csvConfigFrom(flags);
-  if (csv) c.data = { ...c.data, csv };
-  if (flags.trainSubset !== undefined) c.data = { ...c.data, trainSubset: flags.trainSubset };
-  if (flags.testSubset !== undefined) c.data = { ...c.data, testSubset: flags.testSubset };
-  const t = c.train;
-  if (flags.strategy !== undefined) t.strategy = flags.strategy as TrainConfig['strategy'];
-  const set = <K extends keyof TrainConfig>(k: K, v: TrainConfig[K] | undefined) =>
-    v !== undefined && (t[k] = v);
-  set('steps', flags.steps);
-  set('batchSize', flags.batchSize);
-  set('gAcc', flags.gacc);
-  set('seed', flags.seed);
-  setRecovery(t, flags);
-  if (flags.lr !== undefined || flags.optimizer !== undefined) {
-    t.optimizer = { ...(t.optimizer ?? { kind: 'adamw', lr: 3e-3 }) };
-    if (flags.lr !== undefined) t.optimizer.lr = flags.lr;
-    if (flags.optimizer !== undefined) t.optimizer.kind = flags.optimizer as 'sgd' | 'adamw';
-  }
-  if (flags.backend !== undefined) c.backend = parseBackend(flags.backend, '--backend');
-  return c;
-}
 
 export async function commandTrain(
   flags: TrainFlags,
   base: Partial<RunConfig> = {},
   defaultRun?: string,
 ): Promise<number> {
-  const runDir = flags.run ?? (defaultRun && freshFolder(defaultRun));
-  if (!runDir) throw new Error('train needs --run DIR (the folder for checkpoints, logs and results)');
-  const existed = existsSync(runDir);
-  const lock = acquireRunLock(runDir, flags.resume ? 'train --resume' : 'train');
-  let failed = true;
   try {
-    for (const p of removeStale(runDir)) console.warn(`removed ${p} (left by an interrupted write)`);
-    const code = await trainInFolder(runDir, flags, base);
-    failed = false;
-    return code;
+    return await trainFolder(flags, base, defaultRun);
   } catch (e) {
     if (!(e instanceof DivergenceError)) throw e;
     console.error(`sortednet: ${e.message}`);
-    failed = false;
     return EXIT_DIVERGED;
-  } finally {
-    lock.release();
-    // A run that failed before training leaves no folder behind (a killed one keeps its run.json).
-    const left = existsSync(runDir) ? readdirSync(runDir) : [];
-    if (!existed && failed && left.every((f) => f === 'run.json')) rmSync(runDir, { recursive: true });
   }
-}
-
-async function trainInFolder(runDir: string, flags: TrainFlags, base: Partial<RunConfig>): Promise<number> {
-  let c: RunConfig;
-  let resumeStep = 0;
-  let started = false;
-  if (flags.resume) {
-    if (!existsSync(join(runDir, 'run.json'))) {
-      throw new Error(`--resume: ${join(runDir, 'run.json')} not found; nothing to resume`);
-    }
-    c = readRunJson(runDir);
-    // The command the run was started with may be given again: only values that differ are refused.
-    const given = Object.fromEntries(FIXED_ON_RESUME.map((k) => [k, flags[k as keyof TrainFlags]]));
-    const file = flags.config !== undefined ? readRunConfig(flags.config) : undefined;
-    const changes = resumeChanges(
-      given,
-      runConfigFrom({ ...given, config: undefined } as TrainFlags),
-      c,
-      file,
-    );
-    if (changes.length) {
-      throw new Error(
-        `--resume continues the run as it was set up; ${changes.join(', ')} cannot change (only --steps, --checkpoint-every, --keep-checkpoints, --on-non-finite, --backend); start a new --run instead`,
-      );
-    }
-    if (flags.steps !== undefined && flags.steps !== c.train.steps) {
-      console.log(
-        `continuing to ${flags.steps} steps (was ${c.train.steps ?? 'the default'}): the learning-rate schedule is recomputed for the new length`,
-      );
-      c.train = { ...c.train, steps: flags.steps };
-    }
-    setRecovery(c.train, flags);
-    if (flags.backend !== undefined) c.backend = parseBackend(flags.backend, '--backend');
-    started = hasCheckpoint(runDir);
-    if (started) {
-      resumeStep = readCheckpointMeta(runDir).step;
-      console.log(`resuming ${runDir} at step ${resumeStep}`);
-    }
-  } else {
-    c = runConfigFrom(flags, base);
-    const taken = hasCheckpoint(runDir) ? runDir : trainedSubRuns(runDir)[0];
-    if (taken) {
-      throw new Error(
-        `${taken} already holds a checkpoint; use --resume to continue ${runDir}, or another --run folder`,
-      );
-    }
-    // The run's configuration is its first file, so that a run killed at any moment resumes (it is
-    // written again below, resolved against the data).
-    writeRunConfig(runDir, JSON.stringify(c, null, 2) + '\n');
-  }
-  if (isLmPreset(c.model)) {
-    // Language models: the tokenizer is trained first and the metric is perplexity (lm_run.ts).
-    await trainLmRun(runDir, c, { resume: flags.resume, noEval: flags.eval === false });
-    return 0;
-  }
-  checkRunConfig(c, flags.resume ? join(runDir, 'run.json') : (flags.config ?? 'train'));
-  let tc = resolveTrainConfig(c.train);
-  await initEngine(c.backend ?? 'wasm');
-  const data = loadRunData(c);
-  // A resumed run that never saved a checkpoint may hold the configuration as first written.
-  if (!flags.resume || !started)
-    c = fitModelToData(
-      c,
-      data,
-      flags.resume ? c.model !== DEFAULT_MODEL : flags.model !== undefined || flags.config !== undefined,
-    );
-  tc = clampBatchSize(tc, data.train.n);
-  const { spec, grid: gridSpec } = modelSpecFor(c, data, flags.config);
-  c = resolvedRunConfig(c, spec, gridSpec); // run.json records the complete model spec
-  mkdirSync(runDir, { recursive: true });
-  writeRunConfig(runDir, JSON.stringify(c, null, 2) + '\n');
-  const logPath = join(runDir, 'log.jsonl');
-  // A resumed run repeats the steps after its checkpoint: their first log lines go.
-  if (flags.resume) truncateLog(logPath, resumeStep);
-  const log = (rec: object) => appendText(logPath, JSON.stringify(rec) + '\n');
-  const title = runTitle(c, spec.family, tc.strategy);
-  console.log(`run ${runDir}: ${title} on ${c.data.name} (${data.train.n} train / ${data.test.n} test)`);
-  console.log(engineDescription());
-
-  if (isIndividualParent(c)) {
-    // Every sub-model trained alone from scratch, each a run of its own: the quality ceiling (N× cost).
-    return trainIndividual(runDir, c, tc, data, spec, gridSpec, {
-      resume: flags.resume === true,
-      noEval: flags.eval === false,
-      log,
-    });
-  }
-
-  const model = buildModel(spec, tc.seed);
-  const grid = new Grid(gridSpec, model);
-  console.log(
-    `${grid.size} sub-models, ${model.parameterCount()} shared parameters; ${tc.steps} steps × gAcc ${tc.gAcc} × batch ${tc.batchSize}`,
-  );
-  const r = await trainRun(runDir, model, grid, data.train, tc, {
-    resume: flags.resume === true,
-    datasetName: c.data.name,
-    // Token sequences carry no image preprocessing (a classifier's tokenizer is bytes).
-    preprocess: 'images' in data.train ? preprocessOf(data.train) : undefined,
-    progress: true,
-    onStep: log,
-  });
-  log({ event: 'done', seconds: r.seconds });
-  addTrainTime(runDir, r.seconds, flags.resume === true);
-  console.log(
-    `trained ${r.steps} steps in ${r.seconds.toFixed(1)} s (${(r.samples / r.seconds).toFixed(0)} samples/s), final loss ${r.finalLoss.toFixed(4)}`,
-  );
-  if (flags.eval === false) return 0;
-  return evaluateRun(runDir, model, grid, data, c, title);
 }
 
 /** What a command trains when a flag is left out, as its help shows it. */
@@ -303,6 +88,15 @@ function trainOptions(cmd: Command, defaults: HelpDefaults): Command {
     .option(
       '--on-non-finite <what>',
       `a NaN/Inf loss or gradient: 'stop' (exit code 3) or 'skip' the step${d(t.nonFinite)}`,
+    )
+    .option(
+      '--init-from <dir>',
+      "start from the weights of a run or checkpoint folder (e.g. one 'sortednet import' wrote): its model, data and grid are the defaults; sorted fine-tuning of a pre-trained model",
+    )
+    .option(
+      '--grid <grid>',
+      'the sub-models, e.g. depth=4,6,8;width=0.5,1 or {"depth":[4,6,8]}' + d("the preset's or source's"),
+      gridArg,
     )
     .option('--no-eval', 'skip the evaluation after training')
     .option('--backend <name>', 'wasm, cpu or webgpu' + d('wasm'))

@@ -4,7 +4,7 @@
  */
 import { resolve } from 'node:path';
 import { resolveTrainConfig } from '../train/config.js';
-import type { RunConfig } from '../run/run_config.js';
+import type { RunConfig } from './run_config.js';
 
 /** The flags that describe the run itself, each with where run.json keeps its value. */
 const FIXED: Record<string, (c: RunConfig) => unknown> = {
