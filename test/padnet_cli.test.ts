@@ -7,25 +7,13 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { ForwardContext } from '../src/nn/module.js';
 import { padLayers } from '../src/dynamic/partial.js';
-import { padResNetConfig } from '../src/models/pad_resnet.js';
+import { tinyPadResNet } from './tiny_models.js';
 import { FULL } from '../src/sorted/submodel.js';
 import { checkpointDir, loadCheckpoint } from '../src/io/checkpoint.js';
-import { main } from '../src/cli/main.js';
+import { quiet } from './cli_helpers.js';
 import { assertClose } from './helpers.js';
 
 const evalCtx: ForwardContext = { mode: 'eval', key: 'full' };
-
-/** Runs the command line (words separated by spaces) with its console output silenced; resolves to the exit code. */
-async function quiet(line: string): Promise<number> {
-  const args = line.split(' ');
-  const log = console.log;
-  console.log = () => {};
-  try {
-    return await main(args);
-  } finally {
-    console.log = log;
-  }
-}
 
 /** `partition --kappa` then `compact` on a run; both results loaded from their checkpoints. */
 async function partitionAndCompact(dir: string, run: string, kappa: number, batch: number) {
@@ -56,15 +44,7 @@ test('CLI: train a PAD ResNet → checkpoint → partition → compact → load 
   const run = join(dir, 'run');
   // A small PAD ResNet with a depth × width grid, as a JSON model spec.
   const config = join(dir, 'config.json');
-  const model = padResNetConfig({
-    inChannels: 1,
-    imageSize: 28,
-    classes: 10,
-    stem: 4,
-    widths: [4, 8],
-    blocks: [1, 2],
-    kernels: 3,
-  });
+  const model = tinyPadResNet({ blocks: [1, 2] });
   const grid = { depth: [2, 3], width: [0.5, 1] };
   writeFileSync(config, JSON.stringify({ model: { family: 'pad-resnet', config: model }, grid }));
   const sizes = '--train-subset 64 --test-subset 16 --batch-size 16';
