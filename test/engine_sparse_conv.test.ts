@@ -23,6 +23,7 @@ import { seedStream } from '../src/nn/init.js';
 import { kernelsUsed, missingKernels } from '../src/engine/kernels_used.js';
 import { SparsePerSampleConv2D } from '../src/engine/kernels/sparse_per_sample_conv2d.js';
 import { assertClose, rng } from './helpers.js';
+import { countCalls } from './kernel_helpers.js';
 
 const blas = loadNativeBlas();
 const skip = blas ? false : `native BLAS kernels unavailable: ${nativeBlasUnavailableReason()}`;
@@ -32,11 +33,9 @@ let nativeCalls = 0;
 before(async () => {
   await initEngine('wasm');
   if (!blas) return;
-  const call = blas.sparsePerSampleConv2d.bind(blas);
-  blas.sparsePerSampleConv2d = (...args) => {
+  countCalls(blas, ['sparsePerSampleConv2d'], () => {
     nativeCalls++;
-    call(...args);
-  };
+  });
 });
 
 after(() => {
