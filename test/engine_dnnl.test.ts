@@ -76,6 +76,12 @@ interface Case {
   dilations?: number;
 }
 
+/** A 3×3 'same' convolution's steps and padding in the addon's geometry. */
+const STRIDE_1_PAD_1 = {
+  ...{ strideH: 1, strideW: 1, dilationH: 1, dilationW: 1 },
+  ...{ padTop: 1, padLeft: 1, padBottom: 1, padRight: 1 },
+};
+
 /** A case of the table: kind and name, then x, filter, stride and padding as in `Case`. */
 const row = (
   kind: Case['kind'],
@@ -169,16 +175,7 @@ test('oneDNN grouped convolution (2 groups) equals two convolutions on the chann
   );
   const geometry = dnnlGeometry({
     ...{ batch: B, inH: H, inW: W, inC: IN, outH: H, outW: W, outC: OUT, fH: 3, fW: 3 },
-    ...{
-      strideH: 1,
-      strideW: 1,
-      dilationH: 1,
-      dilationW: 1,
-      padTop: 1,
-      padLeft: 1,
-      padBottom: 1,
-      padRight: 1,
-    },
+    ...STRIDE_1_PAD_1,
     groups: G,
     // (group, out, in, fH, fW) in [fH, fW, in/G, out]
     weightStrides: [OUT / G, 1, OUT, 3 * (IN / G) * OUT, (IN / G) * OUT],
@@ -191,16 +188,7 @@ test('oneDNN grouped convolution (2 groups) equals two convolutions on the chann
 test('oneDNN addon: arrays shorter than the geometry needs are refused', { skip }, () => {
   const geometry = dnnlGeometry({
     ...{ batch: 1, inH: 4, inW: 4, inC: 2, outH: 4, outW: 4, outC: 3, fH: 3, fW: 3 },
-    ...{
-      strideH: 1,
-      strideW: 1,
-      dilationH: 1,
-      dilationW: 1,
-      padTop: 1,
-      padLeft: 1,
-      padBottom: 1,
-      padRight: 1,
-    },
+    ...STRIDE_1_PAD_1,
     groups: 1,
     weightStrides: hwioStrides(3, 2, 3),
   });
