@@ -22,8 +22,6 @@ export const MIN_CONV_MACS = 1 << 23;
  */
 export const MIN_FORWARD_DEPTH = 64;
 
-type Shape4 = [number, number, number, number];
-
 /** The addon's geometry vector, in native/blas.c's order. */
 export function convGeometry(info: backend_util.Conv2DInfo): Int32Array {
   return Int32Array.from([
@@ -120,14 +118,7 @@ export function nativeFusedConv2D(blas: NativeBlas, stock: KernelFunc): KernelFu
     } = args.inputs as Record<string, TensorInfo | undefined>;
     const attrs = args.attrs as unknown as FusedConv2DAttrs;
     if (!x || !filter || attrs.dataFormat !== 'NHWC') return stock(args);
-    const info = backend_util.computeConv2DInfo(
-      x.shape as Shape4,
-      filter.shape as Shape4,
-      attrs.strides,
-      attrs.dilations,
-      attrs.pad,
-      attrs.dimRoundingMode,
-    );
+    const { info } = conv2DCall(args, 'forward')!; // NHWC, so there is a call
     const perChannel = (t: TensorInfo | undefined) => {
       const size = t?.shape.reduce((a, b) => a * b, 1);
       return t == null || (t.dtype === 'float32' && (size === 1 || size === info.outChannels));

@@ -129,14 +129,7 @@ export function dnnlFusedConv2D(dnnl: NativeDnnl, under: KernelFunc): KernelFunc
     const attrs = args.attrs as unknown as FusedConv2DAttrs;
     if (!x || !filter || preluActivationWeights || attrs.dataFormat !== 'NHWC') return under(args);
     if (!Object.hasOwn(DnnlActivation, attrs.activation)) return under(args);
-    const info = backend_util.computeConv2DInfo(
-      x.shape as Shape4,
-      filter.shape as Shape4,
-      attrs.strides,
-      attrs.dilations,
-      attrs.pad,
-      attrs.dimRoundingMode,
-    );
+    const { info } = conv2DCall(args, 'forward')!; // NHWC, so there is a call
     const b = channelBias(bias, info.outChannels);
     const c = plain(info);
     if (b === null || !worth([x, filter], c)) return under(args);
