@@ -27,13 +27,11 @@ const blas = loadNativeBlas();
 const skip = blas ? false : `native BLAS kernels unavailable: ${nativeBlasUnavailableReason()}`;
 /** Native GEMM and convolution calls since the last reset, counted by wrapping the addon's functions. */
 let nativeCalls = 0;
+const COUNTED = ['sgemmStridedBatched', 'conv2d', 'conv2dBackpropInput', 'conv2dBackpropFilter'];
 
 before(async () => {
   await initEngine('wasm');
-  if (!blas) return;
-  countCalls(blas, ['sgemmStridedBatched', 'conv2d', 'conv2dBackpropInput', 'conv2dBackpropFilter'], () => {
-    nativeCalls++;
-  });
+  if (blas) countCalls(blas, COUNTED, () => nativeCalls++);
 });
 
 after(() => {
@@ -64,6 +62,17 @@ async function assertNativeMatches(
   assertClose(actual, expected, `${what} (against ${reference})`);
   tf.dispose([actual, expected]);
   return calls;
+}
+
+/** `compute` on the cpu backend, then on wasm with the native kernels: both results and the native calls made. */
+async function onCpuAndNative(compute: () => tf.Tensor[]) {
+  await tf.setBackend('cpu');
+  const expected = compute();
+  await tf.setBackend('wasm');
+  enableNativeKernels(BLAS_ONLY);
+  nativeCalls = 0;
+  const actual = compute();
+  return { expected, actual, calls: nativeCalls };
 }
 
 test('an addon built from older sources is refused with the functions it lacks and how to rebuild', () => {
@@ -261,13 +270,8 @@ test('gradients through native matMul equal the cpu backend', { skip }, async ()
       random([N, K], 20),
       random([N], 23),
     ]);
-  await tf.setBackend('cpu');
-  const expected = gradients();
-  await tf.setBackend('wasm');
-  enableNativeKernels(BLAS_ONLY);
-  nativeCalls = 0;
-  const actual = gradients();
-  assert.ok(nativeCalls >= 4, `native GEMMs in forward and backward: ${nativeCalls}`);
+  const { expected, actual, calls } = await onCpuAndNative(gradients);
+  assert.ok(calls >= 4, `native GEMMs in forward and backward: ${calls}`);
   expected.forEach((e, i) => assertClose(actual[i], e, `gradient ${i}`));
   tf.dispose([...expected, ...actual]);
 });
@@ -363,13 +367,8 @@ test('conv2d: gradients for input and filter equal the cpu backend', { skip }, a
       tf.grads((x: tf.Tensor, filter: tf.Tensor) =>
         tf.sum(tf.sin(tf.conv2d(x as tf.Tensor4D, filter as tf.Tensor4D, c.strides, c.pad))),
       )([random(c.x, 36), random(c.filter, 37)]);
-    await tf.setBackend('cpu');
-    const expected = gradients();
-    await tf.setBackend('wasm');
-    enableNativeKernels(BLAS_ONLY);
-    nativeCalls = 0;
-    const actual = gradients();
-    assert.equal(nativeCalls, 3, `${c.what}: forward, input and filter gradients on the native path`);
+    const { expected, actual, calls } = await onCpuAndNative(gradients);
+    assert.equal(calls, 3, `${c.what}: forward, input and filter gradients on the native path`);
     assertClose(actual[0], expected[0], `${c.what}: dx`);
     assertClose(actual[1], expected[1], `${c.what}: dFilter`);
     tf.dispose([...expected, ...actual]);

@@ -15,6 +15,20 @@ import { assertClose } from './helpers.js';
 
 const evalCtx: ForwardContext = { mode: 'eval', key: 'full' };
 
+type Loaded = Awaited<ReturnType<typeof loadCheckpoint>>['model'];
+
+/** The compacted (deployed) model's full forward equals the partitioned (masked) one's on `x`. */
+function assertDeployedMatches(compact: Loaded, masked: Loaded, x: tf.Tensor): void {
+  tf.tidy(() =>
+    assertClose(
+      compact.forward(x, FULL, evalCtx),
+      masked.forward(x, FULL, evalCtx),
+      1e-5,
+      'deployed vs partitioned',
+    ),
+  );
+}
+
 /** `partition --kappa` then `compact` on a run; both results loaded from their checkpoints. */
 async function partitionAndCompact(dir: string, run: string, kappa: number, batch: number) {
   const part = join(dir, 'part');
@@ -57,14 +71,7 @@ test('CLI: train a PAD ResNet → checkpoint → partition → compact → load 
   const keptNow = padLayers(masked).reduce((a, l) => a + tf.tidy(() => tf.sum(l.masks[0]).dataSync()[0]), 0);
   assert.equal(keptNow, record.kept, 'the masks came back from the checkpoint');
   const x = tf.randomNormal([8, 28, 28, 1], 0, 1, 'float32', 5);
-  tf.tidy(() =>
-    assertClose(
-      compact.forward(x, FULL, evalCtx),
-      masked.forward(x, FULL, evalCtx),
-      1e-5,
-      'deployed vs partitioned',
-    ),
-  );
+  assertDeployedMatches(compact, masked, x);
   await assert.rejects(quiet(`partition --run ${run} --kappa 1.5`), /kappa 1.5 must be in \(0, 1\]/);
   [masked, compact, x].forEach((t) => t.dispose());
 });
@@ -86,14 +93,7 @@ test('CLI: a PAD-MoE transformer on SpamAssassin trains, evaluates, partitions, 
     [4, 128],
     'int32',
   );
-  tf.tidy(() =>
-    assertClose(
-      compact.forward(ids, FULL, evalCtx),
-      masked.forward(ids, FULL, evalCtx),
-      1e-5,
-      'deployed vs partitioned',
-    ),
-  );
+  assertDeployedMatches(compact, masked, ids);
   assert.equal(await quiet(`extract --run ${deployed} --sub full --out ${join(dir, 'extracted')}`), 0);
   await assert.rejects(
     quiet(`train --run ${join(dir, 'bad')} --model moe-transformer --steps 1`),
