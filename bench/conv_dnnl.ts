@@ -18,6 +18,7 @@ import {
 import { Grid } from '../src/sorted/grid.js';
 import { FourConv, cyclicLabels, mnistResNet, sgdStep } from './workloads.js';
 import { positiveIntArg } from '../src/cli/args.js';
+import { median, timesMs } from '../src/train/timing.js';
 import { benchCommand, parseBench } from './cli.js';
 
 const opts = parseBench<{ rounds: number; reps: number; only?: string; plain?: boolean }>(
@@ -44,18 +45,6 @@ const PATHS = {
 } as const;
 type Path = keyof typeof PATHS;
 const paths = (Object.keys(PATHS) as Path[]).filter((p) => opts.plain || p !== 'oneDNN plain');
-
-/** Every timed repetition (after one warm-up: primitive creation JIT-compiles, buffers are allocated). */
-function timesMs(fn: () => void, n: number): number[] {
-  fn();
-  const ts: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const t0 = performance.now();
-    fn();
-    ts.push(performance.now() - t0);
-  }
-  return ts;
-}
 
 const workloads: [string, () => void, () => void][] = [];
 {
@@ -100,6 +89,7 @@ for (let r = 0; r < rounds; r++) {
     if (only && !only.test(work)) continue;
     for (const path of paths) {
       PATHS[path]();
+      // Every timed repetition, after one warm-up (primitive creation JIT-compiles, buffers are allocated).
       times.get(work)![path].push(...timesMs(fn, reps));
     }
   }
@@ -107,7 +97,6 @@ for (let r = 0; r < rounds; r++) {
 }
 for (const [, , dispose] of workloads) dispose();
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 /** Median and best of all repetitions, and the interquartile range as a share of the median (noise). */
 const cell = (xs: number[]) => {
   if (!xs.length) return '—';

@@ -11,21 +11,14 @@ import { disableNativeKernels, enableNativeKernels, loadNativeBlas } from '../sr
 import { stockSliceWasm } from '../src/engine/kernels/slice_wasm.js';
 import { stockBatchMatMulWasm } from '../src/engine/kernels/batch_mat_mul_wasm.js';
 import { BatchNormTrain, BatchNormTrainGrad } from '../src/engine/kernels/batch_norm_train.js';
+import { medianMs as timedMedian } from '../src/train/timing.js';
 import { benchCommand, parseBench } from './cli.js';
 
 parseBench(benchCommand('kernels', "the project's kernels vs the ones they replace, one process"));
 await initEngine('wasm', { native: false });
 
-function medianMs(fn: () => void, reps = 15): number {
-  for (let i = 0; i < 3; i++) fn();
-  const ts: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    fn();
-    ts.push(performance.now() - t0);
-  }
-  return ts.sort((a, b) => a - b)[Math.floor(reps / 2)];
-}
+/** Median of `reps` timed calls after three warm-ups. */
+const medianMs = (fn: () => void, reps: number) => timedMedian(fn, reps, 3);
 
 /** Times fn with `stock` registered in place of the project's kernel, then with the project's, alternating. */
 function versus(kernelName: string, stock: tf.KernelConfig | undefined, fn: () => void): [number, number] {

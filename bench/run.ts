@@ -23,6 +23,7 @@ import { FourConv, byteLm, cyclicLabels, mnistResNet, sgdStep } from './workload
 import { Grid } from '../src/sorted/grid.js';
 import type { SubModel } from '../src/sorted/submodel.js';
 import { benchCommand, parseBench } from './cli.js';
+import { timesMs } from '../src/train/timing.js';
 
 const { quick } = parseBench<{ quick?: boolean }>(
   benchCommand(
@@ -34,14 +35,7 @@ const REPS = quick ? 3 : 7;
 
 /** Median and interquartile range (as a share of the median) of `reps` timed runs after `warmup`. */
 function timed(fn: () => void, reps = REPS, warmup = 2): { ms: number; iqr: number } {
-  for (let i = 0; i < warmup; i++) fn();
-  const ts: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    fn();
-    ts.push(performance.now() - t0);
-  }
-  ts.sort((a, b) => a - b);
+  const ts = timesMs(fn, reps, warmup).sort((a, b) => a - b);
   const q = (f: number) => ts[Math.min(ts.length - 1, Math.floor(f * ts.length))];
   return { ms: q(0.5), iqr: (q(0.75) - q(0.25)) / q(0.5) };
 }

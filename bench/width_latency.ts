@@ -12,6 +12,7 @@ import { positiveIntArg } from '../src/cli/args.js';
 import { Mlp } from '../src/models/mlp.js';
 import { ResNet, resnetConfig } from '../src/models/resnet.js';
 import type { SortedModel } from '../src/models/model.js';
+import { medianMs } from '../src/train/timing.js';
 import { benchCommand, parseBench } from './cli.js';
 
 const o = parseBench<{ backend: BackendName; batch: number; reps: number }>(
@@ -23,24 +24,12 @@ const o = parseBench<{ backend: BackendName; batch: number; reps: number }>(
 const backend = await initEngine(o.backend);
 const { batch, reps } = o;
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
 function time(model: SortedModel, x: tf.Tensor, width: number): number {
   const run = () =>
     tf.tidy(() => {
       model.forward(x, { width }, subModelContext({ width }, 'train')).dataSync();
     });
-  for (let i = 0; i < 3; i++) run();
-  const ts: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    run();
-    ts.push(performance.now() - t0);
-  }
-  return median(ts);
+  return medianMs(run, reps, 3);
 }
 
 const families: [string, SortedModel, tf.Tensor][] = [

@@ -36,6 +36,7 @@ import { resolveTrainConfig } from '../src/train/config.js';
 import { loadMnist } from '../src/data/mnist.js';
 import { subset, type ImageDataset } from '../src/data/dataset.js';
 import { main } from '../src/cli/main.js';
+import { quiet } from './cli_helpers.js';
 import { createRng } from '../src/data/random.js';
 import { runChild } from '../bench/harness/train_child.js';
 
@@ -294,15 +295,6 @@ test('CLI: a hand-edited step or trainSubset stops --resume naming file and fiel
   const dir = fresh('cli');
   const runDir = join(dir, 'run');
   const args = ['train', '--run', runDir, '--model', 'mlp', '--data', 'mnist', '--test-subset', '32'];
-  const quiet = async (a: string[]) => {
-    const log = console.log;
-    console.log = () => {};
-    try {
-      return await main(a);
-    } finally {
-      console.log = log;
-    }
-  };
   const base = [...args, '--steps', '4', '--batch-size', '8', '--gacc', '1', '--train-subset', '64'];
   assert.equal(await quiet([...base, '--checkpoint-every', '2', '--no-eval']), 0);
   const ck = join(checkpointDir(runDir), 'checkpoint.json');

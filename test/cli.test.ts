@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { main } from '../src/cli/main.js';
+import { quiet } from './cli_helpers.js';
 import { checkpointDir, loadCheckpoint, readCheckpointMeta } from '../src/io/checkpoint.js';
 import { sha256Hex } from '../src/io/sha256.js';
 import { parseSubModel, FULL } from '../src/sorted/submodel.js';
@@ -15,15 +16,6 @@ import { loadMnist } from '../src/data/mnist.js';
 import { assertClose } from './helpers.js';
 
 let dir: string;
-const quiet = async (args: string[]) => {
-  const log = console.log;
-  console.log = () => {};
-  try {
-    return await main(args);
-  } finally {
-    console.log = log;
-  }
-};
 
 /** A tiny run's flags (resnet-small on MNIST by default); `extra` adds or overrides (the last value wins). */
 const tiny = (run: string, ...extra: string[]) => [

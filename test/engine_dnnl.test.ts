@@ -21,6 +21,8 @@ import { dnnlLimits } from '../src/engine/native/dnnl_conv2d.js';
 import { prefixConv2d } from '../src/engine/ops/prefix_conv2d.js';
 import { Conv2d } from '../src/nn/conv2d.js';
 
+import { assertCloseRelative, countCalls, explicitPad, uniformTensor } from './kernel_helpers.js';
+
 const TOLERANCE = 1e-4;
 const dnnl = loadNativeDnnl();
 const skip = dnnl ? false : `oneDNN kernels unavailable: ${nativeDnnlUnavailableReason()}`;
@@ -32,12 +34,7 @@ before(async () => {
   await initEngine('wasm');
   // Every size through oneDNN: the table's shapes are small so that the portable reference stays quick.
   dnnlLimits.minMacs = 0;
-  if (!dnnl) return;
-  const conv = dnnl.conv.bind(dnnl);
-  dnnl.conv = (...args) => {
-    dnnlCalls++;
-    conv(...args);
-  };
+  if (dnnl) countCalls(dnnl, ['conv'], () => dnnlCalls++);
 });
 
 after(() => {
@@ -45,26 +42,9 @@ after(() => {
   disableNativeKernels();
 });
 
-/** Deterministic uniform values in [-1, 1). */
-function random(shape: number[], seed: number): tf.Tensor {
-  let state = seed * 2654435761 + 1;
-  const values = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  for (let i = 0; i < values.length; ++i) {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    values[i] = state / 2 ** 31 - 1;
-  }
-  return tf.tensor(values, shape);
-}
-
-function assertClose(actual: tf.Tensor, expected: tf.Tensor, what: string): void {
-  assert.deepEqual(actual.shape, expected.shape, `${what}: shape`);
-  const a = actual.dataSync();
-  const e = expected.dataSync();
-  for (let i = 0; i < e.length; i++) {
-    const tol = TOLERANCE * Math.max(1, Math.abs(e[i]));
-    if (!(Math.abs(a[i] - e[i]) <= tol)) assert.fail(`${what}: element ${i} is ${a[i]}, expected ${e[i]}`);
-  }
-}
+const random = uniformTensor;
+const assertClose = (actual: tf.Tensor, expected: tf.Tensor, what: string) =>
+  assertCloseRelative(actual, expected, what, TOLERANCE);
 
 /** Runs `compute` on the portable kernels and on oneDNN; each returned tensor must agree. Returns oneDNN calls. */
 function assertDnnlMatches(what: string, compute: () => tf.Tensor[]): number {
@@ -93,124 +73,40 @@ interface Case {
   dilations?: number;
 }
 
+/** A 3×3 'same' convolution's steps and padding in the addon's geometry. */
+const STRIDE_1_PAD_1 = {
+  ...{ strideH: 1, strideW: 1, dilationH: 1, dilationW: 1 },
+  ...{ padTop: 1, padLeft: 1, padBottom: 1, padRight: 1 },
+};
+
+/** A case of the table: kind and name, then x, filter, stride and padding as in `Case`. */
+const row = (
+  kind: Case['kind'],
+  what: string,
+  x: number[],
+  filter: number[],
+  strides: number,
+  pad: Pad,
+  more: Pick<Case, 'out' | 'dilations'> = {},
+): Case => ({ what, kind, x, filter, strides, pad, ...more });
+
 const CASES: Case[] = [
-  { what: '3×3 same', kind: 'conv', x: [2, 8, 8, 4], filter: [3, 3, 4, 8], strides: 1, pad: 'same' },
-  {
-    what: 'odd sizes, stride 2 same',
-    kind: 'conv',
-    x: [2, 9, 7, 3],
-    filter: [3, 3, 3, 5],
-    strides: 2,
-    pad: 'same',
-  },
-  {
-    what: 'stride 2 valid, rows left over',
-    kind: 'conv',
-    x: [1, 10, 11, 6],
-    filter: [3, 3, 6, 4],
-    strides: 2,
-    pad: 'valid',
-  },
-  { what: '1×1 stride 2', kind: 'conv', x: [2, 8, 8, 16], filter: [1, 1, 16, 8], strides: 2, pad: 'valid' },
-  {
-    what: '5×3 filter, batch 1',
-    kind: 'conv',
-    x: [1, 7, 9, 2],
-    filter: [5, 3, 2, 3],
-    strides: 1,
-    pad: 'same',
-  },
-  {
-    what: 'explicit padding',
-    kind: 'conv',
-    x: [2, 6, 7, 3],
-    filter: [3, 3, 3, 4],
-    strides: 1,
-    pad: [
-      [0, 0],
-      [1, 2],
-      [2, 0],
-      [0, 0],
-    ],
-  },
-  {
-    what: 'dilation 2',
-    kind: 'conv',
-    x: [2, 9, 9, 3],
-    filter: [3, 3, 3, 4],
-    strides: 1,
-    pad: 'same',
-    dilations: 2,
-  },
-  { what: 'wide channels', kind: 'conv', x: [2, 6, 6, 40], filter: [3, 3, 40, 36], strides: 1, pad: 'same' },
-  {
-    what: 'depthwise 3×3 same',
-    kind: 'depthwise',
-    x: [2, 8, 8, 6],
-    filter: [3, 3, 6, 1],
-    strides: 1,
-    pad: 'same',
-  },
-  {
-    what: 'depthwise multiplier 2, stride 2 valid',
-    kind: 'depthwise',
-    x: [1, 9, 9, 4],
-    filter: [3, 3, 4, 2],
-    strides: 2,
-    pad: 'valid',
-  },
-  {
-    what: 'bias + relu',
-    kind: 'fused relu + bias',
-    x: [2, 8, 8, 4],
-    filter: [3, 3, 4, 8],
-    strides: 1,
-    pad: 'same',
-  },
-  {
-    what: 'relu6, stride 2',
-    kind: 'fused relu6',
-    x: [2, 9, 9, 5],
-    filter: [3, 3, 5, 6],
-    strides: 2,
-    pad: 'same',
-  },
-  {
-    what: 'prefix in and out',
-    kind: 'prefix',
-    x: [2, 8, 8, 5],
-    filter: [3, 3, 8, 12],
-    out: 7,
-    strides: 1,
-    pad: 'same',
-  },
-  {
-    what: 'prefix, stride 2 valid, batch 1',
-    kind: 'prefix',
-    x: [1, 9, 9, 3],
-    filter: [3, 3, 6, 4],
-    out: 2,
-    strides: 2,
-    pad: 'valid',
-  },
-  {
-    what: 'prefix of outputs only',
-    kind: 'prefix',
-    x: [2, 6, 6, 4],
-    filter: [1, 1, 4, 9],
-    out: 5,
-    strides: 1,
-    pad: 'same',
-  },
-  {
-    what: 'prefix = whole weight',
-    kind: 'prefix',
-    x: [2, 6, 6, 4],
-    filter: [3, 3, 4, 6],
-    out: 6,
-    strides: 1,
-    pad: 'same',
-  },
+  row('conv', '3×3 same', [2, 8, 8, 4], [3, 3, 4, 8], 1, 'same'),
+  row('conv', 'odd sizes, stride 2 same', [2, 9, 7, 3], [3, 3, 3, 5], 2, 'same'),
+  row('conv', 'stride 2 valid, rows left over', [1, 10, 11, 6], [3, 3, 6, 4], 2, 'valid'),
+  row('conv', '1×1 stride 2', [2, 8, 8, 16], [1, 1, 16, 8], 2, 'valid'),
+  row('conv', '5×3 filter, batch 1', [1, 7, 9, 2], [5, 3, 2, 3], 1, 'same'),
+  row('conv', 'explicit padding', [2, 6, 7, 3], [3, 3, 3, 4], 1, explicitPad(1, 2, 2, 0)),
+  row('conv', 'dilation 2', [2, 9, 9, 3], [3, 3, 3, 4], 1, 'same', { dilations: 2 }),
+  row('conv', 'wide channels', [2, 6, 6, 40], [3, 3, 40, 36], 1, 'same'),
+  row('depthwise', 'depthwise 3×3 same', [2, 8, 8, 6], [3, 3, 6, 1], 1, 'same'),
+  row('depthwise', 'depthwise multiplier 2, stride 2 valid', [1, 9, 9, 4], [3, 3, 4, 2], 2, 'valid'),
+  row('fused relu + bias', 'bias + relu', [2, 8, 8, 4], [3, 3, 4, 8], 1, 'same'),
+  row('fused relu6', 'relu6, stride 2', [2, 9, 9, 5], [3, 3, 5, 6], 2, 'same'),
+  row('prefix', 'prefix in and out', [2, 8, 8, 5], [3, 3, 8, 12], 1, 'same', { out: 7 }),
+  row('prefix', 'prefix, stride 2 valid, batch 1', [1, 9, 9, 3], [3, 3, 6, 4], 2, 'valid', { out: 2 }),
+  row('prefix', 'prefix of outputs only', [2, 6, 6, 4], [1, 1, 4, 9], 1, 'same', { out: 5 }),
+  row('prefix', 'prefix = whole weight', [2, 6, 6, 4], [3, 3, 4, 6], 1, 'same', { out: 6 }),
 ];
 
 /** y = the case's convolution of (x, w); `bias` for the fused kinds. */
@@ -276,16 +172,7 @@ test('oneDNN grouped convolution (2 groups) equals two convolutions on the chann
   );
   const geometry = dnnlGeometry({
     ...{ batch: B, inH: H, inW: W, inC: IN, outH: H, outW: W, outC: OUT, fH: 3, fW: 3 },
-    ...{
-      strideH: 1,
-      strideW: 1,
-      dilationH: 1,
-      dilationW: 1,
-      padTop: 1,
-      padLeft: 1,
-      padBottom: 1,
-      padRight: 1,
-    },
+    ...STRIDE_1_PAD_1,
     groups: G,
     // (group, out, in, fH, fW) in [fH, fW, in/G, out]
     weightStrides: [OUT / G, 1, OUT, 3 * (IN / G) * OUT, (IN / G) * OUT],
@@ -298,16 +185,7 @@ test('oneDNN grouped convolution (2 groups) equals two convolutions on the chann
 test('oneDNN addon: arrays shorter than the geometry needs are refused', { skip }, () => {
   const geometry = dnnlGeometry({
     ...{ batch: 1, inH: 4, inW: 4, inC: 2, outH: 4, outW: 4, outC: 3, fH: 3, fW: 3 },
-    ...{
-      strideH: 1,
-      strideW: 1,
-      dilationH: 1,
-      dilationW: 1,
-      padTop: 1,
-      padLeft: 1,
-      padBottom: 1,
-      padRight: 1,
-    },
+    ...STRIDE_1_PAD_1,
     groups: 1,
     weightStrides: hwioStrides(3, 2, 3),
   });

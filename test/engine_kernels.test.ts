@@ -13,6 +13,8 @@ import {
 import { kernelsUsed, missingKernels } from '../src/engine/kernels_used.js';
 import { disableNativeKernels, enableNativeKernels } from '../src/engine/native/index.js';
 
+import { assertCloseRelative, explicitPad, uniformValues } from './kernel_helpers.js';
+
 const TOLERANCE = 1e-4;
 
 before(async () => {
@@ -20,16 +22,7 @@ before(async () => {
   await initEngine('wasm', { native: false });
 });
 
-/** Deterministic uniform values in [-1, 1). */
-function random(shape: number[], seed: number): Float32Array {
-  let state = seed * 2654435761 + 1;
-  const values = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  for (let i = 0; i < values.length; ++i) {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    values[i] = state / 2 ** 31 - 1;
-  }
-  return values;
-}
+const random = uniformValues;
 
 /**
  * Runs `compute` on `cpu` and on `wasm` (it must create its tensors itself, on the current
@@ -75,12 +68,7 @@ const convCases: { x: Shape4; filter: Shape4; strides: number | [number, number]
     x: [2, 7, 6, 2],
     filter: [3, 3, 2, 3],
     strides: 2,
-    pad: [
-      [0, 0],
-      [1, 2],
-      [0, 1],
-      [0, 0],
-    ],
+    pad: explicitPad(1, 2, 0, 1),
   },
 ];
 
@@ -231,15 +219,8 @@ test('depthwise backprops (wasm) with dilation 2 equal the undilated ones of the
   tf.dispose([x, w, wWide, dy, dFilter, dFilterWide, taps, dInput, dInputWide]);
 });
 
-function assertClose(actual: tf.Tensor, expected: tf.Tensor, label: string): void {
-  assert.deepEqual(actual.shape, expected.shape, `${label}: shape`);
-  const [a, e] = [actual.dataSync(), expected.dataSync()];
-  for (let i = 0; i < e.length; ++i) {
-    if (!(Math.abs(a[i]! - e[i]!) <= TOLERANCE * Math.max(1, Math.abs(e[i]!)))) {
-      assert.fail(`${label}: differs at ${i}: ${a[i]} vs ${e[i]}`);
-    }
-  }
-}
+const assertClose = (actual: tf.Tensor, expected: tf.Tensor, label: string) =>
+  assertCloseRelative(actual, expected, label, TOLERANCE);
 
 test('UnsortedSegmentSum (wasm) matches cpu: repeated, negative and out-of-range ids, 2-D ids', async () => {
   const cases: { x: number[]; ids: number[]; idsShape: number[]; numSegments: number }[] = [
@@ -349,23 +330,13 @@ const inputGradientCases: { x: Shape4; filter: Shape4; strides: number | [number
     x: [2, 7, 6, 2],
     filter: [3, 3, 2, 3],
     strides: 2,
-    pad: [
-      [0, 0],
-      [1, 2],
-      [0, 1],
-      [0, 0],
-    ],
+    pad: explicitPad(1, 2, 0, 1),
   },
   {
     x: [2, 5, 6, 3],
     filter: [2, 2, 3, 2],
     strides: 1,
-    pad: [
-      [0, 0],
-      [2, 3],
-      [0, 2],
-      [0, 0],
-    ], // pads wider than the kernel: outputs that read only padding
+    pad: explicitPad(2, 3, 0, 2), // pads wider than the kernel: outputs that read only padding
   },
 ];
 

@@ -18,6 +18,8 @@ import {
 } from '../src/engine/native/index.js';
 import { prefixMatMul } from '../src/engine/ops/prefix_mat_mul.js';
 
+import { assertCloseRelative, countCalls, uniformTensor } from './kernel_helpers.js';
+
 const TOLERANCE = 1e-4;
 /** These tests are about the OpenBLAS kernels: convolutions stay off oneDNN (test/engine_dnnl.test.ts). */
 const BLAS_ONLY = { dnnl: false };
@@ -25,44 +27,20 @@ const blas = loadNativeBlas();
 const skip = blas ? false : `native BLAS kernels unavailable: ${nativeBlasUnavailableReason()}`;
 /** Native GEMM and convolution calls since the last reset, counted by wrapping the addon's functions. */
 let nativeCalls = 0;
+const COUNTED = ['sgemmStridedBatched', 'conv2d', 'conv2dBackpropInput', 'conv2dBackpropFilter'];
 
 before(async () => {
   await initEngine('wasm');
-  if (!blas) return;
-  const functions = blas as unknown as Record<string, (...args: unknown[]) => void>;
-  for (const name of ['sgemmStridedBatched', 'conv2d', 'conv2dBackpropInput', 'conv2dBackpropFilter']) {
-    const call = functions[name];
-    functions[name] = (...args) => {
-      nativeCalls++;
-      call(...args);
-    };
-  }
+  if (blas) countCalls(blas, COUNTED, () => nativeCalls++);
 });
 
 after(() => {
   disableNativeKernels();
 });
 
-/** Deterministic uniform values in [-1, 1). */
-function random(shape: number[], seed: number): tf.Tensor {
-  let state = seed * 2654435761 + 1;
-  const values = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  for (let i = 0; i < values.length; ++i) {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    values[i] = state / 2 ** 31 - 1;
-  }
-  return tf.tensor(values, shape);
-}
-
-function assertClose(actual: tf.Tensor, expected: tf.Tensor, what: string): void {
-  assert.deepEqual(actual.shape, expected.shape, `${what}: shape`);
-  const a = actual.dataSync();
-  const e = expected.dataSync();
-  for (let i = 0; i < e.length; i++) {
-    const tol = TOLERANCE * Math.max(1, Math.abs(e[i]));
-    if (!(Math.abs(a[i] - e[i]) <= tol)) assert.fail(`${what}: element ${i} is ${a[i]}, expected ${e[i]}`);
-  }
-}
+const random = uniformTensor;
+const assertClose = (actual: tf.Tensor, expected: tf.Tensor, what: string) =>
+  assertCloseRelative(actual, expected, what, TOLERANCE);
 
 /**
  * Runs `compute` on the reference (the stock wasm kernels, or the cpu backend) and on wasm with the native
@@ -84,6 +62,17 @@ async function assertNativeMatches(
   assertClose(actual, expected, `${what} (against ${reference})`);
   tf.dispose([actual, expected]);
   return calls;
+}
+
+/** `compute` on the cpu backend, then on wasm with the native kernels: both results and the native calls made. */
+async function onCpuAndNative(compute: () => tf.Tensor[]) {
+  await tf.setBackend('cpu');
+  const expected = compute();
+  await tf.setBackend('wasm');
+  enableNativeKernels(BLAS_ONLY);
+  nativeCalls = 0;
+  const actual = compute();
+  return { expected, actual, calls: nativeCalls };
 }
 
 test('an addon built from older sources is refused with the functions it lacks and how to rebuild', () => {
@@ -281,13 +270,8 @@ test('gradients through native matMul equal the cpu backend', { skip }, async ()
       random([N, K], 20),
       random([N], 23),
     ]);
-  await tf.setBackend('cpu');
-  const expected = gradients();
-  await tf.setBackend('wasm');
-  enableNativeKernels(BLAS_ONLY);
-  nativeCalls = 0;
-  const actual = gradients();
-  assert.ok(nativeCalls >= 4, `native GEMMs in forward and backward: ${nativeCalls}`);
+  const { expected, actual, calls } = await onCpuAndNative(gradients);
+  assert.ok(calls >= 4, `native GEMMs in forward and backward: ${calls}`);
   expected.forEach((e, i) => assertClose(actual[i], e, `gradient ${i}`));
   tf.dispose([...expected, ...actual]);
 });
@@ -302,74 +286,40 @@ interface ConvCase {
 }
 
 // Each is above MIN_CONV_MACS (2²³ multiply-adds) with at least MIN_FORWARD_DEPTH inputs per output.
+/** A case: x [batch, height, width, inChannels], filter [fH, fW, inChannels, outChannels]. */
+const conv = (
+  what: string,
+  x: number[],
+  filter: number[],
+  strides: number,
+  pad: ConvCase['pad'],
+  dilations = 1,
+): ConvCase => ({ what, x, filter, strides, pad, dilations });
+
 const CONV_CASES: ConvCase[] = [
-  { what: '3×3 same', x: [4, 16, 16, 33], filter: [3, 3, 33, 35], strides: 1, pad: 'same', dilations: 1 },
-  {
-    what: '3×3 valid stride 2',
-    x: [8, 21, 19, 40],
-    filter: [3, 3, 40, 48],
-    strides: 2,
-    pad: 'valid',
-    dilations: 1,
-  },
-  {
-    what: '5×5 same stride 2',
-    x: [4, 23, 23, 20],
-    filter: [5, 5, 20, 40],
-    strides: 2,
-    pad: 'same',
-    dilations: 1,
-  },
-  {
-    what: '3×3 pad 1, dilation 2',
-    x: [6, 16, 16, 24],
-    filter: [3, 3, 24, 40],
-    strides: 1,
-    pad: 1,
-    dilations: 2,
-  },
+  conv('3×3 same', [4, 16, 16, 33], [3, 3, 33, 35], 1, 'same'),
+  conv('3×3 valid stride 2', [8, 21, 19, 40], [3, 3, 40, 48], 2, 'valid'),
+  conv('5×5 same stride 2', [4, 23, 23, 20], [5, 5, 20, 40], 2, 'same'),
+  conv('3×3 pad 1, dilation 2', [6, 16, 16, 24], [3, 3, 24, 40], 1, 1, 2),
   // outC a multiple of 4 up to 48 goes to native/blas.c's direct (AVX2) kernels where the CPU has them: forward
   // and filter gradient always, the input gradient at stride 1 when inC qualifies too.
-  {
-    what: '3×3 same, 16 → 16 (direct)',
-    x: [8, 24, 24, 16],
-    filter: [3, 3, 16, 16],
-    strides: 1,
-    pad: 'same',
-    dilations: 1,
-  },
-  {
-    what: '3×3 same stride 2, 24 → 24 (direct forward and filter gradient)',
-    x: [16, 23, 23, 24],
-    filter: [3, 3, 24, 24],
-    strides: 2,
-    pad: 'same',
-    dilations: 1,
-  },
-  {
-    what: '5×5 valid, dilation 2, 8 → 32 (direct)',
-    x: [8, 30, 30, 8],
-    filter: [5, 5, 8, 32],
-    strides: 1,
-    pad: 'valid',
-    dilations: 2,
-  },
-  {
-    what: '3×3 same, 12 → 40 (direct, channel groups of 32 + 8 and 8 + 4)',
-    x: [8, 24, 24, 12],
-    filter: [3, 3, 12, 40],
-    strides: 1,
-    pad: 'same',
-    dilations: 1,
-  },
-  {
-    what: '1×1 pointwise',
-    x: [4, 32, 32, 64],
-    filter: [1, 1, 64, 40],
-    strides: 1,
-    pad: 'valid',
-    dilations: 1,
-  },
+  conv('3×3 same, 16 → 16 (direct)', [8, 24, 24, 16], [3, 3, 16, 16], 1, 'same'),
+  conv(
+    '3×3 same stride 2, 24 → 24 (direct forward and filter gradient)',
+    [16, 23, 23, 24],
+    [3, 3, 24, 24],
+    2,
+    'same',
+  ),
+  conv('5×5 valid, dilation 2, 8 → 32 (direct)', [8, 30, 30, 8], [5, 5, 8, 32], 1, 'valid', 2),
+  conv(
+    '3×3 same, 12 → 40 (direct, channel groups of 32 + 8 and 8 + 4)',
+    [8, 24, 24, 12],
+    [3, 3, 12, 40],
+    1,
+    'same',
+  ),
+  conv('1×1 pointwise', [4, 32, 32, 64], [1, 1, 64, 40], 1, 'valid'),
 ];
 
 test('conv2d: forward against the stock wasm kernel', { skip }, async () => {
@@ -417,13 +367,8 @@ test('conv2d: gradients for input and filter equal the cpu backend', { skip }, a
       tf.grads((x: tf.Tensor, filter: tf.Tensor) =>
         tf.sum(tf.sin(tf.conv2d(x as tf.Tensor4D, filter as tf.Tensor4D, c.strides, c.pad))),
       )([random(c.x, 36), random(c.filter, 37)]);
-    await tf.setBackend('cpu');
-    const expected = gradients();
-    await tf.setBackend('wasm');
-    enableNativeKernels(BLAS_ONLY);
-    nativeCalls = 0;
-    const actual = gradients();
-    assert.equal(nativeCalls, 3, `${c.what}: forward, input and filter gradients on the native path`);
+    const { expected, actual, calls } = await onCpuAndNative(gradients);
+    assert.equal(calls, 3, `${c.what}: forward, input and filter gradients on the native path`);
     assertClose(actual[0], expected[0], `${c.what}: dx`);
     assertClose(actual[1], expected[1], `${c.what}: dFilter`);
     tf.dispose([...expected, ...actual]);

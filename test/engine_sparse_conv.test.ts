@@ -23,6 +23,7 @@ import { seedStream } from '../src/nn/init.js';
 import { kernelsUsed, missingKernels } from '../src/engine/kernels_used.js';
 import { SparsePerSampleConv2D } from '../src/engine/kernels/sparse_per_sample_conv2d.js';
 import { assertClose, rng } from './helpers.js';
+import { countCalls } from './kernel_helpers.js';
 
 const blas = loadNativeBlas();
 const skip = blas ? false : `native BLAS kernels unavailable: ${nativeBlasUnavailableReason()}`;
@@ -31,12 +32,7 @@ let nativeCalls = 0;
 
 before(async () => {
   await initEngine('wasm');
-  if (!blas) return;
-  const call = blas.sparsePerSampleConv2d.bind(blas);
-  blas.sparsePerSampleConv2d = (...args) => {
-    nativeCalls++;
-    call(...args);
-  };
+  if (blas) countCalls(blas, ['sparsePerSampleConv2d'], () => nativeCalls++);
 });
 
 after(() => {
@@ -54,65 +50,28 @@ interface Case {
   density: number;
 }
 
+/** A case: name, batch, [height, width], in and out channels, geometry, density. */
+const row = (
+  name: string,
+  batch: number,
+  size: [number, number],
+  cin: number,
+  cout: number,
+  geometry: ConvGeometry,
+  density: number,
+): Case => ({ name, batch, size, cin, cout, geometry, density });
+
 const CASES: Case[] = [
-  {
-    name: 'stride 1, same',
-    batch: 3,
-    size: [9, 7],
-    cin: 5,
-    cout: 6,
-    geometry: g(3, 1, 'same'),
-    density: 0.3,
-  },
-  {
-    name: 'stride 1, valid',
-    batch: 2,
-    size: [8, 11],
-    cin: 3,
-    cout: 4,
-    geometry: g(3, 1, 'valid'),
-    density: 0.4,
-  },
-  {
-    name: 'stride 2, same, odd',
-    batch: 3,
-    size: [9, 7],
-    cin: 4,
-    cout: 5,
-    geometry: g(3, 2, 'same'),
-    density: 0.3,
-  },
-  {
-    name: 'stride 2, valid',
-    batch: 2,
-    size: [10, 9],
-    cin: 3,
-    cout: 7,
-    geometry: g(3, 2, 'valid'),
-    density: 0.5,
-  },
-  {
-    name: 'stride 3, 5×5, same',
-    batch: 2,
-    size: [11, 8],
-    cin: 2,
-    cout: 3,
-    geometry: g(5, 3, 'same'),
-    density: 0.3,
-  },
-  { name: '1×1', batch: 2, size: [5, 6], cin: 7, cout: 9, geometry: g(1, 1, 'same'), density: 0.3 },
-  { name: 'nnz = 0', batch: 2, size: [6, 5], cin: 3, cout: 4, geometry: g(3, 2, 'same'), density: 0 },
-  { name: 'nnz = all', batch: 3, size: [7, 6], cin: 3, cout: 5, geometry: g(3, 1, 'same'), density: 1 },
-  {
-    name: 'nnz = all, stride 2',
-    batch: 2,
-    size: [7, 7],
-    cin: 3,
-    cout: 4,
-    geometry: g(3, 2, 'valid'),
-    density: 1,
-  },
-  { name: 'one sample', batch: 1, size: [5, 5], cin: 2, cout: 3, geometry: g(3, 1, 'same'), density: 0.5 },
+  row('stride 1, same', 3, [9, 7], 5, 6, g(3, 1, 'same'), 0.3),
+  row('stride 1, valid', 2, [8, 11], 3, 4, g(3, 1, 'valid'), 0.4),
+  row('stride 2, same, odd', 3, [9, 7], 4, 5, g(3, 2, 'same'), 0.3),
+  row('stride 2, valid', 2, [10, 9], 3, 7, g(3, 2, 'valid'), 0.5),
+  row('stride 3, 5×5, same', 2, [11, 8], 2, 3, g(5, 3, 'same'), 0.3),
+  row('1×1', 2, [5, 6], 7, 9, g(1, 1, 'same'), 0.3),
+  row('nnz = 0', 2, [6, 5], 3, 4, g(3, 2, 'same'), 0),
+  row('nnz = all', 3, [7, 6], 3, 5, g(3, 1, 'same'), 1),
+  row('nnz = all, stride 2', 2, [7, 7], 3, 4, g(3, 2, 'valid'), 1),
+  row('one sample', 1, [5, 5], 2, 3, g(3, 1, 'same'), 0.5),
 ];
 
 function g(kernel: number, stride: number, padding: 'same' | 'valid'): ConvGeometry {

@@ -151,3 +151,29 @@ test('layering: bench/ imports src/ but not test/, and from src/cli/ only the sh
     for (const spec of relativeImports(join(root, f))) violations.push(`src/${f} imports ${spec}`);
   assert.deepEqual(violations, []);
 });
+
+/**
+ * cli/ holds commands and their argument parsing only: one file per command in commands/, the
+ * program (main.ts) and the helpers every command shares. Run logic belongs in src/run/, where the
+ * bench and the library reach it too. Another file may only forward (`export … from`) to src/.
+ */
+const CLI_FILES = ['args.ts', 'command.ts', 'errors.ts', 'main.ts'];
+
+test('layering: src/cli/ holds only commands/, the program and the argument helpers', () => {
+  const cli = join(root, 'cli');
+  const violations: string[] = [];
+  for (const file of sources(cli)) {
+    const name = relative(cli, file).split(sep).join('/');
+    if (name.startsWith('commands/') && !name.slice('commands/'.length).includes('/')) continue;
+    if (CLI_FILES.includes(name)) continue;
+    const code = readFileSync(file, 'utf8')
+      .replace(/\/\*[\s\S]*?\*\//g, '')
+      .replace(/\/\/.*$/gm, '')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
+    if (!code.every((l) => /^export\s.*\sfrom\s+'[^']+';$/.test(l)))
+      violations.push(`src/cli/${name} holds code that is not a command (move it to src/run/)`);
+  }
+  assert.deepEqual(violations, []);
+});

@@ -7,8 +7,9 @@ import onnxProto from 'onnx-proto';
 import { initEngine } from '../src/engine/backend.js';
 import type { SortedModel } from '../src/models/index.js';
 import { Mlp } from '../src/models/mlp.js';
-import { ResNet, resnetConfig } from '../src/models/resnet.js';
-import { MobileNetV2, mobilenetV2Config } from '../src/models/mobilenetv2.js';
+import { ResNet } from '../src/models/resnet.js';
+import { MobileNetV2 } from '../src/models/mobilenetv2.js';
+import { tinyMobileNetV2, tinyResNet } from './tiny_models.js';
 import { Transformer } from '../src/models/transformer.js';
 import { FULL, subModelId, type SubModel } from '../src/sorted/submodel.js';
 import { exportOnnx, OPSET } from '../src/export/onnx/index.js';
@@ -74,17 +75,8 @@ test('onnx: MLP sub-models (uniform, per-layer widths, GELU) match', async () =>
 });
 
 test('onnx: ResNet sub-models (BN folded with the sub-model’s statistics, odd sizes, channel shortcuts) match', async () => {
-  const model = new ResNet(
-    resnetConfig({
-      inChannels: 3,
-      imageSize: 13,
-      classes: 4,
-      stem: 8,
-      widths: [8, 16, 24],
-      blocks: [2, 1, 1],
-    }),
-    5,
-  );
+  const rgb = { inChannels: 3, imageSize: 13, classes: 4 };
+  const model = new ResNet(tinyResNet({ ...rgb, stem: 8, widths: [8, 16, 24], blocks: [2, 1, 1] }), 5);
   const calib = images(16, 13, 3, 2);
   const x = images(3, 13, 3, 3);
   for (const sub of [
@@ -97,21 +89,12 @@ test('onnx: ResNet sub-models (BN folded with the sub-model’s statistics, odd 
 });
 
 test('onnx: MobileNetV2 sub-models (depthwise, ReLU6, residuals) match', async () => {
-  const model = new MobileNetV2(
-    mobilenetV2Config({
-      inChannels: 1,
-      imageSize: 13,
-      classes: 3,
-      stem: 8,
-      rows: [
-        [1, 8, 1, 1],
-        [4, 12, 2, 2],
-        [4, 16, 2, 2],
-      ],
-      last: 32,
-    }),
-    6,
-  );
+  const rows = [
+    [1, 8, 1, 1],
+    [4, 12, 2, 2],
+    [4, 16, 2, 2],
+  ] satisfies [number, number, number, number][];
+  const model = new MobileNetV2(tinyMobileNetV2({ imageSize: 13, classes: 3, rows, last: 32 }), 6);
   const calib = images(16, 13, 1, 4);
   const x = images(3, 13, 1, 5);
   for (const sub of [FULL, { depth: 3, width: 0.5, expand: 0.5 }]) await roundTrip(model, sub, x, calib);

@@ -23,6 +23,17 @@ before(async () => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
+/** The ONNX file's logits for `x` equal `want` (tfjs's) to 1e-4. */
+async function assertOnnxLogits(file: string, x: tf.Tensor, want: ArrayLike<number>): Promise<void> {
+  const session = await ort.InferenceSession.create(readFileSync(file));
+  const got = (await session.run({ input: new ort.Tensor('float32', x.dataSync() as Float32Array, x.shape) }))
+    .logits.data as Float32Array;
+  let diff = 0;
+  for (let i = 0; i < want.length; i++) diff = Math.max(diff, Math.abs(want[i] - got[i]));
+  assert.ok(diff <= 1e-4, `max |onnx − tfjs| ${diff}`);
+  await session.release();
+}
+
 test('export-onnx: --run --sub --out writes a file onnxruntime runs, equal to the sub-model (1e-4)', async () => {
   const { model, grid } = tinyResNet();
   saveCheckpoint(dir, { model, grid: grid.spec, step: 0, seed: 7 });
@@ -38,13 +49,7 @@ test('export-onnx: --run --sub --out writes a file onnxruntime runs, equal to th
   assert.match(said, new RegExp(`sub-model ${sub.id}, opset 17`));
   const x = tf.randomNormal([2, IMAGE, IMAGE, 1], 0, 1, 'float32', 9);
   const want = tf.tidy(() => model.forward(x, sub.sub, { mode: 'eval', key: sub.id }).dataSync());
-  const session = await ort.InferenceSession.create(readFileSync(file));
-  const got = (await session.run({ input: new ort.Tensor('float32', x.dataSync() as Float32Array, x.shape) }))
-    .logits.data as Float32Array;
-  let diff = 0;
-  for (let i = 0; i < want.length; i++) diff = Math.max(diff, Math.abs(want[i] - got[i]));
-  assert.ok(diff <= 1e-4, `max |onnx − tfjs| ${diff}`);
-  await session.release();
+  await assertOnnxLogits(file, x, want);
   assert.throws(
     () =>
       execFileSync(
@@ -70,13 +75,7 @@ test("'full' is one sub-model everywhere: export-onnx's default, predict's { sub
   const want = tf.tidy(() =>
     model.forward(x, grid.largest.sub, { mode: 'eval', key: grid.largest.id }).dataSync(),
   );
-  const session = await ort.InferenceSession.create(readFileSync(file));
-  const got = (await session.run({ input: new ort.Tensor('float32', x.dataSync() as Float32Array, x.shape) }))
-    .logits.data as Float32Array;
-  let diff = 0;
-  for (let i = 0; i < want.length; i++) diff = Math.max(diff, Math.abs(want[i] - got[i]));
-  assert.ok(diff <= 1e-4, `max |onnx − tfjs| ${diff}`);
-  await session.release();
+  await assertOnnxLogits(file, x, want);
 
   const deployed = await loadModel(run, { backend: 'cpu' });
   const image = { width: IMAGE, height: IMAGE, data: new Float32Array(IMAGE * IMAGE).fill(0.5) };

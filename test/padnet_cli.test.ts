@@ -7,24 +7,26 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { ForwardContext } from '../src/nn/module.js';
 import { padLayers } from '../src/dynamic/partial.js';
-import { padResNetConfig } from '../src/models/pad_resnet.js';
+import { tinyPadResNet } from './tiny_models.js';
 import { FULL } from '../src/sorted/submodel.js';
 import { checkpointDir, loadCheckpoint } from '../src/io/checkpoint.js';
-import { main } from '../src/cli/main.js';
+import { quiet } from './cli_helpers.js';
 import { assertClose } from './helpers.js';
 
 const evalCtx: ForwardContext = { mode: 'eval', key: 'full' };
 
-/** Runs the command line (words separated by spaces) with its console output silenced; resolves to the exit code. */
-async function quiet(line: string): Promise<number> {
-  const args = line.split(' ');
-  const log = console.log;
-  console.log = () => {};
-  try {
-    return await main(args);
-  } finally {
-    console.log = log;
-  }
+type Loaded = Awaited<ReturnType<typeof loadCheckpoint>>['model'];
+
+/** The compacted (deployed) model's full forward equals the partitioned (masked) one's on `x`. */
+function assertDeployedMatches(compact: Loaded, masked: Loaded, x: tf.Tensor): void {
+  tf.tidy(() =>
+    assertClose(
+      compact.forward(x, FULL, evalCtx),
+      masked.forward(x, FULL, evalCtx),
+      1e-5,
+      'deployed vs partitioned',
+    ),
+  );
 }
 
 /** `partition --kappa` then `compact` on a run; both results loaded from their checkpoints. */
@@ -56,15 +58,7 @@ test('CLI: train a PAD ResNet → checkpoint → partition → compact → load 
   const run = join(dir, 'run');
   // A small PAD ResNet with a depth × width grid, as a JSON model spec.
   const config = join(dir, 'config.json');
-  const model = padResNetConfig({
-    inChannels: 1,
-    imageSize: 28,
-    classes: 10,
-    stem: 4,
-    widths: [4, 8],
-    blocks: [1, 2],
-    kernels: 3,
-  });
+  const model = tinyPadResNet({ blocks: [1, 2] });
   const grid = { depth: [2, 3], width: [0.5, 1] };
   writeFileSync(config, JSON.stringify({ model: { family: 'pad-resnet', config: model }, grid }));
   const sizes = '--train-subset 64 --test-subset 16 --batch-size 16';
@@ -77,14 +71,7 @@ test('CLI: train a PAD ResNet → checkpoint → partition → compact → load 
   const keptNow = padLayers(masked).reduce((a, l) => a + tf.tidy(() => tf.sum(l.masks[0]).dataSync()[0]), 0);
   assert.equal(keptNow, record.kept, 'the masks came back from the checkpoint');
   const x = tf.randomNormal([8, 28, 28, 1], 0, 1, 'float32', 5);
-  tf.tidy(() =>
-    assertClose(
-      compact.forward(x, FULL, evalCtx),
-      masked.forward(x, FULL, evalCtx),
-      1e-5,
-      'deployed vs partitioned',
-    ),
-  );
+  assertDeployedMatches(compact, masked, x);
   await assert.rejects(quiet(`partition --run ${run} --kappa 1.5`), /kappa 1.5 must be in \(0, 1\]/);
   [masked, compact, x].forEach((t) => t.dispose());
 });
@@ -106,14 +93,7 @@ test('CLI: a PAD-MoE transformer on SpamAssassin trains, evaluates, partitions, 
     [4, 128],
     'int32',
   );
-  tf.tidy(() =>
-    assertClose(
-      compact.forward(ids, FULL, evalCtx),
-      masked.forward(ids, FULL, evalCtx),
-      1e-5,
-      'deployed vs partitioned',
-    ),
-  );
+  assertDeployedMatches(compact, masked, ids);
   assert.equal(await quiet(`extract --run ${deployed} --sub full --out ${join(dir, 'extracted')}`), 0);
   await assert.rejects(
     quiet(`train --run ${join(dir, 'bad')} --model moe-transformer --steps 1`),

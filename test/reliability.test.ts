@@ -22,7 +22,8 @@ import {
 import { acquireRunLock, LOCK_FILE, lockTmpName } from '../src/io/lock.js';
 import { CHILD_STEPS, runChild, type ChildRun } from '../bench/harness/train_child.js';
 import { Mlp } from '../src/models/mlp.js';
-import { ResNet, resnetConfig } from '../src/models/resnet.js';
+import { ResNet } from '../src/models/resnet.js';
+import { tinyResNet } from './tiny_models.js';
 import { Grid } from '../src/sorted/grid.js';
 import { namedBatchNorms } from '../src/nn/batchnorm.js';
 import { train, DivergenceError, MAX_CONSECUTIVE_SKIPS, planStep } from '../src/train/trainer.js';
@@ -220,14 +221,7 @@ test('divergence: a non-finite loss stops training, the last good checkpoint sta
 });
 
 test('eval between a kill and --resume: resume is still exact (eval never rewrites weights or optimizer state)', async () => {
-  const cfg = resnetConfig({
-    inChannels: 1,
-    imageSize: 28,
-    classes: 10,
-    stem: 4,
-    widths: [4, 8],
-    blocks: [1, 1],
-  });
+  const cfg = tinyResNet();
   const config = tinyConfig({ optimizer: { kind: 'adamw', lr: 0.01 }, checkpointEvery: 3 });
   const dirA = fresh('eval-a');
   const dirB = fresh('eval-b');

@@ -8,8 +8,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../src/engine/backend.js';
 import { buildModel, specOf, type SortedModel } from '../src/models/index.js';
 import { Mlp } from '../src/models/mlp.js';
-import { ResNet, resnetConfig } from '../src/models/resnet.js';
-import { MobileNetV2, mobilenetV2Config } from '../src/models/mobilenetv2.js';
+import { ResNet } from '../src/models/resnet.js';
+import { MobileNetV2 } from '../src/models/mobilenetv2.js';
+import { tinyMobileNetV2, tinyResNet } from './tiny_models.js';
 import { Transformer } from '../src/models/transformer.js';
 import { extractSubModel } from '../src/models/extract.js';
 import { FULL, subModelId, type SubModel } from '../src/sorted/submodel.js';
@@ -69,14 +70,7 @@ test('MLP: a sub-model equals a hand-written forward on the sliced weights', () 
 });
 
 test('ResNet: random sub-models (depth × width, per-layer widths) equal their extracted models', () => {
-  const cfg = resnetConfig({
-    inChannels: 1,
-    imageSize: 12,
-    classes: 4,
-    stem: 8,
-    widths: [8, 16],
-    blocks: [2, 2],
-  });
+  const cfg = tinyResNet({ imageSize: 12, classes: 4, stem: 8, widths: [8, 16], blocks: [2, 2] });
   const model = new ResNet(cfg, 11);
   const x = randomImages(4, 12, 1, 3);
   const r = rng(2);
@@ -92,17 +86,7 @@ test('ResNet: random sub-models (depth × width, per-layer widths) equal their e
 });
 
 test('MobileNetV2: sub-models with width and expansion equal their extracted models', () => {
-  const cfg = mobilenetV2Config({
-    inChannels: 1,
-    imageSize: 12,
-    classes: 3,
-    stem: 8,
-    rows: [
-      [1, 8, 1, 1],
-      [4, 12, 2, 2],
-    ],
-    last: 16,
-  });
+  const cfg = tinyMobileNetV2({ imageSize: 12, classes: 3 });
   const model = new MobileNetV2(cfg, 4);
   const x = randomImages(3, 12, 1, 5);
   checkEquivalence(model, { depth: 2, width: 0.5, expand: 0.5 }, x, 1e-4);
@@ -214,14 +198,7 @@ test('gradients: zero outside the slice, equal to the plain model inside (MLP, R
     tf.randomNormal([4, 10], 0, 1, 'float32', 1),
     y,
   );
-  const cfg = resnetConfig({
-    inChannels: 1,
-    imageSize: 8,
-    classes: 3,
-    stem: 8,
-    widths: [8, 16],
-    blocks: [2, 1],
-  });
+  const cfg = tinyResNet({ imageSize: 8, classes: 3, stem: 8, widths: [8, 16], blocks: [2, 1] });
   checkGradients(new ResNet(cfg, 3), { depth: 2, width: 0.5 }, randomImages(4, 8, 1, 2), y, 1e-4);
   const lm = new Transformer(
     {

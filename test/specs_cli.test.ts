@@ -4,21 +4,10 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../src/cli/main.js';
+import { quiet } from './cli_helpers.js';
 import { parseRunConfig } from '../src/run/run_config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sortednet-specs-'));
-
-/** Runs the command line (words separated by spaces) with its console output silenced. */
-async function quiet(line: string): Promise<number> {
-  const log = console.log;
-  console.log = () => {};
-  try {
-    return await main(line.split(' '));
-  } finally {
-    console.log = log;
-  }
-}
 
 function config(name: string, c: object): string {
   const path = join(dir, name);

@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { initEngine } from '../src/engine/backend.js';
 import { buildModel, type ModelSpec } from '../src/models/index.js';
-import { mobilenetV2Config } from '../src/models/mobilenetv2.js';
+import { tinyMobileNetV2 } from './tiny_models.js';
 import { Grid, type GridSpec } from '../src/sorted/grid.js';
 import { SubModelSampler, type SamplerOptions } from '../src/sorted/sample.js';
 import { createRng, streamSeed } from '../src/data/random.js';
@@ -22,17 +22,7 @@ interface Case {
 const resnet: ModelSpec = smallResNet([8, 16], [2, 2]);
 const mobilenet: ModelSpec = {
   family: 'mobilenetv2',
-  config: mobilenetV2Config({
-    inChannels: 3,
-    imageSize: 15,
-    classes: 5,
-    stem: 8,
-    rows: [
-      [1, 8, 1, 1],
-      [4, 12, 2, 2],
-    ],
-    last: 16,
-  }),
+  config: tinyMobileNetV2({ inChannels: 3, imageSize: 15, classes: 5 }),
 };
 const cases: Case[] = [
   {

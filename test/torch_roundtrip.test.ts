@@ -16,7 +16,7 @@ import {
   type Transformer,
   type TransformerConfig,
 } from '../src/models/index.js';
-import { mobilenetV2Config } from '../src/models/mobilenetv2.js';
+import { tinyMobileNetV2 } from './tiny_models.js';
 import { Grid, type GridSpec } from '../src/sorted/grid.js';
 import { parseSubModel, subModelId } from '../src/sorted/submodel.js';
 import { train, type TrainData } from '../src/train/trainer.js';
@@ -71,11 +71,7 @@ before(async () => {
       name: 'mobilenetv2',
       spec: {
         family: 'mobilenetv2',
-        config: mobilenetV2Config({
-          inChannels: 1,
-          imageSize: 28,
-          classes: 10,
-          stem: 8,
+        config: tinyMobileNetV2({
           rows: [
             [1, 8, 1, 1],
             [4, 12, 2, 2],

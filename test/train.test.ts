@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../src/engine/backend.js';
 import { Mlp } from '../src/models/mlp.js';
-import { ResNet, resnetConfig } from '../src/models/resnet.js';
+import { ResNet } from '../src/models/resnet.js';
+import { tinyResNet } from './tiny_models.js';
 import { Grid } from '../src/sorted/grid.js';
 import { SubModelSampler } from '../src/sorted/sample.js';
 import { train, type TrainState } from '../src/train/trainer.js';
@@ -75,14 +76,7 @@ test('accumulation: gAcc micro-batches of B equal one batch of gAcc·B (no BN, s
 });
 
 test('resume: 3 steps + resume to 6 gives the same weights as 6 uninterrupted steps (ResNet with BN)', async () => {
-  const cfg = resnetConfig({
-    inChannels: 1,
-    imageSize: 28,
-    classes: 10,
-    stem: 4,
-    widths: [4, 8],
-    blocks: [1, 1],
-  });
+  const cfg = tinyResNet();
   const tc = resolveTrainConfig({
     steps: 6,
     batchSize: 16,

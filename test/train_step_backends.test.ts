@@ -8,8 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initEngine, type BackendName } from '../src/engine/backend.js';
 import { kernelsUsed, missingKernels } from '../src/engine/kernels_used.js';
 import { buildModel, type ModelSpec } from '../src/models/index.js';
-import { resnetConfig } from '../src/models/resnet.js';
-import { mobilenetV2Config } from '../src/models/mobilenetv2.js';
+import { tinyMobileNetV2, tinyResNet } from './tiny_models.js';
 
 const FAMILIES: Record<string, { spec: ModelSpec; input: () => tf.Tensor; sub: object }> = {
   mlp: {
@@ -20,14 +19,7 @@ const FAMILIES: Record<string, { spec: ModelSpec; input: () => tf.Tensor; sub: o
   resnet: {
     spec: {
       family: 'resnet',
-      config: resnetConfig({
-        inChannels: 1,
-        imageSize: 8,
-        classes: 4,
-        stem: 8,
-        widths: [8, 16],
-        blocks: [1, 1],
-      }),
+      config: tinyResNet({ imageSize: 8, classes: 4, stem: 8, widths: [8, 16] }),
     },
     input: () => tf.randomNormal([8, 8, 8, 1], 0, 1, 'float32', 2),
     sub: { depth: 2, width: 0.5 },
@@ -35,16 +27,13 @@ const FAMILIES: Record<string, { spec: ModelSpec; input: () => tf.Tensor; sub: o
   mobilenetv2: {
     spec: {
       family: 'mobilenetv2',
-      config: mobilenetV2Config({
-        inChannels: 1,
+      config: tinyMobileNetV2({
         imageSize: 8,
         classes: 4,
-        stem: 8,
         rows: [
           [1, 8, 1, 1],
           [2, 16, 1, 2],
         ],
-        last: 16,
       }),
     },
     input: () => tf.randomNormal([8, 8, 8, 1], 0, 1, 'float32', 3),

@@ -18,7 +18,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { extname, join, resolve } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
-import { main } from '../src/cli/main.js';
+import { quiet } from './cli_helpers.js';
 import { PNG } from 'pngjs';
 import { loadModel, readImageFile } from '../src/node.js';
 import type { SampleSet } from '../src/deploy/samples_node.js';
@@ -69,16 +69,6 @@ function serveStatic(root: string): Promise<string> {
     server.listen(0, '127.0.0.1', () => ok(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)),
   );
 }
-
-const quiet = async (args: string[]) => {
-  const log = console.log;
-  console.log = () => {};
-  try {
-    return await main(args);
-  } finally {
-    console.log = log;
-  }
-};
 
 before(async () => {
   if (noBrowser) return;

@@ -159,7 +159,7 @@ export class DeployedModel {
     const pre = this.meta.preprocess;
     if (x instanceof Float32Array && pre?.mean && pre.std) standardise(x, pre.mean, pre.std);
     const shape = spec.kind === 'image' ? [n, ...spec.shape] : [n, spec.maxLen];
-    const probs = this.probabilities(x, shape, id, sub);
+    const probs = this.probabilities(x, shape, sub);
     const values = probs.dataSync() as Float32Array;
     probs.dispose();
     return values;
@@ -243,7 +243,7 @@ export class DeployedModel {
       ),
     );
     const { height, width, channels } = this.inputShape;
-    const probs = this.probabilities(x, [inputs.length, height, width, channels], id, sub);
+    const probs = this.probabilities(x, [inputs.length, height, width, channels], sub);
     const values = (await probs.data()) as Float32Array;
     probs.dispose();
     const classes = values.length / inputs.length;
@@ -277,18 +277,18 @@ export class DeployedModel {
   async timeOne(x: Float32Array, id: string, sub: SubModel, reps = 5): Promise<number> {
     const { height, width, channels } = this.inputShape;
     return medianMsAsync(async () => {
-      const y = tf.tidy(() => this.logits(x, [1, height, width, channels], id, sub));
+      const y = tf.tidy(() => this.logits(x, [1, height, width, channels], sub));
       await y.data();
       y.dispose();
     }, reps);
   }
 
-  /** Softmax over the logits of sub-model `id` (ctx.key = id: BatchNorm uses its statistics). */
-  private probabilities(x: Float32Array | Int32Array, shape: number[], id: string, sub: SubModel): tf.Tensor {
-    return tf.tidy(() => tf.softmax(this.logits(x, shape, id, sub)));
+  /** Softmax over the logits of sub-model `sub` (its context key picks its BatchNorm statistics). */
+  private probabilities(x: Float32Array | Int32Array, shape: number[], sub: SubModel): tf.Tensor {
+    return tf.tidy(() => tf.softmax(this.logits(x, shape, sub)));
   }
 
-  private logits(x: Float32Array | Int32Array, shape: number[], id: string, sub: SubModel): tf.Tensor {
+  private logits(x: Float32Array | Int32Array, shape: number[], sub: SubModel): tf.Tensor {
     const input = tf.tensor(x, shape, x instanceof Int32Array ? 'int32' : 'float32');
     return this.model.forward(input, sub, subModelContext(sub, 'eval'));
   }

@@ -21,7 +21,7 @@ import { seedStream } from '../nn/init.js';
 import type { SubModel } from '../sorted/submodel.js';
 import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
 import { checkImageInput, checkLayerNames, layerUnits, type SortedModel } from './model.js';
-import { Stages, type ActiveBlock } from './staged.js';
+import { imageShapeFields, Stages, type ActiveBlock, type StagedImageShape } from './staged.js';
 
 export const MobileNetV2ConfigSchema = z
   .object({
@@ -47,17 +47,15 @@ export const MOBILENETV2_SHORTHAND = { rows: z.array(z.tuple([posInt, posInt, po
  * Stages from (expansion t, channels c, blocks n, stride s) rows, as in the paper's Table 2.
  * `unitExpansion: false` leaves out the 1×1 expand conv of blocks with t = 1 (as torchvision does).
  */
-export function mobilenetV2Config(o: {
-  inChannels: number;
-  imageSize: number;
-  classes: number;
-  stem: number;
-  rows: [t: number, c: number, n: number, s: number][];
-  last: number;
-  stemStride?: number;
-  padding?: PaddingMode;
-  unitExpansion?: boolean;
-}): MobileNetV2Config {
+export function mobilenetV2Config(
+  o: StagedImageShape & {
+    rows: [t: number, c: number, n: number, s: number][];
+    last: number;
+    stemStride?: number;
+    padding?: PaddingMode;
+    unitExpansion?: boolean;
+  },
+): MobileNetV2Config {
   let cin = o.stem;
   const stages = o.rows.map(([t, c, n, s]) =>
     Array.from({ length: n }, (_, b) => {
@@ -74,10 +72,7 @@ export function mobilenetV2Config(o: {
     }),
   );
   return {
-    inChannels: o.inChannels,
-    imageSize: o.imageSize,
-    classes: o.classes,
-    stem: o.stem,
+    ...imageShapeFields(o),
     stages,
     last: o.last,
     // Only when given: configs (and checkpoints) of the default layout stay as they were.

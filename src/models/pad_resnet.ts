@@ -17,7 +17,7 @@ import { PadConv2d, LAMBDA_MODES, maskLayout, type LambdaMode } from '../dynamic
 import { CompactPadConv2d, copyMatchingState } from '../dynamic/compact.js';
 import { Conv2d } from '../nn/conv2d.js';
 import type { ConvFactory } from '../nn/basic_block.js';
-import { ResNet, resnetConfig, ResNetConfigSchema } from './resnet.js';
+import { ResNet, resnetConfig, ResNetConfigSchema, type ResNetStagesInput } from './resnet.js';
 
 export type ConvMode = 'static' | 'dynamic' | 'pad';
 export const CONV_MODES: readonly ConvMode[] = ['static', 'dynamic', 'pad'];
@@ -39,18 +39,14 @@ export type PadResNetConfig = z.infer<typeof PadResNetConfigSchema>;
 export const PAD_DEFAULTS = { conv: 'pad', kernels: 4, reduction: 4, lambdaMode: 'both' } as const;
 
 /** A PAD ResNet config from stage widths (stride 2 at the start of every stage but the first). */
-export function padResNetConfig(o: {
-  inChannels: number;
-  imageSize: number;
-  classes: number;
-  stem: number;
-  widths: number[];
-  blocks: number[];
-  conv?: ConvMode;
-  kernels?: number;
-  reduction?: number;
-  lambdaMode?: LambdaMode;
-}): PadResNetConfig {
+export function padResNetConfig(
+  o: ResNetStagesInput & {
+    conv?: ConvMode;
+    kernels?: number;
+    reduction?: number;
+    lambdaMode?: LambdaMode;
+  },
+): PadResNetConfig {
   return {
     ...resnetConfig(o),
     conv: o.conv ?? PAD_DEFAULTS.conv,

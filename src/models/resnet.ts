@@ -24,7 +24,7 @@ import { seedStream } from '../nn/init.js';
 import type { SubModel } from '../sorted/submodel.js';
 import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
 import { checkImageInput, checkLayerNames, layerUnits, type SortedModel } from './model.js';
-import { Stages, type ActiveBlock } from './staged.js';
+import { imageShapeFields, Stages, type ActiveBlock, type StagedImageShape } from './staged.js';
 
 export type ResNetBlock = 'basic' | 'bottleneck';
 export type StemLayout = 'cifar' | 'imagenet';
@@ -49,22 +49,24 @@ export type ResNetConfig = z.infer<typeof ResNetConfigSchema>;
 /** resnetConfig's shorthand for `stages`: the width and the number of blocks of each stage. */
 export const RESNET_SHORTHAND = { widths: posInts, blocks: posInts };
 
+/** A ResNet's image, stem and stages: widths and blocks per stage. */
+export interface ResNetStagesInput extends StagedImageShape {
+  widths: number[];
+  blocks: number[];
+}
+
 /**
  * A ResNet config from stage widths: `blocks` per stage, stride 2 at the start of every stage but
  * the first. Bottleneck stages output `expansion` (default 4) × their width.
  */
-export function resnetConfig(o: {
-  inChannels: number;
-  imageSize: number;
-  classes: number;
-  stem: number;
-  widths: number[];
-  blocks: number[];
-  block?: ResNetBlock;
-  stemLayout?: StemLayout;
-  padding?: PaddingMode;
-  expansion?: number;
-}): ResNetConfig {
+export function resnetConfig(
+  o: ResNetStagesInput & {
+    block?: ResNetBlock;
+    stemLayout?: StemLayout;
+    padding?: PaddingMode;
+    expansion?: number;
+  },
+): ResNetConfig {
   let cin = o.stem;
   const expansion = o.block === 'bottleneck' ? (o.expansion ?? 4) : 1;
   const stages = o.widths.map((w, s) =>
@@ -77,10 +79,7 @@ export function resnetConfig(o: {
     }),
   );
   return {
-    inChannels: o.inChannels,
-    imageSize: o.imageSize,
-    classes: o.classes,
-    stem: o.stem,
+    ...imageShapeFields(o),
     stages,
     // Only when given: configs (and checkpoints) of the default layout stay as they were.
     ...(o.block !== undefined && { block: o.block }),

@@ -121,3 +121,19 @@ export class Stages<
     return stages;
   }
 }
+
+/** The image and stem of a staged model's config builder (ResNet, PAD ResNet, MobileNetV2). */
+export interface StagedImageShape {
+  inChannels: number;
+  imageSize: number;
+  classes: number;
+  stem: number;
+}
+
+/** The leading fields of a staged model's config, in the order configs (and checkpoints) have them. */
+export const imageShapeFields = (o: StagedImageShape): StagedImageShape => ({
+  inChannels: o.inChannels,
+  imageSize: o.imageSize,
+  classes: o.classes,
+  stem: o.stem,
+});

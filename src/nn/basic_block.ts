@@ -55,6 +55,40 @@ export function matchChannels(x: tf.Tensor4D, c: number): tf.Tensor4D {
   ]);
 }
 
+/**
+ * The residual shortcut of a basic or bottleneck block: a 1×1 conv (with the block's stride) + BN
+ * projection when the spec asks for one, else null, the identity (which needs stride 1).
+ */
+export function projectionShortcut(
+  projection: boolean,
+  inChannels: number,
+  out: number,
+  stride: number,
+  seed: () => number,
+  name: string,
+): { conv: Conv2d; bn: BatchNorm2d } | null {
+  if (!projection) {
+    if (stride !== 1) throw new Error(`${name}: an identity shortcut needs stride 1, got ${stride}`);
+    return null;
+  }
+  return {
+    conv: new Conv2d(inChannels, out, 1, seed, { stride, name: `${name}.shortcut` }),
+    bn: new BatchNorm2d(out, `${name}.shortcutBn`),
+  };
+}
+
+/** What the shortcut adds to the block's output at `out` channels: the projection, or x sliced or padded. */
+export function shortcutForward(
+  block: { shortcut: Conv2d | null; shortcutBn: BatchNorm2d | null },
+  x: tf.Tensor4D,
+  out: number,
+  ctx: ForwardContext,
+): tf.Tensor4D {
+  return block.shortcut && block.shortcutBn
+    ? block.shortcutBn.forward(block.shortcut.forward(x, out), ctx)
+    : matchChannels(x, out);
+}
+
 export const BasicBlockSpecSchema = z
   .object({
     mid: posInt,
@@ -94,26 +128,15 @@ export class BasicBlock extends Module {
     this.bn1 = this.addChild('bn1', new BatchNorm2d(mid, `${name}.bn1`));
     this.conv2 = this.addChild('conv2', makeConv(mid, out, 1, `${name}.conv2`, seed, pad));
     this.bn2 = this.addChild('bn2', new BatchNorm2d(out, `${name}.bn2`));
-    if (spec.projection) {
-      this.shortcut = this.addChild(
-        'shortcut',
-        new Conv2d(inChannels, out, 1, seed, { stride, name: `${name}.shortcut` }),
-      );
-      this.shortcutBn = this.addChild('shortcutBn', new BatchNorm2d(out, `${name}.shortcutBn`));
-    } else {
-      if (stride !== 1) throw new Error(`${name}: an identity shortcut needs stride 1, got ${stride}`);
-      this.shortcut = null;
-      this.shortcutBn = null;
-    }
+    const shortcut = projectionShortcut(spec.projection, inChannels, out, stride, seed, name);
+    this.shortcut = shortcut && this.addChild('shortcut', shortcut.conv);
+    this.shortcutBn = shortcut && this.addChild('shortcutBn', shortcut.bn);
   }
 
   forward(x: tf.Tensor4D, widths: { mid: number; out: number }, ctx: ForwardContext): tf.Tensor4D {
     let h = tf.relu(this.bn1.forward(this.conv1.forward(x, widths.mid, ctx), ctx));
     h = this.bn2.forward(this.conv2.forward(h, widths.out, ctx), ctx);
-    const s =
-      this.shortcut && this.shortcutBn
-        ? this.shortcutBn.forward(this.shortcut.forward(x, widths.out), ctx)
-        : matchChannels(x, widths.out);
+    const s = shortcutForward(this, x, widths.out, ctx);
     return tf.relu(tf.add(h, s));
   }
 

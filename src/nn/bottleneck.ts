@@ -4,7 +4,8 @@ import { Conv2d, convOutSize, convPadding, type PaddingMode } from './conv2d.js'
 import { BatchNorm2d } from './batchnorm.js';
 import {
   blockConvCost,
-  matchChannels,
+  projectionShortcut,
+  shortcutForward,
   staticConv,
   type BasicBlockSpec,
   type BlockConv,
@@ -47,27 +48,16 @@ export class Bottleneck extends Module {
     this.bn2 = this.addChild('bn2', new BatchNorm2d(mid, `${name}.bn2`));
     this.conv3 = this.addChild('conv3', new Conv2d(mid, out, 1, seed, { name: `${name}.conv3` }));
     this.bn3 = this.addChild('bn3', new BatchNorm2d(out, `${name}.bn3`));
-    if (spec.projection) {
-      this.shortcut = this.addChild(
-        'shortcut',
-        new Conv2d(inChannels, out, 1, seed, { stride, name: `${name}.shortcut` }),
-      );
-      this.shortcutBn = this.addChild('shortcutBn', new BatchNorm2d(out, `${name}.shortcutBn`));
-    } else {
-      if (stride !== 1) throw new Error(`${name}: an identity shortcut needs stride 1, got ${stride}`);
-      this.shortcut = null;
-      this.shortcutBn = null;
-    }
+    const shortcut = projectionShortcut(spec.projection, inChannels, out, stride, seed, name);
+    this.shortcut = shortcut && this.addChild('shortcut', shortcut.conv);
+    this.shortcutBn = shortcut && this.addChild('shortcutBn', shortcut.bn);
   }
 
   forward(x: tf.Tensor4D, widths: { mid: number; out: number }, ctx: ForwardContext): tf.Tensor4D {
     let h = tf.relu(this.bn1.forward(this.conv1.forward(x, widths.mid), ctx));
     h = tf.relu(this.bn2.forward(this.conv2.forward(h, widths.mid, ctx), ctx));
     h = this.bn3.forward(this.conv3.forward(h, widths.out), ctx);
-    const s =
-      this.shortcut && this.shortcutBn
-        ? this.shortcutBn.forward(this.shortcut.forward(x, widths.out), ctx)
-        : matchChannels(x, widths.out);
+    const s = shortcutForward(this, x, widths.out, ctx);
     return tf.relu(tf.add(h, s));
   }
 

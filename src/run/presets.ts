@@ -21,50 +21,64 @@ export interface Preset {
   lm?: { vocabSize: number; seqLen: number; train: Partial<TrainConfig> };
 }
 
-/** A LLaMA-style LM preset; its vocabulary (`classes`) is the size of the tokenizer trained for the run. */
-const llama =
-  (c: Pick<TransformerConfig, 'dim' | 'heads' | 'headDim' | 'ffn' | 'layers' | 'maxLen'>): Preset['model'] =>
-  ({ classes }) => ({ family: 'transformer', config: { task: 'lm', arch: 'llama', vocab: classes, ...c } });
+type LmDims = Pick<TransformerConfig, 'dim' | 'heads' | 'headDim' | 'ffn' | 'layers' | 'maxLen'>;
 
-/** A GPT-style LM preset (learned positions, LayerNorm, GELU, biases): the LMs ONNX export takes. */
-const gpt =
-  (c: Pick<TransformerConfig, 'dim' | 'heads' | 'headDim' | 'ffn' | 'layers' | 'maxLen'>): Preset['model'] =>
-  ({ classes }) => ({ family: 'transformer', config: { task: 'lm', arch: 'gpt', vocab: classes, ...c } });
+/**
+ * A language-model preset that exits at every depth: LLaMA-style, or GPT-style (learned positions,
+ * LayerNorm, GELU, biases: the LMs ONNX export takes). Its vocabulary (`classes`) is the size of the
+ * tokenizer trained for the run.
+ */
+const lmPreset = (arch: 'llama' | 'gpt', description: string, dims: LmDims, lm: Preset['lm']): Preset => ({
+  description,
+  model: ({ classes }) => ({ family: 'transformer', config: { task: 'lm', arch, vocab: classes, ...dims } }),
+  grid: { depth: Array.from({ length: dims.layers }, (_, i) => i + 1) },
+  lm,
+});
+
+/** The tiny LMs: 3 layers × d 32, context 64. */
+const TINY_LM_DIMS: LmDims = { dim: 32, heads: 2, headDim: 16, ffn: 64, layers: 3, maxLen: 64 };
+
+/** The tiny LMs' data and training: BPE vocab 320, context 64, 20 steps (seconds; the tests use them). */
+const tinyLm = (): Preset['lm'] => ({
+  vocabSize: 320,
+  seqLen: 64,
+  train: { steps: 20, batchSize: 8, gAcc: 2, warmupSteps: 2 },
+});
+
+/** The small LMs' data and training: BPE vocab 2048, context 128, 300 AdamW steps at `lr`. */
+const smallLm = (lr: number): Preset['lm'] => ({
+  vocabSize: 2048,
+  seqLen: 128,
+  train: { steps: 300, batchSize: 8, gAcc: 2, warmupSteps: 30, optimizer: { kind: 'adamw', lr } },
+});
+
+/** The image fields of a model config from the data's shape. */
+const imageOf = (d: Parameters<Preset['model']>[0]) => ({
+  inChannels: d.channels,
+  imageSize: d.size,
+  classes: d.classes,
+});
+
+/** The 16 widths of the 160-sub-model grids: 1/16, 2/16, …, 1. */
+const sixteenWidths = () => Array.from({ length: 16 }, (_, i) => (i + 1) / 16);
 
 export const PRESETS: Record<string, Preset> = {
   'resnet-small': {
     description:
       'CIFAR-style ResNet, 3 stages × 2 basic blocks (16/32/64 ch): depth 3..6 × width 25..100% = 16 sub-models',
-    model: ({ channels, size, classes }) => ({
+    model: (d) => ({
       family: 'resnet',
-      config: resnetConfig({
-        inChannels: channels,
-        imageSize: size,
-        classes,
-        stem: 16,
-        widths: [16, 32, 64],
-        blocks: [2, 2, 2],
-      }),
+      config: resnetConfig({ ...imageOf(d), stem: 16, widths: [16, 32, 64], blocks: [2, 2, 2] }),
     }),
     grid: { depth: [3, 4, 5, 6], width: [0.25, 0.5, 0.75, 1] },
   },
   'resnet-160': {
     description: 'ResNet, 2 stages × 6+5 blocks (16/32 ch): depth 2..11 × 16 widths = 160 sub-models',
-    model: ({ channels, size, classes }) => ({
+    model: (d) => ({
       family: 'resnet',
-      config: resnetConfig({
-        inChannels: channels,
-        imageSize: size,
-        classes,
-        stem: 16,
-        widths: [16, 32],
-        blocks: [6, 5],
-      }),
+      config: resnetConfig({ ...imageOf(d), stem: 16, widths: [16, 32], blocks: [6, 5] }),
     }),
-    grid: {
-      depth: [2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
-      width: Array.from({ length: 16 }, (_, i) => (i + 1) / 16),
-    },
+    grid: { depth: [2, 3, 4, 5, 6, 7, 8, 9, 10, 11], width: sixteenWidths() },
   },
   mlp: {
     description: 'MLP 4 × 256 hidden: depth 1..4 × width 25..100% = 16 sub-models',
@@ -90,19 +104,14 @@ export const PRESETS: Record<string, Preset> = {
       family: 'mlp',
       config: { inputs: channels * size * size, hidden: Array(10).fill(256), classes },
     }),
-    grid: {
-      depth: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
-      width: Array.from({ length: 16 }, (_, i) => (i + 1) / 16),
-    },
+    grid: { depth: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], width: sixteenWidths() },
   },
   mobilenetv2: {
     description: 'small MobileNetV2: depth 3..6 × width 50/100% × expansion 50/100% = 16 sub-models',
-    model: ({ channels, size, classes }) => ({
+    model: (d) => ({
       family: 'mobilenetv2',
       config: mobilenetV2Config({
-        inChannels: channels,
-        imageSize: size,
-        classes,
+        ...imageOf(d),
         stem: 16,
         rows: [
           [1, 16, 1, 1],
@@ -114,50 +123,37 @@ export const PRESETS: Record<string, Preset> = {
     }),
     grid: { depth: [3, 4, 5, 6], width: [0.5, 1], expand: [0.5, 1] },
   },
-  'lm-tiny': {
-    description: 'LLaMA-style LM, 3 layers × d 32, BPE vocab 320, context 64: trains in seconds (tests)',
-    model: llama({ dim: 32, heads: 2, headDim: 16, ffn: 64, layers: 3, maxLen: 64 }),
-    grid: { depth: [1, 2, 3] },
-    lm: { vocabSize: 320, seqLen: 64, train: { steps: 20, batchSize: 8, gAcc: 2, warmupSteps: 2 } },
-  },
-  'lm-small': {
-    description:
-      'LLaMA-style LM, 6 layers × d 192 (6 heads, SwiGLU 512), BPE vocab 2048, context 128 (the window it trains on); exits at every depth',
-    model: llama({ dim: 192, heads: 6, headDim: 32, ffn: 512, layers: 6, maxLen: 128 }),
-    grid: { depth: [1, 2, 3, 4, 5, 6] },
-    lm: {
-      vocabSize: 2048,
-      seqLen: 128,
-      train: { steps: 300, batchSize: 8, gAcc: 2, warmupSteps: 30, optimizer: { kind: 'adamw', lr: 2e-3 } },
-    },
-  },
-  'lm-gpt-tiny': {
-    description:
-      'GPT-style LM (learned positions, LayerNorm, GELU), 3 layers × d 32, BPE vocab 320, context 64: exports to ONNX with a KV cache',
-    model: gpt({ dim: 32, heads: 2, headDim: 16, ffn: 64, layers: 3, maxLen: 64 }),
-    grid: { depth: [1, 2, 3] },
-    lm: { vocabSize: 320, seqLen: 64, train: { steps: 20, batchSize: 8, gAcc: 2, warmupSteps: 2 } },
-  },
-  'lm-gpt-small': {
-    description:
-      'GPT-style LM, 6 layers × d 192 (6 heads, GELU 768), BPE vocab 2048, context 128; exits at every depth; exports to ONNX',
-    model: gpt({ dim: 192, heads: 6, headDim: 32, ffn: 768, layers: 6, maxLen: 128 }),
-    grid: { depth: [1, 2, 3, 4, 5, 6] },
-    lm: {
-      vocabSize: 2048,
-      seqLen: 128,
-      train: { steps: 300, batchSize: 8, gAcc: 2, warmupSteps: 30, optimizer: { kind: 'adamw', lr: 1e-3 } },
-    },
-  },
+  'lm-tiny': lmPreset(
+    'llama',
+    'LLaMA-style LM, 3 layers × d 32, BPE vocab 320, context 64: trains in seconds (tests)',
+    TINY_LM_DIMS,
+    tinyLm(),
+  ),
+  'lm-small': lmPreset(
+    'llama',
+    'LLaMA-style LM, 6 layers × d 192 (6 heads, SwiGLU 512), BPE vocab 2048, context 128 (the window it trains on); exits at every depth',
+    { dim: 192, heads: 6, headDim: 32, ffn: 512, layers: 6, maxLen: 128 },
+    smallLm(2e-3),
+  ),
+  'lm-gpt-tiny': lmPreset(
+    'gpt',
+    'GPT-style LM (learned positions, LayerNorm, GELU), 3 layers × d 32, BPE vocab 320, context 64: exports to ONNX with a KV cache',
+    TINY_LM_DIMS,
+    tinyLm(),
+  ),
+  'lm-gpt-small': lmPreset(
+    'gpt',
+    'GPT-style LM, 6 layers × d 192 (6 heads, GELU 768), BPE vocab 2048, context 128; exits at every depth; exports to ONNX',
+    { dim: 192, heads: 6, headDim: 32, ffn: 768, layers: 6, maxLen: 128 },
+    smallLm(1e-3),
+  ),
   'pad-resnet': {
     description:
       'ResNet of PAD-Net convolutions (K = 4 kernels, κ set by `sortednet partition`), 3 stages × 2 blocks (16/32/64 ch): depth 3..6 × width 50/100% = 8 sub-models',
-    model: ({ channels, size, classes }) => ({
+    model: (d) => ({
       family: 'pad-resnet',
       config: padResNetConfig({
-        inChannels: channels,
-        imageSize: size,
-        classes,
+        ...imageOf(d),
         stem: 16,
         widths: [16, 32, 64],
         blocks: [2, 2, 2],

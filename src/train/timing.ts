@@ -10,18 +10,23 @@ export function median(times: readonly number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-/** Median milliseconds of `reps` calls of `run`, after one warm-up call. */
-export function medianMs(run: () => void, reps: number): number {
+/** Milliseconds of each of `reps` calls of `run`, after `warmUps` untimed calls (one by default). */
+export function timesMs(run: () => void, reps: number, warmUps = 1): number[] {
   if (!(Number.isInteger(reps) && reps >= 1))
     throw new Error(`timing: reps ${reps} must be a positive integer`);
-  run();
+  for (let w = 0; w < warmUps; w++) run();
   const times: number[] = [];
   for (let r = 0; r < reps; r++) {
     const t0 = performance.now();
     run();
     times.push(performance.now() - t0);
   }
-  return median(times);
+  return times;
+}
+
+/** Median milliseconds of `reps` calls of `run`, after one warm-up call (or `warmUps`). */
+export function medianMs(run: () => void, reps: number, warmUps = 1): number {
+  return median(timesMs(run, reps, warmUps));
 }
 
 /** `medianMs` for work that ends asynchronously (a GPU read-back in the browser). */

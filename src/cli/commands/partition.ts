@@ -5,18 +5,13 @@ import { intArg, need, numArg } from '../args.js';
 import type { RegisterCommand } from '../command.js';
 import { freshFolder } from '../../run/run_folder.js';
 import { intoNewFolder, sourceRun } from '../../run/out_folder.js';
-import { partitionInto } from '../../run/partition.js';
+import { partitionInto, type PartitionRunOptions } from '../../run/partition.js';
 
-interface PartitionFlags {
+/** The run options as flags: κ may be missing (and is asked for), the backend is a name to check. */
+interface PartitionFlags extends Omit<PartitionRunOptions, 'kappa' | 'backend'> {
   run?: string;
   kappa?: number;
   out?: string;
-  rounds: number;
-  method: 'imp' | 'random';
-  threshold: 'global' | 'per-layer';
-  calibration: number;
-  batchSize: number;
-  seed: number;
   backend?: string;
 }
 

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { forwardConvInfo, nhwcPadding, wasmKernelRunner } from './conv_gradient_info.js';
 
 export const kernelName = tf.Conv2DBackpropFilter;
 
@@ -23,37 +24,23 @@ export const kernelName = tf.Conv2DBackpropFilter;
 function conv2DBackpropFilter(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
   const backend = args.backend as BackendWasm;
   const { x, dy } = args.inputs as tf.Conv2DBackpropFilterInputs;
-  const { strides, pad, dataFormat, dimRoundingMode, filterShape } =
-    args.attrs as unknown as tf.Conv2DBackpropFilterAttrs;
+  const attrs = args.attrs as unknown as tf.Conv2DBackpropFilterAttrs;
+  const { dataFormat, filterShape } = attrs;
   if (x === undefined || dy === undefined) throw new Error(`${kernelName} (wasm): needs inputs x and dy`);
   if (dataFormat !== 'NHWC') {
     throw new Error(`${kernelName} (wasm): dataFormat '${dataFormat}' is not supported; use 'NHWC'`);
   }
-  const info = tf.backend_util.computeConv2DInfo(
-    x.shape as [number, number, number, number],
-    filterShape,
-    strides,
-    1,
-    pad,
-    dimRoundingMode,
-    false,
-    'channelsLast',
-  );
-  const { batchSize, inHeight, inWidth, inChannels, outChannels, filterHeight, filterWidth } = info;
-  const { outHeight, outWidth, strideHeight, strideWidth, padInfo } = info;
-  if (dy.shape.join() !== [batchSize, outHeight, outWidth, outChannels].join()) {
-    throw new Error(
-      `${kernelName} (wasm): dy shape [${dy.shape}] does not match the forward output ` +
-        `[${[batchSize, outHeight, outWidth, outChannels]}] of x [${x.shape}] and filter [${filterShape}]`,
-    );
-  }
-
-  const run = (name: string, inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap): tf.TensorInfo => {
-    const kernel = tf.getKernel(name, 'wasm');
-    if (kernel === undefined) throw new Error(`${kernelName} (wasm): needs the wasm kernel '${name}'`);
-    return kernel.kernelFunc({ inputs, backend, attrs }) as tf.TensorInfo;
+  const shapes = {
+    x: x.shape as [number, number, number, number],
+    filter: filterShape,
+    dy: dy.shape,
+    xName: 'x' as const,
   };
-  const dispose = (t: tf.TensorInfo): void => void backend.disposeData(t.dataId);
+  const info = forwardConvInfo(kernelName, { ...attrs, dilations: 1 }, false, shapes);
+  const { inHeight, inWidth, inChannels, outChannels, filterHeight, filterWidth } = info;
+  const { outHeight, outWidth, strideHeight, strideWidth, padInfo } = info;
+
+  const { run, dispose } = wasmKernelRunner(backend, kernelName);
 
   // Rows p + i*sh for i < oh reach kh + (oh - 1)*sh - 1; pad the bottom (right) up to there. A
   // 'valid' forward pass with stride may leave trailing rows unread (negative need): pad 0 and
@@ -68,12 +55,7 @@ function conv2DBackpropFilter(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo
     { x: xT, filter: dyT },
     {
       strides: [1, 1],
-      pad: [
-        [0, 0],
-        [padInfo.top, padBottom],
-        [padInfo.left, padRight],
-        [0, 0],
-      ],
+      pad: nhwcPadding(padInfo.top, padBottom, padInfo.left, padRight),
       dilations: [strideHeight, strideWidth],
       dataFormat: 'NHWC',
     },

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { forwardConvInfo, nhwcPadding, wasmKernelRunner } from './conv_gradient_info.js';
 import { replaceWasmKernel, stockWasmKernel } from './replace_wasm.js';
 
 export const kernelName = tf.Conv2DBackpropInput;
@@ -28,8 +29,8 @@ export const kernelName = tf.Conv2DBackpropInput;
 function conv2DBackpropInput(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo | tf.TensorInfo[] {
   const backend = args.backend as BackendWasm;
   const { dy, filter } = args.inputs as tf.Conv2DBackpropInputInputs;
-  const { strides, pad, dataFormat, dimRoundingMode, inputShape } =
-    args.attrs as unknown as tf.Conv2DBackpropInputAttrs;
+  const attrs = args.attrs as unknown as tf.Conv2DBackpropInputAttrs;
+  const { dataFormat, inputShape } = attrs;
   if (dy === undefined || filter === undefined) {
     throw new Error(`${kernelName} (wasm): needs inputs dy and filter`);
   }
@@ -43,31 +44,17 @@ function conv2DBackpropInput(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo 
     }
     return stockConfig.kernelFunc(args);
   }
-  const info = tf.backend_util.computeConv2DInfo(
-    inputShape,
-    filter.shape as [number, number, number, number],
-    strides,
-    1,
-    pad,
-    dimRoundingMode,
-    false,
-    'channelsLast',
-  );
+  const shapes = {
+    x: inputShape,
+    filter: filter.shape as [number, number, number, number],
+    dy: dy.shape,
+    xName: 'input' as const,
+  };
+  const info = forwardConvInfo(kernelName, { ...attrs, dilations: 1 }, false, shapes);
   const { batchSize, inHeight, inWidth, outHeight, outWidth, outChannels } = info;
   const { filterHeight, filterWidth, strideHeight, strideWidth, padInfo } = info;
-  if (dy.shape.join() !== [batchSize, outHeight, outWidth, outChannels].join()) {
-    throw new Error(
-      `${kernelName} (wasm): dy shape [${dy.shape}] does not match the forward output ` +
-        `[${[batchSize, outHeight, outWidth, outChannels]}] of input [${inputShape}] and filter [${filter.shape}]`,
-    );
-  }
 
-  const run = (name: string, inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap): tf.TensorInfo => {
-    const kernel = tf.getKernel(name, 'wasm');
-    if (kernel === undefined) throw new Error(`${kernelName} (wasm): needs the wasm kernel '${name}'`);
-    return kernel.kernelFunc({ inputs, backend, attrs }) as tf.TensorInfo;
-  };
-  const dispose = (t: tf.TensorInfo): void => void backend.disposeData(t.dataId);
+  const { run, dispose } = wasmKernelRunner(backend, kernelName);
 
   const wF = flipFilter(backend, filter); // [kh, kw, Cout, Cin]
 
@@ -132,12 +119,7 @@ function conv2DBackpropInput(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo 
     { x: dyCut, filter: wF },
     {
       strides: [1, 1],
-      pad: [
-        [0, 0],
-        [Math.max(0, top), Math.max(0, bottom)],
-        [Math.max(0, left), Math.max(0, right)],
-        [0, 0],
-      ],
+      pad: nhwcPadding(Math.max(0, top), Math.max(0, bottom), Math.max(0, left), Math.max(0, right)),
       dilations: [1, 1],
       dataFormat: 'NHWC',
     },

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { forwardConvInfo } from './conv_gradient_info.js';
 
 export const kernelName = tf.DepthwiseConv2dNativeBackpropFilter;
 
@@ -18,26 +19,18 @@ export const kernelName = tf.DepthwiseConv2dNativeBackpropFilter;
 function depthwiseConv2dNativeBackpropFilter(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
   const backend = args.backend as BackendWasm;
   const { x, dy } = args.inputs as tf.DepthwiseConv2dNativeBackpropFilterInputs;
-  const { strides, dilations, pad, dimRoundingMode, filterShape } =
-    args.attrs as unknown as tf.DepthwiseConv2dNativeBackpropFilterAttrs;
+  const attrs = args.attrs as unknown as tf.DepthwiseConv2dNativeBackpropFilterAttrs;
+  const { filterShape } = attrs;
   if (x === undefined || dy === undefined) throw new Error(`${kernelName} (wasm): needs inputs x and dy`);
-  const info = tf.backend_util.computeConv2DInfo(
-    x.shape as [number, number, number, number],
-    filterShape,
-    strides,
-    dilations ?? 1,
-    pad,
-    dimRoundingMode,
-    true,
-  );
+  const shapes = {
+    x: x.shape as [number, number, number, number],
+    filter: filterShape,
+    dy: dy.shape,
+    xName: 'x' as const,
+  };
+  const info = forwardConvInfo(kernelName, attrs, true, shapes);
   const { batchSize, inHeight, inWidth, inChannels, outHeight, outWidth, outChannels } = info;
   const { filterHeight, filterWidth, strideHeight, strideWidth, dilationHeight, dilationWidth } = info;
-  if (dy.shape.join() !== [batchSize, outHeight, outWidth, outChannels].join()) {
-    throw new Error(
-      `${kernelName} (wasm): dy shape [${dy.shape}] does not match the forward output ` +
-        `[${[batchSize, outHeight, outWidth, outChannels]}] of x [${x.shape}] and filter [${filterShape}]`,
-    );
-  }
   if (x.dtype !== 'float32' || dy.dtype !== 'float32') {
     throw new Error(`${kernelName} (wasm): needs float32 x and dy, got ${x.dtype} and ${dy.dtype}`);
   }

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { forwardConvInfo } from './conv_gradient_info.js';
 
 export const kernelName = tf.DepthwiseConv2dNativeBackpropInput;
 
@@ -17,28 +18,20 @@ export const kernelName = tf.DepthwiseConv2dNativeBackpropInput;
 function depthwiseConv2dNativeBackpropInput(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
   const backend = args.backend as BackendWasm;
   const { dy, filter } = args.inputs as tf.DepthwiseConv2dNativeBackpropInputInputs;
-  const { strides, dilations, pad, dimRoundingMode, inputShape } =
-    args.attrs as unknown as tf.DepthwiseConv2dNativeBackpropInputAttrs;
+  const attrs = args.attrs as unknown as tf.DepthwiseConv2dNativeBackpropInputAttrs;
+  const { inputShape } = attrs;
   if (dy === undefined || filter === undefined) {
     throw new Error(`${kernelName} (wasm): needs inputs dy and filter`);
   }
-  const info = tf.backend_util.computeConv2DInfo(
-    inputShape,
-    filter.shape as [number, number, number, number],
-    strides,
-    dilations ?? 1,
-    pad,
-    dimRoundingMode,
-    true,
-  );
+  const shapes = {
+    x: inputShape,
+    filter: filter.shape as [number, number, number, number],
+    dy: dy.shape,
+    xName: 'input' as const,
+  };
+  const info = forwardConvInfo(kernelName, attrs, true, shapes);
   const { batchSize, inHeight, inWidth, inChannels, outHeight, outWidth, outChannels } = info;
   const { filterHeight, filterWidth, strideHeight, strideWidth, dilationHeight, dilationWidth } = info;
-  if (dy.shape.join() !== [batchSize, outHeight, outWidth, outChannels].join()) {
-    throw new Error(
-      `${kernelName} (wasm): dy shape [${dy.shape}] does not match the forward output ` +
-        `[${[batchSize, outHeight, outWidth, outChannels]}] of input [${inputShape}] and filter [${filter.shape}]`,
-    );
-  }
   if (dy.dtype !== 'float32' || filter.dtype !== 'float32') {
     throw new Error(`${kernelName} (wasm): needs float32 dy and filter, got ${dy.dtype} and ${filter.dtype}`);
   }

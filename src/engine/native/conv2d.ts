@@ -4,17 +4,10 @@
  * Conv2D, FusedConv2D (bias + activation), Conv2DBackpropInput and Conv2DBackpropFilter. NHWC float32
  * only; NCHW, other dtypes and tiny convolutions go to the stock (or project) kernel.
  */
-import {
-  backend_util,
-  type Conv2DAttrs,
-  type Conv2DBackpropFilterAttrs,
-  type Conv2DBackpropInputAttrs,
-  type FusedConv2DAttrs,
-  type KernelFunc,
-  type TensorInfo,
-} from '@tensorflow/tfjs-core';
+import { backend_util, type FusedConv2DAttrs, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { NativeActivation, type NativeBlas } from './blas.js';
+import { conv2DCall, type ConvDirection } from './conv_call.js';
 
 /**
  * Convolutions below this many multiply-adds stay on the stock kernels: XNNPACK's direct convolution is
@@ -28,8 +21,6 @@ export const MIN_CONV_MACS = 1 << 23;
  * too thin to win (64×32×32×3 → 32 with a 3×3 filter: 8.1 ms stock, 9.0 ms native).
  */
 export const MIN_FORWARD_DEPTH = 64;
-
-type Shape4 = [number, number, number, number];
 
 /** The addon's geometry vector, in native/blas.c's order. */
 export function convGeometry(info: backend_util.Conv2DInfo): Int32Array {
@@ -93,26 +84,28 @@ function heap(backend: BackendWasm, t: TensorInfo): Float32Array {
   return backend.typedArrayFromHeap(t) as Float32Array;
 }
 
-export function nativeConv2D(blas: NativeBlas, stock: KernelFunc): KernelFunc {
-  return (args) => {
-    const { x, filter } = args.inputs as { x: TensorInfo; filter: TensorInfo };
-    const { strides, pad, dataFormat, dilations, dimRoundingMode } = args.attrs as unknown as Conv2DAttrs;
-    if (dataFormat !== 'NHWC') return stock(args);
-    const info = backend_util.computeConv2DInfo(
-      x.shape as Shape4,
-      filter.shape as Shape4,
-      strides,
-      dilations,
-      pad,
-      dimRoundingMode,
-    );
-    if (!worthNative(blas, [x, filter], info, 'forward')) return stock(args);
-    const backend = args.backend as BackendWasm;
-    const out = backend.makeOutput(info.outShape, 'float32');
-    blas.conv2d(heap(backend, x), heap(backend, filter), heap(backend, out), convGeometry(info));
-    return out;
-  };
+/** The addon function that computes each direction: y, dx or dW from the call's two tensors. */
+const BLAS_CONV = {
+  forward: 'conv2d',
+  input: 'conv2dBackpropInput',
+  filter: 'conv2dBackpropFilter',
+} as const;
+
+/** Conv2D, or one of its gradients, on OpenBLAS; NCHW and convolutions too small to gain go to `stock`. */
+function nativeConvKernel(direction: ConvDirection) {
+  return (blas: NativeBlas, stock: KernelFunc): KernelFunc =>
+    (args) => {
+      const call = conv2DCall(args, direction);
+      if (!call || !worthNative(blas, call.inputs, call.info, direction)) return stock(args);
+      const backend = args.backend as BackendWasm;
+      const out = backend.makeOutput(call.outShape, 'float32');
+      const [a, b] = call.inputs.map((t) => heap(backend, t));
+      blas[BLAS_CONV[direction]](a, b, heap(backend, out), convGeometry(call.info));
+      return out;
+    };
 }
+
+export const nativeConv2D = nativeConvKernel('forward');
 
 /** Conv2D + bias + activation; a bias or PReLU slope that is not per output channel goes to `stock`. */
 export function nativeFusedConv2D(blas: NativeBlas, stock: KernelFunc): KernelFunc {
@@ -125,14 +118,7 @@ export function nativeFusedConv2D(blas: NativeBlas, stock: KernelFunc): KernelFu
     } = args.inputs as Record<string, TensorInfo | undefined>;
     const attrs = args.attrs as unknown as FusedConv2DAttrs;
     if (!x || !filter || attrs.dataFormat !== 'NHWC') return stock(args);
-    const info = backend_util.computeConv2DInfo(
-      x.shape as Shape4,
-      filter.shape as Shape4,
-      attrs.strides,
-      attrs.dilations,
-      attrs.pad,
-      attrs.dimRoundingMode,
-    );
+    const { info } = conv2DCall(args, 'forward')!; // NHWC, so there is a call
     const perChannel = (t: TensorInfo | undefined) => {
       const size = t?.shape.reduce((a, b) => a * b, 1);
       return t == null || (t.dtype === 'float32' && (size === 1 || size === info.outChannels));
@@ -162,47 +148,7 @@ export function nativeFusedConv2D(blas: NativeBlas, stock: KernelFunc): KernelFu
 }
 
 /** dx: the gradient of Conv2D with respect to its input. */
-export function nativeConv2DBackpropInput(blas: NativeBlas, stock: KernelFunc): KernelFunc {
-  return (args) => {
-    const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
-    const { strides, pad, dataFormat, dimRoundingMode, inputShape } =
-      args.attrs as unknown as Conv2DBackpropInputAttrs;
-    if (dataFormat !== 'NHWC') return stock(args);
-    const info = backend_util.computeConv2DInfo(
-      inputShape,
-      filter.shape as Shape4,
-      strides,
-      1,
-      pad,
-      dimRoundingMode,
-    );
-    if (!worthNative(blas, [dy, filter], info, 'input')) return stock(args);
-    const backend = args.backend as BackendWasm;
-    const dx = backend.makeOutput(info.inShape, 'float32');
-    blas.conv2dBackpropInput(heap(backend, dy), heap(backend, filter), heap(backend, dx), convGeometry(info));
-    return dx;
-  };
-}
+export const nativeConv2DBackpropInput = nativeConvKernel('input');
 
 /** dW: the gradient of Conv2D with respect to its filter. */
-export function nativeConv2DBackpropFilter(blas: NativeBlas, stock: KernelFunc): KernelFunc {
-  return (args) => {
-    const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
-    const { strides, pad, dataFormat, dimRoundingMode, filterShape } =
-      args.attrs as unknown as Conv2DBackpropFilterAttrs;
-    if (dataFormat !== 'NHWC') return stock(args);
-    const info = backend_util.computeConv2DInfo(
-      x.shape as Shape4,
-      filterShape,
-      strides,
-      1,
-      pad,
-      dimRoundingMode,
-    );
-    if (!worthNative(blas, [x, dy], info, 'filter')) return stock(args);
-    const backend = args.backend as BackendWasm;
-    const dw = backend.makeOutput(filterShape, 'float32');
-    blas.conv2dBackpropFilter(heap(backend, x), heap(backend, dy), heap(backend, dw), convGeometry(info));
-    return dw;
-  };
-}
+export const nativeConv2DBackpropFilter = nativeConvKernel('filter');

@@ -6,9 +6,6 @@
  */
 import {
   backend_util,
-  type Conv2DAttrs,
-  type Conv2DBackpropFilterAttrs,
-  type Conv2DBackpropInputAttrs,
   type DepthwiseConv2dNativeAttrs,
   type DepthwiseConv2dNativeBackpropFilterAttrs,
   type DepthwiseConv2dNativeBackpropInputAttrs,
@@ -17,6 +14,7 @@ import {
   type TensorInfo,
 } from '@tensorflow/tfjs-core';
 import { floatKernelIO } from '../kernels/float_io.js';
+import { conv2DCall, type ConvDirection } from './conv_call.js';
 import { dnnlLimits } from '../kernels/prefix_conv2d.js';
 import {
   DnnlActivation,
@@ -96,24 +94,26 @@ export function runDnnl(
   return infos[0];
 }
 
-export function dnnlConv2D(dnnl: NativeDnnl, under: KernelFunc): KernelFunc {
-  return (args) => {
-    const { x, filter } = args.inputs as { x: TensorInfo; filter: TensorInfo };
-    const { strides, pad, dataFormat, dilations, dimRoundingMode } = args.attrs as unknown as Conv2DAttrs;
-    if (dataFormat !== 'NHWC') return under(args);
-    const info = backend_util.computeConv2DInfo(
-      x.shape as Shape4,
-      filter.shape as Shape4,
-      strides,
-      dilations,
-      pad,
-      dimRoundingMode,
-    );
-    const c = plain(info);
-    if (!worth([x, filter], c)) return under(args);
-    return runDnnl(dnnl, args.backend, 'Conv2D', DnnlPass.forward, c, [x, filter], info.outShape);
-  };
+/** The oneDNN pass and kernel name of each direction. */
+const DNNL_CONV = {
+  forward: [DnnlPass.forward, 'Conv2D'],
+  input: [DnnlPass.input, 'Conv2DBackpropInput'],
+  filter: [DnnlPass.filter, 'Conv2DBackpropFilter'],
+} as const;
+
+/** Conv2D, or one of its gradients, on oneDNN; NCHW and convolutions too small to gain go `under`. */
+function dnnlConvKernel(direction: ConvDirection) {
+  const [pass, name] = DNNL_CONV[direction];
+  return (dnnl: NativeDnnl, under: KernelFunc): KernelFunc =>
+    (args) => {
+      const call = conv2DCall(args, direction);
+      const c = call && plain(call.info);
+      if (!call || !c || !worth(call.inputs, c)) return under(args);
+      return runDnnl(dnnl, args.backend, name, pass, c, call.inputs, call.outShape);
+    };
 }
+
+export const dnnlConv2D = dnnlConvKernel('forward');
 
 /** The per-channel bias of a fused convolution, or undefined; null when it is not per channel. */
 function channelBias(bias: TensorInfo | undefined, channels: number): TensorInfo | undefined | null {
@@ -129,14 +129,7 @@ export function dnnlFusedConv2D(dnnl: NativeDnnl, under: KernelFunc): KernelFunc
     const attrs = args.attrs as unknown as FusedConv2DAttrs;
     if (!x || !filter || preluActivationWeights || attrs.dataFormat !== 'NHWC') return under(args);
     if (!Object.hasOwn(DnnlActivation, attrs.activation)) return under(args);
-    const info = backend_util.computeConv2DInfo(
-      x.shape as Shape4,
-      filter.shape as Shape4,
-      attrs.strides,
-      attrs.dilations,
-      attrs.pad,
-      attrs.dimRoundingMode,
-    );
+    const { info } = conv2DCall(args, 'forward')!; // NHWC, so there is a call
     const b = channelBias(bias, info.outChannels);
     const c = plain(info);
     if (b === null || !worth([x, filter], c)) return under(args);
@@ -147,45 +140,9 @@ export function dnnlFusedConv2D(dnnl: NativeDnnl, under: KernelFunc): KernelFunc
   };
 }
 
-export function dnnlConv2DBackpropInput(dnnl: NativeDnnl, under: KernelFunc): KernelFunc {
-  return (args) => {
-    const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
-    const { strides, pad, dataFormat, dimRoundingMode, inputShape } =
-      args.attrs as unknown as Conv2DBackpropInputAttrs;
-    if (dataFormat !== 'NHWC') return under(args);
-    const info = backend_util.computeConv2DInfo(
-      inputShape,
-      filter.shape as Shape4,
-      strides,
-      1,
-      pad,
-      dimRoundingMode,
-    );
-    const c = plain(info);
-    if (!worth([dy, filter], c)) return under(args);
-    return runDnnl(dnnl, args.backend, 'Conv2DBackpropInput', DnnlPass.input, c, [dy, filter], info.inShape);
-  };
-}
+export const dnnlConv2DBackpropInput = dnnlConvKernel('input');
 
-export function dnnlConv2DBackpropFilter(dnnl: NativeDnnl, under: KernelFunc): KernelFunc {
-  return (args) => {
-    const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
-    const { strides, pad, dataFormat, dimRoundingMode, filterShape } =
-      args.attrs as unknown as Conv2DBackpropFilterAttrs;
-    if (dataFormat !== 'NHWC') return under(args);
-    const info = backend_util.computeConv2DInfo(
-      x.shape as Shape4,
-      filterShape,
-      strides,
-      1,
-      pad,
-      dimRoundingMode,
-    );
-    const c = plain(info);
-    if (!worth([x, dy], c)) return under(args);
-    return runDnnl(dnnl, args.backend, 'Conv2DBackpropFilter', DnnlPass.filter, c, [x, dy], filterShape);
-  };
-}
+export const dnnlConv2DBackpropFilter = dnnlConvKernel('filter');
 
 function depthwiseInfo(
   xShape: number[],
