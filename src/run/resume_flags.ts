@@ -1,8 +1,7 @@
 /**
- * Forwarding only: the resume checks are run logic and live in src/run/resume_flags.ts. This file
- * keeps `commands/train.ts`'s import working; once that file imports src/run directly, delete it.
+ * `train --resume` with the flags the run was started with: a flag whose value equals the run's
+ * recorded one is the same run and accepted; only a real change is refused, naming both values.
  */
-<<<<<<<< HEAD:src/run/resume_flags.ts
 import { resolve } from 'node:path';
 import { resolveTrainConfig } from '../train/config.js';
 import type { RunConfig } from './run_config.js';
@@ -74,6 +73,3 @@ function withoutRecovery(t: Partial<RunConfig['train']>): Partial<RunConfig['tra
   for (const k of ['steps', 'checkpointEvery', 'keepCheckpoints', 'nonFinite']) delete rest[k];
   return rest;
 }
-========
-export { FIXED_ON_RESUME, resumeChanges } from '../run/resume_flags.js';
->>>>>>>> house2:src/cli/resume_flags.ts
