@@ -38,6 +38,7 @@ const a = parseBench<{
   temperature: number;
   topK: number;
   out?: string;
+  greedyOnly?: boolean;
 }>(
   benchCommand('decode', 'decoding speed of a trained sorted LM, every mode in one harness')
     .requiredOption('--run <dir>', 'an LM run folder (required)')
@@ -68,7 +69,8 @@ const a = parseBench<{
     )
     .option('--temperature <t>', 'temperature of the sampling modes', numArg, 1)
     .option('--top-k <k>', 'top-k of the sampling modes', intArg, 50)
-    .option('--out <file>', 'also write the results as JSON'),
+    .option('--out <file>', 'also write the results as JSON')
+    .option('--greedy-only', 'only the single-sequence greedy modes (no batched greedy, no sampling)'),
 );
 const { prompts: nPrompts, promptTokens, tokens: newTokens, repeats, k, draftDepths, temperature, topK } = a;
 
@@ -99,7 +101,7 @@ interface Mode {
   batched?: boolean;
 }
 const sampling = { temperature, topK };
-const modes: Mode[] = [
+const allModes: Mode[] = [
   { name: 'greedy (KV cache, full depth)', group: 'greedy', options: { temperature: 0 } },
   ...earlyExits.map((e): Mode => ({
     name: `early exit ${e.exits.map((d, i) => `${d}:${e.thresholds[i]}`).join(',')}`,
@@ -139,6 +141,7 @@ const modes: Mode[] = [
     options: { ...sampling, speculative: { draftDepth: d, k } },
   })),
 ];
+const modes = a.greedyOnly ? allModes.filter((m) => m.group === 'greedy' && !m.batched) : allModes;
 
 const run = (m: Mode, prompt: number[], seed: number): GenerateResult =>
   generate(model, prompt, { ...m.options, maxNewTokens: newTokens, seed });
@@ -184,7 +187,8 @@ const loadAfter = loadavg();
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[xs.length >> 1];
 const greedyRuns = last.get(modes[0].name)!;
 const baseline = { greedy: median(perRepeat.get(modes[0].name)!), sampling: 0 };
-baseline.sampling = median(perRepeat.get(modes.find((m) => m.group === 'sampling')!.name)!);
+const samplingBase = modes.find((m) => m.group === 'sampling');
+if (samplingBase) baseline.sampling = median(perRepeat.get(samplingBase.name)!);
 const rows = modes.map((m) => {
   const rs = last.get(m.name)!;
   const tps = median(perRepeat.get(m.name)!);

