@@ -28,7 +28,12 @@ const WASM_KERNELS: readonly tf.KernelConfig[] = [
  * The project's own fused kernels (normalisations with their gradients), for the backends whose memory
  * JavaScript reaches; on other backends their ops fall back to compositions of stock kernels.
  */
-const FUSED_KERNELS: readonly tf.KernelConfig[] = [...batchNormTrainConfigs, ...layerNormConfigs, ...rmsNormConfigs, ...rotaryConfigs];
+const FUSED_KERNELS: readonly tf.KernelConfig[] = [
+  ...batchNormTrainConfigs,
+  ...layerNormConfigs,
+  ...rmsNormConfigs,
+  ...rotaryConfigs,
+];
 
 let registered = false;
 
