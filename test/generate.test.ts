@@ -10,7 +10,7 @@ import { initEngine } from '../src/engine/backend.js';
 import { Transformer, type TransformerConfig } from '../src/models/transformer.js';
 import { generate, generateStream } from '../src/infer/generate.js';
 import { KvCache } from '../src/infer/kv_cache.js';
-import { nextTokenProbs, speculativeAccept, softmax } from '../src/infer/sampling.js';
+import { nextTokenProbs, speculativeAccept, softmax, topIds } from '../src/infer/sampling.js';
 import { createRng } from '../src/data/random.js';
 import { train } from '../src/train/trainer.js';
 import { resolveTrainConfig } from '../src/train/config.js';
@@ -319,4 +319,29 @@ test('bad decoding requests are refused with what was wrong', () => {
   assert.throws(g([1], { earlyExit: { exits: [2, 1], thresholds: [0.5, 0.5] } }), /must increase/);
   assert.throws(g([1], { earlyExit: { exits: [1], thresholds: [] } }), /need 1 thresholds/);
   assert.throws(g([1], { exit: 2, speculative: { draftDepth: 1 } }), /choose one of/);
+});
+
+test('top-k selection equals the first k of the full sort (ties by id), and top-k/top-p filters keep their sets', () => {
+  let state = 7;
+  const rand = () => (state = (Math.imul(state, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+  for (let trial = 0; trial < 50; trial++) {
+    const V = 1 + Math.floor(rand() * 300);
+    // Few distinct values: many ties.
+    const p = Float64Array.from({ length: V }, () => Math.floor(rand() * 8) / 8);
+    const sorted = Array.from(p.keys()).sort((a, b) => p[b] - p[a] || a - b);
+    for (const k of [1, 2, 5, Math.max(1, V - 1)].filter((x) => x <= V))
+      assert.deepEqual(topIds(p, k), sorted.slice(0, k), `V ${V}, k ${k}`);
+  }
+  // The filtered distribution: the k most likely ids (ties by id), renormalised, then the nucleus.
+  const logits = Float32Array.from([2, 5, 5, 1, 5, 3, 0, 4]);
+  const q = nextTokenProbs(logits, { temperature: 1, topK: 3 });
+  assert.deepEqual(
+    [...q.keys()].filter((i) => q[i] > 0),
+    [1, 2, 4],
+  );
+  const q2 = nextTokenProbs(logits, { temperature: 1, topK: 5, topP: 0.5 });
+  assert.deepEqual(
+    [...q2.keys()].filter((i) => q2[i] > 0),
+    [1, 2],
+  );
 });

@@ -5,6 +5,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BatchNormTrain, BatchNormTrainGrad } from './kernels/batch_norm_train.js';
 import { LayerNormFwd, LayerNormGrad } from './kernels/layer_norm.js';
+import { Rotary } from './kernels/rotary.js';
+import { RmsNormFwd, RmsNormGrad } from './kernels/rms_norm.js';
 import { OPTIONAL_PREFIX_KERNELS } from './kernels/prefix_mat_mul.js';
 import { SparsePerSampleConv2D } from './kernels/sparse_per_sample_conv2d.js';
 
@@ -14,6 +16,9 @@ const OPTIONAL: readonly string[] = [
   BatchNormTrainGrad,
   LayerNormFwd,
   LayerNormGrad,
+  RmsNormFwd,
+  RmsNormGrad,
+  Rotary,
   ...OPTIONAL_PREFIX_KERNELS,
   SparsePerSampleConv2D,
 ];

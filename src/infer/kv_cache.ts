@@ -111,7 +111,8 @@ export class KvCache {
     return tf.tidy(() => {
       const e = this.hidden[T - 1]?.shape[2] ?? last!.shape[2];
       if (last && !last.isDisposed && T - lastFrom >= m) {
-        const out = tf.reshape(tf.slice(last, [0, T - lastFrom - m, 0], [1, m, e]), [m, e]) as tf.Tensor2D;
+        const rows = T - lastFrom === m ? last : tf.slice(last, [0, T - lastFrom - m, 0], [1, m, e]);
+        const out = tf.reshape(rows, [m, e]) as tf.Tensor2D;
         // `last` is either a stored row (kept) or a chunk this call owns.
         if (!this.hidden.includes(last)) last.dispose();
         return out;

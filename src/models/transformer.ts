@@ -270,8 +270,10 @@ export class Transformer<C extends TransformerConfig = TransformerConfig>
     if (this.head) throw new Error('transformer: lmLogits needs task lm');
     const e = h.shape[h.rank - 1];
     const table = prefix((this.lmHead ?? this.tokens).weight, [-1, e], 'lm head'); // [vocab, e]
-    const flat = tf.reshape(this.lnFinal.forward(h), [-1, e]);
-    return tf.reshape(tf.matMul(flat, table, false, true), [...h.shape.slice(0, -1), this.config.vocab]);
+    // Rows of a decoding step come 2-D: no reshapes (each is a kernel call per step).
+    const flat = this.lnFinal.forward(h.rank === 2 ? h : tf.reshape(h, [-1, e]));
+    const logits = tf.matMul(flat as tf.Tensor2D, table, false, true);
+    return h.rank === 2 ? logits : tf.reshape(logits, [...h.shape.slice(0, -1), this.config.vocab]);
   }
 
   /** LM: logits [B, T, vocab]; classify: logits [B, classes]. */

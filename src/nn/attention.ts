@@ -129,35 +129,52 @@ export class MultiHeadAttention extends Module {
   }
 
   /**
-   * Decoding with a KV cache (causal, eval): x [B, n, e] holds positions start..start+n−1; they
-   * attend to `past` (the cache of positions 0..start−1) and causally to each other. Returns the
-   * output and the cache extended by these n positions. `keyMask` (additive, broadcast to
-   * [B, h, n, P + n]) hides keys per sequence: the left padding of a batch of prompts.
+   * Decoding with a KV cache (causal, eval): x [B·n, e] holds positions start..start+n−1 of B
+   * sequences (row-major: sequence, then position); they attend to `past` (the cache of
+   * positions 0..start−1) and causally to each other. Returns the output [B·n, e] and the cache
+   * extended by these n positions. `keyMask` (additive, broadcast to [B, h, n, P + n]) hides keys
+   * per sequence: the left padding of a batch of prompts. Rows stay 2-D from the projections to
+   * the output projection: every reshape saved is a kernel call saved in every step.
    */
   step(
-    x: tf.Tensor3D,
+    x: tf.Tensor2D,
+    B: number,
     heads: number,
     past: KeyValue | null,
     start: number,
     keyMask?: tf.Tensor,
-  ): { y: tf.Tensor3D; kv: KeyValue } {
-    this.activeKvHeads(heads);
-    const [B, n, e] = x.shape;
+  ): { y: tf.Tensor2D; kv: KeyValue } {
+    const kvHeads = this.activeKvHeads(heads);
+    const [rows, e] = x.shape;
+    const n = rows / B;
+    const hd = this.headDim;
     const P = past ? past.k.shape[2] : 0;
     if (P !== start)
       throw new Error(`${this.opts.name ?? 'attn'}: cache holds ${P} positions, step starts at ${start}`);
-    const [q, kNew, vNew] = this.project(x, heads, start);
+    // [B·n, h·hd] → [B, h, n, hd]; for one position per sequence the transpose moves nothing.
+    const split = (t: tf.Tensor, h: number) =>
+      (n === 1
+        ? tf.reshape(t, [B, h, 1, hd])
+        : tf.transpose(tf.reshape(t, [B, n, h, hd]), [0, 2, 1, 3])) as tf.Tensor4D;
+    let q = split(this.q.forward(x, heads * hd), heads);
+    let kNew = split(this.k.forward(x, kvHeads * hd), kvHeads);
+    const vNew = split(this.v.forward(x, kvHeads * hd), kvHeads);
+    if (this.opts.ropeBase !== undefined) {
+      const rope: RopeOptions = { base: this.opts.ropeBase, scaling: this.opts.ropeScaling };
+      q = applyRotary(q, start, rope);
+      kNew = applyRotary(kNew, start, rope);
+    }
     const k = past ? (tf.concat([past.k, kNew], 2) as tf.Tensor4D) : kNew;
     const v = past ? (tf.concat([past.v, vNew], 2) as tf.Tensor4D) : vNew;
     // The cache keeps the key/value heads; they are repeated for their query heads per step.
     const kq = repeatKv(k, this.group);
     const vq = repeatKv(v, this.group);
-    let s = tf.matMul(tf.mul(q, 1 / Math.sqrt(this.headDim)), kq, false, true); // [B, h, n, P + n]
+    let s = tf.matMul(tf.mul(q, 1 / Math.sqrt(hd)), kq, false, true); // [B, h, n, P + n]
     if (n > 1) s = tf.add(s, stepMask(n, P));
     if (keyMask) s = tf.add(s, keyMask);
-    const out = tf.matMul(tf.softmax(s), vq);
-    const y = tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [B, n, heads * this.headDim]);
-    return { y: this.o.forward(y, e) as tf.Tensor3D, kv: { k, v } };
+    const out = tf.matMul(tf.softmax(s), vq); // [B, h, n, hd]
+    const y = tf.reshape(n === 1 ? out : tf.transpose(out, [0, 2, 1, 3]), [rows, heads * hd]);
+    return { y: this.o.forward(y, e) as tf.Tensor2D, kv: { k, v } };
   }
 
   /** x: [B, T, e] → [B, T, e], using the first `heads` heads. */

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Module } from './module.js';
 import { checkUnits, prefix } from '../sorted/slice.js';
 import { layerNorm } from '../engine/ops/layer_norm.js';
+import { rmsNorm } from '../engine/ops/rms_norm.js';
 
 /** LayerNorm over the last axis; elastic: normalises over the ACTIVE features only (sorted embedding dim). */
 export class LayerNorm extends Module {
@@ -36,7 +37,6 @@ export class RMSNorm extends Module {
   }
   forward(x: tf.Tensor): tf.Tensor {
     const e = checkUnits(x.shape[x.rank - 1], this.features, this.name, 'features');
-    const ms = tf.mean(tf.square(x), -1, true);
-    return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, this.epsilon))), prefix(this.gamma, [e], this.name));
+    return rmsNorm(x, prefix(this.gamma, [e], this.name) as tf.Tensor1D, this.epsilon);
   }
 }

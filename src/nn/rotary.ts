@@ -4,6 +4,7 @@
  * Positions are absolute, so a cached key keeps the rotation it got when it was written.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { rotate } from '../engine/ops/rotary.js';
 
 /**
  * Llama 3's frequency scaling (Hugging Face `rope_scaling` with rope_type "llama3"): wavelengths
@@ -84,23 +85,6 @@ function tablesFor(headDim: number, rope: RopeOptions, length: number): Tables {
   return t;
 }
 
-/** rotate_half as a constant matrix: [x1, x2] · R = [−x2, x1]. One matmul instead of split, neg, concat. */
-const rotations = new Map<number, tf.Tensor2D>();
-function rotation(d: number): tf.Tensor2D {
-  let r = rotations.get(d);
-  if (!r || r.isDisposed) {
-    const m = new Float32Array(d * d);
-    const half = d / 2;
-    for (let i = 0; i < half; i++) {
-      m[(i + half) * d + i] = -1; // out[i] = −x[i + d/2]
-      m[i * d + i + half] = 1; // out[i + d/2] = x[i]
-    }
-    r = tf.keep(tf.tensor2d(m, [d, d]));
-    rotations.set(d, r);
-  }
-  return r;
-}
-
 /**
  * The cos/sin rows of the positions last asked for: every layer and both q and k of one decoding
  * step rotate the same positions, so the slices are made once per step, not 2 × layers times.
@@ -127,9 +111,8 @@ function rows(
 
 /** x: [B, h, T, d] at absolute positions start..start+T−1 → the same, rotated (base or full options). */
 export function applyRotary(x: tf.Tensor4D, start: number, rope: number | RopeOptions = 10000): tf.Tensor4D {
-  const [B, h, T, d] = x.shape;
+  const [, , T, d] = x.shape;
   if (d % 2 !== 0) throw new Error(`rotary: head size ${d} must be even`);
   const { cos, sin } = rows(d, typeof rope === 'number' ? { base: rope } : rope, start, T);
-  const rotated = tf.reshape(tf.matMul(tf.reshape(x, [-1, d]), rotation(d)), [B, h, T, d]);
-  return tf.add(tf.mul(x, cos), tf.mul(rotated, sin)) as tf.Tensor4D;
+  return rotate(x, cos, sin) as tf.Tensor4D;
 }

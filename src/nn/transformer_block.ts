@@ -103,7 +103,11 @@ export class TransformerBlock extends Module {
     return tfc.add(h, f) as tf.Tensor3D;
   }
 
-  /** Decoding (eval): positions start..start+n−1 of x [B, n, e] over the cache `past` of this block. */
+  /**
+   * Decoding (eval): positions start..start+n−1 of x [B, n, e] over the cache `past` of this block.
+   * Works on the [B·n, e] rows throughout (norms, projections and the FFN are per row), reshaping
+   * only at the ends.
+   */
   step(
     x: tf.Tensor3D,
     widths: BlockWidths,
@@ -111,16 +115,19 @@ export class TransformerBlock extends Module {
     start: number,
     keyMask?: tfc.Tensor,
   ): { y: tf.Tensor3D; kv: KeyValue } {
+    const [B, n, e] = x.shape;
+    const x2 = tfc.reshape(x, [B * n, e]) as tf.Tensor2D;
     const { y: a, kv } = this.attn.step(
-      this.ln1.forward(x) as tf.Tensor3D,
+      this.ln1.forward(x2) as tf.Tensor2D,
+      B,
       widths.heads,
       past,
       start,
       keyMask,
     );
-    const h = tfc.add(x, a) as tf.Tensor3D;
+    const h = tfc.add(x2, a);
     const f = this.ffn.forward(this.ln2.forward(h), widths.ffn, evalContext('decode'));
-    return { y: tfc.add(h, f) as tf.Tensor3D, kv };
+    return { y: tfc.reshape(tfc.add(h, f), [B, n, e]) as tf.Tensor3D, kv };
   }
 
   /** Parameters and FLOPs per token with `embed` model units, over sequences of T tokens. */

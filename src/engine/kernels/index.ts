@@ -7,6 +7,8 @@ import { depthwiseConv2dNativeBackpropInputWasmConfig } from './depthwise_conv2d
 import { unsortedSegmentSumWasmConfig } from './unsorted_segment_sum_wasm.js';
 import { batchNormTrainConfigs } from './batch_norm_train.js';
 import { layerNormConfigs } from './layer_norm.js';
+import { rotaryConfigs } from './rotary.js';
+import { rmsNormConfigs } from './rms_norm.js';
 import { replaceSliceWasm } from './slice_wasm.js';
 import { replaceBatchMatMulWasm } from './batch_mat_mul_wasm.js';
 import { replaceIdentityWasm } from './identity_wasm.js';
@@ -26,7 +28,12 @@ const WASM_KERNELS: readonly tf.KernelConfig[] = [
  * The project's own fused kernels (normalisations with their gradients), for the backends whose memory
  * JavaScript reaches; on other backends their ops fall back to compositions of stock kernels.
  */
-const FUSED_KERNELS: readonly tf.KernelConfig[] = [...batchNormTrainConfigs, ...layerNormConfigs];
+const FUSED_KERNELS: readonly tf.KernelConfig[] = [
+  ...batchNormTrainConfigs,
+  ...layerNormConfigs,
+  ...rmsNormConfigs,
+  ...rotaryConfigs,
+];
 
 let registered = false;
 
