@@ -87,6 +87,17 @@ interface Answer {
   body: string;
 }
 
+/** A binary /predict (float32 body, its shape in x-shape), the fast path a loaded server should get. */
+const predictBinary = (port: number, body: Buffer, shape: string, agent: Agent) =>
+  send(
+    port,
+    'POST',
+    '/predict',
+    body,
+    { 'content-type': 'application/octet-stream', 'x-shape': shape },
+    agent,
+  );
+
 /** One request; never rejects: a network error is an answer with status 0 and its code. */
 function send(
   port: number,
@@ -346,19 +357,7 @@ async function capacity(port: number, body: Buffer, shape: string, seconds: numb
   await Promise.all(
     Array.from({ length: 32 }, async () => {
       while (performance.now() < until)
-        if (
-          (
-            await send(
-              port,
-              'POST',
-              '/predict',
-              body,
-              { 'content-type': 'application/octet-stream', 'x-shape': shape },
-              agent,
-            )
-          ).status === 200
-        )
-          ok++;
+        if ((await predictBinary(port, body, shape, agent)).status === 200) ok++;
     }),
   );
   agent.destroy();
@@ -386,14 +385,7 @@ async function openLoop(
     if (due > performance.now()) await new Promise((r) => setTimeout(r, due - performance.now()));
     if (i === 0) onStart?.();
     pending.push(
-      send(
-        port,
-        'POST',
-        '/predict',
-        body,
-        { 'content-type': 'application/octet-stream', 'x-shape': shape },
-        agent,
-      ).then((a) => {
+      predictBinary(port, body, shape, agent).then((a) => {
         if (a.status === 200) {
           outcome.ok++;
           latencies.push(a.ms);

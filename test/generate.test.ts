@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../src/engine/backend.js';
 import { Transformer, type TransformerConfig } from '../src/models/transformer.js';
+import { tinyLlama } from './lm_helpers.js';
 import { generate, generateStream } from '../src/infer/generate.js';
 import { KvCache } from '../src/infer/kv_cache.js';
 import { nextTokenProbs, speculativeAccept, softmax, topIds } from '../src/infer/sampling.js';
@@ -38,17 +39,7 @@ async function trained(config: TransformerConfig): Promise<Transformer> {
   return m;
 }
 
-const llama: TransformerConfig = {
-  task: 'lm',
-  arch: 'llama',
-  vocab: V,
-  dim: 16,
-  heads: 2,
-  headDim: 8,
-  ffn: 32,
-  layers: 4,
-  maxLen: 48,
-};
+const llama = tinyLlama(V);
 
 before(async () => {
   await initEngine('wasm');

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../src/engine/backend.js';
 import { Transformer, type TransformerConfig } from '../src/models/transformer.js';
+import { tinyLlama } from './lm_helpers.js';
 import { generate } from '../src/infer/generate.js';
 import { generateBatch } from '../src/infer/batch.js';
 import { contextWarning, generateText, TextStreamer } from '../src/infer/generate_text.js';
@@ -25,17 +26,7 @@ import { trainBpe } from '../src/tokenizer/train_bpe.js';
 
 const V = 8;
 const EVAL = { mode: 'eval', key: 't' } as const;
-const llama: TransformerConfig = {
-  task: 'lm',
-  arch: 'llama',
-  vocab: V,
-  dim: 16,
-  heads: 2,
-  headDim: 8,
-  ffn: 32,
-  layers: 4,
-  maxLen: 48,
-};
+const llama = tinyLlama(V);
 let model: Transformer;
 let gpt: Transformer;
 

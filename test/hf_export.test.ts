@@ -14,15 +14,14 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../src/engine/backend.js';
-import type { Transformer, TransformerConfig } from '../src/models/index.js';
-import { evalContext } from '../src/nn/module.js';
+import type { TransformerConfig } from '../src/models/index.js';
 import { importHuggingFace } from '../src/run/hf_import.js';
 import { loadLm } from '../src/infer/load_lm.js';
 import { trainBpe } from '../src/tokenizer/train_bpe.js';
 import { BpeTokenizer } from '../src/tokenizer/bpe.js';
 import { PYTHON_PACKAGE, runPython, scratch, torchSkip } from './torch_helpers.js';
+import { logitsOf, maxDiff } from './lm_helpers.js';
 
 const dir = scratch('hf-export-');
 const PROMPT = [5, 70, 120, 3, 200, 17, 9, 42];
@@ -30,18 +29,6 @@ const PROMPT = [5, 70, 120, 3, 200, 17, 9, 42];
 before(async () => {
   await initEngine('wasm');
 });
-
-const logitsOf = (model: Transformer, ids: number[], sub = {}): number[][] =>
-  tf.tidy(() => {
-    const y = model.forward(tf.tensor2d([ids], [1, ids.length], 'int32'), sub, evalContext('hf-export-test'));
-    return (y.arraySync() as number[][][])[0];
-  });
-
-const maxDiff = (a: number[][], b: number[][]): number => {
-  let m = 0;
-  a.forEach((row, t) => row.forEach((v, i) => (m = Math.max(m, Math.abs(v - b[t][i])))));
-  return m;
-};
 
 // vocab 265: the package's tiny byte-level tokenizer (256 bytes, 8 merges, <|endoftext|>).
 const CONFIGS: Record<string, TransformerConfig> = {

@@ -15,7 +15,6 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../src/engine/backend.js';
 import { buildModel, Transformer, type TransformerConfig } from '../src/models/index.js';
 import { extractSubModel } from '../src/models/extract.js';
-import { evalContext } from '../src/nn/module.js';
 import { encodeSafetensors, decodeSafetensors, type NamedArray } from '../src/io/safetensors.js';
 import { hfToTransformerConfig, hfTokenizer, importHuggingFace, loadHfModel } from '../src/run/hf_import.js';
 import { loadLm } from '../src/infer/load_lm.js';
@@ -23,6 +22,7 @@ import { generate } from '../src/infer/generate.js';
 import { readRunJson } from '../src/run/run_folder.js';
 import { main } from '../src/cli/main.js';
 import { PYTHON_PACKAGE, runPython, scratch, torchSkip } from './torch_helpers.js';
+import { logitsOf, maxDiff } from './lm_helpers.js';
 
 const dir = scratch('hf-import-');
 const PROMPT = [5, 70, 120, 3, 200, 17, 9, 42];
@@ -30,18 +30,6 @@ const PROMPT = [5, 70, 120, 3, 200, 17, 9, 42];
 before(async () => {
   await initEngine('wasm');
 });
-
-const logitsOf = (model: Transformer, ids: number[], sub = {}): number[][] =>
-  tf.tidy(() => {
-    const y = model.forward(tf.tensor2d([ids], [1, ids.length], 'int32'), sub, evalContext('hf-test'));
-    return (y.arraySync() as number[][][])[0];
-  });
-
-const maxDiff = (a: number[][], b: number[][]): number => {
-  let m = 0;
-  a.forEach((row, t) => row.forEach((v, i) => (m = Math.max(m, Math.abs(v - b[t][i])))));
-  return m;
-};
 
 for (const kind of ['llama-gqa', 'qwen2', 'gpt2']) {
   test(

@@ -1,24 +1,12 @@
 /** The adaptive controller on a simulated clock: down at once, up with hysteresis, no oscillation. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AdaptiveController, BatchTimes, predictLatency, quantile } from '../src/serve/controller.js';
+import { predictLatency, quantile } from '../src/serve/controller.js';
 import { paretoLadder, servedSubModels } from '../src/serve/ladder.js';
+import { threeRungs } from './serve_fixture.js';
 
 /** Three rungs: a batch of 8 takes 2, 8 and 32 ms. */
-function setup(holdMs = 500) {
-  const times = new BatchTimes(8);
-  times.set('small', 1, 2);
-  times.set('mid', 2, 8);
-  times.set('full', 4, 32);
-  const switches: string[] = [];
-  const c = new AdaptiveController(
-    ['small', 'mid', 'full'],
-    times,
-    { targetP99Ms: 50, windowMs: 2, maxBatch: 8, holdMs, minSamples: 5 },
-    (s) => switches.push(`${s.direction}:${s.to}`),
-  );
-  return { c, times, switches };
-}
+const setup = (holdMs = 500) => threeRungs(holdMs);
 
 test('predicted latency: the full batches ahead, then the request’s own batch', () => {
   const { times } = setup();

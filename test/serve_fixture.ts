@@ -4,6 +4,7 @@ import { ResNet, resnetConfig } from '../src/models/resnet.js';
 import { Grid } from '../src/sorted/grid.js';
 import { servedSubModels } from '../src/serve/ladder.js';
 import { createServer, type ServeOptions, type Server } from '../src/serve/server.js';
+import { AdaptiveController, BatchTimes } from '../src/serve/controller.js';
 
 export const IMAGE = 8;
 
@@ -46,4 +47,20 @@ export function tinyServer(opts: ServeOptions = {}): Server & { model: ResNet; g
 /** A deterministic image, flat NHWC. */
 export function image(seed: number): number[] {
   return Array.from({ length: IMAGE * IMAGE }, (_, i) => Math.sin(seed * 7.1 + i * 0.37));
+}
+
+/** A controller over three rungs timed on a quiet machine (a batch of 8 takes 2, 8 and 32 ms), and its switches. */
+export function threeRungs(holdMs: number) {
+  const times = new BatchTimes(8);
+  times.set('small', 1, 2);
+  times.set('mid', 2, 8);
+  times.set('full', 4, 32);
+  const switches: string[] = [];
+  const c = new AdaptiveController(
+    ['small', 'mid', 'full'],
+    times,
+    { targetP99Ms: 50, windowMs: 2, maxBatch: 8, holdMs, minSamples: 5 },
+    (s) => switches.push(`${s.direction}:${s.to}`),
+  );
+  return { c, times, switches };
 }

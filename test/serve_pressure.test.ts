@@ -13,8 +13,7 @@ import { connect } from 'node:net';
 import { initEngine } from '../src/engine/backend.js';
 import { Transformer } from '../src/models/transformer.js';
 import { createServer } from '../src/serve/server.js';
-import { AdaptiveController, BatchTimes } from '../src/serve/controller.js';
-import { IMAGE, image, tinyServer } from './serve_fixture.js';
+import { IMAGE, image, threeRungs, tinyServer } from './serve_fixture.js';
 import { rng } from './helpers.js';
 
 before(async () => {
@@ -319,20 +318,7 @@ test('shutdown: /generate streams finish within the grace period, and past it en
 });
 
 /** Three rungs timed at start-up on a quiet machine: a batch of 8 takes 2, 8 and 32 ms. */
-function ladder(holdMs = 1000) {
-  const times = new BatchTimes(8);
-  times.set('small', 1, 2);
-  times.set('mid', 2, 8);
-  times.set('full', 4, 32);
-  const switches: string[] = [];
-  const c = new AdaptiveController(
-    ['small', 'mid', 'full'],
-    times,
-    { targetP99Ms: 50, windowMs: 2, maxBatch: 8, holdMs, minSamples: 5 },
-    (s) => switches.push(`${s.direction}:${s.to}`),
-  );
-  return { c, times, switches };
-}
+const ladder = (holdMs = 1000) => threeRungs(holdMs);
 
 test('controller: on a machine that became 4× slower, a move down lands on a rung that fits at the slowdown measured now', () => {
   const { c, times } = ladder();

@@ -23,6 +23,20 @@ export const torchSkip: string | false =
         (probe.stderr || String(probe.error ?? '')).trim().split('\n').pop() ?? ''
       }`;
 
+/** Why the torchvision tests skip (false: they run); probed once, on first use. */
+let torchvisionProbe: string | false | undefined;
+export function torchvisionSkip(): string | false {
+  if (torchvisionProbe !== undefined) return torchvisionProbe;
+  const p = spawnSync(PYTHON, ['-c', 'import torch, torchvision, numpy'], { encoding: 'utf8' });
+  torchvisionProbe =
+    p.status === 0
+      ? false
+      : `torchvision is not importable by ${PYTHON} (apt-get install python3-torchvision): ${
+          (p.stderr || String(p.error ?? '')).trim().split('\n').pop() ?? ''
+        }`;
+  return torchvisionProbe;
+}
+
 /** Runs `python3 ARGS` with the package importable; throws with its output when it fails. */
 export function runPython(
   args: string[],

@@ -6,25 +6,18 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { main } from '../src/cli/main.js';
+import { quiet } from './cli_helpers.js';
 import { initEngine } from '../src/engine/backend.js';
 import { loadCheckpoint } from '../src/io/checkpoint.js';
 import { decodeSafetensors } from '../src/io/safetensors.js';
 import { subModelContext } from '../src/nn/module.js';
 import { FULL } from '../src/sorted/submodel.js';
-import { PYTHON, runPython, scratch } from './torch_helpers.js';
+import { runPython, scratch, torchvisionSkip } from './torch_helpers.js';
 
-const probe = spawnSync(PYTHON, ['-c', 'import torch, torchvision, numpy'], { encoding: 'utf8' });
-const skip: string | false =
-  probe.status === 0
-    ? false
-    : `torchvision is not importable by ${PYTHON} (apt-get install python3-torchvision): ${
-        (probe.stderr || String(probe.error ?? '')).trim().split('\n').pop() ?? ''
-      }`;
+const skip = torchvisionSkip();
 
 /** A grey-image resnet18 as torchvision users make one, saved with torch.save, and its logits. */
 const MAKE = `
@@ -55,16 +48,6 @@ before(async () => {
   runPython(['-c', MAKE, dir]);
 });
 
-const quiet = async <T>(fn: () => Promise<T>): Promise<T> => {
-  const { log } = console;
-  console.log = () => {};
-  try {
-    return await fn();
-  } finally {
-    console.log = log;
-  }
-};
-
 test(
   'convert .pt → safetensors, import as a run: its checkpoint computes torchvision logits',
   { skip },
@@ -74,10 +57,7 @@ test(
     assert.match(said, /wrote 122 tensors/);
     const out = join(dir, 'run');
     const args = ['import', '--torchvision', 'resnet18', '--weights', st, '--data', 'fashion-mnist'];
-    assert.equal(
-      await quiet(() => main([...args, '--out', out, '--grid', 'depth=4,8;width=0.5,1'])),
-      undefined,
-    );
+    assert.equal(await quiet([...args, '--out', out, '--grid', 'depth=4,8;width=0.5,1']), 0);
     for (const f of ['run.json', 'import.json']) assert.ok(existsSync(join(out, f)), f);
     const run = JSON.parse(readFileSync(join(out, 'run.json'), 'utf8')) as { model: { family: string } };
     assert.equal(run.model.family, 'resnet');
@@ -100,24 +80,22 @@ test('import refuses classes that do not fit, naming the tensor and both shapes'
   const st = join(dir, 'resnet18.safetensors');
   const args = ['import', '--torchvision', 'resnet18', '--weights', st, '--data', 'fashion-mnist'];
   await assert.rejects(
-    quiet(() => main([...args, '--out', join(dir, 'bad'), '--classes', '7'])),
+    quiet([...args, '--out', join(dir, 'bad'), '--classes', '7']),
     /tensor 'fc.weight': expected shape \[7, 512\], found \[10, 512\]/,
   );
   assert.ok(!existsSync(join(dir, 'bad')), 'a failed import leaves no folder');
   await assert.rejects(
-    quiet(() =>
-      main([
-        'import',
-        '--torchvision',
-        'resnet19',
-        '--weights',
-        st,
-        '--data',
-        'mnist',
-        '--out',
-        join(dir, 'b2'),
-      ]),
-    ),
+    quiet([
+      'import',
+      '--torchvision',
+      'resnet19',
+      '--weights',
+      st,
+      '--data',
+      'mnist',
+      '--out',
+      join(dir, 'b2'),
+    ]),
     /unknown torchvision architecture 'resnet19'; supported: resnet18, resnet34, resnet50, mobilenet_v2/,
   );
 });

@@ -7,7 +7,6 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -22,15 +21,9 @@ import { calibrateBatchNorm } from '../src/nn/calibrate.js';
 import { subModelContext } from '../src/nn/module.js';
 import type { MobileNetV2, ResNet, SortedModel } from '../src/models/index.js';
 import { FULL, subModelId, type SubModel } from '../src/sorted/submodel.js';
-import { PYTHON, PYTHON_PACKAGE, runPython, scratch } from './torch_helpers.js';
+import { PYTHON_PACKAGE, runPython, scratch, torchvisionSkip } from './torch_helpers.js';
 
-const probe = spawnSync(PYTHON, ['-c', 'import torch, torchvision, numpy'], { encoding: 'utf8' });
-const skip: string | false =
-  probe.status === 0
-    ? false
-    : `torchvision is not importable by ${PYTHON} (apt-get install python3-torchvision): ${
-        (probe.stderr || String(probe.error ?? '')).trim().split('\n').pop() ?? ''
-      }`;
+const skip = torchvisionSkip();
 
 const TOL = 1e-4;
 /** Sizes where every stride-2 layer sees an even input: TensorFlow's 'same' would pad differently. */

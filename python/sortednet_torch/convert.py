@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import torch
 
+from .cli import run_command
 from .safetensors_io import encode
 
 
@@ -53,13 +54,7 @@ def main(argv=None):
     p.add_argument("src", help="the .pt / .pth state dict")
     p.add_argument("dst", help="the .safetensors file to write")
     a = p.parse_args(argv)
-    try:
-        n = convert(a.src, a.dst)
-    except (ValueError, OSError) as e:
-        print(f"convert: {e}", file=sys.stderr)
-        return 1
-    print(f"wrote {n} tensors to {a.dst}")
-    return 0
+    return run_command(lambda: f"wrote {convert(a.src, a.dst)} tensors to {a.dst}", (ValueError, OSError), "convert", 1)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import torch
 
 from .bpe import END_OF_TEXT, BpeTokenizer
 from .checkpoint import load_checkpoint
+from .cli import run_command
 from .hf import encode_safetensors
 from .hf_import import sources
 from .models import Transformer
@@ -135,7 +136,8 @@ def main(argv):
     p.add_argument("--seed", type=int, default=1, help="initialisation seed for --new (default 1)")
     p.add_argument("--out", required=True, help="a new or empty folder")
     a = p.parse_args(argv)
-    try:
+
+    def action():
         if a.run:
             ck = load_checkpoint(a.run, skip_optimizer=True)
             if ck.meta["model"]["family"] != "transformer" or "tokenizer.json" not in ck.extra_files:
@@ -152,11 +154,9 @@ def main(argv):
             torch.manual_seed(a.seed)
             model = Transformer(config)
         config = write_folder(model, a.out, tok)
-    except (HfExportError, FileExistsError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {config['architectures'][0]} ({sum(p.numel() for p in model.parameters())} parameters) → {a.out}")
-    return 0
+        return f"wrote {config['architectures'][0]} ({sum(p.numel() for p in model.parameters())} parameters) → {a.out}"
+
+    return run_command(action, (HfExportError, FileExistsError, ValueError))
 
 
 if __name__ == "__main__":

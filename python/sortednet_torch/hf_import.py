@@ -18,6 +18,7 @@ import sys
 import torch
 
 from .checkpoint import list_checkpoints, save_checkpoint
+from .cli import run_command
 from .hf import read_state
 from .models import Transformer
 
@@ -286,13 +287,12 @@ def main(argv):
     p.add_argument("--data", default="sotu", help="the corpus run.json names for later commands")
     p.add_argument("--seed", type=int, default=1)
     a = p.parse_args(argv)
-    try:
+
+    def action():
         model = import_folder(a.hf, a.out, a.grid, a.data, a.seed)
-    except (HfImportError, FileExistsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"imported {sum(p.numel() for p in model.parameters())} parameters → {a.out}")
-    return 0
+        return f"imported {sum(p.numel() for p in model.parameters())} parameters → {a.out}"
+
+    return run_command(action, (HfImportError, FileExistsError))
 
 
 if __name__ == "__main__":
