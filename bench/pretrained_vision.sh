@@ -6,6 +6,8 @@
 #
 #   bash bench/pretrained_vision.sh [OUT_DIR] [SEED]          (all stages)
 #   STAGES="scratch" bash bench/pretrained_vision.sh runs/pv 1  (some stages)
+#   ARCH=mobilenet_v2 GRID='depth=9,13,17;width=0.5,1' bash bench/pretrained_vision.sh runs/pv-mb
+#                                                               (another torchvision architecture)
 #
 # Budgets, in training examples (one forward + backward of one sub-model or of the full model):
 #   pre-training  300 steps × batch 64                 = 19,200 (PyTorch, full model only)
@@ -18,19 +20,20 @@ STAGES=${STAGES:-"pretrain import sliced soft scratch"}
 PY=${PYTHON:-/usr/bin/python3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SN="node $ROOT/bin/sortednet.js"
-GRID='depth=4,6,8;width=0.5,1'
+ARCH=${ARCH:-resnet18}
+GRID=${GRID:-'depth=4,6,8;width=0.5,1'}
 DATA=(--train-subset 10000 --test-subset 2000)
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 
 if has pretrain; then
-  (cd "$ROOT/python" && "$PY" -m sortednet_torch.pretrain_vision --arch resnet18 --train-subset 10000 \
+  (cd "$ROOT/python" && "$PY" -m sortednet_torch.pretrain_vision --arch "$ARCH" --train-subset 10000 \
     --test-subset 2000 --steps 300 --batch-size 64 --lr 2e-3 --seed "$SEED" --mkldnn \
-    --out "$OUT/resnet18.safetensors")
+    --out "$OUT/$ARCH.safetensors")
 fi
 if has import; then
-  $SN import --torchvision resnet18 --weights "$OUT/resnet18.safetensors" --data fashion-mnist \
+  $SN import --torchvision "$ARCH" --weights "$OUT/$ARCH.safetensors" --data fashion-mnist \
     --grid "$GRID" --test-subset 2000 --out "$OUT/imported"
 fi
 if has sliced; then
