@@ -16,7 +16,7 @@ import {
   nativeDnnlUnavailableReason,
 } from '../src/engine/native/index.js';
 import { Grid } from '../src/sorted/grid.js';
-import { FourConv, cyclicLabels, mnistResNet, sgdStep } from './workloads.js';
+import { FourConv, cyclicLabels, mnistResNet, sgdStep, sortedStep } from './workloads.js';
 import { positiveIntArg } from '../src/cli/args.js';
 import { median, timesMs } from '../src/train/timing.js';
 import { benchCommand, parseBench } from './cli.js';
@@ -61,15 +61,7 @@ const workloads: [string, () => void, () => void][] = [];
   const labels = cyclicLabels(64);
   const grid = new Grid({ width: [0.25, 0.5, 1] }, net);
   for (const e of grid.entries) {
-    const step = () =>
-      sgdStep(
-        net.trainableVariables(),
-        () =>
-          tf.losses.softmaxCrossEntropy(
-            labels,
-            net.forward(img, e.sub, { mode: 'train', key: e.id }),
-          ) as tf.Scalar,
-      );
+    const step = () => sortedStep(net, e.sub, img, labels);
     workloads.push([`sorted step width ${e.sub.width}`, step, () => undefined]);
   }
   const full = grid.entries[grid.entries.length - 1];

@@ -19,7 +19,7 @@ import {
   describeNativeKernels,
 } from '../src/engine/native/index.js';
 import { subModelContext } from '../src/nn/module.js';
-import { FourConv, byteLm, cyclicLabels, mnistResNet, sgdStep } from './workloads.js';
+import { FourConv, byteLm, cyclicLabels, mnistResNet, sgdStep, sortedStep } from './workloads.js';
 import { Grid } from '../src/sorted/grid.js';
 import type { SubModel } from '../src/sorted/submodel.js';
 import { benchCommand, parseBench } from './cli.js';
@@ -129,15 +129,7 @@ for (const path of paths) {
   const grid = new Grid({ width: [0.25, 0.5, 0.75, 1] }, net);
   for (const e of grid.entries) {
     const sub: SubModel = e.sub;
-    const step = () =>
-      sgdStep(
-        net.trainableVariables(),
-        () =>
-          tf.losses.softmaxCrossEntropy(
-            labels,
-            net.forward(img, sub, subModelContext(sub, 'train')),
-          ) as tf.Scalar,
-      );
+    const step = () => sortedStep(net, sub, img, labels);
     measure(`sorted step width ${e.sub.width}`, step, undefined, quick ? 2 : 4);
     tf.tidy(() => net.forward(one, sub, subModelContext(sub, 'calibrate')));
     measure(

@@ -1,7 +1,7 @@
 /** The training workloads the benchmarks share (bench/run.ts, bench/profile_step.ts), in one place. */
 import * as tf from '@tensorflow/tfjs-core';
 import { subModelContext } from '../src/nn/module.js';
-import { FULL } from '../src/sorted/submodel.js';
+import { FULL, type SubModel } from '../src/sorted/submodel.js';
 import { getPreset } from '../src/run/presets.js';
 import { ResNet } from '../src/models/resnet.js';
 import { Transformer } from '../src/models/transformer.js';
@@ -18,6 +18,18 @@ export function sgdStep(vars: tf.Variable[], loss: () => tf.Scalar): void {
     for (const v of vars) if (grads[v.name]) v.assign(tf.sub(v, tf.mul(grads[v.name], 0.01)));
     value.dataSync();
   });
+}
+
+/** One SGD step of sub-model `sub` of `net` on a batch: the sorted training step the benches time. */
+export function sortedStep(net: ResNet, sub: SubModel, img: tf.Tensor, labels: tf.Tensor): void {
+  sgdStep(
+    net.trainableVariables(),
+    () =>
+      tf.losses.softmaxCrossEntropy(
+        labels,
+        net.forward(img, sub, subModelContext(sub, 'train')),
+      ) as tf.Scalar,
+  );
 }
 
 /** One-hot labels 0, 1, …, classes − 1, 0, 1, … for a batch of n. */
