@@ -1,7 +1,8 @@
 /**
  * Convolution training steps on the native paths, interleaved A/B in one process so that a busy shared
  * machine drifts over all columns alike: OpenBLAS (im2col + GEMM, direct AVX2 kernels for narrow layers),
- * oneDNN in its blocked layouts (reorders at the boundary) and oneDNN on NHWC/HWIO plain. Each round times
+ * oneDNN on NHWC data (weights reordered; the default), oneDNN in its blocked layouts (reorders of every operand at
+ * the boundary) and oneDNN on NHWC/HWIO plain. Each round times
  * every path `--reps` times; the table gives the median and best of all repetitions and their interquartile range.
  *
  *   node dist/bench/conv_dnnl.js [--rounds 5] [--reps 5] [--only cnn] [--plain]
@@ -40,8 +41,9 @@ if (!dnnl) {
 
 const PATHS = {
   OpenBLAS: () => enableNativeKernels({ dnnl: false }),
-  'oneDNN blocked': () => (enableNativeKernels(), dnnl.layout(true)),
-  'oneDNN plain': () => (enableNativeKernels(), dnnl.layout(false)),
+  'oneDNN nhwc': () => (enableNativeKernels(), dnnl.layout('nhwc')),
+  'oneDNN blocked': () => (enableNativeKernels(), dnnl.layout('blocked')),
+  'oneDNN plain': () => (enableNativeKernels(), dnnl.layout('plain')),
 } as const;
 type Path = keyof typeof PATHS;
 const paths = (Object.keys(PATHS) as Path[]).filter((p) => opts.plain || p !== 'oneDNN plain');
@@ -75,7 +77,8 @@ const workloads: [string, () => void, () => void][] = [];
 
 const load = [os.loadavg()[0]];
 const times = new Map<string, Record<Path, number[]>>();
-for (const [work] of workloads) times.set(work, { OpenBLAS: [], 'oneDNN blocked': [], 'oneDNN plain': [] });
+for (const [work] of workloads)
+  times.set(work, { OpenBLAS: [], 'oneDNN nhwc': [], 'oneDNN blocked': [], 'oneDNN plain': [] });
 for (let r = 0; r < rounds; r++) {
   for (const [work, fn] of workloads) {
     if (only && !only.test(work)) continue;
@@ -101,13 +104,12 @@ console.log(
   `\n${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}; ${describeNativeKernels()}\n` +
     `${rounds} interleaved rounds × ${reps} reps; 1-min load average ${Math.min(...load).toFixed(1)}–${Math.max(...load).toFixed(1)}\n`,
 );
-console.log('| work | OpenBLAS | oneDNN blocked | oneDNN plain | blocked / OpenBLAS (median, best) |');
-console.log('|---|---:|---:|---:|---:|');
+console.log(`| work | ${paths.join(' | ')} | nhwc / OpenBLAS | nhwc / blocked | (median ratios) |`);
+console.log(`|---|${paths.map(() => '---:|').join('')}---:|---:|`);
 for (const [work, t] of times) {
   if (only && !only.test(work)) continue;
-  const ratio = median(t['oneDNN blocked']) / median(t.OpenBLAS);
-  const best = Math.min(...t['oneDNN blocked']) / Math.min(...t.OpenBLAS);
+  const m = (p: Path) => median(t[p]);
   console.log(
-    `| ${work} | ${cell(t.OpenBLAS)} | ${cell(t['oneDNN blocked'])} | ${cell(t['oneDNN plain'])} | ${ratio.toFixed(2)}×, ${best.toFixed(2)}× |`,
+    `| ${work} | ${paths.map((p) => cell(t[p])).join(' | ')} | ${(m('oneDNN nhwc') / m('OpenBLAS')).toFixed(2)}× | ${(m('oneDNN nhwc') / m('oneDNN blocked')).toFixed(2)}× |`,
   );
 }

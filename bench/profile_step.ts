@@ -4,6 +4,7 @@
  *
  *   node dist/bench/profile_step.js transformer [batch]     (4 layers, d 256, seq 128; default batch 1)
  *   node dist/bench/profile_step.js resnet [width]          (the bench's sorted ResNet, batch 64; default 1)
+ *   node dist/bench/profile_step.js cnn                     (the bench's 4-conv CNN, batch 64)
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { subModelContext } from '../src/nn/module.js';
@@ -11,12 +12,12 @@ import { Argument } from 'commander';
 import { initEngine, engineDescription } from '../src/engine/backend.js';
 import { numArg } from '../src/cli/args.js';
 import { UsageError } from '../src/cli/errors.js';
-import { byteLm, cyclicLabels, mnistResNet, sgdStep } from './workloads.js';
+import { FourConv, byteLm, cyclicLabels, mnistResNet, sgdStep } from './workloads.js';
 import { benchCommand, parseBench } from './cli.js';
 
 const command = benchCommand('profile_step', "where a training step's time goes (tf.profile, by kernel)")
   .addArgument(
-    new Argument('[model]', 'the workload').choices(['transformer', 'resnet']).default('transformer'),
+    new Argument('[model]', 'the workload').choices(['transformer', 'resnet', 'cnn']).default('transformer'),
   )
   .addArgument(
     new Argument('[size]', 'transformer: batch; resnet: width in (0, 1] (batch 64)')
@@ -24,7 +25,7 @@ const command = benchCommand('profile_step', "where a training step's time goes 
       .default(1),
   );
 parseBench(command);
-const [what, size] = command.processedArgs as ['transformer' | 'resnet', number];
+const [what, size] = command.processedArgs as ['transformer' | 'resnet' | 'cnn', number];
 if (what === 'transformer' && !(Number.isInteger(size) && size >= 1))
   throw new UsageError(`the transformer's batch must be a positive integer, not ${size}`);
 if (what === 'resnet' && !(size > 0 && size <= 1))
@@ -38,6 +39,12 @@ if (what === 'transformer') {
   const work = byteLm(size);
   vars = work.lm.trainableVariables();
   loss = work.loss;
+} else if (what === 'cnn') {
+  const cnn = new FourConv();
+  const x = tf.randomNormal([64, 32, 32, 3]) as tf.Tensor4D;
+  const labels = cyclicLabels(64);
+  vars = cnn.trainableVariables();
+  loss = () => tf.losses.softmaxCrossEntropy(labels, cnn.forward(x)) as tf.Scalar;
 } else {
   const net = mnistResNet();
   const img = tf.randomNormal([64, 28, 28, 1]);

@@ -101,7 +101,7 @@ export class FourConv extends Module {
   }
   forward(x: tf.Tensor4D): tf.Tensor {
     let h = x;
-    for (const c of this.convs) h = tf.relu(c.forward(h));
+    for (const c of this.convs) h = c.activated(h, 'relu');
     return this.head.forward(globalAvgPool(h));
   }
 }

@@ -46,23 +46,39 @@ const random = uniformTensor;
 const assertClose = (actual: tf.Tensor, expected: tf.Tensor, what: string) =>
   assertCloseRelative(actual, expected, what, TOLERANCE);
 
-/** Runs `compute` on the portable kernels and on oneDNN; each returned tensor must agree. Returns oneDNN calls. */
+/**
+ * Runs `compute` on the portable kernels and on oneDNN in each of its layouts (NHWC data, and blocked with
+ * reorders); each returned tensor must agree. Returns the oneDNN calls of one run.
+ */
 function assertDnnlMatches(what: string, compute: () => tf.Tensor[]): number {
   disableNativeKernels();
   const expected = tf.tidy(compute);
   assert.ok(enableNativeKernels().dnnl, 'oneDNN is on');
-  dnnlCalls = 0;
-  const actual = tf.tidy(compute);
-  const calls = dnnlCalls;
-  actual.forEach((a, i) => assertClose(a, expected[i], `${what}, output ${i}`));
-  tf.dispose([...actual, ...expected]);
+  let calls = 0;
+  for (const layout of ['blocked', 'nhwc'] as const) {
+    dnnl!.layout(layout);
+    dnnlCalls = 0;
+    const actual = tf.tidy(compute);
+    calls = dnnlCalls;
+    actual.forEach((a, i) => assertClose(a, expected[i], `${what} (${layout}), output ${i}`));
+    tf.dispose(actual);
+  }
+  tf.dispose(expected);
   return calls;
 }
 
 type Pad = 'same' | 'valid' | tf.backend_util.ExplicitPadding;
 interface Case {
   what: string;
-  kind: 'conv' | 'depthwise' | 'fused relu + bias' | 'fused relu6' | 'prefix';
+  kind:
+    | 'conv'
+    | 'depthwise'
+    | 'fused relu + bias'
+    | 'fused relu6'
+    | 'prefix'
+    | 'prefix + bias + relu'
+    | 'prefix + bias + relu6'
+    | 'prefix + relu';
   x: number[]; // [batch, height, width, inChannels]
   filter: number[]; // conv, prefix: [fH, fW, in, out] (prefix: the full weight); depthwise: [fH, fW, C, multiplier]
   strides: number;
@@ -107,7 +123,17 @@ const CASES: Case[] = [
   row('prefix', 'prefix, stride 2 valid, batch 1', [1, 9, 9, 3], [3, 3, 6, 4], 2, 'valid', { out: 2 }),
   row('prefix', 'prefix of outputs only', [2, 6, 6, 4], [1, 1, 4, 9], 1, 'same', { out: 5 }),
   row('prefix', 'prefix = whole weight', [2, 6, 6, 4], [3, 3, 4, 6], 1, 'same', { out: 6 }),
+  row('prefix + bias + relu', 'prefix in and out', [2, 8, 8, 5], [3, 3, 8, 12], 1, 'same', { out: 7 }),
+  row('prefix + bias + relu6', 'stride 2 valid, batch 1', [1, 9, 9, 3], [3, 3, 6, 4], 2, 'valid', { out: 2 }),
+  row('prefix + relu', 'whole weight, no bias', [2, 6, 6, 4], [3, 3, 4, 6], 1, 'same', { out: 6 }),
 ];
+
+/** The fusion of the prefix kinds that have one. */
+const FUSIONS: Partial<Record<Case['kind'], { bias: boolean; activation: 'relu' | 'relu6' }>> = {
+  'prefix + bias + relu': { bias: true, activation: 'relu' },
+  'prefix + bias + relu6': { bias: true, activation: 'relu6' },
+  'prefix + relu': { bias: false, activation: 'relu' },
+};
 
 /** y = the case's convolution of (x, w); `bias` for the fused kinds. */
 function forward(c: Case, x: tf.Tensor, w: tf.Tensor, bias: tf.Tensor): tf.Tensor {
@@ -124,11 +150,17 @@ function forward(c: Case, x: tf.Tensor, w: tf.Tensor, bias: tf.Tensor): tf.Tenso
       return tf.fused.conv2d({ x: x4, filter: w4, strides: c.strides, pad: c.pad, activation: 'relu6' });
     case 'prefix':
       return prefixConv2d(x4, w4, c.out!, c.strides, c.pad as 'same' | 'valid');
+    default: {
+      const f = FUSIONS[c.kind]!;
+      // Scaled up so that ReLU6 clips some outputs at 6 too.
+      const fusion = { bias: f.bias ? (bias as tf.Tensor1D) : null, activation: f.activation };
+      return prefixConv2d(tf.mul(x4, 3), w4, c.out!, c.strides, c.pad as 'same' | 'valid', 'conv', fusion);
+    }
   }
 }
 
 for (const c of CASES) {
-  test(`oneDNN ${c.kind}: ${c.what} equals the portable kernels (value, dx, dW)`, { skip }, () => {
+  test(`oneDNN ${c.kind}: ${c.what} equals the portable kernels (value, dx, dW, db)`, { skip }, () => {
     const backward = (c.dilations ?? 1) === 1;
     const compute = () => {
       const x = random(c.x, 1);
@@ -138,6 +170,13 @@ for (const c of CASES) {
       if (!backward) return [y];
       // Σ y·r gives each output its own gradient.
       const r = random(y.shape, 4);
+      if (FUSIONS[c.kind]?.bias) {
+        const grads = tf.grads((a: tf.Tensor, b: tf.Tensor, d: tf.Tensor) =>
+          tf.sum(tf.mul(forward(c, a, b, d), r)),
+        );
+        const [dx, dw, db] = grads([x, w, bias]);
+        return [y, dx, dw, db];
+      }
       const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(forward(c, a, b, bias), r)))([
         x,
         w,

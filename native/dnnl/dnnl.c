@@ -1,6 +1,6 @@
 /*
- * sortednet_dnnl: 2-D convolutions (forward with bias and ReLU/ReLU6 fused, input gradient, filter gradient;
- * grouped and depthwise too) on oneDNN for Float32Arrays owned by JavaScript, including views into the wasm
+ * sortednet_dnnl: 2-D convolutions (forward with bias and ReLU/ReLU6 fused, input gradient, filter gradient
+ * with the bias gradient; grouped and depthwise too) and the gradient through a fused ReLU/ReLU6 on oneDNN for Float32Arrays owned by JavaScript, including views into the wasm
  * backend's heap. Built beside sortednet_blas (native/blas.c) when libdnnl-dev is installed; used by
  * src/engine/native/dnnl.ts.
  *
@@ -18,6 +18,7 @@
 #include <node_api.h>
 #include <omp.h>
 #include <pthread.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -60,7 +61,7 @@ enum {
   G_WS_H,
   G_WS_W,
   G_ACTIVATION, /* 0 none, 1 relu, 2 relu6 (forward only) */
-  G_BIAS,       /* 1: forward adds a per-channel bias */
+  G_BIAS,       /* 1: forward adds a per-channel bias; the filter pass also writes its gradient */
   G_COUNT
 };
 
@@ -69,8 +70,13 @@ enum { PASS_FORWARD, PASS_INPUT, PASS_FILTER, PASS_COUNT };
 static dnnl_engine_t engine;
 static dnnl_stream_t stream;
 static int threads = 1;
-/* 1: let oneDNN pick its blocked layouts (reorders at the boundary); 0: ask for NHWC/HWIO plain. */
-static int blocked = 1;
+/* How primitives lay out their operands. LAYOUT_NHWC (the default): activations stay in the caller's NHWC,
+ * only the weights are reordered into the layout the primitive chose; with AVX-512 oneDNN has JIT kernels for
+ * NHWC data (brgconv forward, jit backward), so no activation crosses a reorder. LAYOUT_BLOCKED: activations
+ * reordered into oneDNN's blocked layouts too (where a CPU has JIT kernels only for those, e.g. AVX2).
+ * LAYOUT_PLAIN: NHWC/HWIO plain throughout, oneDNN's GEMM fallback (for benchmarks). */
+enum { LAYOUT_PLAIN, LAYOUT_BLOCKED, LAYOUT_NHWC };
+static int layout_mode = LAYOUT_NHWC;
 
 /* One operand at the boundary: the caller's memory (data handle set per call) and, where the primitive wants
  * another layout, its own buffer and the reorder between the two. */
@@ -204,14 +210,18 @@ static dnnl_status_t operand_init(Operand *o, const dnnl_memory_desc_t *user_md,
   return s;
 }
 
-static dnnl_status_t conv_descs(const int32_t *g, dnnl_memory_desc_t *src, dnnl_memory_desc_t *wei,
+static dnnl_status_t conv_descs(const int32_t *g, int mode, dnnl_memory_desc_t *src, dnnl_memory_desc_t *wei,
                                 dnnl_memory_desc_t *dst, dnnl_dims_t strides, dnnl_dims_t dil, dnnl_dims_t pl,
                                 dnnl_dims_t pr) {
-  if (blocked) {
+  if (mode == LAYOUT_BLOCKED) {
     dnnl_dims_t sd = {g[G_BATCH], g[G_IN_C], g[G_IN_H], g[G_IN_W]};
     dnnl_dims_t dd = {g[G_BATCH], g[G_OUT_C], g[G_OUT_H], g[G_OUT_W]};
     dnnl_memory_desc_init_by_tag(src, 4, sd, dnnl_f32, dnnl_format_tag_any);
     dnnl_memory_desc_init_by_tag(dst, 4, dd, dnnl_f32, dnnl_format_tag_any);
+    weight_desc_tag(wei, g, dnnl_format_tag_any);
+  } else if (mode == LAYOUT_NHWC) {
+    nhwc_desc(src, g[G_BATCH], g[G_IN_C], g[G_IN_H], g[G_IN_W]);
+    nhwc_desc(dst, g[G_BATCH], g[G_OUT_C], g[G_OUT_H], g[G_OUT_W]);
     weight_desc_tag(wei, g, dnnl_format_tag_any);
   } else {
     nhwc_desc(src, g[G_BATCH], g[G_IN_C], g[G_IN_H], g[G_IN_W]);
@@ -240,11 +250,10 @@ static Entry *entry_create(napi_env env, int pass, const int32_t *g) {
   memcpy(e->geometry, g, sizeof e->geometry);
   dnnl_memory_desc_t src, wei, dst, bias_md, user_src, user_wei, user_dst;
   dnnl_dims_t strides, dil, pl, pr;
-  conv_descs(g, &src, &wei, &dst, strides, dil, pl, pr);
   nhwc_desc(&user_src, g[G_BATCH], g[G_IN_C], g[G_IN_H], g[G_IN_W]);
   nhwc_desc(&user_dst, g[G_BATCH], g[G_OUT_C], g[G_OUT_H], g[G_OUT_W]);
   DNNL(env, weight_desc(&user_wei, g), goto fail);
-  bool bias = pass == PASS_FORWARD && g[G_BIAS];
+  bool bias = (pass == PASS_FORWARD || pass == PASS_FILTER) && g[G_BIAS];
   if (bias) {
     dnnl_dims_t bd = {g[G_OUT_C]};
     dnnl_memory_desc_init_by_tag(&bias_md, 1, bd, dnnl_f32, dnnl_a);
@@ -253,10 +262,6 @@ static Entry *entry_create(napi_env env, int pass, const int32_t *g) {
   dnnl_convolution_desc_t fwd_desc, desc;
   dnnl_primitive_desc_t fwd_pd = NULL, pd = NULL;
   dnnl_primitive_attr_t attr = NULL;
-  DNNL(env,
-       dnnl_dilated_convolution_forward_desc_init(&fwd_desc, dnnl_forward_training, dnnl_convolution_direct, &src,
-                                                  &wei, bias ? &bias_md : NULL, &dst, strides, dil, pl, pr),
-       goto fail);
   if (pass == PASS_FORWARD && g[G_ACTIVATION]) {
     dnnl_post_ops_t post;
     dnnl_post_ops_create(&post);
@@ -268,22 +273,38 @@ static Entry *entry_create(napi_env env, int pass, const int32_t *g) {
     dnnl_primitive_attr_set_post_ops(attr, post);
     dnnl_post_ops_destroy(post);
   }
-  DNNL(env, dnnl_primitive_desc_create(&fwd_pd, &fwd_desc, attr, engine, NULL), goto fail_pd);
-  if (pass == PASS_FORWARD) {
-    pd = fwd_pd;
+  /* NHWC data is only worth it where oneDNN has a JIT kernel for it; where it would fall back to its GEMM
+   * (CPUs without AVX-512, some grouped shapes), the same problem runs in the blocked layouts instead. */
+  for (int mode = layout_mode;; mode = LAYOUT_BLOCKED) {
+    conv_descs(g, mode, &src, &wei, &dst, strides, dil, pl, pr);
+    DNNL(env,
+         dnnl_dilated_convolution_forward_desc_init(&fwd_desc, dnnl_forward_training, dnnl_convolution_direct, &src,
+                                                    &wei, bias ? &bias_md : NULL, &dst, strides, dil, pl, pr),
+         goto fail_pd);
+    DNNL(env, dnnl_primitive_desc_create(&fwd_pd, &fwd_desc, attr, engine, NULL), goto fail_pd);
+    if (pass == PASS_FORWARD) {
+      pd = fwd_pd;
+      fwd_pd = NULL;
+    } else if (pass == PASS_INPUT) {
+      DNNL(env,
+           dnnl_dilated_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &src, &wei, &dst,
+                                                            strides, dil, pl, pr),
+           goto fail_pd);
+      DNNL(env, dnnl_primitive_desc_create(&pd, &desc, NULL, engine, fwd_pd), goto fail_pd);
+    } else {
+      DNNL(env,
+           dnnl_dilated_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &src, &wei,
+                                                               bias ? &bias_md : NULL, &dst, strides, dil, pl, pr),
+           goto fail_pd);
+      DNNL(env, dnnl_primitive_desc_create(&pd, &desc, NULL, engine, fwd_pd), goto fail_pd);
+    }
+    const char *impl = NULL;
+    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+    if (mode != LAYOUT_NHWC || !impl || !strstr(impl, "gemm")) break;
+    dnnl_primitive_desc_destroy(pd);
+    pd = NULL;
+    if (fwd_pd) dnnl_primitive_desc_destroy(fwd_pd);
     fwd_pd = NULL;
-  } else if (pass == PASS_INPUT) {
-    DNNL(env,
-         dnnl_dilated_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &src, &wei, &dst, strides,
-                                                          dil, pl, pr),
-         goto fail_pd);
-    DNNL(env, dnnl_primitive_desc_create(&pd, &desc, NULL, engine, fwd_pd), goto fail_pd);
-  } else {
-    DNNL(env,
-         dnnl_dilated_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &src, &wei, NULL, &dst,
-                                                             strides, dil, pl, pr),
-         goto fail_pd);
-    DNNL(env, dnnl_primitive_desc_create(&pd, &desc, NULL, engine, fwd_pd), goto fail_pd);
   }
   DNNL(env, dnnl_primitive_create(&e->primitive, pd), goto fail_pd);
   dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &e->impl);
@@ -312,6 +333,7 @@ static Entry *entry_create(napi_env env, int pass, const int32_t *g) {
     if (s == dnnl_success) s = operand_init(&e->ops[1], &user_dst, q, true);
     q = dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 0);
     if (s == dnnl_success) s = operand_init(&e->ops[2], &user_wei, q, false);
+    if (s == dnnl_success && bias) s = dnnl_memory_create(&e->bias, &bias_md, engine, DNNL_MEMORY_NONE);
   }
   DNNL(env, s, goto fail_pd);
   if (attr) dnnl_primitive_attr_destroy(attr);
@@ -387,7 +409,8 @@ static void run(napi_env env, int pass, const int32_t *g, float *const *p);
 /*
  * conv(pass, geometry: Int32Array, a, b, c, bias?): pass 0 forward (a = x, b = weights, c = y), 1 input
  * gradient (a = dy, b = weights, c = dx), 2 filter gradient (a = x, b = dy, c = dW through the weight strides;
- * elements outside the strided view are not touched). Returns nothing; throws on a size mismatch.
+ * elements outside the strided view are not touched; with the geometry's bias flag, `bias` receives the bias
+ * gradient's first outC values). Returns nothing; throws on a size mismatch.
  */
 static napi_value conv(napi_env env, napi_callback_info info) {
   size_t argc = 6;
@@ -416,7 +439,8 @@ static napi_value conv(napi_env env, napi_callback_info info) {
   }
   int32_t g[G_COUNT];
   memcpy(g, gp, sizeof g);
-  if (pass != PASS_FORWARD) g[G_ACTIVATION] = g[G_BIAS] = 0;
+  if (pass != PASS_FORWARD) g[G_ACTIVATION] = 0;
+  if (pass == PASS_INPUT) g[G_BIAS] = 0;
   if (!geometry_valid(env, g)) return NULL;
   float *p[4];
   size_t n[4];
@@ -433,7 +457,8 @@ static napi_value conv(napi_env env, napi_callback_info info) {
       if (!p[i]) napi_throw_type_error(env, NULL, "conv: an operand is missing");
       return NULL;
     }
-  if (pass == PASS_FORWARD && g[G_BIAS] && (!p[3] || too_short(env, "bias", n[3], g[G_OUT_C]))) {
+  const char *bias_name = pass == PASS_FORWARD ? "bias" : "the bias gradient";
+  if (g[G_BIAS] && (!p[3] || too_short(env, bias_name, n[3], g[G_OUT_C]))) {
     if (!p[3]) napi_throw_type_error(env, NULL, "conv: the geometry asks for a bias and none was given");
     return NULL;
   }
@@ -463,7 +488,7 @@ static void run(napi_env env, int pass, const int32_t *g, float *const *p) {
   for (int i = 0; i < 3; i++) ea[na++] = (dnnl_exec_arg_t){args[pass][i], e->ops[i].inner};
   if (e->bias) {
     DNNL(env, dnnl_memory_set_data_handle(e->bias, p[3]), return);
-    ea[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, e->bias};
+    ea[na++] = (dnnl_exec_arg_t){pass == PASS_FORWARD ? DNNL_ARG_BIAS : DNNL_ARG_DIFF_BIAS, e->bias};
   }
   DNNL(env, dnnl_primitive_execute(e->primitive, stream, na, ea), return);
   if (e->ops[2].reorder) {
@@ -471,6 +496,41 @@ static void run(napi_env env, int pass, const int32_t *g, float *const *p) {
     DNNL(env, dnnl_primitive_execute(e->ops[2].reorder, stream, 2, ra), return);
   }
   DNNL(env, dnnl_stream_wait(stream), return);
+}
+
+/*
+ * activationGrad(kind, dy, y, dx): the gradient through a ReLU (kind 1) or ReLU6 (kind 2) fused into a
+ * forward convolution, from its output y: dx = dy where 0 < y (< 6), else 0. One pass where tfjs's own
+ * gradient takes three kernels (step, cast, multiply) over the whole activation.
+ */
+static napi_value activation_grad(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t kind;
+  if (argc != 4 || napi_get_value_int32(env, argv[0], &kind) != napi_ok || kind < 1 || kind > 2) {
+    napi_throw_type_error(env, NULL, "activationGrad: expected (kind 1 relu | 2 relu6, dy, y, dx)");
+    return NULL;
+  }
+  float *p[3];
+  size_t n[3];
+  const char *names[3] = {"dy", "y", "dx"};
+  for (int i = 0; i < 3; i++) {
+    if (!get_f32(env, argv[1 + i], names[i], &p[i], &n[i])) return NULL;
+    if (!p[i] || n[i] != n[0]) {
+      napi_throw_range_error(env, NULL, "activationGrad: dy, y and dx must be Float32Arrays of one length");
+      return NULL;
+    }
+  }
+  const uint32_t *restrict dy = (const uint32_t *)p[0];
+  const float *restrict y = p[1];
+  uint32_t *restrict dx = (uint32_t *)p[2];
+  const float upper = kind == 2 ? 6.f : INFINITY;
+  const long count = (long)n[0];
+  /* A bit mask, not a branch (the signs of y are as good as random) or a select: GCC vectorises this at -O2. */
+#pragma omp parallel for num_threads(threads) schedule(static) if (count > 65536)
+  for (long i = 0; i < count; i++) dx[i] = dy[i] & -(uint32_t)((y[i] > 0.f) & (y[i] < upper));
+  return NULL;
 }
 
 /* The implementation oneDNN picked for a pass and geometry (creating it if need be), e.g. "jit:avx2". */
@@ -492,7 +552,8 @@ static napi_value implementation(napi_env env, napi_callback_info info) {
   }
   int32_t g[G_COUNT];
   memcpy(g, gp, sizeof g);
-  if (pass != PASS_FORWARD) g[G_ACTIVATION] = g[G_BIAS] = 0;
+  if (pass != PASS_FORWARD) g[G_ACTIVATION] = 0;
+  if (pass == PASS_INPUT) g[G_BIAS] = 0;
   if (!geometry_valid(env, g)) return NULL;
   Entry *e = entry_get(env, pass, g);
   if (!e) return NULL;
@@ -521,23 +582,30 @@ static napi_value set_threads(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* layout(blocked?): whether primitives use oneDNN's blocked layouts (default) or NHWC/HWIO plain; switching
- * empties the primitive cache. Returns the current setting. For benchmarks. */
+/* layout(mode?): "nhwc" (default), "blocked" or "plain" (see LAYOUT_*); switching empties the primitive cache.
+ * Returns the current mode. For benchmarks and for CPUs where one mode is faster. */
+static const char *layout_names[] = {"plain", "blocked", "nhwc"};
+
 static napi_value layout(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc == 1) {
-    bool on;
-    if (napi_get_value_bool(env, argv[0], &on) != napi_ok) {
-      napi_throw_type_error(env, NULL, "layout: expected a boolean or nothing");
+    char name[16];
+    size_t len;
+    int mode = -1;
+    if (napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len) == napi_ok)
+      for (int i = 0; i < 3; i++)
+        if (strcmp(name, layout_names[i]) == 0) mode = i;
+    if (mode < 0) {
+      napi_throw_type_error(env, NULL, "layout: expected \"nhwc\", \"blocked\", \"plain\" or nothing");
       return NULL;
     }
-    if ((int)on != blocked) cache_clear();
-    blocked = on;
+    if (mode != layout_mode) cache_clear();
+    layout_mode = mode;
   }
   napi_value out;
-  CHECK(env, napi_get_boolean(env, blocked, &out));
+  CHECK(env, napi_create_string_utf8(env, layout_names[layout_mode], NAPI_AUTO_LENGTH, &out));
   return out;
 }
 
@@ -576,12 +644,14 @@ static napi_value init(napi_env env, napi_value exports) {
       return NULL;
     }
     threads = default_threads();
-    const char *plain = getenv("SORTEDNET_DNNL_LAYOUT");
-    if (plain && strcmp(plain, "plain") == 0) blocked = 0;
+    const char *mode = getenv("SORTEDNET_DNNL_LAYOUT");
+    for (int i = 0; mode && i < 3; i++)
+      if (strcmp(mode, layout_names[i]) == 0) layout_mode = i;
   }
   napi_add_env_cleanup_hook(env, cleanup, NULL);
   napi_property_descriptor props[] = {
       {"conv", NULL, conv, NULL, NULL, NULL, napi_default_method, NULL},
+      {"activationGrad", NULL, activation_grad, NULL, NULL, NULL, napi_default_method, NULL},
       {"implementation", NULL, implementation, NULL, NULL, NULL, napi_default_method, NULL},
       {"setThreads", NULL, set_threads, NULL, NULL, NULL, napi_default_method, NULL},
       {"layout", NULL, layout, NULL, NULL, NULL, napi_default_method, NULL},

@@ -3,6 +3,7 @@ import { Module } from './module.js';
 import { kaimingNormal } from './init.js';
 import { checkUnits, prefix } from '../sorted/slice.js';
 import { prefixConv2d } from '../engine/ops/prefix_conv2d.js';
+import type { FusedActivation } from '../engine/kernels/prefix_conv2d.js';
 
 export type Padding = 'same' | 'valid';
 
@@ -57,23 +58,27 @@ export class Conv2d extends Module {
   }
   readonly name: string;
 
-  /** x: [B, H, W, in'] → [B, H', W', out]. */
+  /** x: [B, H, W, in'] → [B, H', W', out], plus the bias. */
   forward(x: tf.Tensor4D, out = this.outChannels): tf.Tensor4D {
+    return this.activated(x, 'linear', out);
+  }
+
+  /** `forward`, then `activation`; the bias and the activation run inside the convolution where the engine can. */
+  activated(x: tf.Tensor4D, activation: FusedActivation, out = this.outChannels): tf.Tensor4D {
     const cin = x.shape[3];
     checkUnits(cin, this.inChannels, this.name, 'input channels');
     checkUnits(out, this.outChannels, this.name, 'channels');
     // The weight prefix is read in place where the engine can (oneDNN), else sliced; explicit
     // (PyTorch-style) padding goes through the sliced path.
-    const y =
-      typeof this.padding === 'number'
-        ? tf.conv2d(
-            x,
-            prefix(this.weight, [-1, -1, cin, out], this.name) as tf.Tensor4D,
-            this.stride,
-            this.padding,
-          )
-        : prefixConv2d(x, this.weight as tf.Tensor4D, out, this.stride, this.padding, this.name);
-    return this.bias ? tf.add(y, prefix(this.bias, [out], this.name)) : y;
+    if (typeof this.padding !== 'number')
+      return prefixConv2d(x, this.weight as tf.Tensor4D, out, this.stride, this.padding, this.name, {
+        bias: this.bias as tf.Tensor1D | null,
+        activation,
+      });
+    const w = prefix(this.weight, [-1, -1, cin, out], this.name) as tf.Tensor4D;
+    const y = tf.conv2d(x, w, this.stride, this.padding);
+    const biased: tf.Tensor4D = this.bias ? tf.add(y, prefix(this.bias, [out], this.name)) : y;
+    return activation === 'relu' ? tf.relu(biased) : activation === 'relu6' ? tf.relu6(biased) : biased;
   }
 
   static cost(cin: number, cout: number, k: number, hOut: number, wOut: number, bias = false) {

@@ -2,11 +2,23 @@
 export const PrefixConv2D = 'SortedNetPrefixConv2D';
 export const PrefixConv2DGradInput = 'SortedNetPrefixConv2DGradInput';
 export const PrefixConv2DGradFilter = 'SortedNetPrefixConv2DGradFilter';
+/** The gradient through a ReLU/ReLU6 fused into PrefixConv2D, from the convolution's output. */
+export const ActivationGrad = 'SortedNetActivationGrad';
+
+/** Activations PrefixConv2D can fuse (applied after the bias). */
+export type FusedActivation = 'linear' | 'relu' | 'relu6';
 
 /** The attributes all three share: the convolution's stride and padding mode. */
 export interface PrefixConv2DAttrs {
   strides: [number, number];
   pad: 'same' | 'valid';
+  /** Forward: the activation applied after the (optional) bias b[:out]; 'linear' when absent. */
+  activation?: FusedActivation;
+  /**
+   * Forward: whether input b (a bias) is given. Filter gradient: also return the bias gradient (full length,
+   * zero past `out`) as a second output.
+   */
+  bias?: boolean;
 }
 
 /**

@@ -33,15 +33,23 @@ export interface NativeDnnl {
     c: Float32Array,
     bias?: Float32Array | null,
   ): void;
+  /** dx = dy where the fused activation's output y passed it (kind 1 ReLU: y > 0; 2 ReLU6: 0 < y < 6), else 0. */
+  activationGrad(kind: number, dy: Float32Array, y: Float32Array, dx: Float32Array): void;
   /** The implementation oneDNN picks for a pass, e.g. "jit:avx2 (reordered)". */
   implementation(pass: number, geometry: Int32Array): string;
   /** Sets (with an argument) and returns the threads each call uses. */
   setThreads(n?: number): number;
-  /** Whether primitives run in oneDNN's blocked layouts (true) or NHWC/HWIO plain; pass a boolean to switch. */
-  layout(blocked?: boolean): boolean;
+  /**
+   * How primitives lay out their operands; pass a mode to switch. 'nhwc' (default): activations stay NHWC and
+   * only weights are reordered, falling back to 'blocked' per problem where oneDNN has no JIT kernel for NHWC;
+   * 'blocked': activations reordered into oneDNN's blocked layouts too; 'plain': NHWC/HWIO, its GEMM fallback.
+   */
+  layout(mode?: DnnlLayout): DnnlLayout;
   /** e.g. "oneDNN 2.6.3; 2 threads; 14 primitives cached". */
   config(): string;
 }
+
+export type DnnlLayout = 'nhwc' | 'blocked' | 'plain';
 
 const ADDON = 'native/dnnl/build/Release/sortednet_dnnl.node';
 const NOT_BUILT = `${ADDON} is not built: apt-get install libdnnl-dev, then npm rebuild`;
@@ -49,6 +57,7 @@ const NOT_BUILT = `${ADDON} is not built: apt-get install libdnnl-dev, then npm 
 /** Every function this code calls on the addon (the compiler checks the list is complete). */
 const FUNCTIONS: Record<keyof NativeDnnl, true> = {
   conv: true,
+  activationGrad: true,
   implementation: true,
   setThreads: true,
   layout: true,

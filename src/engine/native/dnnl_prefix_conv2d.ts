@@ -1,17 +1,20 @@
 /**
  * The prefix convolution kernels (src/engine/ops/prefix_conv2d.ts) on oneDNN: the weight prefix
  * W[:, :, :in, :out] of an HWIO tensor is read in place through its strides, and the filter gradient is
- * written into the [fH, fW, in, out] corner of a full-shape gradient whose rest is zeroed.
+ * written into the [fH, fW, in, out] corner of a full-shape gradient whose rest is zeroed. A bias prefix and
+ * a ReLU/ReLU6 run inside the forward primitive; the bias gradient comes out of the filter pass.
  */
 import { backend_util, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
 import { floatKernelIO } from '../kernels/float_io.js';
 import {
+  ActivationGrad,
   PrefixConv2D,
   PrefixConv2DGradFilter,
   PrefixConv2DGradInput,
+  type FusedActivation,
   type PrefixConv2DAttrs,
 } from '../kernels/prefix_conv2d.js';
-import { DnnlPass, dnnlGeometry, hwioStrides, type NativeDnnl } from './dnnl.js';
+import { DnnlActivation, DnnlPass, dnnlGeometry, hwioStrides, type NativeDnnl } from './dnnl.js';
 import { dnnlConv, runDnnl } from './dnnl_conv2d.js';
 
 type Shape4 = [number, number, number, number];
@@ -31,10 +34,13 @@ function prefixConv(xShape: number[], full: number[], out: number, attrs: Prefix
 
 export function dnnlPrefixConv2D(dnnl: NativeDnnl): KernelFunc {
   return (args) => {
-    const { x, w } = args.inputs as { x: TensorInfo; w: TensorInfo };
+    const { x, w, b } = args.inputs as { x: TensorInfo; w: TensorInfo; b?: TensorInfo };
     const attrs = args.attrs as unknown as PrefixConv2DAttrs & { out: number };
     const { info, conv } = prefixConv(x.shape, w.shape, attrs.out, attrs);
-    return runDnnl(dnnl, args.backend, PrefixConv2D, DnnlPass.forward, conv, [x, w], info.outShape);
+    conv.activation = DnnlActivation[attrs.activation ?? 'linear'];
+    conv.bias = b !== undefined;
+    const inputs = b ? [x, w, b] : [x, w];
+    return runDnnl(dnnl, args.backend, PrefixConv2D, DnnlPass.forward, conv, inputs, info.outShape);
   };
 }
 
@@ -53,9 +59,21 @@ export function dnnlPrefixConv2DGradFilter(dnnl: NativeDnnl): KernelFunc {
     const attrs = args.attrs as unknown as PrefixConv2DAttrs & { filterShape: number[] };
     const full = attrs.filterShape;
     const { conv } = prefixConv(x.shape, full, dy.shape[3], attrs);
-    const { ins, outs, infos } = floatKernelIO(args.backend, PrefixConv2DGradFilter, [x, dy], [full]);
-    if (x.shape[3] < full[2] || dy.shape[3] < full[3]) outs[0].fill(0);
-    dnnl.conv(DnnlPass.filter, dnnlGeometry(conv), ins[0], ins[1], outs[0]);
+    conv.bias = attrs.bias === true;
+    const shapes = conv.bias ? [full, [full[3]]] : [full];
+    const { ins, outs, infos } = floatKernelIO(args.backend, PrefixConv2DGradFilter, [x, dy], shapes);
+    if (x.shape[3] < full[2] || dy.shape[3] < full[3]) for (const o of outs) o.fill(0);
+    dnnl.conv(DnnlPass.filter, dnnlGeometry(conv), ins[0], ins[1], outs[0], outs[1] ?? null);
+    return conv.bias ? infos : infos[0];
+  };
+}
+
+export function dnnlActivationGrad(dnnl: NativeDnnl): KernelFunc {
+  return (args) => {
+    const { dy, y } = args.inputs as { dy: TensorInfo; y: TensorInfo };
+    const { activation } = args.attrs as unknown as { activation: Exclude<FusedActivation, 'linear'> };
+    const { ins, outs, infos } = floatKernelIO(args.backend, ActivationGrad, [dy, y], [dy.shape]);
+    dnnl.activationGrad(DnnlActivation[activation], ins[0], ins[1], outs[0]);
     return infos[0];
   };
 }

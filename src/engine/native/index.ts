@@ -43,11 +43,17 @@ import {
   dnnlFusedConv2D,
 } from './dnnl_conv2d.js';
 import {
+  dnnlActivationGrad,
   dnnlPrefixConv2D,
   dnnlPrefixConv2DGradFilter,
   dnnlPrefixConv2DGradInput,
 } from './dnnl_prefix_conv2d.js';
-import { PrefixConv2D, PrefixConv2DGradFilter, PrefixConv2DGradInput } from '../kernels/prefix_conv2d.js';
+import {
+  ActivationGrad,
+  PrefixConv2D,
+  PrefixConv2DGradFilter,
+  PrefixConv2DGradInput,
+} from '../kernels/prefix_conv2d.js';
 
 export { loadNativeBlas, nativeBlasUnavailableReason, addonMismatch, type NativeBlas } from './blas.js';
 export { loadNativeDnnl, nativeDnnlUnavailableReason, type NativeDnnl } from './dnnl.js';
@@ -90,6 +96,7 @@ const DNNL_OVERRIDES: Record<string, DnnlOverride> = {
   [PrefixConv2D]: dnnlPrefixConv2D,
   [PrefixConv2DGradInput]: dnnlPrefixConv2DGradInput,
   [PrefixConv2DGradFilter]: dnnlPrefixConv2DGradFilter,
+  [ActivationGrad]: dnnlActivationGrad,
 };
 
 /** What enabling replaced: the wrapped config (null where the backend had none) and the wrapper. */
