@@ -3,8 +3,8 @@
     {
       "target_name": "sortednet_blas",
       "sources": ["blas.c"],
-      "cflags": ["-O3", "-std=c11", "-Wall", "-Wextra"],
-      "libraries": ["-lopenblas", "-lm", "-lpthread"]
+      "cflags": ["-O3", "-std=gnu11", "-Wall", "-Wextra", "-fopenmp"],
+      "libraries": ["-lopenblas", "-lm", "-lpthread", "-fopenmp"]
     }
   ]
 }

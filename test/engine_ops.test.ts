@@ -11,6 +11,7 @@ import { BatchNormTrain, BatchNormTrainGrad } from '../src/engine/kernels/batch_
 import { LayerNormFwd, LayerNormGrad } from '../src/engine/kernels/layer_norm.js';
 import { disableNativeKernels, enableNativeKernels, loadNativeBlas } from '../src/engine/native/index.js';
 import { assertClose } from './helpers.js';
+import { assertCloseRelative } from './kernel_helpers.js';
 
 before(async () => {
   await initEngine('wasm');
@@ -46,29 +47,50 @@ async function onPath(path: (typeof PATHS)[number], kernels: string[], body: () 
   }
 }
 
+const ACTIVATIONS = ['linear', 'relu', 'relu6'] as const;
+const activate = (y: tf.Tensor, a: (typeof ACTIVATIONS)[number]) =>
+  a === 'relu' ? tf.relu(y) : a === 'relu6' ? tf.relu6(y) : y;
+
 for (const path of PATHS) {
   test(
-    `batchNormTrain (${path}): value and gradients equal autodiff through tf.moments + tf.batchNorm`,
+    `batchNormTrain (${path}): value and gradients equal autodiff through tf.moments + tf.batchNorm, with a fused ReLU / ReLU6`,
     { skip: skipReason(path) },
     async () => {
       await onPath(path, [BatchNormTrain, BatchNormTrainGrad], () => {
-        const x = tf.randomNormal([3, 4, 5, 6], 1, 2, 'float32', 1) as tf.Tensor4D;
-        const g = tf.randomNormal([6], 1, 0.5, 'float32', 2) as tf.Tensor1D;
-        const b = tf.randomNormal([6], 0, 1, 'float32', 3) as tf.Tensor1D;
-        const w = tf.randomNormal([3, 4, 5, 6], 0, 1, 'float32', 4);
-        const reference = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) => {
-          const { mean, variance } = tf.moments(xi, [0, 1, 2]);
-          return tf.batchNorm(xi, mean, variance, bi, gi, 1e-5);
-        };
-        const ours = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) =>
-          batchNormTrain(xi as tf.Tensor4D, gi as tf.Tensor1D, bi as tf.Tensor1D, 1e-5);
-        assertClose(ours(x, g, b), reference(x, g, b), 1e-5, 'value');
-        type Op = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) => tf.Tensor;
-        const loss = (f: Op) => (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) =>
-          tf.sum(tf.mul(f(xi, gi, bi), w));
-        const ga = tf.grads(loss(ours))([x, g, b]);
-        const gb = tf.grads(loss(reference))([x, g, b]);
-        ['dx', 'dgamma', 'dbeta'].forEach((name, i) => assertClose(ga[i], gb[i], 1e-4, name));
+        // The second shape is large enough for the native kernels to split rows over threads.
+        const shapes: [number, number, number, number][] = [
+          [3, 4, 5, 6],
+          [8, 32, 32, 16],
+        ];
+        for (const shape of shapes)
+          for (const activation of ACTIVATIONS) {
+            const what = `${shape} ${activation}`;
+            const C = shape[3];
+            const x = tf.randomNormal(shape, 1, 2, 'float32', 1) as tf.Tensor4D;
+            // γ about 3 so that ReLU6 clips some outputs at 6 as well.
+            const g = tf.randomNormal([C], 3, 1, 'float32', 2) as tf.Tensor1D;
+            const b = tf.randomNormal([C], 0, 1, 'float32', 3) as tf.Tensor1D;
+            const w = tf.randomNormal(shape, 0, 1, 'float32', 4);
+            const reference = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) => {
+              const { mean, variance } = tf.moments(xi, [0, 1, 2]);
+              return activate(tf.batchNorm(xi, mean, variance, bi, gi, 1e-5), activation);
+            };
+            const ours = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) =>
+              batchNormTrain(xi as tf.Tensor4D, gi as tf.Tensor1D, bi as tf.Tensor1D, 1e-5, activation);
+            // Outputs reach ~15 here and tf.moments sums 8,192 rows in float32: 1e-5 absolute on the small shape.
+            const tolerance = shape[0] > 3 ? 1e-4 : 1e-5;
+            assertClose(ours(x, g, b), reference(x, g, b), tolerance, `value ${what}`);
+            type Op = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) => tf.Tensor;
+            const loss = (f: Op) => (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) =>
+              tf.sum(tf.mul(f(xi, gi, bi), w));
+            const ga = tf.grads(loss(ours))([x, g, b]);
+            const gb = tf.grads(loss(reference))([x, g, b]);
+            // Relative: dγ sums 8,192 products on the large shape.
+            ['dx', 'dgamma', 'dbeta'].forEach((name, i) =>
+              assertCloseRelative(ga[i], gb[i], `${name} ${what}`, 1e-4),
+            );
+            tf.dispose([x, g, b, w, ...ga, ...gb]);
+          }
       });
     },
   );

@@ -173,14 +173,10 @@ export class MobileNetV2 extends Module implements SortedModel<MobileNetV2Config
 
   forward(x: tf.Tensor, sub: SubModel, ctx: ForwardContext): tf.Tensor2D {
     const p = this.plan(sub);
-    let h = tf.relu6(
-      this.stemBn.forward(
-        this.stem.forward(checkImageInput(x, this.config.inChannels, 'mobilenetv2'), p.stem),
-        ctx,
-      ),
-    );
+    const image = checkImageInput(x, this.config.inChannels, 'mobilenetv2');
+    let h = this.stemBn.forward(this.stem.forward(image, p.stem), ctx, 'relu6');
     h = this.stages.forward(h, p.blocks, ctx);
-    h = tf.relu6(this.lastBn.forward(this.lastConv.forward(h, p.last), ctx));
+    h = this.lastBn.forward(this.lastConv.forward(h, p.last), ctx, 'relu6');
     return this.head.forward(globalAvgPool(h)) as tf.Tensor2D;
   }
 

@@ -189,7 +189,7 @@ export class ResNet<C extends ResNetConfig = ResNetConfig> extends Module implem
 
   /** The stem: conv-BN-ReLU, and the ImageNet layout's 3×3 stride-2 max-pool. */
   private stemForward(x: tf.Tensor4D, width: number, ctx: ForwardContext): tf.Tensor4D {
-    const h = tf.relu(this.stemBn.forward(this.stem.forward(x, width), ctx));
+    const h = this.stemBn.forward(this.stem.forward(x, width), ctx, 'relu');
     if (!this.imagenet) return h;
     return maxPool(h, 3, 2, this.config.padding === 'symmetric' ? 1 : 'same');
   }

@@ -134,7 +134,7 @@ export class BasicBlock extends Module {
   }
 
   forward(x: tf.Tensor4D, widths: { mid: number; out: number }, ctx: ForwardContext): tf.Tensor4D {
-    let h = tf.relu(this.bn1.forward(this.conv1.forward(x, widths.mid, ctx), ctx));
+    let h = this.bn1.forward(this.conv1.forward(x, widths.mid, ctx), ctx, 'relu');
     h = this.bn2.forward(this.conv2.forward(h, widths.out, ctx), ctx);
     const s = shortcutForward(this, x, widths.out, ctx);
     return tf.relu(tf.add(h, s));

@@ -3,6 +3,9 @@ import { Module, type ForwardContext, type SubModelStats } from './module.js';
 import { checkUnits, prefix } from '../sorted/slice.js';
 import { batchNormTrain } from '../engine/ops/batch_norm_train.js';
 
+/** What a BatchNorm2d can apply after normalising (fused with it in training where the engine can). */
+export type NormActivation = 'linear' | 'relu' | 'relu6';
+
 /** One sub-model's BatchNorm statistics (a read-only view: `loadStateDict` and calibration set them). */
 export interface BnStats {
   readonly mean: tf.Tensor1D;
@@ -38,13 +41,24 @@ export class BatchNorm2d extends Module {
     this.beta = this.addParam('bias', tf.zeros([channels]));
   }
 
-  forward(x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {
+  /** Normalises x, then applies `activation`; in training the two run as one kernel where the engine has it. */
+  forward(x: tf.Tensor4D, ctx: ForwardContext, activation: NormActivation = 'linear'): tf.Tensor4D {
+    if (ctx.mode === 'train') {
+      const c = x.shape[3];
+      checkUnits(c, this.channels, this.name, 'channels');
+      const gamma = prefix(this.gamma, [c], this.name) as tf.Tensor1D;
+      const beta = prefix(this.beta, [c], this.name) as tf.Tensor1D;
+      return batchNormTrain(x, gamma, beta, this.epsilon, activation);
+    }
+    const y = this.normalise(x, ctx);
+    return activation === 'relu' ? tf.relu(y) : activation === 'relu6' ? tf.relu6(y) : y;
+  }
+
+  private normalise(x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {
     const c = x.shape[3];
     checkUnits(c, this.channels, this.name, 'channels');
     const gamma = prefix(this.gamma, [c], this.name);
     const beta = prefix(this.beta, [c], this.name);
-    if (ctx.mode === 'train')
-      return batchNormTrain(x, gamma as tf.Tensor1D, beta as tf.Tensor1D, this.epsilon);
     let mean: tf.Tensor;
     let variance: tf.Tensor;
     if (ctx.mode === 'eval') {

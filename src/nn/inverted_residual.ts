@@ -80,8 +80,8 @@ export class InvertedResidual extends Module {
   /** Without expansion, `widths.hidden` is the input's channels (the depthwise conv follows x). */
   forward(x: tf.Tensor4D, widths: { hidden: number; out: number }, ctx: ForwardContext): tf.Tensor4D {
     let h =
-      this.expand && this.bn1 ? tf.relu6(this.bn1.forward(this.expand.forward(x, widths.hidden), ctx)) : x;
-    h = tf.relu6(this.bn2.forward(this.depthwise.forward(h), ctx));
+      this.expand && this.bn1 ? this.bn1.forward(this.expand.forward(x, widths.hidden), ctx, 'relu6') : x;
+    h = this.bn2.forward(this.depthwise.forward(h), ctx, 'relu6');
     h = this.bn3.forward(this.project.forward(h, widths.out), ctx);
     return this.residual ? tf.add(h, matchChannels(x, widths.out)) : h;
   }

@@ -14,9 +14,26 @@ import { floatKernelIO, jsKernelConfigs } from './float_io.js';
 export const BatchNormTrain = 'SortedNetBatchNormTrain';
 export const BatchNormTrainGrad = 'SortedNetBatchNormTrainGrad';
 
+/**
+ * Both kernels' attributes. `activation`: a ReLU or ReLU6 applied after the normalisation (forward), and
+ * whose mask the backward kernel recomputes from x, mean, rstd, gamma and its extra input beta.
+ */
+export interface BatchNormTrainAttrs {
+  epsilon?: number;
+  activation?: 'linear' | 'relu' | 'relu6';
+}
+
+/** The activation as the native kernels number it: 0 none, 1 ReLU, 2 ReLU6. */
+export function normActivation(a: BatchNormTrainAttrs['activation']): number {
+  return a === 'relu' ? 1 : a === 'relu6' ? 2 : 0;
+}
+const UPPER = [Infinity, Infinity, 6];
+
 function forward(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo[] {
   const { x, gamma, beta } = args.inputs as Record<string, tf.TensorInfo>;
-  const { epsilon } = args.attrs as { epsilon: number };
+  const { epsilon, activation } = args.attrs as unknown as BatchNormTrainAttrs & { epsilon: number };
+  const kind = normActivation(activation);
+  const upper = UPPER[kind];
   const C = x.shape[x.shape.length - 1];
   const { ins, outs, infos } = floatKernelIO(
     args.backend,
@@ -36,29 +53,54 @@ function forward(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo[] {
       const d = xs[i] - mean[c];
       sq[c] += d * d;
     }
-  const scale = new Float32Array(C);
-  const shift = new Float32Array(C);
   for (let c = 0; c < C; c++) {
-    const rstd = 1 / Math.sqrt(sq[c] / rows + epsilon);
     meanOut[c] = mean[c];
-    rstdOut[c] = rstd;
-    scale[c] = rstd * g[c];
-    shift[c] = b[c] - mean[c] * scale[c];
+    rstdOut[c] = 1 / Math.sqrt(sq[c] / rows + epsilon);
   }
-  for (let r = 0, i = 0; r < rows; r++) for (let c = 0; c < C; c++, i++) y[i] = xs[i] * scale[c] + shift[c];
+  // From the rounded mean and rstd, as the backward pass does, so that both see the same activation mask.
+  const [scale, shift] = scaleShift(meanOut, rstdOut, g, b);
+  for (let r = 0, i = 0; r < rows; r++)
+    for (let c = 0; c < C; c++, i++) {
+      const v = Math.fround(xs[i] * scale[c] + shift[c]);
+      y[i] = kind === 0 ? v : Math.min(Math.max(v, 0), upper);
+    }
   return infos;
 }
 
+/** The forward pass's affine map y = x·scale + shift per channel. */
+function scaleShift(mean: Float32Array, rstd: Float32Array, gamma: Float32Array, beta: Float32Array) {
+  const scale = new Float32Array(mean.length);
+  const shift = new Float32Array(mean.length);
+  for (let c = 0; c < mean.length; c++) {
+    scale[c] = rstd[c] * gamma[c];
+    shift[c] = beta[c] - mean[c] * rstd[c] * gamma[c];
+  }
+  return [scale, shift];
+}
+
 function backward(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo[] {
-  const { dy, x, mean, rstd, gamma } = args.inputs as Record<string, tf.TensorInfo>;
+  const { dy, x, mean, rstd, gamma, beta } = args.inputs as Record<string, tf.TensorInfo>;
+  const kind = normActivation((args.attrs as unknown as BatchNormTrainAttrs).activation);
+  const upper = UPPER[kind];
   const C = x.shape[x.shape.length - 1];
   const { ins, outs, infos } = floatKernelIO(
     args.backend,
     BatchNormTrainGrad,
-    [dy, x, mean, rstd, gamma],
+    kind ? [dy, x, mean, rstd, gamma, beta] : [dy, x, mean, rstd, gamma],
     [x.shape, [C], [C]],
   );
-  const [dys, xs, m, rs, g] = ins;
+  const [dyIn, xs, m, rs, g] = ins;
+  // With a fused activation, dy only flows where the forward output was inside (0, upper).
+  let dys = dyIn;
+  if (kind) {
+    const [scale, shift] = scaleShift(m, rs, g, ins[5]);
+    dys = new Float32Array(dyIn.length);
+    for (let r = 0, i = 0; r < xs.length / C; r++)
+      for (let c = 0; c < C; c++, i++) {
+        const v = Math.fround(xs[i] * scale[c] + shift[c]);
+        dys[i] = v > 0 && v < upper ? dyIn[i] : 0;
+      }
+  }
   const [dx, dGamma, dBeta] = outs;
   const rows = xs.length / C;
   const sumDy = new Float64Array(C);

@@ -5,7 +5,12 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import { floatKernelIO } from '../kernels/float_io.js';
-import { BatchNormTrain, BatchNormTrainGrad } from '../kernels/batch_norm_train.js';
+import {
+  BatchNormTrain,
+  BatchNormTrainGrad,
+  normActivation,
+  type BatchNormTrainAttrs,
+} from '../kernels/batch_norm_train.js';
 import type { NativeBlas } from './blas.js';
 
 type Inputs = Record<string, tf.TensorInfo>;
@@ -20,7 +25,7 @@ export function nativeBatchNormTrain(blas: NativeBlas, fallback: tf.KernelFunc):
     const inputs = args.inputs as Inputs;
     if (!allFloat32(inputs)) return fallback(args);
     const { x, gamma, beta } = inputs;
-    const { epsilon } = args.attrs as { epsilon: number };
+    const { epsilon, activation } = args.attrs as unknown as BatchNormTrainAttrs & { epsilon: number };
     const C = x.shape[x.shape.length - 1];
     const { ins, outs, infos } = floatKernelIO(
       args.backend,
@@ -28,25 +33,37 @@ export function nativeBatchNormTrain(blas: NativeBlas, fallback: tf.KernelFunc):
       [x, gamma, beta],
       [x.shape, [C], [C]],
     );
-    blas.batchNormTrain(ins[0], ins[1], ins[2], outs[0], outs[1], outs[2], C, epsilon);
+    blas.batchNormTrain(
+      ins[0],
+      ins[1],
+      ins[2],
+      outs[0],
+      outs[1],
+      outs[2],
+      C,
+      epsilon,
+      normActivation(activation),
+    );
     return infos;
   };
 }
 
-/** dy, x, mean, rstd, gamma → dx, dgamma, dbeta */
+/** dy, x, mean, rstd, gamma (, beta with a fused activation) → dx, dgamma, dbeta */
 export function nativeBatchNormTrainGrad(blas: NativeBlas, fallback: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
     const inputs = args.inputs as Inputs;
     if (!allFloat32(inputs)) return fallback(args);
-    const { dy, x, mean, rstd, gamma } = inputs;
+    const { dy, x, mean, rstd, gamma, beta } = inputs;
+    const kind = normActivation((args.attrs as unknown as BatchNormTrainAttrs).activation);
     const C = x.shape[x.shape.length - 1];
     const { ins, outs, infos } = floatKernelIO(
       args.backend,
       BatchNormTrainGrad,
-      [dy, x, mean, rstd, gamma],
+      kind ? [dy, x, mean, rstd, gamma, beta] : [dy, x, mean, rstd, gamma],
       [x.shape, [C], [C]],
     );
-    blas.batchNormTrainGrad(ins[0], ins[1], ins[2], ins[3], ins[4], outs[0], outs[1], outs[2], C);
+    const [d, xs, m, r, g, b] = ins;
+    blas.batchNormTrainGrad(d, xs, m, r, g, outs[0], outs[1], outs[2], C, b ?? null, kind);
     return infos;
   };
 }

@@ -108,8 +108,10 @@ export interface NativeBlas {
     rstd: Float32Array,
     channels: number,
     epsilon: number,
+    /** 0 (default) none, 1 ReLU, 2 ReLU6 after the normalisation. */
+    activation?: number,
   ): void;
-  /** Its gradient: overwrites dx, dgamma and dbeta. */
+  /** Its gradient: overwrites dx, dgamma and dbeta; a fused activation needs beta to recompute its mask. */
   batchNormTrainGrad(
     dy: Float32Array,
     x: Float32Array,
@@ -120,6 +122,8 @@ export interface NativeBlas {
     dgamma: Float32Array,
     dbeta: Float32Array,
     channels: number,
+    beta?: Float32Array | null,
+    activation?: number,
   ): void;
   /**
    * Whether narrow convolutions (outC a multiple of 4 up to 48) take the addon's direct AVX2 kernels instead of

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { BatchNormTrain, BatchNormTrainGrad } from '../kernels/batch_norm_train.js';
+import { BatchNormTrain, BatchNormTrainGrad, type BatchNormTrainAttrs } from '../kernels/batch_norm_train.js';
 import { checkAffine, fusedNorm, registerFusedNormGradient } from './fused_norm.js';
 
 /**
@@ -10,8 +10,12 @@ import { checkAffine, fusedNorm, registerFusedNormGradient } from './fused_norm.
  * Why: autodiff through tf.moments + tf.batchNorm makes tfjs broadcast with Tile, which on wasm
  * took ~40% of a ResNet training step; this form needs only elementwise ops and sums.
  *
+ * `activation` (ReLU or ReLU6) is applied to y in the same pass where the fused kernels run, its gradient
+ * folded into the backward kernel; elsewhere it is the tfjs op after the normalisation.
+ *
  * ```ts
  * const y = batchNormTrain(x, gamma, beta, 1e-5); // x [B, H, W, C], gamma/beta [C]
+ * const h = batchNormTrain(x, gamma, beta, 1e-5, 'relu'); // relu(y)
  * ```
  */
 export function batchNormTrain(
@@ -19,11 +23,24 @@ export function batchNormTrain(
   gamma: tf.Tensor1D,
   beta: tf.Tensor1D,
   epsilon: number,
+  activation: BatchNormTrainAttrs['activation'] = 'linear',
 ): tf.Tensor4D {
   const c = x.shape[3];
   checkAffine('batchNormTrain', 'channels', gamma, beta, c);
-  const y = fusedNorm(BatchNormTrain, x, gamma, beta, epsilon);
+  const y = fusedNorm(BatchNormTrain, x, gamma, beta, epsilon, activation);
   if (y) return y as tf.Tensor4D;
+  const normed = composedBatchNorm(x, gamma, beta, epsilon);
+  return activation === 'relu' ? tf.relu(normed) : activation === 'relu6' ? tf.relu6(normed) : normed;
+}
+
+/** The same with tfjs ops and a custom gradient, where the fused kernels are not registered. */
+function composedBatchNorm(
+  x: tf.Tensor4D,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  epsilon: number,
+): tf.Tensor4D {
+  const c = x.shape[3];
   const n = x.size / c;
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [xIn, g, b] = args as tf.Tensor[];

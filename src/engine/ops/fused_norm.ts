@@ -19,16 +19,20 @@ export function checkAffine(op: string, what: string, gamma: tf.Tensor, beta: tf
 export function registerFusedNormGradient(forward: string, backward: string): void {
   tf.registerGradient({
     kernelName: forward,
-    inputsToSave: ['x', 'gamma'],
+    // beta only for a fused activation (batch norm), whose mask the backward kernel recomputes from it.
+    inputsToSave: ['x', 'gamma', 'beta'],
     outputsToSave: [false, true, true],
-    gradFunc: (dys: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
-      const [x, gamma, mean, rstd] = saved;
+    gradFunc: (dys: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: tf.NamedAttrMap) => {
+      const [x, gamma, beta, mean, rstd] = saved;
       const dy = Array.isArray(dys) ? dys[0] : dys;
+      const activation = attrs.activation;
+      const inputs: tf.NamedTensorMap =
+        activation && activation !== 'linear'
+          ? { dy, x, mean, rstd, gamma, beta }
+          : { dy, x, mean, rstd, gamma };
       // Computed here, not in the closures: the tape calls each closure inside its own tidy, which would
       // dispose the other two results.
-      const [dx, dGamma, dBeta] = tf
-        .engine()
-        .runKernel(backward, { dy, x, mean, rstd, gamma }) as tf.Tensor[];
+      const [dx, dGamma, dBeta] = tf.engine().runKernel(backward, inputs, { activation }) as tf.Tensor[];
       return { x: () => dx, gamma: () => dGamma, beta: () => dBeta };
     },
   });
@@ -41,8 +45,9 @@ export function fusedNorm(
   gamma: tf.Tensor1D,
   beta: tf.Tensor1D,
   epsilon: number,
+  activation: 'linear' | 'relu' | 'relu6' = 'linear',
 ): tf.Tensor | null {
   if (!tf.getKernel(forward, tf.getBackend())) return null;
-  const [y] = tf.engine().runKernel(forward, { x, gamma, beta }, { epsilon }) as tf.Tensor[];
+  const [y] = tf.engine().runKernel(forward, { x, gamma, beta }, { epsilon, activation }) as tf.Tensor[];
   return y;
 }
