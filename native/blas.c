@@ -1056,6 +1056,21 @@ static void bn_combine(double *part, int T, int64_t width) {
 /* y = x·scale + shift, then the activation; the backward pass recomputes its mask the same way. */
 static inline float bn_affine(float x, float scale, float shift) { return x * scale + shift; }
 
+/*
+ * dy where the activation passed the forward output (0 < y < upper), else 0: a bit mask, not a branch (the signs
+ * are as good as random) nor fmaxf, so that the loops around it vectorise.
+ */
+static inline float bn_pass(float dy, float x, float scale, float shift, bool masked, float upper) {
+  if (!masked) return dy;
+  const float v = bn_affine(x, scale, shift);
+  uint32_t bits;
+  memcpy(&bits, &dy, sizeof bits);
+  bits &= -(uint32_t)((v > 0.f) & (v < upper));
+  float out;
+  memcpy(&out, &bits, sizeof out);
+  return out;
+}
+
 /* Activation kinds (as the oneDNN addon numbers them): 0 none, 1 ReLU, 2 ReLU6. The upper clip of each. */
 static float bn_upper(int activation) { return activation == 2 ? 6.f : INFINITY; }
 
@@ -1110,8 +1125,12 @@ BN_HOT static void bn_forward(const float *restrict x, const float *restrict gam
     }
     for (int64_t r = r0; r < r1; r++)
       for (int64_t c = 0; c < C; c++) {
-        const float v = bn_affine(x[r * C + c], scale[c], shift[c]);
-        y[r * C + c] = activation == 0 ? v : fminf(fmaxf(v, 0.f), upper);
+        float v = bn_affine(x[r * C + c], scale[c], shift[c]);
+        if (activation) { /* selects, not fmaxf/fminf, so that GCC vectorises the loop */
+          v = v > 0.f ? v : 0.f;
+          v = v < upper ? v : upper;
+        }
+        y[r * C + c] = v;
       }
   }
 }
@@ -1138,8 +1157,7 @@ BN_HOT static void bn_backward(const float *restrict dy, const float *restrict x
     for (int64_t r = r0; r < r1; r++)
       for (int64_t c = 0; c < C; c++) {
         const float xv = x[r * C + c];
-        const float v = masked ? bn_affine(xv, scale[c], shift[c]) : 1.f;
-        const float g = v > 0.f && v < upper ? dy[r * C + c] : 0.f;
+        const float g = bn_pass(dy[r * C + c], xv, scale[c], shift[c], masked, upper);
         sum_dy[c] += g;
         sum_dyx[c] += (double)g * xv;
       }
@@ -1162,8 +1180,7 @@ BN_HOT static void bn_backward(const float *restrict dy, const float *restrict x
     for (int64_t r = r0; r < r1; r++)
       for (int64_t c = 0; c < C; c++) {
         const float xv = x[r * C + c];
-        const float v = masked ? bn_affine(xv, scale[c], shift[c]) : 1.f;
-        const float g = v > 0.f && v < upper ? dy[r * C + c] : 0.f;
+        const float g = bn_pass(dy[r * C + c], xv, scale[c], shift[c], masked, upper);
         dx[r * C + c] = k[c] * g + a[c] * xv + b[c];
       }
   }
