@@ -19,6 +19,7 @@ import {
 import { DnnlPass, dnnlGeometry, hwioStrides } from '../src/engine/native/dnnl.js';
 import { dnnlLimits } from '../src/engine/native/dnnl_conv2d.js';
 import { prefixConv2d } from '../src/engine/ops/prefix_conv2d.js';
+import { addRelu } from '../src/engine/ops/add_relu.js';
 import { Conv2d } from '../src/nn/conv2d.js';
 
 import { assertCloseRelative, countCalls, explicitPad, uniformTensor } from './kernel_helpers.js';
@@ -359,3 +360,30 @@ test('below the size limit a prefix convolution slices onto the kernels undernea
   assert.equal(dnnlCalls, 1);
   assertClose(forced, small, 'the same value either way');
 });
+
+test(
+  'addRelu on oneDNN equals relu(a + b), value and both gradients; shape mismatches are refused',
+  { skip },
+  () => {
+    // 2·8·8·4 values per tensor, and a shape large enough to be split over threads.
+    for (const shape of [
+      [2, 8, 8, 4],
+      [4, 32, 32, 16],
+    ]) {
+      const compute = () => {
+        const a = random(shape, 21);
+        const b = random(shape, 22);
+        const r = random(shape, 23);
+        const y = addRelu(a, b);
+        const [da, db] = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(addRelu(p, q), r)))([a, b]);
+        return [y, da, db];
+      };
+      assertDnnlMatches(`addRelu ${shape}`, compute);
+      assert.ok(tf.getKernel('SortedNetAddRelu', 'wasm'), 'the native kernel ran');
+    }
+    assert.throws(
+      () => addRelu(tf.zeros([2, 3]), tf.zeros([3, 2])),
+      /addRelu: shapes \[2,3\] and \[3,2\] differ/,
+    );
+  },
+);

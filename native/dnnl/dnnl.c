@@ -533,6 +533,38 @@ static napi_value activation_grad(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * addRelu(a, b, y): y = max(a + b, 0), the end of a residual block, whose gradient is activationGrad's (from y);
+ * tfjs would run an add, a ReLU and, backwards, three kernels for the ReLU's gradient.
+ */
+static napi_value add_relu(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  float *p[3];
+  size_t n[3];
+  const char *names[3] = {"a", "b", "y"};
+  for (int i = 0; i < 3; i++) {
+    if (argc != 3 || !get_f32(env, argv[i], names[i], &p[i], &n[i])) {
+      if (argc != 3) napi_throw_type_error(env, NULL, "addRelu: expected (a, b, y)");
+      return NULL;
+    }
+    if (!p[i] || n[i] != n[0]) {
+      napi_throw_range_error(env, NULL, "addRelu: a, b and y must be Float32Arrays of one length");
+      return NULL;
+    }
+  }
+  const float *restrict a = p[0], *restrict b = p[1];
+  float *restrict y = p[2];
+  const long count = (long)n[0];
+#pragma omp parallel for num_threads(threads) schedule(static) if (count > 65536)
+  for (long i = 0; i < count; i++) {
+    const float v = a[i] + b[i];
+    y[i] = v > 0.f ? v : 0.f;
+  }
+  return NULL;
+}
+
 /* The implementation oneDNN picked for a pass and geometry (creating it if need be), e.g. "jit:avx2". */
 static napi_value implementation(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -652,6 +684,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"conv", NULL, conv, NULL, NULL, NULL, napi_default_method, NULL},
       {"activationGrad", NULL, activation_grad, NULL, NULL, NULL, napi_default_method, NULL},
+      {"addRelu", NULL, add_relu, NULL, NULL, NULL, napi_default_method, NULL},
       {"implementation", NULL, implementation, NULL, NULL, NULL, napi_default_method, NULL},
       {"setThreads", NULL, set_threads, NULL, NULL, NULL, napi_default_method, NULL},
       {"layout", NULL, layout, NULL, NULL, NULL, napi_default_method, NULL},

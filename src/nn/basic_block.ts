@@ -4,6 +4,7 @@ import { posInt } from '../schema/fields.js';
 import { Module, type ForwardContext } from './module.js';
 import { Conv2d, convOutSize, convPadding, type ConvPadding, type PaddingMode } from './conv2d.js';
 import { BatchNorm2d } from './batchnorm.js';
+import { addRelu } from '../engine/ops/add_relu.js';
 import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
 
 /**
@@ -137,7 +138,7 @@ export class BasicBlock extends Module {
     let h = this.bn1.forward(this.conv1.forward(x, widths.mid, ctx), ctx, 'relu');
     h = this.bn2.forward(this.conv2.forward(h, widths.out, ctx), ctx);
     const s = shortcutForward(this, x, widths.out, ctx);
-    return tf.relu(tf.add(h, s));
+    return addRelu(h, s);
   }
 
   /** Parameters and FLOPs per sample with `cin` input channels on a size×size input; the output size too. */

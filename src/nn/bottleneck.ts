@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Module, type ForwardContext } from './module.js';
 import { Conv2d, convOutSize, convPadding, type PaddingMode } from './conv2d.js';
 import { BatchNorm2d } from './batchnorm.js';
+import { addRelu } from '../engine/ops/add_relu.js';
 import {
   blockConvCost,
   projectionShortcut,
@@ -58,7 +59,7 @@ export class Bottleneck extends Module {
     h = this.bn2.forward(this.conv2.forward(h, widths.mid, ctx), ctx, 'relu');
     h = this.bn3.forward(this.conv3.forward(h, widths.out), ctx);
     const s = shortcutForward(this, x, widths.out, ctx);
-    return tf.relu(tf.add(h, s));
+    return addRelu(h, s);
   }
 
   /** Parameters and FLOPs per sample with `cin` input channels on a size×size input; the output size too. */

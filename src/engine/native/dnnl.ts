@@ -35,6 +35,8 @@ export interface NativeDnnl {
   ): void;
   /** dx = dy where the fused activation's output y passed it (kind 1 ReLU: y > 0; 2 ReLU6: 0 < y < 6), else 0. */
   activationGrad(kind: number, dy: Float32Array, y: Float32Array, dx: Float32Array): void;
+  /** y = max(a + b, 0) elementwise (a residual block's end); its gradient is activationGrad's. */
+  addRelu(a: Float32Array, b: Float32Array, y: Float32Array): void;
   /** The implementation oneDNN picks for a pass, e.g. "jit:avx2 (reordered)". */
   implementation(pass: number, geometry: Int32Array): string;
   /** Sets (with an argument) and returns the threads each call uses. */
@@ -58,6 +60,7 @@ const NOT_BUILT = `${ADDON} is not built: apt-get install libdnnl-dev, then npm 
 const FUNCTIONS: Record<keyof NativeDnnl, true> = {
   conv: true,
   activationGrad: true,
+  addRelu: true,
   implementation: true,
   setThreads: true,
   layout: true,

@@ -14,6 +14,7 @@ import {
   type FusedActivation,
   type PrefixConv2DAttrs,
 } from '../kernels/prefix_conv2d.js';
+import { AddRelu } from '../kernels/add_relu.js';
 import { DnnlActivation, DnnlPass, dnnlGeometry, hwioStrides, type NativeDnnl } from './dnnl.js';
 import { dnnlConv, runDnnl } from './dnnl_conv2d.js';
 
@@ -65,6 +66,15 @@ export function dnnlPrefixConv2DGradFilter(dnnl: NativeDnnl): KernelFunc {
     if (x.shape[3] < full[2] || dy.shape[3] < full[3]) for (const o of outs) o.fill(0);
     dnnl.conv(DnnlPass.filter, dnnlGeometry(conv), ins[0], ins[1], outs[0], outs[1] ?? null);
     return conv.bias ? infos : infos[0];
+  };
+}
+
+export function dnnlAddRelu(dnnl: NativeDnnl): KernelFunc {
+  return (args) => {
+    const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
+    const { ins, outs, infos } = floatKernelIO(args.backend, AddRelu, [a, b], [a.shape]);
+    dnnl.addRelu(ins[0], ins[1], outs[0]);
+    return infos[0];
   };
 }
 

@@ -44,10 +44,12 @@ import {
 } from './dnnl_conv2d.js';
 import {
   dnnlActivationGrad,
+  dnnlAddRelu,
   dnnlPrefixConv2D,
   dnnlPrefixConv2DGradFilter,
   dnnlPrefixConv2DGradInput,
 } from './dnnl_prefix_conv2d.js';
+import { AddRelu } from '../kernels/add_relu.js';
 import {
   ActivationGrad,
   PrefixConv2D,
@@ -97,6 +99,7 @@ const DNNL_OVERRIDES: Record<string, DnnlOverride> = {
   [PrefixConv2DGradInput]: dnnlPrefixConv2DGradInput,
   [PrefixConv2DGradFilter]: dnnlPrefixConv2DGradFilter,
   [ActivationGrad]: dnnlActivationGrad,
+  [AddRelu]: dnnlAddRelu,
 };
 
 /** What enabling replaced: the wrapped config (null where the backend had none) and the wrapper. */
