@@ -9,6 +9,13 @@ import { Rotary } from './kernels/rotary.js';
 import { RmsNormFwd, RmsNormGrad } from './kernels/rms_norm.js';
 import { OPTIONAL_PREFIX_KERNELS } from './kernels/prefix_mat_mul.js';
 import { SparsePerSampleConv2D } from './kernels/sparse_per_sample_conv2d.js';
+import {
+  ActivationGrad,
+  PrefixConv2D,
+  PrefixConv2DGradFilter,
+  PrefixConv2DGradInput,
+} from './kernels/prefix_conv2d.js';
+import { AddRelu } from './kernels/add_relu.js';
 
 /** The project's fused kernels: where a backend lacks one, its op composes stock kernels instead. */
 const OPTIONAL: readonly string[] = [
@@ -20,6 +27,11 @@ const OPTIONAL: readonly string[] = [
   RmsNormGrad,
   Rotary,
   ...OPTIONAL_PREFIX_KERNELS,
+  PrefixConv2D,
+  PrefixConv2DGradInput,
+  PrefixConv2DGradFilter,
+  ActivationGrad,
+  AddRelu,
   SparsePerSampleConv2D,
 ];
 
