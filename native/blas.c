@@ -1032,8 +1032,11 @@ static napi_value sparse_per_sample_conv2d(napi_env env, napi_callback_info info
  */
 #define BN_HOT __attribute__((target_clones("arch=haswell", "default")))
 
-/* Below this many elements one thread is quicker than waking the others. */
-#define BN_PARALLEL_MIN 65536
+/*
+ * Below this many elements one thread does it: a pass over 1 M floats takes well under a millisecond, and each
+ * of the passes' barriers can cost a scheduler time slice when another process competes for the cores.
+ */
+#define BN_PARALLEL_MIN (1 << 21)
 
 static int bn_threads(int64_t elements) {
   extern int openblas_get_num_threads(void);

@@ -365,10 +365,10 @@ test(
   'addRelu on oneDNN equals relu(a + b), value and both gradients; shape mismatches are refused',
   { skip },
   () => {
-    // 2·8·8·4 values per tensor, and a shape large enough to be split over threads.
+    // A small shape, and one large enough (2 M values) to be split over threads.
     for (const shape of [
       [2, 8, 8, 4],
-      [4, 32, 32, 16],
+      [8, 64, 64, 64],
     ]) {
       const compute = () => {
         const a = random(shape, 21);

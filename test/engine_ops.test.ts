@@ -57,10 +57,10 @@ for (const path of PATHS) {
     { skip: skipReason(path) },
     async () => {
       await onPath(path, [BatchNormTrain, BatchNormTrainGrad], () => {
-        // The second shape is large enough for the native kernels to split rows over threads.
+        // The second shape (2 M values) is large enough for the native kernels to split rows over threads.
         const shapes: [number, number, number, number][] = [
           [3, 4, 5, 6],
-          [8, 32, 32, 16],
+          [8, 64, 64, 64],
         ];
         for (const shape of shapes)
           for (const activation of ACTIVATIONS) {
@@ -71,23 +71,31 @@ for (const path of PATHS) {
             const g = tf.randomNormal([C], 3, 1, 'float32', 2) as tf.Tensor1D;
             const b = tf.randomNormal([C], 0, 1, 'float32', 3) as tf.Tensor1D;
             const w = tf.randomNormal(shape, 0, 1, 'float32', 4);
+            // Unfused, the formula through tf.moments + tf.batchNorm; fused, this op unfused and then the tfjs
+            // activation, so that both see the same outputs at the activation's kinks (2 M values have some
+            // within rounding of 0).
             const reference = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) => {
+              if (activation !== 'linear')
+                return activate(
+                  batchNormTrain(xi as tf.Tensor4D, gi as tf.Tensor1D, bi as tf.Tensor1D, 1e-5),
+                  activation,
+                );
               const { mean, variance } = tf.moments(xi, [0, 1, 2]);
-              return activate(tf.batchNorm(xi, mean, variance, bi, gi, 1e-5), activation);
+              return tf.batchNorm(xi, mean, variance, bi, gi, 1e-5);
             };
             const ours = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) =>
               batchNormTrain(xi as tf.Tensor4D, gi as tf.Tensor1D, bi as tf.Tensor1D, 1e-5, activation);
-            // Outputs reach ~15 here and tf.moments sums 8,192 rows in float32: 1e-5 absolute on the small shape.
-            const tolerance = shape[0] > 3 ? 1e-4 : 1e-5;
+            // Outputs reach ~15 here and tf.moments sums 32,768 rows in float32: 1e-5 absolute on the small shape.
+            const tolerance = shape[0] > 3 ? 2e-4 : 1e-5;
             assertClose(ours(x, g, b), reference(x, g, b), tolerance, `value ${what}`);
             type Op = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) => tf.Tensor;
             const loss = (f: Op) => (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) =>
               tf.sum(tf.mul(f(xi, gi, bi), w));
             const ga = tf.grads(loss(ours))([x, g, b]);
             const gb = tf.grads(loss(reference))([x, g, b]);
-            // Relative: dγ sums 8,192 products on the large shape.
+            // Relative, and looser on the large shape: dγ and dβ sum 32,768 terms, the reference in float32.
             ['dx', 'dgamma', 'dbeta'].forEach((name, i) =>
-              assertCloseRelative(ga[i], gb[i], `${name} ${what}`, 1e-4),
+              assertCloseRelative(ga[i], gb[i], `${name} ${what}`, shape[0] > 3 ? 1e-3 : 1e-4),
             );
             tf.dispose([x, g, b, w, ...ga, ...gb]);
           }

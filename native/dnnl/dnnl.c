@@ -503,6 +503,9 @@ static void run(napi_env env, int pass, const int32_t *g, float *const *p) {
  * forward convolution, from its output y: dx = dy where 0 < y (< 6), else 0. One pass where tfjs's own
  * gradient takes three kernels (step, cast, multiply) over the whole activation.
  */
+/* Elementwise passes below this many floats stay on one thread (a wake-up costs more than it saves). */
+#define PARALLEL_MIN (1 << 21)
+
 static napi_value activation_grad(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
@@ -528,7 +531,7 @@ static napi_value activation_grad(napi_env env, napi_callback_info info) {
   const float upper = kind == 2 ? 6.f : INFINITY;
   const long count = (long)n[0];
   /* A bit mask, not a branch (the signs of y are as good as random) or a select: GCC vectorises this at -O2. */
-#pragma omp parallel for num_threads(threads) schedule(static) if (count > 65536)
+#pragma omp parallel for num_threads(threads) schedule(static) if (count > PARALLEL_MIN)
   for (long i = 0; i < count; i++) dx[i] = dy[i] & -(uint32_t)((y[i] > 0.f) & (y[i] < upper));
   return NULL;
 }
@@ -557,7 +560,7 @@ static napi_value add_relu(napi_env env, napi_callback_info info) {
   const float *restrict a = p[0], *restrict b = p[1];
   float *restrict y = p[2];
   const long count = (long)n[0];
-#pragma omp parallel for num_threads(threads) schedule(static) if (count > 65536)
+#pragma omp parallel for num_threads(threads) schedule(static) if (count > PARALLEL_MIN)
   for (long i = 0; i < count; i++) {
     const float v = a[i] + b[i];
     y[i] = v > 0.f ? v : 0.f;
