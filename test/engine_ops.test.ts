@@ -106,6 +106,35 @@ for (const path of PATHS) {
 
 for (const path of PATHS) {
   test(
+    `batchNormTrain (${path}): γ and β longer than the channels act as their prefix; gradients are zero past it`,
+    { skip: skipReason(path) },
+    async () => {
+      await onPath(path, [BatchNormTrain, BatchNormTrainGrad], () => {
+        const x = tf.randomNormal([2, 3, 3, 4], 0, 1, 'float32', 11) as tf.Tensor4D;
+        const g = tf.randomNormal([7], 1, 0.5, 'float32', 12) as tf.Tensor1D;
+        const b = tf.randomNormal([7], 0, 1, 'float32', 13) as tf.Tensor1D;
+        const w = tf.randomNormal([2, 3, 3, 4], 0, 1, 'float32', 14);
+        const full = (gi: tf.Tensor, bi: tf.Tensor) =>
+          tf.sum(tf.mul(batchNormTrain(x, gi as tf.Tensor1D, bi as tf.Tensor1D, 1e-5, 'relu'), w));
+        const sliced = (gi: tf.Tensor, bi: tf.Tensor) => full(tf.slice(gi, 0, 4), tf.slice(bi, 0, 4));
+        const [dg, db] = tf.grads(full)([g, b]);
+        const [dgs, dbs] = tf.grads(sliced)([g, b]);
+        assertClose(full(g, b), sliced(g, b), 1e-5, 'value');
+        assert.deepEqual(dg.shape, [7]);
+        assertClose(dg, dgs, 1e-5, 'dgamma');
+        assertClose(db, dbs, 1e-5, 'dbeta');
+        assert.deepEqual(Array.from(dg.dataSync().slice(4)), [0, 0, 0], 'dgamma past the prefix');
+        assert.throws(
+          () => batchNormTrain(x, tf.slice(g, 0, 3), tf.slice(b, 0, 3), 1e-5),
+          /batchNormTrain: gamma\/beta have 3\/3 channels, input has 4/,
+        );
+      });
+    },
+  );
+}
+
+for (const path of PATHS) {
+  test(
     `layerNorm (${path}): value and gradients equal autodiff through tf.moments, rank 3 and rank 2`,
     { skip: skipReason(path) },
     async () => {

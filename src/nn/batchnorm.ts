@@ -44,11 +44,9 @@ export class BatchNorm2d extends Module {
   /** Normalises x, then applies `activation`; in training the two run as one kernel where the engine has it. */
   forward(x: tf.Tensor4D, ctx: ForwardContext, activation: NormActivation = 'linear'): tf.Tensor4D {
     if (ctx.mode === 'train') {
-      const c = x.shape[3];
-      checkUnits(c, this.channels, this.name, 'channels');
-      const gamma = prefix(this.gamma, [c], this.name) as tf.Tensor1D;
-      const beta = prefix(this.beta, [c], this.name) as tf.Tensor1D;
-      return batchNormTrain(x, gamma, beta, this.epsilon, activation);
+      checkUnits(x.shape[3], this.channels, this.name, 'channels');
+      // The whole γ and β: batchNormTrain reads a sub-network's prefix in place where it can.
+      return batchNormTrain(x, this.gamma as tf.Tensor1D, this.beta as tf.Tensor1D, this.epsilon, activation);
     }
     const y = this.normalise(x, ctx);
     return activation === 'relu' ? tf.relu(y) : activation === 'relu6' ? tf.relu6(y) : y;

@@ -5,8 +5,8 @@ import { floatKernelIO, jsKernelConfigs } from './float_io.js';
  * Training-mode batch normalisation over the last (channel) axis of x, every other axis a batch axis,
  * in two passes over memory, for the `wasm` and `cpu` backends (src/engine/ops/batch_norm_train.ts holds
  * the formula and uses these where registered).
- *   forward: x [..., C], gamma [C], beta [C] → y, mean [C], rstd [C]
- *   backward: dy, x, mean, rstd, gamma → dx, dgamma, dbeta
+ *   forward: x [..., C], gamma [G], beta [G] (G ≥ C, the first C used) → y, mean [C], rstd [C]
+ *   backward: dy, x, mean, rstd, gamma → dx, dgamma [G], dbeta [G] (zero past C)
  * Why: as a chain of broadcasting tfjs ops the step runs ~8 kernels each way over the whole
  * activation; on wasm those broadcasts are scalar loops, and at small widths (few channels) they
  * cost more than the convolutions.
@@ -87,9 +87,11 @@ function backward(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo[] {
     args.backend,
     BatchNormTrainGrad,
     kind ? [dy, x, mean, rstd, gamma, beta] : [dy, x, mean, rstd, gamma],
-    [x.shape, [C], [C]],
+    [x.shape, gamma.shape, gamma.shape],
   );
   const [dyIn, xs, m, rs, g] = ins;
+  outs[1].fill(0);
+  outs[2].fill(0);
   // With a fused activation, dy only flows where the forward output was inside (0, upper).
   let dys = dyIn;
   if (kind) {

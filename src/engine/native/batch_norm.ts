@@ -60,8 +60,10 @@ export function nativeBatchNormTrainGrad(blas: NativeBlas, fallback: tf.KernelFu
       args.backend,
       BatchNormTrainGrad,
       kind ? [dy, x, mean, rstd, gamma, beta] : [dy, x, mean, rstd, gamma],
-      [x.shape, [C], [C]],
+      [x.shape, gamma.shape, gamma.shape],
     );
+    // γ may be a sorted layer's full vector: its gradient past the C channels used is zero.
+    if (gamma.shape[0] > C) for (const o of outs.slice(1)) o.fill(0);
     const [d, xs, m, r, g, b] = ins;
     blas.batchNormTrainGrad(d, xs, m, r, g, outs[0], outs[1], outs[2], C, b ?? null, kind);
     return infos;

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BatchNormTrain, BatchNormTrainGrad, type BatchNormTrainAttrs } from '../kernels/batch_norm_train.js';
-import { checkAffine, fusedNorm, registerFusedNormGradient } from './fused_norm.js';
+import { fusedNorm, registerFusedNormGradient } from './fused_norm.js';
 
 /**
  * Training-mode batch normalisation over the N, H, W axes of an NHWC tensor with its gradient
@@ -12,6 +12,9 @@ import { checkAffine, fusedNorm, registerFusedNormGradient } from './fused_norm.
  *
  * `activation` (ReLU or ReLU6) is applied to y in the same pass where the fused kernels run, its gradient
  * folded into the backward kernel; elsewhere it is the tfjs op after the normalisation.
+ * γ and β may be longer than x's channels (a sorted sub-network's prefix of the full layer's): the fused
+ * kernels read their first C entries in place and give gradients of the full length, zero past C; elsewhere
+ * they are sliced.
  *
  * ```ts
  * const y = batchNormTrain(x, gamma, beta, 1e-5); // x [B, H, W, C], gamma/beta [C]
@@ -26,10 +29,14 @@ export function batchNormTrain(
   activation: BatchNormTrainAttrs['activation'] = 'linear',
 ): tf.Tensor4D {
   const c = x.shape[3];
-  checkAffine('batchNormTrain', 'channels', gamma, beta, c);
+  if (gamma.shape[0] < c || beta.shape[0] !== gamma.shape[0])
+    throw new Error(
+      `batchNormTrain: gamma/beta have ${gamma.shape[0]}/${beta.shape[0]} channels, input has ${c} (they need as many, or more, and equal)`,
+    );
   const y = fusedNorm(BatchNormTrain, x, gamma, beta, epsilon, activation);
   if (y) return y as tf.Tensor4D;
-  const normed = composedBatchNorm(x, gamma, beta, epsilon);
+  const [g, b] = gamma.shape[0] === c ? [gamma, beta] : [tf.slice(gamma, 0, c), tf.slice(beta, 0, c)];
+  const normed = composedBatchNorm(x, g, b, epsilon);
   return activation === 'relu' ? tf.relu(normed) : activation === 'relu6' ? tf.relu6(normed) : normed;
 }
 
