@@ -59,7 +59,7 @@ export function earlyExitArg(value: string): { exits: number[]; thresholds: numb
     const t = Number(p[1]);
     if (p.length !== 2 || !Number.isInteger(d) || p[1].trim() === '' || !Number.isFinite(t))
       throw new InvalidArgumentError(
-        `'${value}' is not a list of DEPTH:THRESHOLD pairs (e.g. 2:0.9,4:0.8: leave at depth 2 when the top probability ≥ 0.9, else at 4 when ≥ 0.8, else at full depth)`,
+        `'${value}' is not a list of DEPTH:THRESHOLD pairs (e.g. 2:0.9,4:0.8: leave at depth 2 when the top probability > 0.9, else at 4 when > 0.8, else at full depth)`,
       );
     exits.push(d);
     thresholds.push(t);

@@ -357,7 +357,7 @@ export function* decodeTokens(
         let used: Float32Array | null = null;
         for (const [j, e] of exits.entries()) {
           const logits = process(logitsOf(model, cache.advance(e))[0]);
-          if (topProbability(logits) >= thresholds[j]) {
+          if (topProbability(logits) > thresholds[j]) {
             token = pick(logits);
             depth = e;
             used = logits;
