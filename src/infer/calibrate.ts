@@ -84,14 +84,15 @@ export function exitStats(
   for (let b = 0; b < sequences.length; b += BATCH) {
     const rows = sequences.slice(b, b + BATCH);
     const T = rows[0].length;
-    const logits = tf.tidy(() =>
-      model
-        .forwardExits(tf.tensor2d(rows.flat() as number[], [rows.length, T], 'int32'), {}, all, {
-          mode: 'eval',
-          key: 'calibrate',
-        })
-        .map((t) => t.dataSync() as Float32Array),
+    // Tensors out of tidy, read after it (tidy would walk the elements of typed arrays it returns).
+    const out = tf.tidy(() =>
+      model.forwardExits(tf.tensor2d(rows.flat() as number[], [rows.length, T], 'int32'), {}, all, {
+        mode: 'eval',
+        key: 'calibrate',
+      }),
     );
+    const logits = out.map((t) => t.dataSync() as Float32Array);
+    tf.dispose(out);
     const full = logits[all.length - 1];
     rows.forEach((_, r) => {
       for (let t = from[b + r] ?? 0; t < T - 1; t++) {
