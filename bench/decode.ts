@@ -111,11 +111,14 @@ const corpus = loadTextCorpus(readRunJson(a.run).data.name);
 // Calibration (CALM-style) on text the prompts do not come from: the training split.
 const calibrated = (a.calibrate ?? []).map((agreement) => {
   const t0 = performance.now();
-  const c = calibrateEarlyExit(model, tokenizer.encode(corpus.train.slice(0, 40).join('\n')), { agreement });
+  const c = calibrateEarlyExit(model, tokenizer.encode(corpus.train.slice(0, 60).join('\n')), {
+    agreement,
+    windows: 64,
+  });
   console.log(
     `calibrated for ${agreement}: ${c.exits.map((d, i) => `${d}:${c.thresholds[i]}`).join(',') || 'no exit'}; agreement ${c.agreement.toFixed(4)} on ${c.positions} positions, shares ${JSON.stringify(c.exitShare)}, estimated cost ${c.relativeCost.toFixed(2)} (${((performance.now() - t0) / 1000).toFixed(1)} s)`,
   );
-  return { agreement, earlyExit: { exits: c.exits, thresholds: c.thresholds } };
+  return { agreement, earlyExit: { exits: c.exits, thresholds: c.thresholds, measure: c.measure } };
 });
 const stream = tokenizer.encode(corpus.validation.join('\n'));
 const stride = Math.floor((stream.length - promptTokens) / nPrompts);
@@ -141,7 +144,7 @@ const allModes: Mode[] = [
   ...calibrated
     .filter((c) => c.earlyExit.exits.length > 0)
     .map((c): Mode => ({
-      name: `early exit calibrated for ${100 * c.agreement} % (${c.earlyExit.exits.map((d, i) => `${d}:${c.earlyExit.thresholds[i]}`).join(',')})`,
+      name: `early exit calibrated for ${100 * c.agreement} % (${c.earlyExit.measure} ${c.earlyExit.exits.map((d, i) => `${d}:${c.earlyExit.thresholds[i]}`).join(',')})`,
       group: 'greedy',
       options: { temperature: 0, earlyExit: c.earlyExit },
     })),

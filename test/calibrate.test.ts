@@ -54,9 +54,27 @@ function uncachedAll(tokens: readonly number[], d: number): Float32Array[] {
 
 const argmax = (x: ArrayLike<number>) => Array.prototype.indexOf.call(x, Math.max(...Array.from(x)));
 
+/** Top-1 − top-2 logit gap, or the top softmax probability. */
+const confidence = (x: Float32Array, measure: 'margin' | 'probability') => {
+  const sorted = Array.from(x).sort((a, b) => b - a);
+  return measure === 'margin' ? sorted[0] - sorted[1] : Math.max(...softmax(x));
+};
+
 test('calibration on text reaches its agreement, recomputed from uncached forwards', () => {
-  for (const agreement of [0.8, 0.95]) {
-    const c = calibrateEarlyExit(model, stream, { agreement, source: 'text', window: 24, windows: 10 });
+  for (const [agreement, measure] of [
+    [0.8, 'probability'],
+    [0.95, 'probability'],
+    [0.8, 'margin'],
+    [0.95, 'margin'],
+  ] as const) {
+    const c = calibrateEarlyExit(model, stream, {
+      agreement,
+      source: 'text',
+      window: 24,
+      windows: 10,
+      measure,
+    });
+    assert.equal(c.measure, measure);
     assert.ok(c.agreement >= agreement, `reported ${c.agreement} < ${agreement}`);
     assert.ok(
       c.exits.length > 0 && c.meanExitDepth < 4,
@@ -73,7 +91,7 @@ test('calibration on text reaches its agreement, recomputed from uncached forwar
       const full = uncachedAll(win, 4);
       const exits = c.exits.map((d) => uncachedAll(win, d));
       for (let t = 0; t < 23; t++) {
-        const j = c.exits.findIndex((_, i) => Math.max(...softmax(exits[i][t])) > c.thresholds[i]);
+        const j = c.exits.findIndex((_, i) => confidence(exits[i][t], measure) > c.thresholds[i]);
         const token = j < 0 ? argmax(full[t]) : argmax(exits[j][t]);
         depthSum += j < 0 ? 4 : c.exits[j];
         agreeing += token === argmax(full[t]) ? 1 : 0;
@@ -101,7 +119,7 @@ test("calibration at agreement 1 on the model's greedy continuations decodes exa
     const want = generate(model, prompt, { maxNewTokens: 28 }).tokens;
     const got = generate(model, prompt, {
       maxNewTokens: 28,
-      earlyExit: { exits: c.exits, thresholds: c.thresholds },
+      earlyExit: { exits: c.exits, thresholds: c.thresholds, measure: c.measure },
     });
     assert.deepEqual(got.tokens, want, `prompt ${w}`);
     early += 28 - (got.exitCounts[4] ?? 0);
@@ -119,7 +137,7 @@ test('the threshold search finds the cheapest single exit that keeps the agreeme
   for (const target of [0.9, 0.97, 0.99]) {
     const got = chooseThresholds(s, 4, target, 0.25);
     // Brute force over every threshold that changes which positions leave.
-    let best = evaluateThresholds(s, [1], 4, 0.25).cost;
+    let best = evaluateThresholds(s, [Infinity], 4, 0.25).cost;
     for (const t of [0, ...conf].map((v) => Math.max(0, v - 1e-12))) {
       const e = evaluateThresholds(s, [t], 4, 0.25);
       if (e.agreement >= target) best = Math.min(best, e.cost);

@@ -3,13 +3,13 @@
  * a wanted share of tokens equals the full model's choice, with as little compute as possible.
  *
  * Over every position of the calibration sequences, one batched pass through the blocks gives
- * each exit's top softmax probability (its confidence) and argmax, and the full model's argmax.
+ * each exit's confidence (by default the top-1 − top-2 logit margin; or the top softmax
+ * probability) and argmax, and the full model's argmax.
  * A threshold set then decides, per position, where the token leaves (the first exit whose
  * confidence is above its threshold, as `generate` does) and whether it agrees with the full
  * model; its cost is the layers run plus one head per exit checked. A coordinate search picks
  * the cheapest thresholds whose agreement reaches the target: exits that do not pay for their
- * check get threshold 1 (never) and are left out of the result, so decoding checks only the
- * exits worth checking.
+ * check are left out of the result, so decoding checks only the exits worth checking.
  *
  * Sources: 'text' scores the text itself (teacher forcing); 'greedy' scores the full model's own
  * greedy continuations of prompts cut from the text, which is what decoding sees (CALM measures
@@ -18,6 +18,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Transformer } from '../models/transformer.js';
 import { generateBatch } from './batch.js';
+import { exitConfidence, type ExitMeasure } from './sampling.js';
 
 export interface CalibrateOptions {
   /** Wanted share of tokens equal to the full model's argmax, in (0, 1]. */
@@ -34,12 +35,15 @@ export interface CalibrateOptions {
   windows?: number;
   /** Cost of one exit check (final norm + head + softmax) in layers (default 0.25). */
   checkCost?: number;
+  /** The confidence measure (default 'margin', the top-1 − top-2 logit gap; see sampling.ts). */
+  measure?: ExitMeasure;
 }
 
 export interface Calibration {
   /** The exits worth checking and their thresholds: `earlyExit: { exits, thresholds }`. */
   exits: number[];
   thresholds: number[];
+  measure: ExitMeasure;
   /** Share of calibration positions whose token equals the full model's argmax. */
   agreement: number;
   /** Calibration positions scored. */
@@ -54,7 +58,7 @@ export interface Calibration {
 /** Per-position statistics of every exit: confidence, agreement with the full model. */
 export interface ExitStats {
   depths: number[];
-  /** conf[j][n]: top softmax probability of exit j at position n. */
+  /** conf[j][n]: confidence of exit j at position n (by the measure exitStats was given). */
   conf: Float64Array[];
   /** agree[j][n]: exit j's argmax equals the full model's. */
   agree: Uint8Array[];
@@ -74,6 +78,7 @@ export function exitStats(
   sequences: readonly (readonly number[])[],
   depths: readonly number[],
   from: readonly number[] = [],
+  measure: ExitMeasure = 'margin',
 ): ExitStats {
   const L = model.config.layers;
   const V = model.config.vocab;
@@ -100,11 +105,8 @@ export function exitStats(
         const best = argmaxAt(full, at, V);
         depths.forEach((_, j) => {
           const x = logits[j];
-          const top = argmaxAt(x, at, V);
-          let sum = 0;
-          for (let v = 0; v < V; v++) sum += Math.exp(x[at + v] - x[at + top]);
-          conf[j].push(1 / sum);
-          agree[j].push(top === best ? 1 : 0);
+          conf[j].push(exitConfidence(measure, x, at, V));
+          agree[j].push(argmaxAt(x, at, V) === best ? 1 : 0);
         });
       }
     });
@@ -123,7 +125,10 @@ function argmaxAt(x: Float32Array, at: number, n: number): number {
   return best;
 }
 
-/** What a threshold set does on the scored positions (exit j fires when conf > thresholds[j]). */
+/**
+ * What a threshold set does on the scored positions: exit j fires when conf > thresholds[j];
+ * an infinite threshold means the exit is not checked (no check cost).
+ */
 export function evaluateThresholds(
   s: ExitStats,
   thresholds: readonly number[],
@@ -134,7 +139,7 @@ export function evaluateThresholds(
   const leftAt = new Int32Array(s.positions);
   let agreeing = 0;
   let cost = 0;
-  const checked = thresholds.map((t) => t < 1);
+  const checked = thresholds.map((t) => Number.isFinite(t));
   for (let n = 0; n < s.positions; n++) {
     let j = 0;
     let checks = 0;
@@ -165,21 +170,19 @@ export function chooseThresholds(
 ): { thresholds: number[]; agreement: number; cost: number } {
   const m = s.depths.length;
   // Candidates per exit: its confidences at up to 200 quantiles (a threshold just below a
-  // value lets that position exit), 0 = always leave and 1 = never checked.
+  // value lets that position exit), 0 = always leave and Infinity = never checked.
   const candidates = s.conf.map((c) => {
     const sorted = Float64Array.from(c).sort();
-    const q = new Set<number>([0, 1]);
+    const q = new Set<number>([0, Infinity]);
     const steps = Math.min(200, sorted.length);
     for (let i = 0; i < steps; i++) {
       // Rounded down to 1e-3 (thresholds users can type); the position at v still exits.
-      q.add(Math.floor(sorted[Math.floor((i * sorted.length) / steps)] * 1000 - 1e-9) / 1000);
+      q.add(Math.max(0, Math.floor(sorted[Math.floor((i * sorted.length) / steps)] * 1000 - 1e-9) / 1000));
     }
     return [...q].sort((x, y) => x - y);
   });
-  let best = {
-    thresholds: new Array<number>(m).fill(1),
-    ...evaluateThresholds(s, new Array(m).fill(1), layers, checkCost),
-  };
+  const never = new Array<number>(m).fill(Infinity);
+  let best = { thresholds: never, ...evaluateThresholds(s, never, layers, checkCost) };
   // Coordinate descent from "never exit" (always feasible): each exit in turn takes the
   // threshold that lowers the cost most while the agreement stays at the target.
   for (let pass = 0; pass < 6; pass++) {
@@ -248,7 +251,8 @@ export function calibrateEarlyExit(
     // Only windows continued to the end keep one length (no stop tokens are set, so all are).
     from = sequences.map(() => p - 1);
   }
-  const stats = exitStats(model, sequences, exits, from);
+  const measure = o.measure ?? 'margin';
+  const stats = exitStats(model, sequences, exits, from, measure);
   if (stats.positions === 0) fail('no positions to score; give a longer text');
   const chosen = chooseThresholds(stats, L, o.agreement, checkCost);
   const { leftAt } = evaluateThresholds(stats, chosen.thresholds, L, checkCost);
@@ -259,10 +263,11 @@ export function calibrateEarlyExit(
     depthSum += d;
   }
   const exitShare = Object.fromEntries(Object.entries(counts).map(([d, n]) => [d, n / stats.positions]));
-  const keep = chosen.thresholds.map((t, j) => (t < 1 ? j : -1)).filter((j) => j >= 0);
+  const keep = chosen.thresholds.map((t, j) => (Number.isFinite(t) ? j : -1)).filter((j) => j >= 0);
   return {
     exits: keep.map((j) => exits[j]),
     thresholds: keep.map((j) => chosen.thresholds[j]),
+    measure,
     agreement: chosen.agreement,
     positions: stats.positions,
     exitShare,

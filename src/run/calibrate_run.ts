@@ -19,12 +19,18 @@ export interface CalibrateFlags {
   windows?: number;
   window?: number;
   checkCost?: number;
+  measure?: 'probability' | 'margin';
   json?: boolean;
 }
 
 /** The early-exit flag value of a calibration: DEPTH:THRESHOLD,… ('' when no exit pays). */
 export function earlyExitFlag(c: Pick<Calibration, 'exits' | 'thresholds'>): string {
   return c.exits.map((d, i) => `${d}:${c.thresholds[i]}`).join(',');
+}
+
+/** The generate flags that decode with a calibration. */
+export function earlyExitFlags(c: Pick<Calibration, 'exits' | 'thresholds' | 'measure'>): string {
+  return `--early-exit ${earlyExitFlag(c)}${c.measure === 'margin' ? ' --exit-measure margin' : ''}`;
 }
 
 function readText(path: string): string {
@@ -59,9 +65,10 @@ export async function runCalibrateExit(
     windows: f.windows,
     window: f.window,
     checkCost: f.checkCost,
+    measure: f.measure,
   });
   if (f.json) {
-    out(JSON.stringify({ ...c, earlyExit: earlyExitFlag(c) }, null, 2) + '\n');
+    out(JSON.stringify({ ...c, earlyExit: earlyExitFlag(c), flags: earlyExitFlags(c) }, null, 2) + '\n');
     return c;
   }
   const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
@@ -78,7 +85,7 @@ export async function runCalibrateExit(
   out(
     c.exits.length === 0
       ? 'no exit reaches the agreement cheaper than the full model: decode without --early-exit\n'
-      : `use: sortednet generate --run ${f.run} --early-exit ${earlyExitFlag(c)} …\n`,
+      : `use: sortednet generate --run ${f.run} ${earlyExitFlags(c)} …\n`,
   );
   return c;
 }

@@ -1,7 +1,7 @@
 /** `sortednet calibrate-exit`: early-exit thresholds for a wanted agreement, from a text file. */
 import { InvalidArgumentError } from 'commander';
 import { initEngine, parseBackend } from '../../engine/backend.js';
-import { intArg, listArg, need, numArg } from '../args.js';
+import { intArg, listArg, measureArg, need, numArg } from '../args.js';
 import type { RegisterCommand } from '../command.js';
 import { runCalibrateExit, type CalibrateFlags } from '../../run/calibrate_run.js';
 
@@ -37,6 +37,11 @@ export const registerCalibrate: RegisterCommand = (program, exit) => {
     .option('--windows <n>', 'windows of the text to score (default 32)', intArg)
     .option('--window <n>', "tokens per window (default: the model's context, at most 128)", intArg)
     .option('--check-cost <x>', 'cost of one exit check in layers, for choosing exits (default 0.25)', numArg)
+    .option(
+      '--measure <m>',
+      'confidence: margin (top-1 − top-2 logit gap, default) or probability (top softmax probability)',
+      measureArg,
+    )
     .option('--json', 'print the calibration as JSON')
     .option('--backend <name>', 'wasm (default), cpu or webgpu')
     .action(async (flags: Partial<CalibrateFlags> & { backend?: string }) => {
