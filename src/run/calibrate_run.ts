@@ -38,12 +38,12 @@ function readText(path: string): string {
   try {
     bytes = readFileSync(path);
   } catch (e) {
-    throw new Error(`calibrate-exit: cannot read --text ${path}: ${(e as Error).message}`);
+    throw new Error(`calibrate-exit: cannot read --text ${path}: ${(e as Error).message}`, { cause: e });
   }
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-  } catch {
-    throw new Error(`calibrate-exit: --text ${path} is not valid UTF-8 text`);
+  } catch (e) {
+    throw new Error(`calibrate-exit: --text ${path} is not valid UTF-8 text`, { cause: e });
   }
 }
 
