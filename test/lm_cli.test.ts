@@ -217,6 +217,10 @@ test('calibrate-exit finds thresholds on a text file that reach the agreement, a
     ),
     0,
   );
+  await assert.rejects(
+    runGenerate({ run, prompt: 'x', exitMeasure: 'margin' }, silent, silent),
+    /--exit-measure needs --early-exit/,
+  );
   let text = '';
   await runCalibrateExit(
     { run, text: join(dir, 'book.txt'), agreement: 0.9, windows: 4, window: 32 },
