@@ -9,17 +9,19 @@
  *
  *   node dist/bench/decode.js --run DIR [--prompts 8] [--prompt-tokens 32] [--tokens 64] [--repeats 3]
  *        [--draft-depths 1,2] [--k 4] [--confidence 0.5] [--width-draft ffn=0.5]
- *        [--early-exit '1:0.9,3:0.8;2:0.8'] [--temperature 1 --top-k 50] [--out FILE.json]
+ *        [--early-exit '1:0.9,3:0.8;2:0.8'] [--calibrate 0.999,1] [--temperature 1 --top-k 50]
+ *        [--out FILE.json]
  *
  * The table of docs/lm.md, one command per model (after `npm run build`; each prints the
  * markdown table, the load average before and after, and a greedy sample):
  *
  *   sortednet train --model lm-tiny --data sotu --run runs/lm-tiny --steps 150
  *   node dist/bench/decode.js --run runs/lm-tiny --prompts 8 --tokens 32 --repeats 5 \
- *        --draft-depths 1,2 --confidence 0.3 --width-draft ffn=0.5
- *   sortednet train --model lm-small --data sotu --run runs/lm-small
- *   node dist/bench/decode.js --run runs/lm-small --prompts 8 --tokens 64 --repeats 5 \
- *        --draft-depths 1,2,3 --confidence 0.3 --width-draft ffn=0.5
+ *        --draft-depths 1,2 --confidence 0.3 --width-draft ffn=0.5 --calibrate 0.999,1
+ *   sortednet train --model lm-small --data sotu --run runs/lm-small --steps 700 --checkpoint-every 50
+ *        (stopped after 25 minutes on 2 shared cores; the table used its step-550 checkpoint)
+ *   node dist/bench/decode.js --run runs/lm-small --prompts 8 --tokens 64 --repeats 3 \
+ *        --draft-depths 1,2,3 --confidence 0.3 --width-draft ffn=0.5 --calibrate 0.999,1
  *
  * Timings are wall-clock: on a shared machine run it when `uptime` is low, or compare only rows
  * of one run (modes are interleaved, so a slow moment hits every mode).

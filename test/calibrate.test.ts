@@ -127,6 +127,17 @@ test("calibration at agreement 1 on the model's greedy continuations decodes exa
   assert.ok(early > 0, 'some tokens should leave before the full depth');
 });
 
+test('without a measure, calibration takes the cheaper of the two', () => {
+  const o = { agreement: 0.9, source: 'text', window: 24, windows: 10 } as const;
+  const both = calibrateEarlyExit(model, stream, o);
+  const each = (['margin', 'probability'] as const).map((measure) =>
+    calibrateEarlyExit(model, stream, { ...o, measure }),
+  );
+  const cheaper = each[0].relativeCost <= each[1].relativeCost ? each[0] : each[1];
+  assert.equal(both.measure, cheaper.measure);
+  assert.equal(both.relativeCost, Math.min(...each.map((c) => c.relativeCost)));
+});
+
 test('the threshold search finds the cheapest single exit that keeps the agreement', () => {
   const r = createRng(3);
   const N = 300;

@@ -35,7 +35,7 @@ export interface CalibrateOptions {
   windows?: number;
   /** Cost of one exit check (final norm + head + softmax) in layers (default 0.25). */
   checkCost?: number;
-  /** The confidence measure (default 'margin', the top-1 − top-2 logit gap; see sampling.ts). */
+  /** The confidence measure (see sampling.ts); default: whichever of the two calibrates cheaper. */
   measure?: ExitMeasure;
 }
 
@@ -251,10 +251,14 @@ export function calibrateEarlyExit(
     // Only windows continued to the end keep one length (no stop tokens are set, so all are).
     from = sequences.map(() => p - 1);
   }
-  const measure = o.measure ?? 'margin';
-  const stats = exitStats(model, sequences, exits, from, measure);
-  if (stats.positions === 0) fail('no positions to score; give a longer text');
-  const chosen = chooseThresholds(stats, L, o.agreement, checkCost);
+  // Without a measure, both are scored and the cheaper calibration wins (the margin usually
+  // separates right from wrong exits better; on a nearly flat model the probability can).
+  const tried = (o.measure ? [o.measure] : (['margin', 'probability'] as const)).map((measure) => {
+    const stats = exitStats(model, sequences, exits, from, measure);
+    if (stats.positions === 0) fail('no positions to score; give a longer text');
+    return { measure, stats, chosen: chooseThresholds(stats, L, o.agreement, checkCost) };
+  });
+  const { measure, stats, chosen } = tried.reduce((a, b) => (b.chosen.cost < a.chosen.cost ? b : a));
   const { leftAt } = evaluateThresholds(stats, chosen.thresholds, L, checkCost);
   const counts: Record<number, number> = {};
   let depthSum = 0;

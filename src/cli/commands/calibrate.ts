@@ -39,7 +39,7 @@ export const registerCalibrate: RegisterCommand = (program, exit) => {
     .option('--check-cost <x>', 'cost of one exit check in layers, for choosing exits (default 0.25)', numArg)
     .option(
       '--measure <m>',
-      'confidence: margin (top-1 − top-2 logit gap, default) or probability (top softmax probability)',
+      'confidence: margin (top-1 − top-2 logit gap) or probability (top softmax probability); default: the one that calibrates cheaper',
       measureArg,
     )
     .option('--json', 'print the calibration as JSON')
