@@ -9,17 +9,19 @@
  *
  *   node dist/bench/decode.js --run DIR [--prompts 8] [--prompt-tokens 32] [--tokens 64] [--repeats 3]
  *        [--draft-depths 1,2] [--k 4] [--confidence 0.5] [--width-draft ffn=0.5]
- *        [--early-exit '1:0.9,3:0.8;2:0.8'] [--temperature 1 --top-k 50] [--out FILE.json]
+ *        [--early-exit '1:0.9,3:0.8;2:0.8'] [--calibrate 0.999,1] [--temperature 1 --top-k 50]
+ *        [--out FILE.json]
  *
  * The table of docs/lm.md, one command per model (after `npm run build`; each prints the
  * markdown table, the load average before and after, and a greedy sample):
  *
  *   sortednet train --model lm-tiny --data sotu --run runs/lm-tiny --steps 150
  *   node dist/bench/decode.js --run runs/lm-tiny --prompts 8 --tokens 32 --repeats 5 \
- *        --draft-depths 1,2 --confidence 0.3 --width-draft ffn=0.5
- *   sortednet train --model lm-small --data sotu --run runs/lm-small
- *   node dist/bench/decode.js --run runs/lm-small --prompts 8 --tokens 64 --repeats 5 \
- *        --draft-depths 1,2,3 --confidence 0.3 --width-draft ffn=0.5
+ *        --draft-depths 1,2 --confidence 0.3 --width-draft ffn=0.5 --calibrate 0.999,1
+ *   sortednet train --model lm-small --data sotu --run runs/lm-small --steps 700 --checkpoint-every 50
+ *        (stopped after 25 minutes on 2 shared cores; the table used its step-550 checkpoint)
+ *   node dist/bench/decode.js --run runs/lm-small --prompts 8 --tokens 64 --repeats 3 \
+ *        --draft-depths 1,2,3 --confidence 0.3 --width-draft ffn=0.5 --calibrate 0.999,1
  *
  * Timings are wall-clock: on a shared machine run it when `uptime` is low, or compare only rows
  * of one run (modes are interleaved, so a slow moment hits every mode).
@@ -33,6 +35,7 @@ import { readRunJson } from '../src/run/run_folder.js';
 import { loadTextCorpus } from '../src/data/text.js';
 import { generate, type GenerateOptions, type GenerateResult } from '../src/infer/generate.js';
 import { generateBatch } from '../src/infer/batch.js';
+import { calibrateEarlyExit } from '../src/infer/calibrate.js';
 import { parseSubModel, type SubModel } from '../src/sorted/submodel.js';
 import { earlyExitArg, intArg, listArg, numArg, positiveIntArg } from '../src/cli/args.js';
 import { benchCommand, parseBench } from './cli.js';
@@ -48,6 +51,7 @@ const a = parseBench<{
   confidence?: number;
   widthDraft?: SubModel;
   earlyExit?: ReturnType<typeof earlyExitArg>[];
+  calibrate?: number[];
   temperature: number;
   topK: number;
   out?: string;
@@ -80,6 +84,12 @@ const a = parseBench<{
       "early-exit modes, ';' between modes, DEPTH:THRESHOLD,… each (default: H:0.9;H:0.7;1:0.9,H:0.8, H = half the layers)",
       (v: string) => v.split(';').map(earlyExitArg),
     )
+    .addOption(
+      new Option(
+        '--calibrate <agreements>',
+        "also: early exit with thresholds calibrated for these agreements (e.g. 0.97,0.99) on the full model's greedy continuations of training-split prompts",
+      ).argParser(listArg(numArg)),
+    )
     .option('--temperature <t>', 'temperature of the sampling modes', numArg, 1)
     .option('--top-k <k>', 'top-k of the sampling modes', intArg, 50)
     .option('--out <file>', 'also write the results as JSON')
@@ -100,6 +110,18 @@ function defaultEarlyExits(layers: number): string {
 
 // Prompts: windows spread over the validation text, so every mode continues the same real text.
 const corpus = loadTextCorpus(readRunJson(a.run).data.name);
+// Calibration (CALM-style) on text the prompts do not come from: the training split.
+const calibrated = (a.calibrate ?? []).map((agreement) => {
+  const t0 = performance.now();
+  const c = calibrateEarlyExit(model, tokenizer.encode(corpus.train.slice(0, 60).join('\n')), {
+    agreement,
+    windows: 64,
+  });
+  console.log(
+    `calibrated for ${agreement}: ${c.exits.map((d, i) => `${d}:${c.thresholds[i]}`).join(',') || 'no exit'}; agreement ${c.agreement.toFixed(4)} on ${c.positions} positions, shares ${JSON.stringify(c.exitShare)}, estimated cost ${c.relativeCost.toFixed(2)} (${((performance.now() - t0) / 1000).toFixed(1)} s)`,
+  );
+  return { agreement, earlyExit: { exits: c.exits, thresholds: c.thresholds, measure: c.measure } };
+});
 const stream = tokenizer.encode(corpus.validation.join('\n'));
 const stride = Math.floor((stream.length - promptTokens) / nPrompts);
 const prompts = Array.from({ length: nPrompts }, (_, i) =>
@@ -121,6 +143,13 @@ const allModes: Mode[] = [
     group: 'greedy',
     options: { temperature: 0, earlyExit: e },
   })),
+  ...calibrated
+    .filter((c) => c.earlyExit.exits.length > 0)
+    .map((c): Mode => ({
+      name: `early exit calibrated for ${100 * c.agreement} % (${c.earlyExit.measure} ${c.earlyExit.exits.map((d, i) => `${d}:${c.earlyExit.thresholds[i]}`).join(',')})`,
+      group: 'greedy',
+      options: { temperature: 0, earlyExit: c.earlyExit },
+    })),
   ...draftDepths.map((d): Mode => ({
     name: `speculative greedy, draft depth ${d}, k ${k}`,
     group: 'greedy',

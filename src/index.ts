@@ -97,6 +97,7 @@ export {
   type EarlyExitOptions,
   type SpeculativeOptions,
 } from './infer/generate.js';
+export { calibrateEarlyExit, type CalibrateOptions, type Calibration } from './infer/calibrate.js';
 export { BpeTokenizer, StreamDecoder, END_OF_TEXT } from './tokenizer/bpe.js';
 export { trainBpe } from './tokenizer/train_bpe.js';
 

@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../src/engine/backend.js';
 import { Transformer, type TransformerConfig } from '../src/models/transformer.js';
 import { tinyLlama } from './lm_helpers.js';
+import type { RMSNorm } from '../src/nn/norm.js';
 import { generate, generateStream } from '../src/infer/generate.js';
 import { KvCache } from '../src/infer/kv_cache.js';
 import { nextTokenProbs, speculativeAccept, softmax, topIds } from '../src/infer/sampling.js';
@@ -117,13 +118,15 @@ test('speculative greedy output is identical to plain greedy for many prompts, d
 test('early exit: thresholds that never fire give greedy; thresholds of 0 at exit d give greedy of depth d', () => {
   for (const prompt of [[2], [1, 3, 5], [0, 0, 4, 1]]) {
     const full = generate(model, prompt, { maxNewTokens: 16, temperature: 0 });
-    const never = generate(model, prompt, {
-      maxNewTokens: 16,
-      temperature: 0,
-      earlyExit: { exits: [1, 2], thresholds: [1.1, 1.1] },
-    });
-    assert.deepEqual(never.tokens, full.tokens);
-    assert.equal(never.meanExitDepth, 4);
+    for (const th of [1, 1.1]) {
+      const never = generate(model, prompt, {
+        maxNewTokens: 16,
+        temperature: 0,
+        earlyExit: { exits: [1, 2], thresholds: [th, th] },
+      });
+      assert.deepEqual(never.tokens, full.tokens);
+      assert.equal(never.meanExitDepth, 4);
+    }
     for (const d of [1, 2, 3]) {
       const always = generate(model, prompt, {
         maxNewTokens: 16,
@@ -137,6 +140,40 @@ test('early exit: thresholds that never fire give greedy; thresholds of 0 at exi
       assert.equal(always.meanExitDepth, d);
     }
   }
+});
+
+test('early exit with threshold 1 is greedy even where an exit is certain (top probability rounds to 1)', () => {
+  // The final norm's gain ×10⁴ scales every exit's logits (the blocks are untouched): gaps of
+  // tens, so the top probability is exactly 1 in float64.
+  const sure = new Transformer(llama, 9);
+  const gain = (sure.lnFinal as RMSNorm).gamma;
+  gain.assign(tf.mul(gain, 1e4));
+  const prompt = [1, 3, 5];
+  const conf = tf.tidy(() =>
+    Math.max(
+      ...softmax(
+        sure
+          .lmLogits(sure.embed(tf.tensor2d([prompt], [1, 3], 'int32'), {}))
+          .dataSync()
+          .slice(-V),
+      ),
+    ),
+  );
+  assert.equal(conf, 1, 'the fixture should be certain');
+  const full = generate(sure, prompt, { maxNewTokens: 16 });
+  const shallow = generate(sure, prompt, { maxNewTokens: 16, exit: 1 });
+  assert.notDeepEqual(
+    shallow.tokens,
+    full.tokens,
+    'the fixture needs an exit that disagrees with the full model',
+  );
+  const never = generate(sure, prompt, {
+    maxNewTokens: 16,
+    earlyExit: { exits: [1, 2, 3], thresholds: [1, 1, 1] },
+  });
+  assert.deepEqual(never.tokens, full.tokens);
+  assert.deepEqual(never.exitCounts, { 4: 16 });
+  sure.dispose();
 });
 
 test('early exit at mixed depths keeps the cache exact: its full-depth tokens match a fresh forward', () => {
@@ -168,7 +205,7 @@ test('early exit at mixed depths keeps the cache exact: its full-depth tokens ma
       const p = softmax(uncached(model, seq, d));
       return Math.max(...p);
     });
-    const exitAt = TH.findIndex((th, j) => conf[j] >= th);
+    const exitAt = TH.findIndex((th, j) => conf[j] > th);
     const expect =
       exitAt < 0
         ? full.indexOf(Math.max(...full))

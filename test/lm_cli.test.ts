@@ -9,6 +9,7 @@ import { loadCheckpoint } from '../src/io/checkpoint.js';
 import { loadMobyDick, loadTextCorpus } from '../src/data/text.js';
 import { runGenerate, loadLm } from '../src/run/lm_run.js';
 import { earlyExitArg } from '../src/cli/args.js';
+import { earlyExitFlag, runCalibrateExit } from '../src/run/calibrate_run.js';
 import { generate } from '../src/infer/generate.js';
 import { parseSubModel } from '../src/sorted/submodel.js';
 import * as tf from '@tensorflow/tfjs-core';
@@ -192,4 +193,51 @@ test('LM inputs are checked with clear messages', async () => {
   assert.throws(() => loadTextCorpus(`text:${bad}`), /is not valid UTF-8/);
   const { model, tokenizer } = await loadLm(run);
   assert.throws(() => generate(model, [tokenizer.vocabSize], { maxNewTokens: 1 }), /outside the vocabulary/);
+});
+
+test('calibrate-exit finds thresholds on a text file that reach the agreement, and generate uses them', async () => {
+  let printed = '';
+  const c = await runCalibrateExit(
+    { run, text: join(dir, 'book.txt'), agreement: 0.9, windows: 4, window: 32, json: true },
+    (s) => (printed += s),
+  );
+  const json = JSON.parse(printed) as { agreement: number; earlyExit: string; positions: number };
+  assert.ok(json.agreement >= 0.9 && json.agreement === c.agreement, printed);
+  assert.equal(json.positions, 4 * 24); // greedy continuations of 8-token prompts to 32 tokens
+  assert.equal(json.earlyExit, earlyExitFlag(c));
+  if (c.exits.length > 0)
+    assert.deepEqual(earlyExitArg(json.earlyExit), { exits: c.exits, thresholds: c.thresholds });
+  const silent = () => {};
+  const flag = json.earlyExit || '1:1'; // no exit that pays: threshold 1 never leaves
+  assert.equal(
+    await runGenerate(
+      { run, prompt: 'The whale', maxTokens: 8, earlyExit: earlyExitArg(flag) },
+      silent,
+      silent,
+    ),
+    0,
+  );
+  await assert.rejects(
+    runGenerate({ run, prompt: 'x', exitMeasure: 'margin' }, silent, silent),
+    /--exit-measure needs --early-exit/,
+  );
+  let text = '';
+  await runCalibrateExit(
+    { run, text: join(dir, 'book.txt'), agreement: 0.9, windows: 4, window: 32 },
+    (s) => (text += s),
+  );
+  assert.match(text, /agreement with the full model \d+\.\d % \(wanted 90\.0 %\)/);
+  assert.match(text, c.exits.length > 0 ? /--early-exit \d:[\d.]+/ : /decode without --early-exit/);
+  await assert.rejects(
+    runCalibrateExit({ run, text: join(dir, 'nothing.txt'), agreement: 0.9 }),
+    /cannot read --text .*nothing\.txt/,
+  );
+  await assert.rejects(
+    runCalibrateExit({ run, text: join(dir, 'book.txt'), agreement: 97 }),
+    /agreement must be in \(0, 1\], e\.g\. 0\.97; got 97/,
+  );
+  await assert.rejects(
+    main(['calibrate-exit', '--run', run, '--source', 'eval']),
+    /'eval' is not a source; use greedy/,
+  );
 });

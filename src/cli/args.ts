@@ -49,6 +49,15 @@ export function listArg<T>(item: (value: string) => T): (value: string) => T[] {
   return (value) => value.split(',').map((v) => item(v.trim()));
 }
 
+/** An early-exit confidence measure: margin or probability. */
+export function measureArg(value: string): 'probability' | 'margin' {
+  if (value !== 'probability' && value !== 'margin')
+    throw new InvalidArgumentError(
+      `'${value}' is not a confidence measure; use margin (top-1 − top-2 logit gap) or probability (top softmax probability)`,
+    );
+  return value;
+}
+
 /** "2:0.9,4:0.8" → exits [2, 4] with thresholds [0.9, 0.8]. */
 export function earlyExitArg(value: string): { exits: number[]; thresholds: number[] } {
   const pairs = value.split(',').map((p) => p.trim().split(':'));
@@ -59,7 +68,7 @@ export function earlyExitArg(value: string): { exits: number[]; thresholds: numb
     const t = Number(p[1]);
     if (p.length !== 2 || !Number.isInteger(d) || p[1].trim() === '' || !Number.isFinite(t))
       throw new InvalidArgumentError(
-        `'${value}' is not a list of DEPTH:THRESHOLD pairs (e.g. 2:0.9,4:0.8: leave at depth 2 when the top probability ≥ 0.9, else at 4 when ≥ 0.8, else at full depth)`,
+        `'${value}' is not a list of DEPTH:THRESHOLD pairs (e.g. 2:0.9,4:0.8: leave at depth 2 when the confidence > 0.9, else at 4 when > 0.8, else at full depth)`,
       );
     exits.push(d);
     thresholds.push(t);

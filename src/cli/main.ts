@@ -20,6 +20,7 @@ import { registerExportOnnx } from './commands/export_onnx.js';
 import { registerSeal } from './commands/seal.js';
 import { registerWebExport } from './commands/web_export.js';
 import { registerImport } from './commands/import.js';
+import { registerCalibrate } from './commands/calibrate.js';
 
 const COMMANDS: RegisterCommand[] = [
   registerTrain,
@@ -29,6 +30,7 @@ const COMMANDS: RegisterCommand[] = [
   registerCompare,
   registerLm,
   registerGenerate,
+  registerCalibrate,
   registerPadnet,
   registerPartition,
   registerCompact,

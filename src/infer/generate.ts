@@ -4,7 +4,8 @@
  *  - plain: greedy (temperature 0) or sampling (temperature, top-k, top-p, seeded) with the
  *    full model or the sub-model of depth `exit` (its exit goes through the shared head);
  *  - early exit (instance-aware, CALM-style confidence): per token, exits are tried from shallow
- *    to deep and the token leaves at the first whose max softmax probability reaches its threshold;
+ *    to deep and the token leaves at the first whose confidence (top softmax probability, or the
+ *    top-1 − top-2 logit margin) is above its threshold;
  *    the layers it skipped are filled lazily and exactly (see kv_cache.ts);
  *  - self-speculative (Draft & Verify, LayerSkip, Sorted LLaMA): the first `draftDepth` layers
  *    draft k tokens on their part of the cache, the full model verifies all k in one pass over
@@ -21,9 +22,11 @@ import { KvCache } from './kv_cache.js';
 import {
   argmax,
   checkSampling,
+  exitConfidence,
   nextTokenProbs,
   sample,
   speculativeAccept,
+  topProbability,
   type SamplingOptions,
 } from './sampling.js';
 import { logProbability, makeProcessor } from './logits_process.js';
@@ -185,15 +188,6 @@ function logitsOf(model: Transformer, h: tf.Tensor2D): Float32Array[] {
   return Array.from({ length: flat.length / V }, (_, i) => flat.subarray(i * V, (i + 1) * V));
 }
 
-/** The largest softmax probability of logits: 1 / Σ exp(x − max), without allocating. */
-function topProbability(logits: ArrayLike<number>): number {
-  let max = -Infinity;
-  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
-  let sum = 0;
-  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
-  return 1 / sum;
-}
-
 /**
  * The decoding loop as a generator: yields each new token, returns the statistics. Runs
  * synchronously between yields; `generate` and `generateStream` drive it.
@@ -350,14 +344,14 @@ export function* decodeTokens(
         if (adaptive) k = n === n0 && n0 === want ? Math.min(maxK, k + 1) : n === n0 ? k : Math.max(1, k - 1);
       }
     } else if (o.earlyExit) {
-      const { exits, thresholds } = o.earlyExit;
+      const { exits, thresholds, measure = 'probability' } = o.earlyExit;
       for (let going = true; going;) {
         let token = -1;
         let depth = L;
         let used: Float32Array | null = null;
         for (const [j, e] of exits.entries()) {
           const logits = process(logitsOf(model, cache.advance(e))[0]);
-          if (topProbability(logits) >= thresholds[j]) {
+          if (exitConfidence(measure, logits) > thresholds[j]) {
             token = pick(logits);
             depth = e;
             used = logits;

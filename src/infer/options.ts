@@ -48,8 +48,13 @@ export const EarlyExitSchema = z
   .object({
     /** Exit depths below the full depth, increasing (e.g. [2, 4]); the full model is the fallback. */
     exits: z.array(depth).min(1).max(64),
-    /** Minimum max-probability to leave at each exit (same length as exits). */
+    /** A token leaves at an exit whose confidence is above its threshold (same length as exits). */
     thresholds: z.array(z.number().min(0)).max(64),
+    /**
+     * The confidence: 'probability' (top softmax probability, the default; 1 never leaves) or
+     * 'margin' (top-1 − top-2 logit gap; `sortednet calibrate-exit` picks its thresholds).
+     */
+    measure: z.enum(['probability', 'margin']).optional(),
   })
   .strict();
 

@@ -26,6 +26,46 @@ export function checkSampling(o: SamplingOptions, vocab: number): void {
     throw new Error(`top-p must be in (0, 1], got ${o.topP}`);
 }
 
+/** How sure an exit is of its token: its top softmax probability, or its top-1 − top-2 logit gap. */
+export type ExitMeasure = 'probability' | 'margin';
+
+/** The largest softmax probability of logits x[at..at+n): 1 / Σ exp(x − max), without allocating. */
+export function topProbability(x: ArrayLike<number>, at = 0, n = x.length - at): number {
+  let max = -Infinity;
+  for (let i = at; i < at + n; i++) if (x[i] > max) max = x[i];
+  let sum = 0;
+  for (let i = at; i < at + n; i++) sum += Math.exp(x[i] - max);
+  return 1 / sum;
+}
+
+/**
+ * The gap between the largest and the second-largest logit of x[at..at+n) (0 on a tie): one pass,
+ * no exponentials. Unlike the top probability it ignores the long tail of a large vocabulary,
+ * which spreads probability without making the top token less certain.
+ */
+export function logitMargin(x: ArrayLike<number>, at = 0, n = x.length - at): number {
+  let a = -Infinity;
+  let b = -Infinity;
+  for (let i = at; i < at + n; i++) {
+    const v = x[i];
+    if (v > a) {
+      b = a;
+      a = v;
+    } else if (v > b) b = v;
+  }
+  return a - b;
+}
+
+/** An exit's confidence by `measure` (what early exit and its calibration compare to thresholds). */
+export function exitConfidence(
+  measure: ExitMeasure,
+  x: ArrayLike<number>,
+  at = 0,
+  n = x.length - at,
+): number {
+  return measure === 'margin' ? logitMargin(x, at, n) : topProbability(x, at, n);
+}
+
 export function argmax(x: ArrayLike<number>): number {
   let best = 0;
   for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;

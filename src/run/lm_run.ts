@@ -220,6 +220,7 @@ export interface GenerateFlags {
   numSequences?: number;
   logprobs?: boolean;
   earlyExit?: { exits: number[]; thresholds: number[] };
+  exitMeasure?: 'probability' | 'margin';
   speculative?: boolean;
   draftDepth?: number;
   draft?: SubModel;
@@ -238,6 +239,8 @@ export function generateConfigOf(f: GenerateFlags): GenerateConfig {
     !f.speculative
   )
     throw new Error('generate: --draft-depth, --draft, --k and --confidence need --speculative');
+  if (f.exitMeasure !== undefined && !f.earlyExit)
+    throw new Error('generate: --exit-measure needs --early-exit DEPTH:THRESHOLD,…');
   const draft = f.draft ?? (f.draftDepth === undefined ? { depth: 2 } : undefined);
   return checkGenerateConfig({
     maxNewTokens: f.maxTokens,
@@ -254,7 +257,7 @@ export function generateConfigOf(f: GenerateFlags): GenerateConfig {
     numReturnSequences: f.numSequences,
     logprobs: f.logprobs,
     exit: f.exit,
-    earlyExit: f.earlyExit,
+    earlyExit: f.earlyExit && { ...f.earlyExit, ...(f.exitMeasure ? { measure: f.exitMeasure } : {}) },
     speculative: f.speculative
       ? {
           ...(f.draftDepth !== undefined ? { draftDepth: f.draftDepth } : {}),

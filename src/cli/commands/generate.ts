@@ -1,6 +1,6 @@
 /** `sortednet generate`: text from a trained LM run, streamed to stdout as it is decoded. */
 import { initEngine, parseBackend } from '../../engine/backend.js';
-import { earlyExitArg, intArg, need, numArg } from '../args.js';
+import { earlyExitArg, intArg, measureArg, need, numArg } from '../args.js';
 import type { RegisterCommand } from '../command.js';
 import { generateConfigOf, runGenerate, type GenerateFlags } from '../../run/lm_run.js';
 import { parseSubModel } from '../../sorted/submodel.js';
@@ -35,8 +35,13 @@ export const registerGenerate: RegisterCommand = (program, exit) => {
     .option('--logprobs', 'print the log-probability of every new token to stderr')
     .option(
       '--early-exit <pairs>',
-      'instance-aware early exit, DEPTH:THRESHOLD,… e.g. 2:0.9,4:0.8',
+      'instance-aware early exit, DEPTH:THRESHOLD,… e.g. 2:0.9,4:0.8 (sortednet calibrate-exit finds thresholds)',
       earlyExitArg,
+    )
+    .option(
+      '--exit-measure <m>',
+      "early exit's confidence: probability (top softmax probability, default) or margin (top-1 − top-2 logit gap)",
+      measureArg,
     )
     .option(
       '--speculative',
