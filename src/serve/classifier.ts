@@ -93,29 +93,33 @@ export function createClassifierServer(served: ServedModel, opts: ServeOptions =
 
   const tick = () => {
     metrics.queue.set(batcher.queuedSamples);
-    controller?.tick(performance.now(), batcher.queuedSamples);
+    controller?.tick(performance.now(), batcher.queuedSamples, batcher.oldestWaitMs);
   };
   const batcher: MicroBatcher<Samples, Probabilities> = new MicroBatcher<Samples, Probabilities>(
     { windowMs, maxBatch, maxQueue: opts.maxQueue ?? 64 * maxBatch },
     (id, jobs) => runJobs(deployed, id, chooser.get(id)!.sub, jobs),
-    active,
+    // The controller decides as each batch is dispatched: the queue then holds what arrived while
+    // the last batch ran (read just now), the wait a p99 is made of.
+    () => {
+      tick();
+      return active();
+    },
     (r) => {
       metrics.samples.inc({ sub: r.sub }, r.samples);
       metrics.batchSize.observe(r.samples);
       times.observe(r.sub, r.samples, r.ms);
-      tick();
     },
   );
   const ticker = setInterval(tick, 50);
   ticker.unref();
 
-  const samplesOf = new WeakMap<FastifyRequest, number>();
+  const hiddenOf = new WeakMap<FastifyRequest, number>();
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unmatched';
     metrics.requests.inc({ route, status: String(reply.statusCode) });
     metrics.latency.observe({ route }, reply.elapsedTime / 1000);
     if (route === '/predict' && reply.statusCode === 200)
-      controller?.observe(reply.elapsedTime, performance.now(), samplesOf.get(req) ?? 1);
+      controller?.observe(reply.elapsedTime + (hiddenOf.get(req) ?? 0), performance.now());
   });
 
   predictRoute(app, {
@@ -125,7 +129,8 @@ export function createClassifierServer(served: ServedModel, opts: ServeOptions =
     chooser,
     batcher,
     metrics,
-    samplesOf,
+    onQueued: (n) => controller?.arrive(performance.now(), n),
+    hiddenOf,
   });
   modelsRoute(app, {
     model: served.model,
