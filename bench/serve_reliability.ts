@@ -80,10 +80,26 @@ interface Served {
   log: string[];
 }
 
-function serve(args: string[]): Promise<Served> {
-  const child = spawn(process.execPath, [cli, 'serve', '--run', values.run, '--port', '0', ...args], {
-    stdio: ['ignore', 'pipe', 'inherit'],
+/** Servers and hogs still running: killed if this process is stopped part-way. */
+const children = new Set<ChildProcess>();
+for (const signal of ['SIGINT', 'SIGTERM'] as const)
+  process.on(signal, () => {
+    for (const c of children) c.kill('SIGKILL');
+    process.exit(130);
   });
+process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
+const track = (c: ChildProcess) => {
+  children.add(c);
+  c.on('exit', () => children.delete(c));
+  return c;
+};
+
+function serve(args: string[]): Promise<Served> {
+  const child = track(
+    spawn(process.execPath, [cli, 'serve', '--run', values.run, '--port', '0', ...args], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }),
+  );
   const exited = new Promise<number | null>((r) => child.on('exit', r));
   const log: string[] = [];
   return new Promise((resolve, reject) => {
@@ -517,7 +533,9 @@ if (section('adaptive')) {
         const rate = Math.round(multiple * fullCapacity);
         const hogs = hog
           ? Array.from({ length: 2 }, () =>
-              spawn(process.execPath, ['-e', 'for (;;) Math.sqrt(Math.random())'], { stdio: 'ignore' }),
+              track(
+                spawn(process.execPath, ['-e', 'for (;;) Math.sqrt(Math.random())'], { stdio: 'ignore' }),
+              ),
             )
           : [];
         const modes: [string, string[]][] = [

@@ -245,3 +245,14 @@ test('batcher: the default is chosen at dispatch with the queue in view; a job r
   now += 500;
   assert.equal((await b.submit(5, 1, null)).hiddenMs, 0);
 });
+
+test('controller: the server’s own time per request counts: a sub-model that keeps up in compute alone may not keep up with it', () => {
+  const { c, times, switches } = setup();
+  assert.ok(Number.isFinite(predictSteady(times, 'mid', 0.6, 2)), 'mid computes 600 samples/s');
+  for (let k = 0; k < 40; k++) times.observeOverhead(1); // 1 ms per request outside batches
+  assert.ok(Math.abs(times.overhead - 1) < 1e-3);
+  assert.equal(predictSteady(times, 'mid', 0.6, 2), Infinity, 'mid + 1 ms a request: 1.86 ms a sample');
+  for (let t = 0; t < 300; t += 10) for (let k = 0; k < 6; k++) c.arrive(t);
+  c.tick(300, 1);
+  assert.deepEqual(switches, ['down:small']);
+});

@@ -3,6 +3,7 @@
  * batch 1 and at the full batch, and (with a p99 target) the adaptive controller choosing the
  * default sub-model. Routes live in ./routes.
  */
+import { performance } from 'node:perf_hooks';
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
 import { DeployedModel } from '../deploy/model.js';
 import { specOf } from '../models/index.js';
@@ -95,6 +96,19 @@ export function createClassifierServer(served: ServedModel, opts: ServeOptions =
     metrics.queue.set(batcher.queuedSamples);
     controller?.tick(performance.now(), batcher.queuedSamples, batcher.oldestWaitMs);
   };
+  // The event loop's busy time outside batches, per sample answered: what each request costs the
+  // server besides its model (HTTP, parsing, the answer), measured as the machine runs now.
+  let loopAt = performance.eventLoopUtilization();
+  let batchMsSince = 0;
+  let samplesSince = 0;
+  const measureOverhead = () => {
+    if (samplesSince < 8) return;
+    const elu = performance.eventLoopUtilization(loopAt);
+    loopAt = performance.eventLoopUtilization();
+    times.observeOverhead(Math.max(0, elu.active - batchMsSince) / samplesSince);
+    batchMsSince = 0;
+    samplesSince = 0;
+  };
   const batcher: MicroBatcher<Samples, Probabilities> = new MicroBatcher<Samples, Probabilities>(
     { windowMs, maxBatch, maxQueue: opts.maxQueue ?? 64 * maxBatch },
     (id, jobs) => runJobs(deployed, id, chooser.get(id)!.sub, jobs),
@@ -108,9 +122,14 @@ export function createClassifierServer(served: ServedModel, opts: ServeOptions =
       metrics.samples.inc({ sub: r.sub }, r.samples);
       metrics.batchSize.observe(r.samples);
       times.observe(r.sub, r.samples, r.ms);
+      batchMsSince += r.ms;
+      samplesSince += r.samples;
     },
   );
-  const ticker = setInterval(tick, 50);
+  const ticker = setInterval(() => {
+    measureOverhead();
+    tick();
+  }, 50);
   ticker.unref();
 
   const hiddenOf = new WeakMap<FastifyRequest, number>();

@@ -89,8 +89,25 @@ export class BatchTimes {
   }
 
   /** Expected ms for a batch of n samples. */
+  /**
+   * The event loop's own time per sample outside batches (reading, parsing and answering the
+   * request), ms: it grows a batch cycle as batch time does, and no sub-model makes it smaller.
+   */
+  private overheadMs = 0;
+
+  /** Expected ms for a batch of n samples, their requests' handling included. */
   estimate(id: string, n: number): number {
-    return this.modelled(id, n) * this.scaleOf(id, this.lastAt);
+    return this.modelled(id, n) * this.scaleOf(id, this.lastAt) + n * this.overheadMs;
+  }
+
+  /** The handling time per sample outside batches, measured now (an exponential average). */
+  observeOverhead(msPerSample: number): void {
+    if (!(msPerSample >= 0)) return;
+    this.overheadMs = 0.7 * this.overheadMs + 0.3 * Math.min(msPerSample, 50);
+  }
+
+  get overhead(): number {
+    return this.overheadMs;
   }
 
   /**
