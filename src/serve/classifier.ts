@@ -14,7 +14,7 @@ import { AdaptiveController, BatchTimes, type Switch } from './controller.js';
 import { bodyLimitFor, type Samples } from './inputs.js';
 import { paretoLadder, type ServedSubModel } from './ladder.js';
 import { ServeMetrics } from './metrics.js';
-import { runJobs, timeBatch, type Probabilities } from './runner.js';
+import { runJobs, timeBatch, warmBatches, type Probabilities } from './runner.js';
 import { modelsRoute } from './routes/models.js';
 import { predictRoute } from './routes/predict.js';
 import { statusRoutes } from './routes/status.js';
@@ -47,6 +47,7 @@ export function createClassifierServer(served: ServedModel, opts: ServeOptions =
     try {
       const one = timeBatch(deployed, s.id, s.sub, 1);
       const full = timeBatch(deployed, s.id, s.sub, maxBatch);
+      warmBatches(deployed, s.id, s.sub, maxBatch);
       times.set(s.id, one, full);
       batchMs.set(s.id, { one, full });
       subs.push(s);

@@ -55,3 +55,17 @@ export function timeBatch(deployed: DeployedModel, id: string, sub: SubModel, n:
   };
   return Math.min(...timesMs(() => runJobs(deployed, id, sub, [job]), reps));
 }
+
+/**
+ * Runs `id` once at every batch size from 2 to maxBatch − 1 (1 and maxBatch are timed already): the
+ * first batch of a size the process has not run yet is slower (buffers grow, kernels are set up
+ * for the shape), and on a server that moves between sub-models those first batches land in the
+ * tail of the latency.
+ */
+export function warmBatches(deployed: DeployedModel, id: string, sub: SubModel, maxBatch: number): void {
+  const size = sampleSize(deployed.inputSpec);
+  for (let n = 2; n < maxBatch; n++) {
+    const data = deployed.inputSpec.kind === 'tokens' ? new Int32Array(n * size) : new Float32Array(n * size);
+    runJobs(deployed, id, sub, [{ n, data }]);
+  }
+}
