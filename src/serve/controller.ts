@@ -88,7 +88,6 @@ export class BatchTimes {
     return this.machine;
   }
 
-  /** Expected ms for a batch of n samples. */
   /**
    * The event loop's own time per sample outside batches (reading, parsing and answering the
    * request), ms: it grows a batch cycle as batch time does, and no sub-model makes it smaller.
