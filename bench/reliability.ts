@@ -7,6 +7,7 @@
  * values and loads the run after each change: every one must be refused.
  *
  *   npm run build && node dist/bench/reliability.js [--random N] [--pairs N] [--only kills|damage|pairs|nan|flips]
+ *                                                   [--flip-values N] [--flip-files current,kept,run,latest]
  *   node dist/bench/reliability.js --save-cost     only: what one checkpoint of resnet-small costs
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -48,7 +49,15 @@ const {
   only,
   saveCost,
   flipValues,
-} = parseBench<{ random: number; pairs: number; only?: string; saveCost?: boolean; flipValues: number }>(
+  flipFiles,
+} = parseBench<{
+  random: number;
+  pairs: number;
+  only?: string;
+  saveCost?: boolean;
+  flipValues: number;
+  flipFiles: string;
+}>(
   benchCommand('reliability', 'the crash matrix: kills, damaged files, two writers, divergence')
     .option('--random <n>', 'kills at random moments', nonNegativeIntArg, 40)
     .option('--pairs <n>', 'pairs of writers started at once on one folder', nonNegativeIntArg, 10)
@@ -67,6 +76,11 @@ const {
       'flips: the values tried at each byte, spread over the 255 others (default 255: all)',
       nonNegativeIntArg,
       255,
+    )
+    .option(
+      '--flip-files <list>',
+      'flips: which files, comma-separated, of current (checkpoint.json of the current step), kept (that of the kept step), run (run.json), latest',
+      'current,kept,run,latest',
     ),
 );
 const section = (name: string) => only === undefined || only === name;
@@ -252,16 +266,24 @@ if (section('flips')) {
   if (made.status !== 0) throw new Error(`the flip test's run failed (exit ${made.status}): ${made.stderr}`);
   const root = join(runDir, 'checkpoints');
   const current = join(root, 'step-000002');
-  const files: [string, string, string][] = [
-    ['checkpoint.json (current)', join(current, 'checkpoint.json'), runDir],
+  const all: [string, string, string, string][] = [
+    ['current', 'checkpoint.json (current)', join(current, 'checkpoint.json'), runDir],
     [
+      'kept',
       'checkpoint.json (kept, step 1)',
       join(root, 'step-000001', 'checkpoint.json'),
       join(root, 'step-000001'),
     ],
-    ['run.json', join(runDir, 'run.json'), runDir],
-    ['checkpoints/latest', join(root, 'latest'), runDir],
+    ['run', 'run.json', join(runDir, 'run.json'), runDir],
+    ['latest', 'checkpoints/latest', join(root, 'latest'), runDir],
   ];
+  const wanted = flipFiles.split(',').map((f) => f.trim());
+  const unknown = wanted.filter((w) => !all.some(([key]) => key === w));
+  if (unknown.length > 0)
+    throw new Error(
+      `--flip-files: unknown file '${unknown.join(', ')}'; choose from current, kept, run, latest`,
+    );
+  const files = all.filter(([key]) => wanted.includes(key)).map(([, ...rest]) => rest);
   // What a command does before it uses a run: resolve the checkpoint (checking checkpoint.json
   // against latest) and read run.json (checking it too).
   const load = (dir: string) => {
@@ -290,6 +312,11 @@ if (section('flips')) {
         bytes[i] = v;
         writeFileSync(path, bytes);
         tried++;
+        // Progress on stderr: a long pass stopped part-way still says how far it got.
+        if (tried % 20000 === 0)
+          process.stderr.write(
+            `flips: ${name}: byte ${i} of ${original.length}, ${tried} changes, ${unnoticed.length} unnoticed, ${((performance.now() - t) / 1000).toFixed(0)} s\n`,
+          );
         try {
           load(dir);
           unnoticed.push(`byte ${i}: ${original[i]} → ${v}`);

@@ -7,10 +7,12 @@
  *      is polled on its own connection → /health p99 and max, the server's peak RSS;
  *   3. SIGTERM under `--overload`× the full model's capacity (open loop, keep-alive connections) →
  *      requests answered, refused (503) and dropped (reset after being sent), the exit code;
- *   4. adaptive p99 at 1× capacity, quiet and beside a 2-thread CPU hog.
+ *   4. adaptive p99 at `--rates` × the full model's capacity, quiet and beside a 2-thread CPU hog
+ *      (`--floor`: the cheapest sub-model, fixed, at the same load: what the machine itself allows).
  * It prints one table. Other work on the machine changes every latency: say what `uptime` showed.
  *   node dist/bench/serve_reliability.js --run DIR [--fuzz 30000] [--flood 96] [--seconds 5]
  *                                        [--overload 2] [--target-p99-ms 50] [--only fuzz|flood|sigterm|adaptive]
+ *                                        [--rates 0.5,1,2] [--hog off|on|both] [--repeat 1] [--floor]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
@@ -28,6 +30,10 @@ const values = parseBench<{
   overload: number;
   targetP99Ms: number;
   only?: string;
+  rates: number[];
+  hog: string;
+  repeat: number;
+  floor?: boolean;
 }>(
   benchCommand(
     'serve_reliability',
@@ -41,6 +47,27 @@ const values = parseBench<{
     .option('--target-p99-ms <ms>', "the adaptive server's p99 target", numArg, 50)
     .addOption(
       new Option('--only <section>', 'one section only').choices(['fuzz', 'flood', 'sigterm', 'adaptive']),
+    )
+    .option(
+      '--rates <list>',
+      "adaptive: offered loads, multiples of the full model's capacity on the quiet machine",
+      (v: string) =>
+        v.split(',').map((x) => {
+          const n = Number(x);
+          if (!(n > 0)) throw new Error(`--rates: '${x}' is not a positive number`);
+          return n;
+        }),
+      [0.5, 1, 2],
+    )
+    .addOption(
+      new Option('--hog <mode>', 'adaptive: beside a 2-thread CPU hog')
+        .choices(['off', 'on', 'both'])
+        .default('both'),
+    )
+    .option('--repeat <n>', 'adaptive: runs of every row', positiveIntArg, 1)
+    .option(
+      '--floor',
+      'adaptive: also the cheapest sub-model, fixed, at the same load (what the machine allows)',
     ),
 );
 const cli = fileURLToPath(new URL('../../bin/sortednet.js', import.meta.url));
@@ -53,10 +80,26 @@ interface Served {
   log: string[];
 }
 
-function serve(args: string[]): Promise<Served> {
-  const child = spawn(process.execPath, [cli, 'serve', '--run', values.run, '--port', '0', ...args], {
-    stdio: ['ignore', 'pipe', 'inherit'],
+/** Servers and hogs still running: killed if this process is stopped part-way. */
+const children = new Set<ChildProcess>();
+for (const signal of ['SIGINT', 'SIGTERM'] as const)
+  process.on(signal, () => {
+    for (const c of children) c.kill('SIGKILL');
+    process.exit(130);
   });
+process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
+const track = (c: ChildProcess) => {
+  children.add(c);
+  c.on('exit', () => children.delete(c));
+  return c;
+};
+
+function serve(args: string[]): Promise<Served> {
+  const child = track(
+    spawn(process.execPath, [cli, 'serve', '--run', values.run, '--port', '0', ...args], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }),
+  );
   const exited = new Promise<number | null>((r) => child.on('exit', r));
   const log: string[] = [];
   return new Promise((resolve, reject) => {
@@ -404,10 +447,41 @@ async function openLoop(
   }
   await Promise.all(pending);
   agent.destroy();
-  return { outcome, errors, p99: quantile(latencies, 0.99), p50: quantile(latencies, 0.5) };
+  return {
+    outcome,
+    errors,
+    p99: quantile(latencies, 0.99),
+    p50: quantile(latencies, 0.5),
+    max: latencies.length ? Math.max(...latencies) : NaN,
+  };
+}
+
+/** The server's samples per sub-model and batches, from /metrics. */
+async function scrape(port: number): Promise<{ samples: Map<string, number>; batches: number }> {
+  const text = (await send(port, 'GET', '/metrics')).body;
+  const samples = new Map<string, number>();
+  for (const m of text.matchAll(/^sortednet_samples_total\{sub="([^"]+)"\} (\S+)$/gm))
+    samples.set(m[1], Number(m[2]));
+  const batches = Number(/^sortednet_batch_samples_count (\S+)$/m.exec(text)?.[1] ?? NaN);
+  return { samples, batches };
+}
+
+/** The sub-model mix and mean batch between two scrapes, e.g. "depth=3,width=0.5 70%, … ; 6.1 a batch". */
+function mix(a: Awaited<ReturnType<typeof scrape>>, b: Awaited<ReturnType<typeof scrape>>): string {
+  const served = [...b.samples]
+    .map(([id, n]) => [id, n - (a.samples.get(id) ?? 0)] as const)
+    .filter(([, n]) => n > 0);
+  const total = served.reduce((x, [, n]) => x + n, 0);
+  const parts = served
+    .sort((x, y) => y[1] - x[1])
+    .slice(0, 3)
+    .map(([id, n]) => `${id} ${((100 * n) / total).toFixed(0)}%`);
+  return `${parts.join(', ')}; ${(total / (b.batches - a.batches)).toFixed(1)} a batch`;
 }
 
 let fullCapacity = NaN;
+/** The sub-model with the fewest FLOPs (the floor rows). */
+let cheapest = '';
 let payload: { body: Buffer; shape: string } | undefined;
 async function measureCapacity(): Promise<void> {
   if (fullCapacity > 0) return;
@@ -415,6 +489,10 @@ async function measureCapacity(): Promise<void> {
   const dims = await inputShape(s.port);
   const x = Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, (_, i) => Math.sin(i) * 0.5);
   payload = { body: Buffer.from(x.buffer), shape: `1,${dims.join(',')}` };
+  const models = JSON.parse((await send(s.port, 'GET', '/models')).body) as {
+    subModels: { id: string; flops: number }[];
+  };
+  cheapest = models.subModels.reduce((a, b) => (b.flops < a.flops ? b : a)).id;
   await capacity(s.port, payload.body, payload.shape, 1);
   fullCapacity = await capacity(s.port, payload.body, payload.shape, 3);
   await stop(s);
@@ -444,28 +522,46 @@ if (section('sigterm')) {
   );
 }
 
-// 4. Adaptive p99 at 1× the full model's capacity, quiet and beside a 2-thread CPU hog.
+// 4. Adaptive p99 at each `--rates` multiple of the full model's capacity on a quiet machine, quiet
+// and beside a 2-thread CPU hog; the client (this process), the server and the hog share the cores.
 if (section('adaptive')) {
   await measureCapacity();
-  const rate = Math.round(fullCapacity);
-  for (const hog of [false, true]) {
-    const hogs = hog
-      ? Array.from({ length: 2 }, () =>
-          spawn(process.execPath, ['-e', 'for (;;) Math.sqrt(Math.random())'], { stdio: 'ignore' }),
-        )
-      : [];
-    const s = await serve(['--target-p99-ms', String(values.targetP99Ms), '--backend', 'wasm']);
-    await openLoop(s.port, payload!.body, payload!.shape, rate, 2); // settle, unmeasured
-    const r = await openLoop(s.port, payload!.body, payload!.shape, rate, values.seconds);
-    const switches = s.log.filter((l) => l.includes('"switch"')).length;
-    await stop(s);
-    for (const h of hogs) h.kill('SIGKILL');
-    row(
-      `adaptive p99 at ${rate} req/s${hog ? ', beside a 2-thread CPU hog' : ''}`,
-      `${r.p99.toFixed(1)} ms (p50 ${r.p50.toFixed(1)}, ${switches} switches, ${r.outcome.refused} refused)`,
-      `≤ ${hog ? 1.5 * values.targetP99Ms : values.targetP99Ms} ms`,
-    );
-  }
+  const hogModes = values.hog === 'both' ? [false, true] : [values.hog === 'on'];
+  for (let rep = 1; rep <= values.repeat; rep++)
+    for (const hog of hogModes)
+      for (const multiple of values.rates) {
+        const rate = Math.round(multiple * fullCapacity);
+        const hogs = hog
+          ? Array.from({ length: 2 }, () =>
+              track(
+                spawn(process.execPath, ['-e', 'for (;;) Math.sqrt(Math.random())'], { stdio: 'ignore' }),
+              ),
+            )
+          : [];
+        const modes: [string, string[]][] = [
+          ['adaptive', ['--target-p99-ms', String(values.targetP99Ms)]],
+          ...(values.floor ? [[`fixed ${cheapest}`, ['--sub', cheapest]] as [string, string[]]] : []),
+        ];
+        for (const [mode, args] of modes) {
+          const s = await serve([...args, '--backend', 'wasm']);
+          await openLoop(s.port, payload!.body, payload!.shape, rate, 2); // settle, unmeasured
+          const before = await scrape(s.port);
+          const r = await openLoop(s.port, payload!.body, payload!.shape, rate, values.seconds);
+          const after = await scrape(s.port);
+          const switches = s.log.filter((l) => l.includes('"switch"')).length;
+          await stop(s);
+          const load = loadavg()[0].toFixed(1);
+          const limit = hog ? 1.5 * values.targetP99Ms : values.targetP99Ms;
+          row(
+            `${mode} p99 at ${multiple}× capacity (${rate} req/s)${hog ? ', 2-thread CPU hog' : ', quiet'}, run ${rep}`,
+            `${r.p99.toFixed(1)} ms (p50 ${r.p50.toFixed(1)}, max ${r.max.toFixed(0)}; ${switches} switches; ` +
+              `${r.outcome.ok} answered, ${r.outcome.refused + r.outcome.dropped + r.outcome.other} not; ` +
+              `${mix(before, after)}; load ${load})`,
+            mode === 'adaptive' ? `≤ ${limit} ms` : 'the floor',
+          );
+        }
+        for (const h of hogs) h.kill('SIGKILL');
+      }
 }
 
 console.log(

@@ -22,6 +22,8 @@ import {
   type DeployedModel,
 } from '../src/node.js';
 import { checkpointDir } from '../src/io/checkpoint.js';
+import { loadServedModel } from '../src/serve/load.js';
+import { createServer as createModelServer } from '../src/serve/server.js';
 import { cli, cliErr, trainMnistMlp, writePlantCsv } from './deploy_fixture.js';
 
 let scratch: string;
@@ -404,4 +406,38 @@ test('own data: train on a CSV whose label column is called Grade (5 features), 
     ]),
     /takes images, but .* is a row of 5 features/,
   );
+});
+
+test('serve: JSON inputs are pixels in [0, 1], answered as `predict --input` answers the same pixels as a PNG (an all-black one too)', async () => {
+  const blackPath = join(scratch, 'black.png');
+  const black = new PNG({ width: 28, height: 28 });
+  for (let p = 0; p < 784; p++) black.data.set([0, 0, 0, 255], p * 4);
+  writeFileSync(blackPath, PNG.sync.write(black));
+  const server = createModelServer(await loadServedModel(run));
+  try {
+    const cases: [string, number[]][] = [
+      // digit.png holds round(255 · pixel): the JSON sends those values over 255.
+      [pngPath, Array.from(raw.images.subarray(0, 784), (v) => Math.round(v * 255) / 255)],
+      [blackPath, new Array<number>(784).fill(0)],
+    ];
+    for (const [file, pixels] of cases) {
+      const res = await server.app.inject({
+        method: 'POST',
+        url: '/predict',
+        payload: { inputs: [pixels], probabilities: true },
+      });
+      assert.equal(res.statusCode, 200, res.body);
+      const body = res.json<{ sub: string; predictions: { label: string }[]; probabilities: number[][] }>();
+      const want = await model.predict(readImageFile(file), { sub: body.sub });
+      assert.equal(body.predictions[0].label, want.label, file);
+      body.probabilities[0].forEach((p, k) =>
+        assert.ok(
+          Math.abs(p - want.probabilities[k]) < 1e-5,
+          `${file}: class ${k}: ${p} vs ${want.probabilities[k]}`,
+        ),
+      );
+    }
+  } finally {
+    await server.app.close();
+  }
 });

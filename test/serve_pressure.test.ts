@@ -337,7 +337,10 @@ test('controller: a move up that fails doubles the hold before the next (no osci
   let t = 0;
   const calm = (until: number) => {
     for (; t < until; t += 50) {
-      for (let k = 0; k < 5; k++) c.observe(5, t);
+      for (let k = 0; k < 5; k++) {
+        c.arrive(t);
+        c.observe(5, t);
+      }
       c.tick(t, 0);
     }
   };

@@ -3,6 +3,7 @@
  * batch 1 and at the full batch, and (with a p99 target) the adaptive controller choosing the
  * default sub-model. Routes live in ./routes.
  */
+import { performance } from 'node:perf_hooks';
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
 import { DeployedModel } from '../deploy/model.js';
 import { specOf } from '../models/index.js';
@@ -13,7 +14,7 @@ import { AdaptiveController, BatchTimes, type Switch } from './controller.js';
 import { bodyLimitFor, type Samples } from './inputs.js';
 import { paretoLadder, type ServedSubModel } from './ladder.js';
 import { ServeMetrics } from './metrics.js';
-import { runJobs, timeBatch, type Probabilities } from './runner.js';
+import { runJobs, timeBatch, warmBatches, type Probabilities } from './runner.js';
 import { modelsRoute } from './routes/models.js';
 import { predictRoute } from './routes/predict.js';
 import { statusRoutes } from './routes/status.js';
@@ -46,6 +47,7 @@ export function createClassifierServer(served: ServedModel, opts: ServeOptions =
     try {
       const one = timeBatch(deployed, s.id, s.sub, 1);
       const full = timeBatch(deployed, s.id, s.sub, maxBatch);
+      warmBatches(deployed, s.id, s.sub, maxBatch);
       times.set(s.id, one, full);
       batchMs.set(s.id, { one, full });
       subs.push(s);
@@ -93,29 +95,51 @@ export function createClassifierServer(served: ServedModel, opts: ServeOptions =
 
   const tick = () => {
     metrics.queue.set(batcher.queuedSamples);
-    controller?.tick(performance.now(), batcher.queuedSamples);
+    controller?.tick(performance.now(), batcher.queuedSamples, batcher.oldestWaitMs);
+  };
+  // The event loop's busy time outside batches, per sample answered: what each request costs the
+  // server besides its model (HTTP, parsing, the answer), measured as the machine runs now.
+  let loopAt = performance.eventLoopUtilization();
+  let batchMsSince = 0;
+  let samplesSince = 0;
+  const measureOverhead = () => {
+    if (samplesSince < 8) return;
+    const elu = performance.eventLoopUtilization(loopAt);
+    loopAt = performance.eventLoopUtilization();
+    times.observeOverhead(Math.max(0, elu.active - batchMsSince) / samplesSince);
+    batchMsSince = 0;
+    samplesSince = 0;
   };
   const batcher: MicroBatcher<Samples, Probabilities> = new MicroBatcher<Samples, Probabilities>(
     { windowMs, maxBatch, maxQueue: opts.maxQueue ?? 64 * maxBatch },
     (id, jobs) => runJobs(deployed, id, chooser.get(id)!.sub, jobs),
-    active,
+    // The controller decides as each batch is dispatched: the queue then holds what arrived while
+    // the last batch ran (read just now), the wait a p99 is made of.
+    () => {
+      tick();
+      return active();
+    },
     (r) => {
       metrics.samples.inc({ sub: r.sub }, r.samples);
       metrics.batchSize.observe(r.samples);
       times.observe(r.sub, r.samples, r.ms);
-      tick();
+      batchMsSince += r.ms;
+      samplesSince += r.samples;
     },
   );
-  const ticker = setInterval(tick, 50);
+  const ticker = setInterval(() => {
+    measureOverhead();
+    tick();
+  }, 50);
   ticker.unref();
 
-  const samplesOf = new WeakMap<FastifyRequest, number>();
+  const hiddenOf = new WeakMap<FastifyRequest, number>();
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unmatched';
     metrics.requests.inc({ route, status: String(reply.statusCode) });
     metrics.latency.observe({ route }, reply.elapsedTime / 1000);
     if (route === '/predict' && reply.statusCode === 200)
-      controller?.observe(reply.elapsedTime, performance.now(), samplesOf.get(req) ?? 1);
+      controller?.observe(reply.elapsedTime + (hiddenOf.get(req) ?? 0), performance.now());
   });
 
   predictRoute(app, {
@@ -125,7 +149,8 @@ export function createClassifierServer(served: ServedModel, opts: ServeOptions =
     chooser,
     batcher,
     metrics,
-    samplesOf,
+    onQueued: (n) => controller?.arrive(performance.now(), n),
+    hiddenOf,
   });
   modelsRoute(app, {
     model: served.model,

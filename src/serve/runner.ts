@@ -6,7 +6,7 @@
 import type { DeployedModel } from '../deploy/model.js';
 import { sampleSize } from '../deploy/model.js';
 import type { SubModel } from '../sorted/submodel.js';
-import { medianMs } from '../train/timing.js';
+import { timesMs } from '../train/timing.js';
 import type { Samples } from './inputs.js';
 
 /** Class probabilities per sample of one job. */
@@ -41,12 +41,31 @@ export function runJobs(
   );
 }
 
-/** Median ms of a batch of n zero samples through `id` (after one warm-up run). */
-export function timeBatch(deployed: DeployedModel, id: string, sub: SubModel, n: number, reps = 3): number {
+/**
+ * The fastest of `reps` runs of a batch of n zero samples through `id` (after one warm-up run), ms:
+ * the time on an uncontended machine. Start-up may share the cores with other work, and a median
+ * of a few runs then puts one sub-model's batch above a dearer one's; the controller scales these
+ * figures by what batches take as it serves.
+ */
+export function timeBatch(deployed: DeployedModel, id: string, sub: SubModel, n: number, reps = 5): number {
   const size = sampleSize(deployed.inputSpec);
   const job: Samples = {
     n,
     data: deployed.inputSpec.kind === 'tokens' ? new Int32Array(n * size) : new Float32Array(n * size),
   };
-  return medianMs(() => runJobs(deployed, id, sub, [job]), reps);
+  return Math.min(...timesMs(() => runJobs(deployed, id, sub, [job]), reps));
+}
+
+/**
+ * Runs `id` once at every batch size from 2 to maxBatch − 1 (1 and maxBatch are timed already): the
+ * first batch of a size the process has not run yet is slower (buffers grow, kernels are set up
+ * for the shape), and on a server that moves between sub-models those first batches land in the
+ * tail of the latency.
+ */
+export function warmBatches(deployed: DeployedModel, id: string, sub: SubModel, maxBatch: number): void {
+  const size = sampleSize(deployed.inputSpec);
+  for (let n = 2; n < maxBatch; n++) {
+    const data = deployed.inputSpec.kind === 'tokens' ? new Int32Array(n * size) : new Float32Array(n * size);
+    runJobs(deployed, id, sub, [{ n, data }]);
+  }
 }

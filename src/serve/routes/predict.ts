@@ -37,12 +37,14 @@ export interface PredictContext {
   chooser: SubModelChooser;
   batcher: MicroBatcher<Samples, Probabilities>;
   metrics: ServeMetrics;
-  /** Samples per answered request, for the controller's request rate. */
-  samplesOf: WeakMap<FastifyRequest, number>;
+  /** Called as a request's samples are queued (the controller's arrival rate). */
+  onQueued?: (samples: number) => void;
+  /** What a request waited unread while a batch ran (ms), for the latency the controller sees. */
+  hiddenOf: WeakMap<FastifyRequest, number>;
 }
 
 export function predictRoute(app: FastifyInstance, ctx: PredictContext): void {
-  const { spec, maxBatch, classes, chooser, batcher, metrics, samplesOf } = ctx;
+  const { spec, maxBatch, classes, chooser, batcher, metrics, onQueued, hiddenOf } = ctx;
   app.post<{ Body: PredictBody | Buffer; Querystring: PredictQuery }>(
     '/predict',
     {
@@ -99,8 +101,10 @@ export function predictRoute(app: FastifyInstance, ctx: PredictContext): void {
       )
         throw new HttpError(400, 'maxFlops and maxLatencyMs must be positive numbers');
       const fixedSub = chooser.forRequest(budget);
-      samplesOf.set(req, samples.n);
-      const { output, sub } = await batcher.submit(samples, samples.n, fixedSub);
+      const queued = batcher.submit(samples, samples.n, fixedSub);
+      onQueued?.(samples.n);
+      const { output, sub, hiddenMs } = await queued;
+      hiddenOf.set(req, hiddenMs);
       metrics.queue.set(batcher.queuedSamples);
       // Nothing non-finite reaches an answer: it would be a wrong label, or a 500 when serialised.
       checkFiniteOutput(output, samples, field);
