@@ -498,6 +498,24 @@ static void run(napi_env env, int pass, const int32_t *g, float *const *p) {
   DNNL(env, dnnl_stream_wait(stream), return);
 }
 
+/* The three Float32Arrays of an elementwise function, of one length; false with a JavaScript error thrown. */
+static bool same_length_f32(napi_env env, const char *fn, const napi_value *argv, const char *const names[3],
+                            float *p[3], long *count) {
+  size_t n[3];
+  for (int i = 0; i < 3; i++) {
+    if (!get_f32(env, argv[i], names[i], &p[i], &n[i])) return false;
+    if (!p[i] || n[i] != n[0]) {
+      char msg[160];
+      snprintf(msg, sizeof msg, "%s: %s, %s and %s must be Float32Arrays of one length", fn, names[0], names[1],
+               names[2]);
+      napi_throw_range_error(env, NULL, msg);
+      return false;
+    }
+  }
+  *count = (long)n[0];
+  return true;
+}
+
 /*
  * activationGrad(kind, dy, y, dx): the gradient through a ReLU (kind 1) or ReLU6 (kind 2) fused into a
  * forward convolution, from its output y: dx = dy where 0 < y (< 6), else 0. One pass where tfjs's own
@@ -515,21 +533,14 @@ static napi_value activation_grad(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "activationGrad: expected (kind 1 relu | 2 relu6, dy, y, dx)");
     return NULL;
   }
+  static const char *const names[3] = {"dy", "y", "dx"};
   float *p[3];
-  size_t n[3];
-  const char *names[3] = {"dy", "y", "dx"};
-  for (int i = 0; i < 3; i++) {
-    if (!get_f32(env, argv[1 + i], names[i], &p[i], &n[i])) return NULL;
-    if (!p[i] || n[i] != n[0]) {
-      napi_throw_range_error(env, NULL, "activationGrad: dy, y and dx must be Float32Arrays of one length");
-      return NULL;
-    }
-  }
+  long count;
+  if (!same_length_f32(env, "activationGrad", argv + 1, names, p, &count)) return NULL;
   const uint32_t *restrict dy = (const uint32_t *)p[0];
   const float *restrict y = p[1];
   uint32_t *restrict dx = (uint32_t *)p[2];
   const float upper = kind == 2 ? 6.f : INFINITY;
-  const long count = (long)n[0];
   /* A bit mask, not a branch (the signs of y are as good as random) or a select: GCC vectorises this at -O2. */
 #pragma omp parallel for num_threads(threads) schedule(static) if (count > PARALLEL_MIN)
   for (long i = 0; i < count; i++) dx[i] = dy[i] & -(uint32_t)((y[i] > 0.f) & (y[i] < upper));
@@ -544,22 +555,16 @@ static napi_value add_relu(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  float *p[3];
-  size_t n[3];
-  const char *names[3] = {"a", "b", "y"};
-  for (int i = 0; i < 3; i++) {
-    if (argc != 3 || !get_f32(env, argv[i], names[i], &p[i], &n[i])) {
-      if (argc != 3) napi_throw_type_error(env, NULL, "addRelu: expected (a, b, y)");
-      return NULL;
-    }
-    if (!p[i] || n[i] != n[0]) {
-      napi_throw_range_error(env, NULL, "addRelu: a, b and y must be Float32Arrays of one length");
-      return NULL;
-    }
+  if (argc != 3) {
+    napi_throw_type_error(env, NULL, "addRelu: expected (a, b, y)");
+    return NULL;
   }
+  static const char *const names[3] = {"a", "b", "y"};
+  float *p[3];
+  long count;
+  if (!same_length_f32(env, "addRelu", argv, names, p, &count)) return NULL;
   const float *restrict a = p[0], *restrict b = p[1];
   float *restrict y = p[2];
-  const long count = (long)n[0];
 #pragma omp parallel for num_threads(threads) schedule(static) if (count > PARALLEL_MIN)
   for (long i = 0; i < count; i++) {
     const float v = a[i] + b[i];

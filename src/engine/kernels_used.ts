@@ -9,12 +9,8 @@ import { Rotary } from './kernels/rotary.js';
 import { RmsNormFwd, RmsNormGrad } from './kernels/rms_norm.js';
 import { OPTIONAL_PREFIX_KERNELS } from './kernels/prefix_mat_mul.js';
 import { SparsePerSampleConv2D } from './kernels/sparse_per_sample_conv2d.js';
-import {
-  ActivationGrad,
-  PrefixConv2D,
-  PrefixConv2DGradFilter,
-  PrefixConv2DGradInput,
-} from './kernels/prefix_conv2d.js';
+import { PrefixConv2D, PrefixConv2DGradFilter, PrefixConv2DGradInput } from './kernels/prefix_conv2d.js';
+import { ActivationGrad } from './kernels/activation.js';
 import { AddRelu } from './kernels/add_relu.js';
 
 /** The project's fused kernels: where a backend lacks one, its op composes stock kernels instead. */

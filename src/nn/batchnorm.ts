@@ -2,9 +2,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Module, type ForwardContext, type SubModelStats } from './module.js';
 import { checkUnits, prefix } from '../sorted/slice.js';
 import { batchNormTrain } from '../engine/ops/batch_norm_train.js';
-
-/** What a BatchNorm2d can apply after normalising (fused with it in training where the engine can). */
-export type NormActivation = 'linear' | 'relu' | 'relu6';
+import { activate } from '../engine/ops/activation.js';
+import type { FusedActivation } from '../engine/kernels/activation.js';
 
 /** One sub-model's BatchNorm statistics (a read-only view: `loadStateDict` and calibration set them). */
 export interface BnStats {
@@ -42,14 +41,13 @@ export class BatchNorm2d extends Module {
   }
 
   /** Normalises x, then applies `activation`; in training the two run as one kernel where the engine has it. */
-  forward(x: tf.Tensor4D, ctx: ForwardContext, activation: NormActivation = 'linear'): tf.Tensor4D {
+  forward(x: tf.Tensor4D, ctx: ForwardContext, activation: FusedActivation = 'linear'): tf.Tensor4D {
     if (ctx.mode === 'train') {
       checkUnits(x.shape[3], this.channels, this.name, 'channels');
       // The whole γ and β: batchNormTrain reads a sub-network's prefix in place where it can.
       return batchNormTrain(x, this.gamma as tf.Tensor1D, this.beta as tf.Tensor1D, this.epsilon, activation);
     }
-    const y = this.normalise(x, ctx);
-    return activation === 'relu' ? tf.relu(y) : activation === 'relu6' ? tf.relu6(y) : y;
+    return activate(this.normalise(x, ctx), activation);
   }
 
   private normalise(x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {

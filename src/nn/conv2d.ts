@@ -3,7 +3,8 @@ import { Module } from './module.js';
 import { kaimingNormal } from './init.js';
 import { checkUnits, prefix } from '../sorted/slice.js';
 import { prefixConv2d } from '../engine/ops/prefix_conv2d.js';
-import type { FusedActivation } from '../engine/kernels/prefix_conv2d.js';
+import type { FusedActivation } from '../engine/kernels/activation.js';
+import { activate } from '../engine/ops/activation.js';
 
 export type Padding = 'same' | 'valid';
 
@@ -78,7 +79,7 @@ export class Conv2d extends Module {
     const w = prefix(this.weight, [-1, -1, cin, out], this.name) as tf.Tensor4D;
     const y = tf.conv2d(x, w, this.stride, this.padding);
     const biased: tf.Tensor4D = this.bias ? tf.add(y, prefix(this.bias, [out], this.name)) : y;
-    return activation === 'relu' ? tf.relu(biased) : activation === 'relu6' ? tf.relu6(biased) : biased;
+    return activate(biased, activation);
   }
 
   static cost(cin: number, cout: number, k: number, hOut: number, wOut: number, bias = false) {

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { floatKernelIO, jsKernelConfigs } from './float_io.js';
+import { ACTIVATION_CODE, type FusedActivation } from './activation.js';
 
 /**
  * Training-mode batch normalisation over the last (channel) axis of x, every other axis a batch axis,
@@ -20,12 +21,12 @@ export const BatchNormTrainGrad = 'SortedNetBatchNormTrainGrad';
  */
 export interface BatchNormTrainAttrs {
   epsilon?: number;
-  activation?: 'linear' | 'relu' | 'relu6';
+  activation?: FusedActivation;
 }
 
 /** The activation as the native kernels number it: 0 none, 1 ReLU, 2 ReLU6. */
 export function normActivation(a: BatchNormTrainAttrs['activation']): number {
-  return a === 'relu' ? 1 : a === 'relu6' ? 2 : 0;
+  return ACTIVATION_CODE[a ?? 'linear'];
 }
 const UPPER = [Infinity, Infinity, 6];
 
@@ -83,6 +84,7 @@ function backward(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo[] {
   const kind = normActivation((args.attrs as unknown as BatchNormTrainAttrs).activation);
   const upper = UPPER[kind];
   const C = x.shape[x.shape.length - 1];
+  const rows = tf.util.sizeFromShape(x.shape) / C;
   const { ins, outs, infos } = floatKernelIO(
     args.backend,
     BatchNormTrainGrad,
@@ -97,14 +99,13 @@ function backward(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo[] {
   if (kind) {
     const [scale, shift] = scaleShift(m, rs, g, ins[5]);
     dys = new Float32Array(dyIn.length);
-    for (let r = 0, i = 0; r < xs.length / C; r++)
+    for (let r = 0, i = 0; r < rows; r++)
       for (let c = 0; c < C; c++, i++) {
         const v = Math.fround(xs[i] * scale[c] + shift[c]);
         dys[i] = v > 0 && v < upper ? dyIn[i] : 0;
       }
   }
   const [dx, dGamma, dBeta] = outs;
-  const rows = xs.length / C;
   const sumDy = new Float64Array(C);
   const sumDyXhat = new Float64Array(C);
   for (let r = 0, i = 0; r < rows; r++)

@@ -1,12 +1,9 @@
+import type { FusedActivation } from './activation.js';
+
 /** Names of the prefix convolution kernels (src/engine/ops/prefix_conv2d.ts; native ones in src/engine/native). */
 export const PrefixConv2D = 'SortedNetPrefixConv2D';
 export const PrefixConv2DGradInput = 'SortedNetPrefixConv2DGradInput';
 export const PrefixConv2DGradFilter = 'SortedNetPrefixConv2DGradFilter';
-/** The gradient through a ReLU/ReLU6 fused into PrefixConv2D, from the convolution's output. */
-export const ActivationGrad = 'SortedNetActivationGrad';
-
-/** Activations PrefixConv2D can fuse (applied after the bias). */
-export type FusedActivation = 'linear' | 'relu' | 'relu6';
 
 /** The attributes all three share: the convolution's stride and padding mode. */
 export interface PrefixConv2DAttrs {

@@ -12,7 +12,7 @@ export const DnnlPass = { forward: 0, input: 1, filter: 2 } as const;
 export type DnnlPassName = keyof typeof DnnlPass;
 
 /** Activations oneDNN fuses into a forward convolution: native/dnnl/dnnl.c's codes. */
-export const DnnlActivation = { linear: 0, relu: 1, relu6: 2 } as const;
+export { ACTIVATION_CODE as DnnlActivation } from '../kernels/activation.js';
 
 /**
  * 2-D convolutions on Float32Arrays in place (a view's byteOffset is honoured). Activations are NHWC;

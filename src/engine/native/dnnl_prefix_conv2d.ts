@@ -7,13 +7,12 @@
 import { backend_util, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
 import { floatKernelIO } from '../kernels/float_io.js';
 import {
-  ActivationGrad,
   PrefixConv2D,
   PrefixConv2DGradFilter,
   PrefixConv2DGradInput,
-  type FusedActivation,
   type PrefixConv2DAttrs,
 } from '../kernels/prefix_conv2d.js';
+import { ActivationGrad, type FusedActivation } from '../kernels/activation.js';
 import { AddRelu } from '../kernels/add_relu.js';
 import { DnnlActivation, DnnlPass, dnnlGeometry, hwioStrides, type NativeDnnl } from './dnnl.js';
 import { dnnlConv, runDnnl } from './dnnl_conv2d.js';

@@ -50,12 +50,8 @@ import {
   dnnlPrefixConv2DGradInput,
 } from './dnnl_prefix_conv2d.js';
 import { AddRelu } from '../kernels/add_relu.js';
-import {
-  ActivationGrad,
-  PrefixConv2D,
-  PrefixConv2DGradFilter,
-  PrefixConv2DGradInput,
-} from '../kernels/prefix_conv2d.js';
+import { PrefixConv2D, PrefixConv2DGradFilter, PrefixConv2DGradInput } from '../kernels/prefix_conv2d.js';
+import { ActivationGrad } from '../kernels/activation.js';
 
 export { loadNativeBlas, nativeBlasUnavailableReason, addonMismatch, type NativeBlas } from './blas.js';
 export { loadNativeDnnl, nativeDnnlUnavailableReason, type NativeDnnl } from './dnnl.js';

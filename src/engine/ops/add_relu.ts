@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { AddRelu } from '../kernels/add_relu.js';
-import { ActivationGrad } from '../kernels/prefix_conv2d.js';
+import { ActivationGrad } from '../kernels/activation.js';
 
 /**
  * relu(a + b) for two tensors of one shape: the end of a residual block. Where the engine has the kernels

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BatchNormTrain, BatchNormTrainGrad, type BatchNormTrainAttrs } from '../kernels/batch_norm_train.js';
 import { fusedNorm, registerFusedNormGradient } from './fused_norm.js';
+import { activate } from './activation.js';
 
 /**
  * Training-mode batch normalisation over the N, H, W axes of an NHWC tensor with its gradient
@@ -37,7 +38,7 @@ export function batchNormTrain(
   if (y) return y as tf.Tensor4D;
   const [g, b] = gamma.shape[0] === c ? [gamma, beta] : [tf.slice(gamma, 0, c), tf.slice(beta, 0, c)];
   const normed = composedBatchNorm(x, g, b, epsilon);
-  return activation === 'relu' ? tf.relu(normed) : activation === 'relu6' ? tf.relu6(normed) : normed;
+  return activate(normed, activation);
 }
 
 /** The same with tfjs ops and a custom gradient, where the fused kernels are not registered. */

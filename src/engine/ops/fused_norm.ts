@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import type { FusedActivation } from '../kernels/activation.js';
 
 /**
  * What batchNormTrain and layerNorm share: the check of γ and β against the normalised axis, and the path
@@ -45,7 +46,7 @@ export function fusedNorm(
   gamma: tf.Tensor1D,
   beta: tf.Tensor1D,
   epsilon: number,
-  activation: 'linear' | 'relu' | 'relu6' = 'linear',
+  activation: FusedActivation = 'linear',
 ): tf.Tensor | null {
   if (!tf.getKernel(forward, tf.getBackend())) return null;
   const [y] = tf.engine().runKernel(forward, { x, gamma, beta }, { epsilon, activation }) as tf.Tensor[];

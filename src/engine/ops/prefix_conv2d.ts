@@ -1,13 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
-  ActivationGrad,
   PrefixConv2D,
   PrefixConv2DGradFilter,
   PrefixConv2DGradInput,
   dnnlLimits,
-  type FusedActivation,
   type PrefixConv2DAttrs,
 } from '../kernels/prefix_conv2d.js';
+import { ActivationGrad, type FusedActivation } from '../kernels/activation.js';
+import { activate } from './activation.js';
 
 /** What a prefix convolution can fuse: a bias vector (its first `out` entries are used) and an activation. */
 export interface PrefixConv2dFusion {
@@ -61,7 +61,7 @@ export function prefixConv2d(
   const box = full ? w : tf.slice(w, [0, 0, 0, 0], [-1, -1, cin, out]);
   const y = tf.conv2d(x, box, stride, pad);
   const biased: tf.Tensor4D = bias ? tf.add(y, bias.shape[0] === out ? bias : tf.slice(bias, 0, out)) : y;
-  return activation === 'relu' ? tf.relu(biased) : activation === 'relu6' ? tf.relu6(biased) : biased;
+  return activate(biased, activation);
 }
 
 tf.registerGradient({
