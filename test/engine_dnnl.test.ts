@@ -237,6 +237,26 @@ test('oneDNN addon: arrays shorter than the geometry needs are refused', { skip 
   );
   assert.throws(() => dnnl!.conv(DnnlPass.filter, geometry, x, y, w.subarray(2)), /dW holds 52 floats/);
   assert.throws(() => dnnl!.conv(3, geometry, x, w, y), /pass must be 0/);
+  // With the bias flag, the forward pass needs a bias of outC floats.
+  const biased = dnnlGeometry({
+    ...{ batch: 1, inH: 4, inW: 4, inC: 2, outH: 4, outW: 4, outC: 3, fH: 3, fW: 3 },
+    ...STRIDE_1_PAD_1,
+    groups: 1,
+    weightStrides: hwioStrides(3, 2, 3),
+    bias: true,
+  });
+  assert.throws(
+    () => dnnl!.conv(DnnlPass.forward, biased, x, w, y, new Float32Array(2)),
+    /bias holds 2 floats/,
+  );
+  // The elementwise functions take arrays of one length.
+  const [a4, b4, c3] = [new Float32Array(4), new Float32Array(4), new Float32Array(3)];
+  assert.throws(() => dnnl!.addRelu(a4, b4, c3), /addRelu: a, b and y must be Float32Arrays of one length/);
+  assert.throws(
+    () => dnnl!.activationGrad(1, a4, c3, b4),
+    /activationGrad: dy, y and dx must be Float32Arrays of one length/,
+  );
+  assert.throws(() => dnnl!.activationGrad(3, a4, b4, a4), /activationGrad: expected \(kind 1 relu/);
 });
 
 test(
@@ -277,6 +297,10 @@ test(
     const outside = [4, (1 * 5 + 3) * 6, (8 * 5 + 4) * 6 + 5];
     probe(w, dw, 1, [...inside, ...outside]);
     for (const i of outside) assert.equal(dw.dataSync()[i], 0, `dW[${i}] outside the prefix`);
+    assert.throws(
+      () => prefixConv2d(x, w, 4, 2, 'same', 'stem', { bias: tf.zeros([3]) as tf.Tensor1D }),
+      /stem: a bias of shape \[3\] does not cover the 4 output channels/,
+    );
     assert.throws(
       () => prefixConv2d(x, w, 7, 1, 'same', 'stem'),
       /stem: conv2d\(x \[2,5,5,3\], W\[:, :, :3, :7\]\) does not fit a weight of shape \[3,3,5,6\]/,
