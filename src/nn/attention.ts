@@ -114,9 +114,21 @@ export class MultiHeadAttention extends Module {
   private project(x: tf.Tensor3D, heads: number, start: number): [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D] {
     const [B, T] = x.shape;
     const hd = this.headDim;
-    const kvHeads = this.activeKvHeads(heads);
+    // [B, T, h·hd] → [B, h, T, hd]
     const split = (t: tf.Tensor, h: number) =>
-      tf.transpose(tf.reshape(t, [B, T, h, hd]), [0, 2, 1, 3]) as tf.Tensor4D; // [B, h, T, hd]
+      tf.transpose(tf.reshape(t, [B, T, h, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
+    return this.qkv(x, heads, start, split);
+  }
+
+  /** The q, k and v projections of x, each laid out by `split` as [B, h, n, hd], rotated to positions start... */
+  private qkv(
+    x: tf.Tensor,
+    heads: number,
+    start: number,
+    split: (t: tf.Tensor, h: number) => tf.Tensor4D,
+  ): [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D] {
+    const hd = this.headDim;
+    const kvHeads = this.activeKvHeads(heads);
     let q = split(this.q.forward(x, heads * hd), heads);
     let k = split(this.k.forward(x, kvHeads * hd), kvHeads);
     const v = split(this.v.forward(x, kvHeads * hd), kvHeads);
@@ -144,7 +156,7 @@ export class MultiHeadAttention extends Module {
     start: number,
     keyMask?: tf.Tensor,
   ): { y: tf.Tensor2D; kv: KeyValue } {
-    const kvHeads = this.activeKvHeads(heads);
+    this.activeKvHeads(heads); // the heads are checked before the cache
     const [rows, e] = x.shape;
     const n = rows / B;
     const hd = this.headDim;
@@ -156,14 +168,7 @@ export class MultiHeadAttention extends Module {
       (n === 1
         ? tf.reshape(t, [B, h, 1, hd])
         : tf.transpose(tf.reshape(t, [B, n, h, hd]), [0, 2, 1, 3])) as tf.Tensor4D;
-    let q = split(this.q.forward(x, heads * hd), heads);
-    let kNew = split(this.k.forward(x, kvHeads * hd), kvHeads);
-    const vNew = split(this.v.forward(x, kvHeads * hd), kvHeads);
-    if (this.opts.ropeBase !== undefined) {
-      const rope: RopeOptions = { base: this.opts.ropeBase, scaling: this.opts.ropeScaling };
-      q = applyRotary(q, start, rope);
-      kNew = applyRotary(kNew, start, rope);
-    }
+    const [q, kNew, vNew] = this.qkv(x, heads, start, split);
     const k = past ? (tf.concat([past.k, kNew], 2) as tf.Tensor4D) : kNew;
     const v = past ? (tf.concat([past.v, vNew], 2) as tf.Tensor4D) : vNew;
     // The cache keeps the key/value heads; they are repeated for their query heads per step.
