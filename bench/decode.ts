@@ -1,11 +1,12 @@
 /**
  * Decoding speed of a trained sorted LM, every mode in ONE harness: the same prompts (windows of
  * the run's validation text), the same number of new tokens, a warm-up run of every mode first,
- * modes interleaved within each repeat, and the median over repeats of new tokens per second of
+ * modes interleaved prompt by prompt within each repeat, and the median over repeats of new tokens per second of
  * decoding (prefill excluded, identical for all modes). The baseline is KV-cached greedy (and
  * KV-cached sampling for the sampling modes) of the full model. Batched greedy decodes all the
  * prompts as one batch (one forward per step) against greedy one prompt at a time. The table
- * gives the median and the spread (min–max over repeats) and the machine's load average.
+ * gives the median and the spread (min–max over repeats), the median of the per-repeat ratios to the baseline
+ * with their range, and the machine's load average.
  *
  *   node dist/bench/decode.js --run DIR [--prompts 8] [--prompt-tokens 32] [--tokens 64] [--repeats 3]
  *        [--draft-depths 1,2] [--k 4] [--confidence 0.5] [--width-draft ffn=0.5]
@@ -188,22 +189,42 @@ const modes = a.greedyOnly ? allModes.filter((m) => m.group === 'greedy' && !m.b
 const run = (m: Mode, prompt: number[], seed: number): GenerateResult =>
   generate(model, prompt, { ...m.options, maxNewTokens: newTokens, seed });
 
-/** One repeat of a mode: new tokens per second of decoding over all prompts, and the tokens. */
-function repeat(
-  m: Mode,
-  seedBase: number,
-): { tps: number; results: Pick<GenerateResult, 'tokens' | 'proposed' | 'accepted' | 'meanExitDepth'>[] } {
-  if (m.batched) {
-    const b = generateBatch(model, prompts, { ...m.options, maxNewTokens: newTokens, seed: seedBase });
-    return {
-      tps: b.tokensPerSecond,
-      results: b.sequences.map((s) => ({ tokens: s.tokens, proposed: 0, accepted: 0, meanExitDepth: L })),
-    };
-  }
-  const results = prompts.map((p, i) => run(m, p, seedBase + i));
-  const tokens = results.reduce((s, x) => s + x.tokens.length, 0);
-  const ms = results.reduce((s, x) => s + x.decodeMs, 0);
-  return { tps: (1000 * tokens) / ms, results };
+type Result = Pick<GenerateResult, 'tokens' | 'proposed' | 'accepted' | 'meanExitDepth'>[];
+
+/** Batched greedy: all prompts as one batch; new tokens per second and the tokens. */
+function batchedRun(m: Mode, seedBase: number): { tps: number; results: Result } {
+  const b = generateBatch(model, prompts, { ...m.options, maxNewTokens: newTokens, seed: seedBase });
+  return {
+    tps: b.tokensPerSecond,
+    results: b.sequences.map((s) => ({ tokens: s.tokens, proposed: 0, accepted: 0, meanExitDepth: L })),
+  };
+}
+
+/**
+ * One repeat of every mode. Interleaved per prompt: each prompt goes through every mode (in an order that
+ * rotates with the prompt and the repeat) before the next prompt, so a slow moment of the machine, or of the
+ * process (it has phases of a few seconds), falls on all modes alike instead of on the ones that ran then.
+ * Batched modes run once, at a rotating point of the repeat.
+ */
+function repeatAll(r: number): Map<string, { tps: number; results: Result }> {
+  const single = modes.filter((m) => !m.batched);
+  const acc = new Map(single.map((m) => [m.name, { tokens: 0, ms: 0, results: [] as Result }]));
+  const out = new Map<string, { tps: number; results: Result }>();
+  const batchedAt = r % nPrompts;
+  prompts.forEach((p, i) => {
+    if (i === batchedAt)
+      for (const m of modes.filter((x) => x.batched)) out.set(m.name, batchedRun(m, 1000 * r));
+    const shift = (r * nPrompts + i) % single.length;
+    for (const m of [...single.slice(shift), ...single.slice(0, shift)]) {
+      const g = run(m, p, 1000 * r + i);
+      const a = acc.get(m.name)!;
+      a.tokens += g.tokens.length;
+      a.ms += g.decodeMs;
+      a.results[i] = g;
+    }
+  });
+  for (const [name, a] of acc) out.set(name, { tps: (1000 * a.tokens) / a.ms, results: a.results });
+  return out;
 }
 
 const loadBefore = loadavg();
@@ -211,26 +232,27 @@ console.log(
   `${a.run}: ${L} layers, vocab ${model.config.vocab}; ${nPrompts} prompts × ${promptTokens} tokens, ${newTokens} new tokens each, ${repeats} repeats (median), warm-up first; load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')}`,
 );
 // Warm-up: every mode over every prompt once, untimed (kernels compiled, tables built, JIT warm).
-for (const m of modes) repeat(m, 0);
+repeatAll(0);
 
-type Result = ReturnType<typeof repeat>['results'];
 const perRepeat = new Map<string, number[]>(modes.map((m) => [m.name, []]));
+const ratios = new Map<string, number[]>(modes.map((m) => [m.name, []]));
 const last = new Map<string, Result>();
+const samplingBaseName = modes.find((m) => m.group === 'sampling')?.name;
 for (let r = 0; r < repeats; r++) {
-  // Interleaved: a slow moment of the machine hits every mode, not one.
-  for (const m of r % 2 === 0 ? modes : [...modes].reverse()) {
-    const { tps, results } = repeat(m, 1000 * r);
+  const got = repeatAll(r);
+  for (const m of modes) {
+    const { tps, results } = got.get(m.name)!;
     perRepeat.get(m.name)!.push(tps);
     last.set(m.name, results);
+    // Against the baseline of the same repeat: the two ran side by side.
+    const base = got.get(m.group === 'greedy' ? modes[0].name : samplingBaseName!)!.tps;
+    ratios.get(m.name)!.push(tps / base);
   }
 }
 const loadAfter = loadavg();
 
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[xs.length >> 1];
 const greedyRuns = last.get(modes[0].name)!;
-const baseline = { greedy: median(perRepeat.get(modes[0].name)!), sampling: 0 };
-const samplingBase = modes.find((m) => m.group === 'sampling');
-if (samplingBase) baseline.sampling = median(perRepeat.get(samplingBase.name)!);
 const rows = modes.map((m) => {
   const rs = last.get(m.name)!;
   const tps = median(perRepeat.get(m.name)!);
@@ -241,7 +263,9 @@ const rows = modes.map((m) => {
   return {
     mode: m.name,
     tokensPerSecond: tps,
-    speedup: tps / baseline[m.group],
+    // The median of the per-repeat ratios: each against the baseline run beside it.
+    speedup: median(ratios.get(m.name)!),
+    speedupRange: [Math.min(...ratios.get(m.name)!), Math.max(...ratios.get(m.name)!)],
     baseline: m.group === 'greedy' ? 'greedy' : 'sampling',
     meanExitDepth: rs.reduce((s, x) => s + x.meanExitDepth, 0) / rs.length,
     acceptance: proposed > 0 ? rs.reduce((s, x) => s + x.accepted, 0) / proposed : null,
@@ -258,7 +282,7 @@ console.log(
 console.log('|---|---:|---:|---:|---:|---:|---:|');
 for (const r of rows)
   console.log(
-    `| ${r.mode} | ${r.tokensPerSecond.toFixed(1)} | ${Math.min(...r.repeats).toFixed(0)}–${Math.max(...r.repeats).toFixed(0)} | ${r.speedup.toFixed(2)}× (${r.baseline}) | ${r.meanExitDepth.toFixed(2)} | ${r.acceptance === null ? '—' : `${(100 * r.acceptance).toFixed(0)}%`} | ${r.agreementWithGreedy === null ? '—' : `${(100 * r.agreementWithGreedy).toFixed(0)}%${r.identicalToGreedy ? ' (identical)' : ''}`} |`,
+    `| ${r.mode} | ${r.tokensPerSecond.toFixed(1)} | ${Math.min(...r.repeats).toFixed(0)}–${Math.max(...r.repeats).toFixed(0)} | ${r.speedup.toFixed(2)}× (${r.speedupRange.map((x) => x.toFixed(2)).join('–')}, ${r.baseline}) | ${r.meanExitDepth.toFixed(2)} | ${r.acceptance === null ? '—' : `${(100 * r.acceptance).toFixed(0)}%`} | ${r.agreementWithGreedy === null ? '—' : `${(100 * r.agreementWithGreedy).toFixed(0)}%${r.identicalToGreedy ? ' (identical)' : ''}`} |`,
   );
 console.log(
   `\nload average (1, 5, 15 min) before ${loadBefore.map((x) => x.toFixed(2)).join(' ')}, after ${loadAfter.map((x) => x.toFixed(2)).join(' ')}`,

@@ -87,6 +87,7 @@ test('an addon built from older sources is refused with the functions it lacks a
     'batchNormTrain',
     'batchNormTrainGrad',
     'convDirect',
+    'smallGemm',
     'config',
   ];
   const full = Object.fromEntries(fns.map((f) => [f, () => undefined]));
@@ -142,6 +143,65 @@ test('matMul: transposes and odd sizes', { skip }, async () => {
   await assertNativeMatches('a row vector 1×300·300×7', () =>
     tf.matMul(random([1, 300], 3), random([300, 7], 4)),
   );
+});
+
+test('sgemm of a few rows against Bᵀ: the few-row kernel equals float64 sums at every edge', { skip }, () => {
+  const native = blas!;
+  // Fills with a small LCG so the values differ in every lane.
+  let seed = 7;
+  const fill = (n: number) =>
+    Float32Array.from({ length: n }, () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31 - 0.5;
+    });
+  const few = native.smallGemm();
+  let checked = 0;
+  try {
+    for (const on of few ? [true, 'avx2' as const, false] : [false]) {
+      native.smallGemm(on);
+      // M across the kernel's row blocks (1–4, 2) and its limits (8, 16) and past them; N across its blocks of 4
+      // rows of B; K across the 8- and 16-lane steps and their tails.
+      for (const m of [1, 2, 3, 4, 5, 7, 8, 9, 16, 17])
+        for (const n of [1, 3, 4, 5, 13])
+          for (const k of [1, 7, 8, 15, 16, 17, 33, 192]) {
+            // Prefix views, as the sorted layers use: leading dimensions wider than the rows.
+            const [lda, ldb, ldc] = [k + 3, k + 5, n + 2];
+            const a = fill(m * lda);
+            const b = fill(n * ldb);
+            for (const [alpha, beta] of [
+              [1, 0],
+              [0.5, 0.25],
+            ]) {
+              const c0 = fill(m * ldc);
+              // beta = 0 must not read C: NaN there must not reach the result.
+              const c = beta === 0 ? new Float32Array(m * ldc).fill(NaN) : c0.slice();
+              native.sgemm(false, true, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+              for (let i = 0; i < m; i++)
+                for (let j = 0; j < n; j++) {
+                  let sum = 0;
+                  for (let kk = 0; kk < k; kk++) sum += a[i * lda + kk] * b[j * ldb + kk];
+                  const want = alpha * sum + beta * c0[i * ldc + j] * (beta === 0 ? 0 : 1);
+                  const got = c[i * ldc + j];
+                  assert.ok(
+                    Math.abs(got - want) <= 1e-5 * (1 + Math.abs(want)),
+                    `few-row kernel ${String(on)}, M ${m} N ${n} K ${k}, alpha ${alpha} beta ${beta}: C[${i}, ${j}] = ${got}, want ${want}`,
+                  );
+                  checked++;
+                }
+              // Past each row's N columns C is untouched.
+              for (let i = 0; i < m; i++)
+                for (let j = n; j < ldc; j++)
+                  assert.ok(
+                    beta === 0 ? Number.isNaN(c[i * ldc + j]) : c[i * ldc + j] === c0[i * ldc + j],
+                    `M ${m} N ${n} K ${k}: C[${i}, ${j}] past the columns was written`,
+                  );
+            }
+          }
+    }
+  } finally {
+    native.smallGemm(few);
+  }
+  assert.ok(checked > 0);
 });
 
 test('matMul: batches, broadcast batches and higher ranks', { skip }, async () => {

@@ -367,6 +367,24 @@ test('top-k selection equals the first k of the full sort (ties by id), and top-
     [...q.keys()].filter((i) => q[i] > 0),
     [1, 2, 4],
   );
+  // Top-k alone takes a shortcut (exponentials of the k kept logits only): the same distribution as the softmax
+  // over the whole vocabulary restricted to its k largest, renormalised.
+  for (const [T, k] of [
+    [1, 3],
+    [0.7, 50],
+    [1.5, 299],
+  ]) {
+    const z = Float32Array.from({ length: 300 }, () => 8 * rand() - 4);
+    const full = softmax(z, T);
+    const kept = topIds(full, k);
+    const mass = kept.reduce((a, i) => a + full[i], 0);
+    const want = new Float64Array(300);
+    for (const i of kept) want[i] = full[i] / mass;
+    const got = nextTokenProbs(z, { temperature: T, topK: k });
+    got.forEach((x, i) =>
+      assert.ok(Math.abs(x - want[i]) < 1e-12, `T ${T}, k ${k}: q[${i}] ${x} ≠ ${want[i]}`),
+    );
+  }
   const q2 = nextTokenProbs(logits, { temperature: 1, topK: 5, topP: 0.5 });
   assert.deepEqual(
     [...q2.keys()].filter((i) => q2[i] > 0),

@@ -131,6 +131,13 @@ export interface NativeBlas {
    * SORTEDNET_CONV_DIRECT=0.
    */
   convDirect(on?: boolean): boolean;
+  /**
+   * Whether sgemm of at most 8 rows of A (16 with AVX-512) against a transposed B, as in a decoding step through
+   * weights stored [out, in], takes the addon's AVX2/AVX-512 kernel instead of OpenBLAS; pass a boolean to
+   * switch (benchmarks), or 'avx2' for the AVX2 kernel where the CPU has AVX-512 too (tests). Off without AVX2
+   * and FMA, or with SORTEDNET_SMALL_GEMM=0.
+   */
+  smallGemm(on?: boolean | 'avx2'): boolean;
   /** OpenBLAS's build description and thread count, e.g. "OpenBLAS 0.3.21 … Haswell …; 2 threads". */
   config(): string;
 }
@@ -152,6 +159,7 @@ const FUNCTIONS: Record<keyof NativeBlas, true> = {
   batchNormTrain: true,
   batchNormTrainGrad: true,
   convDirect: true,
+  smallGemm: true,
   config: true,
 };
 

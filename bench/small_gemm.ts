@@ -1,0 +1,94 @@
+/**
+ * The addon's kernel for matrix products of a few rows (native/blas.c, smallGemm) against OpenBLAS's sgemm, switched
+ * back and forth in one process on the same arrays: y[M, N] = x[M, K] · W[N, K]ᵀ, the shape of a decoding step
+ * through a linear layer (M = 1), a speculative verification pass (M = k + 1) or a batch of prompts. Shapes are
+ * lm-small's (d 192, SwiGLU 512, vocabulary 2048). Two figures per shape: the weights hot in cache (the same
+ * matrix again and again), and cold (a new matrix each call, from a 64 MB pool, as when a model's layers take
+ * turns).
+ *
+ *   node dist/bench/small_gemm.js
+ */
+import { loadNativeBlas, nativeBlasUnavailableReason } from '../src/engine/native/index.js';
+import { benchCommand, parseBench } from './cli.js';
+
+parseBench(
+  benchCommand('small_gemm', "the addon's few-row matrix products vs OpenBLAS's sgemm, one process"),
+);
+
+const blas = loadNativeBlas();
+if (!blas) {
+  console.log(`native addon unavailable: ${nativeBlasUnavailableReason()}`);
+  process.exit(0);
+}
+if (!blas.smallGemm()) {
+  console.log('the few-row kernel is unavailable here (no AVX2/FMA, or SORTEDNET_SMALL_GEMM=0)');
+  process.exit(0);
+}
+
+// [M, N, K]
+const CASES: [number, number, number][] = [
+  [1, 192, 192],
+  [1, 512, 192],
+  [1, 192, 512],
+  [1, 2048, 192],
+  [5, 512, 192],
+  [5, 2048, 192],
+  [8, 512, 192],
+  [8, 2048, 192],
+  [16, 512, 192],
+  [16, 2048, 192],
+];
+const ROUNDS = 3;
+const POOL_BYTES = 64 << 20;
+
+function filled(n: number, seed: number): Float32Array {
+  let s = seed;
+  return Float32Array.from({ length: n }, () => {
+    s = (s * 1103515245 + 12345) % 2 ** 31;
+    return s / 2 ** 31 - 0.5;
+  });
+}
+
+/** µs per call: the median of ROUNDS rounds of `reps` calls, weights taken in turn from `weights`. */
+function time(
+  m: number,
+  n: number,
+  k: number,
+  x: Float32Array,
+  weights: Float32Array[],
+  y: Float32Array,
+): number {
+  const reps = Math.max(200, Math.round(2e8 / (m * n * k)));
+  const rounds: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const t0 = performance.now();
+    for (let i = 0; i < reps; i++)
+      blas!.sgemm(false, true, m, n, k, 1, x, k, weights[i % weights.length], k, 0, y, n);
+    rounds.push((1000 * (performance.now() - t0)) / reps);
+  }
+  return rounds.sort((a, b) => a - b)[ROUNDS >> 1];
+}
+
+console.log(`OpenBLAS: ${blas.config()}`);
+console.log('| M | N | K | OpenBLAS hot µs | few-row hot µs | × | OpenBLAS cold µs | few-row cold µs | × |');
+console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+for (const [m, n, k] of CASES) {
+  const x = filled(m * k, 1);
+  const y = new Float32Array(m * n);
+  const hot = [filled(n * k, 2)];
+  const cold = Array.from({ length: Math.max(2, Math.floor(POOL_BYTES / (4 * n * k))) }, (_, i) =>
+    filled(n * k, 3 + i),
+  );
+  const figures: number[] = [];
+  for (const weights of [hot, cold])
+    for (const on of [false, true]) {
+      blas.smallGemm(on);
+      time(m, n, k, x, weights, y); // warm-up
+      figures.push(time(m, n, k, x, weights, y));
+    }
+  blas.smallGemm(true);
+  const [bh, sh, bc, sc] = figures;
+  console.log(
+    `| ${m} | ${n} | ${k} | ${bh.toFixed(1)} | ${sh.toFixed(1)} | ${(bh / sh).toFixed(2)} | ${bc.toFixed(1)} | ${sc.toFixed(1)} | ${(bc / sc).toFixed(2)} |`,
+  );
+}
