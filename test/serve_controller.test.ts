@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { drainMs, predictLatency, predictNow, predictSteady, quantile } from '../src/serve/controller.js';
-import { MicroBatcher } from '../src/serve/batcher.js';
+import { MicroBatcher, OverloadedError } from '../src/serve/batcher.js';
 import { paretoLadder, servedSubModels } from '../src/serve/ladder.js';
 import { threeRungs } from './serve_fixture.js';
 
@@ -255,4 +255,43 @@ test('controller: the server’s own time per request counts: a sub-model that k
   for (let t = 0; t < 300; t += 10) for (let k = 0; k < 6; k++) c.arrive(t);
   c.tick(300, 1);
   assert.deepEqual(switches, ['down:small']);
+});
+
+test('batcher: a queue deadline refuses (OverloadedError) the jobs that waited past it, runs the rest', async () => {
+  let now = 0;
+  const ran: number[][] = [];
+  const make = (maxWaitMs?: number) =>
+    new MicroBatcher<number, number>(
+      { windowMs: 0, maxBatch: 2, maxQueue: 100, ...(maxWaitMs === undefined ? {} : { maxWaitMs }) },
+      (_sub, xs) => {
+        ran.push(xs);
+        now += 30; // each batch of 2 runs 30 ms: the third job waits 30, the fifth 60
+        return xs;
+      },
+      () => 'd',
+      () => {},
+      () => now,
+    );
+  const b = make(45);
+  const jobs = [1, 2, 3, 4, 5].map((x) => b.submit(x, 1, null));
+  const settled = await Promise.allSettled(jobs);
+  assert.deepEqual(ran, [
+    [1, 2],
+    [3, 4],
+  ]);
+  assert.deepEqual(
+    settled.map((s) => s.status),
+    ['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled', 'rejected'],
+  );
+  const reason = (settled[4] as PromiseRejectedResult).reason as Error;
+  assert.ok(reason instanceof OverloadedError);
+  assert.match(reason.message, /waited 60 ms for its batch \(limit 45 ms\)/);
+  assert.equal(b.expired, 1);
+  assert.equal(b.queuedSamples, 0);
+  await b.drain(); // nothing left: the drain resolves
+  // Without a deadline every job runs, however long it waited.
+  ran.length = 0;
+  const all = await Promise.all([1, 2, 3, 4, 5].map((x) => make().submit(x, 1, null)));
+  assert.equal(all.length, 5);
+  assert.throws(() => make(0), /maxWaitMs 0 must be > 0/);
 });

@@ -13,6 +13,7 @@ import { connect } from 'node:net';
 import { initEngine } from '../src/engine/backend.js';
 import { Transformer } from '../src/models/transformer.js';
 import { createServer } from '../src/serve/server.js';
+import { maxWaitOf } from '../src/serve/classifier.js';
 import { IMAGE, image, threeRungs, tinyServer } from './serve_fixture.js';
 import { rng } from './helpers.js';
 
@@ -142,6 +143,23 @@ test('admission control: beyond the in-flight limit a request is refused (503, R
   assert.equal(h.status, 200);
   for (const sock of held) sock.destroy();
   await s.shutdown(1000);
+});
+
+test('queue deadline: a request that waited past --max-wait-ms is a 503 with Retry-After; the default is half the target', async () => {
+  // 1 µs: every request waits longer than that for its batch (it is dispatched on a later turn).
+  const s = tinyServer({ maxWaitMs: 0.001 });
+  const r = await s.app.inject(json({ inputs: [image(0)] }));
+  assert.equal(r.statusCode, 503, r.body);
+  assert.equal(r.headers['retry-after'], '1');
+  assert.match(r.body, /waited [\d.]+ ms for its batch \(limit 0\.001 ms\): the server is overloaded/);
+  await s.shutdown(1000);
+  const ok = tinyServer({ maxWaitMs: 0 });
+  assert.equal((await ok.app.inject(json({ inputs: [image(0)] }))).statusCode, 200, '0: no deadline');
+  await ok.shutdown(1000);
+  assert.equal(maxWaitOf({ targetP99Ms: 50 }), 25);
+  assert.equal(maxWaitOf({ targetP99Ms: 50, maxWaitMs: 0 }), undefined);
+  assert.equal(maxWaitOf({ targetP99Ms: 50, maxWaitMs: 80 }), 80);
+  assert.equal(maxWaitOf({}), undefined, 'fixed mode: no deadline unless asked');
 });
 
 test('shutdown: every request on open keep-alive sockets is answered (200, or 503 once draining); none is reset', async () => {

@@ -18,6 +18,12 @@ export interface BatcherOptions {
   maxBatch: number;
   /** Most samples waiting; beyond it `submit` rejects with OverloadedError. */
   maxQueue: number;
+  /**
+   * Longest a job may wait for its batch, ms, its unread wait included; a job that waited longer is
+   * rejected with OverloadedError when the next batch is formed instead of being run (a queue
+   * deadline, as Triton's queue policy). Absent: no deadline.
+   */
+  maxWaitMs?: number;
 }
 
 /** Runs one batch: the inputs of every job (in order) through sub-model `sub`; one output per job. */
@@ -64,6 +70,8 @@ export class MicroBatcher<I, O> {
     if (!(opts.windowMs >= 0)) throw new Error(`batcher: windowMs ${opts.windowMs} must be ≥ 0`);
     if (!Number.isInteger(opts.maxBatch) || opts.maxBatch < 1)
       throw new Error(`batcher: maxBatch ${opts.maxBatch} must be a positive integer`);
+    if (opts.maxWaitMs !== undefined && !(opts.maxWaitMs > 0))
+      throw new Error(`batcher: maxWaitMs ${opts.maxWaitMs} must be > 0`);
   }
 
   /** Samples waiting (not yet in a running batch). */
@@ -135,8 +143,43 @@ export class MicroBatcher<I, O> {
     }
   }
 
+  /**
+   * Rejects the jobs that waited past the deadline. Under overload they are the ones whose answer
+   * would come too late to use anyway; refusing them (503 with Retry-After) keeps the wait of the
+   * others bounded instead of letting the queue, and every latency, grow.
+   */
+  private expire(): void {
+    const limit = this.opts.maxWaitMs;
+    if (limit === undefined) return;
+    const now = this.clock();
+    const late = (j: Job<I, O>) => now - j.enqueuedAt + j.hiddenMs > limit;
+    if (!this.queue.some(late)) return;
+    const kept: Job<I, O>[] = [];
+    for (const j of this.queue) {
+      if (!late(j)) {
+        kept.push(j);
+        continue;
+      }
+      this.queued -= j.samples;
+      this.expired++;
+      j.reject(
+        new OverloadedError(
+          `the request waited ${(now - j.enqueuedAt + j.hiddenMs).toFixed(0)} ms for its batch (limit ${limit} ms): the server is overloaded; retry later`,
+        ),
+      );
+    }
+    this.queue = kept;
+  }
+
+  /** Jobs rejected for waiting past maxWaitMs, since the start. */
+  expired = 0;
+
   private runBatch(): void {
-    if (this.queue.length === 0) return;
+    this.expire();
+    if (this.queue.length === 0) {
+      for (const w of this.idleWaiters.splice(0)) w();
+      return;
+    }
     const fallback = this.defaultSub();
     const sub = this.queue[0].sub ?? fallback;
     const batch: Job<I, O>[] = [];

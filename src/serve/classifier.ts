@@ -20,6 +20,16 @@ import { predictRoute } from './routes/predict.js';
 import { statusRoutes } from './routes/status.js';
 import type { ServedModel, ServeOptions, Server } from './types.js';
 
+/**
+ * The queue deadline: with a p99 target, half of it, so that an overloaded server refuses what it
+ * cannot answer in time (the wait, then a batch and the reply, stay near the target) instead of
+ * letting every latency grow with the queue.
+ */
+export function maxWaitOf(opts: ServeOptions): number | undefined {
+  if (opts.maxWaitMs === 0) return undefined;
+  return opts.maxWaitMs ?? (opts.targetP99Ms !== undefined ? opts.targetP99Ms / 2 : undefined);
+}
+
 export function createClassifierServer(served: ServedModel, opts: ServeOptions = {}): Server {
   const windowMs = opts.windowMs ?? 2;
   const maxBatch = opts.maxBatch ?? 32;
@@ -111,7 +121,7 @@ export function createClassifierServer(served: ServedModel, opts: ServeOptions =
     samplesSince = 0;
   };
   const batcher: MicroBatcher<Samples, Probabilities> = new MicroBatcher<Samples, Probabilities>(
-    { windowMs, maxBatch, maxQueue: opts.maxQueue ?? 64 * maxBatch },
+    { windowMs, maxBatch, maxQueue: opts.maxQueue ?? 64 * maxBatch, maxWaitMs: maxWaitOf(opts) },
     (id, jobs) => runJobs(deployed, id, chooser.get(id)!.sub, jobs),
     // The controller decides as each batch is dispatched: the queue then holds what arrived while
     // the last batch ran (read just now), the wait a p99 is made of.

@@ -16,6 +16,11 @@ export interface ServeOptions extends AppOptions {
   maxBatch?: number;
   /** Most samples queued before requests are refused with 503. */
   maxQueue?: number;
+  /**
+   * Queue deadline, ms: a request that waited longer for its batch is refused with 503 and
+   * Retry-After. Default: half the p99 target in adaptive mode, none in fixed mode; 0: none.
+   */
+  maxWaitMs?: number;
   /** Controller options beyond the target (hysteresis, windows). */
   controller?: { holdMs?: number; upFraction?: number; p99WindowMs?: number; minSamples?: number };
 }

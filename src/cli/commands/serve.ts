@@ -15,6 +15,7 @@ interface ServeFlags {
   windowMs: number;
   maxBatch: number;
   maxQueue?: number;
+  maxWaitMs?: number;
   graceMs: number;
   backend: string;
 }
@@ -37,6 +38,11 @@ export const registerServe: RegisterCommand = (program, exit) => {
     .option('--window-ms <ms>', 'micro-batching window', numArg, 2)
     .option('--max-batch <n>', 'most samples per batch (and per request)', positiveIntArg, 32)
     .option('--max-queue <n>', 'most samples waiting before 503 (default 64 batches)', positiveIntArg)
+    .option(
+      '--max-wait-ms <ms>',
+      'queue deadline: a request that waited longer for its batch is answered 503 with Retry-After (default: half of --target-p99-ms, none without it; 0: none)',
+      numArg,
+    )
     .option('--grace-ms <ms>', 'on SIGTERM, how long accepted requests and streams may take', numArg, 10_000)
     .option('--backend <name>', 'wasm | cpu | webgpu', 'wasm')
     .action(async (flags: ServeFlags) => {
@@ -45,6 +51,8 @@ export const registerServe: RegisterCommand = (program, exit) => {
         throw new Error('serve: --target-p99-ms adapts the default sub-model and --sub fixes it; give one');
       if (flags.targetP99Ms !== undefined && !(flags.targetP99Ms > 0))
         throw new Error(`serve: --target-p99-ms ${flags.targetP99Ms} must be a positive number of ms`);
+      if (flags.maxWaitMs !== undefined && !(flags.maxWaitMs >= 0))
+        throw new Error(`serve: --max-wait-ms ${flags.maxWaitMs} must be ≥ 0 ms (0: no deadline)`);
       await initEngine(parseBackend(flags.backend, '--backend'));
       const served = await loadServedModel(runDir);
       // Older LM runs record no window in the checkpoint: their preset's, as `generate` uses.
@@ -55,6 +63,7 @@ export const registerServe: RegisterCommand = (program, exit) => {
         windowMs: flags.windowMs,
         maxBatch: flags.maxBatch,
         maxQueue: flags.maxQueue,
+        maxWaitMs: flags.maxWaitMs,
         graceMs: flags.graceMs,
         logger: { level: 'info' },
       });
