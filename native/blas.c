@@ -157,11 +157,11 @@ static bool check_gemm(napi_env env, const char *fn, const Gemm *g, const int64_
 }
 
 /*
- * C = alpha·A·Bᵀ + beta·C for a few rows of A (M ≤ 8, or 16 with AVX-512): what decoding a language model runs, one token (or a
- * verification pass of a few) through weights stored [out, in]. OpenBLAS's sgemm packs B and wakes its threads
- * on every call, which at M = 1 costs 5–8× the arithmetic (a 512×192 weight: 28 µs against 4–6 µs here, a
- * 2048×192 head: 68–120 µs against 27 µs; bench/small_gemm.ts). This kernel streams B once: each group of 4 rows
- * of B stays in registers while 2 rows of A go past it, so the work is bound by reading the weights.
+ * C = alpha·A·Bᵀ + beta·C for a few rows of A (M ≤ 8, or 12 with AVX-512): what decoding a language model runs,
+ * one token (or a verification pass of a few) through weights stored [out, in]. OpenBLAS's sgemm packs B and wakes
+ * its threads on every call, which at M = 1 costs several times the arithmetic (a 512×192 weight in cache: 28 µs
+ * against 4 µs here; bench/small_gemm.ts). These kernels stream B once: each group of 4 rows of B stays in
+ * registers while the rows of A go past it, so the work is bound by reading the weights.
  */
 
 /* The sums of the 8 lanes of each of a, b, c, d, as one vector of 4: three adds for four sums. */
@@ -300,7 +300,7 @@ static bool gemm_goes_small(const Gemm *g) {
     small_mode = (e != NULL && e[0] == '0') ? 0 : small_best();
   }
   /* Beyond these, OpenBLAS's packed kernels win (bench/small_gemm.ts). */
-  return small_mode > 0 && g->m <= (small_mode == 2 ? 16 : 8) && !g->trans_a && g->trans_b;
+  return small_mode > 0 && g->m <= (small_mode == 2 ? 12 : 8) && !g->trans_a && g->trans_b;
 }
 
 static void run_gemm(const Gemm *g, const float *a, const float *b, float *c) {

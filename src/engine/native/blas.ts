@@ -132,7 +132,7 @@ export interface NativeBlas {
    */
   convDirect(on?: boolean): boolean;
   /**
-   * Whether sgemm of at most 8 rows of A (16 with AVX-512) against a transposed B, as in a decoding step through
+   * Whether sgemm of at most 8 rows of A (12 with AVX-512) against a transposed B, as in a decoding step through
    * weights stored [out, in], takes the addon's AVX2/AVX-512 kernel instead of OpenBLAS; pass a boolean to
    * switch (benchmarks), or 'avx2' for the AVX2 kernel where the CPU has AVX-512 too (tests). Off without AVX2
    * and FMA, or with SORTEDNET_SMALL_GEMM=0.
