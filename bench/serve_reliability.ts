@@ -13,6 +13,7 @@
  *   node dist/bench/serve_reliability.js --run DIR [--fuzz 30000] [--flood 96] [--seconds 5]
  *                                        [--overload 2] [--target-p99-ms 50] [--only fuzz|flood|sigterm|adaptive]
  *                                        [--rates 0.5,1,2] [--hog off|on|both] [--repeat 1] [--floor]
+ *                                        [--max-wait-ms MS]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
@@ -34,6 +35,7 @@ const values = parseBench<{
   hog: string;
   repeat: number;
   floor?: boolean;
+  maxWaitMs?: number;
 }>(
   benchCommand(
     'serve_reliability',
@@ -65,6 +67,11 @@ const values = parseBench<{
         .default('both'),
     )
     .option('--repeat <n>', 'adaptive: runs of every row', positiveIntArg, 1)
+    .option(
+      '--max-wait-ms <ms>',
+      "adaptive: the adaptive server's queue deadline (sortednet serve --max-wait-ms; default none)",
+      numArg,
+    )
     .option(
       '--floor',
       'adaptive: also the cheapest sub-model, fixed, at the same load (what the machine allows)',
@@ -539,7 +546,14 @@ if (section('adaptive')) {
             )
           : [];
         const modes: [string, string[]][] = [
-          ['adaptive', ['--target-p99-ms', String(values.targetP99Ms)]],
+          [
+            'adaptive',
+            [
+              '--target-p99-ms',
+              String(values.targetP99Ms),
+              ...(values.maxWaitMs === undefined ? [] : ['--max-wait-ms', String(values.maxWaitMs)]),
+            ],
+          ],
           ...(values.floor ? [[`fixed ${cheapest}`, ['--sub', cheapest]] as [string, string[]]] : []),
         ];
         for (const [mode, args] of modes) {

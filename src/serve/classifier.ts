@@ -20,14 +20,9 @@ import { predictRoute } from './routes/predict.js';
 import { statusRoutes } from './routes/status.js';
 import type { ServedModel, ServeOptions, Server } from './types.js';
 
-/**
- * The queue deadline: with a p99 target, half of it, so that an overloaded server refuses what it
- * cannot answer in time (the wait, then a batch and the reply, stay near the target) instead of
- * letting every latency grow with the queue.
- */
+/** The queue deadline: `maxWaitMs` when given and not 0; none by default (as Triton's queue policy). */
 export function maxWaitOf(opts: ServeOptions): number | undefined {
-  if (opts.maxWaitMs === 0) return undefined;
-  return opts.maxWaitMs ?? (opts.targetP99Ms !== undefined ? opts.targetP99Ms / 2 : undefined);
+  return opts.maxWaitMs === 0 ? undefined : opts.maxWaitMs;
 }
 
 export function createClassifierServer(served: ServedModel, opts: ServeOptions = {}): Server {

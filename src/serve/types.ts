@@ -18,7 +18,7 @@ export interface ServeOptions extends AppOptions {
   maxQueue?: number;
   /**
    * Queue deadline, ms: a request that waited longer for its batch is refused with 503 and
-   * Retry-After. Default: half the p99 target in adaptive mode, none in fixed mode; 0: none.
+   * Retry-After. Default (and 0): none.
    */
   maxWaitMs?: number;
   /** Controller options beyond the target (hysteresis, windows). */

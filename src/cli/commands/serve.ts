@@ -40,7 +40,7 @@ export const registerServe: RegisterCommand = (program, exit) => {
     .option('--max-queue <n>', 'most samples waiting before 503 (default 64 batches)', positiveIntArg)
     .option(
       '--max-wait-ms <ms>',
-      'queue deadline: a request that waited longer for its batch is answered 503 with Retry-After (default: half of --target-p99-ms, none without it; 0: none)',
+      'queue deadline: a request that waited longer for its batch is answered 503 with Retry-After, so an overloaded server sheds load instead of growing every latency (default: none)',
       numArg,
     )
     .option('--grace-ms <ms>', 'on SIGTERM, how long accepted requests and streams may take', numArg, 10_000)
