@@ -164,6 +164,11 @@ static bool check_gemm(napi_env env, const char *fn, const Gemm *g, const int64_
  * registers while the rows of A go past it, so the work is bound by reading the weights.
  */
 
+/* One element of C from its dot product s; beta = 0 does not read C (it may hold anything, NaN included). */
+static inline void small_store(const Gemm *g, float *out, float s) {
+  *out = g->beta == 0 ? g->alpha * s : g->alpha * s + g->beta * *out;
+}
+
 /* The sums of the 8 lanes of each of a, b, c, d, as one vector of 4: three adds for four sums. */
 __attribute__((target("avx2,fma"))) static inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
   const __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d), abcd = _mm256_hadd_ps(ab, cd);
@@ -199,9 +204,7 @@ __attribute__((target("avx2,fma"))) static inline __m128 hsum4(__m256 a, __m256 
       _mm_storeu_ps(s, hsum4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]));                                     \
       for (int64_t j = 0; j < nb; j++) {                                                                       \
         for (int64_t kk = k; kk < K; kk++) s[j] += a[i * g->lda + kk] * b[j * g->ldb + kk];                    \
-        float *out = c + i * g->ldc + j;                                                                       \
-        /* beta = 0 does not read C: it may hold anything, NaN included. */                                     \
-        *out = g->beta == 0 ? g->alpha * s[j] : g->alpha * s[j] + g->beta * *out;                              \
+        small_store(g, c + i * g->ldc + j, s[j]);                                                              \
       }                                                                                                        \
     }                                                                                                          \
   }
@@ -254,9 +257,7 @@ SMALL_NT_BLOCK(2)
     }                                                                                                          \
     for (int i = 0; i < MB; i++)                                                                               \
       for (int64_t j = 0; j < nb; j++) {                                                                       \
-        const float s = _mm512_reduce_add_ps(acc[i][j]);                                                       \
-        float *out = c + i * g->ldc + j;                                                                       \
-        *out = g->beta == 0 ? g->alpha * s : g->alpha * s + g->beta * *out;                                    \
+        small_store(g, c + i * g->ldc + j, _mm512_reduce_add_ps(acc[i][j]));                                   \
       }                                                                                                        \
   }
 SMALL_NT512_BLOCK(1)
