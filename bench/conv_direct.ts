@@ -5,16 +5,12 @@
  *
  *   node dist/bench/conv_direct.js
  */
-import { loadNativeBlas, nativeBlasUnavailableReason } from '../src/engine/native/index.js';
 import { benchCommand, parseBench } from './cli.js';
+import { nativeBlasOrExit } from './native.js';
 
 parseBench(benchCommand('conv_direct', "the addon's direct convolutions vs its im2col + GEMM, one process"));
 
-const blas = loadNativeBlas();
-if (!blas) {
-  console.log(`native addon unavailable: ${nativeBlasUnavailableReason()}`);
-  process.exit(0);
-}
+const blas = nativeBlasOrExit();
 if (!blas.convDirect()) {
   console.log('direct kernels unavailable here (no AVX2/FMA, or SORTEDNET_CONV_DIRECT=0)');
   process.exit(0);

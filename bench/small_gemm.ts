@@ -8,18 +8,14 @@
  *
  *   node dist/bench/small_gemm.js
  */
-import { loadNativeBlas, nativeBlasUnavailableReason } from '../src/engine/native/index.js';
 import { benchCommand, parseBench } from './cli.js';
+import { nativeBlasOrExit } from './native.js';
 
 parseBench(
   benchCommand('small_gemm', "the addon's few-row matrix products vs OpenBLAS's sgemm, one process"),
 );
 
-const blas = loadNativeBlas();
-if (!blas) {
-  console.log(`native addon unavailable: ${nativeBlasUnavailableReason()}`);
-  process.exit(0);
-}
+const blas = nativeBlasOrExit();
 if (!blas.smallGemm()) {
   console.log('the few-row kernel is unavailable here (no AVX2/FMA, or SORTEDNET_SMALL_GEMM=0)');
   process.exit(0);
@@ -63,7 +59,7 @@ function time(
   for (let r = 0; r < ROUNDS; r++) {
     const t0 = performance.now();
     for (let i = 0; i < reps; i++)
-      blas!.sgemm(false, true, m, n, k, 1, x, k, weights[i % weights.length], k, 0, y, n);
+      blas.sgemm(false, true, m, n, k, 1, x, k, weights[i % weights.length], k, 0, y, n);
     rounds.push((1000 * (performance.now() - t0)) / reps);
   }
   return rounds.sort((a, b) => a - b)[ROUNDS >> 1];

@@ -50,6 +50,11 @@ interface Job<I, O> {
   reject: (e: Error) => void;
 }
 
+/** How long a job has waited at `now`, ms, its unread wait included. */
+function waitedMs(job: { enqueuedAt: number; hiddenMs: number }, now: number): number {
+  return now - job.enqueuedAt + job.hiddenMs;
+}
+
 export class MicroBatcher<I, O> {
   private queue: Job<I, O>[] = [];
   private queued = 0;
@@ -59,6 +64,8 @@ export class MicroBatcher<I, O> {
   private idleWaiters: (() => void)[] = [];
   /** The last batch: when it ended, how long it ran, and whether a batch was dispatched since. */
   private lastBatch = { end: -Infinity, ms: 0, followed: true };
+  /** Jobs rejected for waiting past maxWaitMs, since the start. */
+  expired = 0;
 
   constructor(
     readonly opts: BatcherOptions,
@@ -82,7 +89,7 @@ export class MicroBatcher<I, O> {
   /** How long the oldest queued job has waited, ms, its unread wait included (0 when none waits). */
   get oldestWaitMs(): number {
     const first = this.queue[0];
-    return first ? this.clock() - first.enqueuedAt + first.hiddenMs : 0;
+    return first ? waitedMs(first, this.clock()) : 0;
   }
 
   submit(
@@ -152,27 +159,19 @@ export class MicroBatcher<I, O> {
     const limit = this.opts.maxWaitMs;
     if (limit === undefined) return;
     const now = this.clock();
-    const late = (j: Job<I, O>) => now - j.enqueuedAt + j.hiddenMs > limit;
-    if (!this.queue.some(late)) return;
-    const kept: Job<I, O>[] = [];
-    for (const j of this.queue) {
-      if (!late(j)) {
-        kept.push(j);
-        continue;
-      }
+    this.queue = this.queue.filter((j) => {
+      const waited = waitedMs(j, now);
+      if (waited <= limit) return true;
       this.queued -= j.samples;
       this.expired++;
       j.reject(
         new OverloadedError(
-          `the request waited ${(now - j.enqueuedAt + j.hiddenMs).toFixed(0)} ms for its batch (limit ${limit} ms): the server is overloaded; retry later`,
+          `the request waited ${waited.toFixed(0)} ms for its batch (limit ${limit} ms): the server is overloaded; retry later`,
         ),
       );
-    }
-    this.queue = kept;
+      return false;
+    });
   }
-
-  /** Jobs rejected for waiting past maxWaitMs, since the start. */
-  expired = 0;
 
   private runBatch(): void {
     this.expire();
