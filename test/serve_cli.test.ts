@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { initEngine } from '../src/engine/backend.js';
 import { saveCheckpoint } from '../src/io/checkpoint.js';
 import { image, tinyResNet } from './serve_fixture.js';
+import { cli } from './deploy_fixture.js';
 
 const CLI = fileURLToPath(new URL('../../bin/sortednet.js', import.meta.url));
 let dir: string;
@@ -70,4 +71,11 @@ test('serve: SIGTERM drains the requests already queued, then the process exits 
   );
   assert.equal(await exited, 0, out);
   assert.match(out, /SIGTERM: draining/);
+});
+
+test('serve: a negative --max-wait-ms is refused by name before anything loads', async () => {
+  await assert.rejects(
+    cli(['serve', '--run', dir, '--max-wait-ms=-5']),
+    /serve: --max-wait-ms -5 must be ≥ 0 ms \(0: no deadline\)/,
+  );
 });
