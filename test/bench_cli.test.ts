@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 
 const BENCH = fileURLToPath(new URL('../bench/', import.meta.url));
 /** Modules the scripts import, not scripts; padnet.js parses its own flags for now. */
-const NOT_SCRIPTS = ['cli.js', 'workloads.js'];
+const NOT_SCRIPTS = ['cli.js', 'native.js', 'workloads.js'];
 const SCRIPTS = readdirSync(BENCH).filter((f) => f.endsWith('.js') && !NOT_SCRIPTS.includes(f));
 
 function bench(script: string, ...args: string[]): { code: number | null; stdout: string; stderr: string } {
