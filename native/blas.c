@@ -1442,6 +1442,282 @@ static napi_value batch_norm_train_grad(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * One decoding step of attention over a key/value cache, appending in place (the contract and the JavaScript twin:
+ * src/engine/kernels/cached_attention.ts). q [B, h, n, d]; kn, vn [B, kvh, n, d] are copied to positions
+ * past..past+n-1 of kc, vc [B, kvh, C, d]; query i of head j attends to keys 0..past+i of key/value head j/(h/kvh),
+ * with mask [B, past+n] (additive, or NULL) on the scores; out [B, n, h, d].
+ *
+ * Per (query, head): s_t = q.k_t * scale + mask_t, e_t = exp(s_t - max), o = (sum_t e_t v_t) / sum_t e_t. Every
+ * sum over keys runs in key order, one key at a time, so a row's result does not depend on where its keys sit in
+ * the buffer: a left-padded batch row (padding keys weigh exactly 0) equals the same sequence decoded alone.
+ */
+typedef struct {
+  const float *q, *kc, *vc, *mask;
+  float *out;
+  int64_t B, h, kvh, n, d, C, past;
+  float scale;
+} Attend;
+
+/* The output o of query qi over keys 0..seen-1 of K and V, in portable C (s: scratch of seen floats). */
+__attribute__((target_clones("arch=haswell", "default"))) static void attend_one(const Attend *a, const float *qi,
+                                                                                   const float *K, const float *V,
+                                                                                   const float *mrow, int64_t seen,
+                                                                                   float *s, float *o) {
+  const int64_t d = a->d;
+  float max = -INFINITY;
+  for (int64_t t = 0; t < seen; t++) {
+    const float *kt = K + t * d;
+    float dot = 0;
+#pragma omp simd reduction(+ : dot)
+    for (int64_t c = 0; c < d; c++) dot += qi[c] * kt[c];
+    s[t] = dot * a->scale + (mrow ? mrow[t] : 0.0f);
+    if (s[t] > max) max = s[t];
+  }
+  float sum = 0;
+  for (int64_t t = 0; t < seen; t++) {
+    s[t] = expf(s[t] - max);
+    sum += s[t];
+  }
+  for (int64_t c = 0; c < d; c++) o[c] = 0;
+  for (int64_t t = 0; t < seen; t++) {
+    const float *vt = V + t * d;
+#pragma omp simd
+    for (int64_t c = 0; c < d; c++) o[c] += s[t] * vt[c];
+  }
+  const float inv = 1.0f / sum;
+  for (int64_t c = 0; c < d; c++) o[c] *= inv;
+}
+
+/* exp of 16 lanes (Cephes' expf polynomial, about 1 ulp); below -104 the result is exactly 0. */
+__attribute__((target("avx512f"))) static inline __m512 exp512(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-110.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+/* attend_one with 16-lane vectors: four keys' dot products at a time, exp vectorised, masked tails. */
+__attribute__((target("avx512f"))) static void attend_one512(const Attend *a, const float *qi, const float *K,
+                                                             const float *V, const float *mrow, int64_t seen,
+                                                             float *s, float *o) {
+  const int64_t d = a->d;
+  const __mmask16 dtail = (__mmask16)((1u << (d % 16)) - 1);
+  const int64_t dfull = d - d % 16;
+#define DOT_STEP(acc, kt)                                                     \
+  for (int64_t c = 0; c < dfull; c += 16)                                     \
+    acc = _mm512_fmadd_ps(_mm512_loadu_ps(qi + c), _mm512_loadu_ps((kt) + c), acc); \
+  if (dtail)                                                                  \
+    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(dtail, qi + dfull), _mm512_maskz_loadu_ps(dtail, (kt) + dfull), acc);
+  int64_t t = 0;
+  for (; t + 4 <= seen; t += 4) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    DOT_STEP(a0, K + t * d)
+    DOT_STEP(a1, K + (t + 1) * d)
+    DOT_STEP(a2, K + (t + 2) * d)
+    DOT_STEP(a3, K + (t + 3) * d)
+    s[t] = _mm512_reduce_add_ps(a0);
+    s[t + 1] = _mm512_reduce_add_ps(a1);
+    s[t + 2] = _mm512_reduce_add_ps(a2);
+    s[t + 3] = _mm512_reduce_add_ps(a3);
+  }
+  for (; t < seen; t++) {
+    __m512 a0 = _mm512_setzero_ps();
+    DOT_STEP(a0, K + t * d)
+    s[t] = _mm512_reduce_add_ps(a0);
+  }
+#undef DOT_STEP
+  /* Scale and mask (a product, then a sum: no fused rounding), and the maximum. */
+  const __m512 scale = _mm512_set1_ps(a->scale);
+  __m512 mx = _mm512_set1_ps(-INFINITY);
+  for (int64_t u = 0; u < seen; u += 16) {
+    const __mmask16 m = seen - u >= 16 ? 0xFFFF : (__mmask16)((1u << (seen - u)) - 1);
+    __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + u), scale);
+    if (mrow) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, mrow + u));
+    _mm512_mask_storeu_ps(s + u, m, v);
+    mx = _mm512_mask_max_ps(mx, m, mx, v);
+  }
+  const __m512 max = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+  for (int64_t u = 0; u < seen; u += 16) {
+    const __mmask16 m = seen - u >= 16 ? 0xFFFF : (__mmask16)((1u << (seen - u)) - 1);
+    _mm512_mask_storeu_ps(s + u, m, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + u), max)));
+  }
+  float sum = 0;
+  for (int64_t u = 0; u < seen; u++) sum += s[u];
+  const __m512 inv = _mm512_set1_ps(1.0f / sum);
+  for (int64_t c = 0; c < d; c += 16) {
+    const __mmask16 m = d - c >= 16 ? 0xFFFF : dtail;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t u = 0; u < seen; u++)
+      acc = _mm512_fmadd_ps(_mm512_set1_ps(s[u]), _mm512_maskz_loadu_ps(m, V + u * d + c), acc);
+    _mm512_mask_storeu_ps(o + c, m, _mm512_mul_ps(acc, inv));
+  }
+}
+
+/*
+ * One thread: the work per step is tens of microseconds, and a second thread (woken per call, or spinning between
+ * calls) cost more than it saved on the 2-core machine this was measured on.
+ */
+static void attend_cached(const Attend *a, const float *kn, const float *vn, float *kc, float *vc, float *s) {
+  const int64_t B = a->B, h = a->h, kvh = a->kvh, n = a->n, d = a->d, C = a->C, past = a->past;
+  for (int64_t bj = 0; bj < B * kvh; bj++) {
+    memcpy(kc + (bj * C + past) * d, kn + bj * n * d, (size_t)(n * d) * sizeof(float));
+    memcpy(vc + (bj * C + past) * d, vn + bj * n * d, (size_t)(n * d) * sizeof(float));
+  }
+  const int64_t g = h / kvh, L = past + n;
+  const bool wide = small_best() == 2;
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t j = 0; j < h; j++) {
+      const float *K = a->kc + (b * kvh + j / g) * C * d;
+      const float *V = a->vc + (b * kvh + j / g) * C * d;
+      for (int64_t i = 0; i < n; i++) {
+        const float *qi = a->q + ((b * h + j) * n + i) * d;
+        float *o = a->out + ((b * n + i) * h + j) * d;
+        const float *mrow = a->mask ? a->mask + b * L : NULL;
+        if (wide)
+          attend_one512(a, qi, K, V, mrow, past + i + 1, s, o);
+        else
+          attend_one(a, qi, K, V, mrow, past + i + 1, s, o);
+      }
+    }
+}
+
+/* attendCached(q, k, v, kCache, vCache, mask | null, out, dims): dims = Int32Array [B, h, kvh, n, d, C, past]. */
+static napi_value attend_cached_call(napi_env env, napi_callback_info info) {
+  const char *fn = "attendCached";
+  size_t argc = MAX_ARGS;
+  napi_value argv[MAX_ARGS];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!arg_count(env, argc, 8, fn)) return NULL;
+  bool is_ta = false;
+  napi_typedarray_type type;
+  size_t count;
+  void *data;
+  if (napi_is_typedarray(env, argv[7], &is_ta) != napi_ok || !is_ta ||
+      napi_get_typedarray_info(env, argv[7], &type, &count, &data, NULL, NULL) != napi_ok ||
+      type != napi_int32_array || count != 7) {
+    napi_throw_type_error(env, NULL, "attendCached: dims must be an Int32Array [B, h, kvh, n, d, C, past]");
+    return NULL;
+  }
+  const int32_t *dm = data;
+  const int64_t B = dm[0], h = dm[1], kvh = dm[2], n = dm[3], d = dm[4], C = dm[5], past = dm[6];
+  if (B < 1 || h < 1 || kvh < 1 || n < 1 || d < 1 || past < 0 || h % kvh != 0 || past + n > C) {
+    napi_throw_range_error(env, NULL, "attendCached: dims need positive sizes, kvh dividing h and past + n <= C");
+    return NULL;
+  }
+  static const char *names[] = {"q", "k", "v", "kCache", "vCache", "mask", "out"};
+  const int64_t need[] = {B * h * n * d, B * kvh * n * d, B * kvh * n * d, B * kvh * C * d,
+                          B * kvh * C * d, B * (past + n), B * n * h * d};
+  FloatView v[7] = {{0}};
+  napi_valuetype mask_type;
+  CHECK(env, napi_typeof(env, argv[5], &mask_type));
+  for (int i = 0; i < 7; i++) {
+    if (i == 5 && (mask_type == napi_null || mask_type == napi_undefined)) continue;
+    if (!get_f32(env, argv[i], fn, names[i], &v[i]) || !check_length(env, fn, names[i], &v[i], need[i])) return NULL;
+  }
+  const Attend a = {v[0].data, v[3].data, v[4].data, v[5].data, v[6].data, B, h, kvh, n, d, C, past,
+                   1.0f / sqrtf((float)d)};
+  float *scratch = malloc((size_t)(past + n + 16) * sizeof(float));
+  if (scratch == NULL) {
+    napi_throw_error(env, NULL, "attendCached: out of memory");
+    return NULL;
+  }
+  attend_cached(&a, v[1].data, v[2].data, v[3].data, v[4].data, scratch);
+  free(scratch);
+  return NULL;
+}
+
+/*
+ * rmsNorm(x, gamma, y, rstd, features, epsilon): per row of `features`, rstd = 1/sqrt(mean(x^2) + epsilon) and
+ * y = x * rstd * gamma, in double as the JavaScript kernel (src/engine/kernels/rms_norm.ts) computes them, so the
+ * two agree bit for bit.
+ */
+static napi_value rms_norm(napi_env env, napi_callback_info info) {
+  const char *fn = "rmsNorm";
+  size_t argc = MAX_ARGS;
+  napi_value argv[MAX_ARGS];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!arg_count(env, argc, 6, fn)) return NULL;
+  static const char *names[] = {"x", "gamma", "y", "rstd"};
+  FloatView v[4];
+  for (int i = 0; i < 4; i++)
+    if (!get_f32(env, argv[i], fn, names[i], &v[i])) return NULL;
+  int64_t e;
+  double eps;
+  if (!get_dim(env, argv[4], fn, "features", &e)) return NULL;
+  CHECK(env, napi_get_value_double(env, argv[5], &eps));
+  if (e < 1 || v[0].length % (size_t)e != 0) {
+    napi_throw_range_error(env, NULL, "rmsNorm: x must hold whole rows of `features` values");
+    return NULL;
+  }
+  const int64_t rows = (int64_t)v[0].length / e;
+  if (!check_length(env, fn, "gamma", &v[1], e) || !check_length(env, fn, "y", &v[2], rows * e) ||
+      !check_length(env, fn, "rstd", &v[3], rows))
+    return NULL;
+  const float *x = v[0].data, *g = v[1].data;
+  float *y = v[2].data;
+  for (int64_t r = 0; r < rows; r++) {
+    const float *xr = x + r * e;
+    double sq = 0;
+    for (int64_t j = 0; j < e; j++) sq += (double)xr[j] * xr[j];
+    const double rstd = 1 / sqrt(sq / (double)e + eps);
+    v[3].data[r] = (float)rstd;
+    for (int64_t j = 0; j < e; j++) y[r * e + j] = (float)((double)xr[j] * rstd * g[j]);
+  }
+  return NULL;
+}
+
+/*
+ * rotary(x, cos, sin, y, positions, inverse): rotate-half rotary embedding of the rows of x (d = cos's row length),
+ * row r at position r % positions: y = x*cos + rotate_half(x)*sin (sin negated when inverse). Each product is
+ * rounded to float before the sum, as the stock kernels (and src/engine/kernels/rotary.ts) round them: compiled
+ * without FMA contraction, the results are the same bits.
+ */
+static napi_value rotary(napi_env env, napi_callback_info info) {
+  const char *fn = "rotary";
+  size_t argc = MAX_ARGS;
+  napi_value argv[MAX_ARGS];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!arg_count(env, argc, 6, fn)) return NULL;
+  static const char *names[] = {"x", "cos", "sin", "y"};
+  FloatView v[4];
+  for (int i = 0; i < 4; i++)
+    if (!get_f32(env, argv[i], fn, names[i], &v[i])) return NULL;
+  int64_t T;
+  bool inverse;
+  if (!get_dim(env, argv[4], fn, "positions", &T) || !get_bool(env, argv[5], fn, "inverse", &inverse)) return NULL;
+  const int64_t d = T > 0 ? (int64_t)v[1].length / T : 0;
+  if (T < 1 || d < 2 || d % 2 != 0 || v[0].length % (size_t)d != 0 || v[2].length != v[1].length) {
+    napi_throw_range_error(env, NULL, "rotary: cos and sin must be [positions, d] with d even, x whole rows of d");
+    return NULL;
+  }
+  const int64_t rows = (int64_t)v[0].length / d;
+  if (!check_length(env, fn, "y", &v[3], rows * d)) return NULL;
+  const float sign = inverse ? -1.0f : 1.0f, *x = v[0].data, *c = v[1].data, *sn = v[2].data;
+  float *y = v[3].data;
+  const int64_t half = d / 2;
+  for (int64_t r = 0; r < rows; r++) {
+    const float *xr = x + r * d, *cr = c + (r % T) * d, *sr = sn + (r % T) * d;
+    float *yr = y + r * d;
+    for (int64_t i = 0; i < half; i++) {
+      const float a = xr[i], b = xr[i + half];
+      const float p0 = a * cr[i], p1 = -b * sign * sr[i], p2 = b * cr[i + half], p3 = a * sign * sr[i + half];
+      yr[i] = p0 + p1;
+      yr[i + half] = p2 + p3;
+    }
+  }
+  return NULL;
+}
+
 /* convDirect(on?): whether narrow convolutions take the direct kernels; a boolean switches them (benchmarks). */
 static napi_value conv_direct(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -1517,6 +1793,9 @@ static napi_value init(napi_env env, napi_value exports) {
       {"sparsePerSampleConv2d", NULL, sparse_per_sample_conv2d, NULL, NULL, NULL, napi_default_method, NULL},
       {"convDirect", NULL, conv_direct, NULL, NULL, NULL, napi_default_method, NULL},
       {"smallGemm", NULL, small_gemm, NULL, NULL, NULL, napi_default_method, NULL},
+      {"attendCached", NULL, attend_cached_call, NULL, NULL, NULL, napi_default_method, NULL},
+      {"rmsNorm", NULL, rms_norm, NULL, NULL, NULL, napi_default_method, NULL},
+      {"rotary", NULL, rotary, NULL, NULL, NULL, napi_default_method, NULL},
       {"config", NULL, config, NULL, NULL, NULL, napi_default_method, NULL},
   };
   CHECK(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));

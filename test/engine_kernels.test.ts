@@ -440,6 +440,38 @@ test('Slice (wasm, runs of contiguous memory) equals the cpu backend: prefixes, 
   assert.throws(() => tf.slice(tf.zeros([4, 4]), [0, 3], [2, 2]), /slice/i);
 });
 
+test('GatherV2 (wasm, rows of axis 0) equals the cpu backend; other axes and bad indices as before', async () => {
+  const cases: [number[], number[], number[], number][] = [
+    [[10, 4], [3], [7, 0, 9], 0],
+    [[2048, 6], [8, 1], [5, 0, 2047, 5, 9, 1, 1, 3], 0], // an embedding lookup [B, 1]
+    [[5, 2, 3], [2, 2], [4, 0, 0, 1], 0],
+    [[7], [4], [6, 1, 0, 6], 0], // rank 1: scalars
+    [[3, 5], [2], [4, 1], 1], // axis 1: the stock kernel
+    [[4, 3], [0], [], 0], // no indices
+  ];
+  for (const [shape, idShape, ids, axis] of cases) {
+    for (const dtype of ['float32', 'int32'] as const) {
+      const values = Array.from({ length: tf.util.sizeFromShape(shape) }, (_, i) => (i * 7) % 101);
+      await tf.setBackend('cpu');
+      const expected = tf.gather(tf.tensor(values, shape, dtype), tf.tensor(ids, idShape, 'int32'), axis);
+      const want = { shape: expected.shape, data: Array.from(expected.dataSync()) };
+      await tf.setBackend('wasm');
+      const got = tf.gather(tf.tensor(values, shape, dtype), tf.tensor(ids, idShape, 'int32'), axis);
+      assert.deepEqual(got.shape, want.shape, `shape of ${shape} [${ids}] axis ${axis}`);
+      assert.deepEqual(
+        Array.from(got.dataSync()),
+        want.data,
+        `values of ${shape} [${ids}] axis ${axis} ${dtype}`,
+      );
+    }
+  }
+  assert.throws(
+    () => tf.gather(tf.zeros([4, 2]), tf.tensor1d([1, 4], 'int32')),
+    /index value 4 is not in \[0, 3\]/,
+  );
+  assert.throws(() => tf.gather(tf.zeros([4, 2]), tf.tensor1d([-1], 'int32')), /index value -1/);
+});
+
 test('BatchMatMul (wasm, portable): transposed operands equal the cpu backend, batched and broadcast', async () => {
   disableNativeKernels(); // the portable kernel underneath the native one
   try {

@@ -88,6 +88,9 @@ test('an addon built from older sources is refused with the functions it lacks a
     'batchNormTrainGrad',
     'convDirect',
     'smallGemm',
+    'attendCached',
+    'rmsNorm',
+    'rotary',
     'config',
   ];
   const full = Object.fromEntries(fns.map((f) => [f, () => undefined]));
@@ -116,6 +119,9 @@ test('status: enabled with OpenBLAS, and disabling says so', { skip }, () => {
     'SortedNetPrefixMatMulGradInput',
     'SortedNetPrefixMatMulGradWeight',
     'SortedNetSparsePerSampleConv2D',
+    'SortedNetCachedAttention',
+    'SortedNetRmsNorm',
+    'SortedNetRotary',
   ]);
   assert.match(describeNativeKernels(), /^native BLAS: on \(OpenBLAS/);
   disableNativeKernels();

@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Transformer } from '../models/transformer.js';
-import type { KeyValue } from '../nn/attention.js';
+import { keepKv, type KeyValue } from '../nn/attention.js';
 import { createRng, type Rng } from '../data/random.js';
 import { argmax, nextTokenProbs, sample, type SamplingOptions } from './sampling.js';
 import { logProbability, makeProcessor } from './logits_process.js';
@@ -103,9 +103,7 @@ export function generateBatch(
       const keyMask = tf.tensor4d(mask, [B, 1, 1, T + m]);
       for (let l = 0; l < depth; l++) {
         const r = model.blockStep(l, h, {}, kv[l], T, keyMask);
-        const old = kv[l];
-        kv[l] = { k: tf.keep(r.kv.k), v: tf.keep(r.kv.v) };
-        if (old) tf.dispose([old.k, old.v]);
+        kv[l] = keepKv(kv[l], r.kv);
         h = r.y;
       }
       const last = tf.reshape(tf.slice(h, [0, m - 1, 0], [B, 1, -1]), [B, -1]);

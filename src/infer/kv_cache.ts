@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Transformer } from '../models/transformer.js';
-import type { KeyValue } from '../nn/attention.js';
+import { keepKv, type KeyValue } from '../nn/attention.js';
 import type { SubModel } from '../sorted/submodel.js';
 
 export class KvCache {
@@ -78,9 +78,7 @@ export class KvCache {
         const parts = this.hidden.slice(P, T) as tf.Tensor3D[];
         const x = parts.length === 1 ? parts[0] : (tf.concat(parts, 1) as tf.Tensor3D);
         const r = this.model.blockStep(l, x, this.widths, this.kv[l], P);
-        const old = this.kv[l];
-        this.kv[l] = { k: tf.keep(r.kv.k), v: tf.keep(r.kv.v) };
-        if (old) tf.dispose([old.k, old.v]);
+        this.kv[l] = keepKv(this.kv[l], r.kv);
         return r.y;
       });
       this.filled[l] = T;
@@ -136,15 +134,11 @@ export class KvCache {
     for (let l = 0; l < this.layers; l++) {
       const kv = this.kv[l];
       if (!kv || this.filled[l] <= n) continue;
-      const [B, h, , hd] = kv.k.shape;
-      this.kv[l] =
-        n === 0
-          ? null
-          : {
-              k: tf.slice(kv.k, [0, 0, 0, 0], [B, h, n, hd]),
-              v: tf.slice(kv.v, [0, 0, 0, 0], [B, h, n, hd]),
-            };
-      tf.dispose([kv.k, kv.v]);
+      // The buffers stay; positions n.. are written over by the next step.
+      if (n === 0) {
+        tf.dispose([kv.k, kv.v]);
+        this.kv[l] = null;
+      } else this.kv[l] = { ...kv, length: n };
       this.filled[l] = n;
     }
     for (let p = n; p < this.length; p++) this.hidden[p]?.dispose();

@@ -5,13 +5,58 @@ import { dropout } from './functional.js';
 import { checkUnits } from '../sorted/slice.js';
 import { causalMask, scaledDotProductAttention } from '../engine/ops/scaled_dot_product_attention.js';
 import { applyRotary, type RopeOptions } from './rotary.js';
+import { cachedAttention, cachedAttentionAvailable } from '../engine/ops/cached_attention.js';
 
 export { causalMask };
 
-/** Keys and values of the positions decoded so far: [B, kvHeads, T, headDim] each (one per key/value head). */
+/**
+ * Keys and values of the positions decoded so far, one per key/value head: buffers [B, kvHeads, C, headDim]
+ * whose first `length` positions are the cache; the rest is room that later steps write into in place
+ * (where the backend can: wasm and cpu), so that a step does not copy the whole cache to append to it.
+ */
 export interface KeyValue {
   k: tf.Tensor4D;
   v: tf.Tensor4D;
+  length: number;
+}
+
+/** Smallest buffer a cache starts with: room for short prompts and their first tokens without regrowing. */
+const MIN_CAPACITY = 64;
+
+/**
+ * `next` kept for the caller, and whichever buffers of `old` it no longer uses disposed (a step that wrote
+ * into the buffers in place returns them again).
+ */
+export function keepKv(old: KeyValue | null, next: KeyValue): KeyValue {
+  const kept = { k: tf.keep(next.k), v: tf.keep(next.v), length: next.length };
+  if (old && old.k !== next.k) old.k.dispose();
+  if (old && old.v !== next.v) old.v.dispose();
+  return kept;
+}
+
+/** `past`'s buffers when they have room for `need` positions; else new ones (doubling) holding its positions. */
+function withRoom(past: KeyValue | null, need: number, B: number, kvHeads: number, hd: number): KeyValue {
+  const P = past?.length ?? 0;
+  if (past && past.k.shape[2] >= need) return past;
+  const capacity = Math.max(MIN_CAPACITY, 2 ** Math.ceil(Math.log2(need)));
+  const grow = (t: tf.Tensor4D | undefined) =>
+    (t && P > 0
+      ? tf.pad(tf.slice(t, [0, 0, 0, 0], [B, kvHeads, P, hd]), [
+          [0, 0],
+          [0, 0],
+          [0, capacity - P],
+          [0, 0],
+        ])
+      : tf.zeros([B, kvHeads, capacity, hd])) as tf.Tensor4D;
+  return { k: grow(past?.k), v: grow(past?.v), length: P };
+}
+
+/** The first `length` positions of a cache as tensors of their own (a no-op when the buffers are full). */
+function held(past: KeyValue): [tf.Tensor4D, tf.Tensor4D] {
+  const [B, h, C, hd] = past.k.shape;
+  if (C === past.length) return [past.k, past.v];
+  const size = [B, h, past.length, hd];
+  return [tf.slice(past.k, [0, 0, 0, 0], size), tf.slice(past.v, [0, 0, 0, 0], size)];
 }
 
 /**
@@ -144,7 +189,8 @@ export class MultiHeadAttention extends Module {
    * Decoding with a KV cache (causal, eval): x [B·n, e] holds positions start..start+n−1 of B
    * sequences (row-major: sequence, then position); they attend to `past` (the cache of
    * positions 0..start−1) and causally to each other. Returns the output [B·n, e] and the cache
-   * extended by these n positions. `keyMask` (additive, broadcast to [B, h, n, P + n]) hides keys
+   * extended by these n positions: on wasm and cpu written into `past`'s buffers in place (new,
+   * larger ones when they are full), so keep it with `keepKv`, which disposes only what was replaced. `keyMask` (additive, broadcast to [B, h, n, P + n]) hides keys
    * per sequence: the left padding of a batch of prompts. Rows stay 2-D from the projections to
    * the output projection: every reshape saved is a kernel call saved in every step.
    */
@@ -156,11 +202,11 @@ export class MultiHeadAttention extends Module {
     start: number,
     keyMask?: tf.Tensor,
   ): { y: tf.Tensor2D; kv: KeyValue } {
-    this.activeKvHeads(heads); // the heads are checked before the cache
+    const kvHeads = this.activeKvHeads(heads); // the heads are checked before the cache
     const [rows, e] = x.shape;
     const n = rows / B;
     const hd = this.headDim;
-    const P = past ? past.k.shape[2] : 0;
+    const P = past ? past.length : 0;
     if (P !== start)
       throw new Error(`${this.opts.name ?? 'attn'}: cache holds ${P} positions, step starts at ${start}`);
     // [B·n, h·hd] → [B, h, n, hd]; for one position per sequence the transpose moves nothing.
@@ -169,8 +215,16 @@ export class MultiHeadAttention extends Module {
         ? tf.reshape(t, [B, h, 1, hd])
         : tf.transpose(tf.reshape(t, [B, n, h, hd]), [0, 2, 1, 3])) as tf.Tensor4D;
     const [q, kNew, vNew] = this.qkv(x, heads, start, split);
-    const k = past ? (tf.concat([past.k, kNew], 2) as tf.Tensor4D) : kNew;
-    const v = past ? (tf.concat([past.v, vNew], 2) as tf.Tensor4D) : vNew;
+    if (cachedAttentionAvailable()) {
+      // Appended in place; the kernel returns the rows [B, n, h, hd] the output projection reads.
+      const room = withRoom(past, P + n, B, kvHeads, hd);
+      const out = cachedAttention(q, kNew, vNew, room, P, keyMask);
+      const y = tf.reshape(out, [rows, heads * hd]);
+      return { y: this.o.forward(y, e) as tf.Tensor2D, kv: { ...room, length: P + n } };
+    }
+    const [pk, pv] = past ? held(past) : [null, null];
+    const k = pk ? (tf.concat([pk, kNew], 2) as tf.Tensor4D) : kNew;
+    const v = pv ? (tf.concat([pv, vNew], 2) as tf.Tensor4D) : vNew;
     // The cache keeps the key/value heads; they are repeated for their query heads per step.
     const kq = repeatKv(k, this.group);
     const vq = repeatKv(v, this.group);
@@ -179,7 +233,7 @@ export class MultiHeadAttention extends Module {
     if (keyMask) s = tf.add(s, keyMask);
     const out = tf.matMul(tf.softmax(s), vq); // [B, h, n, hd]
     const y = tf.reshape(n === 1 ? out : tf.transpose(out, [0, 2, 1, 3]), [rows, heads * hd]);
-    return { y: this.o.forward(y, e) as tf.Tensor2D, kv: { k, v } };
+    return { y: this.o.forward(y, e) as tf.Tensor2D, kv: { k, v, length: P + n } };
   }
 
   /** x: [B, T, e] → [B, T, e], using the first `heads` heads. */

@@ -8,10 +8,12 @@ import { unsortedSegmentSumWasmConfig } from './unsorted_segment_sum_wasm.js';
 import { batchNormTrainConfigs } from './batch_norm_train.js';
 import { layerNormConfigs } from './layer_norm.js';
 import { rotaryConfigs } from './rotary.js';
+import { cachedAttentionConfigs } from './cached_attention.js';
 import { rmsNormConfigs } from './rms_norm.js';
 import { replaceSliceWasm } from './slice_wasm.js';
 import { replaceBatchMatMulWasm } from './batch_mat_mul_wasm.js';
 import { replaceIdentityWasm } from './identity_wasm.js';
+import { replaceGatherWasm } from './gather_wasm.js';
 
 /**
  * Kernels the `wasm` backend of tfjs 4.22 lacks for training: the filter gradient of a
@@ -33,6 +35,7 @@ const FUSED_KERNELS: readonly tf.KernelConfig[] = [
   ...layerNormConfigs,
   ...rmsNormConfigs,
   ...rotaryConfigs,
+  ...cachedAttentionConfigs,
 ];
 
 let registered = false;
@@ -50,5 +53,6 @@ export function registerProjectKernels(): void {
   replaceSliceWasm(); // weight prefixes: 100–450×
   replaceBatchMatMulWasm(); // transposed operands: 5–30×
   replaceIdentityWasm(); // the tape's clones share memory instead of copying it
+  replaceGatherWasm(); // embedding lookups: 27–60 µs → a copy per row
   for (const config of FUSED_KERNELS) tf.registerKernel(config);
 }

@@ -138,6 +138,44 @@ export interface NativeBlas {
    * and FMA, or with SORTEDNET_SMALL_GEMM=0.
    */
   smallGemm(on?: boolean | 'avx2'): boolean;
+  /**
+   * One decoding step of attention over a key/value cache, appending the new keys and values to it in place:
+   * see src/engine/kernels/cached_attention.ts. dims = [B, h, kvh, n, d, C, past]; out [B, n, h, d].
+   */
+  attendCached(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    kCache: Float32Array,
+    vCache: Float32Array,
+    mask: Float32Array | null,
+    out: Float32Array,
+    dims: Int32Array,
+  ): void;
+  /**
+   * RMS normalisation over rows of `features` (src/engine/kernels/rms_norm.ts, which it equals bit for bit):
+   * overwrites y and rstd (one per row).
+   */
+  rmsNorm(
+    x: Float32Array,
+    gamma: Float32Array,
+    y: Float32Array,
+    rstd: Float32Array,
+    features: number,
+    epsilon: number,
+  ): void;
+  /**
+   * Rotate-half rotary embedding of rows of x, row r at position r % positions (src/engine/kernels/rotary.ts,
+   * which it equals bit for bit); cos and sin are [positions, d]. Overwrites y.
+   */
+  rotary(
+    x: Float32Array,
+    cos: Float32Array,
+    sin: Float32Array,
+    y: Float32Array,
+    positions: number,
+    inverse: boolean,
+  ): void;
   /** OpenBLAS's build description and thread count, e.g. "OpenBLAS 0.3.21 … Haswell …; 2 threads". */
   config(): string;
 }
@@ -160,6 +198,9 @@ const FUNCTIONS: Record<keyof NativeBlas, true> = {
   batchNormTrainGrad: true,
   convDirect: true,
   smallGemm: true,
+  attendCached: true,
+  rmsNorm: true,
+  rotary: true,
   config: true,
 };
 

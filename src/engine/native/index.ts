@@ -31,6 +31,11 @@ import {
 import { PrefixMatMul, PrefixMatMulGradInput, PrefixMatMulGradWeight } from '../kernels/prefix_mat_mul.js';
 import { nativeSparsePerSampleConv2d } from './sparse_per_sample_conv2d.js';
 import { SparsePerSampleConv2D } from '../kernels/sparse_per_sample_conv2d.js';
+import { nativeCachedAttention } from './cached_attention.js';
+import { nativeRmsNorm, nativeRotary } from './decode_kernels.js';
+import { RmsNormFwd } from '../kernels/rms_norm.js';
+import { Rotary } from '../kernels/rotary.js';
+import { CachedAttention } from '../kernels/cached_attention.js';
 
 import { loadNativeDnnl, nativeDnnlUnavailableReason, type NativeDnnl } from './dnnl.js';
 import {
@@ -77,6 +82,12 @@ const OVERRIDES: Record<string, Override> = {
   // Compact PAD layers' sparse per-sample convolution (src/engine/ops/sparse_per_sample_conv2d.ts); native
   // only: without it the op scatters each sample's dense kernel and runs a dense per-sample convolution.
   [SparsePerSampleConv2D]: nativeSparsePerSampleConv2d,
+  // A decoding step's attention over its key/value cache, appending in place (src/engine/ops/cached_attention.ts);
+  // the project's JavaScript kernel is the fallback without the addon.
+  [CachedAttention]: nativeCachedAttention,
+  // The per-row normalisation and rotary kernels of a decoding step, bit for bit the JavaScript ones.
+  [RmsNormFwd]: nativeRmsNorm,
+  [Rotary]: nativeRotary,
 };
 
 type DnnlOverride = (dnnl: NativeDnnl, under: KernelFunc) => KernelFunc;
