@@ -74,6 +74,7 @@ export function generateBatch(
   const depth = o.exit ?? c.layers;
   const width = rows.reduce((m, r) => Math.max(m, r.ids.length), 0);
   const pad = rows.map((r) => width - r.ids.length);
+  const padded = pad.some((p) => p > 0);
   const rngs: Rng[] = rows.map((_, i) => createRng((o.seed ?? 0) + i));
   const sampling: SamplingOptions = { temperature, topK: o.topK, topP: o.topP };
   const stop = new Set(o.stopTokens ?? []);
@@ -98,9 +99,13 @@ export function generateBatch(
         const pos = rows.flatMap((_, b) => Array.from({ length: m }, (_, j) => Math.max(0, T + j - pad[b])));
         h = tf.add(h, model.positions.forward(tf.tensor2d(pos, [B, m], 'int32'))) as tf.Tensor3D;
       }
-      const mask = new Float32Array(B * (T + m));
-      for (let b = 0; b < B; b++) for (let t = 0; t < pad[b]; t++) mask[b * (T + m) + t] = MASKED;
-      const keyMask = tf.tensor4d(mask, [B, 1, 1, T + m]);
+      // Prompts of one length have no padding to hide: no mask to build or add.
+      let keyMask: tf.Tensor4D | undefined;
+      if (padded) {
+        const mask = new Float32Array(B * (T + m));
+        for (let b = 0; b < B; b++) for (let t = 0; t < pad[b]; t++) mask[b * (T + m) + t] = MASKED;
+        keyMask = tf.tensor4d(mask, [B, 1, 1, T + m]);
+      }
       for (let l = 0; l < depth; l++) {
         const r = model.blockStep(l, h, {}, kv[l], T, keyMask);
         kv[l] = keepKv(kv[l], r.kv);
