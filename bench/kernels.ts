@@ -1,7 +1,9 @@
 /**
  * The project's kernels against what they replace, side by side in one process (docs/performance.md):
- *  - Slice and transposed BatchMatMul on the portable wasm path vs tfjs's stock wasm kernels;
- *  - training batch norm: the JavaScript kernels vs the native addon's.
+ *  - Slice, GatherV2 and transposed BatchMatMul on the portable wasm path vs tfjs's stock wasm kernels;
+ *  - training batch norm: the JavaScript kernels vs the native addon's;
+ *  - a decoding step's attention over a KV cache: appending by concatenation and attending with
+ *    matMul/softmax vs the in-place cached-attention kernel (portable, then native).
  *
  *   node dist/bench/kernels.js
  */
@@ -9,6 +11,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../src/engine/backend.js';
 import { disableNativeKernels, enableNativeKernels, loadNativeBlas } from '../src/engine/native/index.js';
 import { stockSliceWasm } from '../src/engine/kernels/slice_wasm.js';
+import { stockGatherWasm } from '../src/engine/kernels/gather_wasm.js';
+import { cachedAttention } from '../src/engine/ops/cached_attention.js';
 import { stockBatchMatMulWasm } from '../src/engine/kernels/batch_mat_mul_wasm.js';
 import { BatchNormTrain, BatchNormTrainGrad } from '../src/engine/kernels/batch_norm_train.js';
 import { medianMs as timedMedian } from '../src/train/timing.js';
@@ -51,6 +55,13 @@ const row = (what: string, a: number, b: number, labels: [string, string]) =>
   row('Slice: [256, 256] corner of [1024, 1024]', c, d, ['stock', 'project']);
 }
 {
+  // An embedding lookup of a decoding step: 8 token rows of lm-small's [2048, 192] table.
+  const table = tf.randomNormal([2048, 192]);
+  const ids = tf.tensor2d([5, 77, 1024, 3, 2047, 9, 640, 12], [8, 1], 'int32');
+  const [a, b] = versus(tf.GatherV2, stockGatherWasm(), () => tf.gather(table, ids).dispose());
+  row('GatherV2: 8 rows of [2048, 192]', a, b, ['stock', 'project']);
+}
+{
   const x = tf.randomNormal([64, 784]);
   const w = tf.randomNormal([1024, 784]);
   const dy = tf.randomNormal([64, 1024]);
@@ -78,7 +89,8 @@ if (loadNativeBlas()) {
       { x, gamma: g, beta: b },
       { epsilon: 1e-5 },
     ) as tf.Tensor[];
-    const backward = () => tf.dispose(engine.runKernel(BatchNormTrainGrad, { dy, x, mean, rstd, gamma: g }));
+    const backward = () =>
+      tf.dispose(engine.runKernel(BatchNormTrainGrad, { dy, x, mean, rstd, gamma: g }, {}));
     for (const [pass, fn] of [
       ['forward', forward],
       ['backward', backward],
@@ -96,6 +108,59 @@ if (loadNativeBlas()) {
   }
 } else {
   rows.push('| batch norm | native addon not built | | |');
+}
+
+// One layer's attention in a batched decoding step of lm-small: 8 sequences, 6 heads of 32, 64
+// positions cached, one new. Before: the cache grows by concatenation (a copy of all of it) and the
+// step attends with matMul and softmax; after: the new position is written into a buffer with room
+// and one kernel attends over it.
+for (const native of [false, true]) {
+  if (native && !loadNativeBlas()) break;
+  if (native) enableNativeKernels();
+  else disableNativeKernels();
+  const [B, h, P, d] = [8, 6, 64, 32];
+  const q = tf.randomNormal([B, h, 1, d]) as tf.Tensor4D;
+  const k = tf.randomNormal([B, h, 1, d]) as tf.Tensor4D;
+  const v = tf.randomNormal([B, h, 1, d]) as tf.Tensor4D;
+  const past = {
+    k: tf.randomNormal([B, h, P, d]) as tf.Tensor4D,
+    v: tf.randomNormal([B, h, P, d]) as tf.Tensor4D,
+  };
+  const room = {
+    k: tf.pad(past.k, [
+      [0, 0],
+      [0, 0],
+      [0, 64],
+      [0, 0],
+    ]) as tf.Tensor4D,
+    v: tf.pad(past.v, [
+      [0, 0],
+      [0, 0],
+      [0, 64],
+      [0, 0],
+    ]) as tf.Tensor4D,
+  };
+  const concat = () =>
+    tf
+      .tidy(() => {
+        const K = tf.concat([past.k, k], 2);
+        const V = tf.concat([past.v, v], 2);
+        return tf.matMul(tf.softmax(tf.matMul(tf.mul(q, 1 / Math.sqrt(d)), K, false, true)), V);
+      })
+      .dispose();
+  const inPlace = () => cachedAttention(q, k, v, room, P).dispose();
+  const t: [number[], number[]] = [[], []];
+  for (let round = 0; round < 3; round++) {
+    t[0].push(medianMs(concat, 25));
+    t[1].push(medianMs(inPlace, 25));
+  }
+  const median = (xs: number[]) => xs.sort((p, q2) => p - q2)[1];
+  row(
+    `decoding attention, 8 × 6 heads × 64 cached positions (${native ? 'native' : 'portable'})`,
+    median(t[0]),
+    median(t[1]),
+    ['concatenate', 'in place'],
+  );
 }
 
 console.log('| work | before | after | speed-up |');

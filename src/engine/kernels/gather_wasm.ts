@@ -35,3 +35,8 @@ function gather(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
 export function replaceGatherWasm(): void {
   replaceWasmKernel(kernelName, gather);
 }
+
+/** The stock wasm kernel this one replaced (for benchmarks); undefined before the replacement. */
+export function stockGatherWasm(): tf.KernelConfig | undefined {
+  return stockWasmKernel(kernelName);
+}
