@@ -3,7 +3,9 @@
  *  - Slice, GatherV2 and transposed BatchMatMul on the portable wasm path vs tfjs's stock wasm kernels;
  *  - training batch norm: the JavaScript kernels vs the native addon's;
  *  - a decoding step's attention over a KV cache: appending by concatenation and attending with
- *    matMul/softmax vs the in-place cached-attention kernel (portable, then native).
+ *    matMul/softmax vs the in-place cached-attention kernel (portable, then native);
+ *  - batch norm in evaluation with its ReLU: γ/β prefixes sliced, tf.batchNorm and tf.relu vs the folded
+ *    scale-and-shift kernel a BatchNorm2d runs (portable, then native).
  *
  *   node dist/bench/kernels.js
  */
@@ -13,6 +15,7 @@ import { disableNativeKernels, enableNativeKernels, loadNativeBlas } from '../sr
 import { stockSliceWasm } from '../src/engine/kernels/slice_wasm.js';
 import { stockGatherWasm } from '../src/engine/kernels/gather_wasm.js';
 import { cachedAttention } from '../src/engine/ops/cached_attention.js';
+import { scaleShift } from '../src/engine/ops/scale_shift.js';
 import { stockBatchMatMulWasm } from '../src/engine/kernels/batch_mat_mul_wasm.js';
 import { BatchNormTrain, BatchNormTrainGrad } from '../src/engine/kernels/batch_norm_train.js';
 import { medianMs as timedMedian } from '../src/train/timing.js';
@@ -160,6 +163,37 @@ for (const native of [false, true]) {
     median(t[0]),
     median(t[1]),
     ['concatenate', 'in place'],
+  );
+}
+
+// Batch norm in evaluation (a server's batch of 16 through a sub-network's 16 of 32 channels), ReLU after it.
+for (const native of [false, true]) {
+  if (native && !loadNativeBlas()) break;
+  if (native) enableNativeKernels();
+  else disableNativeKernels();
+  const x = tf.randomNormal([16, 28, 28, 16]);
+  const [gamma, beta] = [tf.randomNormal([32]), tf.randomNormal([32])];
+  const [mean, variance] = [tf.randomNormal([16]), tf.add(tf.randomUniform([16]), 0.5)];
+  const composed = () =>
+    tf
+      .tidy(() =>
+        tf.relu(tf.batchNorm(x, mean, variance, tf.slice(beta, [0], [16]), tf.slice(gamma, [0], [16]), 1e-5)),
+      )
+      .dispose();
+  const scale = tf.div(tf.slice(gamma, [0], [16]), tf.sqrt(tf.add(variance, 1e-5))) as tf.Tensor1D;
+  const shift = tf.sub(tf.slice(beta, [0], [16]), tf.mul(mean, scale)) as tf.Tensor1D;
+  const folded = () => scaleShift(x, scale, shift, 'relu').dispose();
+  const t: [number[], number[]] = [[], []];
+  for (let round = 0; round < 3; round++) {
+    t[0].push(medianMs(composed, 15));
+    t[1].push(medianMs(folded, 15));
+  }
+  const median = (xs: number[]) => xs.sort((p, q2) => p - q2)[1];
+  row(
+    `batch norm in evaluation + ReLU, [16, 28, 28, 16] (${native ? 'native' : 'portable'})`,
+    median(t[0]),
+    median(t[1]),
+    ['slices + batchNorm + relu', 'folded'],
   );
 }
 

@@ -1718,6 +1718,50 @@ static napi_value rotary(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * scaleShift(x, scale, shift, y, channels, activation?): y = act(x * scale[c] + shift[c]) over the last axis
+ * (`channels` wide): batch norm in evaluation, folded (src/engine/kernels/scale_shift.ts, which it equals bit for
+ * bit: a product, then a sum, each rounded to float). activation 0 none, 1 ReLU, 2 ReLU6.
+ */
+static napi_value scale_shift(napi_env env, napi_callback_info info) {
+  const char *fn = "scaleShift";
+  size_t argc = MAX_ARGS;
+  napi_value argv[MAX_ARGS];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc == 5) argv[argc++] = NULL;
+  if (!arg_count(env, argc, 6, fn)) return NULL;
+  static const char *names[] = {"x", "scale", "shift", "y"};
+  FloatView v[4];
+  for (int i = 0; i < 4; i++)
+    if (!get_f32(env, argv[i], fn, names[i], &v[i])) return NULL;
+  int64_t C;
+  int32_t activation = 0;
+  if (!channel_count(env, argv[4], fn, &C)) return NULL;
+  if (argv[5] && !activation_kind(env, argv[5], fn, &activation)) return NULL;
+  if (v[0].length % (size_t)C != 0) {
+    napi_throw_range_error(env, NULL, "scaleShift: x must hold whole rows of `channels` values");
+    return NULL;
+  }
+  const int64_t rows = (int64_t)v[0].length / C;
+  if (!check_length(env, fn, "scale", &v[1], C) || !check_length(env, fn, "shift", &v[2], C) ||
+      !check_length(env, fn, "y", &v[3], rows * C))
+    return NULL;
+  const float *x = v[0].data, *a = v[1].data, *b = v[2].data;
+  float *y = v[3].data;
+  for (int64_t r = 0; r < rows; r++) {
+    const float *xr = x + r * C;
+    float *yr = y + r * C;
+    for (int64_t c = 0; c < C; c++) {
+      const float p = xr[c] * a[c];
+      float t = p + b[c];
+      if (activation >= 1) t = t > 0 ? t : 0;
+      if (activation == 2) t = t < 6 ? t : 6;
+      yr[c] = t;
+    }
+  }
+  return NULL;
+}
+
 /* convDirect(on?): whether narrow convolutions take the direct kernels; a boolean switches them (benchmarks). */
 static napi_value conv_direct(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -1796,6 +1840,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"attendCached", NULL, attend_cached_call, NULL, NULL, NULL, napi_default_method, NULL},
       {"rmsNorm", NULL, rms_norm, NULL, NULL, NULL, napi_default_method, NULL},
       {"rotary", NULL, rotary, NULL, NULL, NULL, napi_default_method, NULL},
+      {"scaleShift", NULL, scale_shift, NULL, NULL, NULL, napi_default_method, NULL},
       {"config", NULL, config, NULL, NULL, NULL, napi_default_method, NULL},
   };
   CHECK(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));

@@ -5,6 +5,9 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
+import { scaleShift } from '../src/engine/ops/scale_shift.js';
+import { ScaleShift } from '../src/engine/kernels/scale_shift.js';
+import { BatchNorm2d } from '../src/nn/batchnorm.js';
 import { initEngine } from '../src/engine/backend.js';
 import {
   replaceConv2DBackpropInputWasm,
@@ -537,4 +540,61 @@ test('Identity (wasm) shares memory safely: a clone outlives its source and igno
   tf.dispose([snapshot, b, x, g, init, next]);
   v.dispose();
   assert.equal(tf.memory().numTensors, before, 'no tensor left behind');
+});
+
+for (const backend of ['wasm', 'cpu']) {
+  // On wasm the kernel is the native addon's; without it the op composes stock kernels (checked too).
+  test(`ScaleShift (${backend}) equals x·scale + shift then the activation, bit for bit`, async () => {
+    await tf.setBackend(backend);
+    const native = backend === 'wasm' && enableNativeKernels().kernels.includes(ScaleShift);
+    assert.equal(tf.getKernel(ScaleShift, backend) !== undefined, backend === 'cpu' || native);
+    tf.tidy(() => {
+      const x = tf.mul(tf.randomNormal([3, 5, 4, 7], 0, 1, 'float32', 1), 4);
+      const scale = tf.randomNormal([7], 0, 2, 'float32', 2) as tf.Tensor1D;
+      const shift = tf.randomNormal([7], 0, 3, 'float32', 3) as tf.Tensor1D;
+      for (const activation of ['linear', 'relu', 'relu6'] as const) {
+        const y = tf.add(tf.mul(x, scale), shift);
+        const want = activation === 'relu' ? tf.relu(y) : activation === 'relu6' ? tf.relu6(y) : y;
+        assert.deepEqual(scaleShift(x, scale, shift, activation).dataSync(), want.dataSync(), activation);
+      }
+      assert.throws(() => scaleShift(x, tf.ones([6]) as tf.Tensor1D, shift), /scale and shift must be \[7\]/);
+    });
+    await tf.setBackend('wasm');
+  });
+}
+
+test('BatchNorm2d in evaluation folds its statistics once per sub-model, equals batch norm, and refolds when they or γ, β change', () => {
+  tf.tidy(() => {
+    const bn = new BatchNorm2d(8, 'bn');
+    const calibrate = { mode: 'calibrate', key: 'c4' } as const;
+    const evaluate = { mode: 'eval', key: 'c4' } as const;
+    const x = tf.randomNormal([6, 3, 3, 4], 1, 2, 'float32', 4) as tf.Tensor4D;
+    bn.forward(x, calibrate); // statistics of sub-model 'c4' over its 4 channels
+    bn.gamma.assign(tf.randomNormal([8], 1, 0.3, 'float32', 5));
+    bn.beta.assign(tf.randomNormal([8], 0, 0.3, 'float32', 6));
+    const reference = () => {
+      const s = bn.statsFor('c4')!;
+      const g = tf.slice(bn.gamma, [0], [4]);
+      const b = tf.slice(bn.beta, [0], [4]);
+      return tf.relu(tf.batchNorm(x, s.mean, s.variance, b, g, bn.epsilon));
+    };
+    const close = (got: tf.Tensor, want: tf.Tensor, what: string) =>
+      want.dataSync().forEach((v, i) => assert.ok(Math.abs(got.dataSync()[i] - v) < 1e-5, `${what} at ${i}`));
+    close(bn.forward(x, evaluate, 'relu'), reference(), 'folded');
+    const tensors = tf.memory().numTensors;
+    bn.forward(x, evaluate, 'relu').dispose();
+    assert.equal(tf.memory().numTensors, tensors, 'a second run reuses the folded scale and shift');
+    // New parameters (an optimizer step assigns them) and new statistics are both seen.
+    bn.gamma.assign(tf.mul(bn.gamma, 2));
+    close(bn.forward(x, evaluate, 'relu'), reference(), 'after γ changed');
+    bn.beta.assign(tf.add(bn.beta, 1));
+    close(bn.forward(x, evaluate, 'relu'), reference(), 'after β changed');
+    bn.forward(tf.mul(x, 3) as tf.Tensor4D, calibrate); // a second batch moves the average
+    close(bn.forward(x, evaluate, 'relu'), reference(), 'after recalibration');
+    // Under a gradient tape the composed form runs, so γ gets its gradient.
+    const grads = tf.variableGrads(() => tf.sum(bn.forward(x, evaluate)) as tf.Scalar, [bn.gamma, bn.beta]);
+    assert.ok(tf.sum(tf.abs(grads.grads[bn.beta.name])).dataSync()[0] > 0, 'β has a gradient in evaluation');
+    bn.resetStats();
+    assert.throws(() => bn.forward(x, evaluate), /no statistics for sub-model 'c4'/);
+  });
 });

@@ -91,6 +91,7 @@ test('an addon built from older sources is refused with the functions it lacks a
     'attendCached',
     'rmsNorm',
     'rotary',
+    'scaleShift',
     'config',
   ];
   const full = Object.fromEntries(fns.map((f) => [f, () => undefined]));
@@ -122,6 +123,7 @@ test('status: enabled with OpenBLAS, and disabling says so', { skip }, () => {
     'SortedNetCachedAttention',
     'SortedNetRmsNorm',
     'SortedNetRotary',
+    'SortedNetScaleShift',
   ]);
   assert.match(describeNativeKernels(), /^native BLAS: on \(OpenBLAS/);
   disableNativeKernels();

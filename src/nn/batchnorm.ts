@@ -3,6 +3,7 @@ import { Module, type ForwardContext, type SubModelStats } from './module.js';
 import { checkUnits, prefix } from '../sorted/slice.js';
 import { batchNormTrain } from '../engine/ops/batch_norm_train.js';
 import { activate } from '../engine/ops/activation.js';
+import { scaleShift } from '../engine/ops/scale_shift.js';
 import type { FusedActivation } from '../engine/kernels/activation.js';
 
 /** One sub-model's BatchNorm statistics (a read-only view: `loadStateDict` and calibration set them). */
@@ -30,6 +31,14 @@ export class BatchNorm2d extends Module {
   readonly gamma: tf.Variable;
   readonly beta: tf.Variable;
   private readonly stats = new Map<string, { mean: tf.Tensor1D; variance: tf.Tensor1D; count: tf.Scalar }>();
+  /**
+   * Per sub-model, its statistics and the affine folded into one scale and shift per channel, and what they
+   * were folded from (the statistics object and the parameters' data), so that any change refolds them.
+   */
+  private readonly folded = new Map<
+    string,
+    { scale: tf.Tensor1D; shift: tf.Tensor1D; from: [object, tf.DataId, tf.DataId] }
+  >();
   constructor(
     readonly channels: number,
     readonly name = 'bn',
@@ -47,7 +56,54 @@ export class BatchNorm2d extends Module {
       // The whole γ and β: batchNormTrain reads a sub-network's prefix in place where it can.
       return batchNormTrain(x, this.gamma as tf.Tensor1D, this.beta as tf.Tensor1D, this.epsilon, activation);
     }
+    // Evaluation outside a gradient: one kernel with the folded scale and shift (cached per sub-model). Under a
+    // gradient tape the composed form keeps γ and β differentiable.
+    if (ctx.mode === 'eval' && tf.engine().state.gradientDepth === 0) {
+      const { scale, shift } = this.fold(x.shape[3], ctx.key);
+      return scaleShift(x, scale, shift, activation) as tf.Tensor4D;
+    }
     return activate(this.normalise(x, ctx), activation);
+  }
+
+  /** Sub-model `key`'s scale γ/√(σ² + ε) and shift β − μ·scale over its c channels, folded once and kept. */
+  private fold(c: number, key: string): { scale: tf.Tensor1D; shift: tf.Tensor1D } {
+    const s = this.statsOrThrow(c, key);
+    const from: [object, tf.DataId, tf.DataId] = [s, this.gamma.dataId, this.beta.dataId];
+    const hit = this.folded.get(key);
+    if (hit && hit.from.every((v, i) => v === from[i])) return hit;
+    this.unfold(key);
+    const f = tf.tidy(() => {
+      const scale = tf.div(prefix(this.gamma, [c], this.name), tf.sqrt(tf.add(s.variance, this.epsilon)));
+      const shift = tf.sub(prefix(this.beta, [c], this.name), tf.mul(s.mean, scale));
+      return { scale: tf.keep(scale) as tf.Tensor1D, shift: tf.keep(shift) as tf.Tensor1D };
+    });
+    this.folded.set(key, { ...f, from });
+    return f;
+  }
+
+  private unfold(key?: string): void {
+    for (const [k, f] of this.folded) {
+      if (key !== undefined && k !== key) continue;
+      tf.dispose([f.scale, f.shift]);
+      this.folded.delete(k);
+    }
+  }
+
+  /** The statistics of sub-model `key` for c channels; a clear error when there are none, or for other widths. */
+  private statsOrThrow(c: number, key: string): { mean: tf.Tensor1D; variance: tf.Tensor1D } {
+    checkUnits(c, this.channels, this.name, 'channels');
+    const s = this.stats.get(key);
+    if (!s) {
+      throw new Error(
+        `BatchNorm '${this.name}' has no statistics for sub-model '${key}': calibrate it first (calibrateBatchNorm)`,
+      );
+    }
+    if (s.mean.shape[0] !== c) {
+      throw new Error(
+        `BatchNorm '${this.name}': statistics for '${key}' have ${s.mean.shape[0]} channels, input has ${c}`,
+      );
+    }
+    return s;
   }
 
   private normalise(x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {
@@ -58,19 +114,7 @@ export class BatchNorm2d extends Module {
     let mean: tf.Tensor;
     let variance: tf.Tensor;
     if (ctx.mode === 'eval') {
-      const s = this.stats.get(ctx.key);
-      if (!s) {
-        throw new Error(
-          `BatchNorm '${this.name}' has no statistics for sub-model '${ctx.key}': calibrate it first (calibrateBatchNorm)`,
-        );
-      }
-      if (s.mean.shape[0] !== c) {
-        throw new Error(
-          `BatchNorm '${this.name}': statistics for '${ctx.key}' have ${s.mean.shape[0]} channels, input has ${c}`,
-        );
-      }
-      mean = s.mean;
-      variance = s.variance;
+      ({ mean, variance } = this.statsOrThrow(c, ctx.key));
     } else {
       ({ mean, variance } = tf.moments(x, [0, 1, 2]));
       this.accumulate(ctx.key, mean as tf.Tensor1D, variance as tf.Tensor1D);
@@ -149,6 +193,7 @@ export class BatchNorm2d extends Module {
 
   /** Forget the statistics of one sub-model (or all) before recalibrating. */
   resetStats(key?: string): void {
+    this.unfold(key);
     for (const [k, s] of this.stats) {
       if (key !== undefined && k !== key) continue;
       tf.dispose([s.mean, s.variance, s.count]);

@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { floatKernelIO, jsKernelConfigs } from './float_io.js';
+import { floatKernelIO } from './float_io.js';
 
 /**
- * One decoding step of attention over a key/value cache kept in buffers with spare room, for the
- * `wasm` and `cpu` backends (src/engine/ops/cached_attention.ts holds the contract):
+ * One decoding step of attention over a key/value cache kept in buffers with spare room, for the `cpu`
+ * backend, and the twin of the addon's C kernel on `wasm` (src/engine/ops/cached_attention.ts holds the contract):
  *   1. writes kNew, vNew [B, kvh, n, d] IN PLACE at positions past..past+n−1 of kCache, vCache [B, kvh, C, d];
  *   2. out[b, i, j] = softmax_t(q[b, j, i]·k[b, ⌊j/g⌋, t]/√d + mask[b, t]) · v[b, ⌊j/g⌋, t] over the keys
  *      t ≤ past + i (causal), g = h / kvh query heads per key/value head; out is [B, n, h, d], the rows the
@@ -98,4 +98,11 @@ function cachedAttention(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
   return infos[0];
 }
 
-export const cachedAttentionConfigs: tf.KernelConfig[] = jsKernelConfigs(CachedAttention, cachedAttention);
+/**
+ * On `cpu` only. On `wasm` these loops read the heap through views, which V8 runs at about 13 ns a value: slower
+ * than concatenating and attending with the stock kernels (`node dist/bench/kernels.js`), so there the op is
+ * registered by the native addon (src/engine/native/cached_attention.ts) or not at all, and decoding concatenates.
+ */
+export const cachedAttentionConfigs: tf.KernelConfig[] = [
+  { kernelName: CachedAttention, backendName: 'cpu', kernelFunc: cachedAttention },
+];

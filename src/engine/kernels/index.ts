@@ -9,6 +9,7 @@ import { batchNormTrainConfigs } from './batch_norm_train.js';
 import { layerNormConfigs } from './layer_norm.js';
 import { rotaryConfigs } from './rotary.js';
 import { cachedAttentionConfigs } from './cached_attention.js';
+import { scaleShiftConfigs } from './scale_shift.js';
 import { rmsNormConfigs } from './rms_norm.js';
 import { replaceSliceWasm } from './slice_wasm.js';
 import { replaceBatchMatMulWasm } from './batch_mat_mul_wasm.js';
@@ -36,6 +37,7 @@ const FUSED_KERNELS: readonly tf.KernelConfig[] = [
   ...rmsNormConfigs,
   ...rotaryConfigs,
   ...cachedAttentionConfigs,
+  ...scaleShiftConfigs,
 ];
 
 let registered = false;

@@ -176,6 +176,18 @@ export interface NativeBlas {
     positions: number,
     inverse: boolean,
   ): void;
+  /**
+   * y = act(x · scale + shift) over rows of `channels` (src/engine/kernels/scale_shift.ts, which it equals bit
+   * for bit): batch norm in evaluation, folded. activation 0 (default) none, 1 ReLU, 2 ReLU6.
+   */
+  scaleShift(
+    x: Float32Array,
+    scale: Float32Array,
+    shift: Float32Array,
+    y: Float32Array,
+    channels: number,
+    activation?: number,
+  ): void;
   /** OpenBLAS's build description and thread count, e.g. "OpenBLAS 0.3.21 … Haswell …; 2 threads". */
   config(): string;
 }
@@ -201,6 +213,7 @@ const FUNCTIONS: Record<keyof NativeBlas, true> = {
   attendCached: true,
   rmsNorm: true,
   rotary: true,
+  scaleShift: true,
   config: true,
 };
 

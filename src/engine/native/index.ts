@@ -32,7 +32,8 @@ import { PrefixMatMul, PrefixMatMulGradInput, PrefixMatMulGradWeight } from '../
 import { nativeSparsePerSampleConv2d } from './sparse_per_sample_conv2d.js';
 import { SparsePerSampleConv2D } from '../kernels/sparse_per_sample_conv2d.js';
 import { nativeCachedAttention } from './cached_attention.js';
-import { nativeRmsNorm, nativeRotary } from './decode_kernels.js';
+import { nativeRmsNorm, nativeRotary, nativeScaleShift } from './decode_kernels.js';
+import { ScaleShift } from '../kernels/scale_shift.js';
 import { RmsNormFwd } from '../kernels/rms_norm.js';
 import { Rotary } from '../kernels/rotary.js';
 import { CachedAttention } from '../kernels/cached_attention.js';
@@ -88,6 +89,8 @@ const OVERRIDES: Record<string, Override> = {
   // The per-row normalisation and rotary kernels of a decoding step, bit for bit the JavaScript ones.
   [RmsNormFwd]: nativeRmsNorm,
   [Rotary]: nativeRotary,
+  // Batch norm in evaluation, folded into a scale and shift per channel, its activation fused.
+  [ScaleShift]: nativeScaleShift,
 };
 
 type DnnlOverride = (dnnl: NativeDnnl, under: KernelFunc) => KernelFunc;
