@@ -2,10 +2,9 @@
  * The project's kernels against what they replace, side by side in one process (docs/performance.md):
  *  - Slice, GatherV2 and transposed BatchMatMul on the portable wasm path vs tfjs's stock wasm kernels;
  *  - training batch norm: the JavaScript kernels vs the native addon's;
- *  - a decoding step's attention over a KV cache: appending by concatenation and attending with
- *    matMul/softmax vs the in-place cached-attention kernel (portable, then native);
- *  - batch norm in evaluation with its ReLU: γ/β prefixes sliced, tf.batchNorm and tf.relu vs the folded
- *    scale-and-shift kernel a BatchNorm2d runs (portable, then native).
+ *  - with the addon: a decoding step's attention over a KV cache, appending by concatenation and attending
+ *    with matMul/softmax vs the in-place cached-attention kernel; batch norm in evaluation with its ReLU,
+ *    γ/β prefixes sliced, tf.batchNorm and tf.relu vs the folded scale-and-shift kernel a BatchNorm2d runs.
  *
  *   node dist/bench/kernels.js
  */
@@ -117,10 +116,8 @@ if (loadNativeBlas()) {
 // positions cached, one new. Before: the cache grows by concatenation (a copy of all of it) and the
 // step attends with matMul and softmax; after: the new position is written into a buffer with room
 // and one kernel attends over it.
-for (const native of [false, true]) {
-  if (native && !loadNativeBlas()) break;
-  if (native) enableNativeKernels();
-  else disableNativeKernels();
+if (loadNativeBlas()) {
+  enableNativeKernels();
   const [B, h, P, d] = [8, 6, 64, 32];
   const q = tf.randomNormal([B, h, 1, d]) as tf.Tensor4D;
   const k = tf.randomNormal([B, h, 1, d]) as tf.Tensor4D;
@@ -158,19 +155,15 @@ for (const native of [false, true]) {
     t[1].push(medianMs(inPlace, 25));
   }
   const median = (xs: number[]) => xs.sort((p, q2) => p - q2)[1];
-  row(
-    `decoding attention, 8 × 6 heads × 64 cached positions (${native ? 'native' : 'portable'})`,
-    median(t[0]),
-    median(t[1]),
-    ['concatenate', 'in place'],
-  );
+  row('decoding attention, 8 × 6 heads × 64 cached positions (native)', median(t[0]), median(t[1]), [
+    'concatenate',
+    'in place',
+  ]);
 }
 
 // Batch norm in evaluation (a server's batch of 16 through a sub-network's 16 of 32 channels), ReLU after it.
-for (const native of [false, true]) {
-  if (native && !loadNativeBlas()) break;
-  if (native) enableNativeKernels();
-  else disableNativeKernels();
+if (loadNativeBlas()) {
+  enableNativeKernels();
   const x = tf.randomNormal([16, 28, 28, 16]);
   const [gamma, beta] = [tf.randomNormal([32]), tf.randomNormal([32])];
   const [mean, variance] = [tf.randomNormal([16]), tf.add(tf.randomUniform([16]), 0.5)];
@@ -189,12 +182,10 @@ for (const native of [false, true]) {
     t[1].push(medianMs(folded, 15));
   }
   const median = (xs: number[]) => xs.sort((p, q2) => p - q2)[1];
-  row(
-    `batch norm in evaluation + ReLU, [16, 28, 28, 16] (${native ? 'native' : 'portable'})`,
-    median(t[0]),
-    median(t[1]),
-    ['slices + batchNorm + relu', 'folded'],
-  );
+  row('batch norm in evaluation + ReLU, [16, 28, 28, 16] (native)', median(t[0]), median(t[1]), [
+    'slices + batchNorm + relu',
+    'folded',
+  ]);
 }
 
 console.log('| work | before | after | speed-up |');
