@@ -13,6 +13,7 @@
  *   node dist/bench/serve_reliability.js --run DIR [--fuzz 30000] [--flood 96] [--seconds 5]
  *                                        [--overload 2] [--target-p99-ms 50] [--only fuzz|flood|sigterm|adaptive]
  *                                        [--rates 0.5,1,2] [--hog off|on|both] [--repeat 1] [--floor]
+ *                                        [--capacity <req/s>]
  *                                        [--max-wait-ms MS]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -36,6 +37,7 @@ const values = parseBench<{
   repeat: number;
   floor?: boolean;
   maxWaitMs?: number;
+  capacity?: number;
 }>(
   benchCommand(
     'serve_reliability',
@@ -75,6 +77,11 @@ const values = parseBench<{
     .option(
       '--floor',
       'adaptive: also the cheapest sub-model, fixed, at the same load (what the machine allows)',
+    )
+    .option(
+      '--capacity <req/s>',
+      "the full model's capacity to take the rates as multiples of, instead of measuring it (to compare runs at the same offered loads)",
+      numArg,
     ),
 );
 const cli = fileURLToPath(new URL('../../bin/sortednet.js', import.meta.url));
@@ -500,6 +507,12 @@ async function measureCapacity(): Promise<void> {
     subModels: { id: string; flops: number }[];
   };
   cheapest = models.subModels.reduce((a, b) => (b.flops < a.flops ? b : a)).id;
+  if (values.capacity !== undefined) {
+    fullCapacity = values.capacity;
+    await stop(s);
+    console.log(`full model capacity: ${fullCapacity} req/s, as given (--capacity)`);
+    return;
+  }
   await capacity(s.port, payload.body, payload.shape, 1);
   fullCapacity = await capacity(s.port, payload.body, payload.shape, 3);
   await stop(s);
