@@ -68,7 +68,12 @@ export function exitConfidence(
 
 export function argmax(x: ArrayLike<number>): number {
   let best = 0;
-  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
+  let max = x[0];
+  for (let i = 1; i < x.length; i++)
+    if (x[i] > max) {
+      max = x[i];
+      best = i;
+    }
   return best;
 }
 
