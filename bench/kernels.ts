@@ -42,6 +42,27 @@ function versus(kernelName: string, stock: tf.KernelConfig | undefined, fn: () =
   return [median(times[0]), median(times[1])];
 }
 
+/**
+ * a and b timed alternately, three rounds of `reps` each: the median round of each. `setup` runs before
+ * each side's round, untimed (switching kernels).
+ */
+function sideBySide(
+  a: () => void,
+  b: () => void,
+  reps: number,
+  setup: [() => void, () => void] = [() => {}, () => {}],
+): [number, number] {
+  const t: [number[], number[]] = [[], []];
+  for (let round = 0; round < 3; round++) {
+    setup[0]();
+    t[0].push(medianMs(a, reps));
+    setup[1]();
+    t[1].push(medianMs(b, reps));
+  }
+  const median = (xs: number[]) => xs.sort((p, q) => p - q)[1];
+  return [median(t[0]), median(t[1])];
+}
+
 const rows: string[] = [];
 const row = (what: string, a: number, b: number, labels: [string, string]) =>
   rows.push(
@@ -97,15 +118,8 @@ if (loadNativeBlas()) {
       ['forward', forward],
       ['backward', backward],
     ] as const) {
-      const t: [number[], number[]] = [[], []];
-      for (let round = 0; round < 3; round++) {
-        disableNativeKernels();
-        t[0].push(medianMs(fn, 7));
-        enableNativeKernels();
-        t[1].push(medianMs(fn, 7));
-      }
-      const median = (xs: number[]) => xs.sort((p, q) => p - q)[1];
-      row(`batch norm ${pass}, [${shape}]`, median(t[0]), median(t[1]), ['JavaScript', 'native']);
+      const kernels: [() => void, () => void] = [disableNativeKernels, () => void enableNativeKernels()];
+      row(`batch norm ${pass}, [${shape}]`, ...sideBySide(fn, fn, 7, kernels), ['JavaScript', 'native']);
     }
   }
 } else {
@@ -149,13 +163,7 @@ if (loadNativeBlas()) {
       })
       .dispose();
   const inPlace = () => cachedAttention(q, k, v, room, P).dispose();
-  const t: [number[], number[]] = [[], []];
-  for (let round = 0; round < 3; round++) {
-    t[0].push(medianMs(concat, 25));
-    t[1].push(medianMs(inPlace, 25));
-  }
-  const median = (xs: number[]) => xs.sort((p, q2) => p - q2)[1];
-  row('decoding attention, 8 × 6 heads × 64 cached positions (native)', median(t[0]), median(t[1]), [
+  row('decoding attention, 8 × 6 heads × 64 cached positions (native)', ...sideBySide(concat, inPlace, 25), [
     'concatenate',
     'in place',
   ]);
@@ -176,13 +184,7 @@ if (loadNativeBlas()) {
   const scale = tf.div(tf.slice(gamma, [0], [16]), tf.sqrt(tf.add(variance, 1e-5))) as tf.Tensor1D;
   const shift = tf.sub(tf.slice(beta, [0], [16]), tf.mul(mean, scale)) as tf.Tensor1D;
   const folded = () => scaleShift(x, scale, shift, 'relu').dispose();
-  const t: [number[], number[]] = [[], []];
-  for (let round = 0; round < 3; round++) {
-    t[0].push(medianMs(composed, 15));
-    t[1].push(medianMs(folded, 15));
-  }
-  const median = (xs: number[]) => xs.sort((p, q2) => p - q2)[1];
-  row('batch norm in evaluation + ReLU, [16, 28, 28, 16] (native)', median(t[0]), median(t[1]), [
+  row('batch norm in evaluation + ReLU, [16, 28, 28, 16] (native)', ...sideBySide(composed, folded, 15), [
     'slices + batchNorm + relu',
     'folded',
   ]);

@@ -1442,6 +1442,14 @@ static napi_value batch_norm_train_grad(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* The first `count` arguments as Float32Arrays named `names` (a TypeError naming the first that is not one). */
+static bool get_f32_args(napi_env env, napi_value *argv, const char *fn, const char *const *names, FloatView *v,
+                         int count) {
+  for (int i = 0; i < count; i++)
+    if (!get_f32(env, argv[i], fn, names[i], &v[i])) return false;
+  return true;
+}
+
 /*
  * One decoding step of attention over a key/value cache, appending in place (the contract and the JavaScript twin:
  * src/engine/kernels/cached_attention.ts). q [B, h, n, d]; kn, vn [B, kvh, n, d] are copied to positions
@@ -1649,10 +1657,9 @@ static napi_value rms_norm(napi_env env, napi_callback_info info) {
   napi_value argv[MAX_ARGS];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (!arg_count(env, argc, 6, fn)) return NULL;
-  static const char *names[] = {"x", "gamma", "y", "rstd"};
+  static const char *const names[] = {"x", "gamma", "y", "rstd"};
   FloatView v[4];
-  for (int i = 0; i < 4; i++)
-    if (!get_f32(env, argv[i], fn, names[i], &v[i])) return NULL;
+  if (!get_f32_args(env, argv, fn, names, v, 4)) return NULL;
   int64_t e;
   double eps;
   if (!get_dim(env, argv[4], fn, "features", &e)) return NULL;
@@ -1690,10 +1697,9 @@ static napi_value rotary(napi_env env, napi_callback_info info) {
   napi_value argv[MAX_ARGS];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (!arg_count(env, argc, 6, fn)) return NULL;
-  static const char *names[] = {"x", "cos", "sin", "y"};
+  static const char *const names[] = {"x", "cos", "sin", "y"};
   FloatView v[4];
-  for (int i = 0; i < 4; i++)
-    if (!get_f32(env, argv[i], fn, names[i], &v[i])) return NULL;
+  if (!get_f32_args(env, argv, fn, names, v, 4)) return NULL;
   int64_t T;
   bool inverse;
   if (!get_dim(env, argv[4], fn, "positions", &T) || !get_bool(env, argv[5], fn, "inverse", &inverse)) return NULL;
@@ -1732,10 +1738,9 @@ static napi_value scale_shift(napi_env env, napi_callback_info info) {
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc == 5) argv[argc++] = NULL;
   if (!arg_count(env, argc, 6, fn)) return NULL;
-  static const char *names[] = {"x", "scale", "shift", "y"};
+  static const char *const names[] = {"x", "scale", "shift", "y"};
   FloatView v[4];
-  for (int i = 0; i < 4; i++)
-    if (!get_f32(env, argv[i], fn, names[i], &v[i])) return NULL;
+  if (!get_f32_args(env, argv, fn, names, v, 4)) return NULL;
   int64_t C;
   int32_t activation = 0;
   if (!channel_count(env, argv[4], fn, &C)) return NULL;

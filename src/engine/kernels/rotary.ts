@@ -13,15 +13,21 @@ import { floatKernelIO, jsKernelConfigs } from './float_io.js';
  */
 export const Rotary = 'SortedNetRotary';
 
-function rotary(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
-  const { x, cos, sin } = args.inputs as Record<string, tf.TensorInfo>;
-  const { inverse } = args.attrs as { inverse: boolean };
+/** [T, d] of a call: x [..., T, d] with cos and sin [T, d], checked (shared with the native kernel). */
+export function rotaryShape(x: tf.TensorInfo, cos: tf.TensorInfo, sin: tf.TensorInfo): [number, number] {
   const d = x.shape[x.shape.length - 1];
   const T = x.shape[x.shape.length - 2];
   if (cos.shape[0] !== T || cos.shape[1] !== d || sin.shape[0] !== T || sin.shape[1] !== d)
     throw new Error(
       `${Rotary}: cos/sin must be [${T}, ${d}] for x [${x.shape.join(', ')}], got [${cos.shape.join(', ')}] and [${sin.shape.join(', ')}]`,
     );
+  return [T, d];
+}
+
+function rotary(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
+  const { x, cos, sin } = args.inputs as Record<string, tf.TensorInfo>;
+  const { inverse } = args.attrs as { inverse: boolean };
+  const [T, d] = rotaryShape(x, cos, sin);
   const { ins, outs, infos } = floatKernelIO(args.backend, Rotary, [x, cos, sin], [x.shape]);
   const [xs, c, s] = ins;
   const [y] = outs;

@@ -16,14 +16,20 @@ export interface ScaleShiftAttrs {
   activation: FusedActivation;
 }
 
-function scaleShift(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
-  const { x, scale, shift } = args.inputs as Record<string, tf.TensorInfo>;
-  const { activation } = args.attrs as unknown as ScaleShiftAttrs;
+/** The channels C of a call: x [..., C] with scale and shift [C], checked (shared with the native kernel). */
+export function scaleShiftChannels(x: tf.TensorInfo, scale: tf.TensorInfo, shift: tf.TensorInfo): number {
   const C = x.shape[x.shape.length - 1];
   if (scale.shape.join() !== `${C}` || shift.shape.join() !== `${C}`)
     throw new Error(
       `${ScaleShift}: scale and shift must be [${C}] for x [${x.shape.join(', ')}], got [${scale.shape.join(', ')}] and [${shift.shape.join(', ')}]`,
     );
+  return C;
+}
+
+function scaleShift(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
+  const { x, scale, shift } = args.inputs as Record<string, tf.TensorInfo>;
+  const { activation } = args.attrs as unknown as ScaleShiftAttrs;
+  const C = scaleShiftChannels(x, scale, shift);
   const { ins, outs, infos } = floatKernelIO(args.backend, ScaleShift, [x, scale, shift], [x.shape]);
   const [xs, a, b] = ins;
   const [y] = outs;

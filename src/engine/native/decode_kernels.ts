@@ -6,8 +6,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { floatKernelIO } from '../kernels/float_io.js';
 import { RmsNormFwd } from '../kernels/rms_norm.js';
-import { Rotary } from '../kernels/rotary.js';
-import { ScaleShift, type ScaleShiftAttrs } from '../kernels/scale_shift.js';
+import { Rotary, rotaryShape } from '../kernels/rotary.js';
+import { ScaleShift, scaleShiftChannels, type ScaleShiftAttrs } from '../kernels/scale_shift.js';
 import { ACTIVATION_CODE } from '../kernels/activation.js';
 import type { NativeBlas } from './blas.js';
 
@@ -31,12 +31,7 @@ export function nativeRotary(blas: NativeBlas): tf.KernelFunc {
   return (args) => {
     const { x, cos, sin } = args.inputs as Inputs;
     const { inverse } = args.attrs as { inverse: boolean };
-    const d = x.shape[x.shape.length - 1];
-    const T = x.shape[x.shape.length - 2];
-    if (cos.shape[0] !== T || cos.shape[1] !== d || sin.shape[0] !== T || sin.shape[1] !== d)
-      throw new Error(
-        `${Rotary}: cos/sin must be [${T}, ${d}] for x [${x.shape.join(', ')}], got [${cos.shape.join(', ')}] and [${sin.shape.join(', ')}]`,
-      );
+    const [T] = rotaryShape(x, cos, sin);
     const { ins, outs, infos } = floatKernelIO(args.backend, Rotary, [x, cos, sin], [x.shape]);
     blas.rotary(ins[0], ins[1], ins[2], outs[0], T, inverse);
     return infos[0];
@@ -48,11 +43,7 @@ export function nativeScaleShift(blas: NativeBlas): tf.KernelFunc {
   return (args) => {
     const { x, scale, shift } = args.inputs as Inputs;
     const { activation } = args.attrs as unknown as ScaleShiftAttrs;
-    const C = x.shape[x.shape.length - 1];
-    if (scale.shape.join() !== `${C}` || shift.shape.join() !== `${C}`)
-      throw new Error(
-        `${ScaleShift}: scale and shift must be [${C}] for x [${x.shape.join(', ')}], got [${scale.shape.join(', ')}] and [${shift.shape.join(', ')}]`,
-      );
+    const C = scaleShiftChannels(x, scale, shift);
     const { ins, outs, infos } = floatKernelIO(args.backend, ScaleShift, [x, scale, shift], [x.shape]);
     blas.scaleShift(ins[0], ins[1], ins[2], outs[0], C, ACTIVATION_CODE[activation]);
     return infos[0];
