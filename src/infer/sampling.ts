@@ -149,6 +149,11 @@ function topKProbs(logits: ArrayLike<number>, temperature: number, k: number): F
 export function topIds(p: ArrayLike<number>, k: number): number[] {
   const heap: number[] = []; // root = the worst of the kept ids
   const worse = (a: number, b: number) => p[a] < p[b] || (p[a] === p[b] && a > b);
+  const swap = (i: number, j: number) => {
+    const t = heap[i];
+    heap[i] = heap[j];
+    heap[j] = t;
+  };
   const down = (i: number) => {
     for (;;) {
       const l = 2 * i + 1;
@@ -157,22 +162,27 @@ export function topIds(p: ArrayLike<number>, k: number): number[] {
       if (l < heap.length && worse(heap[l], heap[m])) m = l;
       if (r < heap.length && worse(heap[r], heap[m])) m = r;
       if (m === i) return;
-      [heap[i], heap[m]] = [heap[m], heap[i]];
+      swap(i, m);
       i = m;
     }
   };
+  // Once k are kept, an id enters only above the worst kept value: ids come in increasing order, so on a
+  // tie the newcomer (the larger id) is the worse one. One comparison for most of the vocabulary.
+  let floor = -Infinity;
   for (let id = 0; id < p.length; id++) {
     if (heap.length < k) {
       heap.push(id);
       for (let i = heap.length - 1; i > 0;) {
         const up = (i - 1) >> 1;
         if (!worse(heap[i], heap[up])) break;
-        [heap[i], heap[up]] = [heap[up], heap[i]];
+        swap(i, up);
         i = up;
       }
-    } else if (worse(heap[0], id)) {
+      if (heap.length === k) floor = p[heap[0]];
+    } else if (p[id] > floor) {
       heap[0] = id;
       down(0);
+      floor = p[heap[0]];
     }
   }
   return heap.sort((a, b) => p[b] - p[a] || a - b);
