@@ -334,3 +334,16 @@ for (const family of ['resnet', 'pad-resnet']) {
     x.dispose();
   });
 }
+
+test('dispose frees everything a model holds: parameters, buffers, BatchNorm statistics and folded scales', () => {
+  const inputs = images(3, 900);
+  const before = tf.memory().numTensors;
+  const model = new ResNet(resnetConfig({ ...SHAPE, widths: [4, 8] }), 2);
+  for (const sub of SUBS) {
+    calibrateBatchNorm(model, sub, subModelId(sub), inputs.slice(0, 2));
+    evalLogits(model, inputs[2], sub).dispose(); // each sub-model folds its statistics
+  }
+  model.dispose();
+  assert.equal(tf.memory().numTensors, before, 'tensors left behind by a disposed model');
+  tf.dispose(inputs);
+});

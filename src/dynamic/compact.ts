@@ -184,10 +184,9 @@ export class CompactPadConv2d extends Module {
     return this.cached.kernel;
   }
 
-  override dispose(): void {
+  protected override disposeOwn(): void {
     this.cached?.kernel.dispose();
     this.cached = null;
-    super.dispose();
   }
 
   cost(h: number, w: number): Cost {

@@ -191,6 +191,10 @@ export class BatchNorm2d extends Module {
     };
   }
 
+  protected override disposeOwn(): void {
+    this.resetStats();
+  }
+
   /** Forget the statistics of one sub-model (or all) before recalibrating. */
   resetStats(key?: string): void {
     this.unfold(key);

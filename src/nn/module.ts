@@ -296,10 +296,18 @@ export abstract class Module {
     return this.namedParameters().reduce((s, [, v]) => s + v.size, 0);
   }
 
+  /** Frees every tensor of the model: parameters, buffers, and what each module keeps besides them. */
   dispose(): void {
     for (const [, v] of this.namedParameters()) v.dispose();
     for (const [, v] of this.namedBuffers()) v.dispose();
+    for (const [, m] of this.namedModules()) m.disposeOwn();
   }
+
+  /**
+   * The tensors this module keeps that are neither parameters nor buffers (statistics, caches); `dispose`
+   * calls it on every module of the tree. Nothing by default.
+   */
+  protected disposeOwn(): void {}
 }
 
 /**
