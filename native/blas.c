@@ -1461,8 +1461,8 @@ static bool get_f32_args(napi_env env, napi_value *argv, const char *fn, const c
  * the buffer: a left-padded batch row (padding keys weigh exactly 0) equals the same sequence decoded alone.
  */
 typedef struct {
-  const float *q, *kc, *vc, *mask;
-  float *out;
+  const float *q, *kn, *vn, *mask;
+  float *kc, *vc, *out;
   int64_t B, h, kvh, n, d, C, past;
   float scale;
 } Attend;
@@ -1577,11 +1577,11 @@ __attribute__((target("avx512f"))) static void attend_one512(const Attend *a, co
  * One thread: the work per step is tens of microseconds, and a second thread (woken per call, or spinning between
  * calls) cost more than it saved on the 2-core machine this was measured on.
  */
-static void attend_cached(const Attend *a, const float *kn, const float *vn, float *kc, float *vc, float *s) {
+static void attend_cached(const Attend *a, float *s) {
   const int64_t B = a->B, h = a->h, kvh = a->kvh, n = a->n, d = a->d, C = a->C, past = a->past;
   for (int64_t bj = 0; bj < B * kvh; bj++) {
-    memcpy(kc + (bj * C + past) * d, kn + bj * n * d, (size_t)(n * d) * sizeof(float));
-    memcpy(vc + (bj * C + past) * d, vn + bj * n * d, (size_t)(n * d) * sizeof(float));
+    memcpy(a->kc + (bj * C + past) * d, a->kn + bj * n * d, (size_t)(n * d) * sizeof(float));
+    memcpy(a->vc + (bj * C + past) * d, a->vn + bj * n * d, (size_t)(n * d) * sizeof(float));
   }
   const int64_t g = h / kvh, L = past + n;
   const bool wide = small_best() == 2;
@@ -1634,14 +1634,14 @@ static napi_value attend_cached_call(napi_env env, napi_callback_info info) {
     if (i == 5 && (mask_type == napi_null || mask_type == napi_undefined)) continue;
     if (!get_f32(env, argv[i], fn, names[i], &v[i]) || !check_length(env, fn, names[i], &v[i], need[i])) return NULL;
   }
-  const Attend a = {v[0].data, v[3].data, v[4].data, v[5].data, v[6].data, B, h, kvh, n, d, C, past,
-                   1.0f / sqrtf((float)d)};
+  const Attend a = {v[0].data, v[1].data, v[2].data, v[5].data, v[3].data, v[4].data, v[6].data,
+                   B, h, kvh, n, d, C, past, 1.0f / sqrtf((float)d)};
   float *scratch = malloc((size_t)(past + n + 16) * sizeof(float));
   if (scratch == NULL) {
     napi_throw_error(env, NULL, "attendCached: out of memory");
     return NULL;
   }
-  attend_cached(&a, v[1].data, v[2].data, v[3].data, v[4].data, scratch);
+  attend_cached(&a, scratch);
   free(scratch);
   return NULL;
 }

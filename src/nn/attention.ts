@@ -12,7 +12,8 @@ export { causalMask };
 /**
  * Keys and values of the positions decoded so far, one per key/value head: buffers [B, kvHeads, C, headDim]
  * whose first `length` positions are the cache; the rest is room that later steps write into in place
- * (where the backend can: wasm and cpu), so that a step does not copy the whole cache to append to it.
+ * (where the backend has the cached-attention kernel: cpu, and wasm with the native addon), so that a step
+ * does not copy the whole cache to append to it.
  */
 export interface KeyValue {
   k: tf.Tensor4D;
@@ -36,19 +37,21 @@ export function keepKv(old: KeyValue | null, next: KeyValue): KeyValue {
 
 /** `past`'s buffers when they have room for `need` positions; else new ones (doubling) holding its positions. */
 function withRoom(past: KeyValue | null, need: number, B: number, kvHeads: number, hd: number): KeyValue {
-  const P = past?.length ?? 0;
   if (past && past.k.shape[2] >= need) return past;
   const capacity = Math.max(MIN_CAPACITY, 2 ** Math.ceil(Math.log2(need)));
-  const grow = (t: tf.Tensor4D | undefined) =>
-    (t && P > 0
-      ? tf.pad(tf.slice(t, [0, 0, 0, 0], [B, kvHeads, P, hd]), [
-          [0, 0],
-          [0, 0],
-          [0, capacity - P],
-          [0, 0],
-        ])
-      : tf.zeros([B, kvHeads, capacity, hd])) as tf.Tensor4D;
-  return { k: grow(past?.k), v: grow(past?.v), length: P };
+  if (!past) {
+    const zeros = () => tf.zeros([B, kvHeads, capacity, hd]) as tf.Tensor4D;
+    return { k: zeros(), v: zeros(), length: 0 };
+  }
+  const room = (t: tf.Tensor4D) =>
+    tf.pad(t, [
+      [0, 0],
+      [0, 0],
+      [0, capacity - past.length],
+      [0, 0],
+    ]) as tf.Tensor4D;
+  const [k, v] = held(past);
+  return { k: room(k), v: room(v), length: past.length };
 }
 
 /** The first `length` positions of a cache as tensors of their own (a no-op when the buffers are full). */
@@ -189,9 +192,9 @@ export class MultiHeadAttention extends Module {
    * Decoding with a KV cache (causal, eval): x [B·n, e] holds positions start..start+n−1 of B
    * sequences (row-major: sequence, then position); they attend to `past` (the cache of
    * positions 0..start−1) and causally to each other. Returns the output [B·n, e] and the cache
-   * extended by these n positions: on wasm and cpu written into `past`'s buffers in place (new,
-   * larger ones when they are full), so keep it with `keepKv`, which disposes only what was replaced. `keyMask` (additive, broadcast to [B, h, n, P + n]) hides keys
-   * per sequence: the left padding of a batch of prompts. Rows stay 2-D from the projections to
+   * extended by these n positions, written into `past`'s buffers in place where the backend can (new,
+   * larger ones when they are full): keep it with `keepKv`, which disposes only what was replaced.
+   * `keyMask` (additive, broadcast to [B, h, n, P + n]) hides keys per sequence: the left padding of a batch of prompts. Rows stay 2-D from the projections to
    * the output projection: every reshape saved is a kernel call saved in every step.
    */
   step(

@@ -31,7 +31,7 @@ export function cachedAttentionDims(inputs: tf.TensorInfo[], past: number): Int3
   };
   if (q.shape.length !== 4 || k.shape.length !== 4 || kc.shape.length !== 4)
     fail('q, k, v and the caches must be 4-D');
-  if (k.shape.join() !== v.shape.join() || kc.shape.join() !== vc.shape.join())
+  if (!tf.util.arraysEqual(k.shape, v.shape) || !tf.util.arraysEqual(kc.shape, vc.shape))
     fail('k and v, and the two caches, must have the same shapes');
   if (k.shape[0] !== B || k.shape[2] !== n || k.shape[3] !== d) fail('k must be [B, kvHeads, n, d] of q');
   if (kc.shape[0] !== B || kc.shape[1] !== kvh || kc.shape[3] !== d)

@@ -19,7 +19,7 @@ export interface ScaleShiftAttrs {
 /** The channels C of a call: x [..., C] with scale and shift [C], checked (shared with the native kernel). */
 export function scaleShiftChannels(x: tf.TensorInfo, scale: tf.TensorInfo, shift: tf.TensorInfo): number {
   const C = x.shape[x.shape.length - 1];
-  if (scale.shape.join() !== `${C}` || shift.shape.join() !== `${C}`)
+  if (!tf.util.arraysEqual(scale.shape, [C]) || !tf.util.arraysEqual(shift.shape, [C]))
     throw new Error(
       `${ScaleShift}: scale and shift must be [${C}] for x [${x.shape.join(', ')}], got [${scale.shape.join(', ')}] and [${shift.shape.join(', ')}]`,
     );
@@ -44,7 +44,7 @@ function scaleShift(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
 
 /**
  * On `cpu` only: on `wasm` this loop over heap views is slower than the stock kernels it replaces
- * (`node dist/bench/kernels.js`), so there the native addon registers it (src/engine/native/decode_kernels.ts)
+ * (`node dist/bench/kernels.js`), so there the native addon registers it (src/engine/native/inference_kernels.ts)
  * or the op composes stock kernels.
  */
 export const scaleShiftConfigs: tf.KernelConfig[] = [

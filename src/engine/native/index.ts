@@ -32,7 +32,7 @@ import { PrefixMatMul, PrefixMatMulGradInput, PrefixMatMulGradWeight } from '../
 import { nativeSparsePerSampleConv2d } from './sparse_per_sample_conv2d.js';
 import { SparsePerSampleConv2D } from '../kernels/sparse_per_sample_conv2d.js';
 import { nativeCachedAttention } from './cached_attention.js';
-import { nativeRmsNorm, nativeRotary, nativeScaleShift } from './decode_kernels.js';
+import { nativeRmsNorm, nativeRotary, nativeScaleShift } from './inference_kernels.js';
 import { ScaleShift } from '../kernels/scale_shift.js';
 import { RmsNormFwd } from '../kernels/rms_norm.js';
 import { Rotary } from '../kernels/rotary.js';
@@ -84,9 +84,9 @@ const OVERRIDES: Record<string, Override> = {
   // only: without it the op scatters each sample's dense kernel and runs a dense per-sample convolution.
   [SparsePerSampleConv2D]: nativeSparsePerSampleConv2d,
   // A decoding step's attention over its key/value cache, appending in place (src/engine/ops/cached_attention.ts);
-  // the project's JavaScript kernel is the fallback without the addon.
+  // without the addon wasm has no such kernel and decoding concatenates the cache.
   [CachedAttention]: nativeCachedAttention,
-  // The per-row normalisation and rotary kernels of a decoding step, bit for bit the JavaScript ones.
+  // The per-row normalisation and rotary kernels, bit for bit the JavaScript ones.
   [RmsNormFwd]: nativeRmsNorm,
   [Rotary]: nativeRotary,
   // Batch norm in evaluation, folded into a scale and shift per channel, its activation fused.

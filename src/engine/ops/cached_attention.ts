@@ -7,7 +7,7 @@ export interface KvBuffers {
   v: tf.Tensor4D;
 }
 
-/** Whether the current backend can decode into cache buffers in place (wasm and cpu; not webgpu). */
+/** Whether the current backend can decode into cache buffers in place (cpu, and wasm with the native addon). */
 export function cachedAttentionAvailable(): boolean {
   return tf.getKernel(CachedAttention, tf.getBackend()) !== undefined;
 }
