@@ -20,7 +20,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { Option } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import { nonNegativeIntArg, numArg, positiveIntArg } from '../src/cli/args.js';
 import { benchCommand, parseBench } from './cli.js';
 
@@ -81,7 +81,12 @@ const values = parseBench<{
     .option(
       '--capacity <req/s>',
       "the full model's capacity to take the rates as multiples of, instead of measuring it (to compare runs at the same offered loads)",
-      numArg,
+      (v: string) => {
+        const n = numArg(v);
+        if (!(n > 0))
+          throw new InvalidArgumentError(`'${v}' must be a positive number of requests per second`);
+        return n;
+      },
     ),
 );
 const cli = fileURLToPath(new URL('../../bin/sortednet.js', import.meta.url));

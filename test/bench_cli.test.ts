@@ -64,6 +64,10 @@ test('a bad value names the flag and the value', () => {
     bench('reliability.js', '--only', 'crash'),
     /option '--only <section>' argument 'crash' is invalid\. Allowed choices are kills, damage, pairs, nan, flips\.$/,
   );
+  refused(
+    bench('serve_reliability.js', '--run', 'x', '--capacity', '0'),
+    /option '--capacity <req\/s>' argument '0' is invalid\. '0' must be a positive number of requests per second$/,
+  );
   refused(bench('decode.js'), /^bench\/decode: required option '--run <dir>' not specified$/);
   refused(bench('gemm.js', '5'), /^bench\/gemm: too many arguments/);
 });
