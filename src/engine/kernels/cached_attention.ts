@@ -99,9 +99,10 @@ function cachedAttention(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
 }
 
 /**
- * On `cpu` only. On `wasm` these loops read the heap through views, which V8 runs at about 13 ns a value: slower
- * than concatenating and attending with the stock kernels (`node dist/bench/kernels.js`), so there the op is
- * registered by the native addon (src/engine/native/cached_attention.ts) or not at all, and decoding concatenates.
+ * On `cpu` only. On `wasm` these loops read the heap through typed-array views, which V8 runs several times
+ * slower than plain arrays: there they lost to concatenating and attending with the stock kernels, so on wasm
+ * the op is registered by the native addon (src/engine/native/cached_attention.ts) or not at all, and decoding
+ * concatenates.
  */
 export const cachedAttentionConfigs: tf.KernelConfig[] = [
   { kernelName: CachedAttention, backendName: 'cpu', kernelFunc: cachedAttention },

@@ -43,9 +43,8 @@ function scaleShift(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
 }
 
 /**
- * On `cpu` only: on `wasm` this loop over heap views is slower than the stock kernels it replaces
- * (`node dist/bench/kernels.js`), so there the native addon registers it (src/engine/native/inference_kernels.ts)
- * or the op composes stock kernels.
+ * On `cpu` only: on `wasm` this loop over heap views was slower than the stock kernels it replaces, so there
+ * the native addon registers it (src/engine/native/inference_kernels.ts) or the op composes stock kernels.
  */
 export const scaleShiftConfigs: tf.KernelConfig[] = [
   { kernelName: ScaleShift, backendName: 'cpu', kernelFunc: scaleShift },
