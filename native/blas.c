@@ -308,6 +308,192 @@ static void run_gemm(const Gemm *g, const float *a, const float *b, float *c) {
               (int)g->m, (int)g->n, (int)g->k, g->alpha, a, (int)g->lda, b, (int)g->ldb, g->beta, c, (int)g->ldc);
 }
 
+/*
+ * Packed weights for a few rows of A (AVX-512). A weight W [rows, cols] stored [out, in] is copied once into panels
+ * of 32 output rows, each transposed (cols × 32, zero past the last row) and 64-byte aligned, so that a product
+ * loads 32 outputs' weights for one k as two vectors and multiplies them by a broadcast element of A: no horizontal
+ * sums, and each output is one chain of fused multiply-adds in k order, whatever M or the output's position (so a
+ * batch of rows gives each row the bits it would get alone). Any prefix W[:n, :k] reads the same panels: the first
+ * ⌈n/32⌉ panels, the first k rows of each. The caller keeps the panels (src/engine/native/packed_weights.ts).
+ */
+#define PANEL 32
+
+/* Floats a packed copy of a rows × cols weight needs: its panels, plus room to align them to 64 bytes. */
+static int64_t packed_length(int64_t rows, int64_t cols) { return (rows + PANEL - 1) / PANEL * cols * PANEL + 16; }
+
+static float *packed_panels(float *p) { return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
+
+typedef struct {
+  int64_t m, n, k, lda, ldc, panel_stride;
+  float alpha, beta;
+} Packed;
+
+/* Rows [0, MR) of A against NP panels (2·NP vectors of 16 outputs); `cols` of them are stored (masked). */
+#define PACKED_BLOCK(MR, NP)                                                                                   \
+  __attribute__((target("avx512f"))) static void packed_##MR##x##NP(const Packed *g, const float *a,           \
+                                                                    const float *p, float *c, int64_t cols) { \
+    __m512 acc[MR][2 * NP];                                                                                    \
+    for (int i = 0; i < MR; i++)                                                                               \
+      for (int j = 0; j < 2 * NP; j++) acc[i][j] = _mm512_setzero_ps();                                        \
+    for (int64_t k = 0; k < g->k; k++) {                                                                       \
+      __m512 w[2 * NP];                                                                                        \
+      for (int j = 0; j < NP; j++) {                                                                           \
+        w[2 * j] = _mm512_load_ps(p + j * g->panel_stride + k * PANEL);                                       \
+        w[2 * j + 1] = _mm512_load_ps(p + j * g->panel_stride + k * PANEL + 16);                              \
+      }                                                                                                        \
+      for (int i = 0; i < MR; i++) {                                                                           \
+        const __m512 x = _mm512_set1_ps(a[i * g->lda + k]);                                                    \
+        for (int j = 0; j < 2 * NP; j++) acc[i][j] = _mm512_fmadd_ps(x, w[j], acc[i][j]);                      \
+      }                                                                                                        \
+    }                                                                                                          \
+    for (int j = 0; j < 2 * NP && 16 * j < cols; j++) {                                                        \
+      const __mmask16 keep = cols - 16 * j >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - 16 * j)) - 1);          \
+      for (int i = 0; i < MR; i++) {                                                                           \
+        float *out = c + i * g->ldc + 16 * j;                                                                  \
+        __m512 y = _mm512_mul_ps(_mm512_set1_ps(g->alpha), acc[i][j]);                                         \
+        /* beta = 0 does not read C (it may hold anything, NaN included). */                                   \
+        if (g->beta != 0)                                                                                      \
+          y = _mm512_fmadd_ps(_mm512_set1_ps(g->beta), _mm512_maskz_loadu_ps(keep, out), y);                  \
+        _mm512_mask_storeu_ps(out, keep, y);                                                                   \
+      }                                                                                                        \
+    }                                                                                                          \
+  }
+PACKED_BLOCK(1, 1)
+PACKED_BLOCK(2, 1)
+PACKED_BLOCK(3, 1)
+PACKED_BLOCK(4, 1)
+PACKED_BLOCK(5, 1)
+PACKED_BLOCK(6, 1)
+PACKED_BLOCK(7, 1)
+PACKED_BLOCK(8, 1)
+PACKED_BLOCK(9, 1)
+PACKED_BLOCK(10, 1)
+PACKED_BLOCK(11, 1)
+PACKED_BLOCK(12, 1)
+PACKED_BLOCK(1, 4)
+PACKED_BLOCK(2, 4)
+PACKED_BLOCK(3, 2)
+PACKED_BLOCK(4, 2)
+
+typedef void (*PackedFn)(const Packed *, const float *, const float *, float *, int64_t);
+/* By rows: the one-panel kernel, and the widest that keeps at least 8 independent sums in 24 registers. */
+static const PackedFn packed_one[13] = {NULL,       packed_1x1, packed_2x1, packed_3x1,  packed_4x1,
+                                        packed_5x1, packed_6x1, packed_7x1, packed_8x1,  packed_9x1,
+                                        packed_10x1, packed_11x1, packed_12x1};
+static const PackedFn packed_wide[5] = {NULL, packed_1x4, packed_2x4, packed_3x2, packed_4x2};
+static const int packed_wide_panels[5] = {0, 4, 4, 2, 2};
+
+static void packed_gemm(const Packed *g, const float *a, const float *panels, float *c) {
+  for (int64_t m = 0; m < g->m; m += 12) {
+    const int64_t mr = g->m - m < 12 ? g->m - m : 12;
+    const float *am = a + m * g->lda;
+    float *cm = c + m * g->ldc;
+    const int64_t count = (g->n + PANEL - 1) / PANEL;
+    int64_t q = 0;
+    if (mr <= 4) {
+      const int np = packed_wide_panels[mr];
+      for (; q + np <= count; q += np) {
+        const int64_t left = g->n - q * PANEL;
+        packed_wide[mr](g, am, panels + q * g->panel_stride, cm + q * PANEL, left < np * PANEL ? left : np * PANEL);
+      }
+    }
+    for (; q < count; q++) {
+      const int64_t left = g->n - q * PANEL;
+      packed_one[mr](g, am, panels + q * g->panel_stride, cm + q * PANEL, left < PANEL ? left : PANEL);
+    }
+  }
+}
+
+static bool packed_available(void) {
+  const Gemm probe = {.m = 1, .trans_b = true};
+  gemm_goes_small(&probe); /* settles the default */
+  return small_mode == 2;
+}
+
+static bool check_packed(napi_env env, const char *fn, const FloatView *p, int64_t rows, int64_t cols) {
+  const int64_t need = packed_length(rows, cols);
+  if ((int64_t)p->length < need) {
+    char msg[200];
+    snprintf(msg, sizeof msg, "%s: P needs %lld floats for a %lld x %lld weight (packedLength), the array has %zu",
+             fn, (long long)need, (long long)rows, (long long)cols, p->length);
+    napi_throw_range_error(env, NULL, msg);
+    return false;
+  }
+  return true;
+}
+
+/* packWeight(W, rows, cols, ldw, P): P = W [rows, cols] (row stride ldw) as panels for sgemmPacked. */
+static napi_value pack_weight(napi_env env, napi_callback_info info) {
+  const char *fn = "packWeight";
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!arg_count(env, argc, 5, fn)) return NULL;
+  FloatView w, p;
+  int64_t rows, cols, ldw;
+  if (!get_f32(env, argv[0], fn, "W", &w) || !get_dim(env, argv[1], fn, "rows", &rows) ||
+      !get_dim(env, argv[2], fn, "cols", &cols) || !get_dim(env, argv[3], fn, "ldw", &ldw) ||
+      !get_f32(env, argv[4], fn, "P", &p) || !check_extent(env, fn, "W", rows, cols, ldw, 0, w.length) ||
+      !check_packed(env, fn, &p, rows, cols))
+    return NULL;
+  float *panels = packed_panels(p.data);
+  memset(panels, 0, (size_t)((rows + PANEL - 1) / PANEL * cols * PANEL) * sizeof(float));
+  for (int64_t r = 0; r < rows; r++) {
+    float *dst = panels + r / PANEL * cols * PANEL + r % PANEL;
+    const float *src = w.data + r * ldw;
+    for (int64_t k = 0; k < cols; k++) dst[k * PANEL] = src[k];
+  }
+  return NULL;
+}
+
+/*
+ * sgemmPacked(M, N, K, alpha, A, lda, P, rows, cols, beta, C, ldc): C[M, N] = alpha·A·W[:N, :K]ᵀ + beta·C, with
+ * P the packed copy of W [rows, cols] (packWeight). Only where packedGemm() says so (AVX-512).
+ */
+static napi_value sgemm_packed(napi_env env, napi_callback_info info) {
+  const char *fn = "sgemmPacked";
+  size_t argc = 12;
+  napi_value argv[12];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!arg_count(env, argc, 12, fn)) return NULL;
+  Packed g;
+  FloatView a, p, c;
+  int64_t rows, cols;
+  if (!get_dim(env, argv[0], fn, "M", &g.m) || !get_dim(env, argv[1], fn, "N", &g.n) ||
+      !get_dim(env, argv[2], fn, "K", &g.k) || !get_float(env, argv[3], fn, "alpha", &g.alpha) ||
+      !get_f32(env, argv[4], fn, "A", &a) || !get_dim(env, argv[5], fn, "lda", &g.lda) ||
+      !get_f32(env, argv[6], fn, "P", &p) || !get_dim(env, argv[7], fn, "rows", &rows) ||
+      !get_dim(env, argv[8], fn, "cols", &cols) || !get_float(env, argv[9], fn, "beta", &g.beta) ||
+      !get_f32(env, argv[10], fn, "C", &c) || !get_dim(env, argv[11], fn, "ldc", &g.ldc))
+    return NULL;
+  if (!packed_available()) {
+    napi_throw_error(env, NULL, "sgemmPacked: needs AVX-512 and the small-GEMM kernels on (see packedGemm())");
+    return NULL;
+  }
+  if (g.n > rows || g.k > cols) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "sgemmPacked: W[:%lld, :%lld] does not fit a %lld x %lld weight", (long long)g.n,
+             (long long)g.k, (long long)rows, (long long)cols);
+    napi_throw_range_error(env, NULL, msg);
+    return NULL;
+  }
+  if (!check_extent(env, fn, "A", g.m, g.k, g.lda, 0, a.length) || !check_packed(env, fn, &p, rows, cols) ||
+      !check_extent(env, fn, "C", g.m, g.n, g.ldc, 0, c.length))
+    return NULL;
+  if (g.m == 0 || g.n == 0) return NULL;
+  g.panel_stride = cols * PANEL;
+  packed_gemm(&g, a.data, packed_panels(p.data), c.data);
+  return NULL;
+}
+
+/* packedGemm(): whether sgemmPacked runs here (AVX-512, and smallGemm on with its best kernel). */
+static napi_value packed_gemm_call(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value result;
+  CHECK(env, napi_get_boolean(env, packed_available(), &result));
+  return result;
+}
+
 /* sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc): C is updated in place. */
 static napi_value sgemm(napi_env env, napi_callback_info info) {
   size_t argc = MAX_ARGS;
@@ -1844,6 +2030,9 @@ static napi_value init(napi_env env, napi_value exports) {
       {"sparsePerSampleConv2d", NULL, sparse_per_sample_conv2d, NULL, NULL, NULL, napi_default_method, NULL},
       {"convDirect", NULL, conv_direct, NULL, NULL, NULL, napi_default_method, NULL},
       {"smallGemm", NULL, small_gemm, NULL, NULL, NULL, napi_default_method, NULL},
+      {"packWeight", NULL, pack_weight, NULL, NULL, NULL, napi_default_method, NULL},
+      {"sgemmPacked", NULL, sgemm_packed, NULL, NULL, NULL, napi_default_method, NULL},
+      {"packedGemm", NULL, packed_gemm_call, NULL, NULL, NULL, napi_default_method, NULL},
       {"attendCached", NULL, attend_cached_call, NULL, NULL, NULL, napi_default_method, NULL},
       {"rmsNorm", NULL, rms_norm, NULL, NULL, NULL, napi_default_method, NULL},
       {"rotary", NULL, rotary, NULL, NULL, NULL, napi_default_method, NULL},

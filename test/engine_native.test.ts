@@ -17,6 +17,7 @@ import {
   addonMismatch,
 } from '../src/engine/native/index.js';
 import { prefixMatMul } from '../src/engine/ops/prefix_mat_mul.js';
+import { packedLength } from '../src/engine/native/packed_weights.js';
 
 import { assertCloseRelative, countCalls, uniformTensor } from './kernel_helpers.js';
 
@@ -88,6 +89,9 @@ test('an addon built from older sources is refused with the functions it lacks a
     'batchNormTrainGrad',
     'convDirect',
     'smallGemm',
+    'packWeight',
+    'sgemmPacked',
+    'packedGemm',
     'attendCached',
     'rmsNorm',
     'rotary',
@@ -211,6 +215,116 @@ test('sgemm of a few rows against Bᵀ: the few-row kernel equals float64 sums a
   }
   assert.ok(checked > 0);
 });
+
+const packedSkip = skip || (blas!.packedGemm() ? false : 'the packed few-row kernel needs AVX-512');
+
+test(
+  "sgemmPacked: any prefix of a packed weight equals float64 sums; a row's bits do not depend on M",
+  { skip: packedSkip },
+  () => {
+    const native = blas!;
+    let seed = 11;
+    const fill = (n: number) =>
+      Float32Array.from({ length: n }, () => {
+        seed = (seed * 1103515245 + 12345) % 2 ** 31;
+        return seed / 2 ** 31 - 0.5;
+      });
+    let checked = 0;
+    // A weight of 70 rows (two full panels of 32 and a partial one) and 40 columns, stored with a wider row.
+    for (const [rows, cols, ldw] of [
+      [70, 40, 43],
+      [32, 192, 192],
+      [5, 17, 17],
+    ]) {
+      const w = fill(rows * ldw);
+      const packed = new Float32Array(packedLength(rows, cols));
+      native.packWeight(w, rows, cols, ldw, packed);
+      for (const m of [1, 2, 3, 4, 5, 8, 12, 13, 25])
+        for (const n of [1, 15, 16, 17, 31, 32, 33, rows].filter((x) => x <= rows))
+          for (const k of [0, 1, 16, cols].filter((x) => x <= cols)) {
+            const [lda, ldc] = [k + 3, n + 2];
+            const a = fill(m * lda);
+            for (const [alpha, beta] of [
+              [1, 0],
+              [0.5, 0.25],
+            ]) {
+              const c0 = fill(m * ldc);
+              const c = beta === 0 ? new Float32Array(m * ldc).fill(NaN) : c0.slice();
+              native.sgemmPacked(m, n, k, alpha, a, lda, packed, rows, cols, beta, c, ldc);
+              for (let i = 0; i < m; i++) {
+                for (let j = 0; j < n; j++) {
+                  let sum = 0;
+                  for (let kk = 0; kk < k; kk++) sum += a[i * lda + kk] * w[j * ldw + kk];
+                  const want = alpha * sum + (beta === 0 ? 0 : beta * c0[i * ldc + j]);
+                  const got = c[i * ldc + j];
+                  assert.ok(
+                    Math.abs(got - want) <= 1e-5 * (1 + Math.abs(want)),
+                    `W ${rows}×${cols}: M ${m} N ${n} K ${k}, alpha ${alpha} beta ${beta}: C[${i}, ${j}] = ${got}, want ${want}`,
+                  );
+                  checked++;
+                }
+                for (let j = n; j < ldc; j++)
+                  assert.ok(
+                    beta === 0 ? Number.isNaN(c[i * ldc + j]) : c[i * ldc + j] === c0[i * ldc + j],
+                    `M ${m} N ${n} K ${k}: C[${i}, ${j}] past the columns was written`,
+                  );
+              }
+              if (beta !== 0 || m === 1) continue;
+              // Each row alone gives the same bits: batched decoding equals one sequence at a time.
+              for (let i = 0; i < m; i++) {
+                const one = new Float32Array(n);
+                native.sgemmPacked(1, n, k, alpha, a.subarray(i * lda), lda, packed, rows, cols, 0, one, n);
+                assert.deepEqual(
+                  one,
+                  c.subarray(i * ldc, i * ldc + n),
+                  `M ${m} N ${n} K ${k}: row ${i} alone differs`,
+                );
+              }
+            }
+          }
+    }
+    assert.ok(checked > 0);
+    const w = fill(64 * 8);
+    assert.throws(
+      () => native.packWeight(w, 64, 8, 8, new Float32Array(packedLength(64, 8) - 1)),
+      /P needs 528 floats/,
+    );
+    const packed = new Float32Array(packedLength(64, 8));
+    native.packWeight(w, 64, 8, 8, packed);
+    const out = new Float32Array(65);
+    assert.throws(
+      () => native.sgemmPacked(1, 65, 8, 1, fill(8), 8, packed, 64, 8, 0, out, 65),
+      /W\[:65, :8\] does not fit a 64 x 8 weight/,
+    );
+    assert.throws(
+      () => native.sgemmPacked(2, 4, 8, 1, fill(8), 8, packed, 64, 8, 0, out, 4),
+      /A needs 16 elements/,
+    );
+  },
+);
+
+test(
+  'prefixMatMul of a few rows reads the packed weight, and an assigned weight is packed afresh',
+  { skip: packedSkip },
+  () => {
+    enableNativeKernels(BLAS_ONLY);
+    const w = tf.variable(uniformTensor([40, 24], 21) as tf.Tensor2D);
+    const x = uniformTensor([3, 20], 22) as tf.Tensor2D;
+    const composed = () => tf.tidy(() => tf.matMul(x, tf.slice(w, [0, 0], [33, 20]), false, true));
+    let packs = 0;
+    countCalls(blas!, ['packWeight'], () => packs++);
+    for (let step = 0; step < 3; step++) {
+      const got = prefixMatMul(x, w, 33);
+      const want = composed();
+      assertCloseRelative(got, want, `step ${step}`, 1e-5);
+      tf.dispose([got, want]);
+      // The first product packs; the next reads the copy; an update gives the variable new data, packed again.
+      assert.equal(packs, step < 2 ? 1 : 2, `packs after step ${step}`);
+      if (step === 1) tf.tidy(() => w.assign(tf.mul(w, -2)));
+    }
+    tf.dispose([w, x]);
+  },
+);
 
 test('matMul: batches, broadcast batches and higher ranks', { skip }, async () => {
   const cases: [string, number[], number[], boolean, boolean][] = [

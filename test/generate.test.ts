@@ -360,6 +360,20 @@ test('top-k selection equals the first k of the full sort (ties by id), and top-
     for (const k of [1, 2, 5, Math.max(1, V - 1)].filter((x) => x <= V))
       assert.deepEqual(topIds(p, k), sorted.slice(0, k), `V ${V}, k ${k}`);
   }
+  // A vocabulary's worth: candidates gather past the selection's buffer (4k) several times over; ascending
+  // values make every id a new best; −∞ and NaN (read as −∞) fill in by id when fewer than k are finite.
+  for (const [V, make] of [
+    [2048, () => 8 * rand() - 4],
+    [2048, () => Math.floor(rand() * 40)],
+    [1000, (i: number) => i / 7],
+    [500, (i: number) => (i % 3 === 0 ? -Infinity : i % 5 === 0 ? NaN : rand())],
+  ] as const) {
+    const p = Float32Array.from({ length: V }, (_, i) => make(i));
+    const key = (i: number) => (Number.isNaN(p[i]) ? -Infinity : p[i]);
+    const sorted = Array.from(p.keys()).sort((a, b) => key(b) - key(a) || a - b);
+    for (const k of [1, 16, 50, 64, 200, 400].filter((x) => x <= V))
+      assert.deepEqual(topIds(p, k), sorted.slice(0, k), `V ${V}, k ${k}`);
+  }
   // The filtered distribution: the k most likely ids (ties by id), renormalised, then the nucleus.
   const logits = Float32Array.from([2, 5, 5, 1, 5, 3, 0, 4]);
   const q = nextTokenProbs(logits, { temperature: 1, topK: 3 });

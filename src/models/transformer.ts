@@ -24,7 +24,8 @@ import { seedStream } from '../nn/init.js';
 import type { SubModel } from '../sorted/submodel.js';
 import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
 import { checkDepth, checkLayerNames, layerUnits, type SortedModel } from './model.js';
-import { checkUnits, prefix, unitsFor } from '../sorted/slice.js';
+import { checkUnits, unitsFor } from '../sorted/slice.js';
+import { prefixMatMul } from '../engine/ops/prefix_mat_mul.js';
 
 export const TransformerConfigSchema = z
   .object({
@@ -269,10 +270,10 @@ export class Transformer<C extends TransformerConfig = TransformerConfig>
   lmLogits(h: tf.Tensor): tf.Tensor {
     if (this.head) throw new Error('transformer: lmLogits needs task lm');
     const e = h.shape[h.rank - 1];
-    const table = prefix((this.lmHead ?? this.tokens).weight, [-1, e], 'lm head'); // [vocab, e]
+    const table = (this.lmHead ?? this.tokens).weight as tf.Tensor2D; // [vocab, dim], its first e columns
     // Rows of a decoding step come 2-D: no reshapes (each is a kernel call per step).
     const flat = this.lnFinal.forward(h.rank === 2 ? h : tf.reshape(h, [-1, e]));
-    const logits = tf.matMul(flat as tf.Tensor2D, table, false, true);
+    const logits = prefixMatMul(flat as tf.Tensor2D, table, this.config.vocab, 'lm head');
     return h.rank === 2 ? logits : tf.reshape(logits, [...h.shape.slice(0, -1), this.config.vocab]);
   }
 

@@ -139,6 +139,32 @@ export interface NativeBlas {
    */
   smallGemm(on?: boolean | 'avx2'): boolean;
   /**
+   * Copies W [rows, cols] (row stride ldw) into P as panels of 32 rows, each transposed and 64-byte aligned, for
+   * sgemmPacked; P needs packedLength(rows, cols) floats.
+   */
+  packWeight(W: Float32Array, rows: number, cols: number, ldw: number, P: Float32Array): void;
+  /**
+   * C[M, N] = alpha · A[M, K] · W[:N, :K]ᵀ + beta · C from P, W [rows, cols] packed by packWeight: each output is
+   * one chain of fused multiply-adds in k order, so a row's result does not depend on M or on the other rows.
+   * Throws where packedGemm() is false.
+   */
+  sgemmPacked(
+    M: number,
+    N: number,
+    K: number,
+    alpha: number,
+    A: Float32Array,
+    lda: number,
+    P: Float32Array,
+    rows: number,
+    cols: number,
+    beta: number,
+    C: Float32Array,
+    ldc: number,
+  ): void;
+  /** Whether sgemmPacked runs here: AVX-512, with smallGemm on (and not forced to 'avx2'). */
+  packedGemm(): boolean;
+  /**
    * One decoding step of attention over a key/value cache, appending the new keys and values to it in place:
    * see src/engine/kernels/cached_attention.ts. dims = [B, h, kvh, n, d, C, past]; out [B, n, h, d].
    */
@@ -210,6 +236,9 @@ const FUNCTIONS: Record<keyof NativeBlas, true> = {
   batchNormTrainGrad: true,
   convDirect: true,
   smallGemm: true,
+  packWeight: true,
+  sgemmPacked: true,
+  packedGemm: true,
   attendCached: true,
   rmsNorm: true,
   rotary: true,

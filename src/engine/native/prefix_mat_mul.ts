@@ -1,6 +1,7 @@
 /**
  * The prefix matmul kernels (src/engine/ops/prefix_mat_mul.ts) through the addon's strided sgemm: the weight
- * prefix W[:rows, :k] is read in place with leading dimension K, and the weight gradient is written into a
+ * prefix W[:rows, :k] is read in place with leading dimension K (or, for a few rows of x, from the weight's
+ * packed copy, src/engine/native/packed_weights.ts), and the weight gradient is written into a
  * zeroed full-size matrix with leading dimension K. float32 only (floatKernelIO says so otherwise; the op
  * sends other dtypes to slice + matMul before they get here).
  */
@@ -8,6 +9,7 @@ import type * as tf from '@tensorflow/tfjs-core';
 import { floatKernelIO } from '../kernels/float_io.js';
 import { PrefixMatMul, PrefixMatMulGradInput, PrefixMatMulGradWeight } from '../kernels/prefix_mat_mul.js';
 import type { NativeBlas } from './blas.js';
+import { PACKED_MAX_ROWS, packedWeight } from './packed_weights.js';
 
 type Inputs = Record<string, tf.TensorInfo>;
 
@@ -18,7 +20,11 @@ export function nativePrefixMatMul(blas: NativeBlas): tf.KernelFunc {
     const { rows } = args.attrs as { rows: number };
     const [m, k] = x.shape;
     const { ins, outs, infos } = floatKernelIO(args.backend, PrefixMatMul, [x, w], [[m, rows]]);
-    blas.sgemm(false, true, m, rows, k, 1, ins[0], k, ins[1], w.shape[1], 0, outs[0], rows);
+    if (m <= PACKED_MAX_ROWS && blas.packedGemm()) {
+      // A decoding step: the weight's packed copy, kept across steps.
+      const p = packedWeight(blas, w, ins[1]);
+      blas.sgemmPacked(m, rows, k, 1, ins[0], k, p.data, p.rows, p.cols, 0, outs[0], rows);
+    } else blas.sgemm(false, true, m, rows, k, 1, ins[0], k, ins[1], w.shape[1], 0, outs[0], rows);
     return infos[0];
   };
 }
