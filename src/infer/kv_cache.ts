@@ -69,61 +69,51 @@ export class KvCache {
       throw new Error(`kv cache: depth ${d} must be an integer in 1..${this.layers}`);
     const T = this.length;
     if (m < 1 || m > T) throw new Error(`kv cache: asked for ${m} positions of ${T}`);
-    let last: tf.Tensor3D | null = null;
-    let lastFrom = T;
+    // Positions from..T−1 after the last layer run, as one tensor [1, T − from, e]: a pass over several
+    // positions (a prompt, a draft being verified) hands its output straight to the next layer, and only what
+    // stops at depth d < L is split into per-position rows, once, at the end.
+    let chunk: tf.Tensor3D | null = null;
+    let from = T;
     for (let l = 0; l < d; l++) {
       const P = this.filled[l];
-      if (P === T) continue;
+      if (P === T) continue; // nothing new here (nor, filled being non-increasing, in any layer below)
+      const stored = this.hidden.slice(P, from) as tf.Tensor3D[]; // at depth l exactly, by the invariant
       const y = tf.tidy(() => {
-        const parts = this.hidden.slice(P, T) as tf.Tensor3D[];
+        const parts = chunk ? [...stored, chunk] : stored;
         const x = parts.length === 1 ? parts[0] : (tf.concat(parts, 1) as tf.Tensor3D);
         const r = this.model.blockStep(l, x, this.widths, this.kv[l], P);
         this.kv[l] = keepKv(this.kv[l], r.kv);
         return r.y;
       });
+      tf.dispose(stored);
+      chunk?.dispose();
+      for (let p = P; p < T; p++) this.hidden[p] = null;
       this.filled[l] = T;
-      for (let p = P; p < T; p++) this.hidden[p]?.dispose();
-      if (l + 1 < this.layers) {
-        const rows = T - P === 1 ? [y] : tf.split(y, T - P, 1);
-        for (let p = P; p < T; p++) {
-          this.hidden[p] = rows[p - P] as tf.Tensor3D;
-          this.depth[p] = l + 1;
-        }
-        if (T - P > 1 && l === d - 1) {
-          last = y;
-          lastFrom = P;
-        } else if (T - P > 1) y.dispose();
-        else if (l === d - 1) {
-          last = y;
-          lastFrom = P;
-        }
-      } else {
-        for (let p = P; p < T; p++) {
-          this.hidden[p] = null;
-          this.depth[p] = this.layers;
-        }
-        last = y;
-        lastFrom = P;
+      chunk = y;
+      from = P;
+    }
+    if (chunk) {
+      const full = d === this.layers;
+      const rows = full ? [] : T - from === 1 ? [chunk] : tf.split(chunk, T - from, 1);
+      for (let p = from; p < T; p++) {
+        this.hidden[p] = full ? null : (rows[p - from] as tf.Tensor3D);
+        this.depth[p] = d;
       }
     }
     return tf.tidy(() => {
-      const e = this.hidden[T - 1]?.shape[2] ?? last!.shape[2];
-      if (last && !last.isDisposed && T - lastFrom >= m) {
-        const rows = T - lastFrom === m ? last : tf.slice(last, [0, T - lastFrom - m, 0], [1, m, e]);
-        const out = tf.reshape(rows, [m, e]) as tf.Tensor2D;
-        // `last` is either a stored row (kept) or a chunk this call owns.
-        if (!this.hidden.includes(last)) last.dispose();
-        return out;
-      }
-      if (last && !this.hidden.includes(last)) last.dispose();
-      const rows: tf.Tensor3D[] = [];
-      for (let p = T - m; p < T; p++) {
+      const e = (chunk ?? this.hidden[T - 1])?.shape[2] ?? 0;
+      const parts: tf.Tensor3D[] = [];
+      for (let p = T - m; p < from; p++) {
         const h = this.hidden[p];
         if (!h || this.depth[p] !== d)
           throw new Error(`kv cache: position ${p} is at depth ${this.depth[p]}, not ${d}`);
-        rows.push(h);
+        parts.push(h);
       }
-      return tf.reshape(rows.length === 1 ? rows[0] : tf.concat(rows, 1), [m, e]) as tf.Tensor2D;
+      if (chunk) parts.push(T - from > m ? tf.slice(chunk, [0, T - from - m, 0], [1, m, e]) : chunk);
+      const out = tf.reshape(parts.length === 1 ? parts[0] : tf.concat(parts, 1), [m, e]) as tf.Tensor2D;
+      // The chunk is this call's unless a single position stored it as its row.
+      if (chunk && !this.hidden.includes(chunk)) chunk.dispose();
+      return out;
     });
   }
 
