@@ -321,7 +321,11 @@ static void run_gemm(const Gemm *g, const float *a, const float *b, float *c) {
 /* Floats a packed copy of a rows × cols weight needs: its panels, plus room to align them to 64 bytes. */
 static int64_t packed_length(int64_t rows, int64_t cols) { return (rows + PANEL - 1) / PANEL * cols * PANEL + 16; }
 
-static float *packed_panels(float *p) { return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
+/*
+ * The panels start at the first 64-byte boundary in P; packWeight records that offset in P's last float, and
+ * sgemmPacked refuses a P whose offset differs (a copy of the array, aligned differently).
+ */
+static int64_t packed_offset(const float *p) { return (int64_t)((64 - ((uintptr_t)p & 63)) & 63) / (int64_t)sizeof(float); }
 
 typedef struct {
   int64_t m, n, k, lda, ldc, panel_stride;
@@ -436,8 +440,9 @@ static napi_value pack_weight(napi_env env, napi_callback_info info) {
       !get_f32(env, argv[4], fn, "P", &p) || !check_extent(env, fn, "W", rows, cols, ldw, 0, w.length) ||
       !check_packed(env, fn, &p, rows, cols))
     return NULL;
-  float *panels = packed_panels(p.data);
+  float *panels = p.data + packed_offset(p.data);
   memset(panels, 0, (size_t)((rows + PANEL - 1) / PANEL * cols * PANEL) * sizeof(float));
+  p.data[packed_length(rows, cols) - 1] = (float)packed_offset(p.data);
   for (int64_t r = 0; r < rows; r++) {
     float *dst = panels + r / PANEL * cols * PANEL + r % PANEL;
     const float *src = w.data + r * ldw;
@@ -480,9 +485,13 @@ static napi_value sgemm_packed(napi_env env, napi_callback_info info) {
   if (!check_extent(env, fn, "A", g.m, g.k, g.lda, 0, a.length) || !check_packed(env, fn, &p, rows, cols) ||
       !check_extent(env, fn, "C", g.m, g.n, g.ldc, 0, c.length))
     return NULL;
+  if (p.data[packed_length(rows, cols) - 1] != (float)packed_offset(p.data)) {
+    napi_throw_error(env, NULL, "sgemmPacked: P is not the array packWeight filled for this weight (a copy?): pack again");
+    return NULL;
+  }
   if (g.m == 0 || g.n == 0) return NULL;
   g.panel_stride = cols * PANEL;
-  packed_gemm(&g, a.data, packed_panels(p.data), c.data);
+  packed_gemm(&g, a.data, p.data + packed_offset(p.data), c.data);
   return NULL;
 }
 

@@ -300,6 +300,13 @@ test(
       () => native.sgemmPacked(2, 4, 8, 1, fill(8), 8, packed, 64, 8, 0, out, 4),
       /A needs 16 elements/,
     );
+    // A copy sits at another alignment: its panels are not where the kernel would look.
+    const moved = new Float32Array(packed.length + 1).subarray(1);
+    moved.set(packed);
+    assert.throws(
+      () => native.sgemmPacked(1, 4, 8, 1, fill(8), 8, moved, 64, 8, 0, out, 4),
+      /P is not the array packWeight filled/,
+    );
   },
 );
 
