@@ -332,10 +332,10 @@ typedef struct {
   float alpha, beta;
 } Packed;
 
-/* Rows [0, MR) of A against NP panels (2·NP vectors of 16 outputs); `cols` of them are stored (masked). */
+/* Rows [0, MR) of A against NP panels (2·NP vectors of 16 outputs); the first n_out outputs are stored (masked). */
 #define PACKED_BLOCK(MR, NP)                                                                                   \
   __attribute__((target("avx512f"))) static void packed_##MR##x##NP(const Packed *g, const float *a,           \
-                                                                    const float *p, float *c, int64_t cols) { \
+                                                                    const float *p, float *c, int64_t n_out) { \
     __m512 acc[MR][2 * NP];                                                                                    \
     for (int i = 0; i < MR; i++)                                                                               \
       for (int j = 0; j < 2 * NP; j++) acc[i][j] = _mm512_setzero_ps();                                        \
@@ -350,8 +350,8 @@ typedef struct {
         for (int j = 0; j < 2 * NP; j++) acc[i][j] = _mm512_fmadd_ps(x, w[j], acc[i][j]);                      \
       }                                                                                                        \
     }                                                                                                          \
-    for (int j = 0; j < 2 * NP && 16 * j < cols; j++) {                                                        \
-      const __mmask16 keep = cols - 16 * j >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - 16 * j)) - 1);          \
+    for (int j = 0; j < 2 * NP && 16 * j < n_out; j++) {                                                        \
+      const __mmask16 keep = n_out - 16 * j >= 16 ? 0xFFFF : (__mmask16)((1u << (n_out - 16 * j)) - 1);          \
       for (int i = 0; i < MR; i++) {                                                                           \
         float *out = c + i * g->ldc + 16 * j;                                                                  \
         __m512 y = _mm512_mul_ps(_mm512_set1_ps(g->alpha), acc[i][j]);                                         \

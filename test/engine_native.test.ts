@@ -233,6 +233,7 @@ test(
     // A weight of 70 rows (two full panels of 32 and a partial one) and 40 columns, stored with a wider row.
     for (const [rows, cols, ldw] of [
       [70, 40, 43],
+      [130, 40, 43], // N past 96: the 4-panel kernels of 1 and 2 rows
       [32, 192, 192],
       [5, 17, 17],
     ]) {
@@ -240,7 +241,7 @@ test(
       const packed = new Float32Array(packedLength(rows, cols));
       native.packWeight(w, rows, cols, ldw, packed);
       for (const m of [1, 2, 3, 4, 5, 8, 12, 13, 25])
-        for (const n of [1, 15, 16, 17, 31, 32, 33, rows].filter((x) => x <= rows))
+        for (const n of [1, 15, 16, 17, 31, 32, 33, 97, 128, 129, rows].filter((x) => x <= rows))
           for (const k of [0, 1, 16, cols].filter((x) => x <= cols)) {
             const [lda, ldc] = [k + 3, n + 2];
             const a = fill(m * lda);

@@ -92,6 +92,33 @@ test('KV-cached logits equal uncached logits at every exit (llama and gpt), step
   }
 });
 
+test('a layer that fails mid-pass leaves the cache whole: the next pass is exact and nothing leaks', () => {
+  const seq = [1, 4, 2, 2, 5, 0, 3, 1];
+  const L = model.config.layers;
+  const cache = new KvCache(model);
+  cache.append(seq.slice(0, 3));
+  cache.advance(1).dispose(); // positions 0–2 through layer 1 only
+  cache.append(seq.slice(3));
+  const before = tf.memory().numTensors;
+  const step = model.blockStep.bind(model);
+  model.blockStep = (l, ...rest) => {
+    if (l === 2) throw new Error('out of memory (simulated)');
+    return step(l, ...rest);
+  };
+  try {
+    assert.throws(() => cache.advance(L, 3), /out of memory \(simulated\)/);
+  } finally {
+    model.blockStep = step;
+  }
+  // The positions keep the depth they reached (layers 1–2 of the pass ran): a row each, as before, plus
+  // layer 2's new keys and values.
+  assert.equal(tf.memory().numTensors, before + 2, 'tensors after the failed pass');
+  const got = tf.tidy(() => model.lmLogits(cache.advance(L)).dataSync() as Float32Array);
+  const diff = maxDiff(got, uncached(model, seq, L));
+  assert.ok(diff < 1e-4, `after the failure: |diff| ${diff}`);
+  cache.dispose();
+});
+
 test('speculative greedy output is identical to plain greedy for many prompts, draft depths and k', () => {
   const r = createRng(11);
   for (let i = 0; i < 12; i++) {

@@ -74,39 +74,43 @@ export class KvCache {
     // stops at depth d < L is split into per-position rows, once, at the end.
     let chunk: tf.Tensor3D | null = null;
     let from = T;
-    for (let l = 0; l < d; l++) {
-      const P = this.filled[l];
-      if (P === T) continue; // nothing new here (nor, filled being non-increasing, in any layer below)
-      const stored = this.hidden.slice(P, from) as tf.Tensor3D[]; // at depth l exactly, by the invariant
-      const y = tf.tidy(() => {
-        const parts = chunk ? [...stored, chunk] : stored;
-        const x = parts.length === 1 ? parts[0] : (tf.concat(parts, 1) as tf.Tensor3D);
-        const r = this.model.blockStep(l, x, this.widths, this.kv[l], P);
-        this.kv[l] = keepKv(this.kv[l], r.kv);
-        return r.y;
-      });
-      tf.dispose(stored);
-      chunk?.dispose();
-      for (let p = P; p < T; p++) this.hidden[p] = null;
-      this.filled[l] = T;
-      chunk = y;
-      from = P;
-    }
-    if (chunk) {
-      const full = d === this.layers;
-      const rows = full ? [] : T - from === 1 ? [chunk] : tf.split(chunk, T - from, 1);
-      for (let p = from; p < T; p++) {
-        this.hidden[p] = full ? null : (rows[p - from] as tf.Tensor3D);
-        this.depth[p] = d;
+    let reached = 0; // the depth of the chunk's positions
+    try {
+      for (let l = 0; l < d; l++) {
+        const P = this.filled[l];
+        if (P === T) continue; // nothing new here (nor, filled being non-increasing, in any layer below)
+        const stored = this.hidden.slice(P, from) as tf.Tensor3D[]; // at depth l exactly, by the invariant
+        const y = tf.tidy(() => {
+          const parts = chunk ? [...stored, chunk] : stored;
+          const x = parts.length === 1 ? parts[0] : (tf.concat(parts, 1) as tf.Tensor3D);
+          const r = this.model.blockStep(l, x, this.widths, this.kv[l], P);
+          this.kv[l] = keepKv(this.kv[l], r.kv);
+          return r.y;
+        });
+        tf.dispose(stored);
+        chunk?.dispose();
+        for (let p = P; p < T; p++) this.hidden[p] = null;
+        this.filled[l] = T;
+        chunk = y;
+        from = P;
+        reached = l + 1;
       }
+    } catch (err) {
+      // A layer failed (out of memory, say): the positions keep the depth they reached, so the cache stays whole.
+      if (chunk) this.store(chunk, from, reached);
+      if (chunk && !this.hidden.includes(chunk)) chunk.dispose();
+      throw err;
     }
+    if (chunk) this.store(chunk, from, d);
     return tf.tidy(() => {
       const e = (chunk ?? this.hidden[T - 1])?.shape[2] ?? 0;
       const parts: tf.Tensor3D[] = [];
       for (let p = T - m; p < from; p++) {
         const h = this.hidden[p];
         if (!h || this.depth[p] !== d)
-          throw new Error(`kv cache: position ${p} is at depth ${this.depth[p]}, not ${d}`);
+          throw new Error(
+            `kv cache: position ${p} is not held at depth ${d} (its depth: ${this.depth[p]}${h ? '' : ', its state not kept'})`,
+          );
         parts.push(h);
       }
       if (chunk) parts.push(T - from > m ? tf.slice(chunk, [0, T - from - m, 0], [1, m, e]) : chunk);
@@ -115,6 +119,17 @@ export class KvCache {
       if (chunk && !this.hidden.includes(chunk)) chunk.dispose();
       return out;
     });
+  }
+
+  /** Keeps positions from..T−1, held in one tensor at `depth`: as a row each below full depth, as nothing at it. */
+  private store(chunk: tf.Tensor3D, from: number, depth: number): void {
+    const T = this.length;
+    const full = depth === this.layers;
+    const rows = full ? [] : T - from === 1 ? [chunk] : tf.split(chunk, T - from, 1);
+    for (let p = from; p < T; p++) {
+      this.hidden[p] = full ? null : (rows[p - from] as tf.Tensor3D);
+      this.depth[p] = depth;
+    }
   }
 
   /** Drops positions n.. from every layer (rejected draft tokens). */

@@ -3,8 +3,10 @@
  * sgemmPacked reads a weight stored [out, in] as transposed panels of 32 outputs, so each output is one chain of
  * multiply-adds with no horizontal sums (native/blas.c). A weight is packed once, on its first such product, and
  * the copy is kept beside its data: a WeakMap keyed by the tensor's dataId, so a disposed weight's copy goes with
- * it. A copy cannot go stale: TensorFlow.js never rewrites a tensor's data in place (an optimizer's update gives a
- * variable new data, hence a new key).
+ * it. The copy relies on the weight's data never being rewritten in place, which holds for every weight here: an
+ * optimizer's update (variable.assign) gives the variable new data, hence a new key. (What the project does write in
+ * place, the decoding KV cache, never reaches a linear layer.) Training with batches of at most 12 rows repacks each
+ * weight after every update: a transposing copy per weight and step.
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import type { NativeBlas } from './blas.js';
