@@ -11,7 +11,7 @@
  *   node dist/bench/decode.js --run DIR [--prompts 8] [--prompt-tokens 32] [--tokens 64] [--repeats 3]
  *        [--draft-depths 1,2] [--k 4] [--confidence 0.5] [--width-draft ffn=0.5]
  *        [--early-exit '1:0.9,3:0.8;2:0.8'] [--calibrate 0.999,1] [--temperature 1 --top-k 50]
- *        [--out FILE.json]
+ *        [--out FILE.json] [--greedy-only] [--portable]
  *
  * The table of docs/lm.md, one command per model (after `npm run build`; each prints the
  * markdown table, the load average before and after, and a greedy sample):
@@ -20,9 +20,13 @@
  *   node dist/bench/decode.js --run runs/lm-tiny --prompts 8 --tokens 32 --repeats 5 \
  *        --draft-depths 1,2 --confidence 0.3 --width-draft ffn=0.5 --calibrate 0.999,1
  *   sortednet train --model lm-small --data sotu --run runs/lm-small --steps 700 --checkpoint-every 50
- *        (stopped after 25 minutes on 2 shared cores; the table used its step-550 checkpoint)
- *   node dist/bench/decode.js --run runs/lm-small --prompts 8 --tokens 64 --repeats 3 \
+ *   node dist/bench/decode.js --run runs/lm-small --prompts 8 --tokens 64 --repeats 5 \
  *        --draft-depths 1,2,3 --confidence 0.3 --width-draft ffn=0.5 --calibrate 0.999,1
+ *
+ * Without the addon (the path a browser takes):
+ *
+ *   node dist/bench/decode.js --run runs/lm-small --portable --greedy-only --draft-depths 1 \
+ *        --prompts 4 --tokens 32 --repeats 3
  *
  * Timings are wall-clock: on a shared machine run it when `uptime` is low, or compare only rows
  * of one run (modes are interleaved, so a slow moment hits every mode).
@@ -39,6 +43,7 @@ import { generateBatch } from '../src/infer/batch.js';
 import { calibrateEarlyExit } from '../src/infer/calibrate.js';
 import { parseSubModel, type SubModel } from '../src/sorted/submodel.js';
 import { earlyExitArg, intArg, listArg, numArg, positiveIntArg } from '../src/cli/args.js';
+import { keepTransposedOperands } from '../src/engine/kernels/batch_mat_mul_wasm.js';
 import { benchCommand, parseBench } from './cli.js';
 
 const a = parseBench<{
@@ -57,6 +62,7 @@ const a = parseBench<{
   topK: number;
   out?: string;
   greedyOnly?: boolean;
+  portable?: boolean;
 }>(
   benchCommand('decode', 'decoding speed of a trained sorted LM, every mode in one harness')
     .requiredOption('--run <dir>', 'an LM run folder (required)')
@@ -94,11 +100,15 @@ const a = parseBench<{
     .option('--temperature <t>', 'temperature of the sampling modes', numArg, 1)
     .option('--top-k <k>', 'top-k of the sampling modes', intArg, 50)
     .option('--out <file>', 'also write the results as JSON')
-    .option('--greedy-only', 'only the single-sequence greedy modes (no batched greedy, no sampling)'),
+    .option('--greedy-only', 'only the single-sequence greedy modes (no batched greedy, no sampling)')
+    .option(
+      '--portable',
+      'decode without the native addon (the wasm path of a browser), with one more row: greedy with the transposed weights copied every step instead of kept',
+    ),
 );
 const { prompts: nPrompts, promptTokens, tokens: newTokens, repeats, k, draftDepths, temperature, topK } = a;
 
-await initEngine('wasm');
+await initEngine('wasm', { native: !a.portable });
 const { model, tokenizer } = await loadLm(a.run);
 const L = model.config.layers;
 const earlyExits = a.earlyExit ?? defaultEarlyExits(L).split(';').map(earlyExitArg);
@@ -135,10 +145,22 @@ interface Mode {
   options: Omit<GenerateOptions, 'maxNewTokens' | 'onToken' | 'stopWhen'>;
   /** All prompts as one batch (one forward per step). */
   batched?: boolean;
+  /** false: the portable matmul copies transposed weights every step (keepTransposedOperands). */
+  keepTransposes?: boolean;
 }
 const sampling = { temperature, topK };
 const allModes: Mode[] = [
   { name: 'greedy (KV cache, full depth)', group: 'greedy', options: { temperature: 0 } },
+  ...(a.portable
+    ? [
+        {
+          name: 'greedy, transposed weights copied every step',
+          group: 'greedy',
+          options: { temperature: 0 },
+          keepTransposes: false,
+        } as Mode,
+      ]
+    : []),
   ...earlyExits.map((e): Mode => ({
     name: `early exit ${e.exits.map((d, i) => `${d}:${e.thresholds[i]}`).join(',')}`,
     group: 'greedy',
@@ -186,8 +208,14 @@ const allModes: Mode[] = [
 ];
 const modes = a.greedyOnly ? allModes.filter((m) => m.group === 'greedy' && !m.batched) : allModes;
 
-const run = (m: Mode, prompt: number[], seed: number): GenerateResult =>
-  generate(model, prompt, { ...m.options, maxNewTokens: newTokens, seed });
+function run(m: Mode, prompt: number[], seed: number): GenerateResult {
+  keepTransposedOperands(m.keepTransposes ?? true);
+  try {
+    return generate(model, prompt, { ...m.options, maxNewTokens: newTokens, seed });
+  } finally {
+    keepTransposedOperands(true);
+  }
+}
 
 type Result = Pick<GenerateResult, 'tokens' | 'proposed' | 'accepted' | 'meanExitDepth'>[];
 

@@ -1,6 +1,7 @@
 /**
  * The project's kernels against what they replace, side by side in one process (docs/performance.md):
- *  - Slice, GatherV2 and transposed BatchMatMul on the portable wasm path vs tfjs's stock wasm kernels;
+ *  - Slice, GatherV2 and transposed BatchMatMul on the portable wasm path vs tfjs's stock wasm kernels, and a
+ *    decoding step's product with its transposed weight copied on every call vs kept;
  *  - training batch norm: the JavaScript kernels vs the native addon's;
  *  - with the addon: a decoding step's attention over a KV cache, appending by concatenation and attending
  *    with matMul/softmax vs the in-place cached-attention kernel; batch norm in evaluation with its ReLU,
@@ -15,7 +16,7 @@ import { stockSliceWasm } from '../src/engine/kernels/slice_wasm.js';
 import { stockGatherWasm } from '../src/engine/kernels/gather_wasm.js';
 import { cachedAttention } from '../src/engine/ops/cached_attention.js';
 import { scaleShift } from '../src/engine/ops/scale_shift.js';
-import { stockBatchMatMulWasm } from '../src/engine/kernels/batch_mat_mul_wasm.js';
+import { keepTransposedOperands, stockBatchMatMulWasm } from '../src/engine/kernels/batch_mat_mul_wasm.js';
 import { BatchNormTrain, BatchNormTrainGrad } from '../src/engine/kernels/batch_norm_train.js';
 import { medianMs as timedMedian } from '../src/train/timing.js';
 import { benchCommand, parseBench } from './cli.js';
@@ -88,12 +89,24 @@ const row = (what: string, a: number, b: number, labels: [string, string]) =>
   const x = tf.randomNormal([64, 784]);
   const w = tf.randomNormal([1024, 784]);
   const dy = tf.randomNormal([64, 1024]);
+  // In training each step brings new operands: the transposed copy is made on every call here.
+  keepTransposedOperands(false);
   const [a, b] = versus(tf.BatchMatMul, stockBatchMatMulWasm(), () => tf.matMul(x, w, false, true).dispose());
   row('BatchMatMul x·Wᵀ, 64×784 · (1024×784)ᵀ', a, b, ['stock', 'project']);
   const [c, d] = versus(tf.BatchMatMul, stockBatchMatMulWasm(), () =>
     tf.matMul(dy, x, true, false).dispose(),
   );
   row('BatchMatMul dyᵀ·x (weight gradient)', c, d, ['stock', 'project']);
+  keepTransposedOperands(true);
+  // A decoding step through lm-small's FFN weight: the transposed weight copied every call, or kept.
+  const h = tf.randomNormal([1, 192]);
+  const up = tf.randomNormal([512, 192]);
+  const step = () => tf.matMul(h, up, false, true).dispose();
+  const [e, f] = sideBySide(step, step, 200, [
+    () => keepTransposedOperands(false),
+    () => keepTransposedOperands(true),
+  ]);
+  row('BatchMatMul h·Wᵀ, 1×192 · (512×192)ᵀ, W again each call', e, f, ['copied', 'kept']);
 }
 if (loadNativeBlas()) {
   for (const shape of [

@@ -14,6 +14,7 @@ import {
   stockConv2DBackpropInputWasm,
 } from '../src/engine/kernels/conv2d_backprop_input_wasm.js';
 import { kernelsUsed, missingKernels } from '../src/engine/kernels_used.js';
+import { keptTransposes } from '../src/engine/kernels/batch_mat_mul_wasm.js';
 import { disableNativeKernels, enableNativeKernels } from '../src/engine/native/index.js';
 
 import { assertCloseRelative, explicitPad, uniformValues } from './kernel_helpers.js';
@@ -514,6 +515,37 @@ test('BatchMatMul (wasm, portable): transposed operands equal the cpu backend, b
         assert.ok(worst < 1e-4, `${sa} × ${sb} (transposeA ${ta}, transposeB ${tb}): max |diff| ${worst}`);
       }
     }
+  } finally {
+    enableNativeKernels();
+  }
+});
+
+test('BatchMatMul (wasm, portable): an operand transposed again is kept until its data is freed', async () => {
+  disableNativeKernels();
+  try {
+    await tf.setBackend('wasm');
+    const base = keptTransposes();
+    const w = tf.tensor(uniformValues([40, 24], 3), [40, 24]);
+    const xs = [1, 2, 3, 4].map((seed) => tf.tensor(uniformValues([3, 24], seed), [3, 24]));
+    const want = xs.map((x) => tf.tidy(() => tf.matMul(x, tf.transpose(w)).dataSync()));
+    const bytes = tf.memory().numBytes;
+    // First use: copied and dropped; from the second on, one kept copy; the values never differ.
+    xs.forEach((x, i) => {
+      const got = tf.tidy(() => tf.matMul(x, w, false, true).dataSync());
+      assert.deepEqual(got, want[i], `product ${i}`);
+      assert.equal(keptTransposes() - base, i === 0 ? 0 : 1, `kept after product ${i}`);
+    });
+    // A reshape shares the data under another shape: it gets its own transpose, not the kept one.
+    const flat = tf.reshape(w, [24, 40]);
+    const other = tf.tidy(() => tf.matMul(tf.ones([2, 40]), flat, false, true).dataSync());
+    const otherWant = tf.tidy(() => tf.matMul(tf.ones([2, 40]), tf.transpose(flat)).dataSync());
+    assert.deepEqual(other, otherWant);
+    flat.dispose();
+    assert.equal(tf.memory().numBytes, bytes, 'no tensor left behind');
+    assert.equal(keptTransposes() - base, 1, 'kept while the weight lives');
+    w.dispose();
+    assert.equal(keptTransposes() - base, 0, 'freed with the weight');
+    tf.dispose(xs);
   } finally {
     enableNativeKernels();
   }

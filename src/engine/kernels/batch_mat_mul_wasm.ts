@@ -40,17 +40,63 @@ function transposeLastTwo(backend: BackendWasm, t: tf.TensorInfo): tf.TensorInfo
   return out;
 }
 
+/**
+ * Transposed copies of operands that come back: a weight, multiplied step after step of decoding. An operand
+ * is copied afresh the first time its data is seen transposed and kept from the second (an activation is
+ * multiplied once; a weight every step), until the original's data is freed. Besides the copy, this spares the
+ * stock kernel's XNNPACK operator, which packs its right-hand matrix once per matrix it has not seen: a fresh
+ * copy every step was packed every step. A copy holds exactly the original's values, transposed, so results
+ * do not depend on whether it was kept.
+ */
+const seen = new WeakSet<object>();
+const kept = new Map<object, { shape: number[]; copy: tf.TensorInfo }>();
+const freeing = new WeakSet<BackendWasm>();
+
+/** Frees a kept copy with its original: the backend's disposeData, wrapped once per backend. */
+function freeCopiesWithOriginals(backend: BackendWasm): void {
+  if (freeing.has(backend)) return;
+  freeing.add(backend);
+  const dispose = backend.disposeData.bind(backend);
+  backend.disposeData = (dataId: object, force?: boolean): boolean => {
+    const freed = dispose(dataId, force);
+    const hit = freed ? kept.get(dataId) : undefined;
+    if (hit) {
+      kept.delete(dataId);
+      dispose(hit.copy.dataId, true);
+    }
+    return freed;
+  };
+}
+
+/** Transposed operands kept now (tests). */
+export function keptTransposes(): number {
+  return kept.size;
+}
+
+let keeping = true;
+/** Whether operands transposed again are kept (on by default); pass a boolean to switch (benchmarks). */
+export function keepTransposedOperands(on?: boolean): boolean {
+  if (on !== undefined) keeping = on;
+  return keeping;
+}
+
 function batchMatMul(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo | tf.TensorInfo[] {
   const { a, b } = args.inputs as tf.BatchMatMulInputs;
   const { transposeA, transposeB } = args.attrs as unknown as tf.BatchMatMulAttrs;
   const run = stockWasmKernel(kernelName)!.kernelFunc;
   if ((!transposeA && !transposeB) || a === undefined || b === undefined) return run(args);
   const backend = args.backend as BackendWasm;
+  freeCopiesWithOriginals(backend);
   const temps: tf.TensorInfo[] = [];
   const plain = (t: tf.TensorInfo, transposed: boolean) => {
     if (!transposed) return t;
+    const hit = keeping ? kept.get(t.dataId) : undefined;
+    // A reshape shares its source's data: the shape must match too.
+    if (hit && tf.util.arraysEqual(hit.shape, t.shape)) return hit.copy;
     const copy = transposeLastTwo(backend, t);
-    temps.push(copy);
+    if (keeping && !hit && seen.has(t.dataId)) kept.set(t.dataId, { shape: [...t.shape], copy });
+    else temps.push(copy);
+    seen.add(t.dataId);
     return copy;
   };
   try {
