@@ -535,6 +535,24 @@ test('BatchMatMul (wasm, portable): an operand transposed again is kept until it
       assert.deepEqual(got, want[i], `product ${i}`);
       assert.equal(keptTransposes() - base, i === 0 ? 0 : 1, `kept after product ${i}`);
     });
+    // A sub-model's prefix is a fresh slice every step, of the same region: kept from its second step too,
+    // apart from the whole weight's copy; another region gets its own.
+    for (const [rows, cols] of [
+      [33, 20],
+      [33, 20],
+      [33, 20],
+      [16, 24],
+    ]) {
+      const got = tf.tidy(() =>
+        tf.matMul(xs[0].slice([0, 0], [3, cols]), w.slice([0, 0], [rows, cols]), false, true),
+      );
+      const want2 = tf.tidy(() =>
+        tf.matMul(xs[0].slice([0, 0], [3, cols]), tf.transpose(w.slice([0, 0], [rows, cols]))),
+      );
+      assert.deepEqual(got.dataSync(), want2.dataSync(), `prefix [${rows}, ${cols}]`);
+      tf.dispose([got, want2]);
+    }
+    assert.equal(keptTransposes() - base, 2, 'the whole weight and its [33, 20] prefix');
     // A reshape shares the data under another shape: it gets its own transpose, not the kept one.
     const flat = tf.reshape(w, [24, 40]);
     const other = tf.tidy(() => tf.matMul(tf.ones([2, 40]), flat, false, true).dataSync());
@@ -542,7 +560,7 @@ test('BatchMatMul (wasm, portable): an operand transposed again is kept until it
     assert.deepEqual(other, otherWant);
     flat.dispose();
     assert.equal(tf.memory().numBytes, bytes, 'no tensor left behind');
-    assert.equal(keptTransposes() - base, 1, 'kept while the weight lives');
+    assert.equal(keptTransposes() - base, 2, 'kept while the weight lives');
     w.dispose();
     assert.equal(keptTransposes() - base, 0, 'freed with the weight');
     tf.dispose(xs);

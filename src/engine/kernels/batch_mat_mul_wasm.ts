@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { replaceWasmKernel, stockWasmKernel } from './replace_wasm.js';
+import { sliceOrigin } from './slice_origin.js';
 
 export const kernelName = tf.BatchMatMul;
 
@@ -41,28 +42,31 @@ function transposeLastTwo(backend: BackendWasm, t: tf.TensorInfo): tf.TensorInfo
 }
 
 /**
- * Transposed copies of operands that come back: a weight, multiplied step after step of decoding. An operand
- * is copied afresh the first time its data is seen transposed and kept from the second (an activation is
- * multiplied once; a weight every step), until the original's data is freed. Besides the copy, this spares the
- * stock kernel's XNNPACK operator, which packs its right-hand matrix once per matrix it has not seen: a fresh
- * copy every step was packed every step. A copy holds exactly the original's values, transposed, so results
- * do not depend on whether it was kept.
+ * Transposed copies of operands that come back: a weight, multiplied step after step of decoding (or a
+ * sub-model's prefix of it, a fresh slice every step but the same region of the same data, src/engine/kernels/
+ * slice_origin.ts). An operand is copied afresh the first time it is seen transposed and kept from the second
+ * (an activation is multiplied once; a weight every step), until the data it was taken from is freed. Besides
+ * the copy, this spares the stock kernel's XNNPACK operator, which packs its right-hand matrix once per matrix
+ * it has not seen: a fresh copy every step was packed every step. A copy holds exactly the operand's values,
+ * transposed, so results do not depend on whether it was kept.
  */
-const seen = new WeakSet<object>();
-const kept = new Map<object, { shape: number[]; copy: tf.TensorInfo }>();
+/** Per source data: the operands (region and shape) seen once. */
+const seen = new WeakMap<object, Set<string>>();
+/** Per source data: the kept copies, by region and shape. */
+const kept = new Map<object, Map<string, tf.TensorInfo>>();
 const freeing = new WeakSet<BackendWasm>();
 
-/** Frees a kept copy with its original: the backend's disposeData, wrapped once per backend. */
-function freeCopiesWithOriginals(backend: BackendWasm): void {
+/** Frees the kept copies of a source with it: the backend's disposeData, wrapped once per backend. */
+function freeCopiesWithSources(backend: BackendWasm): void {
   if (freeing.has(backend)) return;
   freeing.add(backend);
   const dispose = backend.disposeData.bind(backend);
   backend.disposeData = (dataId: object, force?: boolean): boolean => {
     const freed = dispose(dataId, force);
-    const hit = freed ? kept.get(dataId) : undefined;
-    if (hit) {
+    const copies = freed ? kept.get(dataId) : undefined;
+    if (copies) {
       kept.delete(dataId);
-      dispose(hit.copy.dataId, true);
+      for (const copy of copies.values()) dispose(copy.dataId, true);
     }
     return freed;
   };
@@ -70,7 +74,9 @@ function freeCopiesWithOriginals(backend: BackendWasm): void {
 
 /** Transposed operands kept now (tests). */
 export function keptTransposes(): number {
-  return kept.size;
+  let n = 0;
+  for (const copies of kept.values()) n += copies.size;
+  return n;
 }
 
 let keeping = true;
@@ -86,17 +92,26 @@ function batchMatMul(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo | tf.Ten
   const run = stockWasmKernel(kernelName)!.kernelFunc;
   if ((!transposeA && !transposeB) || a === undefined || b === undefined) return run(args);
   const backend = args.backend as BackendWasm;
-  freeCopiesWithOriginals(backend);
+  freeCopiesWithSources(backend);
   const temps: tf.TensorInfo[] = [];
   const plain = (t: tf.TensorInfo, transposed: boolean) => {
     if (!transposed) return t;
-    const hit = keeping ? kept.get(t.dataId) : undefined;
-    // A reshape shares its source's data: the shape must match too.
-    if (hit && tf.util.arraysEqual(hit.shape, t.shape)) return hit.copy;
+    const origin = sliceOrigin(t.dataId);
+    const source = origin?.source ?? t.dataId;
+    // A reshape shares its source's data: the shape is part of the key.
+    const key = `${origin?.region ?? ''}|${t.shape.join(',')}`;
+    const hit = keeping ? kept.get(source)?.get(key) : undefined;
+    if (hit) return hit;
     const copy = transposeLastTwo(backend, t);
-    if (keeping && !hit && seen.has(t.dataId)) kept.set(t.dataId, { shape: [...t.shape], copy });
-    else temps.push(copy);
-    seen.add(t.dataId);
+    const before = seen.get(source);
+    if (keeping && before?.has(key)) {
+      const copies = kept.get(source) ?? new Map<string, tf.TensorInfo>();
+      kept.set(source, copies.set(key, copy));
+    } else {
+      temps.push(copy);
+      if (before) before.add(key);
+      else seen.set(source, new Set([key]));
+    }
     return copy;
   };
   try {

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { replaceWasmKernel, stockWasmKernel } from './replace_wasm.js';
+import { recordSlice } from './slice_origin.js';
 
 export const kernelName = tf.Slice;
 
@@ -19,6 +20,7 @@ function slice(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
   tf.slice_util.assertParamsValid(x as tf.Tensor, start, extent);
   const out = backend.makeOutput(extent, x.dtype);
   if (tf.util.sizeFromShape(extent) === 0) return out;
+  recordSlice(out.dataId, x.dataId, start, extent);
   // Views after the allocation: makeOutput may grow the heap and detach older views.
   const src = backend.typedArrayFromHeap(x);
   const dst = backend.typedArrayFromHeap(out);
