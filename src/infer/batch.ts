@@ -111,7 +111,8 @@ export function generateBatch(
         kv[l] = keepKv(kv[l], r.kv);
         h = r.y;
       }
-      const last = tf.reshape(tf.slice(h, [0, m - 1, 0], [B, 1, -1]), [B, -1]);
+      // A step of one position per row needs no slice: h is the last position.
+      const last = tf.reshape(m === 1 ? h : tf.slice(h, [0, m - 1, 0], [B, 1, -1]), [B, -1]);
       return model.lmLogits(last);
     });
     const flat = logits.dataSync() as Float32Array;
