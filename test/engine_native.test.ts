@@ -157,15 +157,18 @@ test('matMul: transposes and odd sizes', { skip }, async () => {
   );
 });
 
-test('sgemm of a few rows against Bᵀ: the few-row kernel equals float64 sums at every edge', { skip }, () => {
-  const native = blas!;
-  // Fills with a small LCG so the values differ in every lane.
-  let seed = 7;
-  const fill = (n: number) =>
+/** Arrays of n values in [−0.5, 0.5) from one small LCG stream, so the values differ in every lane and call. */
+function lcgFill(seed: number): (n: number) => Float32Array {
+  return (n) =>
     Float32Array.from({ length: n }, () => {
       seed = (seed * 1103515245 + 12345) % 2 ** 31;
       return seed / 2 ** 31 - 0.5;
     });
+}
+
+test('sgemm of a few rows against Bᵀ: the few-row kernel equals float64 sums at every edge', { skip }, () => {
+  const native = blas!;
+  const fill = lcgFill(7);
   const few = native.smallGemm();
   let checked = 0;
   try {
@@ -223,12 +226,7 @@ test(
   { skip: packedSkip },
   () => {
     const native = blas!;
-    let seed = 11;
-    const fill = (n: number) =>
-      Float32Array.from({ length: n }, () => {
-        seed = (seed * 1103515245 + 12345) % 2 ** 31;
-        return seed / 2 ** 31 - 0.5;
-      });
+    const fill = lcgFill(11);
     let checked = 0;
     // A weight of 70 rows (two full panels of 32 and a partial one) and 40 columns, stored with a wider row.
     for (const [rows, cols, ldw] of [

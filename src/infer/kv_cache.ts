@@ -97,11 +97,10 @@ export class KvCache {
       }
     } catch (err) {
       // A layer failed (out of memory, say): the positions keep the depth they reached, so the cache stays whole.
-      if (chunk) this.store(chunk, from, reached);
-      if (chunk && !this.hidden.includes(chunk)) chunk.dispose();
+      if (chunk && !this.store(chunk, from, reached)) chunk.dispose();
       throw err;
     }
-    if (chunk) this.store(chunk, from, d);
+    const chunkKept = chunk !== null && this.store(chunk, from, d);
     return tf.tidy(() => {
       const e = (chunk ?? this.hidden[T - 1])?.shape[2] ?? 0;
       const parts: tf.Tensor3D[] = [];
@@ -116,13 +115,16 @@ export class KvCache {
       if (chunk) parts.push(T - from > m ? tf.slice(chunk, [0, T - from - m, 0], [1, m, e]) : chunk);
       const out = tf.reshape(parts.length === 1 ? parts[0] : tf.concat(parts, 1), [m, e]) as tf.Tensor2D;
       // The chunk is this call's unless a single position stored it as its row.
-      if (chunk && !this.hidden.includes(chunk)) chunk.dispose();
+      if (chunk && !chunkKept) chunk.dispose();
       return out;
     });
   }
 
-  /** Keeps positions from..T−1, held in one tensor at `depth`: as a row each below full depth, as nothing at it. */
-  private store(chunk: tf.Tensor3D, from: number, depth: number): void {
+  /**
+   * Keeps positions from..T−1, held in one tensor at `depth`: as a row each below full depth, as nothing at it.
+   * True when the chunk itself became a position's row (a single position below full depth).
+   */
+  private store(chunk: tf.Tensor3D, from: number, depth: number): boolean {
     const T = this.length;
     const full = depth === this.layers;
     const rows = full ? [] : T - from === 1 ? [chunk] : tf.split(chunk, T - from, 1);
@@ -130,6 +132,7 @@ export class KvCache {
       this.hidden[p] = full ? null : (rows[p - from] as tf.Tensor3D);
       this.depth[p] = depth;
     }
+    return rows[0] === chunk;
   }
 
   /** Drops positions n.. from every layer (rejected draft tokens). */

@@ -18,8 +18,22 @@ export interface CachedAttentionAttrs {
   past: number;
 }
 
-/** [B, h, kvh, n, d, C, past] of a call, checked; shared with the native kernel. */
-export function cachedAttentionDims(inputs: tf.TensorInfo[], past: number): Int32Array {
+/**
+ * A call's inputs in order (q, k, v, kCache, vCache, then keyMask when given) and its dims
+ * [B, h, kvh, n, d, C, past], checked; shared with the native kernel.
+ */
+export function cachedAttentionCall(args: Parameters<tf.KernelFunc>[0]): {
+  inputs: tf.TensorInfo[];
+  dims: Int32Array;
+  masked: boolean;
+} {
+  const { q, k, v, kCache, vCache, keyMask } = args.inputs as Record<string, tf.TensorInfo>;
+  const { past } = args.attrs as unknown as CachedAttentionAttrs;
+  const inputs = [q, k, v, kCache, vCache, ...(keyMask ? [keyMask] : [])];
+  return { inputs, dims: cachedAttentionDims(inputs, past), masked: keyMask !== undefined };
+}
+
+function cachedAttentionDims(inputs: tf.TensorInfo[], past: number): Int32Array {
   const [q, k, v, kc, vc, mask] = inputs;
   const [B, h, n, d] = q.shape;
   const kvh = k.shape[1];
@@ -45,13 +59,11 @@ export function cachedAttentionDims(inputs: tf.TensorInfo[], past: number): Int3
 }
 
 function cachedAttention(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
-  const { q, k, v, kCache, vCache, keyMask } = args.inputs as Record<string, tf.TensorInfo>;
-  const { past } = args.attrs as unknown as CachedAttentionAttrs;
-  const inputs = [q, k, v, kCache, vCache, ...(keyMask ? [keyMask] : [])];
-  const [B, h, kvh, n, d, C] = cachedAttentionDims(inputs, past);
+  const { inputs, dims, masked } = cachedAttentionCall(args);
+  const [B, h, kvh, n, d, C, past] = dims;
   const { ins, outs, infos } = floatKernelIO(args.backend, CachedAttention, inputs, [[B, n, h, d]]);
   const [qs, ks, vs, kc, vc] = ins;
-  const mask = keyMask ? ins[5] : null;
+  const mask = masked ? ins[5] : null;
   const [out] = outs;
   // 1. The new positions into the buffers.
   for (let b = 0; b < B; b++)

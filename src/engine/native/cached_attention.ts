@@ -4,22 +4,15 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import { floatKernelIO } from '../kernels/float_io.js';
-import {
-  CachedAttention,
-  cachedAttentionDims,
-  type CachedAttentionAttrs,
-} from '../kernels/cached_attention.js';
+import { CachedAttention, cachedAttentionCall } from '../kernels/cached_attention.js';
 import type { NativeBlas } from './blas.js';
 
 export function nativeCachedAttention(blas: NativeBlas): tf.KernelFunc {
   return (args) => {
-    const { q, k, v, kCache, vCache, keyMask } = args.inputs as Record<string, tf.TensorInfo>;
-    const { past } = args.attrs as unknown as CachedAttentionAttrs;
-    const inputs = [q, k, v, kCache, vCache, ...(keyMask ? [keyMask] : [])];
-    const dims = cachedAttentionDims(inputs, past);
+    const { inputs, dims, masked } = cachedAttentionCall(args);
     const [B, h, , n, d] = dims;
     const { ins, outs, infos } = floatKernelIO(args.backend, CachedAttention, inputs, [[B, n, h, d]]);
-    blas.attendCached(ins[0], ins[1], ins[2], ins[3], ins[4], keyMask ? ins[5] : null, outs[0], dims);
+    blas.attendCached(ins[0], ins[1], ins[2], ins[3], ins[4], masked ? ins[5] : null, outs[0], dims);
     return infos[0];
   };
 }
