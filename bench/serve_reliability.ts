@@ -14,7 +14,7 @@
  *                                        [--overload 2] [--target-p99-ms 50] [--only fuzz|flood|sigterm|adaptive]
  *                                        [--rates 0.5,1,2] [--hog off|on|both] [--repeat 1] [--floor]
  *                                        [--capacity <req/s>]
- *                                        [--max-wait-ms MS]
+ *                                        [--max-wait-ms MS] [--no-inference-thread]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
@@ -38,6 +38,7 @@ const values = parseBench<{
   floor?: boolean;
   maxWaitMs?: number;
   capacity?: number;
+  inferenceThread: boolean;
 }>(
   benchCommand(
     'serve_reliability',
@@ -73,6 +74,10 @@ const values = parseBench<{
       '--max-wait-ms <ms>',
       "adaptive: the adaptive server's queue deadline (sortednet serve --max-wait-ms; default none)",
       numArg,
+    )
+    .option(
+      '--no-inference-thread',
+      'every server runs its batches on the event loop (sortednet serve --no-inference-thread)',
     )
     .option(
       '--floor',
@@ -115,9 +120,22 @@ const track = (c: ChildProcess) => {
 
 function serve(args: string[]): Promise<Served> {
   const child = track(
-    spawn(process.execPath, [cli, 'serve', '--run', values.run, '--port', '0', ...args], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    }),
+    spawn(
+      process.execPath,
+      [
+        cli,
+        'serve',
+        '--run',
+        values.run,
+        '--port',
+        '0',
+        ...(values.inferenceThread ? [] : ['--no-inference-thread']),
+        ...args,
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    ),
   );
   const exited = new Promise<number | null>((r) => child.on('exit', r));
   const log: string[] = [];

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { drainMs, predictLatency, predictNow, predictSteady, quantile } from '../src/serve/controller.js';
 import { MicroBatcher, OverloadedError } from '../src/serve/batcher.js';
 import { paretoLadder, servedSubModels } from '../src/serve/ladder.js';
+import { SlidingWindow } from '../src/serve/sliding_window.js';
 import { threeRungs } from './serve_fixture.js';
 
 /** Three rungs: a batch of 8 takes 2, 8 and 32 ms. */
@@ -294,4 +295,44 @@ test('batcher: a queue deadline refuses (OverloadedError) the jobs that waited p
   const all = await Promise.all([1, 2, 3, 4, 5].map((x) => make().submit(x, 1, null)));
   assert.equal(all.length, 5);
   assert.throws(() => make(0), /maxWaitMs 0 must be > 0/);
+});
+
+test('sliding window: count, sum and quantiles equal a sort of what is in the window, as values come and go', () => {
+  const w = new SlidingWindow(true);
+  const all: { at: number; v: number }[] = [];
+  let seed = 12345;
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  let at = 0;
+  for (let step = 0; step < 6000; step++) {
+    at += rand() < 0.3 ? 0 : rand() * 2; // equal times too
+    // Few distinct values (ties) in one stretch, many in another.
+    const v = step < 3000 ? Math.floor(rand() * 5) : rand() * 100;
+    w.push(at, v);
+    all.push({ at, v });
+    if (step % 7 === 0) {
+      const from = at - 1000 * rand();
+      w.evictBefore(from);
+      const kept = all.filter((x) => x.at >= from);
+      all.length = 0;
+      all.push(...kept);
+    }
+    if (step % 13 === 0) {
+      assert.equal(w.size, all.length);
+      assert.ok(Math.abs(w.sum - all.reduce((a, x) => a + x.v, 0)) < 1e-6);
+      for (const q of [0, 0.5, 0.99, 1])
+        assert.equal(
+          w.quantile(q),
+          all.length
+            ? quantile(
+                all.map((x) => x.v),
+                q,
+              )
+            : NaN,
+          `q ${q} at ${step}`,
+        );
+    }
+  }
+  w.evictBefore(Infinity);
+  assert.equal(w.size, 0);
+  assert.ok(Number.isNaN(w.quantile(0.99)));
 });

@@ -6,9 +6,12 @@
  * A job without a fixed sub-model takes the server's default AT DISPATCH, so when the adaptive
  * controller moves the default down, the requests already queued get the faster sub-model too.
  *
- * A batch runs on the event loop: requests that arrive meanwhile wait unread in their sockets, and
- * no timer of the server sees that wait. A job read right after a batch is counted as having waited
- * for the whole batch too (`hiddenMs`, the upper bound, which is what a p99 is made of).
+ * A batch runs on the event loop (`run` returns its outputs) or on another thread (`run` returns a
+ * promise). On the event loop, requests that arrive meanwhile wait unread in their sockets, and no
+ * timer of the server sees that wait: a job read right after such a batch is counted as having
+ * waited for the whole batch too (`hiddenMs`, the upper bound, which is what a p99 is made of).
+ * A batch on another thread leaves the event loop free: requests are read as they arrive and
+ * queue for the next batch, and nothing waits unseen.
  */
 
 export interface BatcherOptions {
@@ -26,8 +29,11 @@ export interface BatcherOptions {
   maxWaitMs?: number;
 }
 
-/** Runs one batch: the inputs of every job (in order) through sub-model `sub`; one output per job. */
-export type RunBatch<I, O> = (sub: string, inputs: I[]) => O[];
+/**
+ * Runs one batch: the inputs of every job (in order) through sub-model `sub`; one output per job,
+ * at once (on the event loop) or as a promise (on another thread).
+ */
+export type RunBatch<I, O> = (sub: string, inputs: I[]) => O[] | Promise<O[]>;
 
 export interface BatchReport {
   sub: string;
@@ -196,20 +202,48 @@ export class MicroBatcher<I, O> {
     this.running = true;
     this.lastBatch.followed = true;
     const t0 = this.clock();
+    let outputs: O[] | Promise<O[]>;
     try {
-      const outputs = this.run(
+      outputs = this.run(
         sub,
         batch.map((j) => j.input),
       );
-      batch.forEach((j, i) => j.resolve({ output: outputs[i], sub, hiddenMs: j.hiddenMs }));
     } catch (e) {
-      for (const j of batch) j.reject(e as Error);
-    } finally {
-      this.running = false;
+      this.fail(batch, sub, samples, t0, e as Error, false);
+      return;
     }
+    if (outputs instanceof Promise) {
+      // On another thread: the event loop reads requests meanwhile, so none waits unseen.
+      outputs.then(
+        (o) => this.finish(batch, sub, samples, t0, o, true),
+        (e: Error) => this.fail(batch, sub, samples, t0, e, true),
+      );
+    } else this.finish(batch, sub, samples, t0, outputs, false);
+  }
+
+  private finish(
+    batch: Job<I, O>[],
+    sub: string,
+    samples: number,
+    t0: number,
+    outputs: O[],
+    off: boolean,
+  ): void {
+    batch.forEach((j, i) => j.resolve({ output: outputs[i], sub, hiddenMs: j.hiddenMs }));
+    this.ended(sub, samples, batch.length, t0, off);
+  }
+
+  private fail(batch: Job<I, O>[], sub: string, samples: number, t0: number, e: Error, off: boolean): void {
+    for (const j of batch) j.reject(e);
+    this.ended(sub, samples, batch.length, t0, off);
+  }
+
+  /** After a batch: `offLoop` when it ran on another thread (nothing waited unread meanwhile). */
+  private ended(sub: string, samples: number, jobs: number, t0: number, offLoop: boolean): void {
+    this.running = false;
     const end = this.clock();
-    this.lastBatch = { end, ms: end - t0, followed: false };
-    this.onBatch({ sub, samples, jobs: batch.length, ms: end - t0 });
+    this.lastBatch = { end, ms: end - t0, followed: offLoop };
+    this.onBatch({ sub, samples, jobs, ms: end - t0 });
     if (this.queue.length > 0) this.schedule();
     else for (const w of this.idleWaiters.splice(0)) w();
   }

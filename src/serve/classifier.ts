@@ -1,7 +1,8 @@
 /**
  * The classifier server: the run's DeployedModel behind a micro-batcher, each sub-model timed at
  * batch 1 and at the full batch, and (with a p99 target) the adaptive controller choosing the
- * default sub-model. Routes live in ./routes.
+ * default sub-model. Batches run on the event loop, or on an inference thread when one is given
+ * (./inference_worker.ts; `sortednet serve` starts one). Routes live in ./routes.
  */
 import { performance } from 'node:perf_hooks';
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
@@ -12,9 +13,10 @@ import { MicroBatcher } from './batcher.js';
 import { SubModelChooser } from './choose.js';
 import { AdaptiveController, BatchTimes, type Switch } from './controller.js';
 import { bodyLimitFor, type Samples } from './inputs.js';
+import type { InferenceWorker } from './inference_worker.js';
 import { paretoLadder, type ServedSubModel } from './ladder.js';
 import { ServeMetrics } from './metrics.js';
-import { runJobs, timeBatch, warmBatches, type Probabilities } from './runner.js';
+import { joinJobs, runJobs, splitRows, timeBatch, warmBatches, type Probabilities } from './runner.js';
 import { modelsRoute } from './routes/models.js';
 import { predictRoute } from './routes/predict.js';
 import { statusRoutes } from './routes/status.js';
@@ -25,7 +27,12 @@ export function maxWaitOf(opts: ServeOptions): number | undefined {
   return opts.maxWaitMs === 0 ? undefined : opts.maxWaitMs;
 }
 
-export function createClassifierServer(served: ServedModel, opts: ServeOptions = {}): Server {
+export function createClassifierServer(
+  served: ServedModel,
+  opts: ServeOptions = {},
+  /** Runs the batches on its thread (started on the same run); the server closes it. */
+  worker?: InferenceWorker,
+): Server {
   const windowMs = opts.windowMs ?? 2;
   const maxBatch = opts.maxBatch ?? 32;
   const deployed = new DeployedModel(
@@ -48,11 +55,20 @@ export function createClassifierServer(served: ServedModel, opts: ServeOptions =
   const times = new BatchTimes(maxBatch);
   const batchMs = new Map<string, { one: number; full: number }>();
   const subs: ServedSubModel[] = [];
+  const timed = new Map(worker?.timings.map((t) => [t.id, t]));
   for (const s of served.subs) {
     try {
-      const one = timeBatch(deployed, s.id, s.sub, 1);
-      const full = timeBatch(deployed, s.id, s.sub, maxBatch);
-      warmBatches(deployed, s.id, s.sub, maxBatch);
+      let one: number, full: number;
+      if (worker) {
+        const t = timed.get(s.id);
+        if (!t) throw new Error('the inference thread did not load it');
+        if ('error' in t) throw new Error(t.error);
+        ({ one, full } = t);
+      } else {
+        one = timeBatch(deployed, s.id, s.sub, 1);
+        full = timeBatch(deployed, s.id, s.sub, maxBatch);
+        warmBatches(deployed, s.id, s.sub, maxBatch);
+      }
       times.set(s.id, one, full);
       batchMs.set(s.id, { one, full });
       subs.push(s);
@@ -108,7 +124,8 @@ export function createClassifierServer(served: ServedModel, opts: ServeOptions =
   let batchMsSince = 0;
   let samplesSince = 0;
   const measureOverhead = () => {
-    if (samplesSince < 8) return;
+    // With an inference thread, the event loop's work runs beside the batches, not between them.
+    if (worker || samplesSince < 8) return;
     const elu = performance.eventLoopUtilization(loopAt);
     loopAt = performance.eventLoopUtilization();
     times.observeOverhead(Math.max(0, elu.active - batchMsSince) / samplesSince);
@@ -117,7 +134,12 @@ export function createClassifierServer(served: ServedModel, opts: ServeOptions =
   };
   const batcher: MicroBatcher<Samples, Probabilities> = new MicroBatcher<Samples, Probabilities>(
     { windowMs, maxBatch, maxQueue: opts.maxQueue ?? 64 * maxBatch, maxWaitMs: maxWaitOf(opts) },
-    (id, jobs) => runJobs(deployed, id, chooser.get(id)!.sub, jobs),
+    worker
+      ? async (id, jobs) => {
+          const { data, n } = joinJobs(spec, jobs);
+          return splitRows(await worker.run(id, data, n), jobs);
+        }
+      : (id, jobs) => runJobs(deployed, id, chooser.get(id)!.sub, jobs),
     // The controller decides as each batch is dispatched: the queue then holds what arrived while
     // the last batch ran (read just now), the wait a p99 is made of.
     () => {
@@ -166,12 +188,18 @@ export function createClassifierServer(served: ServedModel, opts: ServeOptions =
     targetP99Ms: opts.targetP99Ms,
     active,
   });
-  statusRoutes(app, { metrics, active, queue: () => batcher.queuedSamples });
+  statusRoutes(app, {
+    metrics,
+    active,
+    queue: () => batcher.queuedSamples,
+    failure: () => worker?.failure ?? null,
+  });
 
   app.addHook('onClose', async () => {
     await batcher.drain();
     batcher.close();
     clearInterval(ticker);
+    await worker?.close();
   });
 
   return {

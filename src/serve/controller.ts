@@ -23,6 +23,8 @@
  * further. Every switch is reported with its reason.
  */
 
+import { SlidingWindow } from './sliding_window.js';
+
 export interface ControllerOptions {
   targetP99Ms: number;
   windowMs: number;
@@ -207,10 +209,10 @@ export class AdaptiveController {
   /** The hold before the next move up: holdMs, doubled after each failed move up. */
   private upHoldMs: number;
   private calmSince: number | null = null;
-  private latencies: { at: number; ms: number }[] = [];
+  private readonly latencies = new SlidingWindow(true);
   private queues: { at: number; queue: number }[] = [];
   /** Samples submitted, for the arrival rate (kept across switches: the load is not the sub-model's). */
-  private arrivals: { at: number; samples: number }[] = [];
+  private readonly arrivals = new SlidingWindow(false);
   private firstArrival: number | null = null;
   readonly opts: Required<ControllerOptions>;
 
@@ -265,24 +267,22 @@ export class AdaptiveController {
   /** A request's samples, when it is queued (the arrival rate). */
   arrive(now: number, samples = 1): void {
     this.firstArrival ??= now;
-    this.arrivals.push({ at: now, samples });
+    this.arrivals.push(now, samples);
   }
 
   /** Samples per ms arriving over the last window. */
   rate(now: number): number {
     const from = now - this.opts.p99WindowMs;
-    let i = 0;
-    while (i < this.arrivals.length && this.arrivals[i].at < from) i++;
-    if (i > 0) this.arrivals.splice(0, i);
+    this.arrivals.evictBefore(from);
     // Over the window, or since the first request when there has not been a window's worth; at
     // least 50 ms, so the first few requests do not read as a flood.
     const span = Math.max(now - Math.max(from, this.firstArrival ?? now), 50);
-    return this.arrivals.reduce((a, x) => a + x.samples, 0) / span;
+    return this.arrivals.sum / span;
   }
 
   /** A served request's end-to-end latency, ms. */
   observe(ms: number, now: number): void {
-    this.latencies.push({ at: now, ms });
+    this.latencies.push(now, ms);
   }
 
   /** Fraction of the time sub-model `id` would be busy serving the arrival rate in full batches. */
@@ -293,14 +293,9 @@ export class AdaptiveController {
   /** The p99 of the window (since the last switch), or null with too few requests. */
   p99(now: number): number | null {
     const from = Math.max(now - this.opts.p99WindowMs, this.lastSwitchAt);
-    let i = 0;
-    while (i < this.latencies.length && this.latencies[i].at < from) i++;
-    if (i > 0) this.latencies.splice(0, i);
-    if (this.latencies.length < this.opts.minSamples) return null;
-    return quantile(
-      this.latencies.map((l) => l.ms),
-      0.99,
-    );
+    this.latencies.evictBefore(from);
+    if (this.latencies.size < this.opts.minSamples) return null;
+    return this.latencies.quantile(0.99);
   }
 
   /** The longest queue seen in the window (since the last switch). */
@@ -389,7 +384,7 @@ export class AdaptiveController {
     this.level = level;
     this.lastSwitchAt = now;
     this.calmSince = null;
-    this.latencies = [];
+    this.latencies.clear();
     this.queues = [];
     this.onSwitch(s);
     return s;

@@ -7,29 +7,30 @@ import type { DeployedModel } from '../deploy/model.js';
 import { sampleSize } from '../deploy/model.js';
 import type { SubModel } from '../sorted/submodel.js';
 import { timesMs } from '../train/timing.js';
-import type { Samples } from './inputs.js';
+import type { InputSpec, Samples } from './inputs.js';
 
 /** Class probabilities per sample of one job. */
 export type Probabilities = Float32Array[];
 
-/** Probabilities of sub-model `id` for every job's samples, split per job. */
-export function runJobs(
-  deployed: DeployedModel,
-  id: string,
-  sub: SubModel,
+/** The jobs' samples joined into one fresh buffer (classify normalises it in place; the jobs' own data stays as sent). */
+export function joinJobs(
+  spec: InputSpec,
   jobs: readonly Samples[],
-): Probabilities[] {
-  const spec = deployed.inputSpec;
+): { data: Float32Array | Int32Array; n: number } {
   const size = sampleSize(spec);
   const n = jobs.reduce((a, j) => a + j.n, 0);
-  // A fresh buffer: classify normalises it in place, and the jobs' own data stays as sent.
   const data = spec.kind === 'tokens' ? new Int32Array(n * size) : new Float32Array(n * size);
   let at = 0;
   for (const j of jobs) {
     data.set(j.data, at);
     at += j.data.length;
   }
-  const flat = deployed.classify(data, n, id, sub);
+  return { data, n };
+}
+
+/** The rows of a batch's probabilities [n × classes], split back per job. */
+export function splitRows(flat: Float32Array, jobs: readonly Samples[]): Probabilities[] {
+  const n = jobs.reduce((a, j) => a + j.n, 0);
   const classes = flat.length / Math.max(n, 1);
   let row = 0;
   return jobs.map((j) =>
@@ -39,6 +40,17 @@ export function runJobs(
       return r;
     }),
   );
+}
+
+/** Probabilities of sub-model `id` for every job's samples, split per job. */
+export function runJobs(
+  deployed: DeployedModel,
+  id: string,
+  sub: SubModel,
+  jobs: readonly Samples[],
+): Probabilities[] {
+  const { data, n } = joinJobs(deployed.inputSpec, jobs);
+  return splitRows(deployed.classify(data, n, id, sub), jobs);
 }
 
 /**

@@ -12,15 +12,25 @@
 import { Transformer } from '../models/transformer.js';
 import { createClassifierServer } from './classifier.js';
 import { createLmServer } from './generate.js';
+import type { InferenceWorker } from './inference_worker.js';
 import type { ServedModel, ServeOptions, Server } from './types.js';
 
 export type { ServedModel, ServeOptions, Server } from './types.js';
 
-/** Builds the server for `served` (not listening yet: `app.listen`, or `app.inject` in tests). */
-export function createServer(served: ServedModel, opts: ServeOptions = {}): Server {
-  if (served.model instanceof Transformer && served.model.config.task === 'lm')
-    return createLmServer(served.model, served.tokenizer, opts, served.trainedContext);
-  return createClassifierServer(served, opts);
+/** A language model (served on POST /generate) rather than a classifier? */
+export function generates(served: ServedModel): boolean {
+  return served.model instanceof Transformer && served.model.config.task === 'lm';
+}
+
+/**
+ * Builds the server for `served` (not listening yet: `app.listen`, or `app.inject` in tests). A
+ * classifier runs its batches on `worker` when one is given (started on the same run), else on the
+ * event loop.
+ */
+export function createServer(served: ServedModel, opts: ServeOptions = {}, worker?: InferenceWorker): Server {
+  if (generates(served))
+    return createLmServer(served.model as Transformer, served.tokenizer, opts, served.trainedContext);
+  return createClassifierServer(served, opts, worker);
 }
 
 /**

@@ -2,7 +2,8 @@
 import { initEngine, parseBackend } from '../../engine/backend.js';
 import { trainedContextOf } from '../../run/lm_run.js';
 import { loadServedModel } from '../../serve/load.js';
-import { createServer, drainOnSignals } from '../../serve/server.js';
+import { InferenceWorker } from '../../serve/inference_worker.js';
+import { createServer, drainOnSignals, generates } from '../../serve/server.js';
 import { intArg, need, numArg, positiveIntArg } from '../args.js';
 import type { RegisterCommand } from '../command.js';
 
@@ -18,6 +19,7 @@ interface ServeFlags {
   maxWaitMs?: number;
   graceMs: number;
   backend: string;
+  inferenceThread: boolean;
 }
 
 export const registerServe: RegisterCommand = (program, exit) => {
@@ -45,6 +47,10 @@ export const registerServe: RegisterCommand = (program, exit) => {
     )
     .option('--grace-ms <ms>', 'on SIGTERM, how long accepted requests and streams may take', numArg, 10_000)
     .option('--backend <name>', 'wasm | cpu | webgpu', 'wasm')
+    .option(
+      '--no-inference-thread',
+      'classifiers: run the batches on the event loop instead of a thread of their own (one copy of the weights, but requests wait unread while a batch runs)',
+    )
     .action(async (flags: ServeFlags) => {
       const runDir = need(flags.run, '--run DIR', 'serve');
       if (flags.targetP99Ms !== undefined && flags.sub !== undefined)
@@ -57,7 +63,12 @@ export const registerServe: RegisterCommand = (program, exit) => {
       const served = await loadServedModel(runDir);
       // Older LM runs record no window in the checkpoint: their preset's, as `generate` uses.
       if (served.tokenizer) served.trainedContext = trainedContextOf(runDir, served.trainedContext);
-      const server = createServer(served, {
+      const backend = parseBackend(flags.backend, '--backend');
+      const worker =
+        flags.inferenceThread && !generates(served)
+          ? await InferenceWorker.start({ runDir, backend, maxBatch: flags.maxBatch })
+          : undefined;
+      const options = {
         targetP99Ms: flags.targetP99Ms,
         fixedSub: flags.sub,
         windowMs: flags.windowMs,
@@ -65,15 +76,30 @@ export const registerServe: RegisterCommand = (program, exit) => {
         maxQueue: flags.maxQueue,
         maxWaitMs: flags.maxWaitMs,
         graceMs: flags.graceMs,
-        logger: { level: 'info' },
-      });
+        logger: { level: 'info' } as const,
+      };
+      let server;
+      try {
+        server = createServer(served, options, worker);
+      } catch (e) {
+        await worker?.close();
+        throw e;
+      }
       const url = await server.listen(flags.port, flags.host);
       const mode =
         flags.targetP99Ms !== undefined
           ? `adaptive, target p99 ${flags.targetP99Ms} ms`
           : `fixed sub-model ${server.active()}`;
-      console.log(`sortednet serve: listening on ${url} (${served.model.family}, ${mode})`);
+      const where = worker ? ', batches on an inference thread' : '';
+      console.log(`sortednet serve: listening on ${url} (${served.model.family}, ${mode}${where})`);
+      // A server whose inference thread died cannot answer: drain what can be, exit 1 (a supervisor restarts it).
+      const failed = new Promise<number>((resolve) =>
+        worker?.onFailure((why) => {
+          console.error(`sortednet serve: the inference thread stopped (${why}); shutting down`);
+          void server.shutdown().then(() => resolve(1));
+        }),
+      );
       // 0 only when every accepted request and stream was finished (see docs/deploy.md, Shutdown).
-      exit(await drainOnSignals(server));
+      exit(await Promise.race([drainOnSignals(server), failed]));
     });
 };
