@@ -2,13 +2,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { initEngine } from '../src/engine/backend.js';
-import { saveCheckpoint } from '../src/io/checkpoint.js';
-import { image, tinyResNet } from './serve_fixture.js';
+import { image, saveTinyRun } from './serve_fixture.js';
 import { cli } from './deploy_fixture.js';
 
 const CLI = fileURLToPath(new URL('../../bin/sortednet.js', import.meta.url));
@@ -16,9 +13,7 @@ let dir: string;
 
 before(async () => {
   await initEngine('cpu');
-  dir = mkdtempSync(join(tmpdir(), 'sortednet-serve-'));
-  const { model, grid } = tinyResNet();
-  saveCheckpoint(dir, { model, grid: grid.spec, step: 0, seed: 7 });
+  dir = saveTinyRun('sortednet-serve-');
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -1,5 +1,9 @@
 /** A tiny sorted ResNet with BatchNorm statistics for every grid entry, served in-process (tests only). */
 import * as tf from '@tensorflow/tfjs-core';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { saveCheckpoint } from '../src/io/checkpoint.js';
 import { ResNet, resnetConfig } from '../src/models/resnet.js';
 import { Grid } from '../src/sorted/grid.js';
 import { servedSubModels } from '../src/serve/ladder.js';
@@ -63,4 +67,12 @@ export function threeRungs(holdMs: number) {
     (s) => switches.push(`${s.direction}:${s.to}`),
   );
   return { c, times, switches };
+}
+
+/** The tiny ResNet saved as a run folder in a fresh temporary folder (remove it when done). */
+export function saveTinyRun(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const { model, grid } = tinyResNet();
+  saveCheckpoint(dir, { model, grid: grid.spec, step: 0, seed: 7 });
+  return dir;
 }

@@ -5,20 +5,17 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initEngine } from '../src/engine/backend.js';
-import { saveCheckpoint } from '../src/io/checkpoint.js';
 import { MicroBatcher } from '../src/serve/batcher.js';
 import { InferenceWorker } from '../src/serve/inference_worker.js';
 import { loadServedModel } from '../src/serve/load.js';
 import { createServer } from '../src/serve/server.js';
-import { IMAGE, image, tinyResNet } from './serve_fixture.js';
+import { IMAGE, image, saveTinyRun } from './serve_fixture.js';
 
 let dir: string;
 
 before(async () => {
   await initEngine('cpu');
-  dir = mkdtempSync(join(tmpdir(), 'sortednet-worker-'));
-  const { model, grid } = tinyResNet();
-  saveCheckpoint(dir, { model, grid: grid.spec, step: 0, seed: 7 });
+  dir = saveTinyRun('sortednet-worker-');
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
