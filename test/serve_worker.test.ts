@@ -66,6 +66,12 @@ test('inference thread: every sub-model timed there, and answers equal the event
   // The server closed its thread with it.
   await assert.rejects(worker.run(served.subs[0].id, new Float32Array(IMAGE * IMAGE), 1), /stopped/);
   assert.equal(worker.failure, null, 'closed, not failed');
+  // Closed while a batch runs: the batch is rejected (the batcher never waits on it forever).
+  const other = await start();
+  const running = other.run(served.subs[0].id, new Float32Array(IMAGE * IMAGE), 1);
+  const rejected = assert.rejects(running, /the inference thread stopped: the server closed it/);
+  await other.close();
+  await rejected;
 });
 
 test('inference thread: concurrent requests share batches and each gets its own answer', async () => {

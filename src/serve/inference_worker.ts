@@ -55,15 +55,17 @@ export class InferenceWorker {
       if (m.type === 'done') p?.resolve(m.probs);
       else p?.reject(new Error(m.message));
     });
-    const stop = (why: string) => {
-      if (this.stopped !== null) return;
-      this.stopped = why;
-      for (const p of this.pending.values()) p.reject(new Error(`the inference thread stopped: ${why}`));
-      this.pending.clear();
-      if (!this.closed) for (const f of this.failureHandlers) f(why);
-    };
-    worker.on('error', (e: Error) => stop(e.message));
-    worker.on('exit', (code) => stop(`it exited with code ${code}`));
+    worker.on('error', (e: Error) => this.stop(e.message));
+    worker.on('exit', (code) => this.stop(`it exited with code ${code}`));
+  }
+
+  /** Marks the thread stopped (once) and rejects what it was running. */
+  private stop(why: string): void {
+    if (this.stopped !== null) return;
+    this.stopped = why;
+    for (const p of this.pending.values()) p.reject(new Error(`the inference thread stopped: ${why}`));
+    this.pending.clear();
+    if (!this.closed) for (const f of this.failureHandlers) f(why);
   }
 
   /** Starts the thread on the run in `runDir`; resolves once every sub-model is timed there. */
@@ -109,10 +111,10 @@ export class InferenceWorker {
     this.failureHandlers.push(handler);
   }
 
-  /** Stops the thread (after the server's queue has drained). */
+  /** Stops the thread (after the server's queue has drained; a batch still running is rejected). */
   async close(): Promise<void> {
     this.closed = true;
-    this.stopped ??= 'the server closed it';
+    this.stop('the server closed it');
     await this.worker.terminate();
   }
 }
