@@ -1,8 +1,8 @@
 /**
  * Values over a sliding window of time (latencies, arrivals): their count, their sum and, when
  * `ordered`, their quantiles, each kept as values come and go. The controller reads them at every
- * batch; sorting the window at every read cost a loaded server a quarter of its event loop (3,500
- * latencies a second, read a few hundred times a second).
+ * batch: a loaded server holds thousands of latencies a second and reads them hundreds of times a
+ * second, so sorting the window at every read was a large part of its event loop's work.
  */
 export class SlidingWindow {
   private times: number[] = [];
