@@ -111,6 +111,7 @@ test('batcher: with batches on another thread, requests read meanwhile queue for
   await new Promise((r) => setImmediate(r));
   assert.deepEqual(ran, [[1, 2]], 'the first batch is running');
   now += 30; // it runs 30 ms on its thread; meanwhile two more requests are read
+  assert.equal(b.runningMs, 30, 'how long the batch on the thread has run (a stuck one shows)');
   const second = [b.submit(3, 1, null), b.submit(4, 1, null)];
   await new Promise((r) => setImmediate(r));
   assert.equal(ran.length, 1, 'one batch at a time');
@@ -120,6 +121,7 @@ test('batcher: with batches on another thread, requests read meanwhile queue for
     (await Promise.all(first)).map((d) => d.output),
     [10, 20],
   );
+  assert.equal(b.runningMs, 0);
   await new Promise((r) => setImmediate(r));
   assert.deepEqual(ran[1], [3, 4], 'the next batch takes what queued meanwhile');
   now += 20; // the second batch runs 20 ms
@@ -150,7 +152,7 @@ test('batcher: with batches on another thread, requests read meanwhile queue for
   await b.drain();
 });
 
-test('inference thread: a run that does not load fails the start naming why; a thread that dies makes /health a 503 and requests 500s saying so', async () => {
+test('inference thread: a run that does not load fails the start naming why; a thread that dies makes /health and requests 503s saying so', async () => {
   await assert.rejects(
     InferenceWorker.start({ runDir: join(dir, 'missing'), backend: 'cpu', maxBatch: 8 }),
     /the inference thread did not start: .*missing/,
@@ -179,8 +181,12 @@ test('inference thread: a run that does not load fails the start naming why; a t
     assert.equal(h.statusCode, 503);
     assert.match(h.json().message, /cannot serve: it exited with code/);
     const r = await s.app.inject(predict([image(1)]));
-    assert.equal(r.statusCode, 500);
-    assert.match(r.json().message, /the inference thread stopped/);
+    assert.equal(r.statusCode, 503);
+    assert.equal(r.headers['retry-after'], '1');
+    assert.match(r.json().message, /the inference thread stopped: .*retry on another instance/);
+    // A handler registered after the thread died still hears of it (a server that failed while starting).
+    const late = await new Promise<string>((resolve) => worker.onFailure(resolve));
+    assert.match(late, /exited with code/);
   } finally {
     await s.shutdown();
   }

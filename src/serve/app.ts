@@ -13,7 +13,7 @@ import Fastify, {
 } from 'fastify';
 import type { ServerResponse } from 'node:http';
 import { Server as NetServer } from 'node:net';
-import { OverloadedError } from './batcher.js';
+import { UnavailableError } from './batcher.js';
 import { HttpError } from './inputs.js';
 
 export interface AppOptions {
@@ -91,7 +91,7 @@ export function createApp(
   app.setErrorHandler(
     (err: Error & { statusCode?: number; validation?: unknown; code?: string }, req, reply) => {
       let status = err instanceof HttpError ? err.statusCode : (err.statusCode ?? 500);
-      if (err instanceof OverloadedError) status = 503;
+      if (err instanceof UnavailableError) status = 503;
       const internal = status >= 500 && status !== 503;
       if (internal) req.log.error(err, 'request failed');
       let message = internal ? `internal error: ${err.message}` : (validationMessage(err) ?? err.message);

@@ -33,7 +33,7 @@ export interface BatcherOptions {
  * Runs one batch: the inputs of every job (in order) through sub-model `sub`; one output per job,
  * at once (on the event loop) or as a promise (on another thread).
  */
-export type RunBatch<I, O> = (sub: string, inputs: I[]) => O[] | Promise<O[]>;
+export type RunBatch<I, O> = (sub: string, inputs: I[]) => O[] | PromiseLike<O[]>;
 
 export interface BatchReport {
   sub: string;
@@ -42,7 +42,11 @@ export interface BatchReport {
   ms: number;
 }
 
-export class OverloadedError extends Error {}
+/** The server cannot answer now (503 with Retry-After): overloaded, or its inference thread stopped. */
+export class UnavailableError extends Error {}
+
+/** Too much work waiting: the queue is full, or a request waited past the deadline. */
+export class OverloadedError extends UnavailableError {}
 
 interface Job<I, O> {
   input: I;
@@ -70,6 +74,8 @@ export class MicroBatcher<I, O> {
   private idleWaiters: (() => void)[] = [];
   /** The last batch: when it ended, how long it ran, and whether a batch was dispatched since. */
   private lastBatch = { end: -Infinity, ms: 0, followed: true };
+  /** When the running batch began. */
+  private batchStart = 0;
   /** Jobs rejected for waiting past maxWaitMs, since the start. */
   expired = 0;
 
@@ -90,6 +96,11 @@ export class MicroBatcher<I, O> {
   /** Samples waiting (not yet in a running batch). */
   get queuedSamples(): number {
     return this.queued;
+  }
+
+  /** How long the batch running now has run, ms (0 when none runs): a batch that never ends is a stuck server. */
+  get runningMs(): number {
+    return this.running ? this.clock() - this.batchStart : 0;
   }
 
   /** How long the oldest queued job has waited, ms, its unread wait included (0 when none waits). */
@@ -202,7 +213,8 @@ export class MicroBatcher<I, O> {
     this.running = true;
     this.lastBatch.followed = true;
     const t0 = this.clock();
-    let outputs: O[] | Promise<O[]>;
+    this.batchStart = t0;
+    let outputs: O[] | PromiseLike<O[]>;
     try {
       outputs = this.run(
         sub,
@@ -212,9 +224,9 @@ export class MicroBatcher<I, O> {
       this.fail(batch, sub, samples, t0, e as Error, false);
       return;
     }
-    if (outputs instanceof Promise) {
+    if (isPromiseLike(outputs)) {
       // On another thread: the event loop reads requests meanwhile, so none waits unseen.
-      outputs.then(
+      void outputs.then(
         (o) => this.finish(batch, sub, samples, t0, o, true),
         (e: Error) => this.fail(batch, sub, samples, t0, e, true),
       );
@@ -247,4 +259,8 @@ export class MicroBatcher<I, O> {
     if (this.queue.length > 0) this.schedule();
     else for (const w of this.idleWaiters.splice(0)) w();
   }
+}
+
+function isPromiseLike<T>(x: T | PromiseLike<T>): x is PromiseLike<T> {
+  return typeof (x as { then?: unknown } | null)?.then === 'function';
 }

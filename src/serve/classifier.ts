@@ -22,6 +22,13 @@ import { predictRoute } from './routes/predict.js';
 import { statusRoutes } from './routes/status.js';
 import type { ServedModel, ServeOptions, Server } from './types.js';
 
+/**
+ * A batch on the inference thread running longer than this is stuck (a kernel that never returns):
+ * `/health` then answers 503 so that a supervisor restarts the server. A batch on the event loop
+ * needs no such check: a stuck one stops `/health` from answering at all.
+ */
+const STUCK_BATCH_MS = 10_000;
+
 /** The queue deadline: `maxWaitMs` when given and not 0; none by default (as Triton's queue policy). */
 export function maxWaitOf(opts: ServeOptions): number | undefined {
   return opts.maxWaitMs === 0 ? undefined : opts.maxWaitMs;
@@ -192,11 +199,22 @@ export function createClassifierServer(
     metrics,
     active,
     queue: () => batcher.queuedSamples,
-    failure: () => worker?.failure ?? null,
+    failure: () => {
+      if (!worker) return null;
+      const stuck = batcher.runningMs;
+      return (
+        worker.failure ??
+        (stuck > STUCK_BATCH_MS
+          ? `a batch has run for ${(stuck / 1000).toFixed(0)} s on the inference thread`
+          : null)
+      );
+    },
   });
 
   app.addHook('onClose', async () => {
-    await batcher.drain();
+    // By now every accepted request was answered or the grace period is over: a batch still running
+    // on the thread is stuck, and closing the thread rejects it.
+    await Promise.race([batcher.drain(), new Promise((r) => setTimeout(r, 1000).unref())]);
     batcher.close();
     clearInterval(ticker);
     await worker?.close();

@@ -5,7 +5,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { DeployedModel } from '../deploy/model.js';
-import { engineDescription, initEngine, type BackendName } from '../engine/backend.js';
+import { engineDescription, initEngine } from '../engine/backend.js';
 import { specOf } from '../models/index.js';
 import { loadServedModel } from './load.js';
 import { timeBatch, warmBatches } from './runner.js';
@@ -15,7 +15,7 @@ const port = parentPort!;
 const setup = workerData as ThreadSetup;
 
 async function start(): Promise<void> {
-  await initEngine(setup.backend as BackendName);
+  await initEngine(setup.backend);
   const served = await loadServedModel(setup.runDir);
   const deployed = new DeployedModel(
     served.meta ?? { model: specOf(served.model), grid: {}, preprocess: served.preprocess },

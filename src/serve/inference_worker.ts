@@ -6,11 +6,13 @@
  * the weights are held twice (the event loop's copy answers /models and chooses sub-models).
  */
 import { Worker } from 'node:worker_threads';
+import type { BackendName } from '../engine/backend.js';
+import { UnavailableError } from './batcher.js';
 
 /** What the thread is started with. */
 export interface ThreadSetup {
   runDir: string;
-  backend: string;
+  backend: BackendName;
   maxBatch: number;
 }
 
@@ -63,7 +65,7 @@ export class InferenceWorker {
   private stop(why: string): void {
     if (this.stopped !== null) return;
     this.stopped = why;
-    for (const p of this.pending.values()) p.reject(new Error(`the inference thread stopped: ${why}`));
+    for (const p of this.pending.values()) p.reject(stoppedError(why));
     this.pending.clear();
     if (!this.closed) for (const f of this.failureHandlers) f(why);
   }
@@ -76,7 +78,11 @@ export class InferenceWorker {
       const onExit = (code: number) => early(`it exited with code ${code}`);
       const early = (why: string) => {
         void worker.terminate();
-        reject(new Error(`serve: the inference thread did not start: ${why}`));
+        reject(
+          new Error(
+            `serve: the inference thread did not start: ${why} (--no-inference-thread runs the batches on the event loop instead)`,
+          ),
+        );
       };
       worker.once('error', onError);
       worker.once('exit', onExit);
@@ -92,12 +98,16 @@ export class InferenceWorker {
 
   /** Class probabilities [n × classes] of sub-model `id` for n samples (`data` is handed over, not copied). */
   run(id: string, data: Float32Array | Int32Array, n: number): Promise<Float32Array> {
-    if (this.stopped !== null)
-      return Promise.reject(new Error(`the inference thread stopped: ${this.stopped}`));
+    if (this.stopped !== null) return Promise.reject(stoppedError(this.stopped));
     const seq = ++this.seq;
     return new Promise((resolve, reject) => {
       this.pending.set(seq, { resolve, reject });
-      this.worker.postMessage({ seq, id, data, n } satisfies ThreadRequest, [data.buffer as ArrayBuffer]);
+      try {
+        this.worker.postMessage({ seq, id, data, n } satisfies ThreadRequest, [data.buffer as ArrayBuffer]);
+      } catch (e) {
+        this.pending.delete(seq);
+        reject(e as Error);
+      }
     });
   }
 
@@ -106,9 +116,11 @@ export class InferenceWorker {
     return this.closed ? null : this.stopped;
   }
 
-  /** Calls `handler` if the thread stops without `close` (the server can no longer answer). */
+  /** Calls `handler` if the thread stops without `close` (the server can no longer answer), or has already. */
   onFailure(handler: (why: string) => void): void {
-    this.failureHandlers.push(handler);
+    const failed = this.failure;
+    if (failed !== null) queueMicrotask(() => handler(failed));
+    else this.failureHandlers.push(handler);
   }
 
   /** Stops the thread (after the server's queue has drained; a batch still running is rejected). */
@@ -117,4 +129,11 @@ export class InferenceWorker {
     this.stop('the server closed it');
     await this.worker.terminate();
   }
+}
+
+/** A 503 with Retry-After for the client: this server cannot answer any more, another instance can. */
+function stoppedError(why: string): UnavailableError {
+  return new UnavailableError(
+    `the inference thread stopped: ${why}; this server cannot answer, retry on another instance`,
+  );
 }

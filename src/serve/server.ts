@@ -28,8 +28,11 @@ export function generates(served: ServedModel): boolean {
  * event loop.
  */
 export function createServer(served: ServedModel, opts: ServeOptions = {}, worker?: InferenceWorker): Server {
-  if (generates(served))
+  if (generates(served)) {
+    if (worker)
+      throw new Error('serve: a language model decodes on the event loop; start no inference thread for it');
     return createLmServer(served.model as Transformer, served.tokenizer, opts, served.trainedContext);
+  }
   return createClassifierServer(served, opts, worker);
 }
 

@@ -23,8 +23,9 @@ export class SlidingWindow {
     return this.total;
   }
 
-  /** Adds `value` at time `at` (times never decrease). */
+  /** Adds `value` at time `at` (times never decrease); a value that is not finite is not kept. */
   push(at: number, value: number): void {
+    if (!Number.isFinite(value)) return;
     this.times.push(at);
     this.values.push(value);
     this.total += value;

@@ -59,11 +59,11 @@ export const registerServe: RegisterCommand = (program, exit) => {
         throw new Error(`serve: --target-p99-ms ${flags.targetP99Ms} must be a positive number of ms`);
       if (flags.maxWaitMs !== undefined && !(flags.maxWaitMs >= 0))
         throw new Error(`serve: --max-wait-ms ${flags.maxWaitMs} must be ≥ 0 ms (0: no deadline)`);
-      await initEngine(parseBackend(flags.backend, '--backend'));
+      const backend = parseBackend(flags.backend, '--backend');
+      await initEngine(backend);
       const served = await loadServedModel(runDir);
       // Older LM runs record no window in the checkpoint: their preset's, as `generate` uses.
       if (served.tokenizer) served.trainedContext = trainedContextOf(runDir, served.trainedContext);
-      const backend = parseBackend(flags.backend, '--backend');
       const worker =
         flags.inferenceThread && !generates(served)
           ? await InferenceWorker.start({ runDir, backend, maxBatch: flags.maxBatch })
@@ -79,13 +79,15 @@ export const registerServe: RegisterCommand = (program, exit) => {
         logger: { level: 'info' } as const,
       };
       let server;
+      let url: string;
       try {
         server = createServer(served, options, worker);
+        url = await server.listen(flags.port, flags.host);
       } catch (e) {
+        // Not serving (no sub-model runs, the port is taken): the thread must not outlive the error.
         await worker?.close();
         throw e;
       }
-      const url = await server.listen(flags.port, flags.host);
       const mode =
         flags.targetP99Ms !== undefined
           ? `adaptive, target p99 ${flags.targetP99Ms} ms`
@@ -96,10 +98,12 @@ export const registerServe: RegisterCommand = (program, exit) => {
       const failed = new Promise<number>((resolve) =>
         worker?.onFailure((why) => {
           console.error(`sortednet serve: the inference thread stopped (${why}); shutting down`);
-          void server.shutdown().then(() => resolve(1));
+          void server.shutdown().finally(() => resolve(1));
         }),
       );
-      // 0 only when every accepted request and stream was finished (see docs/deploy.md, Shutdown).
-      exit(await Promise.race([drainOnSignals(server), failed]));
+      // 0 only when every accepted request and stream was finished (see docs/deploy.md, Shutdown),
+      // and never when the inference thread died, whichever ended the server.
+      const code = await Promise.race([drainOnSignals(server), failed]);
+      exit(worker?.failure ? 1 : code);
     });
 };
