@@ -6,8 +6,6 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
-import { DeployedModel } from '../deploy/model.js';
-import { specOf } from '../models/index.js';
 import { createApp } from './app.js';
 import { MicroBatcher } from './batcher.js';
 import { SubModelChooser } from './choose.js';
@@ -16,7 +14,7 @@ import { bodyLimitFor, type Samples } from './inputs.js';
 import type { InferenceWorker } from './inference_worker.js';
 import { paretoLadder, type ServedSubModel } from './ladder.js';
 import { ServeMetrics } from './metrics.js';
-import { joinJobs, runJobs, splitRows, timeBatch, warmBatches, type Probabilities } from './runner.js';
+import { deployedOf, joinJobs, runJobs, splitRows, timeSubModel, type Probabilities } from './runner.js';
 import { modelsRoute } from './routes/models.js';
 import { predictRoute } from './routes/predict.js';
 import { statusRoutes } from './routes/status.js';
@@ -42,14 +40,8 @@ export function createClassifierServer(
 ): Server {
   const windowMs = opts.windowMs ?? 2;
   const maxBatch = opts.maxBatch ?? 32;
-  const deployed = new DeployedModel(
-    served.meta ?? { model: specOf(served.model), grid: {}, preprocess: served.preprocess },
-    served.model,
-    [],
-    'the served run',
-  );
+  const deployed = deployedOf(served);
   const spec = deployed.inputSpec;
-  deployed.checkNormalisation();
   const { app, lifecycle } = createApp(
     opts,
     'POST /predict, GET /models, GET /health, GET /metrics',
@@ -71,11 +63,7 @@ export function createClassifierServer(
         if (!t) throw new Error('the inference thread did not load it');
         if ('error' in t) throw new Error(t.error);
         ({ one, full } = t);
-      } else {
-        one = timeBatch(deployed, s.id, s.sub, 1);
-        full = timeBatch(deployed, s.id, s.sub, maxBatch);
-        warmBatches(deployed, s.id, s.sub, maxBatch);
-      }
+      } else ({ one, full } = timeSubModel(deployed, s.id, s.sub, maxBatch));
       times.set(s.id, one, full);
       batchMs.set(s.id, { one, full });
       subs.push(s);

@@ -4,11 +4,9 @@
  * nothing of the model is shared with the event loop's thread but the run's files.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { DeployedModel } from '../deploy/model.js';
 import { engineDescription, initEngine } from '../engine/backend.js';
-import { specOf } from '../models/index.js';
 import { loadServedModel } from './load.js';
-import { timeBatch, warmBatches } from './runner.js';
+import { deployedOf, timeSubModel } from './runner.js';
 import type { ThreadReply, ThreadRequest, ThreadSetup, SubModelTiming } from './inference_worker.js';
 
 const port = parentPort!;
@@ -17,21 +15,12 @@ const setup = workerData as ThreadSetup;
 async function start(): Promise<void> {
   await initEngine(setup.backend);
   const served = await loadServedModel(setup.runDir);
-  const deployed = new DeployedModel(
-    served.meta ?? { model: specOf(served.model), grid: {}, preprocess: served.preprocess },
-    served.model,
-    [],
-    'the served run',
-  );
-  deployed.checkNormalisation();
+  const deployed = deployedOf(served);
   const subs = new Map(served.subs.map((s) => [s.id, s.sub]));
   const timings: SubModelTiming[] = [];
   for (const s of served.subs) {
     try {
-      const one = timeBatch(deployed, s.id, s.sub, 1);
-      const full = timeBatch(deployed, s.id, s.sub, setup.maxBatch);
-      warmBatches(deployed, s.id, s.sub, setup.maxBatch);
-      timings.push({ id: s.id, one, full });
+      timings.push({ id: s.id, ...timeSubModel(deployed, s.id, s.sub, setup.maxBatch) });
     } catch (e) {
       timings.push({ id: s.id, error: (e as Error).message });
     }

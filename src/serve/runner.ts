@@ -3,14 +3,27 @@
  * `DeployedModel.classify` (normalise, forward of the chosen sub-model, softmax), the rows split
  * back per job.
  */
-import type { DeployedModel } from '../deploy/model.js';
-import { sampleSize } from '../deploy/model.js';
+import { DeployedModel, sampleSize } from '../deploy/model.js';
+import { specOf } from '../models/index.js';
 import type { SubModel } from '../sorted/submodel.js';
 import { timesMs } from '../train/timing.js';
 import type { InputSpec, Samples } from './inputs.js';
+import type { ServedModel } from './types.js';
 
 /** Class probabilities per sample of one job. */
 export type Probabilities = Float32Array[];
+
+/** The served run as the batches run it (normalisation checked): one per thread that runs batches. */
+export function deployedOf(served: ServedModel): DeployedModel {
+  const deployed = new DeployedModel(
+    served.meta ?? { model: specOf(served.model), grid: {}, preprocess: served.preprocess },
+    served.model,
+    [],
+    'the served run',
+  );
+  deployed.checkNormalisation();
+  return deployed;
+}
 
 /** The jobs' samples joined into one fresh buffer (classify normalises it in place; the jobs' own data stays as sent). */
 export function joinJobs(
@@ -59,7 +72,7 @@ export function runJobs(
  * of a few runs then puts one sub-model's batch above a dearer one's; the controller scales these
  * figures by what batches take as it serves.
  */
-export function timeBatch(deployed: DeployedModel, id: string, sub: SubModel, n: number, reps = 5): number {
+function timeBatch(deployed: DeployedModel, id: string, sub: SubModel, n: number, reps = 5): number {
   const size = sampleSize(deployed.inputSpec);
   const job: Samples = {
     n,
@@ -74,10 +87,26 @@ export function timeBatch(deployed: DeployedModel, id: string, sub: SubModel, n:
  * for the shape), and on a server that moves between sub-models those first batches land in the
  * tail of the latency.
  */
-export function warmBatches(deployed: DeployedModel, id: string, sub: SubModel, maxBatch: number): void {
+function warmBatches(deployed: DeployedModel, id: string, sub: SubModel, maxBatch: number): void {
   const size = sampleSize(deployed.inputSpec);
   for (let n = 2; n < maxBatch; n++) {
     const data = deployed.inputSpec.kind === 'tokens' ? new Int32Array(n * size) : new Float32Array(n * size);
     runJobs(deployed, id, sub, [{ n, data }]);
   }
+}
+
+/**
+ * A sub-model's batch times for the controller (batch 1 and the full batch, ms), with every batch
+ * size in between run once; throws when the sub-model cannot run (no BatchNorm statistics, shapes).
+ */
+export function timeSubModel(
+  deployed: DeployedModel,
+  id: string,
+  sub: SubModel,
+  maxBatch: number,
+): { one: number; full: number } {
+  const one = timeBatch(deployed, id, sub, 1);
+  const full = timeBatch(deployed, id, sub, maxBatch);
+  warmBatches(deployed, id, sub, maxBatch);
+  return { one, full };
 }
