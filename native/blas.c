@@ -576,33 +576,44 @@ static napi_value bias_activation(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "biasActivation: unknown activation, or prelu without weights");
     return NULL;
   }
-  size_t bias_step = bias.length == 1 ? 0 : 1, prelu_step = prelu.length == 1 ? 0 : 1;
-  for (int64_t r = 0; r < rows; r++) {
-    float *row = c.data + r * cols;
-    if (bias.data != NULL)
-      for (int64_t j = 0; j < cols; j++) row[j] += bias.data[j * bias_step];
-    switch (act) {
-      case ACT_RELU:
-        for (int64_t j = 0; j < cols; j++) row[j] = row[j] > 0 ? row[j] : 0;
-        break;
-      case ACT_RELU6:
-        for (int64_t j = 0; j < cols; j++) row[j] = row[j] > 0 ? (row[j] < 6 ? row[j] : 6) : 0;
-        break;
-      case ACT_PRELU:
-        for (int64_t j = 0; j < cols; j++) row[j] = row[j] >= 0 ? row[j] : prelu.data[j * prelu_step] * row[j];
-        break;
-      case ACT_LEAKYRELU:
-        for (int64_t j = 0; j < cols; j++) row[j] = row[j] >= 0 ? row[j] : leaky * row[j];
-        break;
-      case ACT_SIGMOID:
-        for (int64_t j = 0; j < cols; j++) row[j] = 1 / (1 + expf(-row[j]));
-        break;
-      case ACT_ELU:
-        for (int64_t j = 0; j < cols; j++) row[j] = row[j] >= 0 ? row[j] : expm1f(row[j]);
-        break;
-      default:
-        break;
-    }
+  size_t prelu_step = prelu.length == 1 ? 0 : 1;
+  float *v = c.data;
+  const int64_t n = rows * cols;
+  /* The bias row by row, then the elementwise activations over the whole buffer in one loop each: with few
+     columns (a narrow convolution's output channels) per-row loops do not vectorise and cost more than the
+     convolution's own stores. */
+  if (bias.data != NULL && bias.length == 1) {
+    const float b0 = bias.data[0];
+    for (int64_t i = 0; i < n; i++) v[i] += b0;
+  } else if (bias.data != NULL) {
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t j = 0; j < cols; j++) v[r * cols + j] += bias.data[j];
+  }
+  switch (act) {
+    case ACT_RELU:
+      for (int64_t i = 0; i < n; i++) v[i] = v[i] > 0 ? v[i] : 0;
+      break;
+    case ACT_RELU6:
+      for (int64_t i = 0; i < n; i++) v[i] = v[i] > 0 ? (v[i] < 6 ? v[i] : 6) : 0;
+      break;
+    case ACT_PRELU:
+      for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < cols; j++) {
+          float *e = v + r * cols + j;
+          *e = *e >= 0 ? *e : prelu.data[j * prelu_step] * *e;
+        }
+      break;
+    case ACT_LEAKYRELU:
+      for (int64_t i = 0; i < n; i++) v[i] = v[i] >= 0 ? v[i] : leaky * v[i];
+      break;
+    case ACT_SIGMOID:
+      for (int64_t i = 0; i < n; i++) v[i] = 1 / (1 + expf(-v[i]));
+      break;
+    case ACT_ELU:
+      for (int64_t i = 0; i < n; i++) v[i] = v[i] >= 0 ? v[i] : expm1f(v[i]);
+      break;
+    default:
+      break;
   }
   return NULL;
 }
@@ -745,6 +756,32 @@ typedef struct {
   int64_t row0, row1; /* output rows over batch × outH */
 } DirectRows;
 
+/* Whether every tap of output pixels [ox0, ox0 + px) reads inside the image's columns (no zero padding). */
+static inline bool direct_inside(const Conv *c, int64_t ox0, int px) {
+  const int64_t first = ox0 * c->stride_w - c->pad_left;
+  return first >= 0 && first + (px - 1) * c->stride_w + (c->f_w - 1) * c->dil_w < c->in_w;
+}
+
+/*
+ * The input pixel each of px output pixels reads at tap (iy, kw): evenly spaced inside the image, else checked one
+ * by one, `zeros` (inC zeros) past an edge. Inlined into the blocks: the check is what costs with few channels.
+ */
+static inline __attribute__((always_inline)) void direct_sources(const Conv *c, const float *x, const float *zeros,
+                                                                 int64_t b, int64_t iy, int64_t ox0, int64_t kw,
+                                                                 int px, bool inside, const float **src) {
+  const int64_t IC = c->in_c, row = (b * c->in_h + iy) * c->in_w;
+  if (inside) {
+    const float *s0 = x + (row + ox0 * c->stride_w - c->pad_left + kw * c->dil_w) * IC;
+    const int64_t step = c->stride_w * IC;
+    for (int i = 0; i < px; i++) src[i] = s0 + i * step;
+    return;
+  }
+  for (int i = 0; i < px; i++) {
+    const int64_t ix = (ox0 + i) * c->stride_w - c->pad_left + kw * c->dil_w;
+    src[i] = ix >= 0 && ix < c->in_w ? x + (row + ix) * IC : zeros;
+  }
+}
+
 /* PX consecutive output pixels of one row × NV vectors of 8 output channels. */
 #define DIRECT_BLOCK(PX, NV)                                                                                   \
   __attribute__((target("avx2,fma"))) static void direct_block_##PX##_##NV(                                   \
@@ -754,15 +791,13 @@ typedef struct {
     __m256 acc[PX][NV];                                                                                        \
     _Pragma("GCC unroll 8") for (int i = 0; i < PX; i++) _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) \
         acc[i][v] = _mm256_setzero_ps();                                                                       \
+    const bool inside = direct_inside(c, ox0, PX);                                                             \
     for (int64_t kh = 0; kh < c->f_h; kh++) {                                                                  \
       const int64_t iy = oy * c->stride_h - c->pad_top + kh * c->dil_h;                                        \
       if (iy < 0 || iy >= c->in_h) continue;                                                                   \
       for (int64_t kw = 0; kw < c->f_w; kw++) {                                                                \
         const float *src[PX];                                                                                  \
-        _Pragma("GCC unroll 8") for (int i = 0; i < PX; i++) {                                                 \
-          const int64_t ix = (ox0 + i) * c->stride_w - c->pad_left + kw * c->dil_w;                           \
-          src[i] = ix >= 0 && ix < c->in_w ? x + ((b * c->in_h + iy) * c->in_w + ix) * IC : zeros;             \
-        }                                                                                                      \
+        direct_sources(c, x, zeros, b, iy, ox0, kw, PX, inside, src);                                         \
         const float *wt = w + (kh * c->f_w + kw) * IC * OC;                                                    \
         for (int64_t ci = 0; ci < IC; ci++) {                                                                  \
           __m256 wv[NV];                                                                                       \
@@ -781,8 +816,10 @@ typedef struct {
 
 /* Register budget (16 ymm): PX·NV accumulators + NV weights + 1 broadcast. */
 DIRECT_BLOCK(8, 1)
+DIRECT_BLOCK(4, 1)
 DIRECT_BLOCK(1, 1)
 DIRECT_BLOCK(4, 2)
+DIRECT_BLOCK(2, 2)
 DIRECT_BLOCK(1, 2)
 DIRECT_BLOCK(3, 3)
 DIRECT_BLOCK(1, 3)
@@ -798,15 +835,13 @@ DIRECT_BLOCK(1, 4)
     const int64_t IC = c->in_c, OC = c->out_c;                                                                 \
     __m128 acc[PX];                                                                                            \
     _Pragma("GCC unroll 8") for (int i = 0; i < PX; i++) acc[i] = _mm_setzero_ps();                            \
+    const bool inside = direct_inside(c, ox0, PX);                                                             \
     for (int64_t kh = 0; kh < c->f_h; kh++) {                                                                  \
       const int64_t iy = oy * c->stride_h - c->pad_top + kh * c->dil_h;                                        \
       if (iy < 0 || iy >= c->in_h) continue;                                                                   \
       for (int64_t kw = 0; kw < c->f_w; kw++) {                                                                \
         const float *src[PX];                                                                                  \
-        _Pragma("GCC unroll 8") for (int i = 0; i < PX; i++) {                                                 \
-          const int64_t ix = (ox0 + i) * c->stride_w - c->pad_left + kw * c->dil_w;                           \
-          src[i] = ix >= 0 && ix < c->in_w ? x + ((b * c->in_h + iy) * c->in_w + ix) * IC : zeros;             \
-        }                                                                                                      \
+        direct_sources(c, x, zeros, b, iy, ox0, kw, PX, inside, src);                                         \
         const float *wt = w + (kh * c->f_w + kw) * IC * OC;                                                    \
         for (int64_t ci = 0; ci < IC; ci++) {                                                                  \
           const __m128 wv = _mm_loadu_ps(wt + ci * OC);                                                        \
@@ -819,6 +854,7 @@ DIRECT_BLOCK(1, 4)
     _Pragma("GCC unroll 8") for (int i = 0; i < PX; i++) _mm_storeu_ps(out + i * OC, acc[i]);                  \
   }
 DIRECT_BLOCK4(8)
+DIRECT_BLOCK4(4)
 DIRECT_BLOCK4(1)
 
 typedef void (*DirectBlockFn)(const Conv *, const float *, const float *, const float *, float *, int64_t, int64_t,
@@ -839,15 +875,30 @@ static void *direct_rows(void *arg) {
                                        direct_block_2_4};
   static const DirectBlockFn one[] = {direct_block4_1, direct_block_1_1, direct_block_1_2, direct_block_1_3,
                                       direct_block_1_4};
+  /* Half-width blocks for a row's end (none where the block is already narrow). */
+  static const DirectBlockFn half[] = {direct_block4_4, direct_block_4_1, direct_block_2_2, NULL, NULL};
   static const int64_t px[] = {8, 8, 4, 3, 2};
   for (int64_t co = 0; co < c->out_c;) {
     const int64_t g = channel_group(c->out_c - co);
     const int k = g == 4 ? 0 : (int)(g / 8);
+    const float *w = t->w + co;
+    float *y = t->y + co;
     for (int64_t r = t->row0; r < t->row1; r++) {
-      const int64_t b = r / c->out_h, oy = r % c->out_h;
+      const int64_t b = r / c->out_h, oy = r % c->out_h, W = c->out_w;
       int64_t ox = 0;
-      for (; ox + px[k] <= c->out_w; ox += px[k]) wide[k](c, t->x, t->w + co, t->zeros, t->y + co, b, oy, ox);
-      for (; ox < c->out_w; ox++) one[k](c, t->x, t->w + co, t->zeros, t->y + co, b, oy, ox);
+      for (; ox + px[k] <= W; ox += px[k]) wide[k](c, t->x, w, t->zeros, y, b, oy, ox);
+      if (half[k] != NULL && ox + px[k] / 2 <= W) {
+        half[k](c, t->x, w, t->zeros, y, b, oy, ox);
+        ox += px[k] / 2;
+      }
+      /* The rest of the row as one block ending at its last pixel, overlapping pixels already written (they
+         are written again with the same values): one pixel at a time, each output is a chain of dependent
+         multiply-adds, several times slower per pixel than a block's independent chains. */
+      if (ox < W && ox > 0 && W >= px[k] / 2 && half[k] != NULL) {
+        half[k](c, t->x, w, t->zeros, y, b, oy, W - px[k] / 2);
+        ox = W;
+      }
+      for (; ox < W; ox++) one[k](c, t->x, w, t->zeros, y, b, oy, ox);
     }
     co += g;
   }

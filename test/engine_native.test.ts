@@ -510,6 +510,66 @@ const CONV_CASES: ConvCase[] = [
   conv('1×1 pointwise', [4, 32, 32, 64], [1, 1, 64, 40], 1, 'valid'),
 ];
 
+test(
+  'conv2d: the direct kernels equal im2col + GEMM at every row width (blocks, half blocks, overlapped ends, single pixels)',
+  { skip: skip || (blas && !blas.convDirect() ? 'the direct kernels need AVX2 and FMA' : false) },
+  () => {
+    const native = blas!;
+    let checked = 0;
+    try {
+      // Output widths 1–19 reach every way a row ends: whole blocks of 8, 4, 3 or 2 pixels, a half block, a
+      // block overlapping pixels already written, single pixels; outC 4, 8, 16, 24 and 44 pick each block kind.
+      for (const [inC, outC] of [
+        [1, 4],
+        [4, 4],
+        [5, 8],
+        [3, 16],
+        [8, 24],
+        [2, 44],
+      ])
+        for (const stride of [1, 2])
+          for (let outW = 1; outW <= 19; outW++) {
+            const inW = outW * stride; // 'same': pad 1 on the left, ceil(in / stride) = outW
+            const [N, H] = [2, 3];
+            const g = Int32Array.from([
+              N,
+              H,
+              inW,
+              inC,
+              Math.ceil(H / stride),
+              outW,
+              outC,
+              3,
+              3,
+              stride,
+              stride,
+              1,
+              1,
+              1,
+              1,
+            ]);
+            const x = Float32Array.from({ length: N * H * inW * inC }, (_, i) => Math.sin(i * 0.37));
+            const w = Float32Array.from({ length: 9 * inC * outC }, (_, i) => Math.cos(i * 0.11));
+            const out = () => new Float32Array(N * Math.ceil(H / stride) * outW * outC);
+            const [direct, gemm] = [out(), out()];
+            native.convDirect(true);
+            native.conv2d(x, w, direct, g);
+            native.convDirect(false);
+            native.conv2d(x, w, gemm, g);
+            for (let i = 0; i < gemm.length; i++)
+              assert.ok(
+                Math.abs(direct[i] - gemm[i]) <= 1e-5 * (1 + Math.abs(gemm[i])),
+                `${inC} → ${outC}, stride ${stride}, output width ${outW}: y[${i}] = ${direct[i]}, im2col + GEMM ${gemm[i]}`,
+              );
+            checked += gemm.length;
+          }
+    } finally {
+      native.convDirect(true);
+    }
+    assert.ok(checked > 10_000);
+  },
+);
+
 test('conv2d: forward against the stock wasm kernel', { skip }, async () => {
   for (const c of CONV_CASES) {
     const calls = await assertNativeMatches(c.what, () =>

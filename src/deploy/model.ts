@@ -12,6 +12,7 @@ import { parseSubModel, subModelId, type SubModel } from '../sorted/submodel.js'
 import { pickSubModel, type Budget } from '../infer/pick.js';
 import { namedBatchNorms } from '../nn/batchnorm.js';
 import { subModelContext } from '../nn/module.js';
+import { FoldCache } from '../nn/fold_cache.js';
 import { medianMsAsync } from '../train/timing.js';
 import {
   inputShapeOf,
@@ -86,6 +87,12 @@ export class DeployedModel {
   private readonly evaluated: Map<string, EvalSummary>;
   private readonly measured = new Map<string, number>();
   private readonly hasBatchNorm: boolean;
+  /**
+   * The weights this deployment runs, folded per sub-model (each convolution with its BatchNorm), made on
+   * a sub-model's first call and kept up to `folds.maxBytes` (256 MiB by default; 0 runs the stored
+   * weights as they are). Kept apart from the model: training it or loading weights makes them again.
+   */
+  readonly folds = new FoldCache();
 
   constructor(
     readonly meta: DeployedMeta,
@@ -290,10 +297,11 @@ export class DeployedModel {
 
   private logits(x: Float32Array | Int32Array, shape: number[], sub: SubModel): tf.Tensor {
     const input = tf.tensor(x, shape, x instanceof Int32Array ? 'int32' : 'float32');
-    return this.model.forward(input, sub, subModelContext(sub, 'eval'));
+    return this.model.forward(input, sub, subModelContext(sub, 'eval', { folds: this.folds }));
   }
 
   dispose(): void {
+    this.folds.clear();
     this.model.dispose();
   }
 }

@@ -22,6 +22,7 @@ import type { SubModel } from '../sorted/submodel.js';
 import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
 import { checkImageInput, checkLayerNames, layerUnits, type SortedModel } from './model.js';
 import { imageShapeFields, Stages, type ActiveBlock, type StagedImageShape } from './staged.js';
+import { convBn } from '../nn/conv_bn.js';
 
 export const MobileNetV2ConfigSchema = z
   .object({
@@ -174,9 +175,9 @@ export class MobileNetV2 extends Module implements SortedModel<MobileNetV2Config
   forward(x: tf.Tensor, sub: SubModel, ctx: ForwardContext): tf.Tensor2D {
     const p = this.plan(sub);
     const image = checkImageInput(x, this.config.inChannels, 'mobilenetv2');
-    let h = this.stemBn.forward(this.stem.forward(image, p.stem), ctx, 'relu6');
+    let h = convBn(this.stem, this.stemBn, image, p.stem, ctx, 'relu6');
     h = this.stages.forward(h, p.blocks, ctx);
-    h = this.lastBn.forward(this.lastConv.forward(h, p.last), ctx, 'relu6');
+    h = convBn(this.lastConv, this.lastBn, h, p.last, ctx, 'relu6');
     return this.head.forward(globalAvgPool(h)) as tf.Tensor2D;
   }
 

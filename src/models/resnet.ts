@@ -25,6 +25,7 @@ import type { SubModel } from '../sorted/submodel.js';
 import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
 import { checkImageInput, checkLayerNames, layerUnits, type SortedModel } from './model.js';
 import { imageShapeFields, Stages, type ActiveBlock, type StagedImageShape } from './staged.js';
+import { convBn } from '../nn/conv_bn.js';
 
 export type ResNetBlock = 'basic' | 'bottleneck';
 export type StemLayout = 'cifar' | 'imagenet';
@@ -189,7 +190,7 @@ export class ResNet<C extends ResNetConfig = ResNetConfig> extends Module implem
 
   /** The stem: conv-BN-ReLU, and the ImageNet layout's 3×3 stride-2 max-pool. */
   private stemForward(x: tf.Tensor4D, width: number, ctx: ForwardContext): tf.Tensor4D {
-    const h = this.stemBn.forward(this.stem.forward(x, width), ctx, 'relu');
+    const h = convBn(this.stem, this.stemBn, x, width, ctx, 'relu');
     if (!this.imagenet) return h;
     return maxPool(h, 3, 2, this.config.padding === 'symmetric' ? 1 : 'same');
   }

@@ -6,6 +6,7 @@ import { Conv2d, convOutSize, convPadding, type ConvPadding, type PaddingMode } 
 import { BatchNorm2d } from './batchnorm.js';
 import { addRelu } from '../engine/ops/add_relu.js';
 import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
+import { convBn } from './conv_bn.js';
 
 /**
  * A 3×3 convolution of a block, of any kind: a plain Conv2d, or a dynamic / partially dynamic /
@@ -86,7 +87,7 @@ export function shortcutForward(
   ctx: ForwardContext,
 ): tf.Tensor4D {
   return block.shortcut && block.shortcutBn
-    ? block.shortcutBn.forward(block.shortcut.forward(x, out), ctx)
+    ? convBn(block.shortcut, block.shortcutBn, x, out, ctx)
     : matchChannels(x, out);
 }
 
@@ -135,8 +136,8 @@ export class BasicBlock extends Module {
   }
 
   forward(x: tf.Tensor4D, widths: { mid: number; out: number }, ctx: ForwardContext): tf.Tensor4D {
-    let h = this.bn1.forward(this.conv1.forward(x, widths.mid, ctx), ctx, 'relu');
-    h = this.bn2.forward(this.conv2.forward(h, widths.out, ctx), ctx);
+    let h = convBn(this.conv1, this.bn1, x, widths.mid, ctx, 'relu');
+    h = convBn(this.conv2, this.bn2, h, widths.out, ctx);
     const s = shortcutForward(this, x, widths.out, ctx);
     return addRelu(h, s);
   }

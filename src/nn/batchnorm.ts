@@ -59,14 +59,18 @@ export class BatchNorm2d extends Module {
     // Evaluation outside a gradient: one kernel with the folded scale and shift (cached per sub-model). Under a
     // gradient tape the composed form keeps γ and β differentiable.
     if (ctx.mode === 'eval' && tf.engine().state.gradientDepth === 0) {
-      const { scale, shift } = this.fold(x.shape[3], ctx.key);
+      const { scale, shift } = this.foldedScaleShift(x.shape[3], ctx.key);
       return scaleShift(x, scale, shift, activation) as tf.Tensor4D;
     }
     return activate(this.normalise(x, ctx), activation);
   }
 
-  /** Sub-model `key`'s scale γ/√(σ² + ε) and shift β − μ·scale over its c channels, folded once and kept. */
-  private fold(c: number, key: string): { scale: tf.Tensor1D; shift: tf.Tensor1D } {
+  /**
+   * Sub-model `key`'s scale γ/√(σ² + ε) and shift β − μ·scale over its c channels, folded once and kept
+   * (new tensors whenever the statistics, γ or β change: callers may key their own folds on them). Throws
+   * when the sub-model has no statistics for c channels.
+   */
+  foldedScaleShift(c: number, key: string): { scale: tf.Tensor1D; shift: tf.Tensor1D } {
     const s = this.statsOrThrow(c, key);
     const from: [object, tf.DataId, tf.DataId] = [s, this.gamma.dataId, this.beta.dataId];
     const hit = this.folded.get(key);

@@ -13,6 +13,7 @@ import {
   type ConvFactory,
 } from './basic_block.js';
 import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
+import { convBn } from './conv_bn.js';
 
 /**
  * ResNet bottleneck block (He et al. 2016; torchvision's ResNet-50, "v1.5"): conv1×1-BN-ReLU,
@@ -55,9 +56,9 @@ export class Bottleneck extends Module {
   }
 
   forward(x: tf.Tensor4D, widths: { mid: number; out: number }, ctx: ForwardContext): tf.Tensor4D {
-    let h = this.bn1.forward(this.conv1.forward(x, widths.mid), ctx, 'relu');
-    h = this.bn2.forward(this.conv2.forward(h, widths.mid, ctx), ctx, 'relu');
-    h = this.bn3.forward(this.conv3.forward(h, widths.out), ctx);
+    let h = convBn(this.conv1, this.bn1, x, widths.mid, ctx, 'relu');
+    h = convBn(this.conv2, this.bn2, h, widths.mid, ctx, 'relu');
+    h = convBn(this.conv3, this.bn3, h, widths.out, ctx);
     const s = shortcutForward(this, x, widths.out, ctx);
     return addRelu(h, s);
   }

@@ -67,8 +67,7 @@ export class Conv2d extends Module {
   /** `forward`, then `activation`; the bias and the activation run inside the convolution where the engine can. */
   activated(x: tf.Tensor4D, activation: FusedActivation, out = this.outChannels): tf.Tensor4D {
     const cin = x.shape[3];
-    checkUnits(cin, this.inChannels, this.name, 'input channels');
-    checkUnits(out, this.outChannels, this.name, 'channels');
+    this.checkChannels(cin, out);
     // The weight prefix is read in place where the engine can (oneDNN), else sliced; explicit
     // (PyTorch-style) padding goes through the sliced path.
     if (typeof this.padding !== 'number')
@@ -80,6 +79,12 @@ export class Conv2d extends Module {
     const y = tf.conv2d(x, w, this.stride, this.padding);
     const biased: tf.Tensor4D = this.bias ? tf.add(y, prefix(this.bias, [out], this.name)) : y;
     return activate(biased, activation);
+  }
+
+  /** Throws naming the layer when `cin` input or `out` output channels do not fit its weight. */
+  checkChannels(cin: number, out = this.outChannels): void {
+    checkUnits(cin, this.inChannels, this.name, 'input channels');
+    checkUnits(out, this.outChannels, this.name, 'channels');
   }
 
   static cost(cin: number, cout: number, k: number, hOut: number, wOut: number, bias = false) {
@@ -111,9 +116,14 @@ export class DepthwiseConv2d extends Module {
 
   forward(x: tf.Tensor4D): tf.Tensor4D {
     const c = x.shape[3];
-    checkUnits(c, this.channels, this.name, 'channels');
+    this.checkChannels(c);
     const w = prefix(this.weight, [-1, -1, c, -1], this.name) as tf.Tensor4D;
     return tf.depthwiseConv2d(x, w, this.stride, this.padding);
+  }
+
+  /** Throws naming the layer when its input has channels its weight does not cover. */
+  checkChannels(c: number): void {
+    checkUnits(c, this.channels, this.name, 'channels');
   }
 
   static cost(c: number, k: number, hOut: number, wOut: number) {

@@ -6,6 +6,7 @@ import { Conv2d, convOutSize, convPadding, DepthwiseConv2d, type PaddingMode } f
 import { BatchNorm2d } from './batchnorm.js';
 import { matchChannels } from './basic_block.js';
 import { addCost, zeroCost, type Cost } from '../sorted/cost.js';
+import { convBn } from './conv_bn.js';
 
 export const InvertedResidualSpecSchema = z
   .object({
@@ -79,10 +80,9 @@ export class InvertedResidual extends Module {
 
   /** Without expansion, `widths.hidden` is the input's channels (the depthwise conv follows x). */
   forward(x: tf.Tensor4D, widths: { hidden: number; out: number }, ctx: ForwardContext): tf.Tensor4D {
-    let h =
-      this.expand && this.bn1 ? this.bn1.forward(this.expand.forward(x, widths.hidden), ctx, 'relu6') : x;
-    h = this.bn2.forward(this.depthwise.forward(h), ctx, 'relu6');
-    h = this.bn3.forward(this.project.forward(h, widths.out), ctx);
+    let h = this.expand && this.bn1 ? convBn(this.expand, this.bn1, x, widths.hidden, ctx, 'relu6') : x;
+    h = convBn(this.depthwise, this.bn2, h, h.shape[3], ctx, 'relu6');
+    h = convBn(this.project, this.bn3, h, widths.out, ctx);
     return this.residual ? tf.add(h, matchChannels(x, widths.out)) : h;
   }
 

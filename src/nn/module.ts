@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { prefix } from '../sorted/slice.js';
 import { subModelId, type SubModel } from '../sorted/submodel.js';
+import type { FoldCache } from './fold_cache.js';
 
 export type Mode = 'train' | 'eval' | 'calibrate';
 
@@ -27,6 +28,11 @@ export interface ForwardContext {
    * (evaluation) the losses are dropped.
    */
   readonly aux?: AuxLosses;
+  /**
+   * Where inference keeps its folded weights (conv × BatchNorm, per sub-model; src/nn/conv_bn.ts). Without
+   * it, evaluation runs each convolution and BatchNorm as they are stored.
+   */
+  readonly folds?: FoldCache;
 }
 
 /** Collects the auxiliary losses of one forward pass (see ForwardContext.aux). */

@@ -13,6 +13,7 @@ import { calibrateBatchNorm, type LabelledBatch } from '../nn/calibrate.js';
 import { namedBatchNorms } from '../nn/batchnorm.js';
 import { subModelContext } from '../nn/module.js';
 import { medianMs } from './timing.js';
+import { FoldCache } from '../nn/fold_cache.js';
 
 export type { LabelledBatch };
 
@@ -88,12 +89,13 @@ export function predictions(
   entry: { id: string; sub: SubModel },
   test: LabelledData,
   batchSize = 256,
+  folds?: FoldCache,
 ): Int32Array {
   const out = new Int32Array(test.n);
   let offset = 0;
   for (const b of inputBatches(test, batchSize)) {
     const pred = tf.tidy(() =>
-      tf.argMax(model.forward(b.x, entry.sub, subModelContext(entry.sub, 'eval')), -1),
+      tf.argMax(model.forward(b.x, entry.sub, subModelContext(entry.sub, 'eval', { folds })), -1),
     );
     out.set(pred.dataSync(), offset);
     offset += b.size;
@@ -107,8 +109,9 @@ export function accuracy(
   entry: { id: string; sub: SubModel },
   test: LabelledData,
   batchSize = 256,
+  folds?: FoldCache,
 ): number {
-  const p = predictions(model, entry, test, batchSize);
+  const p = predictions(model, entry, test, batchSize, folds);
   let correct = 0;
   for (let i = 0; i < test.n; i++) if (p[i] === test.labels[i]) correct++;
   return correct / test.n;
@@ -138,12 +141,14 @@ export function latencyMs(
   entry: { id: string; sub: SubModel },
   sample: tf.Tensor,
   reps = 7,
+  folds?: FoldCache,
 ): number {
+  const ctx = subModelContext(entry.sub, 'eval', { folds });
   // The block body matters: a tidy that returns the read-back array walks every element of it.
   return medianMs(
     () =>
       tf.tidy(() => {
-        model.forward(sample, entry.sub, subModelContext(entry.sub, 'eval')).dataSync();
+        model.forward(sample, entry.sub, ctx).dataSync();
       }),
     reps,
   );
@@ -160,6 +165,9 @@ export function evaluateGrid(
   const sample = inputBatches(test, 1).next().value!.x;
   const full = grid.largest.cost.flops;
   const rows: EvalRow[] = [];
+  // Accuracy and latency as a deployment runs the model (src/deploy/model.ts): convolutions with their
+  // BatchNorm folded in.
+  const folds = new FoldCache();
   const calibration =
     namedBatchNorms(model).length > 0 ? calibrationBatches(train, options.calibrationBatches ?? 20) : [];
   for (const e of entries) {
@@ -170,12 +178,13 @@ export function evaluateGrid(
       params: e.cost.params,
       flops: e.cost.flops,
       flopsFraction: e.cost.flops / full,
-      accuracy: accuracy(model, e, test, options.batchSize),
-      latencyMs: latencyMs(model, e, sample, options.latencyReps),
+      accuracy: accuracy(model, e, test, options.batchSize, folds),
+      latencyMs: latencyMs(model, e, sample, options.latencyReps, folds),
     };
     rows.push(row);
     options.onRow?.(row);
   }
+  folds.clear();
   tf.dispose([sample, ...calibration]);
   return rows;
 }
