@@ -1,7 +1,7 @@
 /**
  * The addon's direct convolution kernels for narrow layers against its im2col + GEMM path, switched back and
  * forth in one process on the same tensors (native/blas.c, convDirect). Shapes: the sorted ResNet's layers
- * at the widths bench/run.ts trains, batch 64.
+ * at the widths bench/run.ts trains, batch 64, and inference batches of its cheapest sub-model.
  *
  *   node dist/bench/conv_direct.js
  */
@@ -28,6 +28,10 @@ const CASES: [number, number, number, number, number][] = [
   [64, 28, 12, 12, 1],
   [64, 7, 48, 48, 1],
   [64, 7, 64, 64, 1],
+  // inference batches of the demo's cheapest sub-model (width 25 %): the stem on one channel, rows of 14 and 7
+  [32, 28, 1, 4, 1],
+  [32, 14, 8, 8, 1],
+  [32, 7, 16, 16, 1],
 ];
 const ROUNDS = 3;
 const REPS = 10;
@@ -45,7 +49,7 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-console.log('| layer (batch 64, 3×3) | pass | im2col + GEMM | direct | speed-up |');
+console.log('| layer (3×3) | pass | im2col + GEMM | direct | speed-up |');
 console.log('|---|---|---:|---:|---:|');
 for (const [N, H, IC, OC, s] of CASES) {
   const OH = Math.ceil(H / s);

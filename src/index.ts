@@ -117,6 +117,8 @@ export {
 } from './io/checkpoint_codec.js';
 export { loadModel, type ModelSource, type LoadModelOptions } from './deploy/load.js';
 export { DeployedModel, type SubModelInfo, type PredictOptions, type Prediction } from './deploy/model.js';
+// What a deployed model keeps per sub-model: its convolutions with BatchNorm folded in (`model.folds`).
+export { FoldCache, DEFAULT_FOLD_BYTES } from './nn/fold_cache.js';
 export type { RawImage, RawInput, InputShape } from './deploy/preprocess.js';
 export { readTar } from './deploy/tar.js';
 // Pre-trained torchvision classifiers as sorted models.

@@ -23,62 +23,42 @@ export function convBn(
   activation: FusedActivation = 'linear',
 ): tf.Tensor4D {
   const folds = ctx.folds;
-  if (folds?.enabled && ctx.mode === 'eval' && tf.engine().state.gradientDepth === 0) {
-    if (conv instanceof Conv2d) return foldedConv(conv, bn, x, out, ctx.key, activation, folds);
-    if (conv instanceof DepthwiseConv2d) return foldedDepthwise(conv, bn, x, ctx.key, activation, folds);
-  }
+  const foldable = conv instanceof Conv2d || conv instanceof DepthwiseConv2d;
+  if (foldable && folds?.enabled && ctx.mode === 'eval' && tf.engine().state.gradientDepth === 0)
+    return folded(conv, bn, x, out, ctx.key, activation, folds);
   const y = conv instanceof DepthwiseConv2d ? conv.forward(x) : (conv as AnyConv).forward(x, out, ctx);
   return bn.forward(y, ctx, activation);
 }
 
-type Folds = NonNullable<ForwardContext['folds']>;
-
-function foldedConv(
-  conv: Conv2d,
+/** The fused convolution on sub-model `key`'s folded weight and bias, folded on first use. */
+function folded(
+  conv: Conv2d | DepthwiseConv2d,
   bn: BatchNorm2d,
   x: tf.Tensor4D,
   out: number,
   key: string,
   activation: FusedActivation,
-  folds: Folds,
+  folds: NonNullable<ForwardContext['folds']>,
 ): tf.Tensor4D {
   const cin = x.shape[3];
-  conv.checkChannels(cin, out);
+  const depthwise = conv instanceof DepthwiseConv2d;
+  if (depthwise) {
+    conv.checkChannels(cin);
+    out = cin;
+  } else conv.checkChannels(cin, out);
   const { scale, shift } = bn.foldedScaleShift(out, key);
-  const { weight, bias } = conv;
-  const [filter, b] = folds.get(conv, key, [weight.dataId, bias?.dataId, cin, out, scale, shift], () => {
-    const w = tf.mul(tf.slice(weight, [0, 0, 0, 0], [-1, -1, cin, out]), scale);
-    // conv(x, W) + c, then ·scale + shift: the bias (when the convolution has one) is scaled too.
-    const b = bias ? tf.add(tf.mul(tf.slice(bias, 0, out), scale), shift) : tf.clone(shift);
-    return [w, b];
-  });
-  return tf.fused.conv2d({
-    x,
-    filter: filter as tf.Tensor4D,
-    bias: b,
-    strides: conv.stride,
-    pad: conv.padding,
-    activation,
-  });
-}
-
-function foldedDepthwise(
-  conv: DepthwiseConv2d,
-  bn: BatchNorm2d,
-  x: tf.Tensor4D,
-  key: string,
-  activation: FusedActivation,
-  folds: Folds,
-): tf.Tensor4D {
-  const c = x.shape[3];
-  conv.checkChannels(c);
-  const { scale, shift } = bn.foldedScaleShift(c, key);
   const { weight } = conv;
-  const [filter, b] = folds.get(conv, key, [weight.dataId, c, scale, shift], () => [
-    tf.mul(tf.slice(weight, [0, 0, 0, 0], [-1, -1, c, -1]), tf.reshape(scale, [c, 1])),
-    tf.clone(shift),
-  ]);
-  return tf.fused.depthwiseConv2d({
+  const bias = depthwise ? null : conv.bias;
+  const [filter, b] = folds.get(conv, key, [weight.dataId, bias?.dataId, cin, out, scale, shift], () => {
+    // Conv2d [fH, fW, in, out] scales its output channels (the last axis); a depthwise [fH, fW, C, 1] its C.
+    const w = depthwise
+      ? tf.mul(tf.slice(weight, [0, 0, 0, 0], [-1, -1, cin, -1]), tf.reshape(scale, [cin, 1]))
+      : tf.mul(tf.slice(weight, [0, 0, 0, 0], [-1, -1, cin, out]), scale);
+    // conv(x, W) + c, then ·scale + shift: the bias (when the convolution has one) is scaled too.
+    return [w, bias ? tf.add(tf.mul(tf.slice(bias, 0, out), scale), shift) : tf.clone(shift)];
+  });
+  const fused = depthwise ? tf.fused.depthwiseConv2d : tf.fused.conv2d;
+  return fused({
     x,
     filter: filter as tf.Tensor4D,
     bias: b,
