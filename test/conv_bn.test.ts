@@ -96,6 +96,7 @@ test('a fold is made again when the weights or the BatchNorm statistics change',
     tf.dispose([stored, folded]);
   };
   check('before');
+  const held = folds.size;
   const before = tf.tidy(() => model.forward(x, sub, subModelContext(sub, 'eval', { folds })));
   // New weights for the stem, as a training step or a load assigns them.
   const stem = model.stem.weight;
@@ -106,7 +107,11 @@ test('a fold is made again when the weights or the BatchNorm statistics change',
   const batches = [images(16, 7)];
   calibrateBatchNorm(model, sub, subModelContext(sub, 'eval').key, batches);
   check('after recalibration');
+  // Each layer's fold was replaced, not added beside the old one, and is found again.
+  assert.equal(folds.size, held);
+  const tensors = tf.memory().numTensors;
   const after = tf.tidy(() => model.forward(x, sub, subModelContext(sub, 'eval', { folds })));
+  assert.equal(tf.memory().numTensors, tensors + 1, 'the second call after a change folds nothing');
   assert.ok(tf.max(tf.abs(tf.sub(after, before))).dataSync()[0] > 1e-3, 'the new weights are used');
   assert.ok(bn.statsFor(subModelContext(sub, 'eval').key));
   tf.dispose([before, after, x, ...batches]);
@@ -148,6 +153,20 @@ test('the fold cache holds at most its budget, least recently used out first; 0 
 
   const model = new ResNet(tinyResNet(), 1);
   calibrate(model, [FULL]);
+  // One sub-model's folds are kept whole even past the budget: evicting one layer's to fold the next
+  // would fold every layer again on every call.
+  const small = new FoldCache(1);
+  const y = images(2, 6);
+  tf.dispose(tf.tidy(() => model.forward(y, FULL, subModelContext(FULL, 'eval', { folds: small }))));
+  const [kept, count] = [small.size, tf.memory().numTensors];
+  assert.ok(kept > 1);
+  tf.dispose(tf.tidy(() => model.forward(y, FULL, subModelContext(FULL, 'eval', { folds: small }))));
+  assert.deepEqual([small.size, tf.memory().numTensors], [kept, count]);
+  // Lowering the budget evicts at once; 0 disposes everything.
+  small.maxBytes = 0;
+  assert.deepEqual([small.size, small.bytes, small.enabled], [0, 0, false]);
+  assert.ok(tf.memory().numTensors < count);
+  tf.dispose(y);
   const off = new FoldCache(0);
   const x = images(2, 3);
   const { stored, folded } = bothWays(model, FULL, x, off);

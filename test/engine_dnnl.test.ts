@@ -76,6 +76,7 @@ interface Case {
     | 'depthwise'
     | 'fused relu + bias'
     | 'fused relu6'
+    | 'fused depthwise + bias + relu6'
     | 'prefix'
     | 'prefix + bias + relu'
     | 'prefix + bias + relu6'
@@ -120,6 +121,7 @@ const CASES: Case[] = [
   row('depthwise', 'depthwise multiplier 2, stride 2 valid', [1, 9, 9, 4], [3, 3, 4, 2], 2, 'valid'),
   row('fused relu + bias', 'bias + relu', [2, 8, 8, 4], [3, 3, 4, 8], 1, 'same'),
   row('fused relu6', 'relu6, stride 2', [2, 9, 9, 5], [3, 3, 5, 6], 2, 'same'),
+  row('fused depthwise + bias + relu6', 'stride 2 same', [2, 9, 9, 6], [3, 3, 6, 1], 2, 'same'),
   row('prefix', 'prefix in and out', [2, 8, 8, 5], [3, 3, 8, 12], 1, 'same', { out: 7 }),
   row('prefix', 'prefix, stride 2 valid, batch 1', [1, 9, 9, 3], [3, 3, 6, 4], 2, 'valid', { out: 2 }),
   row('prefix', 'prefix of outputs only', [2, 6, 6, 4], [1, 1, 4, 9], 1, 'same', { out: 5 }),
@@ -149,6 +151,16 @@ function forward(c: Case, x: tf.Tensor, w: tf.Tensor, bias: tf.Tensor): tf.Tenso
       return tf.fused.conv2d({ x: x4, filter: w4, strides: c.strides, pad: c.pad, bias, activation: 'relu' });
     case 'fused relu6':
       return tf.fused.conv2d({ x: x4, filter: w4, strides: c.strides, pad: c.pad, activation: 'relu6' });
+    case 'fused depthwise + bias + relu6':
+      // Scaled up so that ReLU6 clips some outputs at 6 too.
+      return tf.fused.depthwiseConv2d({
+        x: tf.mul(x4, 3),
+        filter: w4,
+        strides: c.strides,
+        pad: c.pad as 'same' | 'valid',
+        bias,
+        activation: 'relu6',
+      });
     case 'prefix':
       return prefixConv2d(x4, w4, c.out!, c.strides, c.pad as 'same' | 'valid');
     default: {
@@ -166,7 +178,8 @@ for (const c of CASES) {
     const compute = () => {
       const x = random(c.x, 1);
       const w = random(c.filter, 2);
-      const bias = random([c.filter[3]], 3);
+      // Per output channel: a depthwise filter [fH, fW, C, M] has C·M of them.
+      const bias = random([c.kind.includes('depthwise') ? c.filter[2] * c.filter[3] : c.filter[3]], 3);
       const y = forward(c, x, w, bias);
       if (!backward) return [y];
       // Σ y·r gives each output its own gradient.

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 
-/** What one cached fold was made from: tensor data ids and sizes; any change makes it again. */
+/** What one cached fold was made from (data ids, sizes, the BatchNorm's folded tensors); any change makes it again. */
 export type FoldSource = readonly unknown[];
 
 interface Entry {
@@ -22,17 +22,31 @@ export const DEFAULT_FOLD_BYTES = 256 * 2 ** 20;
  *
  * The cache belongs to whoever runs inference (a DeployedModel, an evaluation) and travels in the forward
  * context, never in a module, so a training step cannot read stale weights. It holds at most `maxBytes`
- * (the least recently used folds go first; 0 turns folding off) and makes a fold again when what it was
- * made from changed (new weights, recalibrated statistics).
+ * (the least recently used folds go first; 0 turns folding off), or one sub-model's folds where they alone
+ * are larger (evicting a layer's fold to make room for the next layer's of the same forward pass would
+ * fold every layer again on every call), and makes a fold again when what it was made from changed (new
+ * weights, recalibrated statistics).
  */
 export class FoldCache {
   private readonly byOwner = new Map<object, Map<string, Entry>>();
   /** Every entry, least recently used first (a Map keeps insertion order; a hit re-inserts). */
   private readonly order = new Map<Entry, true>();
   private total = 0;
+  private limit = DEFAULT_FOLD_BYTES;
 
-  constructor(public maxBytes = DEFAULT_FOLD_BYTES) {
-    if (!(maxBytes >= 0)) throw new Error(`FoldCache: maxBytes must be ≥ 0, got ${maxBytes}`);
+  constructor(maxBytes = DEFAULT_FOLD_BYTES) {
+    this.maxBytes = maxBytes;
+  }
+
+  /** The budget in bytes; lowering it evicts at once (0 disposes every fold and turns folding off). */
+  get maxBytes(): number {
+    return this.limit;
+  }
+
+  set maxBytes(bytes: number) {
+    if (!(bytes >= 0)) throw new Error(`FoldCache: maxBytes must be ≥ 0, got ${bytes}`);
+    this.limit = bytes;
+    this.evict();
   }
 
   /** Whether folds are kept at all (a budget of 0 bytes turns folding off). */
@@ -63,7 +77,10 @@ export class FoldCache {
       this.order.set(hit, true);
       return hit.tensors as T;
     }
-    if (hit) this.drop(hit);
+    if (hit) {
+      this.drop(hit);
+      entries = this.byOwner.get(owner); // drop removes the owner's map when it held only this entry
+    }
     const tensors = tf.tidy(make);
     for (const t of tensors) tf.keep(t);
     const entry: Entry = {
@@ -77,11 +94,16 @@ export class FoldCache {
     entries.set(key, entry);
     this.order.set(entry, true);
     this.total += entry.bytes;
-    for (const old of this.order.keys()) {
-      if (this.total <= this.maxBytes || old === entry) break;
-      this.drop(old);
-    }
+    this.evict(key);
     return tensors;
+  }
+
+  /** Drops the least recently used folds until the budget holds, never those of sub-model `keep`. */
+  private evict(keep?: string): void {
+    for (const old of [...this.order.keys()]) {
+      if (this.total <= this.limit) return;
+      if (old.key !== keep) this.drop(old);
+    }
   }
 
   /** Disposes every fold. */
@@ -94,7 +116,7 @@ export class FoldCache {
     this.order.delete(e);
     this.total -= e.bytes;
     const entries = this.byOwner.get(e.owner);
-    entries?.delete(e.key);
+    if (entries?.get(e.key) === e) entries.delete(e.key);
     if (entries?.size === 0) this.byOwner.delete(e.owner);
   }
 }

@@ -170,21 +170,25 @@ export function evaluateGrid(
   const folds = new FoldCache();
   const calibration =
     namedBatchNorms(model).length > 0 ? calibrationBatches(train, options.calibrationBatches ?? 20) : [];
-  for (const e of entries) {
-    if (calibration.length) calibrateBatchNorm(model, e.sub, e.id, calibration);
-    const row: EvalRow = {
-      id: e.id,
-      sub: e.sub,
-      params: e.cost.params,
-      flops: e.cost.flops,
-      flopsFraction: e.cost.flops / full,
-      accuracy: accuracy(model, e, test, options.batchSize, folds),
-      latencyMs: latencyMs(model, e, sample, options.latencyReps, folds),
-    };
-    rows.push(row);
-    options.onRow?.(row);
+  try {
+    for (const e of entries) {
+      if (calibration.length) calibrateBatchNorm(model, e.sub, e.id, calibration);
+      const row: EvalRow = {
+        id: e.id,
+        sub: e.sub,
+        params: e.cost.params,
+        flops: e.cost.flops,
+        flopsFraction: e.cost.flops / full,
+        accuracy: accuracy(model, e, test, options.batchSize, folds),
+        latencyMs: latencyMs(model, e, sample, options.latencyReps, folds),
+      };
+      rows.push(row);
+      options.onRow?.(row);
+      folds.clear(); // each sub-model is evaluated once: its folds are not used again
+    }
+  } finally {
+    folds.clear();
+    tf.dispose([sample, ...calibration]);
   }
-  folds.clear();
-  tf.dispose([sample, ...calibration]);
   return rows;
 }

@@ -10,6 +10,7 @@ import {
   type DepthwiseConv2dNativeBackpropFilterAttrs,
   type DepthwiseConv2dNativeBackpropInputAttrs,
   type FusedConv2DAttrs,
+  type FusedDepthwiseConv2DAttrs,
   type KernelFunc,
   type TensorInfo,
 } from '@tensorflow/tfjs-core';
@@ -179,6 +180,27 @@ export function dnnlDepthwiseConv2D(dnnl: NativeDnnl, under: KernelFunc): Kernel
       [x, filter],
       info.outShape,
     );
+  };
+}
+
+/**
+ * Depthwise convolution + per-channel bias + linear/ReLU/ReLU6 in one oneDNN primitive (inference's depthwise
+ * layers with their BatchNorm folded in, src/nn/conv_bn.ts); other fusions and small ones go `under`.
+ */
+export function dnnlFusedDepthwiseConv2D(dnnl: NativeDnnl, under: KernelFunc): KernelFunc {
+  return (args) => {
+    const { x, filter, bias, preluActivationWeights } = args.inputs as Record<string, TensorInfo | undefined>;
+    const attrs = args.attrs as unknown as FusedDepthwiseConv2DAttrs;
+    if (!x || !filter || preluActivationWeights || attrs.dataFormat !== 'NHWC') return under(args);
+    if (!Object.hasOwn(DnnlActivation, attrs.activation)) return under(args);
+    const info = depthwiseInfo(x.shape, filter.shape, attrs, attrs.pad, attrs.dimRoundingMode);
+    const b = channelBias(bias, info.outChannels);
+    const c = depthwise(info);
+    if (b === null || !worth([x, filter], c)) return under(args);
+    c.activation = DnnlActivation[attrs.activation as keyof typeof DnnlActivation];
+    c.bias = b !== undefined;
+    const inputs = b ? [x, filter, b] : [x, filter];
+    return runDnnl(dnnl, args.backend, 'FusedDepthwiseConv2D', DnnlPass.forward, c, inputs, info.outShape);
   };
 }
 

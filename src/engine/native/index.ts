@@ -47,6 +47,7 @@ import {
   dnnlDepthwiseConv2DBackpropFilter,
   dnnlDepthwiseConv2DBackpropInput,
   dnnlFusedConv2D,
+  dnnlFusedDepthwiseConv2D,
 } from './dnnl_conv2d.js';
 import {
   dnnlActivationGrad,
@@ -101,6 +102,7 @@ const DNNL_OVERRIDES: Record<string, DnnlOverride> = {
   Conv2DBackpropInput: dnnlConv2DBackpropInput,
   Conv2DBackpropFilter: dnnlConv2DBackpropFilter,
   DepthwiseConv2dNative: dnnlDepthwiseConv2D,
+  FusedDepthwiseConv2D: dnnlFusedDepthwiseConv2D,
   DepthwiseConv2dNativeBackpropInput: dnnlDepthwiseConv2DBackpropInput,
   DepthwiseConv2dNativeBackpropFilter: dnnlDepthwiseConv2DBackpropFilter,
   // A sub-network's convolution on the weight prefix in place (src/engine/ops/prefix_conv2d.ts); oneDNN
