@@ -9,7 +9,6 @@ import {
   type DepthwiseConv2dNativeAttrs,
   type DepthwiseConv2dNativeBackpropFilterAttrs,
   type DepthwiseConv2dNativeBackpropInputAttrs,
-  type FusedConv2DAttrs,
   type FusedDepthwiseConv2DAttrs,
   type KernelFunc,
   type TensorInfo,
@@ -123,23 +122,44 @@ function channelBias(bias: TensorInfo | undefined, channels: number): TensorInfo
   return bias.dtype === 'float32' && size === channels ? bias : null;
 }
 
-/** Conv2D + per-channel bias + linear/ReLU/ReLU6 in one oneDNN primitive; other fusions go `under`. */
-export function dnnlFusedConv2D(dnnl: NativeDnnl, under: KernelFunc): KernelFunc {
-  return (args) => {
-    const { x, filter, bias, preluActivationWeights } = args.inputs as Record<string, TensorInfo | undefined>;
-    const attrs = args.attrs as unknown as FusedConv2DAttrs;
-    if (!x || !filter || preluActivationWeights || attrs.dataFormat !== 'NHWC') return under(args);
-    if (!Object.hasOwn(DnnlActivation, attrs.activation)) return under(args);
-    const { info } = conv2DCall(args, 'forward')!; // NHWC, so there is a call
-    const b = channelBias(bias, info.outChannels);
-    const c = plain(info);
-    if (b === null || !worth([x, filter], c)) return under(args);
-    c.activation = DnnlActivation[attrs.activation as keyof typeof DnnlActivation];
-    c.bias = b !== undefined;
-    const inputs = b ? [x, filter, b] : [x, filter];
-    return runDnnl(dnnl, args.backend, 'FusedConv2D', DnnlPass.forward, c, inputs, info.outShape);
-  };
+/**
+ * A forward convolution + per-channel bias + linear/ReLU/ReLU6 in one oneDNN primitive (FusedConv2D, and
+ * FusedDepthwiseConv2D: inference's layers with their BatchNorm folded in, src/nn/conv_bn.ts); other
+ * fusions and small convolutions go `under`. `geometry` reads the call's convolution and output shape.
+ */
+function dnnlFused(
+  kernel: string,
+  geometry: (x: TensorInfo, filter: TensorInfo, args: Parameters<KernelFunc>[0]) => [DnnlConv, number[]],
+) {
+  return (dnnl: NativeDnnl, under: KernelFunc): KernelFunc =>
+    (args) => {
+      const { x, filter, bias, preluActivationWeights } = args.inputs as Record<
+        string,
+        TensorInfo | undefined
+      >;
+      const attrs = args.attrs as unknown as { dataFormat: string; activation: string };
+      if (!x || !filter || preluActivationWeights || attrs.dataFormat !== 'NHWC') return under(args);
+      if (!Object.hasOwn(DnnlActivation, attrs.activation)) return under(args);
+      const [c, outShape] = geometry(x, filter, args);
+      const b = channelBias(bias, c.outC);
+      if (b === null || !worth([x, filter], c)) return under(args);
+      c.activation = DnnlActivation[attrs.activation as keyof typeof DnnlActivation];
+      c.bias = b !== undefined;
+      const inputs = b ? [x, filter, b] : [x, filter];
+      return runDnnl(dnnl, args.backend, kernel, DnnlPass.forward, c, inputs, outShape);
+    };
 }
+
+export const dnnlFusedConv2D = dnnlFused('FusedConv2D', (_x, _f, args) => {
+  const { info } = conv2DCall(args, 'forward')!; // NHWC (checked), so there is a call
+  return [plain(info), info.outShape];
+});
+
+export const dnnlFusedDepthwiseConv2D = dnnlFused('FusedDepthwiseConv2D', (x, filter, args) => {
+  const attrs = args.attrs as unknown as FusedDepthwiseConv2DAttrs;
+  const info = depthwiseInfo(x.shape, filter.shape, attrs, attrs.pad, attrs.dimRoundingMode);
+  return [depthwise(info), info.outShape];
+});
 
 export const dnnlConv2DBackpropInput = dnnlConvKernel('input');
 
@@ -180,27 +200,6 @@ export function dnnlDepthwiseConv2D(dnnl: NativeDnnl, under: KernelFunc): Kernel
       [x, filter],
       info.outShape,
     );
-  };
-}
-
-/**
- * Depthwise convolution + per-channel bias + linear/ReLU/ReLU6 in one oneDNN primitive (inference's depthwise
- * layers with their BatchNorm folded in, src/nn/conv_bn.ts); other fusions and small ones go `under`.
- */
-export function dnnlFusedDepthwiseConv2D(dnnl: NativeDnnl, under: KernelFunc): KernelFunc {
-  return (args) => {
-    const { x, filter, bias, preluActivationWeights } = args.inputs as Record<string, TensorInfo | undefined>;
-    const attrs = args.attrs as unknown as FusedDepthwiseConv2DAttrs;
-    if (!x || !filter || preluActivationWeights || attrs.dataFormat !== 'NHWC') return under(args);
-    if (!Object.hasOwn(DnnlActivation, attrs.activation)) return under(args);
-    const info = depthwiseInfo(x.shape, filter.shape, attrs, attrs.pad, attrs.dimRoundingMode);
-    const b = channelBias(bias, info.outChannels);
-    const c = depthwise(info);
-    if (b === null || !worth([x, filter], c)) return under(args);
-    c.activation = DnnlActivation[attrs.activation as keyof typeof DnnlActivation];
-    c.bias = b !== undefined;
-    const inputs = b ? [x, filter, b] : [x, filter];
-    return runDnnl(dnnl, args.backend, 'FusedDepthwiseConv2D', DnnlPass.forward, c, inputs, info.outShape);
   };
 }
 
