@@ -1,7 +1,8 @@
 /**
  * A trained many-in-one model ready to use: one set of weights, every sub-model of its grid
- * selectable per call (by id, spec or budget) without reloading or copying anything, and raw
- * inputs preprocessed as at training time. Built by `loadModel`; browser-safe.
+ * selectable per call (by id, spec or budget) without reloading anything (a sub-model's first call folds
+ * its BatchNorm into its convolutions, kept in `folds`), and raw inputs preprocessed as at training time.
+ * Built by `loadModel`; browser-safe.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { CheckpointMeta } from '../io/checkpoint_codec.js';
