@@ -516,9 +516,27 @@ test(
   () => {
     const native = blas!;
     let checked = 0;
+    /** y of one geometry (the addon's order, see convGeometry) both ways, compared. */
+    const compare = (geometry: number[], what: string) => {
+      const [N, H, W, inC, outH, outW, outC, fH, fW] = geometry;
+      const x = Float32Array.from({ length: N * H * W * inC }, (_, i) => Math.sin(i * 0.37));
+      const w = Float32Array.from({ length: fH * fW * inC * outC }, (_, i) => Math.cos(i * 0.11));
+      const [direct, gemm] = [0, 1].map(() => new Float32Array(N * outH * outW * outC));
+      native.convDirect(true);
+      native.conv2d(x, w, direct, Int32Array.from(geometry));
+      native.convDirect(false);
+      native.conv2d(x, w, gemm, Int32Array.from(geometry));
+      for (let i = 0; i < gemm.length; i++)
+        assert.ok(
+          Math.abs(direct[i] - gemm[i]) <= 1e-5 * (1 + Math.abs(gemm[i])),
+          `${what}: y[${i}] = ${direct[i]}, im2col + GEMM ${gemm[i]}`,
+        );
+      checked += gemm.length;
+    };
     try {
       // Output widths 1–19 reach every way a row ends: whole blocks of 8, 4, 3 or 2 pixels, a half block, a
       // block overlapping pixels already written, single pixels; outC 4, 8, 16, 24 and 44 pick each block kind.
+      // 3×3 with 1 zero on each side ('same'), and 3×3 at dilation 2 with none ('valid', every tap inside).
       for (const [inC, outC] of [
         [1, 4],
         [4, 4],
@@ -529,40 +547,22 @@ test(
       ])
         for (const stride of [1, 2])
           for (let outW = 1; outW <= 19; outW++) {
-            const inW = outW * stride; // 'same': pad 1 on the left, ceil(in / stride) = outW
-            const [N, H] = [2, 3];
-            const g = Int32Array.from([
-              N,
-              H,
-              inW,
-              inC,
-              Math.ceil(H / stride),
-              outW,
-              outC,
-              3,
-              3,
-              stride,
-              stride,
-              1,
-              1,
-              1,
-              1,
-            ]);
-            const x = Float32Array.from({ length: N * H * inW * inC }, (_, i) => Math.sin(i * 0.37));
-            const w = Float32Array.from({ length: 9 * inC * outC }, (_, i) => Math.cos(i * 0.11));
-            const out = () => new Float32Array(N * Math.ceil(H / stride) * outW * outC);
-            const [direct, gemm] = [out(), out()];
-            native.convDirect(true);
-            native.conv2d(x, w, direct, g);
-            native.convDirect(false);
-            native.conv2d(x, w, gemm, g);
-            for (let i = 0; i < gemm.length; i++)
-              assert.ok(
-                Math.abs(direct[i] - gemm[i]) <= 1e-5 * (1 + Math.abs(gemm[i])),
-                `${inC} → ${outC}, stride ${stride}, output width ${outW}: y[${i}] = ${direct[i]}, im2col + GEMM ${gemm[i]}`,
-              );
-            checked += gemm.length;
+            const what = `${inC} → ${outC}, stride ${stride}, output width ${outW}`;
+            const H = 3;
+            // [N, H, W, inC, outH, outW, outC, fH, fW, strides, dilations, padTop, padLeft]
+            compare(
+              [2, H, outW * stride, inC, Math.ceil(H / stride), outW, outC, 3, 3, stride, stride, 1, 1, 1, 1],
+              what,
+            );
+            const span = (n: number) => (n - 1) * stride + 5; // the input a dilated 3×3 needs for n outputs
+            compare(
+              [2, span(2), span(outW), inC, 2, outW, outC, 3, 3, stride, stride, 2, 2, 0, 0],
+              `${what}, dilation 2, valid`,
+            );
           }
+      // Large enough for two threads (from 4 M multiply-adds), rows split between them.
+      compare([16, 28, 28, 8, 28, 28, 8, 3, 3, 1, 1, 1, 1, 1, 1], 'two threads, 28 × 28, 8 → 8');
+      compare([32, 13, 13, 16, 13, 13, 12, 3, 3, 1, 1, 1, 1, 1, 1], 'two threads, 13 × 13, 16 → 12');
     } finally {
       native.convDirect(true);
     }
