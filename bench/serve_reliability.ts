@@ -22,6 +22,7 @@ import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, Option } from 'commander';
 import { nonNegativeIntArg, numArg, positiveIntArg } from '../src/cli/args.js';
+import { quantile } from '../src/serve/controller.js';
 import { benchCommand, parseBench } from './cli.js';
 
 const values = parseBench<{
@@ -211,11 +212,6 @@ function send(
     req.end(body);
   });
 }
-
-const quantile = (xs: number[], q: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] : NaN;
-};
 
 async function inputShape(port: number): Promise<number[]> {
   const models = JSON.parse((await send(port, 'GET', '/models')).body) as { input: string };

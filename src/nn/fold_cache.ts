@@ -28,7 +28,8 @@ export const DEFAULT_FOLD_BYTES = 256 * 2 ** 20;
  * weights, recalibrated statistics).
  */
 export class FoldCache {
-  private readonly byOwner = new Map<object, Map<string, Entry>>();
+  /** Per layer, its folds by sub-model (weakly: a layer whose folds are gone is not held). */
+  private readonly byOwner = new WeakMap<object, Map<string, Entry>>();
   /** Every entry, least recently used first (a Map keeps insertion order; a hit re-inserts). */
   private readonly order = new Map<Entry, true>();
   private total = 0;
@@ -71,16 +72,14 @@ export class FoldCache {
    */
   get<T extends tf.Tensor[]>(owner: object, key: string, from: FoldSource, make: () => T): T {
     let entries = this.byOwner.get(owner);
-    const hit = entries?.get(key);
+    if (!entries) this.byOwner.set(owner, (entries = new Map()));
+    const hit = entries.get(key);
     if (hit && hit.from.length === from.length && hit.from.every((v, i) => v === from[i])) {
       this.order.delete(hit);
       this.order.set(hit, true);
       return hit.tensors as T;
     }
-    if (hit) {
-      this.drop(hit);
-      entries = this.byOwner.get(owner); // drop removes the owner's map when it held only this entry
-    }
+    if (hit) this.drop(hit);
     const tensors = tf.tidy(make);
     for (const t of tensors) tf.keep(t);
     const entry: Entry = {
@@ -90,7 +89,6 @@ export class FoldCache {
       tensors,
       bytes: tensors.reduce((a, t) => a + t.size * 4, 0),
     };
-    if (!entries) this.byOwner.set(owner, (entries = new Map()));
     entries.set(key, entry);
     this.order.set(entry, true);
     this.total += entry.bytes;
@@ -117,6 +115,5 @@ export class FoldCache {
     this.total -= e.bytes;
     const entries = this.byOwner.get(e.owner);
     if (entries?.get(e.key) === e) entries.delete(e.key);
-    if (entries?.size === 0) this.byOwner.delete(e.owner);
   }
 }

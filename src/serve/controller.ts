@@ -23,7 +23,7 @@
  * further. Every switch is reported with its reason.
  */
 
-import { SlidingWindow } from './sliding_window.js';
+import { nearestRank, SlidingWindow } from './sliding_window.js';
 
 export interface ControllerOptions {
   targetP99Ms: number;
@@ -196,10 +196,12 @@ export function predictSteady(times: BatchTimes, id: string, rate: number, windo
   return windowMs + 2 * (one + perSample * (n - 1));
 }
 
-/** The q-quantile (0..1) of xs (nearest rank). */
+/** The q-quantile (0..1) of xs (nearest rank); NaN when empty. */
 export function quantile(xs: readonly number[], q: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
+  return nearestRank(
+    [...xs].sort((a, b) => a - b),
+    q,
+  );
 }
 
 export class AdaptiveController {

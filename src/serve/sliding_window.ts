@@ -49,9 +49,7 @@ export class SlidingWindow {
 
   /** The q-quantile (0..1, nearest rank) of the window's values; NaN when empty or not `ordered`. */
   quantile(q: number): number {
-    const s = this.sorted;
-    if (!this.ordered || s.length === 0) return NaN;
-    return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
+    return this.ordered ? nearestRank(this.sorted, q) : NaN;
   }
 
   clear(): void {
@@ -61,6 +59,12 @@ export class SlidingWindow {
     this.head = 0;
     this.total = 0;
   }
+}
+
+/** The q-quantile (0..1) of ascending `sorted` by nearest rank; NaN when it is empty. */
+export function nearestRank(sorted: readonly number[], q: number): number {
+  const n = sorted.length;
+  return n === 0 ? NaN : sorted[Math.min(n - 1, Math.max(0, Math.ceil(q * n) - 1))];
 }
 
 /** The first index of ascending `xs` whose value is above `v`. */
